@@ -1,0 +1,21 @@
+//! The Footfall browser SDK.
+//!
+//! Three layers, as in product.md §1:
+//! - the core ([`platform`], [`options`], [`session`], [`tracker`]): plain Rust that knows
+//!   nothing of the browser; it takes time, storage and randomness through small traits, so every
+//!   rule runs in native `cargo test` with a fake clock;
+//! - `browser`: the only code that touches `web_sys`, kept thin;
+//! - `api`: the `#[wasm_bindgen]` functions the JavaScript wrapper calls (`init`, `track`, ...).
+
+pub mod options;
+pub mod platform;
+pub mod session;
+pub mod tracker;
+
+#[cfg(target_arch = "wasm32")]
+mod api;
+#[cfg(target_arch = "wasm32")]
+mod browser;
+
+/// `footfall-web/<version>`, sent in every event's context.
+pub const SDK_VERSION: &str = concat!("footfall-web/", env!("CARGO_PKG_VERSION"));

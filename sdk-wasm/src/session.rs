@@ -1,0 +1,240 @@
+//! Session IDs, assigned on the client (product.md §1, "Identity and session rules").
+//!
+//! The state of the current session lives in shared storage, so every tab of the site reads and
+//! advances the same one. Expiry is decided from timestamps at the next activity, never by a
+//! timer: a background tab whose timers were throttled still gets it right.
+
+use crate::platform::{uuid_v7, Clock, Entropy, Storage};
+use footfall_wire::json::write_u64;
+
+/// Storage key of the session state.
+pub const SESSION_KEY: &str = "ff_s";
+
+/// The session as stored: `id.started.last.seq` (times in ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub started_ms: i64,
+    pub last_ms: i64,
+    /// Sequence number of the session's latest event (0 before the first).
+    pub seq: u64,
+}
+
+impl Session {
+    pub fn encode(&self) -> String {
+        let mut s = String::with_capacity(72);
+        s.push_str(&self.id);
+        for n in [self.started_ms.max(0) as u64, self.last_ms.max(0) as u64, self.seq] {
+            s.push('.');
+            write_u64(&mut s, n);
+        }
+        s
+    }
+
+    pub fn decode(text: &str) -> Option<Session> {
+        let mut parts = text.split('.');
+        let id = parts.next().filter(|id| id.len() == 36)?.to_owned();
+        let started_ms = parts.next()?.parse().ok()?;
+        let last_ms = parts.next()?.parse().ok()?;
+        let seq = parts.next()?.parse().ok()?;
+        Some(Session {
+            id,
+            started_ms,
+            last_ms,
+            seq,
+        })
+    }
+}
+
+/// When a session is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Inactivity after which the next activity starts a new session.
+    pub timeout_ms: i64,
+    /// Length after which the next activity starts a new session, however busy the visit.
+    pub max_duration_ms: i64,
+}
+
+impl Rules {
+    /// Whether `s` still runs at `now`. The session ends once the last activity is *older*
+    /// than the timeout (a gap of exactly the timeout keeps it) or once it is *older* than the
+    /// maximum duration. A clock that went backwards counts as no time passed.
+    pub fn is_alive(&self, s: &Session, now_ms: i64) -> bool {
+        let now = now_ms.max(s.last_ms);
+        now - s.last_ms <= self.timeout_ms && now - s.started_ms <= self.max_duration_ms
+    }
+}
+
+/// Reads, advances and writes the shared session state.
+pub struct Sessions {
+    pub rules: Rules,
+}
+
+impl Sessions {
+    /// The session that runs now, if any, without counting an activity.
+    pub fn current(&self, storage: &impl Storage, now_ms: i64) -> Option<Session> {
+        let s = Session::decode(&storage.get(SESSION_KEY)?)?;
+        self.rules.is_alive(&s, now_ms).then_some(s)
+    }
+
+    /// Counts an activity at `clock`'s time: continues the running session or starts a new one.
+    /// With `numbered`, the activity is an event and takes the session's next sequence number.
+    pub fn touch(
+        &self,
+        storage: &mut impl Storage,
+        clock: &impl Clock,
+        rng: &mut impl Entropy,
+        numbered: bool,
+    ) -> Session {
+        let now = clock.now_ms();
+        let mut s = self.current(storage, now).unwrap_or_else(|| Session {
+            id: uuid_v7(rng, now),
+            started_ms: now,
+            last_ms: now,
+            seq: 0,
+        });
+        s.last_ms = s.last_ms.max(now);
+        if numbered {
+            s.seq += 1;
+        }
+        storage.set(SESSION_KEY, &s.encode());
+        s
+    }
+
+    /// Ends the session: the next activity starts a new one.
+    pub fn end(&self, storage: &mut impl Storage) {
+        storage.remove(SESSION_KEY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::fake::{FakeClock, MemStorage, SeqEntropy};
+
+    const MIN: i64 = 60_000;
+    const T0: i64 = 1_795_428_000_000;
+
+    fn sessions() -> Sessions {
+        Sessions {
+            rules: Rules {
+                timeout_ms: 30 * MIN,
+                max_duration_ms: 24 * 60 * MIN,
+            },
+        }
+    }
+
+    struct Tab {
+        store: MemStorage,
+        clock: FakeClock,
+        rng: SeqEntropy,
+    }
+
+    impl Tab {
+        fn new() -> Tab {
+            Tab {
+                store: MemStorage::default(),
+                clock: FakeClock::at(T0),
+                rng: SeqEntropy(7),
+            }
+        }
+        fn event(&mut self) -> Session {
+            sessions().touch(&mut self.store, &self.clock, &mut self.rng, true)
+        }
+    }
+
+    #[test]
+    fn encodes_and_decodes() {
+        let s = Session {
+            id: "019ab0b4-8a20-7000-8000-000000000001".into(),
+            started_ms: T0,
+            last_ms: T0 + 5,
+            seq: 9,
+        };
+        assert_eq!(Session::decode(&s.encode()), Some(s));
+        assert_eq!(Session::decode("garbage"), None);
+        assert_eq!(Session::decode("019ab0b4-8a20-7000-8000-000000000001.x.1.2"), None);
+    }
+
+    #[test]
+    fn first_activity_starts_a_session_and_numbers_events() {
+        let mut tab = Tab::new();
+        let a = tab.event();
+        tab.clock.advance(MIN);
+        let b = tab.event();
+        assert_eq!(a.id, b.id);
+        assert_eq!((a.seq, b.seq), (1, 2));
+    }
+
+    #[test]
+    fn inactivity_longer_than_the_timeout_starts_a_new_session() {
+        let mut tab = Tab::new();
+        let a = tab.event();
+        tab.clock.advance(30 * MIN);
+        let b = tab.event();
+        assert_eq!(a.id, b.id, "a gap of exactly the timeout keeps the session");
+        tab.clock.advance(30 * MIN + 1);
+        let c = tab.event();
+        assert_ne!(b.id, c.id);
+        assert_eq!(c.seq, 1);
+    }
+
+    #[test]
+    fn a_clock_going_backwards_keeps_the_session() {
+        let mut tab = Tab::new();
+        let a = tab.event();
+        tab.clock.advance(-10 * 60 * MIN);
+        let b = tab.event();
+        assert_eq!(a.id, b.id);
+        assert_eq!(b.last_ms, a.last_ms, "last activity never moves back");
+    }
+
+    #[test]
+    fn the_maximum_duration_ends_a_busy_session() {
+        let mut tab = Tab::new();
+        let first = tab.event();
+        let mut last = first.clone();
+        // Activity every 10 minutes for 24 hours: never idle, but too long.
+        for _ in 0..(24 * 6) {
+            tab.clock.advance(10 * MIN);
+            last = tab.event();
+        }
+        assert_eq!(last.id, first.id, "exactly 24 h is still the same session");
+        tab.clock.advance(10 * MIN);
+        assert_ne!(tab.event().id, first.id);
+    }
+
+    #[test]
+    fn a_laptop_asleep_for_days_starts_a_new_session() {
+        let mut tab = Tab::new();
+        let a = tab.event();
+        tab.clock.advance(3 * 24 * 60 * MIN);
+        assert_ne!(tab.event().id, a.id);
+    }
+
+    #[test]
+    fn two_tabs_sharing_storage_share_the_session() {
+        let mut one = Tab::new();
+        let mut two = Tab {
+            store: one.store.clone(),
+            clock: one.clock.clone(),
+            rng: SeqEntropy(99),
+        };
+        let a = one.event();
+        one.clock.advance(20 * MIN);
+        let b = two.event();
+        one.clock.advance(20 * MIN);
+        let c = one.event();
+        assert_eq!(a.id, b.id);
+        assert_eq!(b.id, c.id, "the other tab's activity kept the session alive");
+        assert_eq!((a.seq, b.seq, c.seq), (1, 2, 3));
+    }
+
+    #[test]
+    fn ending_starts_a_new_session_at_the_next_activity() {
+        let mut tab = Tab::new();
+        let a = tab.event();
+        sessions().end(&mut tab.store);
+        assert_ne!(tab.event().id, a.id);
+    }
+}

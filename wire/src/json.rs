@@ -1,0 +1,176 @@
+//! A small JSON writer for the wire types, free of `core::fmt` and serde so that it adds
+//! little to the SDK's wasm. Its output is checked against serde's reading in the tests.
+
+use crate::{Batch, Context, Event, Page};
+
+/// Appends `s` as a JSON string literal (quotes included).
+pub fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[(c as usize) >> 4] as char);
+                out.push(HEX[(c as usize) & 15] as char);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends `n` in decimal.
+pub fn write_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(b as char);
+    }
+}
+
+/// Writes `{"k":v,...}` one field at a time.
+struct Obj<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> Obj<'a> {
+    fn open(out: &'a mut String) -> Self {
+        out.push('{');
+        Obj { out, first: true }
+    }
+    fn key(&mut self, k: &str) -> &mut String {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        write_str(self.out, k);
+        self.out.push(':');
+        self.out
+    }
+    fn str(&mut self, k: &str, v: &str) {
+        write_str(self.key(k), v);
+    }
+    fn raw(&mut self, k: &str, v: &str) {
+        self.key(k).push_str(v);
+    }
+    fn close(self) {
+        self.out.push('}');
+    }
+}
+
+fn write_page(out: &mut String, p: &Page) {
+    let mut o = Obj::open(out);
+    o.str("url", &p.url);
+    o.str("path", &p.path);
+    o.str("title", &p.title);
+    o.str("referrer", &p.referrer);
+    o.close();
+}
+
+fn write_context(out: &mut String, c: &Context) {
+    let mut o = Obj::open(out);
+    o.str("screen", &c.screen);
+    o.str("viewport", &c.viewport);
+    o.str("language", &c.language);
+    o.str("timezone", &c.timezone);
+    o.str("sdk", &c.sdk);
+    o.close();
+}
+
+/// Appends one event as JSON.
+pub fn write_event(out: &mut String, e: &Event) {
+    let mut o = Obj::open(out);
+    o.str("event_id", &e.event_id);
+    o.str("type", e.kind.as_str());
+    o.str("name", &e.name);
+    o.str("timestamp", &e.timestamp);
+    o.str("anonymous_id", &e.anonymous_id);
+    match &e.user_id {
+        Some(u) => o.str("user_id", u),
+        None => o.raw("user_id", "null"),
+    }
+    o.str("session_id", &e.session_id);
+    write_u64(o.key("seq"), e.seq);
+    write_page(o.key("page"), &e.page);
+    write_context(o.key("context"), &e.context);
+    o.raw("props", e.props.as_str());
+    if let Some(t) = &e.traits {
+        o.raw("traits", t.as_str());
+    }
+    o.close();
+}
+
+/// The JSON text of one event.
+pub fn event_to_string(e: &Event) -> String {
+    let mut s = String::with_capacity(512);
+    write_event(&mut s, e);
+    s
+}
+
+/// Writes a batch around events that are already JSON text (the SDK keeps its queue that way,
+/// so that a chunk of it can be sent without encoding anything twice).
+pub fn batch_from_encoded<'a>(
+    key: &str,
+    sent_at: &str,
+    events: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let mut out = String::with_capacity(1024);
+    let mut o = Obj::open(&mut out);
+    o.str("key", key);
+    o.str("sent_at", sent_at);
+    let arr = o.key("events");
+    arr.push('[');
+    for (i, e) in events.into_iter().enumerate() {
+        if i > 0 {
+            arr.push(',');
+        }
+        arr.push_str(e);
+    }
+    arr.push(']');
+    o.close();
+    out
+}
+
+/// The JSON text of a whole batch.
+pub fn batch_to_string(b: &Batch) -> String {
+    let encoded: Vec<String> = b.events.iter().map(event_to_string).collect();
+    batch_from_encoded(&b.key, &b.sent_at, encoded.iter().map(String::as_str))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_escape_quotes_backslashes_and_controls() {
+        let mut s = String::new();
+        write_str(&mut s, "a\"b\\c\nd\u{1}é😀");
+        assert_eq!(s, r#""a\"b\\c\nd\u0001é😀""#);
+        let back: String = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, "a\"b\\c\nd\u{1}é😀");
+    }
+
+    #[test]
+    fn numbers_in_decimal() {
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            let mut s = String::new();
+            write_u64(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+    }
+}
