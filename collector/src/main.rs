@@ -1,1 +1,52 @@
-fn main() {}
+//! `footfall-collector`: wires configuration, store and HTTP server together.
+
+use actix_web::{web, App, HttpServer};
+use clap::Parser;
+use footfall_collector::app::{self, AppState, Limits};
+use footfall_collector::config::{Args, Config, ADMIN_TOKEN_FILE};
+use footfall_collector::store::{Sqlite, Store};
+use std::io::Write;
+use std::sync::Arc;
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut config = Config::load(Args::parse()).unwrap_or_else(|e| {
+        eprintln!("footfall: {e}");
+        std::process::exit(2);
+    });
+    if config.clickhouse.is_some() {
+        eprintln!("footfall: --clickhouse is not supported by this version yet");
+        std::process::exit(2);
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let generated = config.ensure_admin_token()?;
+    let store: Arc<dyn Store> = Arc::new(Sqlite::open(&config.data_dir).unwrap_or_else(|e| {
+        eprintln!(
+            "footfall: cannot open the store in {}: {e}",
+            config.data_dir.display()
+        );
+        std::process::exit(1);
+    }));
+    let state = web::Data::new(AppState {
+        config: config.clone(),
+        store,
+        limits: Limits::default(),
+    });
+    let server = HttpServer::new(move || App::new().configure(app::configure(state.clone())))
+        .bind(config.listen)?;
+    let addr = server.addrs()[0];
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "footfall listening on http://{addr}")?;
+    if generated {
+        writeln!(
+            out,
+            "admin token (generated, kept in {}): {}",
+            config.data_dir.join(ADMIN_TOKEN_FILE).display(),
+            config.admin_token.as_deref().unwrap_or_default()
+        )?;
+    }
+    out.flush()?;
+    drop(out);
+    server.run().await
+}

@@ -79,9 +79,7 @@ impl Options {
     /// every event its own session; a zero batch would never fill).
     pub fn sanitized(mut self) -> Self {
         self.session_timeout_ms = self.session_timeout_ms.max(1_000);
-        self.max_session_duration_ms = self
-            .max_session_duration_ms
-            .max(self.session_timeout_ms);
+        self.max_session_duration_ms = self.max_session_duration_ms.max(self.session_timeout_ms);
         self.hidden_grace_ms = self.hidden_grace_ms.max(0);
         self.batch_size = self.batch_size.clamp(1, 500);
         self.flush_interval_ms = self.flush_interval_ms.max(100);

@@ -24,7 +24,11 @@ impl Session {
     pub fn encode(&self) -> String {
         let mut s = String::with_capacity(72);
         s.push_str(&self.id);
-        for n in [self.started_ms.max(0) as u64, self.last_ms.max(0) as u64, self.seq] {
+        for n in [
+            self.started_ms.max(0) as u64,
+            self.last_ms.max(0) as u64,
+            self.seq,
+        ] {
             s.push('.');
             write_u64(&mut s, n);
         }
@@ -153,7 +157,10 @@ mod tests {
         };
         assert_eq!(Session::decode(&s.encode()), Some(s));
         assert_eq!(Session::decode("garbage"), None);
-        assert_eq!(Session::decode("019ab0b4-8a20-7000-8000-000000000001.x.1.2"), None);
+        assert_eq!(
+            Session::decode("019ab0b4-8a20-7000-8000-000000000001.x.1.2"),
+            None
+        );
     }
 
     #[test]
@@ -226,7 +233,10 @@ mod tests {
         one.clock.advance(20 * MIN);
         let c = one.event();
         assert_eq!(a.id, b.id);
-        assert_eq!(b.id, c.id, "the other tab's activity kept the session alive");
+        assert_eq!(
+            b.id, c.id,
+            "the other tab's activity kept the session alive"
+        );
         assert_eq!((a.seq, b.seq, c.seq), (1, 2, 3));
     }
 

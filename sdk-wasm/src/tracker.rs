@@ -165,7 +165,10 @@ mod tests {
 
     const T0: i64 = 1_795_428_000_000;
 
-    fn tracker(store: &MemStorage, clock: &FakeClock) -> Tracker<FakeClock, MemStorage, SeqEntropy> {
+    fn tracker(
+        store: &MemStorage,
+        clock: &FakeClock,
+    ) -> Tracker<FakeClock, MemStorage, SeqEntropy> {
         let options = Options {
             key: "demo".into(),
             endpoint: "http://c.test".into(),
@@ -214,15 +217,24 @@ mod tests {
         assert!(!t.record(track("a"), &Context::default()));
         clock.advance(1000);
         assert!(!t.record(track("b"), &Context::default()));
-        assert!(t.record(track("c"), &Context::default()), "batchSize reached");
+        assert!(
+            t.record(track("c"), &Context::default()),
+            "batchSize reached"
+        );
         let chunk = t.take_chunk(MAX_SEND_BYTES);
         let body = t.batch_body(&chunk);
         let env: Envelope = serde_json::from_str(&body).unwrap();
         assert_eq!(env.key, "demo");
         let seqs: Vec<u64> = env.events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 2, 3]);
-        assert!(env.events.iter().all(|e| e.session_id == env.events[0].session_id));
-        assert!(env.events.iter().all(|e| e.anonymous_id == t.anonymous_id()));
+        assert!(env
+            .events
+            .iter()
+            .all(|e| e.session_id == env.events[0].session_id));
+        assert!(env
+            .events
+            .iter()
+            .all(|e| e.anonymous_id == t.anonymous_id()));
         assert_eq!(env.events[1].timestamp, "2026-11-23T10:00:01.000Z");
         assert_eq!(env.events[0].props.as_str(), r#"{"plan":"pro"}"#);
         assert_eq!(t.queued(), 0);

@@ -1,0 +1,259 @@
+//! `POST /v1/batch`: the SDK's batches in, per-event results out (product.md §2 Ingest).
+//!
+//! The body is read with a cap (also after gzip, so a bomb is a 413), the envelope parsed, the
+//! key and origin checked, then every event validated on its own: one bad event is reported by
+//! its index and never sinks its neighbours. The answer goes out only after the store committed.
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::store::StoredEvent;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use footfall_wire::{BatchResponse, Event, EventType, Rejected};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::io::Read;
+
+/// How far the skew-corrected time may lie before the server's receive time (events kept in
+/// an outbox for a while are old, but not older than this).
+const MAX_EVENT_AGE_MS: i64 = 30 * 86_400_000;
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    sent_at: Option<String>,
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+pub struct KeyParam {
+    key: Option<String>,
+}
+
+/// Reads the whole body, at most `limit` bytes after decompression.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge(format!("the batch is larger than {limit} bytes"));
+    let mut raw = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest("bad-body", e.to_string()))?;
+        if raw.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "identity" | "" => Ok(raw),
+        "gzip" => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::BadRequest("bad-gzip", format!("gzip body: {e}")))?;
+            if out.len() > limit {
+                return Err(too_large());
+            }
+            Ok(out)
+        }
+        other => Err(ApiError::BadRequest(
+            "unsupported-encoding",
+            format!("Content-Encoding {other:?} is not supported; use gzip or none"),
+        )),
+    }
+}
+
+fn parse_time(t: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.timestamp_millis())
+}
+
+fn check_len(what: &str, v: &str, max: usize) -> Result<(), String> {
+    if v.is_empty() {
+        Err(format!("`{what}` is empty"))
+    } else if v.len() > max {
+        Err(format!("`{what}` is longer than {max} bytes"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Validates one event and turns it into what the store keeps.
+fn accept_event(
+    raw: &RawValue,
+    site: &str,
+    server_ms: i64,
+    sent_at_ms: Option<i64>,
+    max_event_bytes: usize,
+) -> Result<StoredEvent, String> {
+    if raw.get().len() > max_event_bytes {
+        return Err(format!("event larger than {max_event_bytes} bytes"));
+    }
+    let e: Event = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+    uuid::Uuid::parse_str(&e.event_id).map_err(|_| "`event_id` is not a UUID".to_owned())?;
+    check_len("anonymous_id", &e.anonymous_id, 128)?;
+    check_len("session_id", &e.session_id, 128)?;
+    if e.kind == EventType::Track {
+        check_len("name", &e.name, 200)?;
+    }
+    if let Some(u) = &e.user_id {
+        check_len("user_id", u, 200)?;
+    }
+    if e.kind == EventType::Identify && e.user_id.is_none() {
+        return Err("an `identify` event needs a `user_id`".into());
+    }
+    if !e.props.is_object() {
+        return Err("`props` must be an object".into());
+    }
+    if e.traits.as_ref().is_some_and(|t| !t.is_object()) {
+        return Err("`traits` must be an object".into());
+    }
+    let client_ms =
+        parse_time(&e.timestamp).ok_or_else(|| "`timestamp` is not an RFC 3339 time".to_owned())?;
+    // The client's clock may be off: shift by how far its `sent_at` was from our receive time.
+    let skew = sent_at_ms.map_or(0, |sent| server_ms - sent);
+    let time_ms = (client_ms + skew).clamp(server_ms - MAX_EVENT_AGE_MS, server_ms);
+    Ok(StoredEvent {
+        event_id: e.event_id.to_ascii_lowercase(),
+        site: site.to_owned(),
+        kind: e.kind.as_str(),
+        name: match e.kind {
+            EventType::Page => "$pageview".into(),
+            EventType::Identify => "$identify".into(),
+            EventType::Set => "$set".into(),
+            EventType::Track => e.name,
+        },
+        time_ms,
+        client_ms,
+        server_ms,
+        anonymous_id: e.anonymous_id,
+        user_id: e.user_id,
+        session_id: e.session_id,
+        seq: e.seq.min(i64::MAX as u64) as i64,
+        url: e.page.url,
+        path: e.page.path,
+        title: e.page.title,
+        referrer: e.page.referrer,
+        screen: e.context.screen,
+        viewport: e.context.viewport,
+        language: e.context.language,
+        timezone: e.context.timezone,
+        sdk: e.context.sdk,
+        props: e.props.0,
+        traits: e.traits.map(|t| t.0),
+    })
+}
+
+/// The request's `Origin`, if it sent one.
+fn origin(req: &HttpRequest) -> Option<&str> {
+    req.headers().get(header::ORIGIN)?.to_str().ok()
+}
+
+/// Whether `origin` is the collector's own (the demo site and dashboard are served from it).
+fn is_own_origin(req: &HttpRequest, origin: &str) -> bool {
+    let info = req.connection_info();
+    origin == format!("{}://{}", info.scheme(), info.host())
+}
+
+fn cors(r: &mut actix_web::HttpResponseBuilder, origin: Option<&str>) {
+    if let Some(o) = origin {
+        r.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, o));
+        r.insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"));
+        r.insert_header((header::VARY, "Origin"));
+    }
+}
+
+pub async fn batch(
+    req: HttpRequest,
+    query: web::Query<KeyParam>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let server_ms = chrono::Utc::now().timestamp_millis();
+    let body = read_body(&req, payload, state.limits.max_batch_bytes).await?;
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest("invalid-json", format!("the body is not a batch: {e}"))
+    })?;
+    let key = envelope
+        .key
+        .clone()
+        .or_else(|| query.key.clone())
+        .ok_or_else(|| {
+            ApiError::BadRequest("missing-key", "no `key` in the batch or the URL".into())
+        })?;
+    let site = state
+        .config
+        .site(&key)
+        .ok_or_else(|| ApiError::UnknownKey(key.clone()))?;
+    let origin = origin(&req);
+    if let Some(o) = origin {
+        if !site.allows(o) && !is_own_origin(&req, o) {
+            return Err(ApiError::OriginNotAllowed(o.to_owned()));
+        }
+    }
+    let sent_at_ms = envelope.sent_at.as_deref().and_then(parse_time);
+
+    let mut answer = BatchResponse::default();
+    let mut good = Vec::with_capacity(envelope.events.len());
+    for (index, raw) in envelope.events.iter().enumerate() {
+        match accept_event(
+            raw,
+            &site.key,
+            server_ms,
+            sent_at_ms,
+            state.limits.max_event_bytes,
+        ) {
+            Ok(e) => good.push(e),
+            Err(error) => answer.rejected.push(Rejected { index, error }),
+        }
+    }
+    if !good.is_empty() {
+        let stored = state
+            .store
+            .insert(good)
+            .await
+            .map_err(|_| ApiError::Storage("the writer stopped".into()))?
+            .map_err(|e| ApiError::Storage(e.to_string()))?;
+        answer.accepted = stored.iter().filter(|&&new| new).count();
+        answer.duplicates = stored.len() - answer.accepted;
+    }
+    let mut r = HttpResponse::Ok();
+    cors(&mut r, origin);
+    Ok(r.json(answer))
+}
+
+/// CORS preflight: allowed when some site allows the origin (the key is in the body, which a
+/// preflight does not carry; the POST itself checks the pair).
+pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let origin = origin(&req);
+    let allowed = origin
+        .is_some_and(|o| is_own_origin(&req, o) || state.config.sites.iter().any(|s| s.allows(o)));
+    if !allowed {
+        return HttpResponse::Forbidden().json(serde_json::json!({
+            "error": { "code": "origin-not-allowed", "message": "no site allows this origin" }
+        }));
+    }
+    let mut r = HttpResponse::NoContent();
+    cors(&mut r, origin);
+    r.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST, OPTIONS"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "content-type, content-encoding",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
+}

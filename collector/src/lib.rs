@@ -1,0 +1,9 @@
+//! The Footfall collector as a library, so that tests build the same app as `main`.
+
+pub mod app;
+pub mod assets;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod query;
+pub mod store;

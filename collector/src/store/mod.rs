@@ -1,0 +1,158 @@
+//! Where events go and where answers come from. The HTTP layer sees only the [`Store`] trait;
+//! SQLite is the default implementation, ClickHouse will be the scale-out one.
+
+mod sqlite;
+
+pub use sqlite::Sqlite;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+/// One validated, enriched event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub site: String,
+    pub kind: &'static str,
+    pub name: String,
+    /// Skew-corrected event time, ms since the epoch (what queries use).
+    pub time_ms: i64,
+    /// The client's own timestamp, ms since the epoch.
+    pub client_ms: i64,
+    /// When the collector received the batch, ms since the epoch.
+    pub server_ms: i64,
+    pub anonymous_id: String,
+    pub user_id: Option<String>,
+    pub session_id: String,
+    pub seq: i64,
+    pub url: String,
+    pub path: String,
+    pub title: String,
+    pub referrer: String,
+    pub screen: String,
+    pub viewport: String,
+    pub language: String,
+    pub timezone: String,
+    pub sdk: String,
+    /// JSON object text.
+    pub props: String,
+    /// JSON object text, on identify and set events.
+    pub traits: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// For each event of an insert, in order: true if stored now, false if its `event_id` was
+/// already there (a duplicate).
+pub type InsertOutcome = Result<Vec<bool>, StoreError>;
+
+/// What `/api/v1/insights` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    Users,
+    Sessions,
+    Events,
+}
+
+/// Bucket width of a time series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+/// A time series query over `[from_ms, to_ms)`.
+#[derive(Debug, Clone)]
+pub struct InsightsQuery {
+    pub metric: Metric,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub interval: Interval,
+    /// Only these event names (none: all).
+    pub events: Vec<String>,
+}
+
+/// One bucket of a series: its start and its count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub start_ms: i64,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insights {
+    pub total: u64,
+    pub buckets: Vec<Bucket>,
+    /// A few users the query matched, by answer id.
+    pub sample_users: Vec<String>,
+}
+
+/// A person: their answer id, user ID if known, and every anonymous ID.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub anonymous_ids: Vec<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub properties: serde_json::Value,
+    pub session_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventView {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub timestamp: String,
+    pub client_timestamp: String,
+    pub seq: i64,
+    pub url: String,
+    pub path: String,
+    pub props: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionView {
+    pub session_id: String,
+    pub anonymous_id: String,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_seconds: f64,
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub device: Option<String>,
+    pub events: Vec<EventView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserDetail {
+    pub user: UserSummary,
+    pub sessions: Vec<SessionView>,
+}
+
+/// The storage behind the collector.
+pub trait Store: Send + Sync {
+    /// Queues events for a durable write; the answer comes once they are committed.
+    fn insert(&self, events: Vec<StoredEvent>) -> oneshot::Receiver<InsertOutcome>;
+    /// Counts for `/api/v1/insights`. Blocking: call it off the async runtime.
+    fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError>;
+    /// One person with all their sessions, by user ID or anonymous ID. Blocking.
+    fn user(&self, id: &str) -> Result<Option<UserDetail>, StoreError>;
+}
+
+/// RFC 3339 in UTC with milliseconds, for answers.
+pub fn rfc3339(ms: i64) -> String {
+    footfall_wire::time::rfc3339_millis(ms)
+}

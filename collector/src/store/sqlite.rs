@@ -1,0 +1,432 @@
+//! The default store: one SQLite file in WAL mode.
+//!
+//! Writes go through one writer thread that commits whatever requests are waiting in a single
+//! transaction (group commit) and answers each request only after its commit: an acknowledged
+//! event survives a `kill -9` of the collector (WAL with `synchronous=NORMAL`; the stricter
+//! `FULL` would also survive power loss at a cost per commit). Reads use a small pool of
+//! read-only connections, which WAL lets run beside the writer.
+
+use super::*;
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{mpsc, Mutex};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    event_id     TEXT NOT NULL PRIMARY KEY,
+    site         TEXT NOT NULL,
+    type         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    time_ms      INTEGER NOT NULL,
+    client_ms    INTEGER NOT NULL,
+    server_ms    INTEGER NOT NULL,
+    anonymous_id TEXT NOT NULL,
+    user_id      TEXT,
+    session_id   TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    url          TEXT NOT NULL,
+    path         TEXT NOT NULL,
+    title        TEXT NOT NULL,
+    referrer     TEXT NOT NULL,
+    screen       TEXT NOT NULL,
+    viewport     TEXT NOT NULL,
+    language     TEXT NOT NULL,
+    timezone     TEXT NOT NULL,
+    sdk          TEXT NOT NULL,
+    props        TEXT NOT NULL,
+    traits       TEXT
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time_ms);
+CREATE INDEX IF NOT EXISTS events_anon ON events (anonymous_id, time_ms);
+CREATE INDEX IF NOT EXISTS events_session ON events (session_id, time_ms);
+-- Every anonymous ID that was identified, with the user ID it was joined to (the first wins).
+CREATE TABLE IF NOT EXISTS aliases (
+    anonymous_id TEXT NOT NULL PRIMARY KEY,
+    user_id      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS aliases_user ON aliases (user_id);
+"#;
+
+/// The person an event belongs to: the user ID its anonymous ID was joined to, else itself.
+const PERSON: &str = "COALESCE(a.user_id, e.anonymous_id)";
+const FROM_EVENTS: &str = "events e LEFT JOIN aliases a ON a.anonymous_id = e.anonymous_id";
+
+struct Job {
+    events: Vec<StoredEvent>,
+    reply: oneshot::Sender<InsertOutcome>,
+}
+
+pub struct Sqlite {
+    writer: Mutex<mpsc::Sender<Job>>,
+    readers: Mutex<Vec<Connection>>,
+    path: std::path::PathBuf,
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) `footfall.sqlite` under `dir` and starts the writer thread.
+    pub fn open(dir: &Path) -> Result<Sqlite, StoreError> {
+        let path = dir.join("footfall.sqlite");
+        let conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(conn, rx))
+            .expect("spawn the sqlite writer");
+        Ok(Sqlite {
+            writer: Mutex::new(tx),
+            readers: Mutex::new(Vec::new()),
+            path,
+        })
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().expect("reader pool").pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                c
+            }
+        };
+        let out = f(&conn);
+        self.readers.lock().expect("reader pool").push(conn);
+        out
+    }
+}
+
+/// Largest number of events committed in one transaction.
+const MAX_GROUP_EVENTS: usize = 20_000;
+
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let mut n = jobs[0].events.len();
+        while n < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    n += job.events.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match commit(&mut conn, &jobs) {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                log::error!("sqlite commit of {n} events failed: {e}");
+                for job in jobs {
+                    let _ = job.reply.send(Err(StoreError::Closed));
+                }
+            }
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<bool>>> {
+    let tx = conn.transaction()?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO events (event_id, site, type, name, time_ms, client_ms,
+             server_ms, anonymous_id, user_id, session_id, seq, url, path, title, referrer,
+             screen, viewport, language, timezone, sdk, props, traits)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
+        )?;
+        let mut alias = tx.prepare_cached(
+            "INSERT OR IGNORE INTO aliases (anonymous_id, user_id) VALUES (?1, ?2)",
+        )?;
+        for job in jobs {
+            let mut stored = Vec::with_capacity(job.events.len());
+            for e in &job.events {
+                let n = insert.execute(params![
+                    e.event_id,
+                    e.site,
+                    e.kind,
+                    e.name,
+                    e.time_ms,
+                    e.client_ms,
+                    e.server_ms,
+                    e.anonymous_id,
+                    e.user_id,
+                    e.session_id,
+                    e.seq,
+                    e.url,
+                    e.path,
+                    e.title,
+                    e.referrer,
+                    e.screen,
+                    e.viewport,
+                    e.language,
+                    e.timezone,
+                    e.sdk,
+                    e.props,
+                    e.traits,
+                ])?;
+                if n == 1 {
+                    if let Some(user) = &e.user_id {
+                        alias.execute(params![e.anonymous_id, user])?;
+                    }
+                }
+                stored.push(n == 1);
+            }
+            outcomes.push(stored);
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// SQL for the start of the bucket that holds `e.time_ms`.
+fn bucket_sql(interval: Interval) -> &'static str {
+    match interval {
+        Interval::Hour => "(e.time_ms / 3600000) * 3600000",
+        Interval::Day => "(e.time_ms / 86400000) * 86400000",
+        // Weeks start on Monday; 1970-01-01 was a Thursday.
+        Interval::Week => "((e.time_ms / 86400000 + 3) / 7 * 7 - 3) * 86400000",
+        Interval::Month => {
+            "CAST(strftime('%s', e.time_ms / 1000, 'unixepoch', 'start of month') AS INTEGER) * 1000"
+        }
+    }
+}
+
+fn count_sql(metric: Metric) -> String {
+    match metric {
+        Metric::Events => "COUNT(*)".into(),
+        Metric::Sessions => "COUNT(DISTINCT e.session_id)".into(),
+        Metric::Users => format!("COUNT(DISTINCT {PERSON})"),
+    }
+}
+
+/// `WHERE` clause and its parameters for a query's range and event names.
+fn where_sql(q: &InsightsQuery) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut sql = "e.time_ms >= ? AND e.time_ms < ?".to_owned();
+    let mut params = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
+    if !q.events.is_empty() {
+        sql.push_str(" AND e.name IN (");
+        for (i, name) in q.events.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ",?" });
+            params.push(Value::Text(name.clone()));
+        }
+        sql.push(')');
+    }
+    (sql, params)
+}
+
+fn json_object(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::json!({}))
+}
+
+impl Store for Sqlite {
+    fn insert(&self, events: Vec<StoredEvent>) -> oneshot::Receiver<InsertOutcome> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job { events, reply };
+        if let Err(mpsc::SendError(job)) = self.writer.lock().expect("writer").send(job) {
+            let _ = job.reply.send(Err(StoreError::Closed));
+        }
+        rx
+    }
+
+    fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError> {
+        self.with_reader(|c| {
+            let (filter, params) = where_sql(q);
+            let count = count_sql(q.metric);
+            let total: i64 = c.query_row(
+                &format!("SELECT {count} FROM {FROM_EVENTS} WHERE {filter}"),
+                params_from_iter(params.iter()),
+                |r| r.get(0),
+            )?;
+            let bucket = bucket_sql(q.interval);
+            let mut stmt = c.prepare(&format!(
+                "SELECT {bucket} AS b, {count} FROM {FROM_EVENTS} WHERE {filter} GROUP BY b"
+            ))?;
+            let counted: BTreeMap<i64, u64> = stmt
+                .query_map(params_from_iter(params.iter()), |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<_, _>>()?;
+            let buckets = bucket_starts(q.from_ms, q.to_ms, q.interval)
+                .into_iter()
+                .map(|start_ms| Bucket {
+                    start_ms,
+                    value: counted.get(&start_ms).copied().unwrap_or(0),
+                })
+                .collect();
+            let mut stmt = c.prepare(&format!(
+                "SELECT {PERSON} AS p FROM {FROM_EVENTS} WHERE {filter}
+                 GROUP BY p ORDER BY MAX(e.time_ms) DESC LIMIT 5"
+            ))?;
+            let sample_users = stmt
+                .query_map(params_from_iter(params.iter()), |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(Insights {
+                total: total as u64,
+                buckets,
+                sample_users,
+            })
+        })
+    }
+
+    fn user(&self, id: &str) -> Result<Option<UserDetail>, StoreError> {
+        self.with_reader(|c| {
+            let identified: Option<String> = c
+                .query_row(
+                    "SELECT user_id FROM aliases WHERE user_id = ?1 OR anonymous_id = ?1 LIMIT 1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let anonymous_ids: Vec<String> = match &identified {
+                Some(user) => c
+                    .prepare("SELECT anonymous_id FROM aliases WHERE user_id = ?1 ORDER BY 1")?
+                    .query_map([user], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?,
+                None => vec![id.to_owned()],
+            };
+            let placeholders = vec!["?"; anonymous_ids.len()].join(",");
+            let mut stmt = c.prepare(&format!(
+                "SELECT event_id, type, name, time_ms, client_ms, seq, url, path, props, traits,
+                        session_id, anonymous_id
+                 FROM events WHERE anonymous_id IN ({placeholders}) ORDER BY time_ms, seq"
+            ))?;
+            let mut sessions: Vec<SessionView> = Vec::new();
+            let mut properties = serde_json::Map::new();
+            let mut rows = stmt.query(params_from_iter(anonymous_ids.iter()))?;
+            let (mut first, mut last) = (i64::MAX, i64::MIN);
+            while let Some(r) = rows.next()? {
+                let time_ms: i64 = r.get(3)?;
+                first = first.min(time_ms);
+                last = last.max(time_ms);
+                if let Some(traits) = r.get::<_, Option<String>>(9)? {
+                    if let serde_json::Value::Object(t) = json_object(&traits) {
+                        properties.extend(t);
+                    }
+                }
+                let session_id: String = r.get(10)?;
+                let event = EventView {
+                    event_id: r.get(0)?,
+                    kind: r.get(1)?,
+                    name: r.get(2)?,
+                    timestamp: rfc3339(time_ms),
+                    client_timestamp: rfc3339(r.get(4)?),
+                    seq: r.get(5)?,
+                    url: r.get(6)?,
+                    path: r.get(7)?,
+                    props: json_object(&r.get::<_, String>(8)?),
+                };
+                let at = sessions.iter().position(|s| s.session_id == session_id);
+                let session = match at {
+                    Some(i) => &mut sessions[i],
+                    None => {
+                        sessions.push(SessionView {
+                            session_id,
+                            anonymous_id: r.get(11)?,
+                            started_at: String::new(),
+                            ended_at: String::new(),
+                            duration_seconds: 0.0,
+                            browser: None,
+                            os: None,
+                            device: None,
+                            events: Vec::new(),
+                        });
+                        sessions.last_mut().expect("just pushed")
+                    }
+                };
+                session.events.push(event);
+            }
+            if sessions.is_empty() {
+                return Ok(None);
+            }
+            for s in &mut sessions {
+                let start = s
+                    .events
+                    .first()
+                    .map(|e| e.timestamp.clone())
+                    .unwrap_or_default();
+                let end = s
+                    .events
+                    .last()
+                    .map(|e| e.timestamp.clone())
+                    .unwrap_or_default();
+                s.duration_seconds = (parse_ms(&end) - parse_ms(&start)) as f64 / 1000.0;
+                s.started_at = start;
+                s.ended_at = end;
+            }
+            let user = UserSummary {
+                id: identified.clone().unwrap_or_else(|| id.to_owned()),
+                user_id: identified,
+                anonymous_ids,
+                first_seen: rfc3339(first),
+                last_seen: rfc3339(last),
+                properties: serde_json::Value::Object(properties),
+                session_count: sessions.len() as u64,
+            };
+            Ok(Some(UserDetail { user, sessions }))
+        })
+    }
+}
+
+fn parse_ms(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp_millis())
+        .unwrap_or(0)
+}
+
+/// Every bucket start from the one holding `from_ms` up to `to_ms` (exclusive), in UTC.
+pub fn bucket_starts(from_ms: i64, to_ms: i64, interval: Interval) -> Vec<i64> {
+    use chrono::{Datelike, TimeZone, Utc};
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 86_400_000;
+    let first = match interval {
+        Interval::Hour => from_ms.div_euclid(HOUR) * HOUR,
+        Interval::Day => from_ms.div_euclid(DAY) * DAY,
+        Interval::Week => ((from_ms.div_euclid(DAY) + 3).div_euclid(7) * 7 - 3) * DAY,
+        Interval::Month => {
+            let d = Utc
+                .timestamp_millis_opt(from_ms)
+                .single()
+                .unwrap_or_default();
+            Utc.with_ymd_and_hms(d.year(), d.month(), 1, 0, 0, 0)
+                .single()
+                .map_or(from_ms, |m| m.timestamp_millis())
+        }
+    };
+    let mut out = Vec::new();
+    let mut t = first;
+    while t < to_ms && out.len() < 10_000 {
+        out.push(t);
+        t = match interval {
+            Interval::Hour => t + HOUR,
+            Interval::Day => t + DAY,
+            Interval::Week => t + 7 * DAY,
+            Interval::Month => {
+                let d = Utc.timestamp_millis_opt(t).single().unwrap_or_default();
+                let (y, m) = if d.month() == 12 {
+                    (d.year() + 1, 1)
+                } else {
+                    (d.year(), d.month() + 1)
+                };
+                Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+                    .single()
+                    .map_or(to_ms, |m| m.timestamp_millis())
+            }
+        };
+    }
+    out
+}

@@ -1,0 +1,375 @@
+//! The JavaScript API of product.md §1, as `#[wasm_bindgen]` exports. Arguments arrive as
+//! `JsValue` so that no call can throw on a wrong type: bad input is dropped with one
+//! `console.warn` and the SDK keeps working.
+
+use crate::browser::{self, BrowserClock, BrowserEntropy, CookieStorage};
+use crate::options::{Options, Persistence, SessionScope};
+use crate::tracker::{Occurrence, Tracker, MAX_SEND_BYTES};
+use footfall_wire::{EventType, RawJson, DEFAULT_MAX_EVENT_BYTES};
+use gloo_timers::callback::Timeout;
+use std::cell::{Cell, RefCell};
+use wasm_bindgen::prelude::*;
+
+type BrowserTracker = Tracker<BrowserClock, CookieStorage, BrowserEntropy>;
+
+struct Sdk {
+    tracker: BrowserTracker,
+    url: String,
+    flush_timer: Option<Timeout>,
+    sending: bool,
+}
+
+thread_local! {
+    static SDK: RefCell<Option<Sdk>> = const { RefCell::new(None) };
+    /// When set, the next event happened at this time (a call queued before the SDK loaded).
+    static REPLAY_AT: Cell<Option<i64>> = const { Cell::new(None) };
+}
+
+fn with_sdk<R>(f: impl FnOnce(&mut Sdk) -> R) -> Option<R> {
+    SDK.with(|s| s.try_borrow_mut().ok()?.as_mut().map(f))
+}
+
+/// A whole number from a number or a numeric string (`data-` attributes are strings). Integer
+/// parsing only: Rust's float parser would add kilobytes to the wasm.
+fn num(v: &JsValue) -> Option<i64> {
+    match v.as_f64() {
+        Some(n) if n.is_finite() => Some(n as i64),
+        Some(_) => None,
+        None => v.as_string()?.trim().parse().ok(),
+    }
+}
+
+fn flag(v: &JsValue) -> Option<bool> {
+    v.as_bool().or_else(|| match v.as_string()?.as_str() {
+        "true" | "" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    })
+}
+
+fn read_options(o: &JsValue) -> Options {
+    let d = Options::default();
+    let s = |k: &str| browser::get(o, k).as_string();
+    let n = |k: &str, default: i64| num(&browser::get(o, k)).unwrap_or(default);
+    let b = |k: &str, default: bool| flag(&browser::get(o, k)).unwrap_or(default);
+    Options {
+        key: s("key").unwrap_or_default(),
+        endpoint: s("endpoint")
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(browser::origin),
+        session_timeout_ms: n("sessionTimeout", d.session_timeout_ms),
+        max_session_duration_ms: n("maxSessionDuration", d.max_session_duration_ms),
+        session_scope: match s("sessionScope").as_deref() {
+            Some("tab") => SessionScope::Tab,
+            _ => SessionScope::Browser,
+        },
+        end_session_on_hidden: flag(&browser::get(o, "endSessionOnHidden")),
+        hidden_grace_ms: n("hiddenGrace", d.hidden_grace_ms),
+        auto_pageviews: b("autoPageviews", d.auto_pageviews),
+        track_engagement: b("trackEngagement", d.track_engagement),
+        batch_size: n("batchSize", d.batch_size as i64).max(1) as usize,
+        flush_interval_ms: n("flushInterval", d.flush_interval_ms),
+        persistence: match s("persistence").as_deref() {
+            Some("localStorage") => Persistence::LocalStorage,
+            Some("memory") => Persistence::Memory,
+            _ => Persistence::Cookie,
+        },
+        cookie_domain: s("cookieDomain"),
+        respect_dnt: b("respectDnt", d.respect_dnt),
+    }
+}
+
+/// Starts the SDK. A second call is ignored with a warning.
+#[wasm_bindgen]
+pub fn init(options: JsValue) {
+    if with_sdk(|_| ()).is_some() {
+        browser::warn("init was called twice; kept the first");
+        return;
+    }
+    let options = read_options(&options);
+    if options.key.is_empty() {
+        browser::warn("init needs a `key`; not started");
+        return;
+    }
+    let storage = CookieStorage::new(options.cookie_domain.as_deref());
+    let tracker = Tracker::new(options, BrowserClock, storage, BrowserEntropy);
+    let url = [&tracker.options.endpoint, "/v1/batch"].concat();
+    let auto_pageviews = tracker.options.auto_pageviews;
+    SDK.with(|s| {
+        *s.borrow_mut() = Some(Sdk {
+            tracker,
+            url,
+            flush_timer: None,
+            sending: false,
+        })
+    });
+    browser::listen(true, "visibilitychange", || {
+        if browser::is_hidden() {
+            send_all_by_beacon();
+        }
+    });
+    browser::listen(false, "pagehide", send_all_by_beacon);
+    if auto_pageviews {
+        // The first page view happened when the navigation started, before any call the page
+        // made while the SDK loaded.
+        if let Some(t) = browser::page_load_ms() {
+            REPLAY_AT.with(|c| c.set(Some(t)));
+        }
+        page(JsValue::UNDEFINED);
+    }
+}
+
+fn props(v: &JsValue) -> RawJson {
+    match browser::stringify_object(v) {
+        Ok(Some(s)) if s.len() <= DEFAULT_MAX_EVENT_BYTES / 2 => RawJson(s),
+        Ok(Some(_)) => {
+            browser::warn("properties larger than 16 KB; ignored them");
+            RawJson::empty_object()
+        }
+        Ok(None) => RawJson::empty_object(),
+        Err(why) => {
+            browser::warn(why);
+            RawJson::empty_object()
+        }
+    }
+}
+
+fn record(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>) {
+    let at_ms = REPLAY_AT.with(Cell::take);
+    let full = with_sdk(|sdk| {
+        let context = browser::context();
+        let o = Occurrence {
+            kind,
+            name,
+            props,
+            traits,
+            page: browser::page(),
+            at_ms,
+        };
+        let full = sdk.tracker.record(o, &context);
+        if !full && sdk.flush_timer.is_none() {
+            let wait = sdk
+                .tracker
+                .options
+                .flush_interval_ms
+                .clamp(0, u32::MAX as i64) as u32;
+            sdk.flush_timer = Some(Timeout::new(wait, || {
+                with_sdk(|sdk| sdk.flush_timer = None);
+                send_queue();
+            }));
+        }
+        full
+    });
+    match full {
+        Some(true) => send_queue(),
+        Some(false) => {}
+        None => browser::warn("call init before recording events; dropped one"),
+    }
+}
+
+/// Records a page view.
+#[wasm_bindgen]
+pub fn page(props_: JsValue) {
+    record(EventType::Page, String::new(), props(&props_), None);
+}
+
+/// Records a custom event.
+#[wasm_bindgen]
+pub fn track(name: JsValue, props_: JsValue) {
+    match name.as_string().map(|n| n.trim().to_owned()) {
+        Some(n) if !n.is_empty() && n.len() <= 200 => {
+            record(EventType::Track, n, props(&props_), None)
+        }
+        _ => browser::warn("track needs a name: a string of 1 to 200 characters; dropped it"),
+    }
+}
+
+/// Attaches a known user ID to this visitor from now on; traits become user properties.
+#[wasm_bindgen]
+pub fn identify(user_id: JsValue, traits: JsValue) {
+    match user_id.as_string().map(|n| n.trim().to_owned()) {
+        Some(u) if !u.is_empty() && u.len() <= 200 => {
+            let traits = props(&traits);
+            record(
+                EventType::Identify,
+                u,
+                RawJson::empty_object(),
+                Some(traits),
+            )
+        }
+        _ => browser::warn("identify needs a user ID: a string of 1 to 200 characters; ignored"),
+    }
+}
+
+/// Sets user properties (last write wins per key).
+#[wasm_bindgen(js_name = setUserProperties)]
+pub fn set_user_properties(traits: JsValue) {
+    let traits = props(&traits);
+    record(
+        EventType::Set,
+        String::new(),
+        RawJson::empty_object(),
+        Some(traits),
+    );
+}
+
+/// Sends what is queued now; the Promise resolves once the collector answered (or the send
+/// failed and the events went back to the queue).
+#[wasm_bindgen]
+pub fn flush() -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async {
+        drain().await;
+        Ok(JsValue::UNDEFINED)
+    })
+}
+
+fn send_queue() {
+    wasm_bindgen_futures::spawn_local(drain());
+}
+
+/// Sends chunks until the queue is empty or a send fails. One drain at a time.
+async fn drain() {
+    if with_sdk(|s| std::mem::replace(&mut s.sending, true)) != Some(false) {
+        return;
+    }
+    let next = || {
+        with_sdk(|s| {
+            let chunk = s.tracker.take_chunk(MAX_SEND_BYTES);
+            (!chunk.is_empty()).then(|| {
+                let body = s.tracker.batch_body(&chunk);
+                (s.url.clone(), chunk, body)
+            })
+        })
+        .flatten()
+    };
+    while let Some((url, chunk, body)) = next() {
+        match browser::post(&url, &body).await {
+            Ok(status) if (200..300).contains(&status) => {}
+            Ok(status) if (400..500).contains(&status) && status != 429 => {
+                browser::warn("the collector refused a batch (4xx); dropped it");
+            }
+            _ => {
+                with_sdk(|s| s.tracker.requeue(chunk));
+                break;
+            }
+        }
+    }
+    with_sdk(|s| s.sending = false);
+}
+
+/// On page hide: everything queued leaves by `sendBeacon`, in chunks under 64 KB.
+fn send_all_by_beacon() {
+    with_sdk(|s| loop {
+        let chunk = s.tracker.take_chunk(MAX_SEND_BYTES);
+        if chunk.is_empty() {
+            break;
+        }
+        if !browser::beacon(&s.url, &s.tracker.batch_body(&chunk)) {
+            s.tracker.requeue(chunk);
+            break;
+        }
+    });
+}
+
+#[wasm_bindgen(js_name = getAnonymousId)]
+pub fn get_anonymous_id() -> Option<String> {
+    with_sdk(|s| s.tracker.anonymous_id().to_owned())
+}
+
+#[wasm_bindgen(js_name = getSessionId)]
+pub fn get_session_id() -> Option<String> {
+    with_sdk(|s| s.tracker.session_id()).flatten()
+}
+
+#[wasm_bindgen(js_name = getUserId)]
+pub fn get_user_id() -> Option<String> {
+    with_sdk(|s| s.tracker.user_id().map(str::to_owned)).flatten()
+}
+
+/// Used by the loader's replay: the next event happened at `ms` (epoch milliseconds).
+#[wasm_bindgen(js_name = _replayAt)]
+pub fn replay_at(ms: f64) {
+    REPLAY_AT.with(|c| c.set(ms.is_finite().then_some(ms as i64)));
+}
+
+/// Runs under `wasm-bindgen-test` (Node.js): the JS-facing parsing with real `JsValue`s.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use js_sys::{Object, Reflect};
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+        let o = Object::new();
+        for (k, v) in pairs {
+            Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
+        }
+        o.into()
+    }
+
+    #[wasm_bindgen_test]
+    fn options_come_from_numbers_strings_and_booleans() {
+        // As the script tag gives them: every value a string.
+        let o = read_options(&obj(&[
+            ("key", "shop".into()),
+            ("endpoint", "https://c.example".into()),
+            ("sessionTimeout", "600000".into()),
+            ("sessionScope", "tab".into()),
+            ("autoPageviews", "false".into()),
+            ("batchSize", JsValue::from_f64(5.0)),
+        ]));
+        assert_eq!(o.key, "shop");
+        assert_eq!(o.endpoint, "https://c.example");
+        assert_eq!(o.session_timeout_ms, 600_000);
+        assert_eq!(o.session_scope, SessionScope::Tab);
+        assert!(!o.auto_pageviews);
+        assert_eq!(o.batch_size, 5);
+        assert_eq!(
+            o.max_session_duration_ms,
+            Options::default().max_session_duration_ms
+        );
+    }
+
+    #[wasm_bindgen_test]
+    fn nonsense_options_fall_back_to_defaults() {
+        let o = read_options(&obj(&[
+            ("key", JsValue::from_f64(3.0)),
+            ("sessionTimeout", "soon".into()),
+            ("batchSize", JsValue::from_f64(f64::NAN)),
+            ("autoPageviews", JsValue::from_f64(1.0)),
+        ]));
+        assert_eq!(o.key, "");
+        assert_eq!(o.session_timeout_ms, Options::default().session_timeout_ms);
+        assert_eq!(o.batch_size, Options::default().batch_size);
+        assert!(o.auto_pageviews);
+        // Not even an object.
+        assert_eq!(read_options(&JsValue::from_str("x")).key, "");
+    }
+
+    #[wasm_bindgen_test]
+    fn properties_must_be_plain_serialisable_objects() {
+        assert_eq!(props(&JsValue::UNDEFINED).as_str(), "{}");
+        assert_eq!(
+            props(&obj(&[("plan", "pro".into())])).as_str(),
+            r#"{"plan":"pro"}"#
+        );
+        assert_eq!(props(&JsValue::from_str("x")).as_str(), "{}");
+        assert_eq!(props(&js_sys::Array::new().into()).as_str(), "{}");
+        let cyclic = obj(&[]);
+        Reflect::set(&cyclic, &"me".into(), &cyclic).unwrap();
+        assert_eq!(props(&cyclic).as_str(), "{}");
+        let huge = obj(&[("x", "y".repeat(40_000).into())]);
+        assert_eq!(props(&huge).as_str(), "{}");
+    }
+
+    #[wasm_bindgen_test]
+    fn calls_before_init_or_with_bad_arguments_do_not_throw() {
+        track(JsValue::from_f64(1.0), JsValue::NULL);
+        track("before_init".into(), JsValue::UNDEFINED);
+        identify(JsValue::NULL, JsValue::NULL);
+        assert_eq!(get_anonymous_id(), None);
+        assert_eq!(get_session_id(), None);
+        init(JsValue::UNDEFINED);
+        assert_eq!(get_anonymous_id(), None, "no key, not started");
+    }
+}

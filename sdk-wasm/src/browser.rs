@@ -1,0 +1,264 @@
+//! The only module that touches `web_sys`: time, cookies, randomness, the page, and sending.
+//! Everything here is a thin shim; decisions are made in the core.
+
+use crate::platform::{Clock, Entropy, Storage};
+use footfall_wire::{Context, Page};
+use js_sys::{Array, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{HtmlDocument, RequestInit, Response};
+
+pub fn window() -> Option<web_sys::Window> {
+    web_sys::window()
+}
+
+fn document() -> Option<HtmlDocument> {
+    window()?.document()?.dyn_into().ok()
+}
+
+/// Reads `o[key]`, `undefined` when absent or when `o` is not an object.
+pub fn get(o: &JsValue, key: &str) -> JsValue {
+    if !o.is_object() && !o.is_function() {
+        return JsValue::UNDEFINED;
+    }
+    Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// One `console.warn`, prefixed so site owners know where it comes from.
+pub fn warn(msg: &str) {
+    web_sys::console::warn_1(&JsValue::from_str(&["footfall: ", msg].concat()));
+}
+
+/// `Date.now()`.
+pub struct BrowserClock;
+
+impl Clock for BrowserClock {
+    fn now_ms(&self) -> i64 {
+        js_sys::Date::now() as i64
+    }
+}
+
+/// `crypto.getRandomValues`, with `Math.random` when no crypto is available.
+pub struct BrowserEntropy;
+
+impl Entropy for BrowserEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        let done = window()
+            .and_then(|w| w.crypto().ok())
+            .is_some_and(|c| c.get_random_values_with_u8_array(buf).is_ok());
+        if !done {
+            for b in buf {
+                *b = (js_sys::Math::random() * 256.0) as u8;
+            }
+        }
+    }
+}
+
+const YEAR_SECONDS: &str = "31536000";
+
+/// First-party cookies: `ff_id` and friends, 365 days, `SameSite=Lax`, `Secure` on https.
+pub struct CookieStorage {
+    /// `; Domain=...` when the cookie goes on a parent domain.
+    domain: String,
+    secure: bool,
+}
+
+impl CookieStorage {
+    /// Finds the widest domain that accepts a cookie (`auto`) or uses the one given.
+    pub fn new(cookie_domain: Option<&str>) -> CookieStorage {
+        let location = window().map(|w| w.location());
+        let secure = location
+            .as_ref()
+            .and_then(|l| l.protocol().ok())
+            .is_some_and(|p| p == "https:");
+        let host = location.and_then(|l| l.hostname().ok()).unwrap_or_default();
+        let mut store = CookieStorage {
+            domain: String::new(),
+            secure,
+        };
+        match cookie_domain {
+            Some(d) if !d.is_empty() && d != "auto" => store.domain = ["; Domain=", d].concat(),
+            _ => store.domain = widest_cookie_domain(&host, secure),
+        }
+        store
+    }
+
+    fn write(&self, key: &str, value: &str, max_age: &str) {
+        let value = String::from(js_sys::encode_uri_component(value));
+        let mut c = [
+            key,
+            "=",
+            &value,
+            "; Path=/; Max-Age=",
+            max_age,
+            "; SameSite=Lax",
+            &self.domain,
+        ]
+        .concat();
+        if self.secure {
+            c.push_str("; Secure");
+        }
+        if let Some(d) = document() {
+            let _ = d.set_cookie(&c);
+        }
+    }
+}
+
+fn read_cookie(key: &str) -> Option<String> {
+    let all = document()?.cookie().ok()?;
+    all.split("; ").find_map(|kv| {
+        let v = kv.strip_prefix(key)?.strip_prefix('=')?;
+        js_sys::decode_uri_component(v).ok().map(String::from)
+    })
+}
+
+/// Tries `example.com` before `a.example.com` (never the bare suffix) and keeps the first
+/// domain on which a test cookie reads back. Host-only (empty) for IPs and single labels.
+fn widest_cookie_domain(host: &str, secure: bool) -> String {
+    let labels: Vec<&str> = host.split('.').collect();
+    if labels.len() < 2 || host.parse::<std::net::Ipv4Addr>().is_ok() || host.contains(':') {
+        return String::new();
+    }
+    let Some(doc) = document() else {
+        return String::new();
+    };
+    let tail = if secure {
+        "; SameSite=Lax; Secure"
+    } else {
+        "; SameSite=Lax"
+    };
+    for i in (0..labels.len() - 1).rev() {
+        let candidate = labels[i..].join(".");
+        let attr = ["; Domain=", &candidate].concat();
+        let _ = doc.set_cookie(&["ff_probe=1; Path=/", &attr, tail].concat());
+        if read_cookie("ff_probe").is_some() {
+            let _ = doc.set_cookie(&["ff_probe=; Path=/; Max-Age=0", &attr, tail].concat());
+            return attr;
+        }
+    }
+    String::new()
+}
+
+impl Storage for CookieStorage {
+    fn get(&self, key: &str) -> Option<String> {
+        read_cookie(key)
+    }
+    fn set(&mut self, key: &str, value: &str) {
+        self.write(key, value, YEAR_SECONDS);
+    }
+    fn remove(&mut self, key: &str) {
+        self.write(key, "", "0");
+    }
+}
+
+/// The page an event happens on.
+pub fn page() -> Page {
+    let mut p = Page::default();
+    if let Some(w) = window() {
+        let l = w.location();
+        p.url = l.href().unwrap_or_default();
+        p.path = l.pathname().unwrap_or_default();
+    }
+    if let Some(d) = document() {
+        p.title = d.title();
+        p.referrer = d.referrer();
+    }
+    p
+}
+
+fn dims(a: Result<i32, JsValue>, b: Result<i32, JsValue>) -> String {
+    let mut s = String::new();
+    footfall_wire::json::write_u64(&mut s, a.unwrap_or(0).max(0) as u64);
+    s.push('x');
+    footfall_wire::json::write_u64(&mut s, b.unwrap_or(0).max(0) as u64);
+    s
+}
+
+/// Screen, viewport, language, time zone and SDK version.
+pub fn context() -> Context {
+    let mut c = Context {
+        sdk: crate::SDK_VERSION.into(),
+        ..Context::default()
+    };
+    let Some(w) = window() else { return c };
+    if let Ok(s) = w.screen() {
+        c.screen = dims(s.width(), s.height());
+    }
+    let inner = |v: Result<JsValue, JsValue>| v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as i32;
+    c.viewport = dims(Ok(inner(w.inner_width())), Ok(inner(w.inner_height())));
+    c.language = w.navigator().language().unwrap_or_default();
+    let options =
+        js_sys::Intl::DateTimeFormat::new(&Array::new(), &Object::new()).resolved_options();
+    c.timezone = get(&options, "timeZone").as_string().unwrap_or_default();
+    c
+}
+
+/// `performance.timeOrigin`: when the page's navigation started, ms since the epoch.
+pub fn page_load_ms() -> Option<i64> {
+    let t = window()?.performance()?.time_origin();
+    (t > 0.0).then_some(t as i64)
+}
+
+/// `location.origin`, the default endpoint when the script tag gave none.
+pub fn origin() -> String {
+    window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default()
+}
+
+/// POSTs `body` as `text/plain` (no CORS preflight) and gives the status, or an error when the
+/// request did not complete (offline, blocked, CORS refused).
+pub async fn post(url: &str, body: &str) -> Result<u16, JsValue> {
+    let w = window().ok_or(JsValue::NULL)?;
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(body));
+    // keepalive lets the request outlive the page; web-sys has no setter for it yet.
+    let keepalive = JsValue::from_bool(body.len() < 60 * 1024);
+    let _ = Reflect::set(&init, &JsValue::from_str("keepalive"), &keepalive);
+    let resp: Response = JsFuture::from(w.fetch_with_str_and_init(url, &init))
+        .await?
+        .dyn_into()?;
+    Ok(resp.status())
+}
+
+/// `navigator.sendBeacon`: true when the browser queued it.
+pub fn beacon(url: &str, body: &str) -> bool {
+    window()
+        .and_then(|w| w.navigator().send_beacon_with_opt_str(url, Some(body)).ok())
+        .unwrap_or(false)
+}
+
+/// Whether the page is hidden now.
+pub fn is_hidden() -> bool {
+    document().is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Hidden)
+}
+
+/// Calls `f` on every `event` of `target` (`window` or `document`) for the life of the page.
+pub fn listen(on_document: bool, event: &str, f: impl FnMut() + 'static) {
+    let closure = Closure::<dyn FnMut()>::new(f);
+    let target: Option<web_sys::EventTarget> = if on_document {
+        document().map(Into::into)
+    } else {
+        window().map(Into::into)
+    };
+    if let Some(t) = target {
+        let _ = t.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
+    }
+    closure.forget();
+}
+
+/// `JSON.stringify` of a plain object, `None` (with the reason) for anything else.
+pub fn stringify_object(v: &JsValue) -> Result<Option<String>, &'static str> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    if !v.is_object() || Array::is_array(v) {
+        return Err("properties must be a plain object; ignored them");
+    }
+    match js_sys::JSON::stringify(v) {
+        Ok(s) => Ok(s.as_string()),
+        Err(_) => Err("properties could not be serialised (a cycle or a BigInt?); ignored them"),
+    }
+}

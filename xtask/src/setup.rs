@@ -1,0 +1,121 @@
+//! Installs what the build and the tests need (the wasm target, the wasm-bindgen CLI, Chromium,
+//! and from npm: binaryen's wasm-opt, esbuild, playwright-core), skipping what is already there, so a warm run
+//! costs a few version checks.
+
+use crate::{read, run, step, Result};
+use std::path::Path;
+use std::process::Command;
+
+/// Everything: with `for_tests`, also Chromium (the demo needs none).
+pub fn all(root: &Path, for_tests: bool) -> Result {
+    step("wasm32 target", wasm_target)?;
+    step("wasm-bindgen CLI", || wasm_bindgen_cli(root))?;
+    let mut packages = vec![];
+    if for_tests {
+        packages.push(("chromium", "chromium"));
+    }
+    if which("node").is_none() || which("npm").is_none() {
+        packages.push(("node", "nodejs"));
+        packages.push(("npm", "npm"));
+    }
+    step("Debian packages", || apt(&packages))?;
+    step("npm packages", || npm(root))
+}
+
+fn which(cmd: &str) -> Option<String> {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn wasm_target() -> Result {
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
+        println!("    already installed");
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
+}
+
+/// The `wasm-bindgen` version in Cargo.lock: the CLI must be exactly this one.
+fn locked_wasm_bindgen(root: &Path) -> Result<String> {
+    let lock = read(&root.join("Cargo.lock"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    Err("no wasm-bindgen in Cargo.lock".into())
+}
+
+fn wasm_bindgen_cli(root: &Path) -> Result {
+    let want = locked_wasm_bindgen(root)?;
+    let have = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    if have.split_whitespace().nth(1) == Some(want.as_str()) {
+        println!("    wasm-bindgen {want} already installed");
+        return Ok(());
+    }
+    println!("    installing wasm-bindgen-cli {want} (about 2 min)");
+    run(crate::cargo().args(["install", "wasm-bindgen-cli", "--version", &want, "--force"]))
+}
+
+fn apt(packages: &[(&str, &str)]) -> Result {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(cmd, _)| which(cmd).is_none())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        println!("    already installed");
+        return Ok(());
+    }
+    println!("    installing {}", missing.join(" "));
+    let root_user = output(Command::new("id").arg("-u")).is_some_and(|u| u.trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut c = if root_user {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut c)
+    };
+    apt(&["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(&missing);
+    apt(&args)
+}
+
+fn npm(root: &Path) -> Result {
+    let stamp = root.join("node_modules/.package-lock.json");
+    let fresh = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(installed), Some(lock)) = (fresh(&stamp), fresh(&root.join("package-lock.json"))) {
+        if installed >= lock && root.join("node_modules/.bin/wasm-opt").exists() {
+            println!("    already installed");
+            return Ok(());
+        }
+    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+}

@@ -1,0 +1,64 @@
+//! The SDK's size report: raw, gzip and brotli bytes of what a page downloads (the script-tag
+//! build: footfall.js and footfall_bg.wasm), checked against the budget in
+//! `js-wrapper/size-budget.txt`.
+
+use crate::{read, Result, DIST};
+use std::io::Write;
+use std::path::Path;
+
+fn gzip(bytes: &[u8]) -> usize {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(bytes).expect("in memory");
+    e.finish().expect("in memory").len()
+}
+
+fn brotli(bytes: &[u8]) -> usize {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).expect("in memory");
+    out.len()
+}
+
+/// Prints the table; with `enforce`, fails when the gzip total is over budget. Returns the
+/// gzip total in bytes.
+pub fn report(root: &Path, enforce: bool) -> Result<usize> {
+    let dist = root.join(DIST);
+    let mut total = (0, 0, 0);
+    println!(
+        "    {:<20} {:>9} {:>9} {:>9}",
+        "file", "raw B", "gzip B", "brotli B"
+    );
+    for name in ["footfall_bg.wasm", "footfall.js", "loader.js"] {
+        let bytes = std::fs::read(dist.join(name))
+            .map_err(|e| format!("{}: {e} (build the SDK first)", dist.join(name).display()))?;
+        let row = (bytes.len(), gzip(&bytes), brotli(&bytes));
+        println!("    {name:<20} {:>9} {:>9} {:>9}", row.0, row.1, row.2);
+        if name != "loader.js" {
+            total = (total.0 + row.0, total.1 + row.1, total.2 + row.2);
+        }
+    }
+    println!(
+        "    {:<20} {:>9} {:>9} {:>9}   ({:.1} KB gzipped; the goal is 12 KB)",
+        "wasm + js",
+        total.0,
+        total.1,
+        total.2,
+        total.1 as f64 / 1024.0
+    );
+    let budget: usize = read(&root.join("js-wrapper/size-budget.txt"))?
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or("js-wrapper/size-budget.txt holds no number")?;
+    println!("    budget: {budget} B gzipped (js-wrapper/size-budget.txt)");
+    if enforce && total.1 > budget {
+        return Err(format!(
+            "the SDK grew past its budget: {} B gzipped > {budget} B",
+            total.1
+        ));
+    }
+    Ok(total.1)
+}
