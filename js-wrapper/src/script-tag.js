@@ -6,8 +6,9 @@
   var script = document.currentScript;
   var base = script && script.src ? script.src : location.href;
   var origin = new URL(base).origin;
-  var names = ["init", "page", "track", "identify", "setUserProperties", "flush",
-    "getAnonymousId", "getSessionId", "getUserId"];
+  var names = ["init", "page", "track", "identify", "setUserProperties", "register",
+    "unregister", "reset", "flush", "optOut", "optIn", "isOptedOut", "getAnonymousId",
+    "getSessionId", "getUserId"];
   var warned = false;
 
   // Calls made while the wasm loads, if the page had no loader snippet.

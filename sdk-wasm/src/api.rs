@@ -2,21 +2,28 @@
 //! `JsValue` so that no call can throw on a wrong type: bad input is dropped with one
 //! `console.warn` and the SDK keeps working.
 
-use crate::browser::{self, BrowserClock, BrowserEntropy, CookieStorage};
+use crate::browser::{self, BrowserClock, BrowserEntropy, BrowserStorage};
 use crate::options::{Options, Persistence, SessionScope};
+use crate::platform::Clock;
+use crate::session;
 use crate::tracker::{Occurrence, Tracker, MAX_SEND_BYTES};
 use footfall_wire::{EventType, RawJson, DEFAULT_MAX_EVENT_BYTES};
 use gloo_timers::callback::Timeout;
 use std::cell::{Cell, RefCell};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
-type BrowserTracker = Tracker<BrowserClock, CookieStorage, BrowserEntropy>;
+type BrowserTracker = Tracker<BrowserClock, BrowserStorage, BrowserEntropy>;
 
 struct Sdk {
     tracker: BrowserTracker,
     url: String,
     flush_timer: Option<Timeout>,
     sending: bool,
+    /// This tab's ID in `"tab"` scope (registered while the page is shown).
+    tab_id: Option<String>,
+    /// The properties of `register`, merged into every event's props.
+    registered: js_sys::Object,
 }
 
 thread_local! {
@@ -91,8 +98,20 @@ pub fn init(options: JsValue) {
         browser::warn("init needs a `key`; not started");
         return;
     }
-    let storage = CookieStorage::new(options.cookie_domain.as_deref());
-    let tracker = Tracker::new(options, BrowserClock, storage, BrowserEntropy);
+    let shared = browser::shared_storage(options.persistence, options.cookie_domain.as_deref());
+    let mut tab = browser::tab_storage(options.persistence);
+    let tab_id = (options.session_scope == SessionScope::Tab).then(|| {
+        let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
+        let now = BrowserClock.now_ms();
+        session::claim_tab(&mut tab, &mut registry, &mut BrowserEntropy, now)
+    });
+    let dnt = browser::do_not_track();
+    let tracker = Tracker::new(options, BrowserClock, shared, tab, BrowserEntropy, dnt);
+    let registered = tracker
+        .registered()
+        .and_then(|r| js_sys::JSON::parse(&r).ok())
+        .and_then(|r| r.dyn_into::<js_sys::Object>().ok())
+        .unwrap_or_default();
     let url = [&tracker.options.endpoint, "/v1/batch"].concat();
     let auto_pageviews = tracker.options.auto_pageviews;
     SDK.with(|s| {
@@ -101,14 +120,11 @@ pub fn init(options: JsValue) {
             url,
             flush_timer: None,
             sending: false,
+            tab_id,
+            registered,
         })
     });
-    browser::listen(true, "visibilitychange", || {
-        if browser::is_hidden() {
-            send_all_by_beacon();
-        }
-    });
-    browser::listen(false, "pagehide", send_all_by_beacon);
+    listen_to_the_page();
     if auto_pageviews {
         // The first page view happened when the navigation started, before any call the page
         // made while the SDK loaded.
@@ -116,6 +132,45 @@ pub fn init(options: JsValue) {
             REPLAY_AT.with(|c| c.set(Some(t)));
         }
         page(JsValue::UNDEFINED);
+    }
+}
+
+fn listen_to_the_page() {
+    browser::listen(true, "visibilitychange", |_| {
+        if browser::is_hidden() {
+            with_sdk(|s| s.tracker.hidden());
+            send_all_by_beacon();
+        } else {
+            with_sdk(|s| s.tracker.visible());
+        }
+    });
+    browser::listen(false, "pagehide", |_| {
+        with_sdk(|s| {
+            if let Some(id) = &s.tab_id {
+                let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
+                session::release_tab(&mut registry, id, BrowserClock.now_ms());
+            }
+        });
+        send_all_by_beacon();
+    });
+    // Back from the back/forward cache: this tab is open again.
+    browser::listen(false, "pageshow", |e| {
+        if browser::persisted(&e) {
+            with_sdk(|s| {
+                if s.tab_id.is_some() {
+                    let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
+                    let mut tab = browser::tab_storage(s.tracker.options.persistence);
+                    let now = BrowserClock.now_ms();
+                    let id = session::claim_tab(&mut tab, &mut registry, &mut BrowserEntropy, now);
+                    s.tab_id = Some(id);
+                }
+            });
+        }
+    });
+    for event in ["pointerdown", "keydown", "scroll", "touchstart"] {
+        browser::listen(false, event, |_| {
+            with_sdk(|s| s.tracker.input());
+        });
     }
 }
 
@@ -167,10 +222,27 @@ fn record(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>
     }
 }
 
+/// Event properties: the registered ones, overridden by the call's own.
+fn event_props(v: &JsValue) -> RawJson {
+    let registered = with_sdk(|s| s.registered.clone()).unwrap_or_default();
+    if js_sys::Object::keys(&registered).length() == 0 {
+        return props(v);
+    }
+    if let Err(why) = browser::stringify_object(v) {
+        browser::warn(why);
+        return props(&registered);
+    }
+    let merged = js_sys::Object::assign(&js_sys::Object::new(), &registered);
+    if v.is_object() {
+        js_sys::Object::assign(&merged, &v.clone().unchecked_into());
+    }
+    props(&merged)
+}
+
 /// Records a page view.
 #[wasm_bindgen]
 pub fn page(props_: JsValue) {
-    record(EventType::Page, String::new(), props(&props_), None);
+    record(EventType::Page, String::new(), event_props(&props_), None);
 }
 
 /// Records a custom event.
@@ -178,7 +250,7 @@ pub fn page(props_: JsValue) {
 pub fn track(name: JsValue, props_: JsValue) {
     match name.as_string().map(|n| n.trim().to_owned()) {
         Some(n) if !n.is_empty() && n.len() <= 200 => {
-            record(EventType::Track, n, props(&props_), None)
+            record(EventType::Track, n, event_props(&props_), None)
         }
         _ => browser::warn("track needs a name: a string of 1 to 200 characters; dropped it"),
     }
@@ -271,9 +343,68 @@ fn send_all_by_beacon() {
     });
 }
 
+/// Adds properties to every later event, kept across page loads.
+#[wasm_bindgen]
+pub fn register(props_: JsValue) {
+    match browser::stringify_object(&props_) {
+        Ok(Some(_)) => {
+            with_sdk(|s| {
+                js_sys::Object::assign(&s.registered, &props_.unchecked_into());
+                let json = props(&s.registered);
+                s.tracker.set_registered(json.as_str());
+            });
+        }
+        Ok(None) => {}
+        Err(why) => browser::warn(why),
+    }
+}
+
+/// Stops adding `key` to events.
+#[wasm_bindgen]
+pub fn unregister(key: JsValue) {
+    let Some(key) = key.as_string() else {
+        browser::warn("unregister needs a property name (a string); ignored");
+        return;
+    };
+    with_sdk(|s| {
+        let _ = js_sys::Reflect::delete_property(&s.registered, &JsValue::from_str(&key));
+        let json = props(&s.registered);
+        s.tracker.set_registered(json.as_str());
+    });
+}
+
+/// Logout: new anonymous ID and session; user ID and registered properties cleared.
+#[wasm_bindgen]
+pub fn reset() {
+    with_sdk(|s| {
+        s.tracker.reset();
+        s.registered = js_sys::Object::new();
+    });
+}
+
+/// Withdraws consent: nothing is sent or stored from now on but the opt-out itself.
+#[wasm_bindgen(js_name = optOut)]
+pub fn opt_out() {
+    with_sdk(|s| {
+        s.tracker.opt_out();
+        s.registered = js_sys::Object::new();
+    });
+}
+
+/// Gives consent again.
+#[wasm_bindgen(js_name = optIn)]
+pub fn opt_in() {
+    with_sdk(|s| s.tracker.opt_in());
+}
+
+#[wasm_bindgen(js_name = isOptedOut)]
+pub fn is_opted_out() -> bool {
+    with_sdk(|s| s.tracker.is_opted_out()).unwrap_or(false)
+}
+
 #[wasm_bindgen(js_name = getAnonymousId)]
 pub fn get_anonymous_id() -> Option<String> {
-    with_sdk(|s| s.tracker.anonymous_id().to_owned())
+    with_sdk(|s| s.tracker.anonymous_id().map(str::to_owned)).flatten()
 }
 
 #[wasm_bindgen(js_name = getSessionId)]

@@ -1,7 +1,9 @@
 //! The only module that touches `web_sys`: time, cookies, randomness, the page, and sending.
 //! Everything here is a thin shim; decisions are made in the core.
 
+use crate::options::Persistence;
 use crate::platform::{Clock, Entropy, Storage};
+use crate::tracker::OPT_OUT_KEY;
 use footfall_wire::{Context, Page};
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
@@ -152,6 +154,121 @@ impl Storage for CookieStorage {
     }
 }
 
+impl CookieStorage {
+    /// Whether cookies can be written and read back here (they may be blocked).
+    pub fn works(&mut self) -> bool {
+        self.set("ff_probe", "1");
+        let ok = self.get("ff_probe").is_some();
+        self.remove("ff_probe");
+        ok
+    }
+}
+
+/// `localStorage` or `sessionStorage`, when the browser lets the page use it.
+pub fn web_storage(local: bool) -> Option<web_sys::Storage> {
+    let w = window()?;
+    let s = if local {
+        w.local_storage()
+    } else {
+        w.session_storage()
+    };
+    let s = s.ok()??;
+    // Some browsers hand out a storage that throws on every write (full, or private mode).
+    s.set_item("ff_probe", "1").ok()?;
+    let _ = s.remove_item("ff_probe");
+    Some(s)
+}
+
+/// Where the SDK keeps its state, per the `persistence` option.
+pub enum BrowserStorage {
+    Cookie(CookieStorage),
+    Web(web_sys::Storage),
+    /// Nothing survives the page, but the opt-out (kept in localStorage when it can be).
+    Memory(std::collections::HashMap<String, String>),
+}
+
+impl Storage for BrowserStorage {
+    fn get(&self, key: &str) -> Option<String> {
+        match self {
+            BrowserStorage::Cookie(c) => c.get(key),
+            BrowserStorage::Web(s) => s.get_item(key).ok().flatten(),
+            BrowserStorage::Memory(_) if key == OPT_OUT_KEY => {
+                web_storage(true)?.get_item(key).ok()?
+            }
+            BrowserStorage::Memory(m) => m.get(key).cloned(),
+        }
+    }
+    fn set(&mut self, key: &str, value: &str) {
+        match self {
+            BrowserStorage::Cookie(c) => c.set(key, value),
+            BrowserStorage::Web(s) => {
+                let _ = s.set_item(key, value);
+            }
+            BrowserStorage::Memory(_) if key == OPT_OUT_KEY => {
+                if let Some(s) = web_storage(true) {
+                    let _ = s.set_item(key, value);
+                }
+            }
+            BrowserStorage::Memory(m) => {
+                m.insert(key.into(), value.into());
+            }
+        }
+    }
+    fn remove(&mut self, key: &str) {
+        match self {
+            BrowserStorage::Cookie(c) => c.remove(key),
+            BrowserStorage::Web(s) => {
+                let _ = s.remove_item(key);
+            }
+            BrowserStorage::Memory(_) if key == OPT_OUT_KEY => {
+                if let Some(s) = web_storage(true) {
+                    let _ = s.remove_item(key);
+                }
+            }
+            BrowserStorage::Memory(m) => {
+                m.remove(key);
+            }
+        }
+    }
+}
+
+fn memory() -> BrowserStorage {
+    BrowserStorage::Memory(Default::default())
+}
+
+/// The storage every tab sees: cookies (localStorage when they are blocked), localStorage
+/// (memory when it is blocked), or memory.
+pub fn shared_storage(persistence: Persistence, cookie_domain: Option<&str>) -> BrowserStorage {
+    if persistence == Persistence::Cookie {
+        let mut c = CookieStorage::new(cookie_domain);
+        if c.works() {
+            return BrowserStorage::Cookie(c);
+        }
+    }
+    match persistence {
+        Persistence::Memory => memory(),
+        _ => web_storage(true).map_or_else(memory, BrowserStorage::Web),
+    }
+}
+
+/// This tab's own storage (sessionStorage), memory in `memory` persistence.
+pub fn tab_storage(persistence: Persistence) -> BrowserStorage {
+    match persistence {
+        Persistence::Memory => memory(),
+        _ => web_storage(false).map_or_else(memory, BrowserStorage::Web),
+    }
+}
+
+/// `navigator.doNotTrack == "1"` or `navigator.globalPrivacyControl`.
+pub fn do_not_track() -> bool {
+    let Some(n) = window().map(|w| w.navigator()) else {
+        return false;
+    };
+    // Read by name: `doNotTrack` is null when unset, which web-sys' String binding rejects.
+    get(&n, "doNotTrack").as_string().as_deref() == Some("1")
+        || get(&n, "globalPrivacyControl").as_bool() == Some(true)
+}
+
 /// The page an event happens on.
 pub fn page() -> Page {
     let mut p = Page::default();
@@ -236,8 +353,8 @@ pub fn is_hidden() -> bool {
 }
 
 /// Calls `f` on every `event` of `target` (`window` or `document`) for the life of the page.
-pub fn listen(on_document: bool, event: &str, f: impl FnMut() + 'static) {
-    let closure = Closure::<dyn FnMut()>::new(f);
+pub fn listen(on_document: bool, event: &str, f: impl FnMut(web_sys::Event) + 'static) {
+    let closure = Closure::<dyn FnMut(web_sys::Event)>::new(f);
     let target: Option<web_sys::EventTarget> = if on_document {
         document().map(Into::into)
     } else {
@@ -247,6 +364,11 @@ pub fn listen(on_document: bool, event: &str, f: impl FnMut() + 'static) {
         let _ = t.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
     }
     closure.forget();
+}
+
+/// `event.persisted` of a `pageshow`/`pagehide` event (a back/forward-cache page).
+pub fn persisted(e: &web_sys::Event) -> bool {
+    get(e, "persisted").as_bool() == Some(true)
 }
 
 /// `JSON.stringify` of a plain object, `None` (with the reason) for anything else.

@@ -9,6 +9,12 @@ use footfall_wire::json::write_u64;
 
 /// Storage key of the session state.
 pub const SESSION_KEY: &str = "ff_s";
+/// Tab-storage key of this tab's ID (`"tab"` scope).
+pub const TAB_KEY: &str = "ff_tab";
+/// Shared-storage key of the tabs open now: `id:since,id:since,...`.
+pub const TABS_KEY: &str = "ff_tabs";
+/// Registry entries older than this are dropped (a tab that crashed never said goodbye).
+const TAB_ENTRY_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// The session as stored: `id.started.last.seq` (times in ms since the epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +115,66 @@ impl Sessions {
     pub fn end(&self, storage: &mut impl Storage) {
         storage.remove(SESSION_KEY);
     }
+}
+
+fn live_tabs(registry: &impl Storage, now_ms: i64) -> Vec<(String, i64)> {
+    registry
+        .get(TABS_KEY)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|e| {
+            let (id, since) = e.split_once(':')?;
+            let since: i64 = since.parse().ok()?;
+            (now_ms - since < TAB_ENTRY_TTL_MS).then(|| (id.to_owned(), since))
+        })
+        .collect()
+}
+
+fn write_tabs(registry: &mut impl Storage, tabs: &[(String, i64)]) {
+    let mut s = String::new();
+    for (i, (id, since)) in tabs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(id);
+        s.push(':');
+        write_u64(&mut s, (*since).max(0) as u64);
+    }
+    registry.set(TABS_KEY, &s);
+}
+
+/// Decides which tab this page load is, in `"tab"` scope. `tab` is the tab's own storage
+/// (sessionStorage: kept across reloads and navigations, copied when the tab is duplicated),
+/// `registry` storage shared by all tabs. A reload finds its ID in `tab` but not in the
+/// registry (it left at `pagehide`): same tab, same session. A duplicate finds the ID it
+/// copied still registered by the original: it takes a new ID, and its copied session is
+/// dropped.
+pub fn claim_tab(
+    tab: &mut impl Storage,
+    registry: &mut impl Storage,
+    rng: &mut impl Entropy,
+    now_ms: i64,
+) -> String {
+    let mut live = live_tabs(registry, now_ms);
+    let id = match tab.get(TAB_KEY) {
+        Some(id) if !live.iter().any(|(l, _)| *l == id) => id,
+        Some(_) => {
+            tab.remove(SESSION_KEY);
+            crate::platform::uuid_v4(rng)
+        }
+        None => crate::platform::uuid_v4(rng),
+    };
+    tab.set(TAB_KEY, &id);
+    live.push((id.clone(), now_ms));
+    write_tabs(registry, &live);
+    id
+}
+
+/// The tab leaves (`pagehide`): a reload or navigation will claim the same ID again.
+pub fn release_tab(registry: &mut impl Storage, id: &str, now_ms: i64) {
+    let mut live = live_tabs(registry, now_ms);
+    live.retain(|(l, _)| l != id);
+    write_tabs(registry, &live);
 }
 
 #[cfg(test)]
@@ -238,6 +304,40 @@ mod tests {
             "the other tab's activity kept the session alive"
         );
         assert_eq!((a.seq, b.seq, c.seq), (1, 2, 3));
+    }
+
+    #[test]
+    fn a_reloaded_tab_keeps_its_id_and_a_duplicate_gets_a_new_one() {
+        let mut registry = MemStorage::default();
+        let mut rng = SeqEntropy(5);
+        let mut tab = MemStorage::default();
+        let a = claim_tab(&mut tab, &mut registry, &mut rng, T0);
+        tab.set(SESSION_KEY, "s");
+        // Reload: the page left, then the same tab came back.
+        release_tab(&mut registry, &a, T0 + 1);
+        assert_eq!(claim_tab(&mut tab, &mut registry, &mut rng, T0 + 2), a);
+        assert_eq!(tab.get(SESSION_KEY).as_deref(), Some("s"));
+        // Duplicate: a copy of the tab's storage while the original is still open.
+        let mut copy = MemStorage::default();
+        copy.set(TAB_KEY, &a);
+        copy.set(SESSION_KEY, "s");
+        let b = claim_tab(&mut copy, &mut registry, &mut rng, T0 + 3);
+        assert_ne!(a, b);
+        assert_eq!(
+            copy.get(SESSION_KEY),
+            None,
+            "the copied session is not shared"
+        );
+        // A tab that crashed a week ago no longer blocks its ID.
+        let mut old = MemStorage::default();
+        let c = claim_tab(&mut old, &mut registry, &mut rng, T0);
+        let mut restored = MemStorage::default();
+        restored.set(TAB_KEY, &c);
+        let week = 7 * 24 * 60 * MIN;
+        assert_eq!(
+            claim_tab(&mut restored, &mut registry, &mut rng, T0 + week),
+            c
+        );
     }
 
     #[test]

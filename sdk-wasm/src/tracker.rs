@@ -1,27 +1,41 @@
 //! The tracker: identity, event building and the send queue. It owns no browser object; the
 //! browser layer hands it the page and context of each event and sends what it drains.
 
-use crate::options::Options;
+use crate::options::{Options, SessionScope};
 use crate::platform::{uuid_v4, uuid_v7, Clock, Entropy, Storage};
-use crate::session::{Rules, Sessions};
+use crate::session::{Rules, Sessions, SESSION_KEY};
 use footfall_wire::{json, time, Context, Event, EventType, Page, RawJson};
 
 /// Storage key of the anonymous ID (the `ff_id` cookie).
 pub const ANON_KEY: &str = "ff_id";
 /// Storage key of the identified user ID.
 pub const USER_KEY: &str = "ff_uid";
+/// Storage key of the properties given to `register`, as JSON.
+pub const REGISTERED_KEY: &str = "ff_reg";
+/// Storage key of the opt-out (`"1"`), the one thing kept for an opted-out visitor.
+pub const OPT_OUT_KEY: &str = "ff_optout";
 
 /// Largest body of one send: beacons are limited to 64 KB, keep a margin for the envelope.
 pub const MAX_SEND_BYTES: usize = 60 * 1024;
+/// User input counts as activity at most this often.
+pub const INPUT_THROTTLE_MS: i64 = 5_000;
 
 pub struct Tracker<C, S, E> {
     pub options: Options,
     clock: C,
-    storage: S,
+    /// Storage every tab sees: identity, and the session in `"browser"` scope.
+    shared: S,
+    /// This tab's storage: the session in `"tab"` scope.
+    tab: S,
     rng: E,
     sessions: Sessions,
+    /// Empty while opted out.
     anonymous_id: String,
     user_id: Option<String>,
+    /// Do Not Track / Global Privacy Control, when `respectDnt` is on.
+    dnt: bool,
+    hidden_at: Option<i64>,
+    last_input_ms: Option<i64>,
     /// Events not yet acknowledged, each already encoded as JSON.
     queue: Vec<String>,
 }
@@ -38,35 +52,56 @@ pub struct Occurrence {
 }
 
 impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
-    /// Starts tracking: reads the visitor's anonymous ID or makes one, and renews it.
-    pub fn new(options: Options, clock: C, mut storage: S, mut rng: E) -> Self {
+    /// Starts tracking: reads the visitor's anonymous ID or makes one, and renews it. `dnt`
+    /// says the browser asks not to be tracked (only heeded with `respectDnt`).
+    pub fn new(options: Options, clock: C, shared: S, tab: S, rng: E, dnt: bool) -> Self {
         let options = options.sanitized();
-        let anonymous_id = storage
-            .get(ANON_KEY)
-            .filter(|id| id.len() == 36)
-            .unwrap_or_else(|| uuid_v4(&mut rng));
-        storage.set(ANON_KEY, &anonymous_id);
-        let user_id = storage.get(USER_KEY).filter(|u| !u.is_empty());
         let sessions = Sessions {
             rules: Rules {
                 timeout_ms: options.session_timeout_ms,
                 max_duration_ms: options.max_session_duration_ms,
             },
         };
-        Tracker {
+        let mut t = Tracker {
+            dnt: dnt && options.respect_dnt,
             options,
             clock,
-            storage,
+            shared,
+            tab,
             rng,
             sessions,
-            anonymous_id,
-            user_id,
+            anonymous_id: String::new(),
+            user_id: None,
+            hidden_at: None,
+            last_input_ms: None,
             queue: Vec::new(),
+        };
+        t.load_identity();
+        t
+    }
+
+    fn load_identity(&mut self) {
+        if self.is_opted_out() {
+            return;
+        }
+        self.anonymous_id = match self.shared.get(ANON_KEY).filter(|id| id.len() == 36) {
+            Some(id) => id,
+            None => uuid_v4(&mut self.rng),
+        };
+        self.shared.set(ANON_KEY, &self.anonymous_id);
+        self.user_id = self.shared.get(USER_KEY).filter(|u| !u.is_empty());
+    }
+
+    /// Where the session lives: shared by all tabs, or this tab's own.
+    fn session_storage(&mut self) -> &mut S {
+        match self.options.session_scope {
+            SessionScope::Browser => &mut self.shared,
+            SessionScope::Tab => &mut self.tab,
         }
     }
 
-    pub fn anonymous_id(&self) -> &str {
-        &self.anonymous_id
+    pub fn anonymous_id(&self) -> Option<&str> {
+        (!self.anonymous_id.is_empty()).then_some(self.anonymous_id.as_str())
     }
 
     pub fn user_id(&self) -> Option<&str> {
@@ -75,8 +110,12 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
 
     /// The ID of the session that runs now, if one does.
     pub fn session_id(&self) -> Option<String> {
+        let storage = match self.options.session_scope {
+            SessionScope::Browser => &self.shared,
+            SessionScope::Tab => &self.tab,
+        };
         self.sessions
-            .current(&self.storage, self.clock.now_ms())
+            .current(storage, self.clock.now_ms())
             .map(|s| s.id)
     }
 
@@ -84,15 +123,123 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         self.clock.now_ms()
     }
 
-    /// Records one event; returns true when the queue has reached `batchSize`.
+    pub fn is_opted_out(&self) -> bool {
+        self.dnt || self.shared.get(OPT_OUT_KEY).as_deref() == Some("1")
+    }
+
+    /// Consent withdrawn: forget everything (cookie, user, session, queue) but the opt-out.
+    pub fn opt_out(&mut self) {
+        self.shared.set(OPT_OUT_KEY, "1");
+        for key in [ANON_KEY, USER_KEY, REGISTERED_KEY, SESSION_KEY] {
+            self.shared.remove(key);
+        }
+        self.tab.remove(SESSION_KEY);
+        self.anonymous_id.clear();
+        self.user_id = None;
+        self.queue.clear();
+    }
+
+    /// Consent given again: a new anonymous visitor from now on.
+    pub fn opt_in(&mut self) {
+        self.shared.remove(OPT_OUT_KEY);
+        self.load_identity();
+    }
+
+    /// Logout: a new anonymous ID and session; user ID and registered properties cleared.
+    pub fn reset(&mut self) {
+        if self.is_opted_out() {
+            return;
+        }
+        self.user_id = None;
+        self.shared.remove(USER_KEY);
+        self.shared.remove(REGISTERED_KEY);
+        self.session_storage().remove(SESSION_KEY);
+        self.anonymous_id = uuid_v4(&mut self.rng);
+        self.shared.set(ANON_KEY, &self.anonymous_id);
+    }
+
+    /// The properties given to `register`, as JSON text.
+    pub fn registered(&self) -> Option<String> {
+        self.shared.get(REGISTERED_KEY)
+    }
+
+    pub fn set_registered(&mut self, json: &str) {
+        if self.is_opted_out() {
+            return;
+        }
+        if json == "{}" {
+            self.shared.remove(REGISTERED_KEY);
+        } else {
+            self.shared.set(REGISTERED_KEY, json);
+        }
+    }
+
+    /// User input (pointer, key, scroll, touch): keeps the session alive or starts one.
+    /// Throttled to one per [`INPUT_THROTTLE_MS`].
+    pub fn input(&mut self) {
+        let now = self.clock.now_ms();
+        if self.is_opted_out()
+            || self
+                .last_input_ms
+                .is_some_and(|t| (0..INPUT_THROTTLE_MS).contains(&(now - t)))
+        {
+            return;
+        }
+        self.last_input_ms = Some(now);
+        self.touch(false);
+    }
+
+    fn touch(&mut self, numbered: bool) -> crate::session::Session {
+        let storage = match self.options.session_scope {
+            SessionScope::Browser => &mut self.shared,
+            SessionScope::Tab => &mut self.tab,
+        };
+        self.sessions
+            .touch(storage, &self.clock, &mut self.rng, numbered)
+    }
+
+    /// The tab was hidden (the user switched tabs or minimised the window).
+    pub fn hidden(&mut self) {
+        self.hidden_at = Some(self.clock.now_ms());
+    }
+
+    /// The tab is visible again. With `endSessionOnHidden`, a tab hidden longer than
+    /// `hiddenGrace` ends its session, unless some tab was active on it meanwhile (in
+    /// `"browser"` scope the session is shared: another tab's use keeps it).
+    pub fn visible(&mut self) {
+        let Some(hidden_at) = self.hidden_at.take() else {
+            return;
+        };
+        let now = self.clock.now_ms();
+        if !self.options.ends_session_on_hidden() || now - hidden_at <= self.options.hidden_grace_ms
+        {
+            return;
+        }
+        let sessions = &self.sessions;
+        let storage = match self.options.session_scope {
+            SessionScope::Browser => &mut self.shared,
+            SessionScope::Tab => &mut self.tab,
+        };
+        if sessions
+            .current(storage, now)
+            .is_some_and(|s| s.last_ms <= hidden_at)
+        {
+            sessions.end(storage);
+        }
+    }
+
+    /// Records one event; returns true when the queue has reached `batchSize`. Opted out,
+    /// nothing is recorded.
     pub fn record(&mut self, o: Occurrence, context: &Context) -> bool {
-        let session = self
-            .sessions
-            .touch(&mut self.storage, &self.clock, &mut self.rng, true);
+        if self.is_opted_out() {
+            return false;
+        }
+        let session = self.touch(true);
         let now = self.clock.now_ms();
         let at = o.at_ms.filter(|&t| t <= now).unwrap_or(now);
         if o.kind == EventType::Identify {
-            self.set_user_id(&o.name);
+            self.user_id = Some(o.name.clone());
+            self.shared.set(USER_KEY, &o.name);
         }
         let event = Event {
             event_id: uuid_v7(&mut self.rng, at),
@@ -117,11 +264,6 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         self.queue.len() >= self.options.batch_size
     }
 
-    fn set_user_id(&mut self, user_id: &str) {
-        self.user_id = Some(user_id.to_owned());
-        self.storage.set(USER_KEY, user_id);
-    }
-
     pub fn queued(&self) -> usize {
         self.queue.len()
     }
@@ -143,6 +285,9 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
 
     /// Puts events whose send failed back at the front of the queue.
     pub fn requeue(&mut self, mut events: Vec<String>) {
+        if self.is_opted_out() {
+            return;
+        }
         events.append(&mut self.queue);
         self.queue = events;
     }
@@ -175,7 +320,14 @@ mod tests {
             batch_size: 3,
             ..Options::default()
         };
-        Tracker::new(options, clock.clone(), store.clone(), SeqEntropy(3))
+        Tracker::new(
+            options,
+            clock.clone(),
+            store.clone(),
+            MemStorage::default(),
+            SeqEntropy(3),
+            false,
+        )
     }
 
     fn track(name: &str) -> Occurrence {
@@ -203,8 +355,8 @@ mod tests {
     fn the_anonymous_id_is_kept_across_page_loads() {
         let store = MemStorage::default();
         let clock = FakeClock::at(T0);
-        let a = tracker(&store, &clock).anonymous_id().to_owned();
-        let b = tracker(&store, &clock).anonymous_id().to_owned();
+        let a = tracker(&store, &clock).anonymous_id().unwrap().to_owned();
+        let b = tracker(&store, &clock).anonymous_id().unwrap().to_owned();
         assert_eq!(a, b);
         assert_eq!(store.get(ANON_KEY).as_deref(), Some(a.as_str()));
     }
@@ -234,7 +386,7 @@ mod tests {
         assert!(env
             .events
             .iter()
-            .all(|e| e.anonymous_id == t.anonymous_id()));
+            .all(|e| Some(e.anonymous_id.as_str()) == t.anonymous_id()));
         assert_eq!(env.events[1].timestamp, "2026-11-23T10:00:01.000Z");
         assert_eq!(env.events[0].props.as_str(), r#"{"plan":"pro"}"#);
         assert_eq!(t.queued(), 0);
@@ -293,5 +445,216 @@ mod tests {
         assert_eq!(env.events[0].user_id.as_deref(), Some("ann@example.com"));
         assert_eq!(env.events[1].user_id.as_deref(), Some("ann@example.com"));
         assert_eq!(tracker(&store, &clock).user_id(), Some("ann@example.com"));
+    }
+}
+
+/// The consent, reset, visibility and input rules.
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+    use crate::platform::fake::{FakeClock, MemStorage, SeqEntropy};
+
+    const T0: i64 = 1_795_428_000_000;
+    const MIN: i64 = 60_000;
+
+    struct Tab {
+        t: Tracker<FakeClock, MemStorage, SeqEntropy>,
+    }
+
+    fn tab(shared: &MemStorage, clock: &FakeClock, o: Options, seed: u64) -> Tab {
+        let o = Options {
+            key: "k".into(),
+            ..o
+        };
+        Tab {
+            t: Tracker::new(
+                o,
+                clock.clone(),
+                shared.clone(),
+                MemStorage::default(),
+                SeqEntropy(seed),
+                false,
+            ),
+        }
+    }
+
+    impl Tab {
+        fn event(&mut self) -> Option<String> {
+            self.t.record(
+                Occurrence {
+                    kind: EventType::Track,
+                    name: "e".into(),
+                    props: RawJson::empty_object(),
+                    traits: None,
+                    page: Page::default(),
+                    at_ms: None,
+                },
+                &Context::default(),
+            );
+            self.t.session_id()
+        }
+    }
+
+    #[test]
+    fn opting_out_forgets_everything_but_the_opt_out() {
+        let shared = MemStorage::default();
+        let clock = FakeClock::at(T0);
+        let mut a = tab(&shared, &clock, Options::default(), 1);
+        let before = a.t.anonymous_id().unwrap().to_owned();
+        a.event();
+        a.t.opt_out();
+        assert!(a.t.is_opted_out());
+        assert_eq!(a.t.anonymous_id(), None);
+        assert_eq!(a.t.queued(), 0);
+        a.event();
+        assert_eq!(a.t.queued(), 0, "nothing recorded while opted out");
+        let keys: Vec<String> = shared.0.borrow().keys().cloned().collect();
+        assert_eq!(keys, [OPT_OUT_KEY], "only the opt-out is stored");
+        // Kept across page loads.
+        let mut b = tab(&shared, &clock, Options::default(), 2);
+        assert!(b.t.is_opted_out());
+        b.t.opt_in();
+        assert!(!b.t.is_opted_out());
+        let after = b.t.anonymous_id().unwrap().to_owned();
+        assert_ne!(before, after, "a new visitor after opting in again");
+        assert!(b.event().is_some());
+    }
+
+    #[test]
+    fn do_not_track_is_heeded_only_with_respect_dnt() {
+        let shared = MemStorage::default();
+        let clock = FakeClock::at(T0);
+        let make = |respect_dnt| {
+            let o = Options {
+                key: "k".into(),
+                respect_dnt,
+                ..Options::default()
+            };
+            Tracker::new(
+                o,
+                clock.clone(),
+                shared.clone(),
+                MemStorage::default(),
+                SeqEntropy(1),
+                true,
+            )
+        };
+        assert!(!make(false).is_opted_out());
+        shared.0.borrow_mut().clear();
+        let t = make(true);
+        assert!(t.is_opted_out());
+        assert_eq!(t.anonymous_id(), None);
+        assert!(shared.0.borrow().is_empty(), "no cookie for a DNT visitor");
+    }
+
+    #[test]
+    fn reset_gives_a_new_visitor_and_session() {
+        let shared = MemStorage::default();
+        let clock = FakeClock::at(T0);
+        let mut a = tab(&shared, &clock, Options::default(), 1);
+        let s1 = a.event();
+        a.t.record(
+            Occurrence {
+                kind: EventType::Identify,
+                name: "ann".into(),
+                props: RawJson::empty_object(),
+                traits: None,
+                page: Page::default(),
+                at_ms: None,
+            },
+            &Context::default(),
+        );
+        a.t.set_registered(r#"{"plan":"pro"}"#);
+        let anon = a.t.anonymous_id().unwrap().to_owned();
+        a.t.reset();
+        assert_eq!(a.t.user_id(), None);
+        assert_eq!(a.t.registered(), None);
+        assert_ne!(a.t.anonymous_id().unwrap(), anon);
+        assert_eq!(a.t.session_id(), None);
+        assert_ne!(a.event(), s1);
+        assert_eq!(
+            tab(&shared, &clock, Options::default(), 9).t.user_id(),
+            None
+        );
+    }
+
+    #[test]
+    fn input_keeps_the_session_alive_and_is_throttled() {
+        let shared = MemStorage::default();
+        let clock = FakeClock::at(T0);
+        let mut a = tab(&shared, &clock, Options::default(), 1);
+        let s = a.event();
+        for _ in 0..5 {
+            clock.advance(25 * MIN);
+            a.t.input();
+        }
+        assert_eq!(
+            a.event(),
+            s,
+            "2 hours of reading and scrolling is one session"
+        );
+        let stored = shared.get(crate::session::SESSION_KEY).unwrap();
+        clock.advance(1000);
+        a.t.input();
+        assert_eq!(
+            shared.get(crate::session::SESSION_KEY).unwrap(),
+            stored,
+            "input within the throttle writes nothing"
+        );
+    }
+
+    #[test]
+    fn a_tab_hidden_longer_than_the_grace_ends_its_session() {
+        let shared = MemStorage::default();
+        let clock = FakeClock::at(T0);
+        let o = Options {
+            end_session_on_hidden: Some(true),
+            hidden_grace_ms: 60_000,
+            ..Options::default()
+        };
+        let mut a = tab(&shared, &clock, o.clone(), 1);
+        let s1 = a.event();
+        a.t.hidden();
+        clock.advance(60_000);
+        a.t.visible();
+        assert_eq!(a.event(), s1, "hidden for exactly the grace");
+        a.t.hidden();
+        clock.advance(60_001);
+        a.t.visible();
+        let s2 = a.event();
+        assert_ne!(s2, s1);
+        // In browser scope, another tab's use while this one was hidden keeps the session.
+        let mut b = tab(&shared, &clock, o, 2);
+        a.t.hidden();
+        clock.advance(2 * MIN);
+        assert_eq!(b.event(), s2);
+        a.t.visible();
+        assert_eq!(a.event(), s2);
+    }
+
+    #[test]
+    fn without_the_option_hiding_changes_nothing() {
+        let shared = MemStorage::default();
+        let clock = FakeClock::at(T0);
+        let mut a = tab(&shared, &clock, Options::default(), 1);
+        let s = a.event();
+        a.t.hidden();
+        clock.advance(20 * MIN);
+        a.t.visible();
+        assert_eq!(a.event(), s);
+    }
+
+    #[test]
+    fn tab_scope_gives_each_tab_its_own_session() {
+        let shared = MemStorage::default();
+        let clock = FakeClock::at(T0);
+        let o = Options {
+            session_scope: SessionScope::Tab,
+            ..Options::default()
+        };
+        let mut a = tab(&shared, &clock, o.clone(), 1);
+        let mut b = tab(&shared, &clock, o, 2);
+        assert_eq!(a.t.anonymous_id(), b.t.anonymous_id(), "one visitor");
+        assert_ne!(a.event(), b.event());
     }
 }
