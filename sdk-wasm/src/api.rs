@@ -112,7 +112,7 @@ pub fn init(options: JsValue) {
         .and_then(|r| js_sys::JSON::parse(&r).ok())
         .and_then(|r| r.dyn_into::<js_sys::Object>().ok())
         .unwrap_or_default();
-    let url = [&tracker.options.endpoint, "/v1/batch"].concat();
+    let url = browser::cat(&[&tracker.options.endpoint, "/v1/batch"]);
     let auto_pageviews = tracker.options.auto_pageviews;
     SDK.with(|s| {
         *s.borrow_mut() = Some(Sdk {

@@ -11,6 +11,15 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{HtmlDocument, RequestInit, Response};
 
+/// Concatenates without `[..].concat()`, whose generic join code costs a kilobyte of wasm.
+pub fn cat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
 pub fn window() -> Option<web_sys::Window> {
     web_sys::window()
 }
@@ -29,7 +38,7 @@ pub fn get(o: &JsValue, key: &str) -> JsValue {
 
 /// One `console.warn`, prefixed so site owners know where it comes from.
 pub fn warn(msg: &str) {
-    web_sys::console::warn_1(&JsValue::from_str(&["footfall: ", msg].concat()));
+    web_sys::console::warn_1(&JsValue::from_str(&cat(&["footfall: ", msg])));
 }
 
 /// `Date.now()`.
@@ -80,7 +89,7 @@ impl CookieStorage {
             secure,
         };
         match cookie_domain {
-            Some(d) if !d.is_empty() && d != "auto" => store.domain = ["; Domain=", d].concat(),
+            Some(d) if !d.is_empty() && d != "auto" => store.domain = cat(&["; Domain=", d]),
             _ => store.domain = widest_cookie_domain(&host, secure),
         }
         store
@@ -109,8 +118,8 @@ impl CookieStorage {
 
 fn read_cookie(key: &str) -> Option<String> {
     let all = document()?.cookie().ok()?;
-    all.split("; ").find_map(|kv| {
-        let v = kv.strip_prefix(key)?.strip_prefix('=')?;
+    all.split(';').find_map(|kv| {
+        let v = kv.trim_start().strip_prefix(key)?.strip_prefix('=')?;
         js_sys::decode_uri_component(v).ok().map(String::from)
     })
 }
@@ -118,8 +127,8 @@ fn read_cookie(key: &str) -> Option<String> {
 /// Tries `example.com` before `a.example.com` (never the bare suffix) and keeps the first
 /// domain on which a test cookie reads back. Host-only (empty) for IPs and single labels.
 fn widest_cookie_domain(host: &str, secure: bool) -> String {
-    let labels: Vec<&str> = host.split('.').collect();
-    if labels.len() < 2 || host.parse::<std::net::Ipv4Addr>().is_ok() || host.contains(':') {
+    let is_ip = host.bytes().all(|b| b.is_ascii_digit() || b == b'.') || host.contains(':');
+    if is_ip || !host.contains('.') {
         return String::new();
     }
     let Some(doc) = document() else {
@@ -130,12 +139,16 @@ fn widest_cookie_domain(host: &str, secure: bool) -> String {
     } else {
         "; SameSite=Lax"
     };
-    for i in (0..labels.len() - 1).rev() {
-        let candidate = labels[i..].join(".");
-        let attr = ["; Domain=", &candidate].concat();
-        let _ = doc.set_cookie(&["ff_probe=1; Path=/", &attr, tail].concat());
+    // Each suffix of the host at a dot, shortest first, skipping the top-level label alone.
+    let mut starts: Vec<usize> = host.match_indices('.').map(|(i, _)| i + 1).collect();
+    starts.pop();
+    starts.reverse();
+    starts.push(0);
+    for start in starts {
+        let attr = cat(&["; Domain=", &host[start..]]);
+        let _ = doc.set_cookie(&cat(&["ff_probe=1; Path=/", &attr, tail]));
         if read_cookie("ff_probe").is_some() {
-            let _ = doc.set_cookie(&["ff_probe=; Path=/; Max-Age=0", &attr, tail].concat());
+            let _ = doc.set_cookie(&cat(&["ff_probe=; Path=/; Max-Age=0", &attr, tail]));
             return attr;
         }
     }
@@ -184,7 +197,7 @@ pub enum BrowserStorage {
     Cookie(CookieStorage),
     Web(web_sys::Storage),
     /// Nothing survives the page, but the opt-out (kept in localStorage when it can be).
-    Memory(std::collections::HashMap<String, String>),
+    Memory(Vec<(String, String)>),
 }
 
 impl Storage for BrowserStorage {
@@ -195,7 +208,7 @@ impl Storage for BrowserStorage {
             BrowserStorage::Memory(_) if key == OPT_OUT_KEY => {
                 web_storage(true)?.get_item(key).ok()?
             }
-            BrowserStorage::Memory(m) => m.get(key).cloned(),
+            BrowserStorage::Memory(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
         }
     }
     fn set(&mut self, key: &str, value: &str) {
@@ -210,7 +223,8 @@ impl Storage for BrowserStorage {
                 }
             }
             BrowserStorage::Memory(m) => {
-                m.insert(key.into(), value.into());
+                m.retain(|(k, _)| k != key);
+                m.push((key.into(), value.into()));
             }
         }
     }
@@ -225,9 +239,7 @@ impl Storage for BrowserStorage {
                     let _ = s.remove_item(key);
                 }
             }
-            BrowserStorage::Memory(m) => {
-                m.remove(key);
-            }
+            BrowserStorage::Memory(m) => m.retain(|(k, _)| k != key),
         }
     }
 }
