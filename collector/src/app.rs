@@ -1,6 +1,7 @@
 //! The application: shared state and the one `configure` that `main` and the tests both use.
 
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::store::Store;
 use crate::{assets, ingest, query};
 use actix_web::{web, HttpResponse};
@@ -41,7 +42,16 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .route("/api/v1/insights", web::get().to(query::insights))
             .route("/api/v1/users/{id}", web::get().to(query::user));
         assets::configure(cfg, &sdk_dir, &demo_dir);
+        cfg.default_service(web::to(not_found));
     }
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 async fn healthz() -> HttpResponse {

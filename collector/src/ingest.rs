@@ -5,6 +5,7 @@
 //! its index and never sinks its neighbours. The answer goes out only after the store committed.
 
 use crate::app::AppState;
+use crate::enrich::{referrer_domain, Agent, Utm};
 use crate::error::ApiError;
 use crate::store::StoredEvent;
 use actix_web::http::header;
@@ -82,6 +83,35 @@ fn parse_time(t: &str) -> Option<i64> {
         .map(|d| d.timestamp_millis())
 }
 
+/// Deepest nesting of arrays and objects allowed in `props` and `traits`.
+const MAX_DEPTH: usize = 16;
+
+/// How deeply the JSON text nests (brackets outside strings).
+fn depth(json: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for b in json.bytes() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 fn check_len(what: &str, v: &str, max: usize) -> Result<(), String> {
     if v.is_empty() {
         Err(format!("`{what}` is empty"))
@@ -93,13 +123,23 @@ fn check_len(what: &str, v: &str, max: usize) -> Result<(), String> {
 }
 
 /// Validates one event and turns it into what the store keeps.
-fn accept_event(
-    raw: &RawValue,
-    site: &str,
+/// What is the same for every event of one request.
+struct Received<'a> {
+    site: &'a str,
     server_ms: i64,
     sent_at_ms: Option<i64>,
+    agent: &'a Agent,
     max_event_bytes: usize,
-) -> Result<StoredEvent, String> {
+}
+
+fn accept_event(raw: &RawValue, r: &Received) -> Result<StoredEvent, String> {
+    let Received {
+        site,
+        server_ms,
+        sent_at_ms,
+        agent,
+        max_event_bytes,
+    } = *r;
     if raw.get().len() > max_event_bytes {
         return Err(format!("event larger than {max_event_bytes} bytes"));
     }
@@ -122,12 +162,29 @@ fn accept_event(
     if e.traits.as_ref().is_some_and(|t| !t.is_object()) {
         return Err("`traits` must be an object".into());
     }
+    for (what, v) in [("props", Some(&e.props)), ("traits", e.traits.as_ref())] {
+        if v.is_some_and(|v| depth(v.as_str()) > MAX_DEPTH) {
+            return Err(format!("`{what}` nests deeper than {MAX_DEPTH} levels"));
+        }
+    }
     let client_ms =
         parse_time(&e.timestamp).ok_or_else(|| "`timestamp` is not an RFC 3339 time".to_owned())?;
     // The client's clock may be off: shift by how far its `sent_at` was from our receive time.
     let skew = sent_at_ms.map_or(0, |sent| server_ms - sent);
     let time_ms = (client_ms + skew).clamp(server_ms - MAX_EVENT_AGE_MS, server_ms);
+    let utm = Utm::parse(&e.page.url);
     Ok(StoredEvent {
+        referrer_domain: referrer_domain(&e.page.referrer),
+        utm_source: utm.source,
+        utm_medium: utm.medium,
+        utm_campaign: utm.campaign,
+        utm_term: utm.term,
+        utm_content: utm.content,
+        browser: agent.browser.clone(),
+        browser_version: agent.browser_version.clone(),
+        os: agent.os.clone(),
+        device: agent.device.clone(),
+        bot_reason: agent.bot_reason.clone(),
         event_id: e.event_id.to_ascii_lowercase(),
         site: site.to_owned(),
         kind: e.kind.as_str(),
@@ -205,18 +262,24 @@ pub async fn batch(
             return Err(ApiError::OriginNotAllowed(o.to_owned()));
         }
     }
-    let sent_at_ms = envelope.sent_at.as_deref().and_then(parse_time);
+    let agent = Agent::parse(
+        req.headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    );
+    let received = Received {
+        site: &site.key,
+        server_ms,
+        sent_at_ms: envelope.sent_at.as_deref().and_then(parse_time),
+        agent: &agent,
+        max_event_bytes: state.limits.max_event_bytes,
+    };
 
     let mut answer = BatchResponse::default();
     let mut good = Vec::with_capacity(envelope.events.len());
     for (index, raw) in envelope.events.iter().enumerate() {
-        match accept_event(
-            raw,
-            &site.key,
-            server_ms,
-            sent_at_ms,
-            state.limits.max_event_bytes,
-        ) {
+        match accept_event(raw, &received) {
             Ok(e) => good.push(e),
             Err(error) => answer.rejected.push(Rejected { index, error }),
         }

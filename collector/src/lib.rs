@@ -3,6 +3,7 @@
 pub mod app;
 pub mod assets;
 pub mod config;
+pub mod enrich;
 pub mod error;
 pub mod ingest;
 pub mod query;

@@ -38,6 +38,18 @@ pub struct StoredEvent {
     pub props: String,
     /// JSON object text, on identify and set events.
     pub traits: Option<String>,
+    pub browser: String,
+    pub browser_version: String,
+    pub os: String,
+    pub device: String,
+    /// Why the event counts as a bot's, if it does.
+    pub bot_reason: Option<String>,
+    pub referrer_domain: String,
+    pub utm_source: String,
+    pub utm_medium: String,
+    pub utm_campaign: String,
+    pub utm_term: String,
+    pub utm_content: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +58,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the store is shutting down")]
     Closed,
+    #[error("write failed: {0}")]
+    Write(String),
 }
 
 /// For each event of an insert, in order: true if stored now, false if its `event_id` was

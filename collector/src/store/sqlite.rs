@@ -12,7 +12,35 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{mpsc, Mutex};
 
-const SCHEMA: &str = r#"
+/// The schema, one migration per step; `PRAGMA user_version` counts the steps applied.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+
+const SCHEMA_V2: &str = r#"
+ALTER TABLE events ADD COLUMN browser TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN browser_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN os TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN device TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN bot_reason TEXT;
+ALTER TABLE events ADD COLUMN referrer_domain TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN utm_source TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN utm_medium TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN utm_campaign TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN utm_term TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN utm_content TEXT NOT NULL DEFAULT '';
+"#;
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
     event_id     TEXT NOT NULL PRIMARY KEY,
     site         TEXT NOT NULL,
@@ -67,11 +95,11 @@ impl Sqlite {
     /// Opens (creating if needed) `footfall.sqlite` under `dir` and starts the writer thread.
     pub fn open(dir: &Path) -> Result<Sqlite, StoreError> {
         let path = dir.join("footfall.sqlite");
-        let conn = Connection::open(&path)?;
+        let mut conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -131,7 +159,7 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
             Err(e) => {
                 log::error!("sqlite commit of {n} events failed: {e}");
                 for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Closed));
+                    let _ = job.reply.send(Err(StoreError::Write(e.to_string())));
                 }
             }
         }
@@ -145,8 +173,11 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<bool>
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO events (event_id, site, type, name, time_ms, client_ms,
              server_ms, anonymous_id, user_id, session_id, seq, url, path, title, referrer,
-             screen, viewport, language, timezone, sdk, props, traits)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
+             screen, viewport, language, timezone, sdk, props, traits, browser, browser_version,
+             os, device, bot_reason, referrer_domain, utm_source, utm_medium, utm_campaign,
+             utm_term, utm_content)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,
+                     ?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33)",
         )?;
         let mut alias = tx.prepare_cached(
             "INSERT OR IGNORE INTO aliases (anonymous_id, user_id) VALUES (?1, ?2)",
@@ -177,6 +208,17 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<bool>
                     e.sdk,
                     e.props,
                     e.traits,
+                    e.browser,
+                    e.browser_version,
+                    e.os,
+                    e.device,
+                    e.bot_reason,
+                    e.referrer_domain,
+                    e.utm_source,
+                    e.utm_medium,
+                    e.utm_campaign,
+                    e.utm_term,
+                    e.utm_content,
                 ])?;
                 if n == 1 {
                     if let Some(user) = &e.user_id {
@@ -302,7 +344,7 @@ impl Store for Sqlite {
             let placeholders = vec!["?"; anonymous_ids.len()].join(",");
             let mut stmt = c.prepare(&format!(
                 "SELECT event_id, type, name, time_ms, client_ms, seq, url, path, props, traits,
-                        session_id, anonymous_id
+                        session_id, anonymous_id, browser, os, device
                  FROM events WHERE anonymous_id IN ({placeholders}) ORDER BY time_ms, seq"
             ))?;
             let mut sessions: Vec<SessionView> = Vec::new();
@@ -340,9 +382,9 @@ impl Store for Sqlite {
                             started_at: String::new(),
                             ended_at: String::new(),
                             duration_seconds: 0.0,
-                            browser: None,
-                            os: None,
-                            device: None,
+                            browser: non_empty(r.get(12)?),
+                            os: non_empty(r.get(13)?),
+                            device: non_empty(r.get(14)?),
                             events: Vec::new(),
                         });
                         sessions.last_mut().expect("just pushed")
@@ -380,6 +422,10 @@ impl Store for Sqlite {
             Ok(Some(UserDetail { user, sessions }))
         })
     }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
 }
 
 fn parse_ms(t: &str) -> i64 {

@@ -1,0 +1,402 @@
+//! `POST /v1/batch` through the real app (actix_web::test) and a real SQLite file: the golden
+//! fixtures, dedup, per-event rejection, limits, keys, origins, and random damage.
+
+use actix_web::{http::StatusCode, test, web, App};
+use footfall_collector::app::{self, AppState, Limits};
+use footfall_collector::config::{Args, Config};
+use footfall_collector::store::{Sqlite, Store};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::sync::Arc;
+
+fn fixture(name: &str) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/");
+    std::fs::read_to_string(format!("{dir}{name}")).unwrap()
+}
+
+/// A fixture batch with its times moved to now, so they are inside every range.
+fn fresh_batch() -> Value {
+    let mut b: Value = serde_json::from_str(&fixture("batch-basic.json")).unwrap();
+    let now = chrono::Utc::now();
+    b["sent_at"] = json!(now.to_rfc3339());
+    for e in b["events"].as_array_mut().unwrap() {
+        e["timestamp"] = json!(now.to_rfc3339());
+    }
+    b
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: web::Data<AppState>,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(Args {
+        data_dir: Some(dir.path().into()),
+        admin_token: Some("t".into()),
+        sites: vec!["demo=https://shop.example,http://localhost:*".into()],
+        ..Args::default()
+    })
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(Sqlite::open(dir.path()).unwrap());
+    let state = web::Data::new(AppState {
+        config,
+        store,
+        limits: Limits::default(),
+    });
+    Harness { _dir: dir, state }
+}
+
+macro_rules! app {
+    ($h:expr) => {
+        test::init_service(App::new().configure(app::configure($h.state.clone()))).await
+    };
+}
+
+async fn post<S>(
+    app: &S,
+    body: impl Into<web::Bytes>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    let mut req = test::TestRequest::post()
+        .uri("/v1/batch")
+        .insert_header(("content-type", "text/plain"));
+    for h in headers {
+        req = req.insert_header(*h);
+    }
+    let resp = test::call_service(app, req.set_payload(body.into()).to_request()).await;
+    let status = resp.status();
+    let body = test::read_body(resp).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+#[actix_web::test]
+async fn the_golden_batch_is_stored_once() {
+    let h = harness();
+    let app = app!(h);
+    let body = fresh_batch().to_string();
+    let (s, v) = post(&app, body.clone(), &[]).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v, json!({"accepted": 3, "duplicates": 0, "rejected": []}));
+    let (s, v) = post(&app, body, &[("origin", "https://shop.example")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(v, json!({"accepted": 0, "duplicates": 3, "rejected": []}));
+    let user = h.state.store.user("ann@example.com").unwrap().unwrap();
+    let events: Vec<_> = user.sessions.iter().flat_map(|s| &s.events).collect();
+    assert_eq!(events.len(), 3, "nothing stored twice");
+}
+
+#[actix_web::test]
+async fn enrichment_reads_the_user_agent() {
+    let h = harness();
+    let app = app!(h);
+    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+    let (s, _) = post(&app, fresh_batch().to_string(), &[("user-agent", ua)]).await;
+    assert_eq!(s, 200);
+    let user = h.state.store.user("ann@example.com").unwrap().unwrap();
+    let session = &user.sessions[0];
+    assert_eq!(session.browser.as_deref(), Some("Safari"));
+    assert_eq!(session.os.as_deref(), Some("iPhone"));
+    assert_eq!(session.device.as_deref(), Some("mobile"));
+}
+
+#[actix_web::test]
+async fn a_bad_event_never_sinks_its_neighbours() {
+    let h = harness();
+    let app = app!(h);
+    let mut b = fresh_batch();
+    let events = b["events"].as_array_mut().unwrap();
+    events[1]["event_id"] = json!("not-a-uuid");
+    events.push(json!({"type": "track"}));
+    events.push(json!(42));
+    let (s, v) = post(&app, b.to_string(), &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["accepted"], 2);
+    let rejected: Vec<u64> = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rejected, [1, 3, 4]);
+    assert!(v["rejected"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("event_id"));
+}
+
+#[actix_web::test]
+async fn oversized_strings_and_props_are_refused_per_event() {
+    let h = harness();
+    let app = app!(h);
+    let mut b = fresh_batch();
+    b["events"][0]["props"] = json!({"big": "x".repeat(40_000)});
+    b["events"][1]["name"] = json!("n".repeat(300));
+    b["events"][2]["props"] = json!([1, 2]);
+
+    let (s, v) = post(&app, b.to_string(), &[]).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accepted"], 0);
+    let errors: Vec<&str> = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].as_str().unwrap())
+        .collect();
+    assert!(errors[0].contains("larger than 32768 bytes"), "{errors:?}");
+    assert!(errors[1].contains("`name`"), "{errors:?}");
+    assert!(
+        errors[2].contains("`props` must be an object"),
+        "{errors:?}"
+    );
+}
+
+#[actix_web::test]
+async fn deep_nesting_is_refused_for_that_event_only() {
+    let h = harness();
+    let app = app!(h);
+    let b = fresh_batch();
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let event0 = b["events"][0]
+        .to_string()
+        .replace("\"props\":{}", &format!("\"props\":{{\"d\":{deep}}}"));
+    assert!(event0.len() > 20_000);
+    let body = format!(
+        "{{\"key\":\"demo\",\"sent_at\":{},\"events\":[{event0},{}]}}",
+        b["sent_at"], b["events"][1]
+    );
+    let (s, v) = post(&app, body, &[]).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accepted"], 1);
+    assert_eq!(v["rejected"][0]["index"], 0);
+    assert!(v["rejected"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("deeper than 16"));
+}
+
+#[actix_web::test]
+async fn bodies_that_are_not_batches_get_a_json_400() {
+    let h = harness();
+    let app = app!(h);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"nonsense".to_vec(), "invalid-json"),
+        (b"{\"key\":\"demo\",\"events\":{}}".to_vec(), "invalid-json"),
+        (vec![0xff, 0xfe, b'{', b'}'], "invalid-json"),
+        (b"{\"events\":[]}".to_vec(), "missing-key"),
+    ];
+    for (body, code) in cases {
+        let (s, v) = post(&app, body, &[]).await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(error_code(&v), code);
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    }
+}
+
+#[actix_web::test]
+async fn keys_and_origins_are_checked() {
+    let h = harness();
+    let app = app!(h);
+    let mut b = fresh_batch();
+    b["key"] = json!("nope");
+    let (s, v) = post(&app, b.to_string(), &[]).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "unknown-key")
+    );
+
+    let b = fresh_batch().to_string();
+    let (s, v) = post(&app, b.clone(), &[("origin", "https://evil.example")]).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::FORBIDDEN, "origin-not-allowed")
+    );
+    let (s, _) = post(&app, b.clone(), &[("origin", "http://localhost:5173")]).await;
+    assert_eq!(s, 200);
+
+    // The key may come in the URL instead.
+    let mut no_key = fresh_batch();
+    no_key.as_object_mut().unwrap().remove("key");
+    let req = test::TestRequest::post()
+        .uri("/v1/batch?key=demo")
+        .set_payload(no_key.to_string())
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 200);
+}
+
+#[actix_web::test]
+async fn cors_answers_only_allowed_origins() {
+    let h = harness();
+    let app = app!(h);
+    let preflight = |origin: &'static str| {
+        test::TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri("/v1/batch")
+            .insert_header(("origin", origin))
+            .insert_header(("access-control-request-method", "POST"))
+            .to_request()
+    };
+    let ok = test::call_service(&app, preflight("https://shop.example")).await;
+    assert_eq!(ok.status(), 204);
+    assert_eq!(
+        ok.headers().get("access-control-allow-origin").unwrap(),
+        "https://shop.example"
+    );
+    let no = test::call_service(&app, preflight("https://evil.example")).await;
+    assert_eq!(no.status(), 403);
+    assert!(no.headers().get("access-control-allow-origin").is_none());
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+#[actix_web::test]
+async fn gzip_is_read_and_a_gzip_bomb_is_a_413() {
+    let h = harness();
+    let app = app!(h);
+    let body = gzip(fresh_batch().to_string().as_bytes());
+    let (s, v) = post(&app, body, &[("content-encoding", "gzip")]).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accepted"], 3);
+
+    // 100 MB of spaces inside a JSON batch, about 100 KB compressed.
+    let mut bomb = b"{\"key\":\"demo\",\"events\":[".to_vec();
+    bomb.extend(std::iter::repeat_n(b' ', 100 * 1024 * 1024));
+    bomb.extend(b"]}");
+    let bomb = gzip(&bomb);
+    assert!(bomb.len() < 200 * 1024);
+    let (s, v) = post(&app, bomb, &[("content-encoding", "gzip")]).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large")
+    );
+
+    let (s, v) = post(&app, vec![b' '; 2 * 1024 * 1024], &[]).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large")
+    );
+    let (s, v) = post(&app, b"not gzip".to_vec(), &[("content-encoding", "gzip")]).await;
+    assert_eq!((s, error_code(&v)), (StatusCode::BAD_REQUEST, "bad-gzip"));
+}
+
+#[actix_web::test]
+async fn unknown_paths_get_the_json_error() {
+    let h = harness();
+    let app = app!(h);
+    let resp = test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
+    assert_eq!(resp.status(), 404);
+    let v: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+    assert_eq!(error_code(&v), "not-found");
+}
+
+mod damage {
+    //! Thousands of random mutations of a good batch: never a panic, always a known status,
+    //! and on 200 every event is accounted for.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Cut {
+        Flip(usize, u8),
+        Truncate(usize),
+        Insert(usize, Vec<u8>),
+        Remove(usize, usize),
+    }
+
+    fn cuts() -> impl Strategy<Value = Vec<Cut>> {
+        let cut = prop_oneof![
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Cut::Flip(i, b)),
+            any::<usize>().prop_map(Cut::Truncate),
+            (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..8))
+                .prop_map(|(i, b)| Cut::Insert(i, b)),
+            (any::<usize>(), 1usize..40).prop_map(|(i, n)| Cut::Remove(i, n)),
+        ];
+        proptest::collection::vec(cut, 1..4)
+    }
+
+    fn apply(mut b: Vec<u8>, cuts: &[Cut]) -> Vec<u8> {
+        for c in cuts {
+            let len = b.len().max(1);
+            match c {
+                Cut::Flip(i, x) => {
+                    if !b.is_empty() {
+                        b[i % len] = *x
+                    }
+                }
+                Cut::Truncate(i) => b.truncate(i % len),
+                Cut::Insert(i, bytes) => {
+                    let at = (i % len).min(b.len());
+                    b.splice(at..at, bytes.iter().copied());
+                }
+                Cut::Remove(i, n) => {
+                    let at = (i % len).min(b.len());
+                    let end = (at + n).min(b.len());
+                    b.drain(at..end);
+                }
+            }
+        }
+        b
+    }
+
+    #[actix_web::test]
+    async fn random_damage_never_panics_and_accounts_for_every_event() {
+        let h = harness();
+        let app = app!(h);
+        let good = fresh_batch().to_string().into_bytes();
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 2000,
+            ..ProptestConfig::default()
+        });
+        let bodies = std::cell::RefCell::new(Vec::new());
+        runner
+            .run(&cuts(), |cuts| {
+                bodies.borrow_mut().push(apply(good.clone(), &cuts));
+                Ok(())
+            })
+            .unwrap();
+        let bodies = bodies.into_inner();
+        let mut statuses = std::collections::BTreeMap::new();
+        for body in bodies {
+            let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+            let (s, v) = post(&app, body, &[]).await;
+            *statuses.entry(s.as_u16()).or_insert(0) += 1;
+            assert!(
+                [200, 400, 401, 403, 413].contains(&s.as_u16()),
+                "unexpected {s}: {v}"
+            );
+            if s == 200 {
+                let n = parsed.as_ref().unwrap()["events"].as_array().unwrap().len();
+                let counted = v["accepted"].as_u64().unwrap()
+                    + v["duplicates"].as_u64().unwrap()
+                    + v["rejected"].as_array().unwrap().len() as u64;
+                assert_eq!(counted, n as u64, "every event accounted for: {v}");
+            } else {
+                assert!(v["error"]["code"].is_string(), "{s}: {v}");
+            }
+        }
+        assert!(
+            statuses.get(&200).copied().unwrap_or(0) > 10,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses.get(&400).copied().unwrap_or(0) > 10,
+            "{statuses:?}"
+        );
+    }
+}
