@@ -1,32 +1,35 @@
 //! The application: shared state and the one `configure` that `main` and the tests both use.
 
+use crate::client::RateLimit;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::geo::Geo;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::{assets, ingest, query};
 use actix_web::{web, HttpResponse};
 use std::sync::Arc;
 
-/// Size limits of ingest, in bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_batch_bytes: usize,
-    pub max_event_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_batch_bytes: footfall_wire::DEFAULT_MAX_BATCH_BYTES,
-            max_event_bytes: footfall_wire::DEFAULT_MAX_EVENT_BYTES,
-        }
-    }
-}
-
 pub struct AppState {
     pub config: Config,
     pub store: Arc<dyn Store>,
-    pub limits: Limits,
+    pub rate: RateLimit,
+    pub geo: Option<Geo>,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// Builds the state for `config` over `store`: opens the GeoIP database if one is named.
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<AppState, String> {
+        let geo = config.geoip.as_deref().map(Geo::open).transpose()?;
+        Ok(AppState {
+            rate: RateLimit::new(config.rate_limit_per_minute),
+            geo,
+            metrics: Metrics::new(),
+            config,
+            store,
+        })
+    }
 }
 
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -34,6 +37,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         let (sdk_dir, demo_dir) = (state.config.sdk_dir.clone(), state.config.demo_dir.clone());
         cfg.app_data(state)
             .route("/healthz", web::get().to(healthz))
+            .route("/metrics", web::get().to(metrics))
             .service(
                 web::resource("/v1/batch")
                     .route(web::post().to(ingest::batch))
@@ -52,6 +56,14 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError
         req.method(),
         req.path()
     )))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let m = &state.metrics;
+    m.queue_depth.set(state.store.queue_depth() as i64);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(m.render())
 }
 
 async fn healthz() -> HttpResponse {

@@ -2,6 +2,7 @@
 //! defaults. Every default is written once, here, and listed in the README.
 
 use clap::Parser;
+use ipnet::IpNet;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,7 +39,62 @@ pub struct Args {
     /// Directory of the demo site served at /demo/ [default: examples/shop]
     #[arg(long, env = "FOOTFALL_DEMO_DIR")]
     pub demo_dir: Option<PathBuf>,
+    /// Batches per minute allowed from one client with one key; 0 turns the limit off [default: 600]
+    #[arg(long, env = "FOOTFALL_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// A proxy whose X-Forwarded-For is believed (CIDR); repeatable (env: `,`-separated)
+    #[arg(
+        long = "trusted-proxy",
+        env = "FOOTFALL_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpNet>,
+    /// MaxMind-format database (GeoLite2/GeoIP2 City or Country) for country, region and city
+    #[arg(long, env = "FOOTFALL_GEOIP")]
+    pub geoip: Option<PathBuf>,
+    /// Keep the client IP address with each event [default: false]
+    #[arg(long, env = "FOOTFALL_STORE_IP")]
+    pub store_ip: Option<bool>,
+    /// Largest batch in bytes, after gzip decompression [default: 1048576]
+    #[arg(long, env = "FOOTFALL_MAX_BATCH_BYTES")]
+    pub max_batch_bytes: Option<usize>,
+    /// Largest event in bytes of JSON [default: 32768]
+    #[arg(long, env = "FOOTFALL_MAX_EVENT_BYTES")]
+    pub max_event_bytes: Option<usize>,
+    /// What an acknowledged batch survives: `process` (a crash of the collector) or `power`
+    /// (power loss too; an fsync per commit) [default: process]
+    #[arg(long, env = "FOOTFALL_DURABILITY")]
+    pub durability: Option<Durability>,
 }
+
+/// What an acknowledged batch survives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// A crash or `kill -9` of the collector (SQLite WAL, `synchronous=NORMAL`).
+    #[default]
+    Process,
+    /// Also power loss or an OS crash (`synchronous=FULL`: an fsync per commit).
+    Power,
+}
+
+/// Size limits of ingest, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_batch_bytes: usize,
+    pub max_event_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_batch_bytes: footfall_wire::DEFAULT_MAX_BATCH_BYTES,
+            max_event_bytes: footfall_wire::DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+}
+
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
 
 /// The TOML file: the same settings as the flags, with sites as tables.
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +106,14 @@ pub struct FileConfig {
     pub clickhouse: Option<String>,
     pub sdk_dir: Option<PathBuf>,
     pub demo_dir: Option<PathBuf>,
+    pub rate_limit: Option<u32>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    pub geoip: Option<PathBuf>,
+    pub store_ip: Option<bool>,
+    pub max_batch_bytes: Option<usize>,
+    pub max_event_bytes: Option<usize>,
+    pub durability: Option<Durability>,
     #[serde(default)]
     pub sites: Vec<Site>,
 }
@@ -124,6 +188,13 @@ pub struct Config {
     pub clickhouse: Option<String>,
     pub sdk_dir: PathBuf,
     pub demo_dir: PathBuf,
+    /// Batches per minute per key and client; 0 is no limit.
+    pub rate_limit_per_minute: u32,
+    pub trusted_proxies: Vec<IpNet>,
+    pub geoip: Option<PathBuf>,
+    pub store_ip: bool,
+    pub limits: Limits,
+    pub durability: Durability,
 }
 
 impl Config {
@@ -171,6 +242,28 @@ impl Config {
                 .demo_dir
                 .or(file.demo_dir)
                 .unwrap_or_else(|| find_dir("examples/shop")),
+            rate_limit_per_minute: args
+                .rate_limit
+                .or(file.rate_limit)
+                .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE),
+            trusted_proxies: if args.trusted_proxies.is_empty() {
+                file.trusted_proxies
+            } else {
+                args.trusted_proxies
+            },
+            geoip: args.geoip.or(file.geoip),
+            store_ip: args.store_ip.or(file.store_ip).unwrap_or(false),
+            limits: Limits {
+                max_batch_bytes: args
+                    .max_batch_bytes
+                    .or(file.max_batch_bytes)
+                    .unwrap_or(footfall_wire::DEFAULT_MAX_BATCH_BYTES),
+                max_event_bytes: args
+                    .max_event_bytes
+                    .or(file.max_event_bytes)
+                    .unwrap_or(footfall_wire::DEFAULT_MAX_EVENT_BYTES),
+            },
+            durability: args.durability.or(file.durability).unwrap_or_default(),
         })
     }
 

@@ -5,8 +5,10 @@
 //! its index and never sinks its neighbours. The answer goes out only after the store committed.
 
 use crate::app::AppState;
+use crate::client::client_ip;
 use crate::enrich::{referrer_domain, Agent, Utm};
 use crate::error::ApiError;
+use crate::geo::Place;
 use crate::store::StoredEvent;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -129,22 +131,44 @@ struct Received<'a> {
     server_ms: i64,
     sent_at_ms: Option<i64>,
     agent: &'a Agent,
+    place: &'a Place,
+    ip: Option<String>,
     max_event_bytes: usize,
 }
 
-fn accept_event(raw: &RawValue, r: &Received) -> Result<StoredEvent, String> {
+/// Why an event was refused: a metric label and a message for the client.
+struct Refusal(&'static str, String);
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Refusal {
+        Refusal("invalid", message)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(message: &str) -> Refusal {
+        Refusal("invalid", message.to_owned())
+    }
+}
+
+fn accept_event(raw: &RawValue, r: &Received) -> Result<StoredEvent, Refusal> {
     let Received {
         site,
         server_ms,
         sent_at_ms,
         agent,
+        place,
         max_event_bytes,
+        ..
     } = *r;
     if raw.get().len() > max_event_bytes {
-        return Err(format!("event larger than {max_event_bytes} bytes"));
+        return Err(Refusal(
+            "too-large",
+            format!("event larger than {max_event_bytes} bytes"),
+        ));
     }
     let e: Event = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
-    uuid::Uuid::parse_str(&e.event_id).map_err(|_| "`event_id` is not a UUID".to_owned())?;
+    uuid::Uuid::parse_str(&e.event_id).map_err(|_| "`event_id` is not a UUID")?;
     check_len("anonymous_id", &e.anonymous_id, 128)?;
     check_len("session_id", &e.session_id, 128)?;
     if e.kind == EventType::Track {
@@ -164,7 +188,10 @@ fn accept_event(raw: &RawValue, r: &Received) -> Result<StoredEvent, String> {
     }
     for (what, v) in [("props", Some(&e.props)), ("traits", e.traits.as_ref())] {
         if v.is_some_and(|v| depth(v.as_str()) > MAX_DEPTH) {
-            return Err(format!("`{what}` nests deeper than {MAX_DEPTH} levels"));
+            return Err(Refusal(
+                "too-deep",
+                format!("`{what}` nests deeper than {MAX_DEPTH} levels"),
+            ));
         }
     }
     let client_ms =
@@ -185,6 +212,10 @@ fn accept_event(raw: &RawValue, r: &Received) -> Result<StoredEvent, String> {
         os: agent.os.clone(),
         device: agent.device.clone(),
         bot_reason: agent.bot_reason.clone(),
+        country: place.country.clone(),
+        region: place.region.clone(),
+        city: place.city.clone(),
+        ip: r.ip.clone(),
         event_id: e.event_id.to_ascii_lowercase(),
         site: site.to_owned(),
         kind: e.kind.as_str(),
@@ -240,8 +271,32 @@ pub async fn batch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let result = receive(&req, &query, payload, &state).await;
+    let status = match &result {
+        Ok(_) => "200".to_owned(),
+        Err(e) => {
+            state.metrics.rejected.with_label_values(&[e.code()]).inc();
+            actix_web::ResponseError::status_code(e).as_str().to_owned()
+        }
+    };
+    state
+        .metrics
+        .batch_seconds
+        .with_label_values(&[status.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn receive(
+    req: &HttpRequest,
+    query: &KeyParam,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let server_ms = chrono::Utc::now().timestamp_millis();
-    let body = read_body(&req, payload, state.limits.max_batch_bytes).await?;
+    let limits = state.config.limits;
+    let body = read_body(req, payload, limits.max_batch_bytes).await?;
     let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest("invalid-json", format!("the body is not a batch: {e}"))
     })?;
@@ -256,24 +311,37 @@ pub async fn batch(
         .config
         .site(&key)
         .ok_or_else(|| ApiError::UnknownKey(key.clone()))?;
-    let origin = origin(&req);
+    let origin = origin(req);
     if let Some(o) = origin {
-        if !site.allows(o) && !is_own_origin(&req, o) {
+        if !site.allows(o) && !is_own_origin(req, o) {
             return Err(ApiError::OriginNotAllowed(o.to_owned()));
         }
     }
+    let ip = client_ip(req, &state.config.trusted_proxies);
+    state
+        .rate
+        .check(&site.key, ip)
+        .map_err(ApiError::RateLimited)?;
     let agent = Agent::parse(
         req.headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default(),
     );
+    let place = match (&state.geo, ip) {
+        (Some(geo), Some(ip)) => geo.locate(ip),
+        _ => Place::default(),
+    };
     let received = Received {
         site: &site.key,
         server_ms,
         sent_at_ms: envelope.sent_at.as_deref().and_then(parse_time),
         agent: &agent,
-        max_event_bytes: state.limits.max_event_bytes,
+        place: &place,
+        ip: ip
+            .filter(|_| state.config.store_ip)
+            .map(|ip| ip.to_string()),
+        max_event_bytes: limits.max_event_bytes,
     };
 
     let mut answer = BatchResponse::default();
@@ -281,7 +349,10 @@ pub async fn batch(
     for (index, raw) in envelope.events.iter().enumerate() {
         match accept_event(raw, &received) {
             Ok(e) => good.push(e),
-            Err(error) => answer.rejected.push(Rejected { index, error }),
+            Err(Refusal(reason, error)) => {
+                state.metrics.rejected.with_label_values(&[reason]).inc();
+                answer.rejected.push(Rejected { index, error })
+            }
         }
     }
     if !good.is_empty() {
@@ -293,6 +364,8 @@ pub async fn batch(
             .map_err(|e| ApiError::Storage(e.to_string()))?;
         answer.accepted = stored.iter().filter(|&&new| new).count();
         answer.duplicates = stored.len() - answer.accepted;
+        state.metrics.accepted.inc_by(answer.accepted as u64);
+        state.metrics.duplicates.inc_by(answer.duplicates as u64);
     }
     let mut r = HttpResponse::Ok();
     cors(&mut r, origin);

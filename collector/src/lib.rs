@@ -2,9 +2,12 @@
 
 pub mod app;
 pub mod assets;
+pub mod client;
 pub mod config;
 pub mod enrich;
 pub mod error;
+pub mod geo;
 pub mod ingest;
+pub mod metrics;
 pub mod query;
 pub mod store;

@@ -2,7 +2,7 @@
 
 use actix_web::{web, App, HttpServer};
 use clap::Parser;
-use footfall_collector::app::{self, AppState, Limits};
+use footfall_collector::app::{self, AppState};
 use footfall_collector::config::{Args, Config, ADMIN_TOKEN_FILE};
 use footfall_collector::store::{Sqlite, Store};
 use std::io::Write;
@@ -21,18 +21,16 @@ async fn main() -> std::io::Result<()> {
     }
     std::fs::create_dir_all(&config.data_dir)?;
     let generated = config.ensure_admin_token()?;
-    let store: Arc<dyn Store> = Arc::new(Sqlite::open(&config.data_dir).unwrap_or_else(|e| {
-        eprintln!(
-            "footfall: cannot open the store in {}: {e}",
-            config.data_dir.display()
-        );
+    let store = Sqlite::open(&config.data_dir, config.durability).unwrap_or_else(|e| {
+        let dir = config.data_dir.display();
+        eprintln!("footfall: cannot open the store in {dir}: {e}");
         std::process::exit(1);
-    }));
-    let state = web::Data::new(AppState {
-        config: config.clone(),
-        store,
-        limits: Limits::default(),
     });
+    let store: Arc<dyn Store> = Arc::new(store);
+    let state = web::Data::new(AppState::new(config.clone(), store).unwrap_or_else(|e| {
+        eprintln!("footfall: {e}");
+        std::process::exit(2);
+    }));
     let server = HttpServer::new(move || App::new().configure(app::configure(state.clone())))
         .bind(config.listen)?;
     let addr = server.addrs()[0];

@@ -2,11 +2,15 @@
 //! fixtures, dedup, per-event rejection, limits, keys, origins, and random damage.
 
 use actix_web::{http::StatusCode, test, web, App};
-use footfall_collector::app::{self, AppState, Limits};
+use footfall_collector::app::{self, AppState};
 use footfall_collector::config::{Args, Config};
 use footfall_collector::store::{Sqlite, Store};
 use serde_json::{json, Value};
 use std::io::Write;
+
+mod common {
+    pub mod mmdb;
+}
 use std::sync::Arc;
 
 fn fixture(name: &str) -> String {
@@ -31,20 +35,23 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(Args {
+        rate_limit: Some(0),
+        ..Args::default()
+    })
+}
+
+fn harness_with(args: Args) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::load(Args {
         data_dir: Some(dir.path().into()),
         admin_token: Some("t".into()),
         sites: vec!["demo=https://shop.example,http://localhost:*".into()],
-        ..Args::default()
+        ..args
     })
     .unwrap();
-    let store: Arc<dyn Store> = Arc::new(Sqlite::open(dir.path()).unwrap());
-    let state = web::Data::new(AppState {
-        config,
-        store,
-        limits: Limits::default(),
-    });
+    let store: Arc<dyn Store> = Arc::new(Sqlite::open(dir.path(), config.durability).unwrap());
+    let state = web::Data::new(AppState::new(config, store).unwrap());
     Harness { _dir: dir, state }
 }
 
@@ -293,6 +300,154 @@ async fn gzip_is_read_and_a_gzip_bomb_is_a_413() {
     );
     let (s, v) = post(&app, b"not gzip".to_vec(), &[("content-encoding", "gzip")]).await;
     assert_eq!((s, error_code(&v)), (StatusCode::BAD_REQUEST, "bad-gzip"));
+}
+
+#[actix_web::test]
+async fn a_client_over_its_rate_gets_429_with_retry_after() {
+    let h = harness_with(Args {
+        rate_limit: Some(60),
+        ..Args::default()
+    });
+    let app = app!(h);
+    let send = |ip: &'static str| {
+        test::TestRequest::post()
+            .uri("/v1/batch")
+            .peer_addr(format!("{ip}:4000").parse().unwrap())
+            .set_payload(r#"{"key":"demo","events":[]}"#)
+            .to_request()
+    };
+    for _ in 0..20 {
+        assert_eq!(
+            test::call_service(&app, send("192.0.2.1")).await.status(),
+            200
+        );
+    }
+    let resp = test::call_service(&app, send("192.0.2.1")).await;
+    assert_eq!(resp.status(), 429);
+    let wait: u64 = resp
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait));
+    let v: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+    assert_eq!(error_code(&v), "rate-limited");
+    assert_eq!(
+        test::call_service(&app, send("192.0.2.2")).await.status(),
+        200
+    );
+}
+
+#[actix_web::test]
+async fn the_client_ip_is_placed_and_not_kept() {
+    use common::mmdb::{write, Network};
+    let geo_dir = tempfile::tempdir().unwrap();
+    let db = geo_dir.path().join("test-city.mmdb");
+    std::fs::write(
+        &db,
+        write(&[
+            Network {
+                net: "81.2.69.0".parse().unwrap(),
+                prefix: 24,
+                country: "GB",
+                region: "ENG",
+                city: "London",
+            },
+            Network {
+                net: "89.160.20.0".parse().unwrap(),
+                prefix: 22,
+                country: "SE",
+                region: "E",
+                city: "Linköping",
+            },
+        ]),
+    )
+    .unwrap();
+    let h = harness_with(Args {
+        rate_limit: Some(0),
+        geoip: Some(db),
+        trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Args::default()
+    });
+    let app = app!(h);
+    let send = |peer: &str, xff: Option<&str>, batch: &Value| {
+        let mut r = test::TestRequest::post()
+            .uri("/v1/batch")
+            .peer_addr(peer.parse().unwrap())
+            .set_payload(batch.to_string());
+        if let Some(x) = xff {
+            r = r.insert_header(("x-forwarded-for", x));
+        }
+        r.to_request()
+    };
+    // Straight from the client.
+    let direct = fresh_batch();
+    let resp = test::call_service(&app, send("81.2.69.160:5000", None, &direct)).await;
+    assert_eq!(resp.status(), 200);
+    let user = h.state.store.user("ann@example.com").unwrap().unwrap();
+    let s = &user.sessions[0];
+    assert_eq!(
+        (s.country.as_deref(), s.region.as_deref(), s.city.as_deref()),
+        (Some("GB"), Some("ENG"), Some("London"))
+    );
+    // Through a trusted proxy, another visitor.
+    let mut proxied = fresh_batch();
+    for (i, e) in proxied["events"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        e["event_id"] = json!(format!("019ab0b4-8a2c-7d1e-9f00-00000000000{i}"));
+        e["anonymous_id"] = json!("5e0c2a1e-5b6d-4c7e-8f90-a1b2c3d4e5f6");
+        e["user_id"] = json!("bo@example.com");
+    }
+    let resp = test::call_service(
+        &app,
+        send("10.1.2.3:5000", Some("89.160.21.5, 10.9.9.9"), &proxied),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let user = h.state.store.user("bo@example.com").unwrap().unwrap();
+    assert_eq!(user.sessions[0].city.as_deref(), Some("Linköping"));
+    // No raw IP is kept by default.
+    let conn = rusqlite::Connection::open(h._dir.path().join("footfall.sqlite")).unwrap();
+    let kept: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE ip IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 0);
+}
+
+#[actix_web::test]
+async fn metrics_count_what_ingest_did() {
+    let h = harness();
+    let app = app!(h);
+    let mut b = fresh_batch();
+    b["events"][1]["event_id"] = json!("bad");
+    post(&app, b.to_string(), &[]).await;
+    post(&app, b.to_string(), &[]).await;
+    post(&app, "nonsense", &[]).await;
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(resp.status(), 200);
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    for line in [
+        "footfall_events_accepted_total 2",
+        "footfall_events_duplicate_total 2",
+        "footfall_events_rejected_total{reason=\"invalid\"} 2",
+        "footfall_events_rejected_total{reason=\"invalid-json\"} 1",
+        "footfall_batch_duration_seconds_count{status=\"200\"} 2",
+        "footfall_write_queue_events 0",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
 }
 
 #[actix_web::test]

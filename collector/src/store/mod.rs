@@ -50,6 +50,11 @@ pub struct StoredEvent {
     pub utm_campaign: String,
     pub utm_term: String,
     pub utm_content: String,
+    pub country: String,
+    pub region: String,
+    pub city: String,
+    /// The client's address, only with `--store-ip`.
+    pub ip: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +152,9 @@ pub struct SessionView {
     pub browser: Option<String>,
     pub os: Option<String>,
     pub device: Option<String>,
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
     pub events: Vec<EventView>,
 }
 
@@ -160,6 +168,8 @@ pub struct UserDetail {
 pub trait Store: Send + Sync {
     /// Queues events for a durable write; the answer comes once they are committed.
     fn insert(&self, events: Vec<StoredEvent>) -> oneshot::Receiver<InsertOutcome>;
+    /// Events handed to `insert` and not yet committed.
+    fn queue_depth(&self) -> usize;
     /// Counts for `/api/v1/insights`. Blocking: call it off the async runtime.
     fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError>;
     /// One person with all their sessions, by user ID or anonymous ID. Blocking.

@@ -7,13 +7,22 @@
 //! read-only connections, which WAL lets run beside the writer.
 
 use super::*;
+use crate::config::Durability;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 /// The schema, one migration per step; `PRAGMA user_version` counts the steps applied.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+
+const SCHEMA_V3: &str = r#"
+ALTER TABLE events ADD COLUMN country TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN region TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN city TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN ip TEXT;
+"#;
 
 const SCHEMA_V2: &str = r#"
 ALTER TABLE events ADD COLUMN browser TEXT NOT NULL DEFAULT '';
@@ -87,25 +96,33 @@ struct Job {
 
 pub struct Sqlite {
     writer: Mutex<mpsc::Sender<Job>>,
+    pending: Arc<AtomicUsize>,
     readers: Mutex<Vec<Connection>>,
     path: std::path::PathBuf,
 }
 
 impl Sqlite {
     /// Opens (creating if needed) `footfall.sqlite` under `dir` and starts the writer thread.
-    pub fn open(dir: &Path) -> Result<Sqlite, StoreError> {
+    pub fn open(dir: &Path, durability: Durability) -> Result<Sqlite, StoreError> {
         let path = dir.join("footfall.sqlite");
         let mut conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let synchronous = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let counter = pending.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, rx))
+            .spawn(move || write_loop(conn, rx, &counter))
             .expect("spawn the sqlite writer");
         Ok(Sqlite {
+            pending,
             writer: Mutex::new(tx),
             readers: Mutex::new(Vec::new()),
             path,
@@ -137,7 +154,7 @@ impl Sqlite {
 /// Largest number of events committed in one transaction.
 const MAX_GROUP_EVENTS: usize = 20_000;
 
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, pending: &AtomicUsize) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         let mut n = jobs[0].events.len();
@@ -150,7 +167,9 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match commit(&mut conn, &jobs) {
+        let result = commit(&mut conn, &jobs);
+        pending.fetch_sub(n, Ordering::Relaxed);
+        match result {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
@@ -175,9 +194,9 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<bool>
              server_ms, anonymous_id, user_id, session_id, seq, url, path, title, referrer,
              screen, viewport, language, timezone, sdk, props, traits, browser, browser_version,
              os, device, bot_reason, referrer_domain, utm_source, utm_medium, utm_campaign,
-             utm_term, utm_content)
+             utm_term, utm_content, country, region, city, ip)
              VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,
-                     ?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33)",
+                     ?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33,?34,?35,?36,?37)",
         )?;
         let mut alias = tx.prepare_cached(
             "INSERT OR IGNORE INTO aliases (anonymous_id, user_id) VALUES (?1, ?2)",
@@ -219,6 +238,10 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<bool>
                     e.utm_campaign,
                     e.utm_term,
                     e.utm_content,
+                    e.country,
+                    e.region,
+                    e.city,
+                    e.ip,
                 ])?;
                 if n == 1 {
                     if let Some(user) = &e.user_id {
@@ -278,11 +301,17 @@ fn json_object(text: &str) -> serde_json::Value {
 impl Store for Sqlite {
     fn insert(&self, events: Vec<StoredEvent>) -> oneshot::Receiver<InsertOutcome> {
         let (reply, rx) = oneshot::channel();
+        self.pending.fetch_add(events.len(), Ordering::Relaxed);
         let job = Job { events, reply };
         if let Err(mpsc::SendError(job)) = self.writer.lock().expect("writer").send(job) {
+            self.pending.fetch_sub(job.events.len(), Ordering::Relaxed);
             let _ = job.reply.send(Err(StoreError::Closed));
         }
         rx
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 
     fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError> {
@@ -344,7 +373,7 @@ impl Store for Sqlite {
             let placeholders = vec!["?"; anonymous_ids.len()].join(",");
             let mut stmt = c.prepare(&format!(
                 "SELECT event_id, type, name, time_ms, client_ms, seq, url, path, props, traits,
-                        session_id, anonymous_id, browser, os, device
+                        session_id, anonymous_id, browser, os, device, country, region, city
                  FROM events WHERE anonymous_id IN ({placeholders}) ORDER BY time_ms, seq"
             ))?;
             let mut sessions: Vec<SessionView> = Vec::new();
@@ -385,6 +414,9 @@ impl Store for Sqlite {
                             browser: non_empty(r.get(12)?),
                             os: non_empty(r.get(13)?),
                             device: non_empty(r.get(14)?),
+                            country: non_empty(r.get(15)?),
+                            region: non_empty(r.get(16)?),
+                            city: non_empty(r.get(17)?),
                             events: Vec::new(),
                         });
                         sessions.last_mut().expect("just pushed")
