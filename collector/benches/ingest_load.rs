@@ -1,0 +1,206 @@
+//! Ingest load benchmark: the release collector on loopback, many concurrent clients sending
+//! realistic batches (20–50 events, about 400 bytes each) over keep-alive connections, every
+//! answer a durable acknowledgement. Bounded in time and count; stops by itself.
+//!
+//! `cargo bench -p footfall-collector --bench ingest_load` (options through env:
+//! `LOAD_SECONDS` (default 10), `LOAD_CLIENTS` (default 32), `LOAD_MAX_EVENTS` (default
+//! 5,000,000), `LOAD_DURABILITY` (`process` or `power`)).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One keep-alive connection: POSTs a body, reads the status and the answer.
+struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).unwrap();
+        Conn {
+            reader: BufReader::new(s),
+        }
+    }
+
+    fn post(&mut self, body: &str) -> u16 {
+        let head = format!(
+            "POST /v1/batch HTTP/1.1\r\nHost: bench\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let s = self.reader.get_mut();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).unwrap();
+        status
+    }
+}
+
+fn batch(client: u64, seq: &mut u64, n: usize, now: &str) -> String {
+    let mut events = Vec::with_capacity(n);
+    for _ in 0..n {
+        *seq += 1;
+        events.push(format!(
+            r#"{{"event_id":"019ab0b4-{client:04x}-7000-8000-{seq:012x}","type":"track","name":"add_to_cart","timestamp":"{now}","anonymous_id":"3f0c2a1e-5b6d-4c7e-8f90-{client:012x}","user_id":null,"session_id":"019ab0b4-8a20-7000-8000-{client:012x}","seq":{seq},"page":{{"url":"https://shop.example/p/boots?utm_source=news","path":"/p/boots","title":"Walking boots","referrer":"https://www.google.com/"}},"context":{{"screen":"1920x1080","viewport":"1280x720","language":"en-GB","timezone":"Europe/London","sdk":"footfall-web/0.1.0"}},"props":{{"product":"boots","price":89}}}}"#
+        ));
+    }
+    format!(
+        r#"{{"key":"demo","sent_at":"{now}","events":[{}]}}"#,
+        events.join(",")
+    )
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let seconds: u64 = env_or("LOAD_SECONDS", 10);
+    let clients: u64 = env_or("LOAD_CLIENTS", 32);
+    let max_events: u64 = env_or("LOAD_MAX_EVENTS", 5_000_000);
+    let durability: String = env_or("LOAD_DURABILITY", "process".to_owned());
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_footfall-collector"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit",
+            "0",
+            "--admin-token",
+            "bench",
+        ])
+        .args(["--durability", &durability])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the collector");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("footfall listening on http://")
+        .expect("the collector's URL")
+        .parse()
+        .unwrap();
+    println!(
+        "ingest load: {clients} clients, {seconds} s, durability {durability}, collector at {addr}"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let events_done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|c| {
+            let (stop, events_done) = (stop.clone(), events_done.clone());
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                let mut seq = 0u64;
+                let mut latencies = Vec::new();
+                let mut failures = 0u64;
+                let mut rng = c.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                while !stop.load(Ordering::Relaxed) {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let n = 20 + (rng % 31) as usize;
+                    let now = chrono::Utc::now().to_rfc3339();
+                    let body = batch(c, &mut seq, n, &now);
+                    let t = Instant::now();
+                    let status = conn.post(&body);
+                    latencies.push(t.elapsed());
+                    if status == 200 {
+                        if events_done.fetch_add(n as u64, Ordering::Relaxed) + n as u64
+                            >= max_events
+                        {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    } else {
+                        failures += 1;
+                    }
+                }
+                (latencies, failures)
+            })
+        })
+        .collect();
+    let mut progress = 0;
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(seconds) {
+        std::thread::sleep(Duration::from_millis(200));
+        let s = started.elapsed().as_secs();
+        if s > progress {
+            progress = s;
+            println!(
+                "  {s:>3} s: {} events acknowledged",
+                events_done.load(Ordering::Relaxed)
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for w in workers {
+        let (l, f) = w.join().unwrap();
+        latencies.extend(l);
+        failures += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss = peak_rss_kib(child.id());
+    child.kill().ok();
+    child.wait().ok();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let events = events_done.load(Ordering::Relaxed);
+    println!();
+    println!(
+        "| clients | batches | events | events/s | p50 ms | p99 ms | peak RSS MB | failures |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {clients} | {} | {events} | {:.0} | {:.2} | {:.2} | {:.1} | {failures} |",
+        latencies.len(),
+        events as f64 / elapsed,
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        rss as f64 / 1024.0,
+    );
+}
