@@ -43,6 +43,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     .route(web::post().to(ingest::batch))
                     .route(web::method(actix_web::http::Method::OPTIONS).to(ingest::preflight)),
             )
+            .route("/api/v1/openapi.json", web::get().to(openapi))
             .route("/api/v1/insights", web::get().to(query::insights))
             .route("/api/v1/users/{id}", web::get().to(query::user));
         assets::configure(cfg, &sdk_dir, &demo_dir);
@@ -64,6 +65,15 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(m.render())
+}
+
+/// The OpenAPI document of every endpoint, written by hand next to this file.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
 }
 
 async fn healthz() -> HttpResponse {

@@ -1,6 +1,6 @@
 //! `footfall-collector`: wires configuration, store and HTTP server together.
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{middleware::Logger, web, App, HttpServer};
 use clap::Parser;
 use footfall_collector::app::{self, AppState};
 use footfall_collector::config::{Args, Config, ADMIN_TOKEN_FILE};
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logging();
     let mut config = Config::load(Args::parse()).unwrap_or_else(|e| {
         eprintln!("footfall: {e}");
         std::process::exit(2);
@@ -31,8 +31,19 @@ async fn main() -> std::io::Result<()> {
         eprintln!("footfall: {e}");
         std::process::exit(2);
     }));
-    let server = HttpServer::new(move || App::new().configure(app::configure(state.clone())))
-        .bind(config.listen)?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(
+                Logger::new("request method=%{METHOD}xi path=%U status=%s bytes=%b ms=%D peer=%a")
+                    .custom_request_replace("METHOD", |r| r.method().to_string())
+                    .exclude("/healthz")
+                    .exclude("/metrics"),
+            )
+            .configure(app::configure(state.clone()))
+    })
+    // SIGTERM: stop accepting, let running requests finish (their commits included).
+    .shutdown_timeout(30)
+    .bind(config.listen)?;
     let addr = server.addrs()[0];
     let mut out = std::io::stdout().lock();
     writeln!(out, "footfall listening on http://{addr}")?;
@@ -47,4 +58,22 @@ async fn main() -> std::io::Result<()> {
     out.flush()?;
     drop(out);
     server.run().await
+}
+
+/// Logs to stderr, `RUST_LOG` filtered (default `info`); one JSON object per line when
+/// `FOOTFALL_LOG_FORMAT=json`.
+fn init_logging() {
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if std::env::var("FOOTFALL_LOG_FORMAT").as_deref() == Ok("json") {
+        b.format(|buf, record| {
+            let line = serde_json::json!({
+                "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "level": record.level().as_str(),
+                "target": record.target(),
+                "msg": record.args().to_string(),
+            });
+            writeln!(buf, "{line}")
+        });
+    }
+    b.init();
 }

@@ -71,6 +71,57 @@ fn batch(ids: &[u64]) -> String {
 }
 
 #[test]
+fn sigterm_drains_and_commits_before_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start(dir.path());
+    let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let next = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (acked, next) = (acked.clone(), next.clone());
+            std::thread::spawn(move || loop {
+                let first = next.fetch_add(20, Ordering::Relaxed);
+                let ids: Vec<u64> = (first..first + 20).collect();
+                match post_batch(addr, &batch(&ids)) {
+                    Ok(r) if r.status == 200 => acked.lock().unwrap().extend(&ids),
+                    _ => break,
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "a clean exit on SIGTERM: {exit}");
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acked = acked.lock().unwrap();
+    assert!(acked.len() > 100);
+    let stored = stored_ids(dir.path());
+    let missing = acked
+        .iter()
+        .filter(|&&n| !stored.contains(&event_id(n)))
+        .count();
+    assert_eq!(missing, 0, "acknowledged events lost at shutdown");
+}
+
+fn stored_ids(dir: &Path) -> HashSet<String> {
+    let conn = rusqlite::Connection::open(dir.join("footfall.sqlite")).unwrap();
+    let mut stmt = conn.prepare("SELECT event_id FROM events").unwrap();
+    let ids = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    ids
+}
+
+#[test]
 fn acknowledged_events_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let acked = Arc::new(Mutex::new(Vec::<u64>::new()));

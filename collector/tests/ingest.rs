@@ -451,6 +451,40 @@ async fn metrics_count_what_ingest_did() {
 }
 
 #[actix_web::test]
+async fn every_path_of_the_openapi_document_is_served() {
+    let h = harness();
+    let app = app!(h);
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/v1/openapi.json")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let doc: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 6);
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let uri = path.replace("{id}", "ann@example.com");
+            let req = test::TestRequest::default()
+                .method(method.to_uppercase().parse().unwrap())
+                .uri(&uri)
+                .to_request();
+            let resp = test::call_service(&app, req).await;
+            let body: Value =
+                serde_json::from_slice(&test::read_body(resp).await).unwrap_or(Value::Null);
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                !message.starts_with("no such endpoint"),
+                "{method} {path} is documented but not served"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
 async fn unknown_paths_get_the_json_error() {
     let h = harness();
     let app = app!(h);
