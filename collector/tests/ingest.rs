@@ -120,6 +120,66 @@ async fn enrichment_reads_the_user_agent() {
 }
 
 #[actix_web::test]
+async fn sessions_and_people_are_kept_up_to_date_at_ingest() {
+    let h = harness();
+    let app = app!(h);
+    let b = fresh_batch();
+    let events = b["events"].as_array().unwrap();
+    let with = |e: &Value, id: &str, name: Option<&str>| {
+        let mut e = e.clone();
+        e["event_id"] = json!(id);
+        if let Some(n) = name {
+            e["name"] = json!(n);
+        }
+        e
+    };
+    // Before identify: a page view, a click, a page leave — in two batches, out of order.
+    let anon = |evs: Vec<Value>| {
+        json!({"key": "demo", "sent_at": b["sent_at"], "events": evs}).to_string()
+    };
+    let click = with(&events[1], "019ab0b4-0000-7000-8000-000000000002", None);
+    let leave = with(
+        &events[1],
+        "019ab0b4-0000-7000-8000-000000000003",
+        Some("$pageleave"),
+    );
+    let view = with(&events[0], "019ab0b4-0000-7000-8000-000000000001", None);
+    assert_eq!(
+        post(&app, anon(vec![click, leave]), &[]).await.1["accepted"],
+        2
+    );
+    assert_eq!(post(&app, anon(vec![view]), &[]).await.1["accepted"], 1);
+    // Then identify, with traits.
+    let identify = with(&events[2], "019ab0b4-0000-7000-8000-000000000004", None);
+    assert_eq!(post(&app, anon(vec![identify]), &[]).await.1["accepted"], 1);
+
+    let conn = rusqlite::Connection::open(h._dir.path().join("footfall.sqlite")).unwrap();
+    let (n, views, leaves, entry): (i64, i64, i64, String) = conn
+        .query_row(
+            "SELECT events, pageviews, pageleaves, entry_path FROM sessions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((n, views, leaves, entry.as_str()), (4, 1, 1, "/p"));
+    let people: Vec<(String, Option<String>, String)> = conn
+        .prepare("SELECT id, user_id, properties FROM people")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        people.len(),
+        1,
+        "the anonymous visitor became the user: {people:?}"
+    );
+    assert_eq!(people[0].0, "ann@example.com");
+    assert_eq!(people[0].1.as_deref(), Some("ann@example.com"));
+    assert_eq!(people[0].2, r#"{"plan":"pro"}"#);
+}
+
+#[actix_web::test]
 async fn a_bad_event_never_sinks_its_neighbours() {
     let h = harness();
     let app = app!(h);

@@ -9,13 +9,52 @@
 use super::*;
 use crate::config::Durability;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 /// The schema, one migration per step; `PRAGMA user_version` counts the steps applied.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+
+/// Kept up to date at ingest: one row per session and one per person (a user ID, or an
+/// anonymous ID never identified), so the query API need not scan events for them.
+const SCHEMA_V4: &str = r#"
+CREATE TABLE sessions (
+    session_id   TEXT NOT NULL PRIMARY KEY,
+    site         TEXT NOT NULL,
+    anonymous_id TEXT NOT NULL,
+    started_ms   INTEGER NOT NULL,
+    ended_ms     INTEGER NOT NULL,
+    events       INTEGER NOT NULL,
+    pageviews    INTEGER NOT NULL,
+    pageleaves   INTEGER NOT NULL,
+    entry_path   TEXT NOT NULL,
+    browser      TEXT NOT NULL,
+    os           TEXT NOT NULL,
+    device       TEXT NOT NULL,
+    country      TEXT NOT NULL
+);
+CREATE INDEX sessions_started ON sessions (started_ms);
+CREATE INDEX sessions_anon ON sessions (anonymous_id, started_ms);
+CREATE TABLE people (
+    id         TEXT NOT NULL PRIMARY KEY,
+    user_id    TEXT,
+    first_ms   INTEGER NOT NULL,
+    last_ms    INTEGER NOT NULL,
+    properties TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX people_last ON people (last_ms);
+INSERT INTO sessions
+SELECT session_id, MIN(site), MIN(anonymous_id), MIN(time_ms), MAX(time_ms), COUNT(*),
+       SUM(type = 'page'), SUM(name = '$pageleave'), '', MIN(browser), MIN(os), MIN(device),
+       MIN(country)
+FROM events GROUP BY session_id;
+INSERT INTO people (id, user_id, first_ms, last_ms)
+SELECT COALESCE(a.user_id, e.anonymous_id), MIN(a.user_id), MIN(e.time_ms), MAX(e.time_ms)
+FROM events e LEFT JOIN aliases a ON a.anonymous_id = e.anonymous_id
+GROUP BY 1;
+"#;
 
 const SCHEMA_V3: &str = r#"
 ALTER TABLE events ADD COLUMN country TEXT NOT NULL DEFAULT '';
@@ -208,9 +247,191 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, pending: &AtomicUsi
     }
 }
 
+/// What one commit adds to the `sessions` and `people` tables, summed in memory so that each
+/// session and person costs one upsert per commit, not one per event.
+#[derive(Default)]
+struct Rollup {
+    sessions: HashMap<String, SessionSum>,
+    people: HashMap<String, PersonSum>,
+    /// Person of each anonymous ID seen in this commit.
+    person_of: HashMap<String, String>,
+}
+
+struct SessionSum {
+    site: String,
+    anonymous_id: String,
+    started_ms: i64,
+    ended_ms: i64,
+    events: i64,
+    pageviews: i64,
+    pageleaves: i64,
+    entry_path: String,
+    browser: String,
+    os: String,
+    device: String,
+    country: String,
+}
+
+struct PersonSum {
+    user_id: Option<String>,
+    first_ms: i64,
+    last_ms: i64,
+    /// Traits in time order, merged last-write-wins.
+    properties: serde_json::Map<String, serde_json::Value>,
+    last_trait_ms: i64,
+}
+
+impl Rollup {
+    fn person(
+        &mut self,
+        tx: &rusqlite::Transaction,
+        anonymous_id: &str,
+    ) -> rusqlite::Result<String> {
+        if let Some(p) = self.person_of.get(anonymous_id) {
+            return Ok(p.clone());
+        }
+        let p: Option<String> = tx
+            .prepare_cached("SELECT user_id FROM aliases WHERE anonymous_id = ?1")?
+            .query_row([anonymous_id], |r| r.get(0))
+            .optional()?;
+        let p = p.unwrap_or_else(|| anonymous_id.to_owned());
+        self.person_of.insert(anonymous_id.to_owned(), p.clone());
+        Ok(p)
+    }
+
+    fn add(&mut self, tx: &rusqlite::Transaction, e: &StoredEvent) -> rusqlite::Result<()> {
+        let s = self
+            .sessions
+            .entry(e.session_id.clone())
+            .or_insert_with(|| SessionSum {
+                site: e.site.clone(),
+                anonymous_id: e.anonymous_id.clone(),
+                started_ms: e.time_ms,
+                ended_ms: e.time_ms,
+                events: 0,
+                pageviews: 0,
+                pageleaves: 0,
+                entry_path: e.path.clone(),
+                browser: e.browser.clone(),
+                os: e.os.clone(),
+                device: e.device.clone(),
+                country: e.country.clone(),
+            });
+        if e.time_ms < s.started_ms {
+            s.started_ms = e.time_ms;
+            s.entry_path = e.path.clone();
+        }
+        s.ended_ms = s.ended_ms.max(e.time_ms);
+        s.events += 1;
+        s.pageviews += i64::from(e.kind == "page");
+        s.pageleaves += i64::from(e.name == "$pageleave");
+
+        let person = self.person(tx, &e.anonymous_id)?;
+        let p = self.people.entry(person).or_insert_with(|| PersonSum {
+            user_id: None,
+            first_ms: e.time_ms,
+            last_ms: e.time_ms,
+            properties: serde_json::Map::new(),
+            last_trait_ms: i64::MIN,
+        });
+        p.first_ms = p.first_ms.min(e.time_ms);
+        p.last_ms = p.last_ms.max(e.time_ms);
+        if p.user_id.is_none() {
+            p.user_id = e.user_id.clone();
+        }
+        if let Some(serde_json::Value::Object(t)) = e
+            .traits
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+        {
+            if e.time_ms >= p.last_trait_ms {
+                p.properties.extend(t);
+                p.last_trait_ms = e.time_ms;
+            } else {
+                for (k, v) in t {
+                    p.properties.entry(k).or_insert(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `anonymous_id` was just joined to `user_id`: its person row (from earlier commits and
+    /// this one) becomes part of the user's.
+    fn join(
+        &mut self,
+        tx: &rusqlite::Transaction,
+        anonymous_id: &str,
+        user_id: &str,
+    ) -> rusqlite::Result<()> {
+        self.flush(tx)?;
+        tx.execute(
+            "INSERT INTO people (id, user_id, first_ms, last_ms, properties)
+             SELECT ?2, ?2, first_ms, last_ms, properties FROM people WHERE id = ?1
+             ON CONFLICT(id) DO UPDATE SET
+               first_ms = MIN(first_ms, excluded.first_ms),
+               last_ms = MAX(last_ms, excluded.last_ms),
+               properties = json_patch(excluded.properties, properties)",
+            params![anonymous_id, user_id],
+        )?;
+        tx.execute("DELETE FROM people WHERE id = ?1", [anonymous_id])?;
+        self.person_of
+            .insert(anonymous_id.to_owned(), user_id.to_owned());
+        Ok(())
+    }
+
+    fn flush(&mut self, tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+        let mut upsert_session = tx.prepare_cached(
+            "INSERT INTO sessions (session_id, site, anonymous_id, started_ms, ended_ms, events,
+               pageviews, pageleaves, entry_path, browser, os, device, country)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT(session_id) DO UPDATE SET
+               entry_path = CASE WHEN excluded.started_ms < started_ms
+                            THEN excluded.entry_path ELSE entry_path END,
+               started_ms = MIN(started_ms, excluded.started_ms),
+               ended_ms = MAX(ended_ms, excluded.ended_ms),
+               events = events + excluded.events,
+               pageviews = pageviews + excluded.pageviews,
+               pageleaves = pageleaves + excluded.pageleaves",
+        )?;
+        for (id, s) in self.sessions.drain() {
+            upsert_session.execute(params![
+                id,
+                s.site,
+                s.anonymous_id,
+                s.started_ms,
+                s.ended_ms,
+                s.events,
+                s.pageviews,
+                s.pageleaves,
+                s.entry_path,
+                s.browser,
+                s.os,
+                s.device,
+                s.country
+            ])?;
+        }
+        let mut upsert_person = tx.prepare_cached(
+            "INSERT INTO people (id, user_id, first_ms, last_ms, properties)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET
+               user_id = COALESCE(user_id, excluded.user_id),
+               first_ms = MIN(first_ms, excluded.first_ms),
+               last_ms = MAX(last_ms, excluded.last_ms),
+               properties = json_patch(properties, excluded.properties)",
+        )?;
+        for (id, p) in self.people.drain() {
+            let props = serde_json::Value::Object(p.properties).to_string();
+            upsert_person.execute(params![id, p.user_id, p.first_ms, p.last_ms, props])?;
+        }
+        Ok(())
+    }
+}
+
 fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<bool>>> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut rollup = Rollup::default();
     {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO events (event_id, site, type, name, time_ms, client_ms,
@@ -268,14 +489,18 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<bool>
                 ])?;
                 if n == 1 {
                     if let Some(user) = &e.user_id {
-                        alias.execute(params![e.anonymous_id, user])?;
+                        if alias.execute(params![e.anonymous_id, user])? == 1 {
+                            rollup.join(&tx, &e.anonymous_id, user)?;
+                        }
                     }
+                    rollup.add(&tx, e)?;
                 }
                 stored.push(n == 1);
             }
             outcomes.push(stored);
         }
     }
+    rollup.flush(&tx)?;
     tx.commit()?;
     Ok(outcomes)
 }
