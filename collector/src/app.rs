@@ -45,7 +45,13 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             )
             .route("/api/v1/openapi.json", web::get().to(openapi))
             .route("/api/v1/insights", web::get().to(query::insights))
-            .route("/api/v1/users/{id}", web::get().to(query::user));
+            .route("/api/v1/users", web::get().to(query::users))
+            .route("/api/v1/users/{id}", web::get().to(query::user))
+            .route(
+                "/api/v1/sessions/stats",
+                web::get().to(query::session_stats),
+            )
+            .route("/api/v1/sessions/{id}", web::get().to(query::session));
         assets::configure(cfg, &sdk_dir, &demo_dir);
         cfg.default_service(web::to(not_found));
     }

@@ -3,7 +3,10 @@
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::store::{rfc3339, InsightsQuery, Interval, Metric};
+use crate::store::{
+    rfc3339, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery, UsersCursor,
+    UsersQuery,
+};
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
@@ -72,10 +75,55 @@ fn parse_instant(name: &str, v: &str) -> Result<i64, ApiError> {
         })
 }
 
+/// `from`, `to` and `last`, gathered from the query string and resolved together.
+#[derive(Default)]
+struct Range {
+    from: Option<i64>,
+    to: Option<i64>,
+    last: Option<i64>,
+}
+
+impl Range {
+    /// Takes `k=v` if it is a range parameter.
+    fn take(&mut self, k: &str, v: &str) -> Result<bool, ApiError> {
+        match k {
+            "from" => self.from = Some(parse_instant("from", v)?),
+            "to" => self.to = Some(parse_instant("to", v)?),
+            "last" => self.last = Some(parse_duration("last", v)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// `[from, to)` in ms; without either, the `default_ms` before now.
+    fn resolve(&self, default_ms: i64) -> Result<(i64, i64), ApiError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let (from, to) = match (self.from, self.to, self.last) {
+            (Some(_), _, Some(_)) => {
+                return Err(ApiError::param("last", "cannot be combined with `from`"))
+            }
+            (None, to, Some(d)) => {
+                let to = to.unwrap_or(now);
+                (to - d, to)
+            }
+            (Some(f), to, None) => (f, to.unwrap_or(now)),
+            (None, to, None) => {
+                let to = to.unwrap_or(now);
+                (to - default_ms, to)
+            }
+        };
+        if from >= to {
+            return Err(ApiError::param("from", "must be before `to`"));
+        }
+        Ok((from, to))
+    }
+}
+
+const WEEK_MS: i64 = 7 * 86_400_000;
+
 fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError> {
-    let now = chrono::Utc::now().timestamp_millis();
     let mut metric = None;
-    let (mut from, mut to, mut last) = (None, None, None);
+    let mut range = Range::default();
     let mut interval = Interval::Day;
     let mut events = Vec::new();
     for (k, v) in pairs {
@@ -93,9 +141,7 @@ fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError>
                     }
                 })
             }
-            "from" => from = Some(parse_instant("from", v)?),
-            "to" => to = Some(parse_instant("to", v)?),
-            "last" => last = Some(parse_duration("last", v)?),
+            _ if range.take(k, v)? => {}
             "interval" => {
                 interval = match v.as_str() {
                     "hour" => Interval::Hour,
@@ -124,21 +170,7 @@ fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError>
     }
     let metric = metric
         .ok_or_else(|| ApiError::param("metric", "is required (users, sessions or events)"))?;
-    let (from_ms, to_ms) = match (from, to, last) {
-        (_, _, Some(_)) if from.is_some() => {
-            return Err(ApiError::param("last", "cannot be combined with `from`"))
-        }
-        (None, to, Some(d)) => {
-            let to = to.unwrap_or(now);
-            (to - d, to)
-        }
-        (Some(f), to, None) => (f, to.unwrap_or(now)),
-        (None, _, None) => (now - 7 * 86_400_000, now),
-        _ => unreachable!("every combination is matched above"),
-    };
-    if from_ms >= to_ms {
-        return Err(ApiError::param("from", "must be before `to`"));
-    }
+    let (from_ms, to_ms) = range.resolve(WEEK_MS)?;
     Ok(InsightsQuery {
         metric,
         from_ms,
@@ -192,6 +224,122 @@ pub async fn user(
         .map_err(|e| ApiError::Storage(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("no user {id:?}")))?;
     Ok(HttpResponse::Ok().json(detail))
+}
+
+/// Runs a blocking store call off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f)
+        .await
+        .map_err(|e| ApiError::Storage(e.to_string()))?
+        .map_err(|e| ApiError::Storage(e.to_string()))
+}
+
+fn parse_limit(v: &str, max: usize) -> Result<usize, ApiError> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| ApiError::param("limit", format!("must be a number from 1 to {max}")))
+}
+
+fn parse_users(pairs: &[(String, String)]) -> Result<UsersQuery, ApiError> {
+    let mut range = Range::default();
+    let mut q = UsersQuery {
+        from_ms: 0,
+        to_ms: 0,
+        limit: 50,
+        cursor: None,
+        contains: None,
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            _ if range.take(k, v)? => {}
+            "limit" => q.limit = parse_limit(v, 1000)?,
+            "cursor" => {
+                q.cursor = Some(
+                    UsersCursor::decode(v)
+                        .ok_or_else(|| ApiError::param("cursor", "is not a cursor of this API"))?,
+                )
+            }
+            "contains" => q.contains = Some(v.clone()).filter(|v| !v.is_empty()),
+            _ => return Err(ApiError::param(k, "is not a parameter of /api/v1/users")),
+        }
+    }
+    (q.from_ms, q.to_ms) = range.resolve(WEEK_MS)?;
+    Ok(q)
+}
+
+/// `GET /api/v1/users`: people in reverse order of last activity.
+pub async fn users(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let q = parse_users(&params(&req)?)?;
+    let store = state.store.clone();
+    let page = blocking(move || store.users(&q)).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "users": page.users,
+        "next_cursor": page.next.map(|c| c.encode()),
+    })))
+}
+
+fn parse_session_stats(pairs: &[(String, String)]) -> Result<SessionStatsQuery, ApiError> {
+    let mut range = Range::default();
+    let mut q = SessionStatsQuery {
+        from_ms: 0,
+        to_ms: 0,
+        user: None,
+        split: None,
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            _ if range.take(k, v)? => {}
+            "user" => q.user = Some(v.clone()),
+            "split" | "by" => {
+                q.split = Some(SessionField::parse(v).ok_or_else(|| {
+                    ApiError::param(
+                        k,
+                        "must be one of browser, os, device, country, entry_path, user",
+                    )
+                })?)
+            }
+            _ => {
+                return Err(ApiError::param(
+                    k,
+                    "is not a parameter of /api/v1/sessions/stats",
+                ))
+            }
+        }
+    }
+    (q.from_ms, q.to_ms) = range.resolve(WEEK_MS)?;
+    Ok(q)
+}
+
+/// `GET /api/v1/sessions/stats`: session count, time and bounce rate, overall and split.
+pub async fn session_stats(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let q = parse_session_stats(&params(&req)?)?;
+    let store = state.store.clone();
+    let stats = blocking(move || store.session_stats(&q)).await?;
+    Ok(HttpResponse::Ok().json(stats))
+}
+
+/// `GET /api/v1/sessions/{id}`: one session with its events.
+pub async fn session(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let id = id.into_inner();
+    let store = state.store.clone();
+    let lookup = id.clone();
+    let found = blocking(move || store.session(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))?;
+    Ok(HttpResponse::Ok().json(json!({ "session": found })))
 }
 
 #[cfg(test)]

@@ -164,6 +164,113 @@ pub struct UserDetail {
     pub sessions: Vec<SessionView>,
 }
 
+/// Where a page of `/api/v1/users` ends: the last user's last activity and ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsersCursor {
+    pub last_ms: i64,
+    pub id: String,
+}
+
+impl UsersCursor {
+    /// `<last_ms>.<id as hex>`: opaque to clients, safe in a URL.
+    pub fn encode(&self) -> String {
+        let hex: String = self.id.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("{}.{hex}", self.last_ms)
+    }
+
+    pub fn decode(s: &str) -> Option<UsersCursor> {
+        let (ms, hex) = s.split_once('.')?;
+        if hex.len() % 2 != 0 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect();
+        Some(UsersCursor {
+            last_ms: ms.parse().ok()?,
+            id: String::from_utf8(bytes?).ok()?,
+        })
+    }
+}
+
+/// `GET /api/v1/users`: people active in `[from_ms, to_ms)`, newest activity first.
+#[derive(Debug, Clone)]
+pub struct UsersQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub limit: usize,
+    pub cursor: Option<UsersCursor>,
+    /// Part of the user ID or of an anonymous ID.
+    pub contains: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsersPage {
+    pub users: Vec<UserSummary>,
+    pub next: Option<UsersCursor>,
+}
+
+/// What session statistics can be split by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionField {
+    Browser,
+    Os,
+    Device,
+    Country,
+    EntryPath,
+    User,
+}
+
+impl SessionField {
+    pub fn parse(s: &str) -> Option<SessionField> {
+        Some(match s {
+            "browser" => SessionField::Browser,
+            "os" => SessionField::Os,
+            "device" => SessionField::Device,
+            "country" => SessionField::Country,
+            "entry_path" | "path" => SessionField::EntryPath,
+            "user" => SessionField::User,
+            _ => return None,
+        })
+    }
+}
+
+/// `GET /api/v1/sessions/stats`: sessions that started in `[from_ms, to_ms)`.
+#[derive(Debug, Clone)]
+pub struct SessionStatsQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Only this person's sessions (user ID or anonymous ID).
+    pub user: Option<String>,
+    pub split: Option<SessionField>,
+}
+
+/// Totals of a set of sessions. Session time runs from the first to the last event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionTotals {
+    pub total_sessions: u64,
+    pub avg_session_seconds: f64,
+    pub total_session_seconds: f64,
+    /// Fraction of sessions with one page view and no other event but its `$pageleave`.
+    pub bounce_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionSplitRow {
+    pub key: Option<String>,
+    #[serde(flatten)]
+    pub totals: SessionTotals,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionStats {
+    #[serde(flatten)]
+    pub totals: SessionTotals,
+    /// One row per value of `split`, largest first (empty without `split`).
+    pub table: Vec<SessionSplitRow>,
+}
+
 /// The storage behind the collector.
 pub trait Store: Send + Sync {
     /// Queues events for a durable write; the answer comes once they are committed.
@@ -174,6 +281,12 @@ pub trait Store: Send + Sync {
     fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError>;
     /// One person with all their sessions, by user ID or anonymous ID. Blocking.
     fn user(&self, id: &str) -> Result<Option<UserDetail>, StoreError>;
+    /// A page of people, newest activity first. Blocking.
+    fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError>;
+    /// Session count, time and bounce rate. Blocking.
+    fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError>;
+    /// One session with its events. Blocking.
+    fn session(&self, id: &str) -> Result<Option<SessionView>, StoreError>;
 }
 
 /// RFC 3339 in UTC with milliseconds, for answers.

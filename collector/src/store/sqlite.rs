@@ -611,97 +611,250 @@ impl Store for Sqlite {
                     |r| r.get(0),
                 )
                 .optional()?;
-            let anonymous_ids: Vec<String> = match &identified {
-                Some(user) => c
-                    .prepare("SELECT anonymous_id FROM aliases WHERE user_id = ?1 ORDER BY 1")?
-                    .query_map([user], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?,
-                None => vec![id.to_owned()],
-            };
+            let person = identified.clone().unwrap_or_else(|| id.to_owned());
+            let anonymous_ids = anonymous_ids_of(c, &person, identified.is_some())?;
             let placeholders = vec!["?"; anonymous_ids.len()].join(",");
-            let mut stmt = c.prepare(&format!(
-                "SELECT event_id, type, name, time_ms, client_ms, seq, url, path, props, traits,
-                        session_id, anonymous_id, browser, os, device, country, region, city
-                 FROM events WHERE anonymous_id IN ({placeholders}) ORDER BY time_ms, seq"
-            ))?;
-            let mut sessions: Vec<SessionView> = Vec::new();
-            let mut properties = serde_json::Map::new();
-            let mut rows = stmt.query(params_from_iter(anonymous_ids.iter()))?;
-            let (mut first, mut last) = (i64::MAX, i64::MIN);
-            while let Some(r) = rows.next()? {
-                let time_ms: i64 = r.get(3)?;
-                first = first.min(time_ms);
-                last = last.max(time_ms);
-                if let Some(traits) = r.get::<_, Option<String>>(9)? {
-                    if let serde_json::Value::Object(t) = json_object(&traits) {
-                        properties.extend(t);
-                    }
-                }
-                let session_id: String = r.get(10)?;
-                let event = EventView {
-                    event_id: r.get(0)?,
-                    kind: r.get(1)?,
-                    name: r.get(2)?,
-                    timestamp: rfc3339(time_ms),
-                    client_timestamp: rfc3339(r.get(4)?),
-                    seq: r.get(5)?,
-                    url: r.get(6)?,
-                    path: r.get(7)?,
-                    props: json_object(&r.get::<_, String>(8)?),
-                };
-                let at = sessions.iter().position(|s| s.session_id == session_id);
-                let session = match at {
-                    Some(i) => &mut sessions[i],
-                    None => {
-                        sessions.push(SessionView {
-                            session_id,
-                            anonymous_id: r.get(11)?,
-                            started_at: String::new(),
-                            ended_at: String::new(),
-                            duration_seconds: 0.0,
-                            browser: non_empty(r.get(12)?),
-                            os: non_empty(r.get(13)?),
-                            device: non_empty(r.get(14)?),
-                            country: non_empty(r.get(15)?),
-                            region: non_empty(r.get(16)?),
-                            city: non_empty(r.get(17)?),
-                            events: Vec::new(),
-                        });
-                        sessions.last_mut().expect("just pushed")
-                    }
-                };
-                session.events.push(event);
-            }
+            let (sessions, traits) = load_sessions(
+                c,
+                &format!("anonymous_id IN ({placeholders})"),
+                &anonymous_ids,
+            )?;
             if sessions.is_empty() {
                 return Ok(None);
             }
-            for s in &mut sessions {
-                let start = s
-                    .events
-                    .first()
-                    .map(|e| e.timestamp.clone())
-                    .unwrap_or_default();
-                let end = s
-                    .events
-                    .last()
-                    .map(|e| e.timestamp.clone())
-                    .unwrap_or_default();
-                s.duration_seconds = (parse_ms(&end) - parse_ms(&start)) as f64 / 1000.0;
-                s.started_at = start;
-                s.ended_at = end;
+            let mut properties = serde_json::Map::new();
+            for t in traits {
+                properties.extend(t);
             }
             let user = UserSummary {
-                id: identified.clone().unwrap_or_else(|| id.to_owned()),
+                id: person,
                 user_id: identified,
                 anonymous_ids,
-                first_seen: rfc3339(first),
-                last_seen: rfc3339(last),
+                first_seen: sessions
+                    .first()
+                    .map(|s| s.started_at.clone())
+                    .unwrap_or_default(),
+                last_seen: sessions
+                    .iter()
+                    .map(|s| s.ended_at.clone())
+                    .max()
+                    .unwrap_or_default(),
                 properties: serde_json::Value::Object(properties),
                 session_count: sessions.len() as u64,
             };
             Ok(Some(UserDetail { user, sessions }))
         })
     }
+
+    fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError> {
+        use rusqlite::types::Value;
+        self.with_reader(|c| {
+            let mut sql = "SELECT id, user_id, first_ms, last_ms, properties FROM people
+                           WHERE last_ms >= ? AND first_ms < ?"
+                .to_owned();
+            let mut params = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
+            if let Some(cur) = &q.cursor {
+                sql.push_str(" AND (last_ms < ? OR (last_ms = ? AND id > ?))");
+                params.extend([
+                    Value::Integer(cur.last_ms),
+                    Value::Integer(cur.last_ms),
+                    Value::Text(cur.id.clone()),
+                ]);
+            }
+            if let Some(needle) = &q.contains {
+                sql.push_str(
+                    " AND (instr(lower(id), lower(?)) > 0 OR EXISTS (SELECT 1 FROM aliases a
+                       WHERE a.user_id = people.id AND instr(lower(a.anonymous_id), lower(?)) > 0))",
+                );
+                params.extend([Value::Text(needle.clone()), Value::Text(needle.clone())]);
+            }
+            sql.push_str(" ORDER BY last_ms DESC, id ASC LIMIT ?");
+            params.push(Value::Integer(q.limit as i64 + 1));
+            let mut rows: Vec<(String, Option<String>, i64, i64, String)> = c
+                .prepare(&sql)?
+                .query_map(params_from_iter(params.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let next = (rows.len() > q.limit).then(|| {
+                rows.truncate(q.limit);
+                let last = rows.last().expect("limit is at least 1");
+                UsersCursor {
+                    last_ms: last.3,
+                    id: last.0.clone(),
+                }
+            });
+            let mut users = Vec::with_capacity(rows.len());
+            for (id, user_id, first_ms, last_ms, properties) in rows {
+                let anonymous_ids = anonymous_ids_of(c, &id, user_id.is_some())?;
+                let placeholders = vec!["?"; anonymous_ids.len()].join(",");
+                let session_count: i64 = c.query_row(
+                    &format!("SELECT COUNT(*) FROM sessions WHERE anonymous_id IN ({placeholders})"),
+                    params_from_iter(anonymous_ids.iter()),
+                    |r| r.get(0),
+                )?;
+                users.push(UserSummary {
+                    id,
+                    user_id,
+                    anonymous_ids,
+                    first_seen: rfc3339(first_ms),
+                    last_seen: rfc3339(last_ms),
+                    properties: json_object(&properties),
+                    session_count: session_count as u64,
+                });
+            }
+            Ok(UsersPage { users, next })
+        })
+    }
+
+    fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
+        use rusqlite::types::Value;
+        self.with_reader(|c| {
+            let mut filter = "s.started_ms >= ? AND s.started_ms < ?".to_owned();
+            let mut params = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
+            if let Some(user) = &q.user {
+                filter.push_str(" AND COALESCE(a.user_id, s.anonymous_id) = ?");
+                params.push(Value::Text(user.clone()));
+            }
+            let sums = "COUNT(*), COALESCE(SUM(s.ended_ms - s.started_ms), 0),
+                COALESCE(SUM(s.pageviews = 1 AND s.events - 1 - s.pageleaves = 0), 0)";
+            let from = "sessions s LEFT JOIN aliases a ON a.anonymous_id = s.anonymous_id";
+            let totals = |r: &rusqlite::Row, at: usize| -> rusqlite::Result<SessionTotals> {
+                let n: i64 = r.get(at)?;
+                let ms: i64 = r.get(at + 1)?;
+                let bounces: i64 = r.get(at + 2)?;
+                let n_f = n.max(1) as f64;
+                Ok(SessionTotals {
+                    total_sessions: n as u64,
+                    avg_session_seconds: ms as f64 / 1000.0 / n_f,
+                    total_session_seconds: ms as f64 / 1000.0,
+                    bounce_rate: bounces as f64 / n_f,
+                })
+            };
+            let overall = c.query_row(
+                &format!("SELECT {sums} FROM {from} WHERE {filter}"),
+                params_from_iter(params.iter()),
+                |r| totals(r, 0),
+            )?;
+            let table = match q.split {
+                None => Vec::new(),
+                Some(field) => {
+                    let key = match field {
+                        SessionField::Browser => "s.browser",
+                        SessionField::Os => "s.os",
+                        SessionField::Device => "s.device",
+                        SessionField::Country => "s.country",
+                        SessionField::EntryPath => "s.entry_path",
+                        SessionField::User => "COALESCE(a.user_id, s.anonymous_id)",
+                    };
+                    c.prepare(&format!(
+                        "SELECT {key} AS k, {sums} FROM {from} WHERE {filter}
+                         GROUP BY k ORDER BY COUNT(*) DESC, k LIMIT 1000"
+                    ))?
+                    .query_map(params_from_iter(params.iter()), |r| {
+                        Ok(SessionSplitRow {
+                            key: non_empty(r.get(0)?),
+                            totals: totals(r, 1)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?
+                }
+            };
+            Ok(SessionStats {
+                totals: overall,
+                table,
+            })
+        })
+    }
+
+    fn session(&self, id: &str) -> Result<Option<SessionView>, StoreError> {
+        self.with_reader(|c| {
+            let (sessions, _) = load_sessions(c, "session_id = ?", &[id.to_owned()])?;
+            Ok(sessions.into_iter().next())
+        })
+    }
+}
+
+/// Every anonymous ID of a person: those joined to the user ID, or the ID itself.
+fn anonymous_ids_of(
+    c: &Connection,
+    person: &str,
+    identified: bool,
+) -> Result<Vec<String>, StoreError> {
+    if !identified {
+        return Ok(vec![person.to_owned()]);
+    }
+    let ids = c
+        .prepare_cached("SELECT anonymous_id FROM aliases WHERE user_id = ?1 ORDER BY 1")?
+        .query_map([person], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// The sessions of the events matching `filter`, each with its events in order, and the
+/// traits those events set (in time order).
+/// Trait objects set by a person's events, in time order.
+type Traits = Vec<serde_json::Map<String, serde_json::Value>>;
+
+fn load_sessions(
+    c: &Connection,
+    filter: &str,
+    params: &[String],
+) -> Result<(Vec<SessionView>, Traits), StoreError> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT event_id, type, name, time_ms, client_ms, seq, url, path, props, traits,
+                session_id, anonymous_id, browser, os, device, country, region, city
+         FROM events WHERE {filter} ORDER BY time_ms, seq"
+    ))?;
+    let mut sessions: Vec<SessionView> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut traits = Vec::new();
+    let mut rows = stmt.query(params_from_iter(params.iter()))?;
+    while let Some(r) = rows.next()? {
+        let time_ms: i64 = r.get(3)?;
+        if let Some(t) = r.get::<_, Option<String>>(9)? {
+            if let serde_json::Value::Object(t) = json_object(&t) {
+                traits.push(t);
+            }
+        }
+        let session_id: String = r.get(10)?;
+        let at = match index.get(&session_id) {
+            Some(&i) => i,
+            None => {
+                index.insert(session_id.clone(), sessions.len());
+                sessions.push(SessionView {
+                    session_id,
+                    anonymous_id: r.get(11)?,
+                    started_at: rfc3339(time_ms),
+                    ended_at: String::new(),
+                    duration_seconds: 0.0,
+                    browser: non_empty(r.get(12)?),
+                    os: non_empty(r.get(13)?),
+                    device: non_empty(r.get(14)?),
+                    country: non_empty(r.get(15)?),
+                    region: non_empty(r.get(16)?),
+                    city: non_empty(r.get(17)?),
+                    events: Vec::new(),
+                });
+                sessions.len() - 1
+            }
+        };
+        let s = &mut sessions[at];
+        s.ended_at = rfc3339(time_ms);
+        s.duration_seconds = (time_ms - parse_ms(&s.started_at)) as f64 / 1000.0;
+        s.events.push(EventView {
+            event_id: r.get(0)?,
+            kind: r.get(1)?,
+            name: r.get(2)?,
+            timestamp: rfc3339(time_ms),
+            client_timestamp: rfc3339(r.get(4)?),
+            seq: r.get(5)?,
+            url: r.get(6)?,
+            path: r.get(7)?,
+            props: json_object(&r.get::<_, String>(8)?),
+        });
+    }
+    Ok((sessions, traits))
 }
 
 fn non_empty(s: String) -> Option<String> {

@@ -1,0 +1,377 @@
+//! The query API against answers computed independently, in this test, from the raw events a
+//! deterministic generator sent: users with several browsers, identify part-way through a
+//! visit, bounces, long sessions, sessions across midnight.
+
+use actix_web::{test, web, App};
+use footfall_collector::app::{self, AppState};
+use footfall_collector::config::{Args, Config};
+use footfall_collector::store::{Sqlite, Store};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+const DAY: i64 = 86_400_000;
+const MIN: i64 = 60_000;
+
+const AGENTS: [(&str, &str); 3] = [
+    ("Chrome", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"),
+    ("Firefox", "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"),
+    ("Safari", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"),
+];
+
+#[derive(Clone, Debug)]
+struct Ev {
+    id: String,
+    kind: &'static str,
+    name: String,
+    t: i64,
+    anon: String,
+    user: Option<String>,
+    session: String,
+    seq: u64,
+    browser: usize,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Visitors over nine days; returns every event, in the order sent.
+fn generate(start: i64) -> Vec<Ev> {
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut out = Vec::new();
+    let mut n = 0u64;
+    for v in 0..40u64 {
+        let browser = rng.next(3) as usize;
+        let anon = format!("anon-{v:03}");
+        // Every third visitor signs in during their second session; visitors 0 and 1 are
+        // the same person on two browsers.
+        let user_id = match v {
+            0 | 1 => Some("ann@example.com".to_owned()),
+            _ if v % 3 == 0 => Some(format!("user{v}@example.com")),
+            _ => None,
+        };
+        let mut identified = false;
+        let mut t = start + rng.next(8 * DAY as u64) as i64;
+        for s in 0..(1 + rng.next(4)) {
+            let session = format!("sess-{v:03}-{s}");
+            let mut seq = 0;
+            let mut push = |kind: &'static str, name: &str, t: i64, user: &Option<String>| {
+                n += 1;
+                seq += 1;
+                out.push(Ev {
+                    id: format!("019ab0b4-0000-7000-8000-{n:012x}"),
+                    kind,
+                    name: name.into(),
+                    t,
+                    anon: anon.clone(),
+                    user: user.clone(),
+                    session: session.clone(),
+                    seq,
+                    browser,
+                });
+            };
+            let current_user = |identified: bool| if identified { user_id.clone() } else { None };
+            push("page", "$pageview", t, &current_user(identified));
+            let bounce = rng.next(4) == 0;
+            if !bounce {
+                for _ in 0..rng.next(6) {
+                    // Long gaps sometimes: sessions that run across midnight.
+                    let long = rng.next(5) == 0;
+                    t += 1000 + rng.next(if long { 25 * MIN as u64 } else { 90_000 }) as i64;
+                    let name = ["add_to_cart", "search", "purchase"][rng.next(3) as usize];
+                    push("track", name, t, &current_user(identified));
+                }
+                if s == 1 && user_id.is_some() && !identified {
+                    identified = true;
+                    t += 500;
+                    push("identify", "$identify", t, &current_user(true));
+                }
+            }
+            t += 1000 + rng.next(60_000) as i64;
+            push("track", "$pageleave", t, &current_user(identified));
+            t += 2 * 3_600_000 + rng.next(DAY as u64) as i64;
+        }
+    }
+    out
+}
+
+fn wire(e: &Ev) -> Value {
+    let ts = chrono::DateTime::from_timestamp_millis(e.t)
+        .unwrap()
+        .to_rfc3339();
+    let mut v = json!({
+        "event_id": e.id, "type": e.kind, "name": e.name, "timestamp": ts,
+        "anonymous_id": e.anon, "user_id": e.user, "session_id": e.session, "seq": e.seq,
+        "page": {"url": "https://shop.example/p", "path": "/p"}, "props": {"n": e.seq},
+    });
+    if e.kind == "identify" {
+        v["traits"] = json!({"plan": "pro"});
+    }
+    v
+}
+
+/// Who each anonymous ID is: the first user ID it was sent with, else itself.
+fn people(events: &[Ev]) -> HashMap<String, String> {
+    let mut of = HashMap::new();
+    for e in events {
+        if let Some(u) = &e.user {
+            of.entry(e.anon.clone()).or_insert_with(|| u.clone());
+        }
+    }
+    for e in events {
+        of.entry(e.anon.clone()).or_insert_with(|| e.anon.clone());
+    }
+    of
+}
+
+async fn setup() -> (tempfile::TempDir, Vec<Ev>, web::Data<AppState>, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(Args {
+        data_dir: Some(dir.path().into()),
+        admin_token: Some("t".into()),
+        rate_limit: Some(0),
+        ..Args::default()
+    })
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(Sqlite::open(dir.path(), config.durability).unwrap());
+    let state = web::Data::new(AppState::new(config, store).unwrap());
+    let start = (chrono::Utc::now().timestamp_millis() / DAY - 10) * DAY;
+    let events = generate(start);
+    (dir, events, state, start)
+}
+
+macro_rules! app {
+    ($state:expr) => {
+        test::init_service(App::new().configure(app::configure($state.clone()))).await
+    };
+}
+
+async fn get<S>(app: &S, uri: &str) -> Value
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    let req = test::TestRequest::get()
+        .uri(uri)
+        .insert_header(("authorization", "Bearer t"))
+        .to_request();
+    let resp = test::call_service(app, req).await;
+    let status = resp.status();
+    let body: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+    assert_eq!(status, 200, "{uri}: {body}");
+    body
+}
+
+fn day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms / DAY * DAY)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+#[actix_web::test]
+async fn every_answer_matches_the_raw_events() {
+    let (_dir, events, state, start) = setup().await;
+    let app = app!(state);
+    // Send per visitor and browser, as browsers would, each batch with its own user agent.
+    let mut by_anon: BTreeMap<String, Vec<&Ev>> = BTreeMap::new();
+    for e in &events {
+        by_anon.entry(e.anon.clone()).or_default().push(e);
+    }
+    for evs in by_anon.values() {
+        let ua = AGENTS[evs[0].browser].1;
+        let batch =
+            json!({"key": "demo", "events": evs.iter().map(|e| wire(e)).collect::<Vec<_>>()});
+        let req = test::TestRequest::post()
+            .uri("/v1/batch")
+            .insert_header(("user-agent", ua))
+            .set_payload(batch.to_string())
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        let body: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+        assert_eq!(
+            body["accepted"].as_u64().unwrap() as usize,
+            evs.len(),
+            "{body}"
+        );
+    }
+    let person = people(&events);
+    let from = day(start);
+    let to = day(start + 10 * DAY);
+
+    // Insights: events, sessions and users per UTC day.
+    for metric in ["events", "sessions", "users"] {
+        let got = get(
+            &app,
+            &format!("/api/v1/insights?metric={metric}&from={from}&to={to}"),
+        )
+        .await;
+        let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for e in &events {
+            let key = match metric {
+                "events" => e.id.clone(),
+                "sessions" => e.session.clone(),
+                _ => person[&e.anon].clone(),
+            };
+            want.entry(day(e.t)).or_default().insert(key);
+        }
+        let points = got["series"][0]["points"].as_array().unwrap();
+        assert_eq!(points.len(), 10, "ten daily points");
+        for p in points {
+            let d = &p["t"].as_str().unwrap()[..10];
+            let expected = want.get(d).map_or(0, |s| s.len()) as u64;
+            assert_eq!(p["value"].as_u64().unwrap(), expected, "{metric} on {d}");
+        }
+        let total: BTreeSet<&String> = want.values().flatten().collect();
+        assert_eq!(
+            got["total"].as_u64().unwrap(),
+            total.len() as u64,
+            "{metric} total"
+        );
+    }
+    // Who used: only purchasers.
+    let got = get(
+        &app,
+        &format!("/api/v1/insights?metric=users&event=purchase&from={from}&to={to}"),
+    )
+    .await;
+    let buyers: BTreeSet<&String> = events
+        .iter()
+        .filter(|e| e.name == "purchase")
+        .map(|e| &person[&e.anon])
+        .collect();
+    assert_eq!(got["total"].as_u64().unwrap(), buyers.len() as u64);
+
+    // Users, newest activity first, page by page.
+    let mut last: HashMap<&String, i64> = HashMap::new();
+    for e in &events {
+        let l = last.entry(&person[&e.anon]).or_insert(e.t);
+        *l = (*l).max(e.t);
+    }
+    let mut want: Vec<(&String, i64)> = last.into_iter().collect();
+    want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut seen = Vec::new();
+    let mut uri = format!("/api/v1/users?from={from}&to={to}&limit=7");
+    loop {
+        let page = get(&app, &uri).await;
+        for u in page["users"].as_array().unwrap() {
+            seen.push(u["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/v1/users?from={from}&to={to}&limit=7&cursor={c}"),
+            None => break,
+        }
+    }
+    let want_ids: Vec<String> = want.iter().map(|(id, _)| (*id).clone()).collect();
+    assert_eq!(seen, want_ids);
+
+    // Ann: two browsers, one person, every session.
+    let ann = get(&app, "/api/v1/users/ann@example.com").await;
+    assert_eq!(
+        ann["user"]["anonymous_ids"],
+        json!(["anon-000", "anon-001"])
+    );
+    let ann_sessions: BTreeSet<&String> = events
+        .iter()
+        .filter(|e| person[&e.anon] == "ann@example.com")
+        .map(|e| &e.session)
+        .collect();
+    assert_eq!(
+        ann["user"]["session_count"].as_u64().unwrap(),
+        ann_sessions.len() as u64
+    );
+    assert_eq!(
+        ann["sessions"].as_array().unwrap().len(),
+        ann_sessions.len()
+    );
+    assert_eq!(ann["user"]["properties"], json!({"plan": "pro"}));
+    let listed = get(
+        &app,
+        &format!("/api/v1/users?from={from}&to={to}&contains=ANN@"),
+    )
+    .await;
+    assert_eq!(listed["users"][0]["id"], "ann@example.com");
+    assert_eq!(listed["users"].as_array().unwrap().len(), 1);
+
+    // Session statistics, overall and by browser.
+    let mut sessions: BTreeMap<&String, Vec<&Ev>> = BTreeMap::new();
+    for e in &events {
+        sessions.entry(&e.session).or_default().push(e);
+    }
+    let stats = |only: &dyn Fn(&Ev) -> bool| {
+        let chosen: Vec<&Vec<&Ev>> = sessions.values().filter(|s| only(s[0])).collect();
+        let n = chosen.len() as f64;
+        let total: i64 = chosen
+            .iter()
+            .map(|s| s.iter().map(|e| e.t).max().unwrap() - s.iter().map(|e| e.t).min().unwrap())
+            .sum();
+        let bounces = chosen
+            .iter()
+            .filter(|s| {
+                s.iter().filter(|e| e.kind == "page").count() == 1
+                    && s.iter().all(|e| e.kind == "page" || e.name == "$pageleave")
+            })
+            .count();
+        (
+            chosen.len() as u64,
+            total as f64 / 1000.0,
+            bounces as f64 / n,
+        )
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    let got = get(
+        &app,
+        &format!("/api/v1/sessions/stats?from={from}&to={to}&split=browser"),
+    )
+    .await;
+    let (n, secs, bounce) = stats(&|_| true);
+    assert_eq!(got["total_sessions"].as_u64().unwrap(), n);
+    assert!(close(got["total_session_seconds"].as_f64().unwrap(), secs));
+    assert!(close(
+        got["avg_session_seconds"].as_f64().unwrap(),
+        secs / n as f64
+    ));
+    assert!(close(got["bounce_rate"].as_f64().unwrap(), bounce));
+    assert!(
+        bounce > 0.0 && bounce < 1.0,
+        "the data has bounces and visits"
+    );
+    for row in got["table"].as_array().unwrap() {
+        let name = row["key"].as_str().unwrap();
+        let b = AGENTS.iter().position(|(n, _)| *n == name).unwrap();
+        let (n, secs, bounce) = stats(&|e| e.browser == b);
+        assert_eq!(row["total_sessions"].as_u64().unwrap(), n, "{name}");
+        assert!(close(row["total_session_seconds"].as_f64().unwrap(), secs));
+        assert!(close(row["bounce_rate"].as_f64().unwrap(), bounce));
+    }
+    let got = get(
+        &app,
+        &format!("/api/v1/sessions/stats?from={from}&to={to}&user=ann@example.com"),
+    )
+    .await;
+    let (n, secs, _) = stats(&|e| person[&e.anon] == "ann@example.com");
+    assert_eq!(got["total_sessions"].as_u64().unwrap(), n);
+    assert!(close(got["total_session_seconds"].as_f64().unwrap(), secs));
+
+    // One session, its events in order.
+    let (id, evs) = sessions.iter().max_by_key(|(_, s)| s.len()).unwrap();
+    let got = get(&app, &format!("/api/v1/sessions/{id}")).await;
+    let names: Vec<&str> = got["session"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = evs.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, want);
+}
