@@ -4,8 +4,8 @@
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::store::{
-    rfc3339, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery, UsersCursor,
-    UsersQuery,
+    rfc3339, Field, Filter, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery,
+    UsersCursor, UsersQuery,
 };
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -126,6 +126,9 @@ fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError>
     let mut range = Range::default();
     let mut interval = Interval::Day;
     let mut events = Vec::new();
+    let mut split = None;
+    let mut filters = Vec::new();
+    let mut tz = chrono_tz::Tz::UTC;
     for (k, v) in pairs {
         match k.as_str() {
             "metric" => {
@@ -162,8 +165,25 @@ fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError>
                     .filter(|s| !s.is_empty())
                     .map(String::from),
             ),
-            "by" | "split" | "tz" | "filter" => {
-                return Err(ApiError::param(k, "is not supported by this version yet"))
+            "by" | "split" => {
+                if split.is_some() {
+                    return Err(ApiError::param(k, "only one of `by` and `split` at a time"));
+                }
+                split = Some(Field::parse(v).ok_or_else(|| {
+                    ApiError::param(
+                        k,
+                        format!("unknown field {v:?}: a column (browser, os, device, country, region, city, path, url, name, type, referrer, utm_*), event.KEY or user.KEY"),
+                    )
+                })?)
+            }
+            "filter" => filters.push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?),
+            "tz" => {
+                tz = v.parse().map_err(|_| {
+                    ApiError::param(
+                        "tz",
+                        format!("{v:?} is not an IANA time zone like Europe/Paris"),
+                    )
+                })?
             }
             _ => return Err(ApiError::param(k, "is not a parameter of /api/v1/insights")),
         }
@@ -177,6 +197,9 @@ fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError>
         to_ms,
         interval,
         events,
+        split,
+        filters,
+        tz,
     })
 }
 
@@ -188,23 +211,42 @@ pub async fn insights(
     let q = parse_insights(&params(&req)?)?;
     let store = state.store.clone();
     let q2 = q.clone();
-    let answer = web::block(move || store.insights(&q2))
-        .await
-        .map_err(|e| ApiError::Storage(e.to_string()))?
-        .map_err(|e| ApiError::Storage(e.to_string()))?;
-    let points: Vec<_> = answer
-        .buckets
+    let answer = blocking(move || store.insights(&q2)).await?;
+    let series: Vec<_> = answer
+        .series
         .iter()
-        .map(|b| json!({ "t": rfc3339(b.start_ms), "value": b.value }))
+        .map(|s| {
+            let points: Vec<_> = s
+                .buckets
+                .iter()
+                .map(|b| json!({ "t": rfc3339(b.start_ms), "value": b.value }))
+                .collect();
+            json!({ "key": s.key, "points": points })
+        })
         .collect();
+    // Without a split, the table has one row per interval, keyed by its start.
+    let table: Vec<_> = if q.split.is_some() {
+        answer
+            .table
+            .iter()
+            .map(|(k, v)| json!({ "key": k, "value": v }))
+            .collect()
+    } else {
+        answer.series[0]
+            .buckets
+            .iter()
+            .map(|b| json!({ "key": rfc3339(b.start_ms), "value": b.value }))
+            .collect()
+    };
     Ok(HttpResponse::Ok().json(json!({
         "metric": q.metric,
         "from": rfc3339(q.from_ms),
         "to": rfc3339(q.to_ms),
         "interval": q.interval,
+        "tz": q.tz.name(),
         "total": answer.total,
-        "series": [{ "key": null, "points": points }],
-        "table": answer.buckets.iter().map(|b| json!({ "key": rfc3339(b.start_ms), "value": b.value })).collect::<Vec<_>>(),
+        "series": series,
+        "table": table,
         "sample_users": answer.sample_users.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>(),
     })))
 }

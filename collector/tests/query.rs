@@ -252,6 +252,105 @@ async fn every_answer_matches_the_raw_events() {
         .collect();
     assert_eq!(got["total"].as_u64().unwrap(), buyers.len() as u64);
 
+    // Split by browser; filters on event columns, event properties and user properties.
+    let got = get(
+        &app,
+        &format!("/api/v1/insights?metric=users&by=browser&from={from}&to={to}"),
+    )
+    .await;
+    for row in got["table"].as_array().unwrap() {
+        let b = AGENTS.iter().position(|(n, _)| *n == row["key"]).unwrap();
+        let want: BTreeSet<&String> = events
+            .iter()
+            .filter(|e| e.browser == b)
+            .map(|e| &person[&e.anon])
+            .collect();
+        assert_eq!(row["value"].as_u64().unwrap(), want.len() as u64, "{row}");
+    }
+    let series = got["series"].as_array().unwrap();
+    assert_eq!(series.len(), got["table"].as_array().unwrap().len());
+    let chrome = series.iter().find(|s| s["key"] == "Chrome").unwrap();
+    let mut per_day: BTreeMap<String, BTreeSet<&String>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.browser == 0) {
+        per_day
+            .entry(day(e.t))
+            .or_default()
+            .insert(&person[&e.anon]);
+    }
+    for p in chrome["points"].as_array().unwrap() {
+        let d = &p["t"].as_str().unwrap()[..10];
+        assert_eq!(
+            p["value"].as_u64().unwrap(),
+            per_day.get(d).map_or(0, |s| s.len()) as u64
+        );
+    }
+    let pro: BTreeSet<&String> = events
+        .iter()
+        .filter(|e| e.kind == "identify")
+        .map(|e| &person[&e.anon])
+        .collect();
+    type Keep<'a> = Box<dyn Fn(&Ev) -> bool + 'a>;
+    let cases: Vec<(&str, Keep)> = vec![
+        ("browser:eq:Firefox", Box::new(|e: &Ev| e.browser == 1)),
+        ("browser:neq:Firefox", Box::new(|e: &Ev| e.browser != 1)),
+        (
+            "name:contains:CART",
+            Box::new(|e: &Ev| e.name.contains("cart")),
+        ),
+        ("event.n:gt:3", Box::new(|e: &Ev| e.seq > 3)),
+        ("event.n:lt:2", Box::new(|e: &Ev| e.seq < 2)),
+        ("event.n:exists", Box::new(|_: &Ev| true)),
+        (
+            "user.plan:eq:pro",
+            Box::new(|e: &Ev| pro.contains(&person[&e.anon])),
+        ),
+    ];
+    for (filter, keep) in cases {
+        let got = get(
+            &app,
+            &format!("/api/v1/insights?metric=events&filter={filter}&from={from}&to={to}"),
+        )
+        .await;
+        let want = events.iter().filter(|e| keep(e)).count() as u64;
+        assert_eq!(got["total"].as_u64().unwrap(), want, "filter {filter}");
+    }
+
+    // Days in another time zone.
+    let tokyo = chrono_tz::Asia::Tokyo;
+    let got = get(
+        &app,
+        &format!("/api/v1/insights?metric=events&from={from}&to={to}&tz=Asia/Tokyo"),
+    )
+    .await;
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &events {
+        let local = chrono::DateTime::from_timestamp_millis(e.t)
+            .unwrap()
+            .with_timezone(&tokyo);
+        *want
+            .entry(local.format("%Y-%m-%d").to_string())
+            .or_default() += 1;
+    }
+    let points = got["series"][0]["points"].as_array().unwrap();
+    let mut seen = 0;
+    for p in points {
+        let t = chrono::DateTime::parse_from_rfc3339(p["t"].as_str().unwrap()).unwrap();
+        let local = t.with_timezone(&tokyo);
+        assert_eq!(
+            local.format("%H:%M").to_string(),
+            "00:00",
+            "buckets start at local midnight"
+        );
+        let d = local.format("%Y-%m-%d").to_string();
+        let v = p["value"].as_u64().unwrap();
+        seen += v;
+        // The first bucket starts before `from` (local midnight); the range cuts it.
+        if t.timestamp_millis() >= start {
+            assert_eq!(v, want.get(&d).copied().unwrap_or(0), "Tokyo {d}");
+        }
+    }
+    assert_eq!(seen, events.len() as u64);
+
     // Users, newest activity first, page by page.
     let mut last: HashMap<&String, i64> = HashMap::new();
     for e in &events {

@@ -90,6 +90,122 @@ pub enum Interval {
     Month,
 }
 
+/// What a query can split by or filter on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    /// A column of the event: `browser`, `os`, `device`, `country`, `region`, `city`, `path`,
+    /// `url`, `name` (the event name), `type`, `referrer_domain`, `utm_*`.
+    Event(&'static str),
+    /// `event.KEY` (or `props.KEY`): a property of the event.
+    EventProp(String),
+    /// `user.KEY`: a property of the person (set by identify and setUserProperties).
+    UserProp(String),
+}
+
+const EVENT_COLUMNS: &[(&str, &str)] = &[
+    ("browser", "browser"),
+    ("browser_version", "browser_version"),
+    ("os", "os"),
+    ("device", "device"),
+    ("country", "country"),
+    ("region", "region"),
+    ("city", "city"),
+    ("path", "path"),
+    ("page", "path"),
+    ("url", "url"),
+    ("title", "title"),
+    ("name", "name"),
+    ("event", "name"),
+    ("type", "type"),
+    ("referrer", "referrer_domain"),
+    ("referrer_domain", "referrer_domain"),
+    ("utm_source", "utm_source"),
+    ("utm_medium", "utm_medium"),
+    ("utm_campaign", "utm_campaign"),
+    ("utm_term", "utm_term"),
+    ("utm_content", "utm_content"),
+    ("language", "language"),
+    ("timezone", "timezone"),
+];
+
+impl Field {
+    pub fn parse(s: &str) -> Option<Field> {
+        let key_ok = |k: &str| {
+            !k.is_empty()
+                && k.len() <= 100
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-$.".contains(&b))
+        };
+        if let Some(k) = s
+            .strip_prefix("event.")
+            .or_else(|| s.strip_prefix("props."))
+        {
+            return key_ok(k).then(|| Field::EventProp(k.to_owned()));
+        }
+        if let Some(k) = s.strip_prefix("user.") {
+            return key_ok(k).then(|| Field::UserProp(k.to_owned()));
+        }
+        EVENT_COLUMNS
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, col)| Field::Event(col))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Neq,
+    Contains,
+    Gt,
+    Lt,
+    Exists,
+}
+
+/// `FIELD:OP[:VALUE]`, e.g. `browser:eq:Chrome`, `user.plan:neq:free`, `event.price:gt:50`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub field: Field,
+    pub op: Op,
+    pub value: String,
+}
+
+impl Filter {
+    pub fn parse(s: &str) -> Result<Filter, String> {
+        let mut parts = s.splitn(3, ':');
+        let field = parts.next().unwrap_or_default();
+        let op = parts.next().unwrap_or_default();
+        let value = parts.next();
+        let field = Field::parse(field).ok_or_else(|| format!("unknown field {field:?}"))?;
+        let op = match op {
+            "eq" => Op::Eq,
+            "neq" => Op::Neq,
+            "contains" => Op::Contains,
+            "gt" => Op::Gt,
+            "lt" => Op::Lt,
+            "exists" => Op::Exists,
+            _ => {
+                return Err(format!(
+                    "unknown operator {op:?} (eq, neq, contains, gt, lt, exists)"
+                ))
+            }
+        };
+        match (op, value) {
+            (Op::Exists, _) => Ok(Filter {
+                field,
+                op,
+                value: String::new(),
+            }),
+            (_, Some(v)) => Ok(Filter {
+                field,
+                op,
+                value: v.to_owned(),
+            }),
+            (_, None) => Err(format!("{s:?} needs a value: FIELD:OP:VALUE")),
+        }
+    }
+}
+
 /// A time series query over `[from_ms, to_ms)`.
 #[derive(Debug, Clone)]
 pub struct InsightsQuery {
@@ -99,6 +215,11 @@ pub struct InsightsQuery {
     pub interval: Interval,
     /// Only these event names (none: all).
     pub events: Vec<String>,
+    /// One series per value of this field (`by` / `split`).
+    pub split: Option<Field>,
+    pub filters: Vec<Filter>,
+    /// Where days, weeks and months begin.
+    pub tz: chrono_tz::Tz,
 }
 
 /// One bucket of a series: its start and its count.
@@ -109,9 +230,19 @@ pub struct Bucket {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    /// The split value; `None` without a split (or for events without the field).
+    pub key: Option<String>,
+    pub buckets: Vec<Bucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Insights {
     pub total: u64,
-    pub buckets: Vec<Bucket>,
+    /// One series without a split; with one, the largest values' series (at most 20).
+    pub series: Vec<Series>,
+    /// With a split: every value and its count over the whole range, largest first.
+    pub table: Vec<(Option<String>, u64)>,
     /// A few users the query matched, by answer id.
     pub sample_users: Vec<String>,
 }

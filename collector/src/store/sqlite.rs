@@ -126,7 +126,6 @@ CREATE INDEX IF NOT EXISTS aliases_user ON aliases (user_id);
 
 /// The person an event belongs to: the user ID its anonymous ID was joined to, else itself.
 const PERSON: &str = "COALESCE(a.user_id, e.anonymous_id)";
-const FROM_EVENTS: &str = "events e LEFT JOIN aliases a ON a.anonymous_id = e.anonymous_id";
 
 struct Job {
     events: Vec<StoredEvent>,
@@ -505,19 +504,6 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<bool>
     Ok(outcomes)
 }
 
-/// SQL for the start of the bucket that holds `e.time_ms`.
-fn bucket_sql(interval: Interval) -> &'static str {
-    match interval {
-        Interval::Hour => "(e.time_ms / 3600000) * 3600000",
-        Interval::Day => "(e.time_ms / 86400000) * 86400000",
-        // Weeks start on Monday; 1970-01-01 was a Thursday.
-        Interval::Week => "((e.time_ms / 86400000 + 3) / 7 * 7 - 3) * 86400000",
-        Interval::Month => {
-            "CAST(strftime('%s', e.time_ms / 1000, 'unixepoch', 'start of month') AS INTEGER) * 1000"
-        }
-    }
-}
-
 fn count_sql(metric: Metric) -> String {
     match metric {
         Metric::Events => "COUNT(*)".into(),
@@ -526,20 +512,99 @@ fn count_sql(metric: Metric) -> String {
     }
 }
 
-/// `WHERE` clause and its parameters for a query's range and event names.
-fn where_sql(q: &InsightsQuery) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value;
-    let mut sql = "e.time_ms >= ? AND e.time_ms < ?".to_owned();
-    let mut params = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
-    if !q.events.is_empty() {
-        sql.push_str(" AND e.name IN (");
-        for (i, name) in q.events.iter().enumerate() {
-            sql.push_str(if i == 0 { "?" } else { ",?" });
-            params.push(Value::Text(name.clone()));
-        }
-        sql.push(')');
+/// SQL text with its positional parameters, built in order.
+#[derive(Default)]
+struct Sql {
+    text: String,
+    params: Vec<rusqlite::types::Value>,
+}
+
+impl Sql {
+    fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
     }
-    (sql, params)
+    fn bind(&mut self, v: impl Into<rusqlite::types::Value>) -> &mut Self {
+        self.text.push('?');
+        self.params.push(v.into());
+        self
+    }
+    /// The SQL expression of a field.
+    fn field(&mut self, f: &Field) -> &mut Self {
+        match f {
+            Field::Event(col) => self.push("e.").push(col),
+            Field::EventProp(k) => self
+                .push("json_extract(e.props, ")
+                .bind(format!("$.\"{k}\""))
+                .push(")"),
+            Field::UserProp(k) => self
+                .push("json_extract(p.properties, ")
+                .bind(format!("$.\"{k}\""))
+                .push(")"),
+        }
+    }
+}
+
+fn needs_people(q: &InsightsQuery) -> bool {
+    let user = |f: &Field| matches!(f, Field::UserProp(_));
+    q.split.as_ref().is_some_and(user) || q.filters.iter().any(|f| user(&f.field))
+}
+
+/// `FROM` and `WHERE` of an insights query (range, event names, filters).
+fn from_where(sql: &mut Sql, q: &InsightsQuery) {
+    sql.push(" FROM events e LEFT JOIN aliases a ON a.anonymous_id = e.anonymous_id");
+    if needs_people(q) {
+        sql.push(" LEFT JOIN people p ON p.id = COALESCE(a.user_id, e.anonymous_id)");
+    }
+    sql.push(" WHERE e.time_ms >= ")
+        .bind(q.from_ms)
+        .push(" AND e.time_ms < ")
+        .bind(q.to_ms);
+    if !q.events.is_empty() {
+        sql.push(" AND e.name IN (");
+        for (i, name) in q.events.iter().enumerate() {
+            if i > 0 {
+                sql.push(",");
+            }
+            sql.bind(name.clone());
+        }
+        sql.push(")");
+    }
+    for f in &q.filters {
+        sql.push(" AND ");
+        let number = f.value.parse::<f64>().ok();
+        match f.op {
+            Op::Exists => {
+                sql.push("COALESCE(").field(&f.field).push(", '') <> ''");
+            }
+            Op::Eq | Op::Neq => {
+                sql.push("COALESCE(CAST(")
+                    .field(&f.field)
+                    .push(" AS TEXT), '')");
+                sql.push(if f.op == Op::Eq { " = " } else { " <> " });
+                sql.bind(f.value.clone());
+            }
+            Op::Contains => {
+                sql.push("instr(lower(CAST(")
+                    .field(&f.field)
+                    .push(" AS TEXT)), lower(")
+                    .bind(f.value.clone())
+                    .push(")) > 0");
+            }
+            Op::Gt | Op::Lt => {
+                let cmp = if f.op == Op::Gt { " > " } else { " < " };
+                match number {
+                    Some(n) => sql
+                        .push("CAST(")
+                        .field(&f.field)
+                        .push(" AS REAL)")
+                        .push(cmp)
+                        .bind(n),
+                    None => sql.field(&f.field).push(cmp).bind(f.value.clone()),
+                };
+            }
+        }
+    }
 }
 
 fn json_object(text: &str) -> serde_json::Value {
@@ -563,40 +628,106 @@ impl Store for Sqlite {
     }
 
     fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError> {
+        let starts = bucket_starts(q.from_ms, q.to_ms, q.interval, q.tz);
         self.with_reader(|c| {
-            let (filter, params) = where_sql(q);
             let count = count_sql(q.metric);
-            let total: i64 = c.query_row(
-                &format!("SELECT {count} FROM {FROM_EVENTS} WHERE {filter}"),
-                params_from_iter(params.iter()),
-                |r| r.get(0),
-            )?;
-            let bucket = bucket_sql(q.interval);
-            let mut stmt = c.prepare(&format!(
-                "SELECT {bucket} AS b, {count} FROM {FROM_EVENTS} WHERE {filter} GROUP BY b"
-            ))?;
-            let counted: BTreeMap<i64, u64> = stmt
-                .query_map(params_from_iter(params.iter()), |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
-                })?
-                .collect::<Result<_, _>>()?;
-            let buckets = bucket_starts(q.from_ms, q.to_ms, q.interval)
+            let mut total = Sql::default();
+            total.push("SELECT ").push(&count);
+            from_where(&mut total, q);
+            let total: i64 =
+                c.query_row(&total.text, params_from_iter(total.params.iter()), |r| {
+                    r.get(0)
+                })?;
+
+            // The split's values, largest first.
+            let mut table = Vec::new();
+            if let Some(field) = &q.split {
+                let mut sql = Sql::default();
+                sql.push("SELECT CAST(")
+                    .field(field)
+                    .push(" AS TEXT) AS k, ")
+                    .push(&count);
+                from_where(&mut sql, q);
+                sql.push(" GROUP BY k ORDER BY 2 DESC, k LIMIT 1000");
+                table = c
+                    .prepare(&sql.text)?
+                    .query_map(params_from_iter(sql.params.iter()), |r| {
+                        Ok((
+                            r.get::<_, Option<String>>(0)?.filter(|k| !k.is_empty()),
+                            r.get::<_, i64>(1)? as u64,
+                        ))
+                    })?
+                    .collect::<Result<_, _>>()?;
+            }
+
+            // Counts per bucket (and split value): buckets as a VALUES table, each joined to
+            // its range of the time index.
+            let mut sql = Sql::default();
+            sql.push("WITH b(start, stop) AS (VALUES ");
+            for (i, start) in starts.iter().enumerate() {
+                let stop = starts.get(i + 1).copied().unwrap_or(q.to_ms);
+                if i > 0 {
+                    sql.push(",");
+                }
+                sql.push("(").bind(*start).push(",").bind(stop).push(")");
+            }
+            sql.push(") SELECT b.start, ");
+            match &q.split {
+                Some(field) => sql.push("CAST(").field(field).push(" AS TEXT) AS k, "),
+                None => sql.push("NULL AS k, "),
+            };
+            sql.push(&count);
+            from_where(&mut sql, q);
+            // Join the buckets: rewrite `FROM events e` into the bucket join.
+            sql.text = sql.text.replacen(
+                " FROM events e",
+                " FROM b JOIN events e ON e.time_ms >= b.start AND e.time_ms < b.stop",
+                1,
+            );
+            sql.push(" GROUP BY b.start, k");
+            let mut counted: HashMap<Option<String>, BTreeMap<i64, u64>> = HashMap::new();
+            let mut stmt = c.prepare(&sql.text)?;
+            let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
+            while let Some(r) = rows.next()? {
+                let key = r.get::<_, Option<String>>(1)?.filter(|k| !k.is_empty());
+                counted
+                    .entry(key)
+                    .or_default()
+                    .insert(r.get(0)?, r.get::<_, i64>(2)? as u64);
+            }
+            let keys: Vec<Option<String>> = match &q.split {
+                None => vec![None],
+                Some(_) => table.iter().take(20).map(|(k, _)| k.clone()).collect(),
+            };
+            let series = keys
                 .into_iter()
-                .map(|start_ms| Bucket {
-                    start_ms,
-                    value: counted.get(&start_ms).copied().unwrap_or(0),
+                .map(|key| {
+                    let values = counted.get(&key);
+                    Series {
+                        buckets: starts
+                            .iter()
+                            .map(|&start_ms| Bucket {
+                                start_ms,
+                                value: values.and_then(|v| v.get(&start_ms)).copied().unwrap_or(0),
+                            })
+                            .collect(),
+                        key,
+                    }
                 })
                 .collect();
-            let mut stmt = c.prepare(&format!(
-                "SELECT {PERSON} AS p FROM {FROM_EVENTS} WHERE {filter}
-                 GROUP BY p ORDER BY MAX(e.time_ms) DESC LIMIT 5"
-            ))?;
-            let sample_users = stmt
-                .query_map(params_from_iter(params.iter()), |r| r.get(0))?
+
+            let mut sql = Sql::default();
+            sql.push("SELECT ").push(PERSON).push(" AS person");
+            from_where(&mut sql, q);
+            sql.push(" GROUP BY person ORDER BY MAX(e.time_ms) DESC LIMIT 5");
+            let sample_users = c
+                .prepare(&sql.text)?
+                .query_map(params_from_iter(sql.params.iter()), |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             Ok(Insights {
                 total: total as u64,
-                buckets,
+                series,
+                table,
                 sample_users,
             })
         })
@@ -867,45 +998,120 @@ fn parse_ms(t: &str) -> i64 {
         .unwrap_or(0)
 }
 
-/// Every bucket start from the one holding `from_ms` up to `to_ms` (exclusive), in UTC.
-pub fn bucket_starts(from_ms: i64, to_ms: i64, interval: Interval) -> Vec<i64> {
-    use chrono::{Datelike, TimeZone, Utc};
+/// Every bucket start, as UTC milliseconds, from the one holding `from_ms` up to `to_ms`
+/// (exclusive): hours, or local midnights of days, Mondays and first days of months in `tz`
+/// (so a day in a zone with daylight saving time may last 23 or 25 hours). At most 5,000.
+pub fn bucket_starts(from_ms: i64, to_ms: i64, interval: Interval, tz: chrono_tz::Tz) -> Vec<i64> {
+    use chrono::{Datelike, Duration, NaiveDate, TimeZone, Utc};
     const HOUR: i64 = 3_600_000;
-    const DAY: i64 = 86_400_000;
-    let first = match interval {
-        Interval::Hour => from_ms.div_euclid(HOUR) * HOUR,
-        Interval::Day => from_ms.div_euclid(DAY) * DAY,
-        Interval::Week => ((from_ms.div_euclid(DAY) + 3).div_euclid(7) * 7 - 3) * DAY,
-        Interval::Month => {
-            let d = Utc
-                .timestamp_millis_opt(from_ms)
-                .single()
-                .unwrap_or_default();
-            Utc.with_ymd_and_hms(d.year(), d.month(), 1, 0, 0, 0)
-                .single()
-                .map_or(from_ms, |m| m.timestamp_millis())
-        }
+    if interval == Interval::Hour {
+        let first = from_ms.div_euclid(HOUR) * HOUR;
+        return (0..5_000)
+            .map(|i| first + i * HOUR)
+            .take_while(|&t| t < to_ms)
+            .collect();
+    }
+    let local = |ms: i64| {
+        Utc.timestamp_millis_opt(ms)
+            .single()
+            .unwrap_or_default()
+            .with_timezone(&tz)
+            .date_naive()
+    };
+    // The first instant of a local date (midnight, or later when a DST gap swallows it).
+    let start_of = |d: NaiveDate| -> i64 {
+        (0..24)
+            .find_map(|h| {
+                tz.from_local_datetime(&d.and_hms_opt(h, 0, 0)?)
+                    .earliest()
+                    .map(|t| t.timestamp_millis())
+            })
+            .unwrap_or_default()
+    };
+    let mut d = local(from_ms);
+    d = match interval {
+        Interval::Week => d - Duration::days(d.weekday().num_days_from_monday().into()),
+        Interval::Month => d.with_day(1).unwrap_or(d),
+        _ => d,
     };
     let mut out = Vec::new();
-    let mut t = first;
-    while t < to_ms && out.len() < 10_000 {
+    while out.len() < 5_000 {
+        let t = start_of(d);
+        if t >= to_ms {
+            break;
+        }
         out.push(t);
-        t = match interval {
-            Interval::Hour => t + HOUR,
-            Interval::Day => t + DAY,
-            Interval::Week => t + 7 * DAY,
-            Interval::Month => {
-                let d = Utc.timestamp_millis_opt(t).single().unwrap_or_default();
-                let (y, m) = if d.month() == 12 {
-                    (d.year() + 1, 1)
-                } else {
-                    (d.year(), d.month() + 1)
-                };
-                Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
-                    .single()
-                    .map_or(to_ms, |m| m.timestamp_millis())
-            }
+        d = match interval {
+            Interval::Day | Interval::Hour => d + Duration::days(1),
+            Interval::Week => d + Duration::days(7),
+            Interval::Month => d
+                .checked_add_months(chrono::Months::new(1))
+                .unwrap_or(d + Duration::days(31)),
         };
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn days_follow_the_zone_through_daylight_saving_time() {
+        let paris = chrono_tz::Europe::Paris;
+        let starts = bucket_starts(
+            ms("2026-03-28T12:00:00Z"),
+            ms("2026-03-31T00:00:00Z"),
+            Interval::Day,
+            paris,
+        );
+        let want = [
+            "2026-03-27T23:00:00Z", // midnight, UTC+1
+            "2026-03-28T23:00:00Z", // 29 March: 23 hours long
+            "2026-03-29T22:00:00Z", // midnight, UTC+2
+            "2026-03-30T22:00:00Z",
+        ];
+        assert_eq!(starts, want.map(ms));
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_months_on_the_first() {
+        let utc = chrono_tz::UTC;
+        let weeks = bucket_starts(
+            ms("2026-11-25T10:00:00Z"),
+            ms("2026-12-08T00:00:00Z"),
+            Interval::Week,
+            utc,
+        );
+        assert_eq!(
+            weeks,
+            [
+                "2026-11-23T00:00:00Z",
+                "2026-11-30T00:00:00Z",
+                "2026-12-07T00:00:00Z"
+            ]
+            .map(ms)
+        );
+        let months = bucket_starts(
+            ms("2026-11-25T10:00:00Z"),
+            ms("2027-01-02T00:00:00Z"),
+            Interval::Month,
+            utc,
+        );
+        assert_eq!(
+            months,
+            [
+                "2026-11-01T00:00:00Z",
+                "2026-12-01T00:00:00Z",
+                "2027-01-01T00:00:00Z"
+            ]
+            .map(ms)
+        );
+    }
 }
