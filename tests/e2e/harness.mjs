@@ -89,3 +89,96 @@ export async function screenshot(page, name) {
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
+
+// ---- Helpers of the session and identity tests ----
+
+import { gunzipSync } from "node:zlib";
+
+/** The loader snippet of the demo shop (README, "Adding it to a site"). */
+export const LOADER_SNIPPET =
+  `(function(w){if(w.footfall)return;var f=w.footfall={q:[]};"init page track identify setUserProperties register unregister reset flush optOut optIn".split(" ").forEach(function(m){f[m]=function(){var a=[].slice.call(arguments);if(m!=="flush")return void f.q.push([Date.now(),m,a]);return new Promise(function(d){f.q.push([Date.now(),m,a,d])})}})})(window);`;
+
+/**
+ * Serves a test page at `${baseUrl}/t/<anything>` in `context` (the collector's own origin, so
+ * the SDK and its wasm come from the real collector). `attrs` become the script tag's data-
+ * attributes (`{ "session-scope": "tab" }` gives `data-session-scope="tab"`); `data-key="demo"`
+ * is always there. The page has a `#buy` button (tracks "buy") and a `#noop` button (tracks
+ * nothing).
+ */
+export async function serveTestPage(context, baseUrl, attrs = {}, extraBody = "") {
+  const data = Object.entries({ key: "demo", ...attrs })
+    .map(([k, v]) => ` data-${k}="${String(v).replace(/"/g, "&quot;")}"`)
+    .join("");
+  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Footfall test page</title>
+<script>${LOADER_SNIPPET}</script>
+<script async src="/sdk/footfall.js"${data}></script></head>
+<body><h1 id="title">Test page</h1>
+<button id="buy" onclick="footfall.track('buy')">Buy</button>
+<button id="noop">Nothing</button>
+${extraBody}</body></html>`;
+  await context.route(`${baseUrl}/t/**`, (route) =>
+    route.fulfill({ status: 200, contentType: "text/html; charset=utf-8", body: html }),
+  );
+  return `${baseUrl}/t/page.html`;
+}
+
+/** Waits until the SDK has loaded and replaced the loader's queue (started or not, opted out or not). */
+export async function sdkStarted(page) {
+  await page.waitForFunction(
+    () => typeof window.footfall?.track === "function" && !window.footfall.q &&
+      typeof window.footfall.getAnonymousId === "function",
+    null,
+    { timeout: 15000 },
+  );
+}
+
+/**
+ * Records every event the pages of `context` post to `/v1/batch` (fetch or beacon), in the
+ * order the requests were made. Returns `{ events, requests }` (live arrays).
+ */
+export function recordBatches(context) {
+  const rec = { events: [], requests: [] };
+  context.on("request", (req) => {
+    if (req.method() !== "POST" || !new URL(req.url()).pathname.endsWith("/v1/batch")) return;
+    rec.requests.push(req);
+    let body = null;
+    try {
+      body = JSON.parse(req.postData() ?? "null");
+    } catch {
+      try {
+        body = JSON.parse(gunzipSync(req.postDataBuffer()).toString("utf8"));
+      } catch {
+        body = null;
+      }
+    }
+    for (const e of body?.events ?? []) rec.events.push(e);
+  });
+  return rec;
+}
+
+/** Every stored event of the person `id` (user ID or anonymous ID), with its session ID; [] on 404. */
+export async function storedEvents(collector, id) {
+  const r = await collector.api(`/api/v1/users/${encodeURIComponent(id)}`);
+  if (r.status === 404) return [];
+  if (r.status !== 200) throw new Error(`GET /api/v1/users/${id}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.sessions.flatMap((s) =>
+    s.events.map((e) => ({ ...e, session_id: s.session_id, anonymous_id: s.anonymous_id })));
+}
+
+/** Emulates the tab being hidden (the user switched tabs) or shown again. */
+export async function setHidden(page, hidden) {
+  await page.evaluate((h) => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => (h ? "hidden" : "visible") });
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => h });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+}
+
+/** The anonymous, session and user IDs the SDK reports on `page`. */
+export function ids(page) {
+  return page.evaluate(() => ({
+    anonymousId: footfall.getAnonymousId(),
+    sessionId: footfall.getSessionId(),
+    userId: footfall.getUserId(),
+  }));
+}
