@@ -658,3 +658,95 @@ mod rule_tests {
         assert_ne!(a.event(), b.event());
     }
 }
+
+/// The SDK's events against the golden wire fixture the collector's tests read too.
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+    use crate::platform::fake::{FakeClock, MemStorage, SeqEntropy};
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if let Value::Object(m) = v {
+            for (k, v) in m {
+                out.insert(k.clone());
+                if k == "page" || k == "context" {
+                    for sub in keys(v) {
+                        out.insert(format!("{k}.{sub}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_sdk_writes_the_fields_of_the_golden_batch() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/batch-basic.json"
+        );
+        let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut t = Tracker::new(
+            Options {
+                key: "demo".into(),
+                ..Options::default()
+            },
+            FakeClock::at(1_795_428_001_004),
+            MemStorage::default(),
+            MemStorage::default(),
+            SeqEntropy(11),
+            false,
+        );
+        let page = Page {
+            url: "https://shop.example/p?utm_source=x".into(),
+            path: "/p".into(),
+            title: "P".into(),
+            referrer: String::new(),
+        };
+        for (kind, name, traits) in [
+            (EventType::Page, "", None),
+            (EventType::Track, "signup_clicked", None),
+            (
+                EventType::Identify,
+                "ann@example.com",
+                Some(RawJson(r#"{"plan":"pro"}"#.into())),
+            ),
+        ] {
+            t.record(
+                Occurrence {
+                    kind,
+                    name: name.into(),
+                    props: RawJson::empty_object(),
+                    traits,
+                    page: page.clone(),
+                    at_ms: None,
+                },
+                &Context::default(),
+            );
+        }
+        let chunk = t.take_chunk(MAX_SEND_BYTES);
+        let ours: Value = serde_json::from_str(&t.batch_body(&chunk)).unwrap();
+        assert_eq!(keys(&ours), keys(&golden));
+        for (mine, gold) in ours["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(golden["events"].as_array().unwrap())
+        {
+            assert_eq!(keys(mine), keys(gold));
+            for k in ["type", "name", "user_id", "page", "timestamp"] {
+                if k == "timestamp" {
+                    assert_eq!(
+                        mine[k].as_str().unwrap().len(),
+                        gold[k].as_str().unwrap().len()
+                    );
+                } else {
+                    assert_eq!(mine[k], gold[k], "{k}");
+                }
+            }
+        }
+    }
+}
