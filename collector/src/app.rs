@@ -35,7 +35,11 @@ impl AppState {
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         let (sdk_dir, demo_dir) = (state.config.sdk_dir.clone(), state.config.demo_dir.clone());
+        let json = web::JsonConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|e, _| ApiError::BadRequest("invalid-json", e.to_string()).into());
         cfg.app_data(state)
+            .app_data(json)
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics))
             .service(
@@ -47,6 +51,24 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .route("/api/v1/insights", web::get().to(query::insights))
             .route("/api/v1/users", web::get().to(query::users))
             .route("/api/v1/users/{id}", web::get().to(query::user))
+            .route("/api/v1/users/{id}", web::delete().to(query::erase_user))
+            .route("/api/v1/events", web::get().to(query::event_names))
+            .route("/api/v1/properties", web::get().to(query::property_keys))
+            .route(
+                "/api/v1/properties/values",
+                web::get().to(query::property_values),
+            )
+            .route("/api/v1/reports", web::get().to(query::list_reports))
+            .route("/api/v1/reports", web::post().to(query::save_report))
+            .route("/api/v1/reports/{id}", web::get().to(query::get_report))
+            .route(
+                "/api/v1/reports/{id}",
+                web::delete().to(query::delete_report),
+            )
+            .route(
+                "/api/v1/shared/{token}",
+                web::get().to(query::shared_report),
+            )
             .route(
                 "/api/v1/sessions/stats",
                 web::get().to(query::session_stats),

@@ -208,7 +208,159 @@ pub async fn insights(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let q = parse_insights(&params(&req)?)?;
+    let (pairs, csv) = format_param(params(&req)?)?;
+    let answer = run_view(&state, View::Insights, &pairs).await?;
+    respond(answer, csv.then_some(View::Insights))
+}
+
+/// The three views of the dashboard, each one endpoint's answer (saved reports name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Insights,
+    Users,
+    Sessions,
+}
+
+impl View {
+    pub fn parse(s: &str) -> Option<View> {
+        Some(match s {
+            "insights" => View::Insights,
+            "users" => View::Users,
+            "sessions" => View::Sessions,
+            _ => return None,
+        })
+    }
+}
+
+/// Takes `format=csv|json` out of the parameters.
+fn format_param(pairs: Vec<(String, String)>) -> Result<(Vec<(String, String)>, bool), ApiError> {
+    let mut csv = false;
+    let mut rest = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if k == "format" {
+            csv = match v.as_str() {
+                "csv" => true,
+                "json" => false,
+                _ => return Err(ApiError::param("format", "must be json or csv")),
+            };
+        } else {
+            rest.push((k, v));
+        }
+    }
+    Ok((rest, csv))
+}
+
+/// The JSON answer of a view for these parameters.
+pub async fn run_view(
+    state: &AppState,
+    view: View,
+    pairs: &[(String, String)],
+) -> Result<serde_json::Value, ApiError> {
+    match view {
+        View::Insights => insights_answer(state, parse_insights(pairs)?).await,
+        View::Users => {
+            let q = parse_users(pairs)?;
+            let store = state.store.clone();
+            let page = blocking(move || store.users(&q)).await?;
+            Ok(json!({
+                "users": page.users,
+                "next_cursor": page.next.map(|c| c.encode()),
+            }))
+        }
+        View::Sessions => {
+            let q = parse_session_stats(pairs)?;
+            let store = state.store.clone();
+            let stats = blocking(move || store.session_stats(&q)).await?;
+            Ok(serde_json::to_value(stats).expect("plain data"))
+        }
+    }
+}
+
+fn respond(answer: serde_json::Value, csv: Option<View>) -> Result<HttpResponse, ApiError> {
+    match csv {
+        None => Ok(HttpResponse::Ok().json(answer)),
+        Some(view) => Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"footfall.csv\"",
+            ))
+            .body(to_csv(view, &answer))),
+    }
+}
+
+fn csv_field(v: &serde_json::Value) -> String {
+    let text = match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// The table of a view's answer as CSV, with a header row.
+fn to_csv(view: View, answer: &serde_json::Value) -> String {
+    let (rows, columns): (Vec<&serde_json::Value>, &[&str]) = match view {
+        View::Insights => (
+            answer["table"]
+                .as_array()
+                .map(|a| a.iter().collect())
+                .unwrap_or_default(),
+            &["key", "value"],
+        ),
+        View::Users => (
+            answer["users"]
+                .as_array()
+                .map(|a| a.iter().collect())
+                .unwrap_or_default(),
+            &[
+                "id",
+                "user_id",
+                "anonymous_ids",
+                "first_seen",
+                "last_seen",
+                "session_count",
+                "properties",
+            ],
+        ),
+        View::Sessions => {
+            let mut rows = vec![answer];
+            rows.extend(answer["table"].as_array().into_iter().flatten());
+            (
+                rows,
+                &[
+                    "key",
+                    "total_sessions",
+                    "avg_session_seconds",
+                    "total_session_seconds",
+                    "bounce_rate",
+                ],
+            )
+        }
+    };
+    let mut out = columns.join(",");
+    out.push_str("\r\n");
+    for row in rows {
+        let line: Vec<String> = columns.iter().map(|c| csv_field(&row[*c])).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+async fn insights_answer(
+    state: &AppState,
+    q: InsightsQuery,
+) -> Result<serde_json::Value, ApiError> {
     let store = state.store.clone();
     let q2 = q.clone();
     let answer = blocking(move || store.insights(&q2)).await?;
@@ -238,7 +390,7 @@ pub async fn insights(
             .map(|b| json!({ "key": rfc3339(b.start_ms), "value": b.value }))
             .collect()
     };
-    Ok(HttpResponse::Ok().json(json!({
+    Ok(json!({
         "metric": q.metric,
         "from": rfc3339(q.from_ms),
         "to": rfc3339(q.to_ms),
@@ -248,7 +400,7 @@ pub async fn insights(
         "series": series,
         "table": table,
         "sample_users": answer.sample_users.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>(),
-    })))
+    }))
 }
 
 pub async fn user(
@@ -315,13 +467,9 @@ fn parse_users(pairs: &[(String, String)]) -> Result<UsersQuery, ApiError> {
 /// `GET /api/v1/users`: people in reverse order of last activity.
 pub async fn users(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let q = parse_users(&params(&req)?)?;
-    let store = state.store.clone();
-    let page = blocking(move || store.users(&q)).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "users": page.users,
-        "next_cursor": page.next.map(|c| c.encode()),
-    })))
+    let (pairs, csv) = format_param(params(&req)?)?;
+    let answer = run_view(&state, View::Users, &pairs).await?;
+    respond(answer, csv.then_some(View::Users))
 }
 
 fn parse_session_stats(pairs: &[(String, String)]) -> Result<SessionStatsQuery, ApiError> {
@@ -362,10 +510,9 @@ pub async fn session_stats(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let q = parse_session_stats(&params(&req)?)?;
-    let store = state.store.clone();
-    let stats = blocking(move || store.session_stats(&q)).await?;
-    Ok(HttpResponse::Ok().json(stats))
+    let (pairs, csv) = format_param(params(&req)?)?;
+    let answer = run_view(&state, View::Sessions, &pairs).await?;
+    respond(answer, csv.then_some(View::Sessions))
 }
 
 /// `GET /api/v1/sessions/{id}`: one session with its events.
@@ -382,6 +529,232 @@ pub async fn session(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))?;
     Ok(HttpResponse::Ok().json(json!({ "session": found })))
+}
+
+/// `DELETE /api/v1/users/{id}`: erases every row of the person, all anonymous IDs included.
+pub async fn erase_user(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let id = id.into_inner();
+    let erased = state
+        .store
+        .erase(&id)
+        .await
+        .map_err(|_| ApiError::Storage("the writer stopped".into()))?
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    if erased.events == 0 {
+        return Err(ApiError::NotFound(format!("no user {id:?}")));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "erased": erased })))
+}
+
+fn range_only(pairs: &[(String, String)], endpoint: &str) -> Result<(i64, i64), ApiError> {
+    let mut range = Range::default();
+    for (k, v) in pairs {
+        if !range.take(k, v)? {
+            return Err(ApiError::param(
+                k,
+                format!("is not a parameter of {endpoint}"),
+            ));
+        }
+    }
+    range.resolve(30 * 86_400_000)
+}
+
+/// `GET /api/v1/events`: event names and counts (default: the past 30 days).
+pub async fn event_names(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let (from, to) = range_only(&params(&req)?, "/api/v1/events")?;
+    let store = state.store.clone();
+    let names = blocking(move || store.event_names(from, to)).await?;
+    let events: Vec<_> = names
+        .into_iter()
+        .map(|(name, count)| json!({"name": name, "count": count}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+}
+
+/// `GET /api/v1/properties`: what `by`, `split` and `filter` can name.
+pub async fn property_keys(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let (from, to) = range_only(&params(&req)?, "/api/v1/properties")?;
+    let store = state.store.clone();
+    let keys = blocking(move || store.property_keys(from, to)).await?;
+    Ok(HttpResponse::Ok().json(keys))
+}
+
+/// `GET /api/v1/properties/values?field=F`: the field's most frequent values in events.
+pub async fn property_values(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let mut pairs = params(&req)?;
+    let at = pairs
+        .iter()
+        .position(|(k, _)| k == "field")
+        .ok_or_else(|| ApiError::param("field", "is required"))?;
+    let (_, field) = pairs.remove(at);
+    let (from_ms, to_ms) = range_only(&pairs, "/api/v1/properties/values")?;
+    let split = Field::parse(&field)
+        .ok_or_else(|| ApiError::param("field", format!("unknown field {field:?}")))?;
+    let q = InsightsQuery {
+        metric: Metric::Events,
+        from_ms,
+        to_ms,
+        interval: Interval::Month,
+        events: Vec::new(),
+        split: Some(split),
+        filters: Vec::new(),
+        tz: chrono_tz::Tz::UTC,
+    };
+    let store = state.store.clone();
+    let answer = blocking(move || store.insights(&q)).await?;
+    let values: Vec<_> = answer
+        .table
+        .into_iter()
+        .take(100)
+        .map(|(v, n)| json!({"value": v, "count": n}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "field": field, "values": values })))
+}
+
+#[derive(serde::Deserialize)]
+pub struct NewReport {
+    name: String,
+    view: String,
+    query: String,
+    #[serde(default)]
+    shared: bool,
+}
+
+fn report_json(r: &crate::store::Report) -> serde_json::Value {
+    json!({
+        "id": r.id, "name": r.name, "view": r.view, "query": r.query,
+        "shared": r.share_token.is_some(),
+        "share_url": r.share_token.as_ref().map(|t| format!("/#shared/{t}")),
+        "url": format!("/#report/{}", r.id),
+        "created_at": r.created_at,
+    })
+}
+
+/// `POST /api/v1/reports`: saves a view and its query, private or shared by link.
+pub async fn save_report(
+    req: HttpRequest,
+    body: web::Json<NewReport>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let NewReport {
+        name,
+        view,
+        query,
+        shared,
+    } = body.into_inner();
+    let v = View::parse(&view)
+        .ok_or_else(|| ApiError::param("view", "must be insights, users or sessions"))?;
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(ApiError::param("name", "must be 1 to 200 characters"));
+    }
+    // The query must be one the view accepts.
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(&query).map_err(|e| ApiError::param("query", e))?;
+    match v {
+        View::Insights => parse_insights(&pairs).map(|_| ())?,
+        View::Users => parse_users(&pairs).map(|_| ())?,
+        View::Sessions => parse_session_stats(&pairs).map(|_| ())?,
+    }
+    let token = || uuid::Uuid::new_v4().simple().to_string();
+    let report = crate::store::Report {
+        id: token()[..12].to_owned(),
+        name: name.trim().to_owned(),
+        view,
+        query,
+        share_token: shared.then(token),
+        created_at: rfc3339(chrono::Utc::now().timestamp_millis()),
+    };
+    state
+        .store
+        .save_report(report.clone())
+        .await
+        .map_err(|_| ApiError::Storage("the writer stopped".into()))?
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    Ok(HttpResponse::Created().json(report_json(&report)))
+}
+
+pub async fn list_reports(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let store = state.store.clone();
+    let reports = blocking(move || store.reports()).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "reports": reports.iter().map(report_json).collect::<Vec<_>>() })))
+}
+
+/// `GET /api/v1/reports/{id}` (token) and `GET /api/v1/shared/{token}` (no token, shared
+/// reports only): the report and its view's answer now.
+async fn open_report(
+    state: &AppState,
+    key: String,
+    shared: bool,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.clone();
+    let lookup = key.clone();
+    let report = blocking(move || store.report(&lookup, shared))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no report {key:?}")))?;
+    let view =
+        View::parse(&report.view).ok_or_else(|| ApiError::NotFound("unknown view".into()))?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(&report.query).unwrap_or_default();
+    let result = run_view(state, view, &pairs).await?;
+    Ok(HttpResponse::Ok().json(json!({ "report": report_json(&report), "result": result })))
+}
+
+pub async fn get_report(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    open_report(&state, id.into_inner(), false).await
+}
+
+pub async fn shared_report(
+    token: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    open_report(&state, token.into_inner(), true).await
+}
+
+pub async fn delete_report(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let id = id.into_inner();
+    let deleted = state
+        .store
+        .delete_report(&id)
+        .await
+        .map_err(|_| ApiError::Storage("the writer stopped".into()))?
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    if !deleted {
+        return Err(ApiError::NotFound(format!("no report {id:?}")));
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[cfg(test)]

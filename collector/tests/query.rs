@@ -462,6 +462,55 @@ async fn every_answer_matches_the_raw_events() {
     assert_eq!(got["total_sessions"].as_u64().unwrap(), n);
     assert!(close(got["total_session_seconds"].as_f64().unwrap(), secs));
 
+    // Discovery: event names, property keys, values.
+    let names = get(&app, &format!("/api/v1/events?from={from}&to={to}")).await;
+    let pageviews = events.iter().filter(|e| e.name == "$pageview").count() as u64;
+    let row = names["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "$pageview")
+        .unwrap();
+    assert_eq!(row["count"].as_u64().unwrap(), pageviews);
+    let keys = get(&app, &format!("/api/v1/properties?from={from}&to={to}")).await;
+    assert_eq!(keys["event"][0]["key"], "n");
+    assert_eq!(keys["user"][0]["key"], "plan");
+    assert!(keys["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "browser"));
+    let values = get(
+        &app,
+        &format!("/api/v1/properties/values?field=browser&from={from}&to={to}"),
+    )
+    .await;
+    let firefox = events.iter().filter(|e| e.browser == 1).count() as u64;
+    let row = values["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["value"] == "Firefox")
+        .unwrap();
+    assert_eq!(row["count"].as_u64().unwrap(), firefox);
+
+    // CSV of a table.
+    let req = test::TestRequest::get()
+        .uri(&format!(
+            "/api/v1/insights?metric=users&by=browser&from={from}&to={to}&format=csv"
+        ))
+        .insert_header(("authorization", "Bearer t"))
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        "text/csv; charset=utf-8"
+    );
+    let csv = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "key,value");
+    assert_eq!(lines.len(), 4, "{csv}");
+
     // One session, its events in order.
     let (id, evs) = sessions.iter().max_by_key(|(_, s)| s.len()).unwrap();
     let got = get(&app, &format!("/api/v1/sessions/{id}")).await;
@@ -473,4 +522,188 @@ async fn every_answer_matches_the_raw_events() {
         .collect();
     let want: Vec<&str> = evs.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, want);
+}
+
+async fn send<S>(
+    app: &S,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    let mut req = test::TestRequest::default()
+        .method(method.parse().unwrap())
+        .uri(uri);
+    if let Some(t) = token {
+        req = req.insert_header(("authorization", format!("Bearer {t}")));
+    }
+    if let Some(b) = body {
+        req = req.set_json(b);
+    }
+    let resp = test::call_service(app, req.to_request()).await;
+    let status = resp.status().as_u16();
+    let body = serde_json::from_slice(&test::read_body(resp).await).unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[actix_web::test]
+async fn reports_are_saved_shared_by_link_and_deleted() {
+    let (_dir, _events, state, _) = setup().await;
+    let app = app!(state);
+    let (s, private) = send(
+        &app,
+        "POST",
+        "/api/v1/reports",
+        Some("t"),
+        Some(json!({"name": "Daily users", "view": "insights", "query": "metric=users&last=30d"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{private}");
+    assert_eq!(private["shared"], false);
+    let (s, shared) = send(&app, "POST", "/api/v1/reports", Some("t"),
+        Some(json!({"name": "Sessions", "view": "sessions", "query": "last=7d&split=browser", "shared": true}))).await;
+    assert_eq!(s, 201);
+    let link = shared["share_url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/#shared/")
+        .to_owned();
+
+    let (s, list) = send(&app, "GET", "/api/v1/reports", Some("t"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(list["reports"].as_array().unwrap().len(), 2);
+    let (s, opened) = send(
+        &app,
+        "GET",
+        &format!("/api/v1/reports/{}", private["id"].as_str().unwrap()),
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(opened["report"]["name"], "Daily users");
+    assert!(opened["result"]["series"].is_array());
+    // The link works without the token, and only for shared reports.
+    let (s, by_link) = send(&app, "GET", &format!("/api/v1/shared/{link}"), None, None).await;
+    assert_eq!(s, 200, "{by_link}");
+    assert!(by_link["result"]["total_sessions"].is_u64());
+    let (s, _) = send(
+        &app,
+        "GET",
+        &format!("/api/v1/shared/{}", private["id"].as_str().unwrap()),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = send(&app, "GET", "/api/v1/reports", None, None).await;
+    assert_eq!(s, 401);
+    // Bad reports are refused with the parameter named.
+    let (s, e) = send(
+        &app,
+        "POST",
+        "/api/v1/reports",
+        Some("t"),
+        Some(json!({"name": "x", "view": "insights", "query": "metric=nope"})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(e["error"]["message"].as_str().unwrap().contains("`metric`"));
+    let (s, e) = send(
+        &app,
+        "POST",
+        "/api/v1/reports",
+        Some("t"),
+        Some(json!({"name": 3})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("invalid-json"))
+    );
+    let (s, _) = send(
+        &app,
+        "DELETE",
+        &format!("/api/v1/reports/{}", shared["id"].as_str().unwrap()),
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, _) = send(&app, "GET", &format!("/api/v1/shared/{link}"), None, None).await;
+    assert_eq!(s, 404);
+}
+
+#[actix_web::test]
+async fn erasing_a_person_removes_every_row_of_every_anonymous_id() {
+    let (dir, events, state, _) = setup().await;
+    let app = app!(state);
+    let batch = json!({"key": "demo", "events": events.iter().map(wire).collect::<Vec<_>>()});
+    let req = test::TestRequest::post()
+        .uri("/v1/batch")
+        .set_payload(batch.to_string())
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 200);
+    let ann_events = events
+        .iter()
+        .filter(|e| e.anon == "anon-000" || e.anon == "anon-001")
+        .count();
+    let (s, erased) = send(
+        &app,
+        "DELETE",
+        "/api/v1/users/ann@example.com",
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{erased}");
+    assert_eq!(
+        erased["erased"]["events"].as_u64().unwrap() as usize,
+        ann_events
+    );
+    assert_eq!(
+        erased["erased"]["anonymous_ids"],
+        json!(["anon-000", "anon-001"])
+    );
+    let (s, _) = send(
+        &app,
+        "GET",
+        "/api/v1/users/ann@example.com",
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = send(&app, "GET", "/api/v1/users/anon-000", Some("t"), None).await;
+    assert_eq!(s, 404);
+    let conn = rusqlite::Connection::open(dir.path().join("footfall.sqlite")).unwrap();
+    for (table, column) in [
+        ("events", "anonymous_id"),
+        ("sessions", "anonymous_id"),
+        ("aliases", "anonymous_id"),
+        ("people", "id"),
+    ] {
+        let n: i64 = conn
+            .query_row(&format!("SELECT COUNT(*) FROM {table} WHERE {column} IN ('anon-000', 'anon-001', 'ann@example.com')"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+    let (s, _) = send(
+        &app,
+        "DELETE",
+        "/api/v1/users/ann@example.com",
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "nothing left to erase");
+    let (s, _) = send(&app, "GET", "/api/v1/users/anon-002", Some("t"), None).await;
+    assert_eq!(s, 200, "others kept");
 }

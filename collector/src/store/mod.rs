@@ -402,6 +402,48 @@ pub struct SessionStats {
     pub table: Vec<SessionSplitRow>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyCount {
+    pub key: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PropertyKeys {
+    /// Columns every event has (browser, os, path, ...): usable as `by`, `split`, `filter`.
+    pub columns: Vec<String>,
+    /// `event.KEY` keys, from the 5,000 most recent events of the range.
+    pub event: Vec<KeyCount>,
+    /// `user.KEY` keys, from the people active in the range.
+    pub user: Vec<KeyCount>,
+}
+
+/// Names usable as columns in `by`, `split` and `filter`.
+pub fn column_names() -> Vec<String> {
+    EVENT_COLUMNS.iter().map(|(n, _)| (*n).to_owned()).collect()
+}
+
+/// What erasing a person removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Erased {
+    pub events: u64,
+    pub anonymous_ids: Vec<String>,
+}
+
+/// A saved report: a dashboard view and its query string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Report {
+    pub id: String,
+    pub name: String,
+    /// `insights`, `users` or `sessions`.
+    pub view: String,
+    /// The query string of the view's API call, e.g. `metric=users&last=30d&by=browser`.
+    pub query: String,
+    /// Set when the report is shared: anyone with the link can see it.
+    pub share_token: Option<String>,
+    pub created_at: String,
+}
+
 /// The storage behind the collector.
 pub trait Store: Send + Sync {
     /// Queues events for a durable write; the answer comes once they are committed.
@@ -418,6 +460,19 @@ pub trait Store: Send + Sync {
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError>;
     /// One session with its events. Blocking.
     fn session(&self, id: &str) -> Result<Option<SessionView>, StoreError>;
+    /// Deletes every row of a person (all their anonymous IDs), for privacy requests.
+    fn erase(&self, person: &str) -> oneshot::Receiver<Result<Erased, StoreError>>;
+    /// Event names with their counts in `[from_ms, to_ms)`, most frequent first. Blocking.
+    fn event_names(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Keys of event properties (from recent events) and of user properties, with counts.
+    /// Blocking.
+    fn property_keys(&self, from_ms: i64, to_ms: i64) -> Result<PropertyKeys, StoreError>;
+    fn save_report(&self, r: Report) -> oneshot::Receiver<Result<(), StoreError>>;
+    fn delete_report(&self, id: &str) -> oneshot::Receiver<Result<bool, StoreError>>;
+    /// Blocking.
+    fn reports(&self) -> Result<Vec<Report>, StoreError>;
+    /// By ID, or by share token with `shared`. Blocking.
+    fn report(&self, id: &str, shared: bool) -> Result<Option<Report>, StoreError>;
 }
 
 /// RFC 3339 in UTC with milliseconds, for answers.

@@ -15,7 +15,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 /// The schema, one migration per step; `PRAGMA user_version` counts the steps applied.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+
+/// Saved reports: a view and its query string, private or shared by a link's token.
+const SCHEMA_V5: &str = r#"
+CREATE TABLE reports (
+    id          TEXT NOT NULL PRIMARY KEY,
+    name        TEXT NOT NULL,
+    view        TEXT NOT NULL,
+    query       TEXT NOT NULL,
+    share_token TEXT UNIQUE,
+    created_ms  INTEGER NOT NULL
+);
+"#;
 
 /// Kept up to date at ingest: one row per session and one per person (a user ID, or an
 /// anonymous ID never identified), so the query API need not scan events for them.
@@ -132,8 +144,15 @@ struct Job {
     reply: oneshot::Sender<InsertOutcome>,
 }
 
+/// Work for the writer thread: event inserts (committed in groups) or another write, run on
+/// its own in a transaction of its own.
+enum Work {
+    Insert(Job),
+    Other(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
 pub struct Sqlite {
-    writer: Mutex<mpsc::Sender<Job>>,
+    writer: Mutex<mpsc::Sender<Work>>,
     pending: Arc<AtomicUsize>,
     readers: Mutex<Vec<Connection>>,
     path: std::path::PathBuf,
@@ -164,7 +183,7 @@ impl Sqlite {
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpointer))
             .expect("spawn the sqlite checkpointer");
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Work>();
         let pending = Arc::new(AtomicUsize::new(0));
         let counter = pending.clone();
         std::thread::Builder::new()
@@ -215,15 +234,28 @@ fn checkpoint_loop(conn: Connection) {
 /// Largest number of events committed in one transaction.
 const MAX_GROUP_EVENTS: usize = 20_000;
 
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, pending: &AtomicUsize) {
-    while let Ok(first) = rx.recv() {
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Work>, pending: &AtomicUsize) {
+    let mut next = None;
+    while let Some(work) = next.take().or_else(|| rx.recv().ok()) {
+        let first = match work {
+            Work::Other(f) => {
+                f(&mut conn);
+                continue;
+            }
+            Work::Insert(job) => job,
+        };
         let mut jobs = vec![first];
         let mut n = jobs[0].events.len();
         while n < MAX_GROUP_EVENTS {
             match rx.try_recv() {
-                Ok(job) => {
+                Ok(Work::Insert(job)) => {
                     n += job.events.len();
                     jobs.push(job);
+                }
+                Ok(other) => {
+                    // Runs after this group, in the order it came.
+                    next = Some(other);
+                    break;
                 }
                 Err(_) => break,
             }
@@ -243,6 +275,29 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, pending: &AtomicUsi
                 }
             }
         }
+    }
+}
+
+impl Sqlite {
+    /// Runs `f` in a transaction on the writer thread; the answer comes after the commit.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T> + Send + 'static,
+    ) -> oneshot::Receiver<Result<T, StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        let work = Work::Other(Box::new(move |conn: &mut Connection| {
+            let result = conn.transaction().and_then(|tx| {
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            });
+            let _ = reply.send(result.map_err(StoreError::from));
+        }));
+        if let Err(mpsc::SendError(Work::Other(f))) = self.writer.lock().expect("writer").send(work)
+        {
+            drop(f);
+        }
+        rx
     }
 }
 
@@ -615,12 +670,51 @@ impl Store for Sqlite {
     fn insert(&self, events: Vec<StoredEvent>) -> oneshot::Receiver<InsertOutcome> {
         let (reply, rx) = oneshot::channel();
         self.pending.fetch_add(events.len(), Ordering::Relaxed);
-        let job = Job { events, reply };
-        if let Err(mpsc::SendError(job)) = self.writer.lock().expect("writer").send(job) {
+        let job = Work::Insert(Job { events, reply });
+        if let Err(mpsc::SendError(Work::Insert(job))) =
+            self.writer.lock().expect("writer").send(job)
+        {
             self.pending.fetch_sub(job.events.len(), Ordering::Relaxed);
             let _ = job.reply.send(Err(StoreError::Closed));
         }
         rx
+    }
+
+    fn erase(&self, person: &str) -> oneshot::Receiver<Result<Erased, StoreError>> {
+        let person = person.to_owned();
+        self.write(move |tx| {
+            let user: Option<String> = tx
+                .query_row(
+                    "SELECT user_id FROM aliases WHERE user_id = ?1 OR anonymous_id = ?1 LIMIT 1",
+                    [&person],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let mut anonymous_ids: Vec<String> = match &user {
+                Some(u) => tx
+                    .prepare("SELECT anonymous_id FROM aliases WHERE user_id = ?1 ORDER BY 1")?
+                    .query_map([u], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?,
+                None => vec![person.clone()],
+            };
+            anonymous_ids.dedup();
+            let mut events = 0;
+            for anon in &anonymous_ids {
+                events += tx.execute("DELETE FROM events WHERE anonymous_id = ?1", [anon])?;
+                tx.execute("DELETE FROM sessions WHERE anonymous_id = ?1", [anon])?;
+                tx.execute("DELETE FROM people WHERE id = ?1", [anon])?;
+                tx.execute("DELETE FROM aliases WHERE anonymous_id = ?1", [anon])?;
+            }
+            if let Some(u) = &user {
+                events += tx.execute("DELETE FROM events WHERE user_id = ?1", [u])?;
+                tx.execute("DELETE FROM people WHERE id = ?1", [u])?;
+                tx.execute("DELETE FROM aliases WHERE user_id = ?1", [u])?;
+            }
+            Ok(Erased {
+                events: events as u64,
+                anonymous_ids,
+            })
+        })
     }
 
     fn queue_depth(&self) -> usize {
@@ -904,6 +998,107 @@ impl Store for Sqlite {
             Ok(sessions.into_iter().next())
         })
     }
+
+    fn event_names(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with_reader(|c| {
+            let names = c
+                .prepare(
+                    "SELECT name, COUNT(*) FROM events WHERE time_ms >= ?1 AND time_ms < ?2
+                     GROUP BY name ORDER BY 2 DESC, 1 LIMIT 500",
+                )?
+                .query_map([from_ms, to_ms], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(names)
+        })
+    }
+
+    fn property_keys(&self, from_ms: i64, to_ms: i64) -> Result<PropertyKeys, StoreError> {
+        self.with_reader(|c| {
+            let counts = |sql: &str| -> Result<Vec<KeyCount>, StoreError> {
+                Ok(c.prepare(sql)?
+                    .query_map([from_ms, to_ms], |r| {
+                        Ok(KeyCount {
+                            key: r.get(0)?,
+                            count: r.get::<_, i64>(1)? as u64,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?)
+            };
+            Ok(PropertyKeys {
+                columns: column_names(),
+                event: counts(
+                    "SELECT j.key, COUNT(*) FROM (SELECT props FROM events
+                       WHERE time_ms >= ?1 AND time_ms < ?2 ORDER BY time_ms DESC LIMIT 5000) e,
+                     json_each(e.props) j GROUP BY j.key ORDER BY 2 DESC, 1 LIMIT 200",
+                )?,
+                user: counts(
+                    "SELECT j.key, COUNT(*) FROM (SELECT properties FROM people
+                       WHERE last_ms >= ?1 AND first_ms < ?2 ORDER BY last_ms DESC LIMIT 5000) p,
+                     json_each(p.properties) j GROUP BY j.key ORDER BY 2 DESC, 1 LIMIT 200",
+                )?,
+            })
+        })
+    }
+
+    fn save_report(&self, r: Report) -> oneshot::Receiver<Result<(), StoreError>> {
+        self.write(move |tx| {
+            let created = chrono::DateTime::parse_from_rfc3339(&r.created_at)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_default();
+            tx.execute(
+                "INSERT INTO reports (id, name, view, query, share_token, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, view = excluded.view,
+                   query = excluded.query, share_token = excluded.share_token",
+                params![r.id, r.name, r.view, r.query, r.share_token, created],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delete_report(&self, id: &str) -> oneshot::Receiver<Result<bool, StoreError>> {
+        let id = id.to_owned();
+        self.write(move |tx| Ok(tx.execute("DELETE FROM reports WHERE id = ?1", [id])? == 1))
+    }
+
+    fn reports(&self) -> Result<Vec<Report>, StoreError> {
+        self.with_reader(|c| {
+            Ok(c.prepare(
+                "SELECT id, name, view, query, share_token, created_ms FROM reports
+                 ORDER BY created_ms DESC",
+            )?
+            .query_map([], report_row)?
+            .collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn report(&self, id: &str, shared: bool) -> Result<Option<Report>, StoreError> {
+        let column = if shared { "share_token" } else { "id" };
+        self.with_reader(|c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT id, name, view, query, share_token, created_ms FROM reports
+                     WHERE {column} = ?1"
+                ),
+                [id],
+                report_row,
+            )
+            .optional()?)
+        })
+    }
+}
+
+fn report_row(r: &rusqlite::Row) -> rusqlite::Result<Report> {
+    Ok(Report {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        view: r.get(2)?,
+        query: r.get(3)?,
+        share_token: r.get(4)?,
+        created_at: rfc3339(r.get(5)?),
+    })
 }
 
 /// Every anonymous ID of a person: those joined to the user ID, or the ID itself.
