@@ -34,7 +34,11 @@ impl AppState {
 
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let (sdk_dir, demo_dir) = (state.config.sdk_dir.clone(), state.config.demo_dir.clone());
+        let dirs = assets::Dirs {
+            sdk: state.config.sdk_dir.clone(),
+            demo: state.config.demo_dir.clone(),
+            dashboard: state.config.dashboard_dir.clone(),
+        };
         let json = web::JsonConfig::default()
             .limit(64 * 1024)
             .error_handler(|e, _| ApiError::BadRequest("invalid-json", e.to_string()).into());
@@ -74,7 +78,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 web::get().to(query::session_stats),
             )
             .route("/api/v1/sessions/{id}", web::get().to(query::session));
-        assets::configure(cfg, &sdk_dir, &demo_dir);
+        assets::configure(cfg, &dirs);
         cfg.default_service(web::to(not_found));
     }
 }

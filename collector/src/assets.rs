@@ -1,14 +1,22 @@
 //! Files served as they are: the built SDK under `/sdk/` (and under `/sdk/v{VERSION}/` with a
 //! year-long cache, for pages that pin a version), the demo shop under `/demo/`, and the
-//! dashboard page at `/`.
+//! dashboard at `/` (its files under `/dashboard/`).
 
 use actix_files::Files;
 use actix_web::{http::header, middleware::DefaultHeaders, web, HttpResponse};
-use std::path::Path;
+use std::path::PathBuf;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub fn configure(cfg: &mut web::ServiceConfig, sdk_dir: &Path, demo_dir: &Path) {
+/// Where the served files are.
+pub struct Dirs {
+    pub sdk: PathBuf,
+    pub demo: PathBuf,
+    pub dashboard: PathBuf,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig, dirs: &Dirs) {
+    let (sdk_dir, demo_dir) = (&dirs.sdk, &dirs.demo);
     if sdk_dir.is_dir() {
         cfg.service(
             web::scope(&format!("/sdk/v{VERSION}"))
@@ -32,10 +40,26 @@ pub fn configure(cfg: &mut web::ServiceConfig, sdk_dir: &Path, demo_dir: &Path) 
     if demo_dir.is_dir() {
         cfg.service(Files::new("/demo", demo_dir).index_file("index.html"));
     }
-    cfg.route("/", web::get().to(home));
+    let index = dirs.dashboard.join("index.html");
+    if index.is_file() {
+        cfg.service(Files::new("/dashboard", &dirs.dashboard))
+            .route(
+                "/",
+                web::get().to(move || {
+                    let index = index.clone();
+                    async move { actix_files::NamedFile::open_async(index).await }
+                }),
+            );
+    } else {
+        log::warn!(
+            "no dashboard in {}; / shows where the API is",
+            dirs.dashboard.display()
+        );
+        cfg.route("/", web::get().to(home));
+    }
 }
 
-/// The dashboard's place. Until it is built, a page that says where the demo and API are.
+/// Without the dashboard's files: a page that says where the demo and API are.
 async fn home() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

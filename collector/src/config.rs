@@ -39,6 +39,9 @@ pub struct Args {
     /// Directory of the demo site served at /demo/ [default: examples/shop]
     #[arg(long, env = "FOOTFALL_DEMO_DIR")]
     pub demo_dir: Option<PathBuf>,
+    /// Directory of the dashboard served at / [default: dashboard]
+    #[arg(long, env = "FOOTFALL_DASHBOARD_DIR")]
+    pub dashboard_dir: Option<PathBuf>,
     /// Batches per minute allowed from one client with one key; 0 turns the limit off [default: 600]
     #[arg(long, env = "FOOTFALL_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
@@ -106,6 +109,7 @@ pub struct FileConfig {
     pub clickhouse: Option<String>,
     pub sdk_dir: Option<PathBuf>,
     pub demo_dir: Option<PathBuf>,
+    pub dashboard_dir: Option<PathBuf>,
     pub rate_limit: Option<u32>,
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
@@ -188,6 +192,7 @@ pub struct Config {
     pub clickhouse: Option<String>,
     pub sdk_dir: PathBuf,
     pub demo_dir: PathBuf,
+    pub dashboard_dir: PathBuf,
     /// Batches per minute per key and client; 0 is no limit.
     pub rate_limit_per_minute: u32,
     pub trusted_proxies: Vec<IpNet>,
@@ -242,6 +247,10 @@ impl Config {
                 .demo_dir
                 .or(file.demo_dir)
                 .unwrap_or_else(|| find_dir("examples/shop")),
+            dashboard_dir: args
+                .dashboard_dir
+                .or(file.dashboard_dir)
+                .unwrap_or_else(|| find_dir("dashboard")),
             rate_limit_per_minute: args
                 .rate_limit
                 .or(file.rate_limit)

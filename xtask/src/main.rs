@@ -98,6 +98,15 @@ fn build(root: &Path) -> Result {
         || build_sdk(root),
     )?;
     step("size report", || size::report(root, true).map(|_| ()))?;
+    step("dashboard (uPlot from npm)", || {
+        let vendor = root.join("dashboard/vendor");
+        std::fs::create_dir_all(&vendor).map_err(|e| e.to_string())?;
+        for f in ["uPlot.iife.min.js", "uPlot.min.css"] {
+            std::fs::copy(root.join("node_modules/uplot/dist").join(f), vendor.join(f))
+                .map_err(|e| format!("{f}: {e} (npm packages missing?)"))?;
+        }
+        Ok(())
+    })?;
     step("build the collector", || {
         run(cargo().args(["build", "-p", "footfall-collector"]))
     })

@@ -1,0 +1,229 @@
+//! Query benchmark: 1,000,000 generated events (about 50,000 users over 30 days, several
+//! browsers, user properties) in SQLite, then the analyst's questions, each timed over
+//! several runs. Bounded; stops by itself.
+//!
+//! `cargo bench -p footfall-collector --bench query_load` (env `QUERY_EVENTS`, default
+//! 1,000,000; `QUERY_RUNS`, default 5).
+
+use footfall_collector::config::Durability;
+use footfall_collector::store::{
+    Field, Filter, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery, Sqlite, Store,
+    StoredEvent, UsersQuery,
+};
+use std::time::{Duration, Instant};
+
+const DAY: i64 = 86_400_000;
+const BROWSERS: [&str; 4] = ["Chrome", "Safari", "Firefox", "Edge"];
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn event(n: u64, t: i64, user: u64, session: u64, seq: i64, rng: &mut Rng) -> StoredEvent {
+    let page = rng.next(5) == 0 || seq == 1;
+    let identify = user.is_multiple_of(4) && seq == 2;
+    let (kind, name) = match (page, identify) {
+        (_, true) => ("identify", "$identify".to_owned()),
+        (true, _) => ("page", "$pageview".to_owned()),
+        _ => (
+            "track",
+            ["add_to_cart", "search", "purchase", "$pageleave"][rng.next(4) as usize].to_owned(),
+        ),
+    };
+    StoredEvent {
+        event_id: format!("019ab0b4-0000-7000-8000-{n:012x}"),
+        site: "demo".into(),
+        kind,
+        name,
+        time_ms: t,
+        client_ms: t,
+        server_ms: t,
+        anonymous_id: format!("anon-{user:06}"),
+        user_id: (user.is_multiple_of(4) && seq >= 2).then(|| format!("user{user}@example.com")),
+        session_id: format!("s-{user:06}-{session}"),
+        seq,
+        url: "https://shop.example/p".into(),
+        path: ["/", "/p/boots", "/p/socks", "/checkout"][rng.next(4) as usize].into(),
+        title: "Shop".into(),
+        referrer: String::new(),
+        screen: "1920x1080".into(),
+        viewport: "1280x720".into(),
+        language: "en-GB".into(),
+        timezone: "Europe/London".into(),
+        sdk: "footfall-web/0.1.0".into(),
+        props: format!(r#"{{"price":{}}}"#, rng.next(200)),
+        traits: identify.then(|| {
+            format!(
+                r#"{{"plan":"{}"}}"#,
+                ["free", "pro"][(user % 8 / 4) as usize]
+            )
+        }),
+        browser: BROWSERS[(user % 4) as usize].into(),
+        browser_version: "120".into(),
+        os: "Windows".into(),
+        device: "desktop".into(),
+        bot_reason: None,
+        referrer_domain: String::new(),
+        utm_source: String::new(),
+        utm_medium: String::new(),
+        utm_campaign: String::new(),
+        utm_term: String::new(),
+        utm_content: String::new(),
+        country: "GB".into(),
+        region: String::new(),
+        city: String::new(),
+        ip: None,
+    }
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration) {
+    let mut all: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f());
+            t.elapsed()
+        })
+        .collect();
+    all.sort();
+    (all[all.len() / 2], all[all.len() - 1])
+}
+
+fn main() {
+    let total = env_or("QUERY_EVENTS", 1_000_000) as u64;
+    let runs = env_or("QUERY_RUNS", 5);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Sqlite::open(dir.path(), Durability::Process).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = now - 30 * DAY;
+    let users = (total / 20).max(1);
+    println!("query load: generating {total} events for {users} users over 30 days");
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut n = 0u64;
+    let mut batch = Vec::with_capacity(10_000);
+    let t0 = Instant::now();
+    'outer: for user in 0..users {
+        let mut t = start + rng.next(29 * DAY as u64) as i64;
+        for session in 0..3 {
+            for seq in 1..=(2 + rng.next(10) as i64) {
+                t += 1000 + rng.next(120_000) as i64;
+                batch.push(event(n, t.min(now - 1), user, session, seq, &mut rng));
+                n += 1;
+                if batch.len() == 10_000 {
+                    rt.block_on(store.insert(std::mem::take(&mut batch)))
+                        .unwrap()
+                        .unwrap();
+                    if n.is_multiple_of(200_000) {
+                        println!("  {n} events stored ({:.0} s)", t0.elapsed().as_secs_f64());
+                    }
+                }
+                if n >= total {
+                    break 'outer;
+                }
+            }
+            t += rng.next(3 * DAY as u64) as i64;
+        }
+    }
+    if !batch.is_empty() {
+        rt.block_on(store.insert(batch)).unwrap().unwrap();
+    }
+    println!(
+        "  {n} events stored in {:.1} s\n",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let daily = |split: Option<Field>, filters: Vec<Filter>| InsightsQuery {
+        metric: Metric::Users,
+        from_ms: start,
+        to_ms: now,
+        interval: Interval::Day,
+        events: Vec::new(),
+        split,
+        filters,
+        tz: chrono_tz::Tz::UTC,
+    };
+    let mut rows = Vec::new();
+    let mut measure = |name: &str, goal_ms: u64, f: &mut dyn FnMut()| {
+        let (median, max) = time(runs, f);
+        rows.push(format!(
+            "| {name} | {:.1} ms | {:.1} ms | {goal_ms} ms |",
+            median.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3
+        ));
+    };
+    measure("daily users, 30 days", 250, &mut || {
+        store.insights(&daily(None, vec![])).unwrap();
+    });
+    measure("daily users by browser", 250, &mut || {
+        store
+            .insights(&daily(Some(Field::parse("browser").unwrap()), vec![]))
+            .unwrap();
+    });
+    measure("daily users, filter event.price > 150", 250, &mut || {
+        store
+            .insights(&daily(
+                None,
+                vec![Filter::parse("event.price:gt:150").unwrap()],
+            ))
+            .unwrap();
+    });
+    measure("daily users, filter user.plan = pro", 250, &mut || {
+        store
+            .insights(&daily(
+                None,
+                vec![Filter::parse("user.plan:eq:pro").unwrap()],
+            ))
+            .unwrap();
+    });
+    measure("users feed, first page (50)", 100, &mut || {
+        store
+            .users(&UsersQuery {
+                from_ms: now - 7 * DAY,
+                to_ms: now,
+                limit: 50,
+                cursor: None,
+                contains: None,
+            })
+            .unwrap();
+    });
+    measure("session stats, 30 days", 250, &mut || {
+        store
+            .session_stats(&SessionStatsQuery {
+                from_ms: start,
+                to_ms: now,
+                user: None,
+                split: None,
+            })
+            .unwrap();
+    });
+    measure("session stats by browser", 250, &mut || {
+        store
+            .session_stats(&SessionStatsQuery {
+                from_ms: start,
+                to_ms: now,
+                user: None,
+                split: Some(SessionField::Browser),
+            })
+            .unwrap();
+    });
+    println!("| query ({n} events, {users} users) | median | max of {runs} | goal |");
+    println!("| --- | ---: | ---: | ---: |");
+    for r in rows {
+        println!("{r}");
+    }
+}

@@ -1,0 +1,168 @@
+// The dashboard in Chromium against the real collector with generated data: each view loads
+// and shows the numbers the data implies, a filter changes them, the user timeline opens, a
+// saved report reopens from its shared link without the token, CSV downloads. Screenshots of
+// each view go to tests/artifacts/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { startCollector, launchChromium, screenshot } from "./harness.mjs";
+
+const TOKEN = "e2e-admin-token";
+const AGENTS = {
+  Chrome: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+  Firefox: "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+};
+
+let collector, browser;
+const visitors = [];
+
+/** 12 visitors over the past 3 days, alternating browsers; every third buys; two bounce. */
+async function seed() {
+  const now = Date.now();
+  let n = 0;
+  for (let v = 0; v < 12; v++) {
+    const browserName = v % 2 ? "Firefox" : "Chrome";
+    const anon = `3f0c2a1e-5b6d-4c7e-8f90-${String(v).padStart(12, "0")}`;
+    const session = `019ab0b4-8a20-7000-8000-${String(v).padStart(12, "0")}`;
+    const start = now - (v % 3) * 86400e3 - 3600e3;
+    const names = v < 2 ? ["$pageview", "$pageleave"] : ["$pageview", "add_to_cart", ...(v % 3 === 0 ? ["purchase"] : []), "$pageleave"];
+    const events = names.map((name, i) => ({
+      event_id: `019ab0b4-0000-7000-8000-${String(++n).padStart(12, "0")}`,
+      type: name === "$pageview" ? "page" : "track",
+      name,
+      timestamp: new Date(start + i * 30e3).toISOString(),
+      anonymous_id: anon,
+      user_id: null,
+      session_id: session,
+      seq: i + 1,
+      page: { url: "http://shop.example/p", path: "/p", title: "P", referrer: "" },
+      props: { price: 10 * (v + 1) },
+    }));
+    const res = await fetch(`${collector.url}/v1/batch`, {
+      method: "POST",
+      headers: { "content-type": "text/plain", "user-agent": AGENTS[browserName] },
+      body: JSON.stringify({ key: "demo", sent_at: new Date(now).toISOString(), events }),
+    });
+    assert.equal((await res.json()).accepted, events.length);
+    visitors.push({ anon, browser: browserName, names, session });
+  }
+}
+
+before(async () => {
+  collector = await startCollector();
+  browser = await launchChromium();
+  await seed();
+});
+after(async () => {
+  await browser?.close();
+  await collector?.stop();
+});
+
+async function signedIn() {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(`${collector.url}/`);
+  await page.fill("input[name=token]", TOKEN);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#total");
+  return { context, page, errors };
+}
+
+const text = async (page, sel) => (await page.textContent(sel)).trim();
+
+test("sign in is required, and a wrong token is refused", async () => {
+  const page = await browser.newPage();
+  await page.goto(`${collector.url}/`);
+  await page.fill("input[name=token]", "wrong");
+  await page.click("button[type=submit]");
+  await page.waitForSelector(".error");
+  assert.match(await text(page, ".error"), /refused/);
+  await page.close();
+});
+
+test("insights: users, a filter, a split, the chart and sample users", async () => {
+  const { context, page, errors } = await signedIn();
+  assert.equal(await text(page, "#total"), "12", "12 visitors in the last 7 days");
+  await page.waitForSelector(".chart canvas");
+  await screenshot(page, "dashboard-insights");
+
+  await page.fill("input[name=filter]", "browser:eq:Firefox");
+  await page.click("text=Add filter");
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "6");
+  assert.deepEqual(await page.$$eval(".chips span", (s) => s.map((x) => x.firstChild.textContent)), ["browser:eq:Firefox"]);
+
+  await page.selectOption("select[name=event]", "purchase");
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "2");
+  await page.selectOption("select[name=by]", "browser");
+  await page.waitForFunction(() => document.querySelectorAll("#table tbody tr").length === 1);
+  assert.equal(await text(page, "#table tbody tr td"), "Firefox");
+
+  // Meet your users → the user's timeline.
+  await page.click("#samples a");
+  await page.waitForSelector("#timeline .session");
+  const id = await text(page, "#user-id");
+  const v = visitors.find((x) => x.anon === id);
+  assert.ok(v, `a seeded visitor: ${id}`);
+  assert.equal(v.browser, "Firefox");
+  const names = await page.$$eval("#timeline tr td:nth-child(2)", (t) => t.map((x) => x.textContent));
+  assert.deepEqual(names, v.names, "the session's events in order");
+  await screenshot(page, "dashboard-user");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("users list and session statistics with drill-down by user", async () => {
+  const { context, page } = await signedIn();
+  await page.click('header a[href="#users"]');
+  await page.waitForSelector("#users tbody tr");
+  assert.equal(await page.$$eval("#users tbody tr", (r) => r.length), 12);
+  await screenshot(page, "dashboard-users");
+
+  await page.click('header a[href="#sessions"]');
+  await page.waitForSelector("#total-sessions");
+  assert.equal(await text(page, "#total-sessions"), "12");
+  assert.equal(await text(page, "#bounce-rate"), "16.7 %", "2 of 12 sessions bounced");
+  await page.selectOption("select[name=split]", "user");
+  await page.waitForSelector("#split tbody tr a");
+  assert.equal(await page.$$eval("#split tbody tr", (r) => r.length), 12);
+  await screenshot(page, "dashboard-sessions");
+  await page.click("#split tbody tr a");
+  await page.waitForSelector("#timeline .session");
+  await context.close();
+});
+
+test("a saved report reopens from its shared link, without the token; CSV downloads", async () => {
+  const { context, page } = await signedIn();
+  await page.selectOption("select[name=metric]", "events");
+  await page.waitForFunction(() => new URLSearchParams(location.hash.split("?")[1]).get("metric") === "events");
+  await page.waitForSelector("#total");
+  const total = await text(page, "#total");
+
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#csv")]);
+  const csv = readFileSync(await download.path(), "utf8");
+  assert.equal(csv.split("\r\n")[0], "key,value");
+  const sum = csv.trim().split("\r\n").slice(1).reduce((a, l) => a + Number(l.split(",")[1]), 0);
+  assert.equal(String(sum), total, "the CSV adds up to the total");
+
+  await page.fill("input[name=report-name]", "All events this week");
+  await page.check("input[name=report-shared]");
+  await page.click("text=Save report");
+  const link = await page.getAttribute("#report-link", "href");
+  assert.match(link, /#shared\//);
+
+  const stranger = await browser.newContext();
+  const other = await stranger.newPage();
+  await other.goto(link);
+  await other.waitForSelector("#report-name");
+  assert.equal(await text(other, "#report-name"), "All events this week");
+  assert.equal(await text(other, "#total"), total);
+  await screenshot(other, "dashboard-shared-report");
+  await stranger.close();
+
+  await page.click('header a[href="#reports"]');
+  await page.waitForSelector("#reports tr");
+  assert.equal(await text(page, "#reports tr td a"), "All events this week");
+  await context.close();
+});
