@@ -623,14 +623,20 @@ mod damage {
         let mut statuses = std::collections::BTreeMap::new();
         for body in bodies {
             let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-            let (s, v) = post(&app, body, &[]).await;
+            let (s, v) = post(&app, body.clone(), &[]).await;
             *statuses.entry(s.as_u16()).or_insert(0) += 1;
             assert!(
                 [200, 400, 401, 403, 413].contains(&s.as_u16()),
                 "unexpected {s}: {v}"
             );
             if s == 200 {
-                let n = parsed.as_ref().unwrap()["events"].as_array().unwrap().len();
+                let n = parsed
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("200 for {:?}", String::from_utf8_lossy(&body)))
+                    ["events"]
+                    .as_array()
+                    .unwrap()
+                    .len();
                 let counted = v["accepted"].as_u64().unwrap()
                     + v["duplicates"].as_u64().unwrap()
                     + v["rejected"].as_array().unwrap().len() as u64;

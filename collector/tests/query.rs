@@ -300,6 +300,15 @@ async fn every_answer_matches_the_raw_events() {
         ("event.n:gt:3", Box::new(|e: &Ev| e.seq > 3)),
         ("event.n:lt:2", Box::new(|e: &Ev| e.seq < 2)),
         ("event.n:exists", Box::new(|_: &Ev| true)),
+        ("event.n:eq:2", Box::new(|e: &Ev| e.seq == 2)),
+        ("browser:gt:Ed", Box::new(|e: &Ev| e.browser != 0)),
+        ("browser:lt:B", Box::new(|_: &Ev| false)),
+        ("browser:exists", Box::new(|_: &Ev| true)),
+        ("country:exists", Box::new(|_: &Ev| false)),
+        ("country:eq:", Box::new(|_: &Ev| true)),
+        ("path:eq:/p", Box::new(|_: &Ev| true)),
+        ("url:contains:SHOP", Box::new(|_: &Ev| true)),
+        ("type:neq:track", Box::new(|e: &Ev| e.kind != "track")),
         (
             "user.plan:eq:pro",
             Box::new(|e: &Ev| pro.contains(&person[&e.anon])),
@@ -313,6 +322,38 @@ async fn every_answer_matches_the_raw_events() {
         .await;
         let want = events.iter().filter(|e| keep(e)).count() as u64;
         assert_eq!(got["total"].as_u64().unwrap(), want, "filter {filter}");
+    }
+
+    // Splits answered from the index, from event properties and from user properties.
+    type Key<'a> = Box<dyn Fn(&Ev) -> Option<String> + 'a>;
+    let splits: Vec<(&str, Key)> = vec![
+        ("name", Box::new(|e: &Ev| Some(e.name.clone()))),
+        ("event.n", Box::new(|e: &Ev| Some(e.seq.to_string()))),
+        (
+            "user.plan",
+            Box::new(|e: &Ev| pro.contains(&person[&e.anon]).then(|| "pro".to_owned())),
+        ),
+    ];
+    for (split, key) in splits {
+        let got = get(
+            &app,
+            &format!("/api/v1/insights?metric=sessions&split={split}&from={from}&to={to}"),
+        )
+        .await;
+        let mut want: BTreeMap<Option<String>, BTreeSet<&String>> = BTreeMap::new();
+        for e in &events {
+            want.entry(key(e)).or_default().insert(&e.session);
+        }
+        let table = got["table"].as_array().unwrap();
+        assert_eq!(table.len(), want.len(), "split {split}: {got}");
+        for row in table {
+            let k = row["key"].as_str().map(str::to_owned);
+            assert_eq!(
+                row["value"].as_u64().unwrap(),
+                want[&k].len() as u64,
+                "split {split} key {k:?}"
+            );
+        }
     }
 
     // Days in another time zone.
@@ -655,6 +696,9 @@ async fn erasing_a_person_removes_every_row_of_every_anonymous_id() {
         .iter()
         .filter(|e| e.anon == "anon-000" || e.anon == "anon-001")
         .count();
+    let insights = "/api/v1/insights?metric=events&from=2000-01-01&to=2100-01-01";
+    let (_, before) = send(&app, "GET", insights, Some("t"), None).await;
+    assert_eq!(before["total"].as_u64().unwrap() as usize, events.len());
     let (s, erased) = send(
         &app,
         "DELETE",
@@ -704,6 +748,12 @@ async fn erasing_a_person_removes_every_row_of_every_anonymous_id() {
     )
     .await;
     assert_eq!(s, 404, "nothing left to erase");
+    let (_, after) = send(&app, "GET", insights, Some("t"), None).await;
+    assert_eq!(
+        after["total"].as_u64().unwrap() as usize,
+        events.len() - ann_events,
+        "insights forget the erased person"
+    );
     let (s, _) = send(&app, "GET", "/api/v1/users/anon-002", Some("t"), None).await;
     assert_eq!(s, 200, "others kept");
 }

@@ -1,6 +1,7 @@
 //! Where events go and where answers come from. The HTTP layer sees only the [`Store`] trait;
 //! SQLite is the default implementation, ClickHouse will be the scale-out one.
 
+mod index;
 mod sqlite;
 
 pub use sqlite::Sqlite;

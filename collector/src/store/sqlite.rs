@@ -6,16 +6,29 @@
 //! `FULL` would also survive power loss at a cost per commit). Reads use a small pool of
 //! read-only connections, which WAL lets run beside the writer.
 
+use super::index::Index;
 use super::*;
 use crate::config::Durability;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 /// The schema, one migration per step; `PRAGMA user_version` counts the steps applied.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
+
+/// Counters readers watch: `erasures` tells the event index (`index.rs`) that rows it holds
+/// were deleted.
+const SCHEMA_V6: &str = r#"
+CREATE TABLE counters (
+    name  TEXT NOT NULL PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO counters VALUES ('erasures', 0);
+"#;
 
 /// Saved reports: a view and its query string, private or shared by a link's token.
 const SCHEMA_V5: &str = r#"
@@ -136,9 +149,6 @@ CREATE TABLE IF NOT EXISTS aliases (
 CREATE INDEX IF NOT EXISTS aliases_user ON aliases (user_id);
 "#;
 
-/// The person an event belongs to: the user ID its anonymous ID was joined to, else itself.
-const PERSON: &str = "COALESCE(a.user_id, e.anonymous_id)";
-
 struct Job {
     events: Vec<StoredEvent>,
     reply: oneshot::Sender<InsertOutcome>,
@@ -156,6 +166,7 @@ pub struct Sqlite {
     pending: Arc<AtomicUsize>,
     readers: Mutex<Vec<Connection>>,
     path: std::path::PathBuf,
+    index: Arc<Mutex<Index>>,
 }
 
 impl Sqlite {
@@ -190,11 +201,30 @@ impl Sqlite {
             .name("sqlite-writer".into())
             .spawn(move || write_loop(conn, rx, &counter))
             .expect("spawn the sqlite writer");
+        // Build the event index now rather than on the first query.
+        let index = Arc::new(Mutex::new(Index::default()));
+        let (warm, reader) = (index.clone(), read_only(&path)?);
+        std::thread::Builder::new()
+            .name("event-index".into())
+            .spawn(move || {
+                let t = std::time::Instant::now();
+                let mut index = warm.lock().expect("event index");
+                match index.sync(&reader) {
+                    Ok(()) => log::info!(
+                        "event index: {} events read in {} ms",
+                        index.len(),
+                        t.elapsed().as_millis()
+                    ),
+                    Err(e) => log::warn!("event index: {e}"),
+                }
+            })
+            .expect("spawn the event index");
         Ok(Sqlite {
             pending,
             writer: Mutex::new(tx),
             readers: Mutex::new(Vec::new()),
             path,
+            index,
         })
     }
 
@@ -205,19 +235,21 @@ impl Sqlite {
         let pooled = self.readers.lock().expect("reader pool").pop();
         let conn = match pooled {
             Some(c) => c,
-            None => {
-                let c = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                c.busy_timeout(std::time::Duration::from_secs(5))?;
-                c
-            }
+            None => read_only(&self.path)?,
         };
         let out = f(&conn);
         self.readers.lock().expect("reader pool").push(conn);
         out
     }
+}
+
+fn read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(c)
 }
 
 /// Copies the WAL back into the database every second without blocking the writer
@@ -559,33 +591,25 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<bool>
     Ok(outcomes)
 }
 
-fn count_sql(metric: Metric) -> String {
-    match metric {
-        Metric::Events => "COUNT(*)".into(),
-        Metric::Sessions => "COUNT(DISTINCT e.session_id)".into(),
-        Metric::Users => format!("COUNT(DISTINCT {PERSON})"),
-    }
-}
-
 /// SQL text with its positional parameters, built in order.
 #[derive(Default)]
-struct Sql {
-    text: String,
-    params: Vec<rusqlite::types::Value>,
+pub(super) struct Sql {
+    pub text: String,
+    pub params: Vec<rusqlite::types::Value>,
 }
 
 impl Sql {
-    fn push(&mut self, text: &str) -> &mut Self {
+    pub fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
         self
     }
-    fn bind(&mut self, v: impl Into<rusqlite::types::Value>) -> &mut Self {
+    pub fn bind(&mut self, v: impl Into<rusqlite::types::Value>) -> &mut Self {
         self.text.push('?');
         self.params.push(v.into());
         self
     }
     /// The SQL expression of a field.
-    fn field(&mut self, f: &Field) -> &mut Self {
+    pub fn field(&mut self, f: &Field) -> &mut Self {
         match f {
             Field::Event(col) => self.push("e.").push(col),
             Field::EventProp(k) => self
@@ -600,64 +624,38 @@ impl Sql {
     }
 }
 
-fn needs_people(q: &InsightsQuery) -> bool {
-    let user = |f: &Field| matches!(f, Field::UserProp(_));
-    q.split.as_ref().is_some_and(user) || q.filters.iter().any(|f| user(&f.field))
-}
-
-/// `FROM` and `WHERE` of an insights query (range, event names, filters).
-fn from_where(sql: &mut Sql, q: &InsightsQuery) {
-    sql.push(" FROM events e LEFT JOIN aliases a ON a.anonymous_id = e.anonymous_id");
-    if needs_people(q) {
-        sql.push(" LEFT JOIN people p ON p.id = COALESCE(a.user_id, e.anonymous_id)");
-    }
-    sql.push(" WHERE e.time_ms >= ")
-        .bind(q.from_ms)
-        .push(" AND e.time_ms < ")
-        .bind(q.to_ms);
-    if !q.events.is_empty() {
-        sql.push(" AND e.name IN (");
-        for (i, name) in q.events.iter().enumerate() {
-            if i > 0 {
-                sql.push(",");
-            }
-            sql.bind(name.clone());
+/// The SQL condition of a filter on an event (`e`) or a person (`p`).
+pub(super) fn filter_sql(sql: &mut Sql, f: &Filter) {
+    let number = f.value.parse::<f64>().ok();
+    match f.op {
+        Op::Exists => {
+            sql.push("COALESCE(").field(&f.field).push(", '') <> ''");
         }
-        sql.push(")");
-    }
-    for f in &q.filters {
-        sql.push(" AND ");
-        let number = f.value.parse::<f64>().ok();
-        match f.op {
-            Op::Exists => {
-                sql.push("COALESCE(").field(&f.field).push(", '') <> ''");
-            }
-            Op::Eq | Op::Neq => {
-                sql.push("COALESCE(CAST(")
+        Op::Eq | Op::Neq => {
+            sql.push("COALESCE(CAST(")
+                .field(&f.field)
+                .push(" AS TEXT), '')");
+            sql.push(if f.op == Op::Eq { " = " } else { " <> " });
+            sql.bind(f.value.clone());
+        }
+        Op::Contains => {
+            sql.push("instr(lower(CAST(")
+                .field(&f.field)
+                .push(" AS TEXT)), lower(")
+                .bind(f.value.clone())
+                .push(")) > 0");
+        }
+        Op::Gt | Op::Lt => {
+            let cmp = if f.op == Op::Gt { " > " } else { " < " };
+            match number {
+                Some(n) => sql
+                    .push("CAST(")
                     .field(&f.field)
-                    .push(" AS TEXT), '')");
-                sql.push(if f.op == Op::Eq { " = " } else { " <> " });
-                sql.bind(f.value.clone());
-            }
-            Op::Contains => {
-                sql.push("instr(lower(CAST(")
-                    .field(&f.field)
-                    .push(" AS TEXT)), lower(")
-                    .bind(f.value.clone())
-                    .push(")) > 0");
-            }
-            Op::Gt | Op::Lt => {
-                let cmp = if f.op == Op::Gt { " > " } else { " < " };
-                match number {
-                    Some(n) => sql
-                        .push("CAST(")
-                        .field(&f.field)
-                        .push(" AS REAL)")
-                        .push(cmp)
-                        .bind(n),
-                    None => sql.field(&f.field).push(cmp).bind(f.value.clone()),
-                };
-            }
+                    .push(" AS REAL)")
+                    .push(cmp)
+                    .bind(n),
+                None => sql.field(&f.field).push(cmp).bind(f.value.clone()),
+            };
         }
     }
 }
@@ -710,6 +708,10 @@ impl Store for Sqlite {
                 tx.execute("DELETE FROM people WHERE id = ?1", [u])?;
                 tx.execute("DELETE FROM aliases WHERE user_id = ?1", [u])?;
             }
+            tx.execute(
+                "UPDATE counters SET value = value + 1 WHERE name = 'erasures'",
+                [],
+            )?;
             Ok(Erased {
                 events: events as u64,
                 anonymous_ids,
@@ -724,106 +726,9 @@ impl Store for Sqlite {
     fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError> {
         let starts = bucket_starts(q.from_ms, q.to_ms, q.interval, q.tz);
         self.with_reader(|c| {
-            let count = count_sql(q.metric);
-            let mut total = Sql::default();
-            total.push("SELECT ").push(&count);
-            from_where(&mut total, q);
-            let total: i64 =
-                c.query_row(&total.text, params_from_iter(total.params.iter()), |r| {
-                    r.get(0)
-                })?;
-
-            // The split's values, largest first.
-            let mut table = Vec::new();
-            if let Some(field) = &q.split {
-                let mut sql = Sql::default();
-                sql.push("SELECT CAST(")
-                    .field(field)
-                    .push(" AS TEXT) AS k, ")
-                    .push(&count);
-                from_where(&mut sql, q);
-                sql.push(" GROUP BY k ORDER BY 2 DESC, k LIMIT 1000");
-                table = c
-                    .prepare(&sql.text)?
-                    .query_map(params_from_iter(sql.params.iter()), |r| {
-                        Ok((
-                            r.get::<_, Option<String>>(0)?.filter(|k| !k.is_empty()),
-                            r.get::<_, i64>(1)? as u64,
-                        ))
-                    })?
-                    .collect::<Result<_, _>>()?;
-            }
-
-            // Counts per bucket (and split value): buckets as a VALUES table, each joined to
-            // its range of the time index.
-            let mut sql = Sql::default();
-            sql.push("WITH b(start, stop) AS (VALUES ");
-            for (i, start) in starts.iter().enumerate() {
-                let stop = starts.get(i + 1).copied().unwrap_or(q.to_ms);
-                if i > 0 {
-                    sql.push(",");
-                }
-                sql.push("(").bind(*start).push(",").bind(stop).push(")");
-            }
-            sql.push(") SELECT b.start, ");
-            match &q.split {
-                Some(field) => sql.push("CAST(").field(field).push(" AS TEXT) AS k, "),
-                None => sql.push("NULL AS k, "),
-            };
-            sql.push(&count);
-            from_where(&mut sql, q);
-            // Join the buckets: rewrite `FROM events e` into the bucket join.
-            sql.text = sql.text.replacen(
-                " FROM events e",
-                " FROM b JOIN events e ON e.time_ms >= b.start AND e.time_ms < b.stop",
-                1,
-            );
-            sql.push(" GROUP BY b.start, k");
-            let mut counted: HashMap<Option<String>, BTreeMap<i64, u64>> = HashMap::new();
-            let mut stmt = c.prepare(&sql.text)?;
-            let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
-            while let Some(r) = rows.next()? {
-                let key = r.get::<_, Option<String>>(1)?.filter(|k| !k.is_empty());
-                counted
-                    .entry(key)
-                    .or_default()
-                    .insert(r.get(0)?, r.get::<_, i64>(2)? as u64);
-            }
-            let keys: Vec<Option<String>> = match &q.split {
-                None => vec![None],
-                Some(_) => table.iter().take(20).map(|(k, _)| k.clone()).collect(),
-            };
-            let series = keys
-                .into_iter()
-                .map(|key| {
-                    let values = counted.get(&key);
-                    Series {
-                        buckets: starts
-                            .iter()
-                            .map(|&start_ms| Bucket {
-                                start_ms,
-                                value: values.and_then(|v| v.get(&start_ms)).copied().unwrap_or(0),
-                            })
-                            .collect(),
-                        key,
-                    }
-                })
-                .collect();
-
-            let mut sql = Sql::default();
-            sql.push("SELECT ").push(PERSON).push(" AS person");
-            from_where(&mut sql, q);
-            sql.push(" GROUP BY person ORDER BY MAX(e.time_ms) DESC LIMIT 5");
-            let sample_users = c
-                .prepare(&sql.text)?
-                .query_map(params_from_iter(sql.params.iter()), |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(Insights {
-                total: total as u64,
-                series,
-                table,
-                sample_users,
-            })
+            let mut index = self.index.lock().expect("event index");
+            index.sync(c)?;
+            index.insights(c, q, &starts)
         })
     }
 
@@ -933,62 +838,10 @@ impl Store for Sqlite {
     }
 
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
-        use rusqlite::types::Value;
         self.with_reader(|c| {
-            let mut filter = "s.started_ms >= ? AND s.started_ms < ?".to_owned();
-            let mut params = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
-            if let Some(user) = &q.user {
-                filter.push_str(" AND COALESCE(a.user_id, s.anonymous_id) = ?");
-                params.push(Value::Text(user.clone()));
-            }
-            let sums = "COUNT(*), COALESCE(SUM(s.ended_ms - s.started_ms), 0),
-                COALESCE(SUM(s.pageviews = 1 AND s.events - 1 - s.pageleaves = 0), 0)";
-            let from = "sessions s LEFT JOIN aliases a ON a.anonymous_id = s.anonymous_id";
-            let totals = |r: &rusqlite::Row, at: usize| -> rusqlite::Result<SessionTotals> {
-                let n: i64 = r.get(at)?;
-                let ms: i64 = r.get(at + 1)?;
-                let bounces: i64 = r.get(at + 2)?;
-                let n_f = n.max(1) as f64;
-                Ok(SessionTotals {
-                    total_sessions: n as u64,
-                    avg_session_seconds: ms as f64 / 1000.0 / n_f,
-                    total_session_seconds: ms as f64 / 1000.0,
-                    bounce_rate: bounces as f64 / n_f,
-                })
-            };
-            let overall = c.query_row(
-                &format!("SELECT {sums} FROM {from} WHERE {filter}"),
-                params_from_iter(params.iter()),
-                |r| totals(r, 0),
-            )?;
-            let table = match q.split {
-                None => Vec::new(),
-                Some(field) => {
-                    let key = match field {
-                        SessionField::Browser => "s.browser",
-                        SessionField::Os => "s.os",
-                        SessionField::Device => "s.device",
-                        SessionField::Country => "s.country",
-                        SessionField::EntryPath => "s.entry_path",
-                        SessionField::User => "COALESCE(a.user_id, s.anonymous_id)",
-                    };
-                    c.prepare(&format!(
-                        "SELECT {key} AS k, {sums} FROM {from} WHERE {filter}
-                         GROUP BY k ORDER BY COUNT(*) DESC, k LIMIT 1000"
-                    ))?
-                    .query_map(params_from_iter(params.iter()), |r| {
-                        Ok(SessionSplitRow {
-                            key: non_empty(r.get(0)?),
-                            totals: totals(r, 1)?,
-                        })
-                    })?
-                    .collect::<Result<_, _>>()?
-                }
-            };
-            Ok(SessionStats {
-                totals: overall,
-                table,
-            })
+            let mut index = self.index.lock().expect("event index");
+            index.sync(c)?;
+            Ok(index.session_stats(q))
         })
     }
 

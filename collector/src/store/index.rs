@@ -1,0 +1,923 @@
+//! The event index: a compact in-memory copy of the columns that insights group, filter and
+//! count by, so that "daily users over 30 days" reads a few arrays instead of a million rows.
+//!
+//! Each event costs 28 bytes: its rowid, time, anonymous ID, session, name, path and the
+//! rest of its low-cardinality columns (browser, OS, country, UTM, ...) as numbers into
+//! dictionaries. The index follows the database rather than the writer: before every query it
+//! reads the rows added since the last one (`rowid > last`) and the new aliases, in one read
+//! transaction, so it can never disagree with what was committed. Erasing a person bumps a
+//! counter in the same transaction as the deletes; the index sees the counter change and is
+//! rebuilt from scratch.
+//!
+//! What it cannot hold (event properties, `url`, `title`, user properties) is asked of SQLite
+//! for just that part of the query: the rowids of matching events, or the value per event,
+//! which the scan then looks up.
+
+use super::sqlite::{filter_sql, Sql};
+use super::{
+    Bucket, Field, Filter, Insights, InsightsQuery, Metric, Op, Series, SessionField,
+    SessionSplitRow, SessionStats, SessionStatsQuery, SessionTotals, StoreError,
+};
+use rusqlite::{params_from_iter, Connection};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+/// The event columns held as one dictionary of tuples (most events share a handful).
+const DIMS: &[&str] = &[
+    "browser",
+    "browser_version",
+    "os",
+    "device",
+    "country",
+    "region",
+    "city",
+    "type",
+    "referrer_domain",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "language",
+    "timezone",
+];
+
+/// Strings to dense numbers and back.
+#[derive(Default)]
+struct Dict<K> {
+    ids: HashMap<K, u32>,
+    values: Vec<K>,
+}
+
+impl<K: Hash + Eq + Clone> Dict<K> {
+    fn intern(&mut self, k: &K) -> u32 {
+        if let Some(&id) = self.ids.get(k) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.ids.insert(k.clone(), id);
+        self.values.push(k.clone());
+        id
+    }
+}
+
+/// Where a field's value comes from in a query.
+enum Source {
+    Name,
+    Path,
+    Dim(usize),
+    Prop(String),
+    /// Asked of SQLite per event (`url`, `title`).
+    Events,
+    /// Asked of SQLite per person (user properties).
+    People,
+}
+
+fn source(f: &Field) -> Source {
+    match f {
+        Field::Event("name") => Source::Name,
+        Field::Event("path") => Source::Path,
+        Field::Event(col) => DIMS
+            .iter()
+            .position(|d| d == col)
+            .map_or(Source::Events, Source::Dim),
+        Field::EventProp(k) => Source::Prop(k.clone()),
+        Field::UserProp(_) => Source::People,
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Index {
+    erasures: i64,
+    last_event: i64,
+    last_alias: i64,
+    rowid: Vec<i64>,
+    time: Vec<i64>,
+    anon: Vec<u32>,
+    session: Vec<u32>,
+    name: Vec<u32>,
+    path: Vec<u32>,
+    dims: Vec<u32>,
+    /// Each event's properties: `prop_start[i]..prop_start[i + 1]` in `prop_key`/`prop_value`.
+    prop_start: Vec<u32>,
+    prop_key: Vec<u32>,
+    prop_value: Vec<u32>,
+    prop_keys: Dict<String>,
+    /// A property's value as SQLite reads it: whether it is a number, and its text.
+    prop_values: Dict<(bool, String)>,
+    names: Dict<String>,
+    paths: Dict<String>,
+    tuples: Dict<Vec<String>>,
+    /// Sessions by a 64-bit hash of their ID (only their number of distinct values matters).
+    sessions: HashMap<u64, u32>,
+    anons: Dict<String>,
+    /// The person of each anonymous ID: a user ID it was joined to, else itself.
+    person_of: Vec<u32>,
+    persons: Dict<String>,
+}
+
+/// Column `i` of a row as text, borrowed.
+fn text<'r>(r: &'r rusqlite::Row, i: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn hash64(s: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+impl Index {
+    /// Reads what was committed since the last call (everything after an erasure).
+    pub fn sync(&mut self, c: &Connection) -> Result<(), StoreError> {
+        c.execute_batch("BEGIN")?;
+        let result = self.sync_in(c);
+        c.execute_batch("COMMIT")?;
+        result
+    }
+
+    fn sync_in(&mut self, c: &Connection) -> Result<(), StoreError> {
+        let erasures: i64 = c.query_row(
+            "SELECT value FROM counters WHERE name = 'erasures'",
+            [],
+            |r| r.get(0),
+        )?;
+        if erasures != self.erasures {
+            *self = Index {
+                erasures,
+                ..Index::default()
+            };
+        }
+        let mut sql =
+            String::from("SELECT e.rowid, e.time_ms, e.anonymous_id, e.session_id, e.name, e.path");
+        for d in DIMS {
+            sql.push_str(", e.");
+            sql.push_str(d);
+        }
+        // One row per property (or one without), as `json_extract` would read each.
+        sql.push_str(
+            ", j.key, j.type IN ('integer', 'real', 'true', 'false'), CAST(j.value AS TEXT)
+             FROM events e LEFT JOIN json_each(
+               CASE WHEN json_valid(e.props) THEN e.props ELSE '{}' END) j
+             WHERE e.rowid > ?1 ORDER BY e.rowid",
+        );
+        let props = 6 + DIMS.len();
+        let mut stmt = c.prepare(&sql)?;
+        let mut rows = stmt.query([self.last_event])?;
+        let mut tuple = Vec::with_capacity(DIMS.len());
+        if self.prop_start.is_empty() {
+            self.prop_start.push(0);
+        }
+        while let Some(r) = rows.next()? {
+            let rowid: i64 = r.get(0)?;
+            if rowid == self.last_event {
+                self.add_prop(r, props)?;
+                continue;
+            }
+            self.rowid.push(rowid);
+            self.time.push(r.get(1)?);
+            let anon = self.anon_id(text(r, 2)?);
+            self.anon.push(anon);
+            let n = self.sessions.len() as u32;
+            let session = *self.sessions.entry(hash64(text(r, 3)?)).or_insert(n);
+            self.session.push(session);
+            let name = self.names.intern(&r.get::<_, String>(4)?);
+            self.name.push(name);
+            let path = self.paths.intern(&r.get::<_, String>(5)?);
+            self.path.push(path);
+            tuple.clear();
+            for i in 0..DIMS.len() {
+                tuple.push(r.get::<_, String>(6 + i)?);
+            }
+            let dims = self.tuples.intern(&tuple);
+            self.dims.push(dims);
+            self.last_event = rowid;
+            self.prop_start.push(self.prop_key.len() as u32);
+            self.add_prop(r, props)?;
+        }
+        let mut stmt = c.prepare(
+            "SELECT rowid, anonymous_id, user_id FROM aliases WHERE rowid > ?1 ORDER BY rowid",
+        )?;
+        let mut rows = stmt.query([self.last_alias])?;
+        while let Some(r) = rows.next()? {
+            self.last_alias = r.get(0)?;
+            let anon = self.anon_id(text(r, 1)?);
+            let person = self.persons.intern(&r.get::<_, String>(2)?);
+            self.person_of[anon as usize] = person;
+        }
+        Ok(())
+    }
+
+    /// The property in columns `at..at + 3` of `r` (key, is a number, text), if any, for the
+    /// last event read. A key repeated in one object keeps its first value.
+    fn add_prop(&mut self, r: &rusqlite::Row, at: usize) -> rusqlite::Result<()> {
+        let Some(key) = r.get_ref(at)?.as_str_or_null().ok().flatten() else {
+            return Ok(());
+        };
+        let Some(text) = r.get::<_, Option<String>>(at + 2)? else {
+            return Ok(()); // null reads as a missing key
+        };
+        let key = self.prop_keys.intern(&key.to_owned());
+        let begin = self.prop_start[self.prop_start.len() - 2] as usize;
+        if self.prop_key[begin..].contains(&key) {
+            return Ok(());
+        }
+        let value = self.prop_values.intern(&(r.get(at + 1)?, text));
+        self.prop_key.push(key);
+        self.prop_value.push(value);
+        *self.prop_start.last_mut().expect("started") += 1;
+        Ok(())
+    }
+
+    /// The value of property `key` of event `i`.
+    fn prop(&self, i: usize, key: u32) -> Option<u32> {
+        let range = self.prop_start[i] as usize..self.prop_start[i + 1] as usize;
+        self.prop_key[range.clone()]
+            .iter()
+            .position(|&k| k == key)
+            .map(|at| self.prop_value[range.start + at])
+    }
+
+    fn anon_id(&mut self, anonymous_id: &str) -> u32 {
+        if let Some(&id) = self.anons.ids.get(anonymous_id) {
+            return id;
+        }
+        let id = self.anons.intern(&anonymous_id.to_owned());
+        let person = self.persons.intern(&anonymous_id.to_owned());
+        self.person_of.push(person);
+        id
+    }
+
+    /// Events held.
+    pub fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    /// The number of the event with this rowid.
+    fn position(&self, rowid: i64) -> Option<usize> {
+        self.rowid.binary_search(&rowid).ok()
+    }
+
+    pub fn insights(
+        &self,
+        c: &Connection,
+        q: &InsightsQuery,
+        starts: &[i64],
+    ) -> Result<Insights, StoreError> {
+        let n = self.time.len();
+        // Which events pass: time, names, then each filter.
+        let mut pass: Vec<bool> = (0..n)
+            .map(|i| self.time[i] >= q.from_ms && self.time[i] < q.to_ms)
+            .collect();
+        if !q.events.is_empty() {
+            let wanted: Vec<bool> = self
+                .names
+                .values
+                .iter()
+                .map(|v| q.events.contains(v))
+                .collect();
+            for (i, p) in pass.iter_mut().enumerate() {
+                *p = *p && wanted[self.name[i] as usize];
+            }
+        }
+        for f in &q.filters {
+            match source(&f.field) {
+                Source::Name => self.keep(&mut pass, &self.name, &self.names.values, f),
+                Source::Path => self.keep(&mut pass, &self.path, &self.paths.values, f),
+                Source::Dim(d) => {
+                    let ok: Vec<bool> = self
+                        .tuples
+                        .values
+                        .iter()
+                        .map(|t| matches(f, Val::Text(&t[d])))
+                        .collect();
+                    for (i, p) in pass.iter_mut().enumerate() {
+                        *p = *p && ok[self.dims[i] as usize];
+                    }
+                }
+                Source::Prop(key) => {
+                    let key = self.prop_keys.ids.get(&key).copied();
+                    let ok: Vec<bool> = self
+                        .prop_values
+                        .values
+                        .iter()
+                        .map(|(number, text)| matches(f, Val::new(*number, text)))
+                        .collect();
+                    let missing = matches(f, Val::Null);
+                    for (i, p) in pass.iter_mut().enumerate() {
+                        *p = *p
+                            && key
+                                .and_then(|k| self.prop(i, k))
+                                .map_or(missing, |v| ok[v as usize]);
+                    }
+                }
+                Source::Events => {
+                    let mut sql = Sql::default();
+                    sql.push("SELECT e.rowid FROM events e WHERE e.time_ms >= ")
+                        .bind(q.from_ms)
+                        .push(" AND e.time_ms < ")
+                        .bind(q.to_ms)
+                        .push(" AND ");
+                    filter_sql(&mut sql, f);
+                    let mut ok = vec![false; n];
+                    let mut stmt = c.prepare(&sql.text)?;
+                    let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
+                    while let Some(r) = rows.next()? {
+                        if let Some(i) = self.position(r.get(0)?) {
+                            ok[i] = true;
+                        }
+                    }
+                    for (p, ok) in pass.iter_mut().zip(ok) {
+                        *p = *p && ok;
+                    }
+                }
+                Source::People => {
+                    // People without a row have no properties: the filter sees a NULL.
+                    let mut ok = vec![matches(f, Val::Null); self.persons.values.len()];
+                    let mut sql = Sql::default();
+                    sql.push("SELECT p.id, (");
+                    filter_sql(&mut sql, f);
+                    sql.push(") FROM people p");
+                    let mut stmt = c.prepare(&sql.text)?;
+                    let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
+                    while let Some(r) = rows.next()? {
+                        if let Some(&p) = self.persons.ids.get(text(r, 0)?) {
+                            ok[p as usize] = r.get::<_, Option<bool>>(1)?.unwrap_or(false);
+                        }
+                    }
+                    for (i, p) in pass.iter_mut().enumerate() {
+                        *p = *p && ok[self.person_of[self.anon[i] as usize] as usize];
+                    }
+                }
+            }
+        }
+
+        // The split key of each passing event, as a number into `keys`.
+        let mut keys: Dict<Option<String>> = Dict::default();
+        let none = keys.intern(&None);
+        let key_of: Box<dyn Fn(usize) -> u32> = match q.split.as_ref().map(|f| (f, source(f))) {
+            None => Box::new(|_| none),
+            Some((_, Source::Name)) => {
+                let map = self.key_map(&mut keys, &self.names.values, |v| v);
+                Box::new(move |i| map[self.name[i] as usize])
+            }
+            Some((_, Source::Path)) => {
+                let map = self.key_map(&mut keys, &self.paths.values, |v| v);
+                Box::new(move |i| map[self.path[i] as usize])
+            }
+            Some((_, Source::Dim(d))) => {
+                let map = self.key_map(&mut keys, &self.tuples.values, |t| &t[d]);
+                Box::new(move |i| map[self.dims[i] as usize])
+            }
+            Some((_, Source::Prop(key))) => {
+                let key = self.prop_keys.ids.get(&key).copied();
+                let map: Vec<u32> = self
+                    .prop_values
+                    .values
+                    .iter()
+                    .map(|(_, text)| keys.intern(&(!text.is_empty()).then(|| text.clone())))
+                    .collect();
+                Box::new(move |i| {
+                    key.and_then(|k| self.prop(i, k))
+                        .map_or(none, |v| map[v as usize])
+                })
+            }
+            Some((field, Source::Events)) => {
+                let mut sql = Sql::default();
+                sql.push("SELECT e.rowid, CAST(")
+                    .field(field)
+                    .push(" AS TEXT) FROM events e WHERE e.time_ms >= ")
+                    .bind(q.from_ms)
+                    .push(" AND e.time_ms < ")
+                    .bind(q.to_ms);
+                let mut map = vec![none; n];
+                let mut stmt = c.prepare(&sql.text)?;
+                let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
+                while let Some(r) = rows.next()? {
+                    if let Some(i) = self.position(r.get(0)?) {
+                        let v: Option<String> = r.get(1)?;
+                        map[i] = keys.intern(&v.filter(|v| !v.is_empty()));
+                    }
+                }
+                Box::new(move |i| map[i])
+            }
+            Some((field, Source::People)) => {
+                let mut sql = Sql::default();
+                sql.push("SELECT p.id, CAST(")
+                    .field(field)
+                    .push(" AS TEXT) FROM people p");
+                let mut map = vec![none; self.persons.values.len()];
+                let mut stmt = c.prepare(&sql.text)?;
+                let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
+                while let Some(r) = rows.next()? {
+                    if let Some(&p) = self.persons.ids.get(text(r, 0)?) {
+                        let v: Option<String> = r.get(1)?;
+                        map[p as usize] = keys.intern(&v.filter(|v| !v.is_empty()));
+                    }
+                }
+                Box::new(move |i| map[self.person_of[self.anon[i] as usize] as usize])
+            }
+        };
+
+        // What is counted: the event itself, its session or its person.
+        let domain = match q.metric {
+            Metric::Events => n,
+            Metric::Sessions => self.sessions.len(),
+            Metric::Users => self.persons.values.len(),
+        };
+        let entity = |i: usize| -> u32 {
+            match q.metric {
+                Metric::Events => i as u32,
+                Metric::Sessions => self.session[i],
+                Metric::Users => self.person_of[self.anon[i] as usize],
+            }
+        };
+        // The passing events as (bucket, key) grouped by what they count (a counting sort):
+        // then each entity's few hits are deduplicated on their own, with no large sort or
+        // hash set. And each person's last time, for the samples.
+        let mut start = vec![0u32; domain + 1];
+        let mut last_seen = vec![i64::MIN; self.persons.values.len()];
+        for i in (0..n).filter(|&i| pass[i]) {
+            start[entity(i) as usize + 1] += 1;
+            let person = self.person_of[self.anon[i] as usize] as usize;
+            last_seen[person] = last_seen[person].max(self.time[i]);
+        }
+        for e in 0..domain {
+            start[e + 1] += start[e];
+        }
+        let mut fill = start.clone();
+        let mut hits = vec![(0u32, 0u32); start[domain] as usize];
+        for i in (0..n).filter(|&i| pass[i]) {
+            let e = entity(i) as usize;
+            let bucket = starts
+                .partition_point(|&s| s <= self.time[i])
+                .saturating_sub(1);
+            hits[fill[e] as usize] = (bucket as u32, key_of(i));
+            fill[e] += 1;
+        }
+        drop((key_of, fill));
+        let of = |e: usize| &hits[start[e] as usize..start[e + 1] as usize];
+        let counted = (0..domain).filter(|&e| !of(e).is_empty());
+
+        let total = counted.clone().count() as u64;
+        let mut per_key = vec![0u64; keys.values.len()];
+        let mut seen: Vec<u32> = Vec::new();
+        for e in counted.clone() {
+            seen.clear();
+            seen.extend(of(e).iter().map(|&(_, k)| k));
+            seen.sort_unstable();
+            seen.dedup();
+            for &k in &seen {
+                per_key[k as usize] += 1;
+            }
+        }
+        let mut table: Vec<(Option<String>, u64)> = Vec::new();
+        if q.split.is_some() {
+            table = keys
+                .values
+                .iter()
+                .zip(&per_key)
+                .filter(|(_, &count)| count > 0)
+                .map(|(k, &count)| (k.clone(), count))
+                .collect();
+            table.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            table.truncate(1000);
+        }
+
+        // The series: one per key of the top 20 (or the one without a split).
+        let series_keys: Vec<Option<String>> = match q.split {
+            None => vec![None],
+            Some(_) => table.iter().take(20).map(|(k, _)| k.clone()).collect(),
+        };
+        let mut rank = vec![u32::MAX; keys.values.len()];
+        for (r, k) in series_keys.iter().enumerate() {
+            rank[keys.ids[k] as usize] = r as u32;
+        }
+        let buckets = starts.len().max(1);
+        let mut counts = vec![0u64; series_keys.len() * buckets];
+        for e in counted {
+            seen.clear();
+            seen.extend(
+                of(e)
+                    .iter()
+                    .filter(|&&(_, k)| rank[k as usize] != u32::MAX)
+                    .map(|&(b, k)| rank[k as usize] * buckets as u32 + b),
+            );
+            seen.sort_unstable();
+            seen.dedup();
+            for &cell in &seen {
+                counts[cell as usize] += 1;
+            }
+        }
+        let series = series_keys
+            .into_iter()
+            .enumerate()
+            .map(|(r, key)| Series {
+                key,
+                buckets: starts
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &start_ms)| Bucket {
+                        start_ms,
+                        value: counts[r * buckets + b],
+                    })
+                    .collect(),
+            })
+            .collect();
+
+        let mut recent: Vec<(i64, u32)> = last_seen
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| t > i64::MIN)
+            .map(|(p, &t)| (t, p as u32))
+            .collect();
+        let top = recent.len().min(5);
+        if top > 0 {
+            recent.select_nth_unstable_by(top - 1, |a, b| b.cmp(a));
+        }
+        recent.truncate(top);
+        recent.sort_unstable_by(|a, b| b.cmp(a));
+        let sample_users = recent
+            .iter()
+            .map(|&(_, p)| self.persons.values[p as usize].clone())
+            .collect();
+        Ok(Insights {
+            total,
+            series,
+            table,
+            sample_users,
+        })
+    }
+
+    /// Session count, time and bounce rate of the sessions that began in the range, each
+    /// session summed from its events: from its first to its last event; a bounce has one
+    /// page view and nothing else but its `$pageleave`. Its browser, OS, device, country and
+    /// entry path are those of its first event.
+    pub fn session_stats(&self, q: &SessionStatsQuery) -> SessionStats {
+        #[derive(Clone, Copy)]
+        struct Span {
+            start: i64,
+            end: i64,
+            events: u32,
+            pages: u32,
+            leaves: u32,
+            first: usize,
+        }
+        let mut spans = vec![
+            Span {
+                start: i64::MAX,
+                end: i64::MIN,
+                events: 0,
+                pages: 0,
+                leaves: 0,
+                first: 0,
+            };
+            self.sessions.len()
+        ];
+        let type_at = DIMS.iter().position(|d| *d == "type").expect("type");
+        let page: Vec<bool> = self
+            .tuples
+            .values
+            .iter()
+            .map(|t| t[type_at] == "page")
+            .collect();
+        let leave = self.names.ids.get("$pageleave").copied();
+        for i in 0..self.time.len() {
+            let s = &mut spans[self.session[i] as usize];
+            let t = self.time[i];
+            if t < s.start {
+                s.start = t;
+                s.first = i;
+            }
+            s.end = s.end.max(t);
+            s.events += 1;
+            s.pages += u32::from(page[self.dims[i] as usize]);
+            s.leaves += u32::from(Some(self.name[i]) == leave);
+        }
+        let person = |s: &Span| self.person_of[self.anon[s.first] as usize];
+        let only = q.user.as_ref().map(|u| self.persons.ids.get(u).copied());
+        let key = |s: &Span| -> &str {
+            let dim = |d: &str| {
+                let at = DIMS.iter().position(|x| *x == d).expect("dim");
+                self.tuples.values[self.dims[s.first] as usize][at].as_str()
+            };
+            match q.split {
+                None => "",
+                Some(SessionField::Browser) => dim("browser"),
+                Some(SessionField::Os) => dim("os"),
+                Some(SessionField::Device) => dim("device"),
+                Some(SessionField::Country) => dim("country"),
+                Some(SessionField::EntryPath) => &self.paths.values[self.path[s.first] as usize],
+                Some(SessionField::User) => &self.persons.values[person(s) as usize],
+            }
+        };
+        /// Sessions, summed milliseconds and bounces.
+        #[derive(Default, Clone, Copy)]
+        struct Sum(u64, i64, u64);
+        let mut all = Sum::default();
+        let mut per_key: HashMap<&str, Sum> = HashMap::new();
+        for s in spans.iter().filter(|s| s.events > 0) {
+            if s.start < q.from_ms || s.start >= q.to_ms {
+                continue;
+            }
+            if only.is_some_and(|p| p != Some(person(s))) {
+                continue;
+            }
+            let bounce = u64::from(s.pages == 1 && s.events - 1 - s.leaves == 0);
+            for sum in [&mut all, per_key.entry(key(s)).or_default()] {
+                *sum = Sum(sum.0 + 1, sum.1 + (s.end - s.start), sum.2 + bounce);
+            }
+        }
+        let totals = |Sum(n, ms, bounces): Sum| {
+            let n_f = n.max(1) as f64;
+            SessionTotals {
+                total_sessions: n,
+                avg_session_seconds: ms as f64 / 1000.0 / n_f,
+                total_session_seconds: ms as f64 / 1000.0,
+                bounce_rate: bounces as f64 / n_f,
+            }
+        };
+        let mut table: Vec<SessionSplitRow> = match q.split {
+            None => Vec::new(),
+            Some(_) => per_key
+                .into_iter()
+                .map(|(key, sum)| SessionSplitRow {
+                    key: (!key.is_empty()).then(|| key.to_owned()),
+                    totals: totals(sum),
+                })
+                .collect(),
+        };
+        table.sort_by(|a, b| {
+            (b.totals.total_sessions.cmp(&a.totals.total_sessions)).then_with(|| a.key.cmp(&b.key))
+        });
+        table.truncate(1000);
+        SessionStats {
+            totals: totals(all),
+            table,
+        }
+    }
+
+    /// Narrows `pass` to events whose value (a number into `values`) matches `f`.
+    fn keep(&self, pass: &mut [bool], column: &[u32], values: &[String], f: &Filter) {
+        let ok: Vec<bool> = values.iter().map(|v| matches(f, Val::Text(v))).collect();
+        for (p, &v) in pass.iter_mut().zip(column) {
+            *p = *p && ok[v as usize];
+        }
+    }
+
+    /// For each value of a dictionary, its number among the split's keys.
+    fn key_map<T>(
+        &self,
+        keys: &mut Dict<Option<String>>,
+        values: &[T],
+        get: impl Fn(&T) -> &String,
+    ) -> Vec<u32> {
+        values
+            .iter()
+            .map(|v| {
+                let v = get(v);
+                keys.intern(&(!v.is_empty()).then(|| v.clone()))
+            })
+            .collect()
+    }
+}
+
+/// A value as SQL sees it: NULL, a number (with its text), or text.
+#[derive(Clone, Copy)]
+enum Val<'a> {
+    Null,
+    Number(&'a str),
+    Text(&'a str),
+}
+
+impl<'a> Val<'a> {
+    fn new(number: bool, text: &'a str) -> Val<'a> {
+        if number {
+            Val::Number(text)
+        } else {
+            Val::Text(text)
+        }
+    }
+}
+
+/// Whether a value passes a filter, exactly as the SQL of [`filter_sql`] decides it.
+fn matches(f: &Filter, value: Val) -> bool {
+    let text = match value {
+        Val::Null => None,
+        Val::Number(t) | Val::Text(t) => Some(t),
+    };
+    match f.op {
+        Op::Exists => text.is_some_and(|v| !v.is_empty()),
+        Op::Eq => text.unwrap_or("") == f.value,
+        Op::Neq => text.unwrap_or("") != f.value,
+        Op::Contains => text.is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .contains(&f.value.to_ascii_lowercase())
+        }),
+        Op::Gt | Op::Lt => {
+            let order = match (f.value.parse::<f64>(), value) {
+                (_, Val::Null) => return false,
+                (Ok(n), Val::Number(v) | Val::Text(v)) => sqlite_real(v).partial_cmp(&n),
+                // Against text, SQL puts every number first.
+                (Err(_), Val::Number(_)) => Some(std::cmp::Ordering::Less),
+                (Err(_), Val::Text(v)) => Some(v.cmp(f.value.as_str())),
+            };
+            order
+                == Some(if f.op == Op::Gt {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Less
+                })
+        }
+    }
+}
+
+/// SQLite's `CAST(text AS REAL)`: the longest leading number, else 0.
+fn sqlite_real(s: &str) -> f64 {
+    let s = s.trim_start();
+    let b = s.as_bytes();
+    let mut end = 0;
+    let digits = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    if end < b.len() && (b[end] == b'+' || b[end] == b'-') {
+        end += 1;
+    }
+    let int_end = digits(end);
+    let mut best = int_end;
+    if int_end < b.len() && b[int_end] == b'.' {
+        best = digits(int_end + 1);
+    }
+    end = best;
+    if end < b.len() && (b[end] == b'e' || b[end] == b'E') {
+        let mut e = end + 1;
+        if e < b.len() && (b[e] == b'+' || b[e] == b'-') {
+            e += 1;
+        }
+        let e_end = digits(e);
+        if e_end > e {
+            end = e_end;
+        }
+    }
+    s[..end].parse().unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Durability;
+    use crate::store::{Interval, Sqlite, Store, StoredEvent};
+
+    fn event(i: usize, props: &str) -> StoredEvent {
+        StoredEvent {
+            event_id: format!("e{i}"),
+            site: "demo".into(),
+            kind: "track",
+            name: "x".into(),
+            time_ms: 1_000 + i as i64,
+            client_ms: 0,
+            server_ms: 0,
+            anonymous_id: format!("a{}", i % 3),
+            user_id: None,
+            session_id: format!("s{}", i % 5),
+            seq: 1,
+            url: String::new(),
+            path: String::new(),
+            title: String::new(),
+            referrer: String::new(),
+            screen: String::new(),
+            viewport: String::new(),
+            language: String::new(),
+            timezone: String::new(),
+            sdk: String::new(),
+            props: props.into(),
+            traits: None,
+            browser: String::new(),
+            browser_version: String::new(),
+            os: String::new(),
+            device: String::new(),
+            bot_reason: None,
+            referrer_domain: String::new(),
+            utm_source: String::new(),
+            utm_medium: String::new(),
+            utm_campaign: String::new(),
+            utm_term: String::new(),
+            utm_content: String::new(),
+            country: String::new(),
+            region: String::new(),
+            city: String::new(),
+            ip: None,
+        }
+    }
+
+    /// Every filter and split on a property of every JSON type gives what SQLite's own
+    /// `json_extract` gives.
+    #[test]
+    fn property_filters_and_splits_agree_with_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite::open(dir.path(), Durability::Process).unwrap();
+        let values = [
+            "null",
+            "true",
+            "false",
+            "0",
+            "1.5",
+            "150",
+            "-3",
+            "1e20",
+            "\"150\"",
+            "\"abc\"",
+            "\"ABCdef\"",
+            "\"\"",
+            "[1]",
+            "{\"a\":1}",
+        ];
+        let mut props: Vec<String> = values.iter().map(|v| format!("{{\"v\":{v}}}")).collect();
+        props.extend(["{}".into(), "{\"v\":1,\"v\":2}".into(), "{\"w\":5}".into()]);
+        let events = props.iter().enumerate().map(|(i, p)| event(i, p)).collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(store.insert(events)).unwrap().unwrap();
+        let sql = rusqlite::Connection::open(dir.path().join("footfall.sqlite")).unwrap();
+        let query = |filters, split| InsightsQuery {
+            metric: Metric::Events,
+            from_ms: 0,
+            to_ms: i64::MAX / 2,
+            interval: Interval::Day,
+            events: Vec::new(),
+            split,
+            filters,
+            tz: chrono_tz::Tz::UTC,
+        };
+        for op in ["eq", "neq", "contains", "gt", "lt", "exists"] {
+            for value in ["150", "1", "0", "abc", "", "!!", "1e20", "[1]", "-5", "ab"] {
+                let f = Filter::parse(&format!("event.v:{op}:{value}")).unwrap();
+                let mut where_ = Sql::default();
+                filter_sql(&mut where_, &f);
+                let want: i64 = sql
+                    .query_row(
+                        &format!("SELECT COUNT(*) FROM events e WHERE {}", where_.text),
+                        params_from_iter(where_.params.iter()),
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                let got = store.insights(&query(vec![f], None)).unwrap().total;
+                assert_eq!(got, want as u64, "event.v:{op}:{value}");
+            }
+        }
+        let got = store
+            .insights(&query(vec![], Some(Field::parse("event.v").unwrap())))
+            .unwrap()
+            .table;
+        let mut want: Vec<(Option<String>, u64)> = sql
+            .prepare(
+                "SELECT NULLIF(CAST(json_extract(props, '$.v') AS TEXT), ''), COUNT(*)
+                 FROM events GROUP BY 1",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn text_becomes_a_number_as_sqlite_casts_it() {
+        for (text, n) in [
+            ("120", 120.0),
+            ("120.0.6099", 120.0),
+            (" -3.5e2x", -350.0),
+            ("Chrome", 0.0),
+            ("", 0.0),
+            (".5", 0.5),
+            ("7e", 7.0),
+        ] {
+            assert_eq!(sqlite_real(text), n, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn filters_decide_as_their_sql_does() {
+        let f = |s: &str| Filter::parse(s).unwrap();
+        assert!(matches(&f("browser:gt:100"), Val::Text("120")));
+        assert!(!matches(&f("browser:gt:100"), Val::Text("Chrome")));
+        assert!(matches(&f("browser:gt:B"), Val::Text("Chrome")));
+        assert!(!matches(&f("browser:lt:B"), Val::Null));
+        assert!(matches(&f("browser:contains:ROM"), Val::Text("Chrome")));
+        assert!(!matches(&f("browser:contains:x"), Val::Null));
+        assert!(matches(&f("browser:eq:"), Val::Null));
+        assert!(matches(&f("browser:neq:Chrome"), Val::Null));
+        assert!(!matches(&f("browser:exists"), Val::Text("")));
+        assert!(matches(&f("event.n:lt:abc"), Val::Number("99")));
+        assert!(!matches(&f("event.n:gt:!!"), Val::Number("99")));
+        assert!(matches(&f("event.n:gt:!!"), Val::Text("99")));
+    }
+}
