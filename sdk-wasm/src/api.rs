@@ -4,7 +4,8 @@
 
 use crate::browser::{self, BrowserClock, BrowserEntropy, BrowserStorage};
 use crate::options::{Options, Persistence, SessionScope};
-use crate::platform::Clock;
+use crate::outbox::{self, Outbox};
+use crate::platform::{uuid_v4, Clock, Entropy, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker, MAX_SEND_BYTES};
 use footfall_wire::{EventType, RawJson, DEFAULT_MAX_EVENT_BYTES};
@@ -20,6 +21,24 @@ struct Sdk {
     url: String,
     flush_timer: Option<Timeout>,
     sending: bool,
+    /// Events waiting for the collector's answer, kept in localStorage.
+    outbox: Outbox,
+    /// IDs of events sent by beacon from this page: not sent again by it (the next page
+    /// load sends them again, as a beacon's answer is never known).
+    beaconed: Vec<String>,
+    /// Sends that failed in a row, and when the next may go.
+    failures: u32,
+    retry_at: i64,
+    /// A 429's `Retry-After`: not even `flush()` sends before it.
+    not_before: i64,
+    retry_timer: Option<Timeout>,
+    /// `flush()` calls waiting for the send in flight to end.
+    idle: Vec<js_sys::Function>,
+    /// Sends refused at once while online, in a row; at `BLOCKED_AFTER` the endpoint counts
+    /// as blocked (an ad blocker) and this page stops sending.
+    instant_failures: u32,
+    blocked: bool,
+    save_scheduled: bool,
     /// This tab's ID in `"tab"` scope (registered while the page is shown).
     tab_id: Option<String>,
     /// The properties of `register`, merged into every event's props.
@@ -114,17 +133,31 @@ pub fn init(options: JsValue) {
         .unwrap_or_default();
     let url = browser::cat(&[&tracker.options.endpoint, "/v1/batch"]);
     let auto_pageviews = tracker.options.auto_pageviews;
+    let durable = tracker.options.persistence != Persistence::Memory;
     SDK.with(|s| {
         *s.borrow_mut() = Some(Sdk {
             tracker,
             url,
             flush_timer: None,
             sending: false,
+            outbox: Outbox::default(),
+            beaconed: Vec::new(),
+            failures: 0,
+            retry_at: 0,
+            not_before: 0,
+            retry_timer: None,
+            idle: Vec::new(),
+            instant_failures: 0,
+            blocked: false,
+            save_scheduled: false,
             tab_id,
             registered,
         })
     });
     listen_to_the_page();
+    if durable {
+        own_outbox();
+    }
     if auto_pageviews {
         // The first page view happened when the navigation started, before any call the page
         // made while the SDK loaded.
@@ -135,6 +168,97 @@ pub fn init(options: JsValue) {
     }
 }
 
+/// Most sends refused at once, in a row, while online, before the endpoint counts as blocked.
+const BLOCKED_AFTER: u32 = 3;
+/// A failure quicker than this is "at once" (an ad blocker answers without the network).
+const INSTANT_MS: i64 = 250;
+/// The longest base wait between retries (jitter adds up to as much again).
+const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
+/// Outboxes of tabs without Web Locks count as abandoned after this long unsaved.
+const ABANDONED_MS: i64 = 10 * 60 * 1000;
+
+fn local() -> Option<BrowserStorage> {
+    browser::web_storage(true).map(BrowserStorage::Web)
+}
+
+/// Takes this tab's outbox key (from sessionStorage, so a reload keeps it), under a Web Lock
+/// held for the page's life so that no other tab can take it; then adopts outboxes whose tab
+/// is gone, and sends. A duplicated tab, which copied the key, finds the lock taken and gets
+/// a key of its own.
+fn own_outbox() {
+    let Some(mut tab) = browser::web_storage(false).map(BrowserStorage::Web) else {
+        return;
+    };
+    let id = tab
+        .get("ff_ob")
+        .unwrap_or_else(|| uuid_v4(&mut BrowserEntropy));
+    tab.set("ff_ob", &id);
+    let key = browser::cat(&[outbox::PREFIX, &id]);
+    let name = key.clone();
+    let has_locks = browser::try_lock(&name, true, move |granted| {
+        if granted {
+            take_outbox(key);
+        } else {
+            tab.remove("ff_ob");
+            own_outbox();
+        }
+    });
+    if !has_locks {
+        // No Web Locks: the key is ours by the sessionStorage ID alone; others' outboxes are
+        // adopted once left unsaved for a long time.
+        take_outbox(browser::cat(&[outbox::PREFIX, &id]));
+    }
+}
+
+fn take_outbox(key: String) {
+    let Some(mut store) = local() else { return };
+    with_sdk(|s| {
+        if !s.tracker.is_opted_out() {
+            s.outbox.own(&store, key.clone());
+        }
+    });
+    let now = BrowserClock.now_ms();
+    for other in browser::local_keys(outbox::PREFIX) {
+        if other == key {
+            continue;
+        }
+        let lock_name = other.clone();
+        let adopted = browser::try_lock(&lock_name, false, move |granted| {
+            if let (true, Some(mut store)) = (granted, local()) {
+                with_sdk(|s| s.outbox.adopt(&mut store, &other));
+                save_soon();
+                send_queue();
+            }
+        });
+        if !adopted && now - outbox::load(&store, &lock_name).1 > ABANDONED_MS {
+            with_sdk(|s| s.outbox.adopt(&mut store, &lock_name));
+        }
+    }
+    save_soon();
+    send_queue();
+}
+
+/// Writes the outbox at the end of this task (once for a burst of calls).
+fn save_soon() {
+    if with_sdk(|s| std::mem::replace(&mut s.save_scheduled, true)) != Some(false) {
+        return;
+    }
+    wasm_bindgen_futures::spawn_local(async { save_now() });
+}
+
+fn save_now() {
+    with_sdk(|s| {
+        s.save_scheduled = false;
+        if let Some(mut store) = local() {
+            s.outbox.save(&mut store, BrowserClock.now_ms());
+        }
+        if s.outbox.dropped > 0 {
+            browser::warn("the outbox was full; dropped the oldest unsent events");
+            s.outbox.dropped = 0;
+        }
+    });
+}
+
 fn listen_to_the_page() {
     browser::listen(true, "visibilitychange", |_| {
         if browser::is_hidden() {
@@ -143,6 +267,10 @@ fn listen_to_the_page() {
         } else {
             with_sdk(|s| s.tracker.visible());
         }
+    });
+    browser::listen(false, "online", |_| {
+        with_sdk(|s| s.retry_at = 0);
+        send_queue();
     });
     browser::listen(false, "pagehide", |_| {
         with_sdk(|s| {
@@ -201,7 +329,11 @@ fn record(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>
             page: browser::page(),
             at_ms,
         };
-        let full = sdk.tracker.record(o, &context);
+        sdk.tracker.record(o, &context);
+        for e in sdk.tracker.take_chunk(usize::MAX) {
+            sdk.outbox.push(e);
+        }
+        let full = sdk.outbox.len() >= sdk.tracker.options.batch_size + sdk.beaconed.len();
         if !full && sdk.flush_timer.is_none() {
             let wait = sdk
                 .tracker
@@ -215,6 +347,7 @@ fn record(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>
         }
         full
     });
+    save_soon();
     match full {
         Some(true) => send_queue(),
         Some(false) => {}
@@ -285,28 +418,41 @@ pub fn set_user_properties(traits: JsValue) {
     );
 }
 
-/// Sends what is queued now; the Promise resolves once the collector answered (or the send
-/// failed and the events went back to the queue).
+/// Sends what is queued now; the Promise resolves once the collector answered for the events
+/// queued at the call (or a send failed: they stay in the outbox for a retry).
 #[wasm_bindgen]
 pub fn flush() -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async {
-        drain().await;
+        // A send in flight carries only part of the queue: wait for it, then send the rest
+        // (now, even while backing off, but never before a 429's Retry-After).
+        if with_sdk(|s| s.sending) == Some(true) {
+            let idle = js_sys::Promise::new(&mut |resolve, _| {
+                with_sdk(|s| s.idle.push(resolve));
+            });
+            let _ = wasm_bindgen_futures::JsFuture::from(idle).await;
+        }
+        drain(true).await;
         Ok(JsValue::UNDEFINED)
     })
 }
 
 fn send_queue() {
-    wasm_bindgen_futures::spawn_local(drain());
+    wasm_bindgen_futures::spawn_local(drain(false));
 }
 
-/// Sends chunks until the queue is empty or a send fails. One drain at a time.
-async fn drain() {
+/// Sends the outbox, oldest first, chunk by chunk, until it is empty or a send fails. One
+/// drain at a time per tab.
+async fn drain(now: bool) {
     if with_sdk(|s| std::mem::replace(&mut s.sending, true)) != Some(false) {
         return;
     }
     let next = || {
         with_sdk(|s| {
-            let chunk = s.tracker.take_chunk(MAX_SEND_BYTES);
+            let t = BrowserClock.now_ms();
+            if s.blocked || t < s.not_before || (!now && t < s.retry_at) || !browser::online() {
+                return None;
+            }
+            let chunk = s.outbox.peek(MAX_SEND_BYTES, &s.beaconed);
             (!chunk.is_empty()).then(|| {
                 let body = s.tracker.batch_body(&chunk);
                 (s.url.clone(), chunk, body)
@@ -315,31 +461,91 @@ async fn drain() {
         .flatten()
     };
     while let Some((url, chunk, body)) = next() {
-        match browser::post(&url, &body).await {
-            Ok(status) if (200..300).contains(&status) => {}
-            Ok(status) if (400..500).contains(&status) && status != 429 => {
-                browser::warn("the collector refused a batch (4xx); dropped it");
-            }
-            _ => {
-                with_sdk(|s| s.tracker.requeue(chunk));
-                break;
-            }
+        let started = BrowserClock.now_ms();
+        let answer = browser::post(&url, &body).await;
+        let took = BrowserClock.now_ms() - started;
+        if with_sdk(|s| s.answered(answer, &chunk, took)) != Some(true) {
+            break;
         }
     }
-    with_sdk(|s| s.sending = false);
+    let idle = with_sdk(|s| {
+        s.sending = false;
+        std::mem::take(&mut s.idle)
+    });
+    for resolve in idle.unwrap_or_default() {
+        let _ = resolve.call0(&JsValue::UNDEFINED);
+    }
+    save_now();
 }
 
-/// On page hide: everything queued leaves by `sendBeacon`, in chunks under 64 KB.
+impl Sdk {
+    /// Acts on the collector's answer to a chunk; true to send the next one.
+    fn answered(
+        &mut self,
+        answer: Result<(u16, i64), JsValue>,
+        chunk: &[String],
+        took: i64,
+    ) -> bool {
+        let wait = match answer {
+            Ok((status, _)) if (200..300).contains(&status) => {
+                self.outbox.ack(chunk);
+                self.failures = 0;
+                self.instant_failures = 0;
+                return true;
+            }
+            Ok((status, _)) if (400..500).contains(&status) && status != 429 => {
+                browser::warn("the collector refused a batch (4xx); dropped it");
+                self.outbox.ack(chunk);
+                return true;
+            }
+            Ok((_, retry_after)) => {
+                self.instant_failures = 0;
+                let wait = retry_after.clamp(0, 86_400) * 1000;
+                self.not_before = BrowserClock.now_ms() + wait;
+                wait
+            }
+            Err(_) if browser::online() && took < INSTANT_MS => {
+                self.instant_failures += 1;
+                if self.instant_failures >= BLOCKED_AFTER {
+                    self.blocked = true;
+                    browser::warn(
+                        "the collector cannot be reached (blocked?); events are kept for the next page",
+                    );
+                    return false;
+                }
+                0
+            }
+            Err(_) => 0,
+        };
+        // Exponential backoff with jitter: 1–2 s, then 2–4 s, ... up to 5–10 min; never
+        // sooner than a 429's Retry-After.
+        self.failures += 1;
+        let base = (1000i64 << (self.failures - 1).min(20)).min(MAX_BACKOFF_MS);
+        let mut r = [0u8; 2];
+        BrowserEntropy.fill(&mut r);
+        let jitter = base * i64::from(u16::from_le_bytes(r)) / 65_536;
+        let wait = wait.max(base + jitter);
+        self.retry_at = BrowserClock.now_ms() + wait;
+        self.retry_timer = Some(Timeout::new(wait as u32, || {
+            with_sdk(|s| s.retry_timer = None);
+            send_queue();
+        }));
+        false
+    }
+}
+
+/// On page hide: the outbox leaves by `sendBeacon`, in chunks under 64 KB. The events stay in
+/// the outbox: a beacon's answer is never known, so the next page load sends them again (the
+/// collector drops the copies by `event_id`).
 fn send_all_by_beacon() {
+    save_now();
     with_sdk(|s| loop {
-        let chunk = s.tracker.take_chunk(MAX_SEND_BYTES);
-        if chunk.is_empty() {
+        let chunk = s.outbox.peek(MAX_SEND_BYTES, &s.beaconed);
+        if chunk.is_empty() || !browser::beacon(&s.url, &s.tracker.batch_body(&chunk)) {
             break;
         }
-        if !browser::beacon(&s.url, &s.tracker.batch_body(&chunk)) {
-            s.tracker.requeue(chunk);
-            break;
-        }
+        s.beaconed
+            .extend(chunk.iter().map(|e| outbox::id_of(e).to_owned()));
     });
 }
 
@@ -388,7 +594,9 @@ pub fn opt_out() {
     with_sdk(|s| {
         s.tracker.opt_out();
         s.registered = js_sys::Object::new();
+        s.outbox.clear();
     });
+    save_now();
 }
 
 /// Gives consent again.

@@ -6,6 +6,7 @@ use crate::platform::{Clock, Entropy, Storage};
 use crate::tracker::OPT_OUT_KEY;
 use footfall_wire::{Context, Page};
 use js_sys::{Array, Object, Reflect};
+use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -110,18 +111,82 @@ impl CookieStorage {
         if self.secure {
             c.push_str("; Secure");
         }
-        if let Some(d) = document() {
-            let _ = d.set_cookie(&c);
+        JAR.with(|j| {
+            let mut j = j.borrow_mut();
+            j.pending.retain(|(k, _, _)| k != key);
+            let value = (max_age != "0").then(|| value_of(&value));
+            j.pending.push((key.into(), value, c));
+        });
+        end_of_task();
+    }
+}
+
+fn value_of(encoded: &str) -> String {
+    js_sys::decode_uri_component(encoded).map_or_else(|_| String::new(), String::from)
+}
+
+/// `document.cookie` is slow: a read right after a write costs Chromium about a millisecond.
+/// So within one task the cookies are read once and written once, at its end: every event of
+/// a burst of `track` calls then costs microseconds. No other tab can run in between within
+/// a task, so what other tabs see is the same.
+#[derive(Default)]
+struct Jar {
+    /// `document.cookie` as read in this task.
+    read: Option<String>,
+    /// Writes of this task: name, value (`None`: removed) and the cookie to set.
+    pending: Vec<(String, Option<String>, String)>,
+    scheduled: bool,
+}
+
+thread_local! {
+    static JAR: RefCell<Jar> = RefCell::default();
+}
+
+fn end_of_task() {
+    if JAR.with(|j| std::mem::replace(&mut j.borrow_mut().scheduled, true)) {
+        return;
+    }
+    wasm_bindgen_futures::spawn_local(async { write_cookies() });
+}
+
+/// Sets the cookies written in this task and forgets what was read.
+pub fn write_cookies() {
+    let jar = JAR.with(|j| std::mem::take(&mut *j.borrow_mut()));
+    if let Some(d) = document() {
+        for (_, _, cookie) in jar.pending {
+            let _ = d.set_cookie(&cookie);
         }
     }
 }
 
 fn read_cookie(key: &str) -> Option<String> {
-    let all = document()?.cookie().ok()?;
+    let cached = JAR.with(|j| {
+        let mut j = j.borrow_mut();
+        if let Some((_, v, _)) = j.pending.iter().find(|(k, _, _)| k == key) {
+            return Some(v.clone());
+        }
+        if j.read.is_none() {
+            j.read = document().and_then(|d| d.cookie().ok());
+        }
+        None
+    });
+    if let Some(v) = cached {
+        return v;
+    }
+    end_of_task();
+    JAR.with(|j| find_cookie(j.borrow().read.as_deref()?, key))
+}
+
+fn find_cookie(all: &str, key: &str) -> Option<String> {
     all.split(';').find_map(|kv| {
         let v = kv.trim_start().strip_prefix(key)?.strip_prefix('=')?;
-        js_sys::decode_uri_component(v).ok().map(String::from)
+        Some(value_of(v))
     })
+}
+
+/// Reads one cookie from the document itself, past the task's cache (for probes).
+fn read_cookie_now(key: &str) -> Option<String> {
+    find_cookie(&document()?.cookie().ok()?, key)
 }
 
 /// Tries `example.com` before `a.example.com` (never the bare suffix) and keeps the first
@@ -147,7 +212,7 @@ fn widest_cookie_domain(host: &str, secure: bool) -> String {
     for start in starts {
         let attr = cat(&["; Domain=", &host[start..]]);
         let _ = doc.set_cookie(&cat(&["ff_probe=1; Path=/", &attr, tail]));
-        if read_cookie("ff_probe").is_some() {
+        if read_cookie_now("ff_probe").is_some() {
             let _ = doc.set_cookie(&cat(&["ff_probe=; Path=/; Max-Age=0", &attr, tail]));
             return attr;
         }
@@ -170,9 +235,10 @@ impl Storage for CookieStorage {
 impl CookieStorage {
     /// Whether cookies can be written and read back here (they may be blocked).
     pub fn works(&mut self) -> bool {
-        self.set("ff_probe", "1");
-        let ok = self.get("ff_probe").is_some();
-        self.remove("ff_probe");
+        let Some(d) = document() else { return false };
+        let _ = d.set_cookie("ff_probe=1; Path=/; SameSite=Lax");
+        let ok = read_cookie_now("ff_probe").is_some();
+        let _ = d.set_cookie("ff_probe=; Path=/; Max-Age=0; SameSite=Lax");
         ok
     }
 }
@@ -304,8 +370,22 @@ fn dims(a: Result<i32, JsValue>, b: Result<i32, JsValue>) -> String {
     s
 }
 
-/// Screen, viewport, language, time zone and SDK version.
+thread_local! {
+    static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+
+/// Screen, viewport, language, time zone and SDK version. All but the viewport are read once.
 pub fn context() -> Context {
+    let mut c = CONTEXT.with(|c| c.borrow_mut().get_or_insert_with(fixed_context).clone());
+    if let Some(w) = window() {
+        let inner =
+            |v: Result<JsValue, JsValue>| v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as i32;
+        c.viewport = dims(Ok(inner(w.inner_width())), Ok(inner(w.inner_height())));
+    }
+    c
+}
+
+fn fixed_context() -> Context {
     let mut c = Context {
         sdk: crate::SDK_VERSION.into(),
         ..Context::default()
@@ -314,8 +394,6 @@ pub fn context() -> Context {
     if let Ok(s) = w.screen() {
         c.screen = dims(s.width(), s.height());
     }
-    let inner = |v: Result<JsValue, JsValue>| v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as i32;
-    c.viewport = dims(Ok(inner(w.inner_width())), Ok(inner(w.inner_height())));
     c.language = w.navigator().language().unwrap_or_default();
     let options =
         js_sys::Intl::DateTimeFormat::new(&Array::new(), &Object::new()).resolved_options();
@@ -336,9 +414,9 @@ pub fn origin() -> String {
         .unwrap_or_default()
 }
 
-/// POSTs `body` as `text/plain` (no CORS preflight) and gives the status, or an error when the
-/// request did not complete (offline, blocked, CORS refused).
-pub async fn post(url: &str, body: &str) -> Result<u16, JsValue> {
+/// POSTs `body` as `text/plain` (no CORS preflight) and gives the status and `Retry-After`
+/// (seconds), or an error when the request did not complete (offline, blocked, CORS refused).
+pub async fn post(url: &str, body: &str) -> Result<(u16, i64), JsValue> {
     let w = window().ok_or(JsValue::NULL)?;
     let init = RequestInit::new();
     init.set_method("POST");
@@ -349,7 +427,56 @@ pub async fn post(url: &str, body: &str) -> Result<u16, JsValue> {
     let resp: Response = JsFuture::from(w.fetch_with_str_and_init(url, &init))
         .await?
         .dyn_into()?;
-    Ok(resp.status())
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Ok((resp.status(), retry_after))
+}
+
+/// `navigator.onLine`.
+pub fn online() -> bool {
+    window().is_none_or(|w| w.navigator().on_line())
+}
+
+/// Asks the Web Locks API for lock `name` if it is free; `f(granted)` runs while it is held.
+/// With `hold`, a granted lock is kept for the life of the page (the browser frees it when the
+/// page goes, even by a crash). Returns false, without calling `f`, when there are no Web Locks.
+pub fn try_lock(name: &str, hold: bool, f: impl FnOnce(bool) + 'static) -> bool {
+    let Some(locks) = window().map(|w| get(&w.navigator(), "locks")) else {
+        return false;
+    };
+    let Ok(request) = get(&locks, "request").dyn_into::<js_sys::Function>() else {
+        return false;
+    };
+    let options = Object::new();
+    let _ = Reflect::set(&options, &"ifAvailable".into(), &JsValue::TRUE);
+    let callback = Closure::once_into_js(move |lock: JsValue| -> JsValue {
+        let granted = !lock.is_null();
+        f(granted);
+        if hold && granted {
+            js_sys::Promise::new(&mut |_, _| {}).into()
+        } else {
+            JsValue::UNDEFINED
+        }
+    });
+    request
+        .call3(&locks, &name.into(), &options, &callback)
+        .is_ok()
+}
+
+/// The keys of localStorage that start with `prefix`.
+pub fn local_keys(prefix: &str) -> Vec<String> {
+    let Some(s) = web_storage(true) else {
+        return Vec::new();
+    };
+    (0..s.length().unwrap_or(0))
+        .filter_map(|i| s.key(i).ok().flatten())
+        .filter(|k| k.starts_with(prefix))
+        .collect()
 }
 
 /// `navigator.sendBeacon`: true when the browser queued it.

@@ -14,7 +14,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 let collector, browser;
 const contexts = [];
 before(async () => {
-  collector = await startCollector();
+  // Simulated days pass here in real seconds: the collector's per-minute rate limit would
+  // (rightly) answer 429 and the SDK would (rightly) wait out the Retry-After.
+  collector = await startCollector(["--rate-limit", "0"]);
   browser = await launchChromium();
 });
 after(async () => {
