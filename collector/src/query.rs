@@ -5,7 +5,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::store::{
     rfc3339, Field, Filter, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery,
-    UsersCursor, UsersQuery,
+    StoreError, UsersCursor, UsersQuery,
 };
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -531,6 +531,11 @@ pub async fn session(
     Ok(HttpResponse::Ok().json(json!({ "session": found })))
 }
 
+/// A store error as the API's 500.
+fn stored<T>(r: Result<T, StoreError>) -> Result<T, ApiError> {
+    r.map_err(|e| ApiError::Storage(e.to_string()))
+}
+
 /// `DELETE /api/v1/users/{id}`: erases every row of the person, all anonymous IDs included.
 pub async fn erase_user(
     req: HttpRequest,
@@ -543,8 +548,8 @@ pub async fn erase_user(
         .store
         .erase(&id)
         .await
-        .map_err(|_| ApiError::Storage("the writer stopped".into()))?
-        .map_err(|e| ApiError::Storage(e.to_string()))?;
+        .map_err(|_| ApiError::Storage("the writer stopped".into()))
+        .and_then(stored)?;
     if erased.events == 0 {
         return Err(ApiError::NotFound(format!("no user {id:?}")));
     }
@@ -686,8 +691,8 @@ pub async fn save_report(
         .store
         .save_report(report.clone())
         .await
-        .map_err(|_| ApiError::Storage("the writer stopped".into()))?
-        .map_err(|e| ApiError::Storage(e.to_string()))?;
+        .map_err(|_| ApiError::Storage("the writer stopped".into()))
+        .and_then(stored)?;
     Ok(HttpResponse::Created().json(report_json(&report)))
 }
 
@@ -749,8 +754,8 @@ pub async fn delete_report(
         .store
         .delete_report(&id)
         .await
-        .map_err(|_| ApiError::Storage("the writer stopped".into()))?
-        .map_err(|e| ApiError::Storage(e.to_string()))?;
+        .map_err(|_| ApiError::Storage("the writer stopped".into()))
+        .and_then(stored)?;
     if !deleted {
         return Err(ApiError::NotFound(format!("no report {id:?}")));
     }

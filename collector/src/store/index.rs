@@ -576,7 +576,8 @@ impl Index {
             };
             self.sessions.len()
         ];
-        let type_at = DIMS.iter().position(|d| *d == "type").expect("type");
+        let column = |d: &str| DIMS.iter().position(|x| *x == d).expect("a column of DIMS");
+        let type_at = column("type");
         let page: Vec<bool> = self
             .tuples
             .values
@@ -598,17 +599,23 @@ impl Index {
         }
         let person = |s: &Span| self.person_of[self.anon[s.first] as usize];
         let only = q.user.as_ref().map(|u| self.persons.ids.get(u).copied());
+        let dim_at = match q.split {
+            Some(SessionField::Browser) => column("browser"),
+            Some(SessionField::Os) => column("os"),
+            Some(SessionField::Device) => column("device"),
+            Some(SessionField::Country) => column("country"),
+            _ => 0,
+        };
         let key = |s: &Span| -> &str {
-            let dim = |d: &str| {
-                let at = DIMS.iter().position(|x| *x == d).expect("dim");
-                self.tuples.values[self.dims[s.first] as usize][at].as_str()
-            };
+            let dim = || self.tuples.values[self.dims[s.first] as usize][dim_at].as_str();
             match q.split {
                 None => "",
-                Some(SessionField::Browser) => dim("browser"),
-                Some(SessionField::Os) => dim("os"),
-                Some(SessionField::Device) => dim("device"),
-                Some(SessionField::Country) => dim("country"),
+                Some(
+                    SessionField::Browser
+                    | SessionField::Os
+                    | SessionField::Device
+                    | SessionField::Country,
+                ) => dim(),
                 Some(SessionField::EntryPath) => &self.paths.values[self.path[s.first] as usize],
                 Some(SessionField::User) => &self.persons.values[person(s) as usize],
             }
