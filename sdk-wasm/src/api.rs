@@ -3,12 +3,13 @@
 //! `console.warn` and the SDK keeps working.
 
 use crate::browser::{self, BrowserClock, BrowserEntropy, BrowserStorage};
+use crate::engagement::Engagement;
 use crate::options::{Options, Persistence, SessionScope};
 use crate::outbox::{self, Outbox};
 use crate::platform::{uuid_v4, Clock, Entropy, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker, MAX_SEND_BYTES};
-use footfall_wire::{EventType, RawJson, DEFAULT_MAX_EVENT_BYTES};
+use footfall_wire::{EventType, Page, RawJson, DEFAULT_MAX_EVENT_BYTES};
 use gloo_timers::callback::Timeout;
 use std::cell::{Cell, RefCell};
 use wasm_bindgen::prelude::*;
@@ -39,10 +40,17 @@ struct Sdk {
     instant_failures: u32,
     blocked: bool,
     save_scheduled: bool,
+    /// When [`adopt_orphans`] last looked.
+    orphans_checked: i64,
+    /// The outbox-full warning was given (once a page).
+    full_warned: bool,
     /// This tab's ID in `"tab"` scope (registered while the page is shown).
     tab_id: Option<String>,
     /// The properties of `register`, merged into every event's props.
     registered: js_sys::Object,
+    /// The page of the last page view, until it is left.
+    shown: Option<Page>,
+    engagement: Engagement,
 }
 
 thread_local! {
@@ -150,11 +158,19 @@ pub fn init(options: JsValue) {
             instant_failures: 0,
             blocked: false,
             save_scheduled: false,
+            orphans_checked: 0,
+            full_warned: false,
             tab_id,
             registered,
+            shown: None,
+            engagement: Engagement::default(),
         })
     });
     listen_to_the_page();
+    if auto_pageviews {
+        browser::on_history_change(navigated);
+        browser::listen(false, "popstate", |_| navigated(false));
+    }
     if durable {
         own_outbox();
     }
@@ -164,7 +180,7 @@ pub fn init(options: JsValue) {
         if let Some(t) = browser::page_load_ms() {
             REPLAY_AT.with(|c| c.set(Some(t)));
         }
-        page(JsValue::UNDEFINED);
+        view(JsValue::UNDEFINED);
     }
 }
 
@@ -174,6 +190,8 @@ const BLOCKED_AFTER: u32 = 3;
 const INSTANT_MS: i64 = 250;
 /// The longest base wait between retries (jitter adds up to as much again).
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
+/// How often a sending tab looks for outboxes of gone tabs.
+const ORPHANS_EVERY_MS: i64 = 10_000;
 /// Outboxes of tabs without Web Locks count as abandoned after this long unsaved.
 const ABANDONED_MS: i64 = 10 * 60 * 1000;
 
@@ -211,31 +229,47 @@ fn own_outbox() {
 }
 
 fn take_outbox(key: String) {
-    let Some(mut store) = local() else { return };
+    let Some(store) = local() else { return };
     with_sdk(|s| {
         if !s.tracker.is_opted_out() {
-            s.outbox.own(&store, key.clone());
+            s.outbox.own(&store, key);
         }
     });
+    adopt_orphans();
+    save_soon();
+    send_queue();
+}
+
+/// Adopts the outboxes of tabs that are gone: their Web Lock is free (the browser frees it
+/// when a page goes, crashed or not, though not always at once: so this runs again before
+/// later sends), or without Web Locks, they were left unsaved for [`ABANDONED_MS`].
+fn adopt_orphans() {
+    let Some(Some(own)) = with_sdk(|s| {
+        s.orphans_checked = BrowserClock.now_ms();
+        s.outbox.key().map(str::to_owned)
+    }) else {
+        return;
+    };
+    let Some(mut store) = local() else { return };
     let now = BrowserClock.now_ms();
     for other in browser::local_keys(outbox::PREFIX) {
-        if other == key {
+        if other == own {
             continue;
         }
         let lock_name = other.clone();
-        let adopted = browser::try_lock(&lock_name, false, move |granted| {
+        let has_locks = browser::try_lock(&lock_name, false, move |granted| {
             if let (true, Some(mut store)) = (granted, local()) {
                 with_sdk(|s| s.outbox.adopt(&mut store, &other));
-                save_soon();
+                // Saved while the lock is held: the events are never in neither outbox.
+                save_now();
                 send_queue();
             }
         });
-        if !adopted && now - outbox::load(&store, &lock_name).1 > ABANDONED_MS {
+        if !has_locks && now - outbox::load(&store, &lock_name).1 > ABANDONED_MS {
             with_sdk(|s| s.outbox.adopt(&mut store, &lock_name));
+            save_now();
         }
     }
-    save_soon();
-    send_queue();
 }
 
 /// Writes the outbox at the end of this task (once for a burst of calls).
@@ -252,20 +286,27 @@ fn save_now() {
         if let Some(mut store) = local() {
             s.outbox.save(&mut store, BrowserClock.now_ms());
         }
-        if s.outbox.dropped > 0 {
-            browser::warn("the outbox was full; dropped the oldest unsent events");
-            s.outbox.dropped = 0;
+        if s.outbox.dropped > 0 && !std::mem::replace(&mut s.full_warned, true) {
+            browser::warn(
+                "the outbox is full (1,000 events or 512 KB); dropping the oldest unsent",
+            );
         }
     });
 }
 
 fn listen_to_the_page() {
     browser::listen(true, "visibilitychange", |_| {
-        if browser::is_hidden() {
-            with_sdk(|s| s.tracker.hidden());
+        let hidden = browser::is_hidden();
+        with_sdk(|s| {
+            s.engagement.set_hidden(hidden, BrowserClock.now_ms());
+            if hidden {
+                s.tracker.hidden();
+            } else {
+                s.tracker.visible();
+            }
+        });
+        if hidden {
             send_all_by_beacon();
-        } else {
-            with_sdk(|s| s.tracker.visible());
         }
     });
     browser::listen(false, "online", |_| {
@@ -279,6 +320,7 @@ fn listen_to_the_page() {
                 session::release_tab(&mut registry, id, BrowserClock.now_ms());
             }
         });
+        leave();
         send_all_by_beacon();
     });
     // Back from the back/forward cache: this tab is open again.
@@ -293,11 +335,17 @@ fn listen_to_the_page() {
                     s.tab_id = Some(id);
                 }
             });
+            if with_sdk(|s| s.tracker.options.auto_pageviews) == Some(true) {
+                view(JsValue::UNDEFINED);
+            }
         }
     });
     for event in ["pointerdown", "keydown", "scroll", "touchstart"] {
         browser::listen(false, event, |_| {
-            with_sdk(|s| s.tracker.input());
+            with_sdk(|s| {
+                s.engagement.input(BrowserClock.now_ms());
+                s.tracker.input();
+            });
         });
     }
 }
@@ -318,6 +366,10 @@ fn props(v: &JsValue) -> RawJson {
 }
 
 fn record(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>) {
+    record_on(kind, name, props, traits, browser::page());
+}
+
+fn record_on(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>, page: Page) {
     let at_ms = REPLAY_AT.with(Cell::take);
     let full = with_sdk(|sdk| {
         let context = browser::context();
@@ -326,7 +378,7 @@ fn record(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>
             name,
             props,
             traits,
-            page: browser::page(),
+            page,
             at_ms,
         };
         sdk.tracker.record(o, &context);
@@ -375,7 +427,64 @@ fn event_props(v: &JsValue) -> RawJson {
 /// Records a page view.
 #[wasm_bindgen]
 pub fn page(props_: JsValue) {
-    record(EventType::Page, String::new(), event_props(&props_), None);
+    view(props_);
+}
+
+/// A page view: the page shown before is left, and the new one's engaged time starts.
+fn view(props_: JsValue) {
+    // A call replayed from before the SDK loaded: the leave happened when the view did.
+    let at = REPLAY_AT.with(Cell::get);
+    leave();
+    REPLAY_AT.with(|c| c.set(at));
+    let page = browser::page();
+    record_on(
+        EventType::Page,
+        String::new(),
+        event_props(&props_),
+        None,
+        page.clone(),
+    );
+    with_sdk(|s| {
+        s.engagement
+            .start(BrowserClock.now_ms(), browser::is_hidden());
+        s.shown = Some(page);
+    });
+}
+
+/// With `trackEngagement`, a `$pageleave` for the page shown, carrying its engaged time.
+fn leave() {
+    let Some(Some((page, engaged))) = with_sdk(|s| {
+        let page = s.shown.take()?;
+        let on = s.tracker.options.track_engagement;
+        on.then(|| (page, s.engagement.engaged_ms(BrowserClock.now_ms())))
+    }) else {
+        return;
+    };
+    let props = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&props, &"engaged_ms".into(), &(engaged as f64).into());
+    record_on(
+        EventType::Track,
+        "$pageleave".into(),
+        event_props(&props),
+        None,
+        page,
+    );
+}
+
+/// After `history.pushState` (`replace` false), `replaceState` (true) or `popstate` (false):
+/// a page view when the page changed. A push or a traversal changes it when the URL does (the
+/// fragment aside); a replace only when the path does, as routers replace the state of the
+/// page they show.
+fn navigated(replace: bool) {
+    let now = browser::page();
+    let changed = with_sdk(|s| match &s.shown {
+        None => true,
+        Some(p) if replace => p.path != now.path,
+        Some(p) => p.url.split('#').next() != now.url.split('#').next(),
+    });
+    if changed == Some(true) {
+        view(JsValue::UNDEFINED);
+    }
 }
 
 /// Records a custom event.
@@ -445,6 +554,9 @@ fn send_queue() {
 async fn drain(now: bool) {
     if with_sdk(|s| std::mem::replace(&mut s.sending, true)) != Some(false) {
         return;
+    }
+    if with_sdk(|s| BrowserClock.now_ms() - s.orphans_checked > ORPHANS_EVERY_MS) == Some(true) {
+        adopt_orphans();
     }
     let next = || {
         with_sdk(|s| {
@@ -537,16 +649,26 @@ impl Sdk {
 /// On page hide: the outbox leaves by `sendBeacon`, in chunks under 64 KB. The events stay in
 /// the outbox: a beacon's answer is never known, so the next page load sends them again (the
 /// collector drops the copies by `event_id`).
+///
+/// The browser refuses beacons past 64 KB in flight; what they would have carried goes by a
+/// normal send, which finishes if the page lives on (a hidden tab) and is sent again by the
+/// next page load if not.
 fn send_all_by_beacon() {
     save_now();
-    with_sdk(|s| loop {
+    let refused = with_sdk(|s| loop {
         let chunk = s.outbox.peek(MAX_SEND_BYTES, &s.beaconed);
-        if chunk.is_empty() || !browser::beacon(&s.url, &s.tracker.batch_body(&chunk)) {
-            break;
+        if chunk.is_empty() {
+            break false;
+        }
+        if !browser::beacon(&s.url, &s.tracker.batch_body(&chunk)) {
+            break true;
         }
         s.beaconed
             .extend(chunk.iter().map(|e| outbox::id_of(e).to_owned()));
     });
+    if refused == Some(true) {
+        send_queue();
+    }
 }
 
 /// Adds properties to every later event, kept across page loads.

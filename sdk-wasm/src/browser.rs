@@ -421,9 +421,9 @@ pub async fn post(url: &str, body: &str) -> Result<(u16, i64), JsValue> {
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_body(&JsValue::from_str(body));
-    // keepalive lets the request outlive the page; web-sys has no setter for it yet.
-    let keepalive = JsValue::from_bool(body.len() < 60 * 1024);
-    let _ = Reflect::set(&init, &JsValue::from_str("keepalive"), &keepalive);
+    // No `keepalive`: the browser counts every keepalive body still in flight against one
+    // 64 KB budget, which the beacons of a hidden page need. Events a page takes with it are
+    // in the outbox, and leave by beacon.
     let resp: Response = JsFuture::from(w.fetch_with_str_and_init(url, &init))
         .await?
         .dyn_into()?;
@@ -435,6 +435,30 @@ pub async fn post(url: &str, body: &str) -> Result<(u16, i64), JsValue> {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     Ok((resp.status(), retry_after))
+}
+
+/// Calls `f(replace)` after each `history.pushState` (false) and `replaceState` (true) the page
+/// makes. The page's call does what it did before, returns what it returned, and throws what it
+/// threw (then `f` is not called).
+pub fn on_history_change(f: fn(bool)) {
+    let Some(history) = window().map(|w| get(&w, "history")) else {
+        return;
+    };
+    for (name, replace) in [("pushState", false), ("replaceState", true)] {
+        let Ok(original) = get(&history, name).dyn_into::<js_sys::Function>() else {
+            continue;
+        };
+        let this = history.clone();
+        let wrapper = Closure::<dyn Fn(JsValue, JsValue, JsValue) -> Result<JsValue, JsValue>>::new(
+            move |state, title, url| {
+                let r = original.call3(&this, &state, &title, &url)?;
+                f(replace);
+                Ok(r)
+            },
+        );
+        let _ = Reflect::set(&history, &name.into(), wrapper.as_ref());
+        wrapper.forget();
+    }
 }
 
 /// `navigator.onLine`.

@@ -1,12 +1,13 @@
 //! The Footfall browser SDK.
 //!
 //! Three layers, as in product.md §1:
-//! - the core ([`platform`], [`options`], [`session`], [`tracker`], [`outbox`]): plain Rust that knows
+//! - the core ([`platform`], [`options`], [`session`], [`engagement`], [`tracker`], [`outbox`]): plain Rust that knows
 //!   nothing of the browser; it takes time, storage and randomness through small traits, so every
 //!   rule runs in native `cargo test` with a fake clock;
 //! - `browser`: the only code that touches `web_sys`, kept thin;
 //! - `api`: the `#[wasm_bindgen]` functions the JavaScript wrapper calls (`init`, `track`, ...).
 
+pub mod engagement;
 pub mod options;
 pub mod outbox;
 pub mod platform;

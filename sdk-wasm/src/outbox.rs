@@ -51,6 +51,11 @@ impl Outbox {
         self.events.len()
     }
 
+    /// Where it is kept, once owned.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }

@@ -1,8 +1,8 @@
-// Delivery rules of product.md §1 ("Delivery") in real Chromium: the page-hide beacon, the
-// durable outbox in localStorage (reload mid-send, retries after 503), offline, flush(), and
-// what a 4xx does. Still to add once the SDK passes them: close-time beacons with the rest on
-// the next load, beacons not counted as acknowledged, crash recovery with one of two tabs
-// draining, the 500/429 backoff timeline, and a blocked endpoint.
+// Delivery rules of product.md §1 ("Delivery") in real Chromium: the page-hide beacon (and
+// Chromium's 64 KB budget for beacons in flight), the durable outbox in localStorage (reload,
+// reload mid-send in one of two tabs, crash with one of two new tabs draining, beacons not
+// counted as acknowledged), retries with backoff and Retry-After, offline vs blocked, what a
+// 4xx does, and flush().
 //
 // The pages live on a small Node gateway in front of the collector (same origin as the SDK's
 // endpoint), because Playwright neither sees nor intercepts the beacons a page sends while it
@@ -194,6 +194,22 @@ async function advance(context, pages, total, step, until = () => false) {
   return !!(await until());
 }
 
+/**
+ * For what takes real time (a drain of many batches to the collector): until `until()` holds or
+ * `realMs` real milliseconds pass, moves the fake clock by `step` (so retry timers fire) every
+ * 50 real milliseconds. Answers whether it held.
+ */
+async function settle(context, pages, until, { realMs = 60000, step = SEC } = {}) {
+  const deadline = Date.now() + realMs;
+  while (Date.now() < deadline) {
+    if (await until()) return true;
+    await context.clock.fastForward(step);
+    for (const p of pages) await p.evaluate(() => 0).catch(() => {});
+    await sleep(50);
+  }
+  return !!(await until());
+}
+
 /** Polls the collector until the person's stored events satisfy `predicate`; answers them. */
 function stored(anon, predicate, ms = 15000) {
   return eventually(async () => {
@@ -230,6 +246,7 @@ test("closing the page right after track() delivers the event", { timeout: 30000
   const { context, url } = await setup(t);
   const page = await open(context, url);
   const anon = await anonId(page);
+  await page.evaluate(() => footfall.flush()); // the page view sent: nothing queued, nothing in flight
   await page.evaluate(() => footfall.track("closed_right_after", { u: "close-1" }));
   await page.close();
 
@@ -243,6 +260,7 @@ test("navigating away right after track() delivers the event", { timeout: 30000 
   const { context, url, elsewhere } = await setup(t);
   const page = await open(context, url);
   const anon = await anonId(page);
+  await page.evaluate(() => footfall.flush()); // the page view sent: nothing queued, nothing in flight
   await page.evaluate(() => footfall.track("navigated_away", { u: "nav-1" }));
   await page.goto(elsewhere); // a page without the SDK: only the leaving page can send it
 
@@ -255,6 +273,7 @@ test("~200 KB queued at hide arrives whole, every request body under 64 KB", { t
   const { context, url } = await setup(t);
   const page = await open(context, url);
   const anon = await anonId(page);
+  await page.evaluate(() => footfall.flush()); // the page view sent: nothing queued, nothing in flight
   await page.evaluate(() => {
     for (let i = 0; i < 100; i++) footfall.track("big", { u: `big-${i}`, pad: "x".repeat(2000) });
   });
@@ -272,6 +291,34 @@ test("~200 KB queued at hide arrives whole, every request body under 64 KB", { t
   assert.ok(carrying.length >= 4, `200 KB needs at least 4 requests under 64 KB, got ${carrying.length}`);
   assert.deepEqual(page.errors, []);
 });
+
+test("~200 KB queued when the tab closes: a beacon under 64 KB now, the rest on the next load",
+  { timeout: 90000 }, async (t) => {
+    // Chromium refuses beacons (sendBeacon answers false) once 64 KB of keepalive bodies are in
+    // flight, so at unload only about 64 KB can leave; the outbox has to keep the rest.
+    const { context, url } = await setup(t, { clock: true });
+    const page = await open(context, url);
+    const anon = await anonId(page);
+    await page.evaluate(() => footfall.flush()); // the page view sent: nothing queued, nothing in flight
+    await pauseClock(context, page);
+    await page.evaluate(() => {
+      for (let i = 0; i < 100; i++) footfall.track("big_close", { u: `bc-${i}`, pad: "y".repeat(2000) });
+    });
+    await page.close();
+    await eventually(() => gateway.carrying("big_close").length > 0, 10000)
+      .catch(() => assert.fail("nothing was sent when the tab closed"));
+
+    const next = await open(context, url);
+    const done = () => storedEvents(collector, anon).then((ev) => named(ev, "big_close").length >= 100);
+    const all = await settle(context, [next], done);
+    const arrived = named(await storedEvents(collector, anon), "big_close");
+    assert.ok(all, `the next page load sends what the beacon could not carry; stored ${arrived.length}/100`);
+    assert.deepEqual(tally(arrived), once(...range("bc-", 100)), "each stored exactly once");
+    const sizes = gateway.carrying("big_close").map((b) => b.bytes);
+    assert.ok(sizes.every((s) => s < BEACON_LIMIT), `every body is under 64 KB: ${sizes}`);
+  });
+
+// ---- The outbox ----
 
 test("events tracked while the collector answers 503 are delivered once after a reload", { timeout: 90000 }, async (t) => {
   const { context, url } = await setup(t, { clock: true });
@@ -294,12 +341,33 @@ test("events tracked while the collector answers 503 are delivered once after a 
   gateway.mode = "pass";
 
   const done = () => storedEvents(collector, anon).then((ev) => named(ev, "before_reload").length >= 5);
-  const all = await advance(context, [page], 5 * MIN, SEC, done);
+  const all = await settle(context, [page], done);
   const events = await storedEvents(collector, anon);
   assert.ok(all, `the next load sends the events not acknowledged; stored: ${JSON.stringify(tally(named(events, "before_reload")))}`);
   assert.deepEqual(tally(named(events, "before_reload")), once(...range("rl-", 5)));
   assert.equal(named(events, "$pageview").length, 2, "one page view per load, none doubled");
   assert.deepEqual(page.errors, []);
+});
+
+test("a beacon is not an acknowledgement: the next load sends the events again, stored once", { timeout: 60000 }, async (t) => {
+  const { context, url, elsewhere } = await setup(t);
+  const page = await open(context, url);
+  const anon = await anonId(page);
+  await page.evaluate(() => footfall.flush()); // the page view sent: nothing queued, nothing in flight
+  await page.evaluate(() => footfall.track("beaconed", { u: "bcn-1" }));
+  await page.goto(elsewhere);
+  await stored(anon, (ev) => named(ev, "beaconed").length > 0);
+  assert.equal(gateway.carrying("beaconed").length, 1, "the leaving page sent it once");
+
+  await page.goto(url);
+  await sdkReady(page);
+  await eventually(() => gateway.carrying("beaconed").length >= 2, 15000)
+    .catch(() => assert.fail("the next load did not send the beaconed event again"));
+  const copies = gateway.carrying("beaconed").flatMap((b) => b.events.filter((e) => e.name === "beaconed"));
+  assert.equal(new Set(copies.map((e) => e.event_id)).size, 1, "sent again with the same event_id");
+  await page.evaluate(() => footfall.flush());
+  const events = await storedEvents(collector, anon);
+  assert.deepEqual(tally(named(events, "beaconed")), once("bcn-1"), "the collector's dedup keeps one");
 });
 
 test("two tabs with unsent events, one reloads mid-send: nothing lost, nothing stored twice",
@@ -335,15 +403,22 @@ test("two tabs with unsent events, one reloads mid-send: nothing lost, nothing s
     assert.ok(retried, "after 503s a tab sends again within 2 simulated minutes");
     const inFlight = gateway.batches.find((x) => x.status === "held");
     const sender = await eventually(() => sentBodies.get(inFlight.raw.toString("base64")), 5000).catch(() => a);
+    // While that send is in flight, its tab records more; then it reloads. The leaving page's
+    // beacon and the new page's first try get 503s; the send that was in flight does reach the
+    // collector, but no page is left to hear the answer.
+    await sender.evaluate(() => {
+      for (let i = 0; i < 5; i++) footfall.track("tab_event", { u: `L-${i}` });
+    });
+    gateway.mode = "fail";
     await sender.reload();
     await sdkReady(sender);
     gateway.mode = "pass";
     gateway.releaseAll();
 
-    const wanted = [...range("A-", 10), ...range("B-", 10)];
+    const wanted = [...range("A-", 10), ...range("B-", 10), ...range("L-", 5)];
     const done = () => storedEvents(collector, anon)
       .then((ev) => wanted.every((u) => named(ev, "tab_event").some((e) => e.props.u === u)));
-    const all = await advance(context, [a, b], 5 * MIN, SEC, done);
+    const all = await settle(context, [a, b], done);
     // Some more simulated time: late retries or a second drainer would show up now.
     await advance(context, [a, b], 30 * SEC, SEC);
     const events = await storedEvents(collector, anon);
@@ -352,6 +427,48 @@ test("two tabs with unsent events, one reloads mid-send: nothing lost, nothing s
     assert.equal(named(events, "$pageview").length, 3, "two loads and a reload: three page views");
     assert.deepEqual([...a.errors, ...b.errors], []);
   });
+
+test("after a crash the next load sends the outbox, and only one of two new tabs drains it",
+  { timeout: 120000 }, async (t) => {
+    const { context, url } = await setup(t, { clock: true });
+    gateway.mode = "fail";
+    const a = await open(context, url);
+    const anon = await anonId(a);
+    await pauseClock(context, a);
+    await a.evaluate(async () => {
+      for (let i = 0; i < 10; i++) footfall.track("before_crash", { u: `C-${i}` });
+      await footfall.flush();
+    });
+    assert.ok(gateway.carrying("before_crash").length > 0, "the first send was tried (503)");
+    const crashed = new Promise((r) => a.once("crash", r));
+    const cdp = await context.newCDPSession(a);
+    cdp.send("Page.crash").catch(() => {});
+    await crashed; // no pagehide, no beacon: only localStorage is left
+    await a.close();
+
+    gateway.mode = "pass";
+    const [b, c] = await Promise.all([open(context, url), open(context, url)]);
+    const wanted = range("C-", 10);
+    const done = () => storedEvents(collector, anon)
+      .then((ev) => wanted.every((u) => named(ev, "before_crash").some((e) => e.props.u === u)));
+    const all = await settle(context, [b, c], done);
+    await advance(context, [b, c], 30 * SEC, SEC);
+    await Promise.all([b.evaluate(() => footfall.flush()), c.evaluate(() => footfall.flush())]);
+    const events = await storedEvents(collector, anon);
+    assert.ok(all, `the crashed tab's events arrive from the next load; stored: ${JSON.stringify(tally(named(events, "before_crash")))}`);
+    assert.deepEqual(tally(named(events, "before_crash")), once(...wanted), "each stored exactly once");
+
+    // The collector is the safety net, not the plan: the orphaned events went out once.
+    const forwarded = {};
+    for (const x of gateway.batches) {
+      if (typeof x.status !== "number" || x.status >= 300) continue;
+      for (const e of x.events) if (e.name === "before_crash") forwarded[e.props.u] = (forwarded[e.props.u] ?? 0) + 1;
+    }
+    assert.deepEqual(forwarded, once(...wanted), "each orphaned event reached the collector in one request: one tab drained");
+    assert.deepEqual([...b.errors, ...c.errors], []);
+  });
+
+// ---- Retries, offline, blocked ----
 
 test("offline: events wait for the `online` event and are then sent at once, each stored once", { timeout: 60000 }, async (t) => {
   const { context, url } = await setup(t, { clock: true });
@@ -383,6 +500,106 @@ test("offline: events wait for the `online` event and are then sent at once, eac
   assert.ok(events, "back online, the queued events are sent without waiting for a retry timer");
   assert.deepEqual(tally(named(events, "while_offline")), once(...range("off-", 5)));
   assert.deepEqual(page.errors, []);
+});
+
+test("500, 500, 500, then 429 Retry-After: 30 → backoff, no send for 30 s, delivered once", { timeout: 120000 }, async (t) => {
+  // Default options and no flush(): every attempt after the first is the SDK's own retry.
+  const { context, url } = await setup(t, { clock: true, attrs: {} });
+  const attempts = []; // { n, sentAt, ids, answer }
+  let pending = 0;
+  const page = await open(context, url, (p) => p.route("**/v1/batch", async (route) => {
+    pending++;
+    try {
+      const n = attempts.length + 1;
+      const { sentAt, events } = decodeEvents(route.request().postDataBuffer() ?? Buffer.alloc(0));
+      const rec = { n, sentAt, ids: events.map((e) => e.event_id), answer: null };
+      attempts.push(rec);
+      if (n <= 3) {
+        rec.answer = 500;
+        await route.fulfill({ status: 500, contentType: "application/json", body: '{"error":{"code":"internal","message":"test"}}' });
+      } else if (n === 4) {
+        rec.answer = 429;
+        await route.fulfill({
+          status: 429, contentType: "application/json", headers: { "Retry-After": "30" },
+          body: '{"error":{"code":"rate-limited","message":"test"}}',
+        });
+      } else {
+        rec.answer = "collector";
+        await route.continue();
+      }
+    } finally {
+      pending--;
+    }
+  }));
+  const anon = await anonId(page);
+  await pauseClock(context, page);
+  await page.evaluate(() => footfall.track("retried", { u: "retry-1" }));
+
+  const reached = await advance(context, [page], 3 * MIN, SEC,
+    () => pending === 0 && attempts.some((a) => a.answer === "collector"));
+  const log = () => attempts.map((a) => `#${a.n} +${a.sentAt - attempts[0].sentAt} ms → ${a.answer}`).join(", ");
+  assert.ok(reached, `the SDK retries until the collector is reached (within 3 simulated minutes): ${log()}`);
+  await advance(context, [page], 30 * SEC, SEC); // nothing more should be sent
+
+  const [first, second, third, fourth, fifth] = attempts;
+  const gap = (x, y) => y.sentAt - x.sentAt;
+  assert.ok(gap(first, second) >= 500 && gap(first, second) <= 3500, `first retry after ~1–2 s: ${log()}`);
+  assert.ok(gap(second, third) >= 500 && gap(third, fourth) >= 500, `no immediate retries: ${log()}`);
+  assert.ok(gap(third, fourth) > gap(first, second), `the backoff grows: ${log()}`);
+  assert.ok(gap(fourth, fifth) >= 30 * SEC, `no send sooner than Retry-After (30 s) after the 429: ${log()}`);
+  assert.ok(gap(fourth, fifth) <= 3 * MIN, `and not much later either: ${log()}`);
+  const ids = attempts.filter((a) => a.answer === "collector").flatMap((a) => a.ids);
+  assert.equal(ids.length, new Set(ids).size, `once acknowledged, nothing is sent again: ${log()}`);
+
+  const events = await stored(anon, (ev) => named(ev, "retried").length > 0);
+  assert.deepEqual(tally(named(events, "retried")), once("retry-1"));
+  assert.equal(named(events, "$pageview").length, 1);
+  assert.deepEqual(page.errors, []);
+});
+
+test("a blocked endpoint: attempts stop, the outbox stays bounded, the page is unharmed", { timeout: 180000 }, async (t) => {
+  const { context, url } = await setup(t, { clock: true, attrs: {} }); // default batch size and interval
+  let attempts = 0;
+  const page = await open(context, url, (p) => p.route("**/v1/batch", (route) => {
+    attempts++;
+    return route.abort("blockedbyclient"); // what an ad blocker does: fails at once
+  }));
+  const anon = await anonId(page);
+  await pauseClock(context, page);
+  for (let chunk = 0; chunk < 12; chunk++) {
+    const allUndefined = await page.evaluate((from) => {
+      let ok = true;
+      for (let i = from; i < from + 250; i++) {
+        ok = footfall.track("bulk", { u: `n-${i}`, n: i, pad: "z".repeat(120) }) === undefined && ok;
+      }
+      return ok;
+    }, chunk * 250);
+    assert.ok(allUndefined, "track() returns undefined");
+  }
+  await advance(context, [page], 10 * MIN, 10 * SEC);
+  assert.ok(attempts >= 1, "the SDK did try");
+  assert.ok(attempts <= 6, `at most a handful of attempts over the page's life, got ${attempts}`);
+
+  const size = await localStorageChars(page);
+  assert.ok(size <= 640 * 1024, `localStorage stays bounded (~512 KB outbox): ${size} chars after 3,000 events`);
+  assert.ok(size >= 50 * 1024, `the outbox keeps the newest events: ${size} chars`);
+  assert.equal(await page.evaluate(() => footfall.track("still_alive", { u: "alive" })), undefined);
+  assert.match(await anonId(page), /^[0-9a-f-]{36}$/, "the SDK still answers");
+  assert.deepEqual(page.errors, [], "no error reached the page");
+
+  // Unblocked, the next load sends what the bounded outbox kept: the newest events.
+  await page.unroute("**/v1/batch");
+  await page.reload();
+  await sdkReady(page);
+  const drained = await settle(context, [page],
+    async () => (await localStorageChars(page)) < 16 * 1024 &&
+      (await storedEvents(collector, anon)).some((e) => e.name === "still_alive"));
+  assert.ok(drained, "the next load drains the outbox");
+  const ns = named(await storedEvents(collector, anon), "bulk").map((e) => e.props.n).sort((x, y) => x - y);
+  assert.ok(ns.length >= 100 && ns.length <= 1000, `about 1,000 events at most were kept: ${ns.length}`);
+  assert.equal(ns.at(-1), 2999, "the newest kept");
+  assert.ok(!ns.includes(0), "the oldest dropped");
+  assert.deepEqual(ns, ns.map((_, i) => ns[0] + i), "the kept events are the newest, without gaps or repeats");
 });
 
 test("a 400 drops the batch with one console.warn; later events still go", { timeout: 60000 }, async (t) => {
@@ -456,5 +673,27 @@ test("flush() resolves once the events queued at the call are acknowledged, or t
     ]);
   });
   assert.equal(outcome, "resolved", "a failed send resolves flush() (the events stay queued)");
+  assert.deepEqual(page.errors, []);
+});
+
+test("back-to-back ~60 KB batches to a healthy collector all arrive; no false \"blocked\"", { timeout: 120000 }, async (t) => {
+  // Chromium keeps a keepalive request's body counted against a 64 KB budget until its response
+  // is consumed: a live page that sends big batches one after another must not read the
+  // instant refusals that follow as an ad blocker.
+  const { context, url } = await setup(t, { clock: true, attrs: {} }); // default batch size and interval
+  const page = await open(context, url);
+  const anon = await anonId(page);
+  await page.evaluate(() => footfall.flush());
+  await pauseClock(context, page);
+  // ~350 KB: within the outbox bound (512 KB), six batches of 20 events just under 60 KB each.
+  await page.evaluate(() => {
+    for (let i = 0; i < 120; i++) footfall.track("heavy", { u: `h-${i}`, pad: "w".repeat(2500) });
+  });
+  const done = () => storedEvents(collector, anon).then((ev) => named(ev, "heavy").length >= 120);
+  const all = await settle(context, [page], done);
+  const events = named(await storedEvents(collector, anon), "heavy");
+  assert.ok(all, `every event arrives; stored ${events.length}/120; warnings: ${JSON.stringify(page.warnings)}`);
+  assert.deepEqual(tally(events), once(...range("h-", 120)));
+  assert.deepEqual(page.warnings.filter((w) => /block/i.test(w)), [], "no warning that the collector is blocked");
   assert.deepEqual(page.errors, []);
 });
