@@ -40,6 +40,8 @@ struct Sdk {
     instant_failures: u32,
     blocked: bool,
     save_scheduled: bool,
+    /// A drain is spawned and has not started yet.
+    drain_queued: bool,
     /// When [`adopt_orphans`] last looked.
     orphans_checked: i64,
     /// The outbox-full warning was given (once a page).
@@ -158,6 +160,7 @@ pub fn init(options: JsValue) {
             instant_failures: 0,
             blocked: false,
             save_scheduled: false,
+            drain_queued: false,
             orphans_checked: 0,
             full_warned: false,
             tab_id,
@@ -545,14 +548,22 @@ pub fn flush() -> js_sys::Promise {
     })
 }
 
+/// Starts a drain after this task, unless one is running or about to (a burst of `track`
+/// calls on a full queue would otherwise start one per call).
 fn send_queue() {
-    wasm_bindgen_futures::spawn_local(drain(false));
+    if with_sdk(|s| s.sending || std::mem::replace(&mut s.drain_queued, true)) == Some(false) {
+        wasm_bindgen_futures::spawn_local(drain(false));
+    }
 }
 
 /// Sends the outbox, oldest first, chunk by chunk, until it is empty or a send fails. One
 /// drain at a time per tab.
 async fn drain(now: bool) {
-    if with_sdk(|s| std::mem::replace(&mut s.sending, true)) != Some(false) {
+    if with_sdk(|s| {
+        s.drain_queued = false;
+        std::mem::replace(&mut s.sending, true)
+    }) != Some(false)
+    {
         return;
     }
     if with_sdk(|s| BrowserClock.now_ms() - s.orphans_checked > ORPHANS_EVERY_MS) == Some(true) {

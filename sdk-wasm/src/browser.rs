@@ -21,12 +21,21 @@ pub fn cat(parts: &[&str]) -> String {
     s
 }
 
+thread_local! {
+    /// `window` and `document`, found once: finding them asks JavaScript for the global and
+    /// checks its type, a crossing each time.
+    static GLOBALS: Option<(web_sys::Window, Option<HtmlDocument>)> = web_sys::window().map(|w| {
+        let d = w.document().and_then(|d| d.dyn_into().ok());
+        (w, d)
+    });
+}
+
 pub fn window() -> Option<web_sys::Window> {
-    web_sys::window()
+    GLOBALS.with(|g| g.as_ref().map(|(w, _)| w.clone()))
 }
 
 fn document() -> Option<HtmlDocument> {
-    window()?.document()?.dyn_into().ok()
+    GLOBALS.with(|g| g.as_ref().and_then(|(_, d)| d.clone()))
 }
 
 /// Reads `o[key]`, `undefined` when absent or when `o` is not an object.
@@ -51,19 +60,39 @@ impl Clock for BrowserClock {
     }
 }
 
-/// `crypto.getRandomValues`, with `Math.random` when no crypto is available.
+/// `crypto.getRandomValues`, with `Math.random` when no crypto is available. Drawn 256 bytes
+/// at a time: each call into the browser costs more than the bytes of several events.
 pub struct BrowserEntropy;
+
+thread_local! {
+    static POOL: RefCell<([u8; 256], usize)> = const { RefCell::new(([0; 256], 256)) };
+}
 
 impl Entropy for BrowserEntropy {
     fn fill(&mut self, buf: &mut [u8]) {
-        let done = window()
-            .and_then(|w| w.crypto().ok())
-            .is_some_and(|c| c.get_random_values_with_u8_array(buf).is_ok());
-        if !done {
+        POOL.with(|p| {
+            let Ok(mut p) = p.try_borrow_mut() else {
+                return;
+            };
+            let (pool, used) = &mut *p;
             for b in buf {
-                *b = (js_sys::Math::random() * 256.0) as u8;
+                if *used == pool.len() {
+                    let done = window()
+                        .and_then(|w| w.crypto().ok())
+                        .is_some_and(|c| c.get_random_values_with_u8_array(pool).is_ok());
+                    if !done {
+                        for x in pool.iter_mut() {
+                            *x = (js_sys::Math::random() * 256.0) as u8;
+                        }
+                    }
+                    *used = 0;
+                }
+                *b = pool[*used];
+                // Never handed out twice.
+                pool[*used] = 0;
+                *used += 1;
             }
-        }
+        });
     }
 }
 
@@ -97,7 +126,15 @@ impl CookieStorage {
     }
 
     fn write(&self, key: &str, value: &str, max_age: &str) {
-        let value = String::from(js_sys::encode_uri_component(value));
+        // The SDK's own values (IDs, numbers, dots) need no encoding: no call into JavaScript.
+        let value = if value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        {
+            value.to_owned()
+        } else {
+            String::from(js_sys::encode_uri_component(value))
+        };
         let mut c = [
             key,
             "=",
@@ -122,6 +159,9 @@ impl CookieStorage {
 }
 
 fn value_of(encoded: &str) -> String {
+    if !encoded.contains('%') {
+        return encoded.to_owned();
+    }
     js_sys::decode_uri_component(encoded).map_or_else(|_| String::new(), String::from)
 }
 
@@ -243,8 +283,24 @@ impl CookieStorage {
     }
 }
 
-/// `localStorage` or `sessionStorage`, when the browser lets the page use it.
+thread_local! {
+    /// localStorage and sessionStorage once probed (`None`: not yet).
+    static WEB_STORAGE: RefCell<[Option<Option<web_sys::Storage>>; 2]> = const { RefCell::new([None, None]) };
+}
+
+/// `localStorage` or `sessionStorage`, when the browser lets the page use it (probed once a
+/// page: each probe is a write and a removal).
 pub fn web_storage(local: bool) -> Option<web_sys::Storage> {
+    let i = usize::from(local);
+    if let Some(known) = WEB_STORAGE.with(|c| c.borrow()[i].clone()) {
+        return known;
+    }
+    let s = probe_web_storage(local);
+    WEB_STORAGE.with(|c| c.borrow_mut()[i] = Some(s.clone()));
+    s
+}
+
+fn probe_web_storage(local: bool) -> Option<web_sys::Storage> {
     let w = window()?;
     let s = if local {
         w.local_storage()
@@ -347,19 +403,32 @@ pub fn do_not_track() -> bool {
         || get(&n, "globalPrivacyControl").as_bool() == Some(true)
 }
 
-/// The page an event happens on.
+thread_local! {
+    /// The last page read: its URL, path and referrer are kept while the URL stays the same.
+    static PAGE: RefCell<Page> = RefCell::default();
+}
+
+/// The page an event happens on. Costs two reads from JavaScript (the URL, the title) when
+/// the URL did not change since the last call.
 pub fn page() -> Page {
-    let mut p = Page::default();
-    if let Some(w) = window() {
-        let l = w.location();
-        p.url = l.href().unwrap_or_default();
-        p.path = l.pathname().unwrap_or_default();
-    }
-    if let Some(d) = document() {
-        p.title = d.title();
-        p.referrer = d.referrer();
-    }
-    p
+    let href = window()
+        .and_then(|w| w.location().href().ok())
+        .unwrap_or_default();
+    let title = document().map(|d| d.title()).unwrap_or_default();
+    PAGE.with(|cache| {
+        let mut p = cache.borrow_mut();
+        if p.url != href || p.url.is_empty() {
+            p.path = window()
+                .and_then(|w| w.location().pathname().ok())
+                .unwrap_or_default();
+            if p.url.is_empty() {
+                p.referrer = document().map(|d| d.referrer()).unwrap_or_default();
+            }
+            p.url = href;
+        }
+        p.title = title;
+        p.clone()
+    })
 }
 
 fn dims(a: Result<i32, JsValue>, b: Result<i32, JsValue>) -> String {
@@ -374,15 +443,33 @@ thread_local! {
     static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
 }
 
-/// Screen, viewport, language, time zone and SDK version. All but the viewport are read once.
+/// Screen, viewport, language, time zone and SDK version, read once; the viewport again after
+/// each `resize`.
 pub fn context() -> Context {
-    let mut c = CONTEXT.with(|c| c.borrow_mut().get_or_insert_with(fixed_context).clone());
-    if let Some(w) = window() {
-        let inner =
-            |v: Result<JsValue, JsValue>| v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as i32;
-        c.viewport = dims(Ok(inner(w.inner_width())), Ok(inner(w.inner_height())));
-    }
-    c
+    CONTEXT.with(|c| {
+        c.borrow_mut()
+            .get_or_insert_with(|| {
+                listen(false, "resize", |_| {
+                    CONTEXT.with(|c| {
+                        if let Some(c) = c.borrow_mut().as_mut() {
+                            c.viewport = viewport();
+                        }
+                    })
+                });
+                let mut c = fixed_context();
+                c.viewport = viewport();
+                c
+            })
+            .clone()
+    })
+}
+
+fn viewport() -> String {
+    let Some(w) = window() else {
+        return String::new();
+    };
+    let inner = |v: Result<JsValue, JsValue>| v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as i32;
+    dims(Ok(inner(w.inner_width())), Ok(inner(w.inner_height())))
 }
 
 fn fixed_context() -> Context {

@@ -28,6 +28,8 @@ pub struct Outbox {
     /// Events dropped because the outbox was full.
     pub dropped: usize,
     dirty: bool,
+    /// Bytes of all events, kept so that a push costs the same however full the outbox is.
+    bytes: usize,
 }
 
 /// The events kept under `key`, and when they were saved.
@@ -61,15 +63,19 @@ impl Outbox {
     }
 
     pub fn push(&mut self, event: String) {
+        self.bytes += event.len();
         self.events.push(event);
-        self.bound();
+        self.dirty = true;
+        if self.events.len() > MAX_EVENTS || self.bytes > MAX_BYTES {
+            self.bound();
+        }
     }
 
     fn bound(&mut self) {
-        let mut bytes: usize = self.events.iter().map(String::len).sum();
+        self.bytes = self.events.iter().map(String::len).sum();
         let mut cut = 0;
-        while self.events.len() - cut > MAX_EVENTS || bytes > MAX_BYTES {
-            bytes -= self.events[cut].len();
+        while self.events.len() - cut > MAX_EVENTS || self.bytes > MAX_BYTES {
+            self.bytes -= self.events[cut].len();
             cut += 1;
         }
         self.events.drain(..cut);
@@ -99,6 +105,7 @@ impl Outbox {
     pub fn ack(&mut self, sent: &[String]) {
         let ids: Vec<&str> = sent.iter().map(|e| id_of(e)).collect();
         self.events.retain(|e| !ids.contains(&id_of(e)));
+        self.bytes = self.events.iter().map(String::len).sum();
         self.dirty = true;
     }
 
@@ -143,6 +150,7 @@ impl Outbox {
     /// Forgets every event (opt-out), in storage too at the next save.
     pub fn clear(&mut self) {
         self.events.clear();
+        self.bytes = 0;
         self.dirty = true;
     }
 

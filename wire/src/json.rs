@@ -6,22 +6,31 @@ use crate::{Batch, Context, Event, Page};
 /// Appends `s` as a JSON string literal (quotes included).
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(HEX[(c as usize) >> 4] as char);
-                out.push(HEX[(c as usize) & 15] as char);
-            }
-            c => out.push(c),
+    // Runs of bytes that need no escape are copied whole; the bytes that do are all ASCII, so
+    // every cut falls on a character boundary.
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(s.get(run..i).unwrap_or_default());
+        run = i + 1;
+        if escaped.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        } else {
+            out.push_str(escaped);
         }
     }
+    out.push_str(s.get(run..).unwrap_or_default());
     out.push('"');
 }
 
@@ -163,6 +172,23 @@ mod tests {
         assert_eq!(s, r#""a\"b\\c\nd\u0001é😀""#);
         let back: String = serde_json::from_str(&s).unwrap();
         assert_eq!(back, "a\"b\\c\nd\u{1}é😀");
+    }
+
+    #[test]
+    fn every_ascii_character_round_trips_beside_multibyte_ones() {
+        for c in (0u8..=0x7f).map(char::from) {
+            for text in [
+                c.to_string(),
+                format!("{c}é{c}"),
+                format!("😀{c}{c}x"),
+                format!("ab{c}"),
+            ] {
+                let mut s = String::new();
+                write_str(&mut s, &text);
+                let back: String = serde_json::from_str(&s).unwrap();
+                assert_eq!(back, text, "{s}");
+            }
+        }
     }
 
     #[test]
