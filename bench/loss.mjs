@@ -233,6 +233,13 @@ try {
   console.log(`LOST:        ${lost.length} of ${total} events (${pct(lost.length, total)})`);
   console.log(`DUPLICATED:  ${dupCount} extra copies of ${dupKeys} events (${pct(dupCount, total)} of tracked)`);
   if (unexpected.length) console.log(`stored but never tracked (should be 0): ${unexpected.length} events`);
+  // Copies that reached the collector and were dropped by its `event_id` dedup (the safety
+  // net): beacons at page end whose events the next page load sends again, by design.
+  const metrics = await fetch(`${collector.url}/metrics`).then((r) => r.text()).catch(() => "");
+  const received = Number(/^footfall_events_duplicate_total (\d+)/m.exec(metrics)?.[1] ?? NaN);
+  const accepted = Number(/^footfall_events_accepted_total (\d+)/m.exec(metrics)?.[1] ?? NaN);
+  console.log(`RECEIVED TWICE: ${received} copies dropped by the collector's dedup, of ${accepted} events accepted ` +
+    `(all kinds, page views too: ${pct(received, accepted)})`);
 
   console.log("\nby how the page ended:");
   for (const ending of ENDINGS) {
