@@ -17,7 +17,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { gunzipSync } from "node:zlib";
 import {
-  startCollector, launchChromium, sdkReady, eventually, serveTestPage, storedEvents, setHidden,
+  startCollector, launchChromium, sdkReady, eventually, serveTestPage, storedEvents, setHidden, pauseClock,
 } from "./harness.mjs";
 
 const SEC = 1000;
@@ -170,12 +170,6 @@ async function open(context, url, beforeGoto) {
 
 const anonId = (page) => page.evaluate(() => footfall.getAnonymousId());
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Freezes the fake clock: from here on, page timers fire only when the test advances it. */
-async function pauseClock(context, ...pages) {
-  const times = await Promise.all(pages.map((p) => p.evaluate(() => Date.now())));
-  await context.clock.pauseAt(Math.max(...times) + 100);
-}
 
 /**
  * Advances the paused fake clock by `step` up to `total`, letting each page run between steps,

@@ -182,3 +182,22 @@ export function ids(page) {
     userId: footfall.getUserId(),
   }));
 }
+
+/**
+ * Freezes Playwright's fake clock (installed on `context`) a little ahead of the latest time the
+ * `pages` see: from then on, time moves only when the test moves it. The fake clock runs with the
+ * real one until then, so on a busy machine it can pass the chosen moment before the pause lands;
+ * then the pause is tried again further ahead.
+ */
+export async function pauseClock(context, ...pages) {
+  for (const ahead of [100, 500, 2000, 5000]) {
+    const times = await Promise.all(pages.map((p) => p.evaluate(() => Date.now())));
+    try {
+      await context.clock.pauseAt(Math.max(...times) + ahead);
+      return;
+    } catch (e) {
+      if (!/past/.test(String(e?.message))) throw e;
+    }
+  }
+  throw new Error("pauseClock: the fake clock kept running past every moment chosen");
+}

@@ -14,7 +14,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { startCollector, sdkReady, eventually, serveTestPage, storedEvents, setHidden } from "./harness.mjs";
+import { startCollector, sdkReady, eventually, serveTestPage, storedEvents, setHidden, pauseClock } from "./harness.mjs";
 
 const SEC = 1000;
 const MIN = 60 * SEC;
@@ -79,12 +79,6 @@ async function barrier(page, anon, mark) {
     const events = await storedEvents(collector, anon);
     return events.some((e) => e.name === "barrier" && e.props?.m === mark) && events;
   }, 15000));
-}
-
-/** Freezes the fake clock: from here on, time moves only when the test moves it. */
-async function pauseClock(context, page) {
-  const now = await page.evaluate(() => Date.now());
-  await context.clock.pauseAt(now + 100);
 }
 
 /** `total` ms of an active user: the clock moves by `step`, then a click, and so on. */
