@@ -98,7 +98,7 @@ impl CookieStorage {
 
     fn write(&self, key: &str, value: &str, max_age: &str) {
         let value = String::from(js_sys::encode_uri_component(value));
-        let mut c = [
+        let mut c = cat(&[
             key,
             "=",
             &value,
@@ -106,13 +106,14 @@ impl CookieStorage {
             max_age,
             "; SameSite=Lax",
             &self.domain,
-        ]
-        .concat();
+        ]);
         if self.secure {
             c.push_str("; Secure");
         }
         JAR.with(|j| {
-            let mut j = j.borrow_mut();
+            let Ok(mut j) = j.try_borrow_mut() else {
+                return;
+            };
             j.pending.retain(|(k, _, _)| k != key);
             let value = (max_age != "0").then(|| value_of(&value));
             j.pending.push((key.into(), value, c));
@@ -143,7 +144,11 @@ thread_local! {
 }
 
 fn end_of_task() {
-    if JAR.with(|j| std::mem::replace(&mut j.borrow_mut().scheduled, true)) {
+    let scheduled = JAR.with(|j| {
+        let mut j = j.try_borrow_mut().ok()?;
+        Some(std::mem::replace(&mut j.scheduled, true))
+    });
+    if scheduled != Some(false) {
         return;
     }
     wasm_bindgen_futures::spawn_local(async { write_cookies() });
@@ -151,7 +156,9 @@ fn end_of_task() {
 
 /// Sets the cookies written in this task and forgets what was read.
 pub fn write_cookies() {
-    let jar = JAR.with(|j| std::mem::take(&mut *j.borrow_mut()));
+    let Some(jar) = JAR.with(|j| Some(std::mem::take(&mut *j.try_borrow_mut().ok()?))) else {
+        return;
+    };
     if let Some(d) = document() {
         for (_, _, cookie) in jar.pending {
             let _ = d.set_cookie(&cookie);
@@ -161,7 +168,7 @@ pub fn write_cookies() {
 
 fn read_cookie(key: &str) -> Option<String> {
     let cached = JAR.with(|j| {
-        let mut j = j.borrow_mut();
+        let mut j = j.try_borrow_mut().ok()?;
         if let Some((_, v, _)) = j.pending.iter().find(|(k, _, _)| k == key) {
             return Some(v.clone());
         }
@@ -174,7 +181,7 @@ fn read_cookie(key: &str) -> Option<String> {
         return v;
     }
     end_of_task();
-    JAR.with(|j| find_cookie(j.borrow().read.as_deref()?, key))
+    JAR.with(|j| find_cookie(j.try_borrow().ok()?.read.as_deref()?, key))
 }
 
 fn find_cookie(all: &str, key: &str) -> Option<String> {
@@ -210,7 +217,10 @@ fn widest_cookie_domain(host: &str, secure: bool) -> String {
     starts.reverse();
     starts.push(0);
     for start in starts {
-        let attr = cat(&["; Domain=", &host[start..]]);
+        let Some(suffix) = host.get(start..) else {
+            continue;
+        };
+        let attr = cat(&["; Domain=", suffix]);
         let _ = doc.set_cookie(&cat(&["ff_probe=1; Path=/", &attr, tail]));
         if read_cookie_now("ff_probe").is_some() {
             let _ = doc.set_cookie(&cat(&["ff_probe=; Path=/; Max-Age=0", &attr, tail]));
@@ -376,7 +386,16 @@ thread_local! {
 
 /// Screen, viewport, language, time zone and SDK version. All but the viewport are read once.
 pub fn context() -> Context {
-    let mut c = CONTEXT.with(|c| c.borrow_mut().get_or_insert_with(fixed_context).clone());
+    let mut c = CONTEXT
+        .with(|c| {
+            Some(
+                c.try_borrow_mut()
+                    .ok()?
+                    .get_or_insert_with(fixed_context)
+                    .clone(),
+            )
+        })
+        .unwrap_or_else(fixed_context);
     if let Some(w) = window() {
         let inner =
             |v: Result<JsValue, JsValue>| v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as i32;
@@ -432,7 +451,7 @@ pub async fn post(url: &str, body: &str) -> Result<(u16, i64), JsValue> {
         .get("retry-after")
         .ok()
         .flatten()
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| footfall_wire::json::read_i64(v.trim()))
         .unwrap_or(0);
     Ok((resp.status(), retry_after))
 }
@@ -512,7 +531,8 @@ pub fn beacon(url: &str, body: &str) -> bool {
 
 /// Whether the page is hidden now.
 pub fn is_hidden() -> bool {
-    document().is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Hidden)
+    // Read by name: web-sys' `VisibilityState` enum costs a conversion in Rust and in the glue.
+    document().is_some_and(|d| get(&d, "visibilityState").as_string().as_deref() == Some("hidden"))
 }
 
 /// Calls `f` on every `event` of `target` (`window` or `document`) for the life of the page.
