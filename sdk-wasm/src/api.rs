@@ -483,7 +483,7 @@ fn navigated(replace: bool) {
     let changed = with_sdk(|s| match &s.shown {
         None => true,
         Some(p) if replace => p.path != now.path,
-        Some(p) => p.url.split('#').next() != now.url.split('#').next(),
+        Some(p) => p.url.split(['#']).next() != now.url.split(['#']).next(),
     });
     if changed == Some(true) {
         view(JsValue::UNDEFINED);

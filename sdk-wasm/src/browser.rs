@@ -185,7 +185,7 @@ fn read_cookie(key: &str) -> Option<String> {
 }
 
 fn find_cookie(all: &str, key: &str) -> Option<String> {
-    all.split(';').find_map(|kv| {
+    all.split([';']).find_map(|kv| {
         let v = kv.trim_start().strip_prefix(key)?.strip_prefix('=')?;
         Some(value_of(v))
     })
@@ -212,11 +212,8 @@ fn widest_cookie_domain(host: &str, secure: bool) -> String {
         "; SameSite=Lax"
     };
     // Each suffix of the host at a dot, shortest first, skipping the top-level label alone.
-    let mut starts: Vec<usize> = host.match_indices('.').map(|(i, _)| i + 1).collect();
-    starts.pop();
-    starts.reverse();
-    starts.push(0);
-    for start in starts {
+    let starts = host.rmatch_indices(['.']).skip(1).map(|(i, _)| i + 1);
+    for start in starts.chain([0]) {
         let Some(suffix) = host.get(start..) else {
             continue;
         };

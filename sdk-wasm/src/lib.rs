@@ -6,6 +6,12 @@
 //!   rule runs in native `cargo test` with a fake clock;
 //! - `browser`: the only code that touches `web_sys`, kept thin;
 //! - `api`: the `#[wasm_bindgen]` functions the JavaScript wrapper calls (`init`, `track`, ...).
+//!
+//! Size: every panic message that formats a value (an index out of bounds, a slice range, a
+//! `RefCell` borrow) brings `core::fmt`'s number and `Debug` code into the wasm. So the code
+//! that ships uses `get` rather than indexing or slicing, `retain` or iterators rather than
+//! `drain(..n)`, `try_borrow_mut`, hand-written digits (`footfall_wire::json`), and one-char
+//! arrays as patterns (`split([';'])`: the single-`char` searcher has a range check).
 
 pub mod engagement;
 pub mod options;

@@ -42,7 +42,7 @@ impl Session {
     }
 
     pub fn decode(text: &str) -> Option<Session> {
-        let mut parts = text.split('.');
+        let mut parts = text.split(['.']);
         let id = parts.next().filter(|id| id.len() == 36)?.to_owned();
         let started_ms = read_i64(parts.next()?)?;
         let last_ms = read_i64(parts.next()?)?;
@@ -121,9 +121,9 @@ fn live_tabs(registry: &impl Storage, now_ms: i64) -> Vec<(String, i64)> {
     registry
         .get(TABS_KEY)
         .unwrap_or_default()
-        .split(',')
+        .split([','])
         .filter_map(|e| {
-            let (id, since) = e.split_once(':')?;
+            let (id, since) = e.split_once([':'])?;
             let since = read_i64(since)?;
             (now_ms - since < TAB_ENTRY_TTL_MS).then(|| (id.to_owned(), since))
         })

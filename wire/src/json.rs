@@ -29,20 +29,13 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Appends `n` in decimal, from the highest digit down (no buffer to index: an index that
-/// could fail would pull `core::fmt`'s panic messages into the SDK's wasm).
+/// Appends `n` in decimal, the highest digits first (by recursion, at most 20 deep: a buffer
+/// indexed by a running position would pull `core::fmt`'s panic messages into the SDK's wasm).
 pub fn write_u64(out: &mut String, n: u64) {
-    let mut unit = 1;
-    while n / unit >= 10 {
-        unit *= 10;
+    if n >= 10 {
+        write_u64(out, n / 10);
     }
-    loop {
-        out.push((b'0' + (n / unit % 10) as u8) as char);
-        if unit == 1 {
-            break;
-        }
-        unit /= 10;
-    }
+    out.push((b'0' + (n % 10) as u8) as char);
 }
 
 /// Reads a decimal number as `str::parse::<u64>` does (an optional `+`, then ASCII digits, no
