@@ -149,12 +149,10 @@ fn build_sdk(root: &Path) -> Result {
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
     let opt = |from: PathBuf, to: PathBuf| {
         run(Command::new(&wasm_opt)
-            .args([
-                "-Oz",
-                "--strip-debug",
-                "--strip-producers",
-                "--enable-bulk-memory",
-            ])
+            // `--converge` repeats -Oz while it still shrinks the module; the target_features
+            // section is for tools (wasm-bindgen has read it), browsers ignore it.
+            .args(["-Oz", "--converge", "--strip-debug", "--strip-producers"])
+            .args(["--strip-target-features", "--enable-bulk-memory"])
             .args(["--enable-nontrapping-float-to-int", "--enable-sign-ext"])
             .args(["--enable-mutable-globals", "--enable-reference-types"])
             .arg(from)
