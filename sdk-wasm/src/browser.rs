@@ -37,6 +37,18 @@ pub fn get(o: &JsValue, key: &str) -> JsValue {
     Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// `o[key]` as a string, empty when absent or not a string. Plain property reads go through
+/// here rather than web-sys getters: each web-sys method is one more import and one more glue
+/// function in footfall.js, while this one is shared.
+fn text(o: &JsValue, key: &str) -> String {
+    get(o, key).as_string().unwrap_or_default()
+}
+
+/// `location`, read by name (see [`text`]).
+fn location() -> JsValue {
+    window().map_or(JsValue::UNDEFINED, |w| get(&w, "location"))
+}
+
 /// One `console.warn`, prefixed so site owners know where it comes from.
 pub fn warn(msg: &str) {
     web_sys::console::warn_1(&JsValue::from_str(&cat(&["footfall: ", msg])));
@@ -79,12 +91,9 @@ pub struct CookieStorage {
 impl CookieStorage {
     /// Finds the widest domain that accepts a cookie (`auto`) or uses the one given.
     pub fn new(cookie_domain: Option<&str>) -> CookieStorage {
-        let location = window().map(|w| w.location());
-        let secure = location
-            .as_ref()
-            .and_then(|l| l.protocol().ok())
-            .is_some_and(|p| p == "https:");
-        let host = location.and_then(|l| l.hostname().ok()).unwrap_or_default();
+        let location = location();
+        let secure = text(&location, "protocol") == "https:";
+        let host = text(&location, "hostname");
         let mut store = CookieStorage {
             domain: String::new(),
             secure,
@@ -357,23 +366,23 @@ pub fn do_not_track() -> bool {
 /// The page an event happens on.
 pub fn page() -> Page {
     let mut p = Page::default();
-    if let Some(w) = window() {
-        let l = w.location();
-        p.url = l.href().unwrap_or_default();
-        p.path = l.pathname().unwrap_or_default();
-    }
+    let l = location();
+    p.url = text(&l, "href");
+    p.path = text(&l, "pathname");
     if let Some(d) = document() {
-        p.title = d.title();
-        p.referrer = d.referrer();
+        p.title = text(&d, "title");
+        p.referrer = text(&d, "referrer");
     }
     p
 }
 
-fn dims(a: Result<i32, JsValue>, b: Result<i32, JsValue>) -> String {
+/// `o[w]` and `o[h]` as `"1280x720"` (whole pixels, 0 when unknown).
+fn dims(o: &JsValue, w: &str, h: &str) -> String {
+    let px = |k| get(o, k).as_f64().unwrap_or(0.0) as i32;
     let mut s = String::new();
-    footfall_wire::json::write_u64(&mut s, a.unwrap_or(0).max(0) as u64);
+    footfall_wire::json::write_u64(&mut s, px(w).max(0) as u64);
     s.push('x');
-    footfall_wire::json::write_u64(&mut s, b.unwrap_or(0).max(0) as u64);
+    footfall_wire::json::write_u64(&mut s, px(h).max(0) as u64);
     s
 }
 
@@ -394,9 +403,7 @@ pub fn context() -> Context {
         })
         .unwrap_or_else(fixed_context);
     if let Some(w) = window() {
-        let inner =
-            |v: Result<JsValue, JsValue>| v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as i32;
-        c.viewport = dims(Ok(inner(w.inner_width())), Ok(inner(w.inner_height())));
+        c.viewport = dims(&w, "innerWidth", "innerHeight");
     }
     c
 }
@@ -407,10 +414,11 @@ fn fixed_context() -> Context {
         ..Context::default()
     };
     let Some(w) = window() else { return c };
-    if let Ok(s) = w.screen() {
-        c.screen = dims(s.width(), s.height());
+    let screen = get(&w, "screen");
+    if screen.is_object() {
+        c.screen = dims(&screen, "width", "height");
     }
-    c.language = w.navigator().language().unwrap_or_default();
+    c.language = text(&get(&w, "navigator"), "language");
     let options =
         js_sys::Intl::DateTimeFormat::new(&Array::new(), &Object::new()).resolved_options();
     c.timezone = get(&options, "timeZone").as_string().unwrap_or_default();
@@ -419,15 +427,15 @@ fn fixed_context() -> Context {
 
 /// `performance.timeOrigin`: when the page's navigation started, ms since the epoch.
 pub fn page_load_ms() -> Option<i64> {
-    let t = window()?.performance()?.time_origin();
+    let w = window()?;
+    let performance = get(&w, "performance");
+    let t = get(&performance, "timeOrigin").as_f64()?;
     (t > 0.0).then_some(t as i64)
 }
 
 /// `location.origin`, the default endpoint when the script tag gave none.
 pub fn origin() -> String {
-    window()
-        .and_then(|w| w.location().origin().ok())
-        .unwrap_or_default()
+    text(&location(), "origin")
 }
 
 /// POSTs `body` as `text/plain` (no CORS preflight) and gives the status and `Retry-After`
@@ -479,7 +487,7 @@ pub fn on_history_change(f: fn(bool)) {
 
 /// `navigator.onLine`.
 pub fn online() -> bool {
-    window().is_none_or(|w| w.navigator().on_line())
+    window().is_none_or(|w| get(&w.navigator(), "onLine").as_bool() == Some(true))
 }
 
 /// Asks the Web Locks API for lock `name` if it is free; `f(granted)` runs while it is held.
