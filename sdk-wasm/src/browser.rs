@@ -182,7 +182,7 @@ fn read_cookie(key: &str) -> Option<String> {
             return Some(v.clone());
         }
         if j.read.is_none() {
-            j.read = document().and_then(|d| d.cookie().ok());
+            j.read = document().and_then(|d| get(&d, "cookie").as_string());
         }
         None
     });
@@ -202,7 +202,8 @@ fn find_cookie(all: &str, key: &str) -> Option<String> {
 
 /// Reads one cookie from the document itself, past the task's cache (for probes).
 fn read_cookie_now(key: &str) -> Option<String> {
-    find_cookie(&document()?.cookie().ok()?, key)
+    let d = document()?;
+    find_cookie(&get(&d, "cookie").as_string()?, key)
 }
 
 /// Tries `example.com` before `a.example.com` (never the bare suffix) and keeps the first
@@ -448,9 +449,10 @@ pub async fn post(url: &str, body: &str) -> Result<(u16, i64), JsValue> {
     // No `keepalive`: the browser counts every keepalive body still in flight against one
     // 64 KB budget, which the beacons of a hidden page need. Events a page takes with it are
     // in the outbox, and leave by beacon.
+    // `fetch` settles with a Response or not at all: no `instanceof` check (one import less).
     let resp: Response = JsFuture::from(w.fetch_with_str_and_init(url, &init))
         .await?
-        .dyn_into()?;
+        .unchecked_into();
     let retry_after = resp
         .headers()
         .get("retry-after")
@@ -458,7 +460,8 @@ pub async fn post(url: &str, body: &str) -> Result<(u16, i64), JsValue> {
         .flatten()
         .and_then(|v| footfall_wire::json::read_i64(v.trim()))
         .unwrap_or(0);
-    Ok((resp.status(), retry_after))
+    let status = get(&resp, "status").as_f64().unwrap_or(0.0) as u16;
+    Ok((status, retry_after))
 }
 
 /// Calls `f(replace)` after each `history.pushState` (false) and `replaceState` (true) the page
