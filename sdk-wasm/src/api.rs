@@ -71,7 +71,7 @@ fn num(v: &JsValue) -> Option<i64> {
     match v.as_f64() {
         Some(n) if n.is_finite() => Some(n as i64),
         Some(_) => None,
-        None => v.as_string()?.trim().parse().ok(),
+        None => footfall_wire::json::read_i64(v.as_string()?.trim()),
     }
 }
 
@@ -145,7 +145,10 @@ pub fn init(options: JsValue) {
     let auto_pageviews = tracker.options.auto_pageviews;
     let durable = tracker.options.persistence != Persistence::Memory;
     SDK.with(|s| {
-        *s.borrow_mut() = Some(Sdk {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return;
+        };
+        *s = Some(Sdk {
             tracker,
             url,
             flush_timer: None,
@@ -483,7 +486,7 @@ fn navigated(replace: bool) {
     let changed = with_sdk(|s| match &s.shown {
         None => true,
         Some(p) if replace => p.path != now.path,
-        Some(p) => p.url.split('#').next() != now.url.split('#').next(),
+        Some(p) => p.url.split(['#']).next() != now.url.split(['#']).next(),
     });
     if changed == Some(true) {
         view(JsValue::UNDEFINED);

@@ -46,6 +46,18 @@ pub fn get(o: &JsValue, key: &str) -> JsValue {
     Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// `o[key]` as a string, empty when absent or not a string. Plain property reads go through
+/// here rather than web-sys getters: each web-sys method is one more import and one more glue
+/// function in footfall.js, while this one is shared.
+fn text(o: &JsValue, key: &str) -> String {
+    get(o, key).as_string().unwrap_or_default()
+}
+
+/// `location`, read by name (see [`text`]).
+fn location() -> JsValue {
+    window().map_or(JsValue::UNDEFINED, |w| get(&w, "location"))
+}
+
 /// One `console.warn`, prefixed so site owners know where it comes from.
 pub fn warn(msg: &str) {
     web_sys::console::warn_1(&JsValue::from_str(&cat(&["footfall: ", msg])));
@@ -76,7 +88,7 @@ impl Entropy for BrowserEntropy {
             };
             let (pool, used) = &mut *p;
             for b in buf {
-                if *used == pool.len() {
+                if *used >= pool.len() {
                     let done = window()
                         .and_then(|w| w.crypto().ok())
                         .is_some_and(|c| c.get_random_values_with_u8_array(pool).is_ok());
@@ -87,9 +99,12 @@ impl Entropy for BrowserEntropy {
                     }
                     *used = 0;
                 }
-                *b = pool[*used];
-                // Never handed out twice.
-                pool[*used] = 0;
+                // `get_mut`, not indexing: a bounds check would bring `core::fmt` into the wasm.
+                if let Some(x) = pool.get_mut(*used) {
+                    *b = *x;
+                    // Never handed out twice.
+                    *x = 0;
+                }
                 *used += 1;
             }
         });
@@ -108,12 +123,9 @@ pub struct CookieStorage {
 impl CookieStorage {
     /// Finds the widest domain that accepts a cookie (`auto`) or uses the one given.
     pub fn new(cookie_domain: Option<&str>) -> CookieStorage {
-        let location = window().map(|w| w.location());
-        let secure = location
-            .as_ref()
-            .and_then(|l| l.protocol().ok())
-            .is_some_and(|p| p == "https:");
-        let host = location.and_then(|l| l.hostname().ok()).unwrap_or_default();
+        let location = location();
+        let secure = text(&location, "protocol") == "https:";
+        let host = text(&location, "hostname");
         let mut store = CookieStorage {
             domain: String::new(),
             secure,
@@ -135,7 +147,7 @@ impl CookieStorage {
         } else {
             String::from(js_sys::encode_uri_component(value))
         };
-        let mut c = [
+        let mut c = cat(&[
             key,
             "=",
             &value,
@@ -143,13 +155,14 @@ impl CookieStorage {
             max_age,
             "; SameSite=Lax",
             &self.domain,
-        ]
-        .concat();
+        ]);
         if self.secure {
             c.push_str("; Secure");
         }
         JAR.with(|j| {
-            let mut j = j.borrow_mut();
+            let Ok(mut j) = j.try_borrow_mut() else {
+                return;
+            };
             j.pending.retain(|(k, _, _)| k != key);
             let value = (max_age != "0").then(|| value_of(&value));
             j.pending.push((key.into(), value, c));
@@ -183,7 +196,11 @@ thread_local! {
 }
 
 fn end_of_task() {
-    if JAR.with(|j| std::mem::replace(&mut j.borrow_mut().scheduled, true)) {
+    let scheduled = JAR.with(|j| {
+        let mut j = j.try_borrow_mut().ok()?;
+        Some(std::mem::replace(&mut j.scheduled, true))
+    });
+    if scheduled != Some(false) {
         return;
     }
     wasm_bindgen_futures::spawn_local(async { write_cookies() });
@@ -191,7 +208,9 @@ fn end_of_task() {
 
 /// Sets the cookies written in this task and forgets what was read.
 pub fn write_cookies() {
-    let jar = JAR.with(|j| std::mem::take(&mut *j.borrow_mut()));
+    let Some(jar) = JAR.with(|j| Some(std::mem::take(&mut *j.try_borrow_mut().ok()?))) else {
+        return;
+    };
     if let Some(d) = document() {
         for (_, _, cookie) in jar.pending {
             let _ = d.set_cookie(&cookie);
@@ -201,12 +220,12 @@ pub fn write_cookies() {
 
 fn read_cookie(key: &str) -> Option<String> {
     let cached = JAR.with(|j| {
-        let mut j = j.borrow_mut();
+        let mut j = j.try_borrow_mut().ok()?;
         if let Some((_, v, _)) = j.pending.iter().find(|(k, _, _)| k == key) {
             return Some(v.clone());
         }
         if j.read.is_none() {
-            j.read = document().and_then(|d| d.cookie().ok());
+            j.read = document().and_then(|d| get(&d, "cookie").as_string());
         }
         None
     });
@@ -214,11 +233,11 @@ fn read_cookie(key: &str) -> Option<String> {
         return v;
     }
     end_of_task();
-    JAR.with(|j| find_cookie(j.borrow().read.as_deref()?, key))
+    JAR.with(|j| find_cookie(j.try_borrow().ok()?.read.as_deref()?, key))
 }
 
 fn find_cookie(all: &str, key: &str) -> Option<String> {
-    all.split(';').find_map(|kv| {
+    all.split([';']).find_map(|kv| {
         let v = kv.trim_start().strip_prefix(key)?.strip_prefix('=')?;
         Some(value_of(v))
     })
@@ -226,7 +245,8 @@ fn find_cookie(all: &str, key: &str) -> Option<String> {
 
 /// Reads one cookie from the document itself, past the task's cache (for probes).
 fn read_cookie_now(key: &str) -> Option<String> {
-    find_cookie(&document()?.cookie().ok()?, key)
+    let d = document()?;
+    find_cookie(&get(&d, "cookie").as_string()?, key)
 }
 
 /// Tries `example.com` before `a.example.com` (never the bare suffix) and keeps the first
@@ -245,12 +265,12 @@ fn widest_cookie_domain(host: &str, secure: bool) -> String {
         "; SameSite=Lax"
     };
     // Each suffix of the host at a dot, shortest first, skipping the top-level label alone.
-    let mut starts: Vec<usize> = host.match_indices('.').map(|(i, _)| i + 1).collect();
-    starts.pop();
-    starts.reverse();
-    starts.push(0);
-    for start in starts {
-        let attr = cat(&["; Domain=", &host[start..]]);
+    let starts = host.rmatch_indices(['.']).skip(1).map(|(i, _)| i + 1);
+    for start in starts.chain([0]) {
+        let Some(suffix) = host.get(start..) else {
+            continue;
+        };
+        let attr = cat(&["; Domain=", suffix]);
         let _ = doc.set_cookie(&cat(&["ff_probe=1; Path=/", &attr, tail]));
         if read_cookie_now("ff_probe").is_some() {
             let _ = doc.set_cookie(&cat(&["ff_probe=; Path=/; Max-Age=0", &attr, tail]));
@@ -292,11 +312,21 @@ thread_local! {
 /// page: each probe is a write and a removal).
 pub fn web_storage(local: bool) -> Option<web_sys::Storage> {
     let i = usize::from(local);
-    if let Some(known) = WEB_STORAGE.with(|c| c.borrow()[i].clone()) {
+    let known = WEB_STORAGE.with(|c| c.try_borrow().ok()?.get(i).cloned().flatten());
+    if let Some(known) = known {
         return known;
     }
     let s = probe_web_storage(local);
-    WEB_STORAGE.with(|c| c.borrow_mut()[i] = Some(s.clone()));
+    WEB_STORAGE.with(|c| {
+        if let Some(slot) = c
+            .try_borrow_mut()
+            .ok()
+            .as_deref_mut()
+            .and_then(|c| c.get_mut(i))
+        {
+            *slot = Some(s.clone());
+        }
+    });
     s
 }
 
@@ -411,18 +441,17 @@ thread_local! {
 /// The page an event happens on. Costs two reads from JavaScript (the URL, the title) when
 /// the URL did not change since the last call.
 pub fn page() -> Page {
-    let href = window()
-        .and_then(|w| w.location().href().ok())
-        .unwrap_or_default();
-    let title = document().map(|d| d.title()).unwrap_or_default();
+    let l = location();
+    let href = text(&l, "href");
+    let title = document().map(|d| text(&d, "title")).unwrap_or_default();
     PAGE.with(|cache| {
-        let mut p = cache.borrow_mut();
+        let Ok(mut p) = cache.try_borrow_mut() else {
+            return Page::default();
+        };
         if p.url != href || p.url.is_empty() {
-            p.path = window()
-                .and_then(|w| w.location().pathname().ok())
-                .unwrap_or_default();
+            p.path = text(&l, "pathname");
             if p.url.is_empty() {
-                p.referrer = document().map(|d| d.referrer()).unwrap_or_default();
+                p.referrer = document().map(|d| text(&d, "referrer")).unwrap_or_default();
             }
             p.url = href;
         }
@@ -431,11 +460,13 @@ pub fn page() -> Page {
     })
 }
 
-fn dims(a: Result<i32, JsValue>, b: Result<i32, JsValue>) -> String {
+/// `o[w]` and `o[h]` as `"1280x720"` (whole pixels, 0 when unknown).
+fn dims(o: &JsValue, w: &str, h: &str) -> String {
+    let px = |k| get(o, k).as_f64().unwrap_or(0.0) as i32;
     let mut s = String::new();
-    footfall_wire::json::write_u64(&mut s, a.unwrap_or(0).max(0) as u64);
+    footfall_wire::json::write_u64(&mut s, px(w).max(0) as u64);
     s.push('x');
-    footfall_wire::json::write_u64(&mut s, b.unwrap_or(0).max(0) as u64);
+    footfall_wire::json::write_u64(&mut s, px(h).max(0) as u64);
     s
 }
 
@@ -446,12 +477,18 @@ thread_local! {
 /// Screen, viewport, language, time zone and SDK version, read once; the viewport again after
 /// each `resize`.
 pub fn context() -> Context {
-    CONTEXT.with(|c| {
-        c.borrow_mut()
-            .get_or_insert_with(|| {
+    CONTEXT
+        .with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            let c = c.get_or_insert_with(|| {
                 listen(false, "resize", |_| {
                     CONTEXT.with(|c| {
-                        if let Some(c) = c.borrow_mut().as_mut() {
+                        if let Some(c) = c
+                            .try_borrow_mut()
+                            .ok()
+                            .as_deref_mut()
+                            .and_then(Option::as_mut)
+                        {
                             c.viewport = viewport();
                         }
                     })
@@ -459,17 +496,16 @@ pub fn context() -> Context {
                 let mut c = fixed_context();
                 c.viewport = viewport();
                 c
-            })
-            .clone()
-    })
+            });
+            Some(c.clone())
+        })
+        .unwrap_or_else(fixed_context)
 }
 
 fn viewport() -> String {
-    let Some(w) = window() else {
-        return String::new();
-    };
-    let inner = |v: Result<JsValue, JsValue>| v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as i32;
-    dims(Ok(inner(w.inner_width())), Ok(inner(w.inner_height())))
+    window()
+        .map(|w| dims(&w, "innerWidth", "innerHeight"))
+        .unwrap_or_default()
 }
 
 fn fixed_context() -> Context {
@@ -478,10 +514,11 @@ fn fixed_context() -> Context {
         ..Context::default()
     };
     let Some(w) = window() else { return c };
-    if let Ok(s) = w.screen() {
-        c.screen = dims(s.width(), s.height());
+    let screen = get(&w, "screen");
+    if screen.is_object() {
+        c.screen = dims(&screen, "width", "height");
     }
-    c.language = w.navigator().language().unwrap_or_default();
+    c.language = text(&get(&w, "navigator"), "language");
     let options =
         js_sys::Intl::DateTimeFormat::new(&Array::new(), &Object::new()).resolved_options();
     c.timezone = get(&options, "timeZone").as_string().unwrap_or_default();
@@ -490,15 +527,15 @@ fn fixed_context() -> Context {
 
 /// `performance.timeOrigin`: when the page's navigation started, ms since the epoch.
 pub fn page_load_ms() -> Option<i64> {
-    let t = window()?.performance()?.time_origin();
+    let w = window()?;
+    let performance = get(&w, "performance");
+    let t = get(&performance, "timeOrigin").as_f64()?;
     (t > 0.0).then_some(t as i64)
 }
 
 /// `location.origin`, the default endpoint when the script tag gave none.
 pub fn origin() -> String {
-    window()
-        .and_then(|w| w.location().origin().ok())
-        .unwrap_or_default()
+    text(&location(), "origin")
 }
 
 /// POSTs `body` as `text/plain` (no CORS preflight) and gives the status and `Retry-After`
@@ -511,17 +548,19 @@ pub async fn post(url: &str, body: &str) -> Result<(u16, i64), JsValue> {
     // No `keepalive`: the browser counts every keepalive body still in flight against one
     // 64 KB budget, which the beacons of a hidden page need. Events a page takes with it are
     // in the outbox, and leave by beacon.
+    // `fetch` settles with a Response or not at all: no `instanceof` check (one import less).
     let resp: Response = JsFuture::from(w.fetch_with_str_and_init(url, &init))
         .await?
-        .dyn_into()?;
+        .unchecked_into();
     let retry_after = resp
         .headers()
         .get("retry-after")
         .ok()
         .flatten()
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| footfall_wire::json::read_i64(v.trim()))
         .unwrap_or(0);
-    Ok((resp.status(), retry_after))
+    let status = get(&resp, "status").as_f64().unwrap_or(0.0) as u16;
+    Ok((status, retry_after))
 }
 
 /// Calls `f(replace)` after each `history.pushState` (false) and `replaceState` (true) the page
@@ -550,7 +589,7 @@ pub fn on_history_change(f: fn(bool)) {
 
 /// `navigator.onLine`.
 pub fn online() -> bool {
-    window().is_none_or(|w| w.navigator().on_line())
+    window().is_none_or(|w| get(&w.navigator(), "onLine").as_bool() == Some(true))
 }
 
 /// Asks the Web Locks API for lock `name` if it is free; `f(granted)` runs while it is held.
@@ -599,7 +638,8 @@ pub fn beacon(url: &str, body: &str) -> bool {
 
 /// Whether the page is hidden now.
 pub fn is_hidden() -> bool {
-    document().is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Hidden)
+    // Read by name: web-sys' `VisibilityState` enum costs a conversion in Rust and in the glue.
+    document().is_some_and(|d| get(&d, "visibilityState").as_string().as_deref() == Some("hidden"))
 }
 
 /// Calls `f` on every `event` of `target` (`window` or `document`) for the life of the page.

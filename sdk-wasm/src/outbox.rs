@@ -35,11 +35,11 @@ pub struct Outbox {
 /// The events kept under `key`, and when they were saved.
 pub fn load(storage: &impl Storage, key: &str) -> (Vec<String>, i64) {
     let text = storage.get(key).unwrap_or_default();
-    let mut lines = text.split('\n');
+    let mut lines = text.split(['\n']);
     let saved_ms = lines
         .next()
         .and_then(|l| l.strip_prefix('t'))
-        .and_then(|t| t.parse().ok())
+        .and_then(footfall_wire::json::read_i64)
         .unwrap_or(0);
     let events = lines
         .filter(|l| l.starts_with('{'))
@@ -73,13 +73,20 @@ impl Outbox {
 
     fn bound(&mut self) {
         self.bytes = self.events.iter().map(String::len).sum();
-        let mut cut = 0;
-        while self.events.len() - cut > MAX_EVENTS || self.bytes > MAX_BYTES {
-            self.bytes -= self.events[cut].len();
-            cut += 1;
-        }
-        self.events.drain(..cut);
-        self.dropped += cut;
+        let before = self.events.len();
+        let mut left = before;
+        let bytes = &mut self.bytes;
+        // Oldest first; `retain` rather than indexing and `drain`, whose bounds checks would
+        // bring `core::fmt` into the wasm.
+        self.events.retain(|e| {
+            let drop = left > MAX_EVENTS || *bytes > MAX_BYTES;
+            if drop {
+                *bytes -= e.len();
+                left -= 1;
+            }
+            !drop
+        });
+        self.dropped += before - left;
         self.dirty = true;
     }
 

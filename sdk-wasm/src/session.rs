@@ -5,7 +5,7 @@
 //! timer: a background tab whose timers were throttled still gets it right.
 
 use crate::platform::{uuid_v7, Clock, Entropy, Storage};
-use footfall_wire::json::write_u64;
+use footfall_wire::json::{read_i64, read_u64, write_u64};
 
 /// Storage key of the session state.
 pub const SESSION_KEY: &str = "ff_s";
@@ -42,11 +42,11 @@ impl Session {
     }
 
     pub fn decode(text: &str) -> Option<Session> {
-        let mut parts = text.split('.');
+        let mut parts = text.split(['.']);
         let id = parts.next().filter(|id| id.len() == 36)?.to_owned();
-        let started_ms = parts.next()?.parse().ok()?;
-        let last_ms = parts.next()?.parse().ok()?;
-        let seq = parts.next()?.parse().ok()?;
+        let started_ms = read_i64(parts.next()?)?;
+        let last_ms = read_i64(parts.next()?)?;
+        let seq = read_u64(parts.next()?)?;
         Some(Session {
             id,
             started_ms,
@@ -121,10 +121,10 @@ fn live_tabs(registry: &impl Storage, now_ms: i64) -> Vec<(String, i64)> {
     registry
         .get(TABS_KEY)
         .unwrap_or_default()
-        .split(',')
+        .split([','])
         .filter_map(|e| {
-            let (id, since) = e.split_once(':')?;
-            let since: i64 = since.parse().ok()?;
+            let (id, since) = e.split_once([':'])?;
+            let since = read_i64(since)?;
             (now_ms - since < TAB_ENTRY_TTL_MS).then(|| (id.to_owned(), since))
         })
         .collect()

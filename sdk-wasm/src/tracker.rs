@@ -280,7 +280,11 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             size += e.len() + 1;
             n += 1;
         }
-        self.queue.drain(..n).collect()
+        // By iterator, not `drain(..n)`: its range check would bring `core::fmt` into the wasm.
+        let mut queue = std::mem::take(&mut self.queue).into_iter();
+        let chunk = queue.by_ref().take(n).collect();
+        self.queue = queue.collect();
+        chunk
     }
 
     /// Puts events whose send failed back at the front of the queue.

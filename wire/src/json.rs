@@ -1,5 +1,6 @@
 //! A small JSON writer for the wire types, free of `core::fmt` and serde so that it adds
 //! little to the SDK's wasm. Its output is checked against serde's reading in the tests.
+//! With it, the decimal reader the SDK uses for the numbers in its stored state.
 
 use crate::{Batch, Context, Event, Page};
 
@@ -16,38 +17,58 @@ pub fn write_str(out: &mut String, s: &str) {
             b'\n' => "\\n",
             b'\r' => "\\r",
             b'\t' => "\\t",
-            0..=0x1f => "",
+            0..=0x0f => "\\u000",
+            0x10..=0x1f => "\\u001",
             _ => continue,
         };
         out.push_str(s.get(run..i).unwrap_or_default());
         run = i + 1;
-        if escaped.is_empty() {
+        out.push_str(escaped);
+        if b < 0x20 && !b"\n\r\t".contains(&b) {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push_str("\\u00");
-            out.push(HEX[usize::from(b >> 4)] as char);
             out.push(HEX[usize::from(b & 15)] as char);
-        } else {
-            out.push_str(escaped);
         }
     }
     out.push_str(s.get(run..).unwrap_or_default());
     out.push('"');
 }
 
-/// Appends `n` in decimal.
-pub fn write_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// Appends `n` in decimal, the highest digits first (by recursion, at most 20 deep: a buffer
+/// indexed by a running position would pull `core::fmt`'s panic messages into the SDK's wasm).
+pub fn write_u64(out: &mut String, n: u64) {
+    if n >= 10 {
+        write_u64(out, n / 10);
     }
-    for &b in &buf[i..] {
-        out.push(b as char);
+    out.push((b'0' + (n % 10) as u8) as char);
+}
+
+/// Reads a decimal number as `str::parse::<u64>` does (an optional `+`, then ASCII digits, no
+/// overflow), without core's generic integer parser.
+pub fn read_u64(s: &str) -> Option<u64> {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for b in digits.bytes() {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    Some(n)
+}
+
+/// Reads a decimal number as `str::parse::<i64>` does (an optional sign, then ASCII digits).
+pub fn read_i64(s: &str) -> Option<i64> {
+    match s.strip_prefix('-') {
+        Some(rest) if rest.starts_with('+') => None,
+        Some(rest) => {
+            let n = read_u64(rest)?;
+            (n <= 1 << 63).then(|| (n as i64).wrapping_neg())
+        }
+        None => i64::try_from(read_u64(s)?).ok(),
     }
 }
 
@@ -172,6 +193,9 @@ mod tests {
         assert_eq!(s, r#""a\"b\\c\nd\u0001é😀""#);
         let back: String = serde_json::from_str(&s).unwrap();
         assert_eq!(back, "a\"b\\c\nd\u{1}é😀");
+        let mut s = String::new();
+        write_str(&mut s, "\u{1f}\u{10}\u{0}");
+        assert_eq!(s, r#""\u001f\u0010\u0000""#);
     }
 
     #[test]
@@ -193,10 +217,58 @@ mod tests {
 
     #[test]
     fn numbers_in_decimal() {
-        for n in [0u64, 7, 10, 12345, u64::MAX] {
+        for n in [
+            0u64,
+            7,
+            9,
+            10,
+            99,
+            100,
+            12345,
+            10_000_000_000_000_000_000,
+            u64::MAX,
+        ] {
             let mut s = String::new();
             write_u64(&mut s, n);
             assert_eq!(s, n.to_string());
+            assert_eq!(read_u64(&s), Some(n));
+        }
+    }
+
+    #[test]
+    fn numbers_read_as_the_standard_parser_reads_them() {
+        let cases = [
+            "",
+            "+",
+            "-",
+            "0",
+            "-0",
+            "+0",
+            "7",
+            "+7",
+            "-7",
+            "--7",
+            "+-7",
+            "-+7",
+            "++7",
+            " 7",
+            "7 ",
+            "1_000",
+            "0x10",
+            "12a",
+            "007",
+            "١",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999",
+        ];
+        for s in cases {
+            assert_eq!(read_i64(s), s.parse::<i64>().ok(), "i64 {s:?}");
+            assert_eq!(read_u64(s), s.parse::<u64>().ok(), "u64 {s:?}");
         }
     }
 }

@@ -149,12 +149,10 @@ fn build_sdk(root: &Path) -> Result {
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
     let opt = |from: PathBuf, to: PathBuf| {
         run(Command::new(&wasm_opt)
-            .args([
-                "-Oz",
-                "--strip-debug",
-                "--strip-producers",
-                "--enable-bulk-memory",
-            ])
+            // `--converge` repeats -Oz while it still shrinks the module; the target_features
+            // section is for tools (wasm-bindgen has read it), browsers ignore it.
+            .args(["-Oz", "--converge", "--strip-debug", "--strip-producers"])
+            .args(["--strip-target-features", "--enable-bulk-memory"])
             .args(["--enable-nontrapping-float-to-int", "--enable-sign-ext"])
             .args(["--enable-mutable-globals", "--enable-reference-types"])
             .arg(from)
@@ -171,7 +169,11 @@ fn build_sdk(root: &Path) -> Result {
     )?;
 
     // Script tag: wasm-bindgen's glue and our wrapper, minified as one classic script.
-    let glue = read(&gen.join("script/footfall.js"))?;
+    let glue = minify_names(
+        &wasm_opt,
+        &dist.join("footfall_bg.wasm"),
+        &read(&gen.join("script/footfall.js"))?,
+    )?;
     let wrapper = read(&root.join("js-wrapper/src/script-tag.js"))?;
     let joined = gen.join("footfall.js");
     write(&joined, &[glue, wrapper].join("\n"))?;
@@ -195,6 +197,97 @@ fn build_sdk(root: &Path) -> Result {
     )
     .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Gives the wasm's imports and exports one- or two-letter names (wasm-bindgen's are like
+/// `__wbg_getItem_49556a3e59cfb688`, about a hundred of them, hashes that do not compress) and
+/// renames them to match in the glue: the import object's keys, the `wasm.<export>` uses and
+/// the import module. Fails if any name of the map is missing from the glue.
+fn minify_names(wasm_opt: &Path, wasm: &Path, glue: &str) -> Result<String> {
+    let out = Command::new(wasm_opt)
+        .arg(wasm)
+        // The features of the optimising run, and multivalue (which it read from the
+        // target_features section, stripped by then).
+        .args([
+            "--minify-imports-and-exports-and-modules",
+            "--enable-multivalue",
+        ])
+        .args(["--enable-bulk-memory", "--enable-nontrapping-float-to-int"])
+        .args(["--enable-sign-ext", "--enable-mutable-globals"])
+        .args(["--enable-reference-types", "-o"])
+        .arg(wasm)
+        .output()
+        .map_err(|e| format!("cannot start wasm-opt: {e}"))?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "wasm-opt: minifying names failed ({}): {why}",
+            out.status
+        ));
+    }
+    let map: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("wasm-opt's name map: {e}"))?;
+    let pairs = |key: &str| map[key].as_array().cloned().unwrap_or_default();
+    let mut renames = std::collections::HashMap::new();
+    let mut module = None;
+    for import in pairs("imports") {
+        // [module, old name, new name]; the module (one, the glue's) becomes `a`.
+        module = import[0].as_str().map(str::to_owned);
+        renames.insert(
+            import[1].as_str().unwrap_or_default().to_owned(),
+            import[2].as_str().unwrap_or_default().to_owned(),
+        );
+    }
+    let module = module.ok_or("wasm-opt's name map has no imports")?;
+    let mut exports = std::collections::HashMap::new();
+    for export in pairs("exports") {
+        exports.insert(
+            export[0].as_str().unwrap_or_default().to_owned(),
+            export[1].as_str().unwrap_or_default().to_owned(),
+        );
+    }
+    // Rewrite identifier by identifier: an import name is renamed wherever it stands (it is a
+    // key of the import object), an export only after `wasm.` (`init` is also a glue function).
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
+    let mut js = String::with_capacity(glue.len());
+    let mut seen = std::collections::HashSet::new();
+    let mut rest = glue;
+    while let Some(start) = rest.find(is_ident) {
+        js.push_str(&rest[..start]);
+        let word_len = rest[start..]
+            .find(|c| !is_ident(c))
+            .unwrap_or(rest.len() - start);
+        let word = &rest[start..start + word_len];
+        let after_wasm = js
+            .strip_suffix("wasm.")
+            .is_some_and(|before| !before.ends_with(is_ident));
+        let new = if after_wasm {
+            exports.get(word)
+        } else {
+            renames.get(word)
+        };
+        if let Some(new) = new {
+            seen.insert(word);
+            js.push_str(new);
+        } else {
+            js.push_str(word);
+        }
+        rest = &rest[start + word_len..];
+    }
+    js.push_str(rest);
+    // Every import must be in the glue (exports it does not use, it need not name).
+    let missing: Vec<&String> = renames
+        .keys()
+        .filter(|k| !seen.contains(k.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("imports of the wasm not in the glue: {missing:?}"));
+    }
+    let quoted = format!("\"{module}\": import0");
+    if !js.contains(&quoted) {
+        return Err(format!("the glue's import object is not {quoted}"));
+    }
+    Ok(js.replace(&quoted, "\"a\": import0"))
 }
 
 fn minify(root: &Path, from: &Path, to: &Path) -> Result {
