@@ -158,6 +158,7 @@ impl Spool {
     }
 
     /// The oldest record not yet replayed.
+    #[cfg(test)]
     pub fn peek(&self) -> std::io::Result<Option<Vec<u8>>> {
         let Some(seg) = self.segments.front() else {
             return Ok(None);
@@ -165,6 +166,28 @@ impl Spool {
         let mut file = File::open(self.path(seg.id))?;
         file.seek(SeekFrom::Start(self.read_at))?;
         read_record(&mut file)
+    }
+
+    /// Up to `max` records from the oldest not yet replayed, all from the first segment, in
+    /// order, stopping once they hold `max_bytes`.
+    pub fn peek_many(&self, max: usize, max_bytes: usize) -> std::io::Result<Vec<Vec<u8>>> {
+        let Some(seg) = self.segments.front() else {
+            return Ok(Vec::new());
+        };
+        let mut file = std::io::BufReader::new(File::open(self.path(seg.id))?);
+        file.seek(SeekFrom::Start(self.read_at))?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while out.len() < max.min(seg.records as usize) && bytes < max_bytes {
+            match read_record(&mut file)? {
+                Some(r) => {
+                    bytes += r.len();
+                    out.push(r);
+                }
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     /// The record `peek` gave is in ClickHouse: move past it, deleting its segment when that
@@ -194,7 +217,7 @@ impl Spool {
 }
 
 /// Reads one record; `None` at the end or at a torn or corrupt record.
-fn read_record(file: &mut File) -> std::io::Result<Option<Vec<u8>>> {
+fn read_record(file: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
     let mut header = [0u8; 8];
     if !read_full(file, &mut header)? {
         return Ok(None);
@@ -212,7 +235,7 @@ fn read_record(file: &mut File) -> std::io::Result<Option<Vec<u8>>> {
 }
 
 /// Fills `buf`; false if the file ends first.
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<bool> {
+fn read_full(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
     let mut at = 0;
     while at < buf.len() {
         match file.read(&mut buf[at..])? {

@@ -155,21 +155,23 @@ impl Writer {
         }
     }
 
-    /// Replays spool records in order while ClickHouse takes them, for one slice of time.
+    /// Replays spool records in order while ClickHouse takes them, for one slice of time;
+    /// many records go in one INSERT, as live batches do.
     fn replay(&mut self) {
         let began = Instant::now();
         while began.elapsed() < REPLAY_SLICE {
-            let record = match self.spool.peek() {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
+            let records = match self.spool.peek_many(5_000, 32 << 20) {
+                Ok(r) if r.is_empty() => break,
+                Ok(r) => r,
                 Err(e) => {
                     log::error!("spool: cannot read: {e}");
                     self.last_attempt = Some(Instant::now());
                     return;
                 }
             };
-            let rows: Vec<Row> = record
-                .split(|&b| b == b'\n')
+            let rows: Vec<Row> = records
+                .iter()
+                .flat_map(|r| r.split(|&b| b == b'\n'))
                 .filter(|l| !l.is_empty())
                 .filter_map(|l| serde_json::from_slice(l).ok())
                 .collect();
@@ -179,10 +181,12 @@ impl Writer {
                 self.last_attempt = Some(Instant::now());
                 return;
             }
-            if let Err(e) = self.spool.pop() {
-                log::error!("spool: cannot advance: {e}");
-                self.last_attempt = Some(Instant::now());
-                return;
+            for _ in &records {
+                if let Err(e) = self.spool.pop() {
+                    log::error!("spool: cannot advance: {e}");
+                    self.last_attempt = Some(Instant::now());
+                    return;
+                }
             }
         }
         if self.spool.is_empty() {
