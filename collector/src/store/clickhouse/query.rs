@@ -168,7 +168,8 @@ fn user_prop_table(db: &str, k: &str, n: usize) -> String {
 /// The events an insights query counts, one row each (duplicates included), with columns
 /// `event_h`, `session_h`, `person_h` (hashes of the event ID, session ID and person),
 /// `person`, `time_ms` and `key` (the split value, `''` for none).
-fn insights_source(db: &str, q: &InsightsQuery) -> String {
+/// Also the condition on `events` alone, when the query has no `user.KEY` filter.
+fn insights_source(db: &str, q: &InsightsQuery) -> (String, Option<String>) {
     let mut user_keys: Vec<String> = Vec::new();
     let mut user_n = |k: &str| match user_keys.iter().position(|x| x == k) {
         Some(n) => n,
@@ -219,11 +220,13 @@ fn insights_source(db: &str, q: &InsightsQuery) -> String {
     } else {
         format!("WHERE {}", user_conds.join(" AND "))
     };
-    format!(
+    let events_only = user_conds.is_empty().then(|| event_conds.join(" AND "));
+    let sql = format!(
         "SELECT event_h, session_h, person_h, {person} AS person, time_ms, {key} AS key
          FROM ({sql}) {where_}",
         person = person("anonymous_id"),
-    )
+    );
+    (sql, events_only)
 }
 
 fn bucket_expr(q: &InsightsQuery) -> String {
@@ -250,15 +253,21 @@ fn bucket_index(q: &InsightsQuery, label: &str, starts: &[i64]) -> usize {
 pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     let db = &c.database;
     let starts = bucket_starts(q.from_ms, q.to_ms, q.interval, q.tz);
-    let source = insights_source(db, q);
+    let (source, events_only) = insights_source(db, q);
     let entity = match q.metric {
         Metric::Events => "event_h",
         Metric::Sessions => "session_h",
         Metric::Users => "person_h",
     };
+    // One pass: distinct entities per (bucket, key), merged per key for the table and over
+    // everything for the total (`WITH TOTALS`).
     let (rows, totals) = c.select(&format!(
-        "SELECT key, uniqExact({entity}) AS n FROM ({source}) GROUP BY key WITH TOTALS
-         ORDER BY n DESC, key LIMIT 1000"
+        "SELECT key, uniqExactMerge(st) AS n, groupArray(b) AS bs,
+                groupArray(finalizeAggregation(st)) AS ns
+         FROM (SELECT {bucket} AS b, key, uniqExactState({entity}) AS st FROM ({source})
+               GROUP BY b, key)
+         GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000",
+        bucket = bucket_expr(q),
     ))?;
     let total = totals.as_ref().map_or(0, |t| u(t, "n"));
     let mut table: Vec<(Option<String>, u64)> = Vec::new();
@@ -274,24 +283,16 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     };
     let buckets = starts.len().max(1);
     let mut counts = vec![0u64; series_keys.len() * buckets];
-    if !series_keys.is_empty() {
-        let keys: Vec<String> = series_keys
-            .iter()
-            .map(|k| k.clone().unwrap_or_default())
-            .collect();
-        let (rows, _) = c.select(&format!(
-            "SELECT {bucket} AS b, key, uniqExact({entity}) AS n FROM ({source})
-             WHERE key IN {keys} GROUP BY b, key",
-            bucket = bucket_expr(q),
-            keys = list(&keys),
-        ))?;
-        for r in rows {
-            let key = non_empty(s(&r, "key"));
-            let Some(rank) = series_keys.iter().position(|k| *k == key) else {
-                continue;
-            };
-            let b = bucket_index(q, &s(&r, "b"), &starts);
-            counts[rank * buckets + b] += u(&r, "n");
+    for r in &rows {
+        let key = non_empty(s(r, "key"));
+        let Some(rank) = series_keys.iter().position(|k| *k == key) else {
+            continue;
+        };
+        let labels = r["bs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let values = r["ns"].as_array().map(Vec::as_slice).unwrap_or_default();
+        for (label, n) in labels.iter().zip(values) {
+            let b = bucket_index(q, label.as_str().unwrap_or_default(), &starts);
+            counts[rank * buckets + b] += n.as_u64().unwrap_or_default();
         }
     }
     let series = series_keys
@@ -309,31 +310,70 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
                 .collect(),
         })
         .collect();
-    // The five people with the latest matching events: first from the latest 1,000 events,
-    // and only if those hold fewer than five people (and there are more), by a full grouping.
-    let (rows, _) = c.select(&format!(
-        "SELECT person, time_ms FROM ({source}) ORDER BY time_ms DESC, person DESC LIMIT 1000"
-    ))?;
-    let mut sample_users: Vec<String> = Vec::new();
-    for r in &rows {
-        let p = s(r, "person");
-        if !sample_users.contains(&p) && sample_users.len() < 5 {
-            sample_users.push(p);
-        }
-    }
-    if sample_users.len() < 5 && rows.len() == 1000 {
-        let (rows, _) = c.select(&format!(
-            "SELECT person, max(time_ms) AS t FROM ({source}) GROUP BY person
-             ORDER BY t DESC, person DESC LIMIT 5"
-        ))?;
-        sample_users = rows.iter().map(|r| s(r, "person")).collect();
-    }
+    let sample_users = sample_users(c, &source, events_only.as_deref())?;
     Ok(Insights {
         total,
         series,
         table,
         sample_users,
     })
+}
+
+/// The five people with the latest matching events. First from the latest 1,000 matching
+/// events (read from `events` alone when no user property filters them, their people looked
+/// up afterwards); only if those hold fewer than five people, and there are more events, by
+/// grouping every matching event by person.
+fn sample_users(
+    c: &Client,
+    source: &str,
+    events_only: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let db = &c.database;
+    let latest: Vec<String> = match events_only {
+        Some(conds) => {
+            let (rows, _) = c.select(&format!(
+                "SELECT anonymous_id FROM {db}.events WHERE {conds}
+                 ORDER BY time_ms DESC LIMIT 1000"
+            ))?;
+            let anons: Vec<String> = rows.iter().map(|r| s(r, "anonymous_id")).collect();
+            let mut unique = anons.clone();
+            unique.sort();
+            unique.dedup();
+            let (found, _) = c.select(&format!(
+                "SELECT a, alias_user FROM {} WHERE a IN {}",
+                aliases(db, "a"),
+                list(&unique)
+            ))?;
+            let person_of: HashMap<String, String> = found
+                .iter()
+                .map(|r| (s(r, "a"), s(r, "alias_user")))
+                .collect();
+            anons
+                .into_iter()
+                .map(|a| person_of.get(&a).cloned().unwrap_or(a))
+                .collect()
+        }
+        None => {
+            let (rows, _) = c.select(&format!(
+                "SELECT person FROM ({source}) ORDER BY time_ms DESC LIMIT 1000"
+            ))?;
+            rows.iter().map(|r| s(r, "person")).collect()
+        }
+    };
+    let mut sample: Vec<String> = Vec::new();
+    for p in &latest {
+        if sample.len() < 5 && !sample.contains(p) {
+            sample.push(p.clone());
+        }
+    }
+    if sample.len() < 5 && latest.len() == 1000 {
+        let (rows, _) = c.select(&format!(
+            "SELECT person, max(time_ms) AS t FROM ({source}) GROUP BY person
+             ORDER BY t DESC, person DESC LIMIT 5"
+        ))?;
+        sample = rows.iter().map(|r| s(r, "person")).collect();
+    }
+    Ok(sample)
 }
 
 /// The columns of an event as the user and session views show it.
