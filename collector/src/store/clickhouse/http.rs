@@ -37,7 +37,9 @@ pub struct Client {
 const SETTINGS: &str = "output_format_json_quote_64bit_integers=0&max_query_size=67108864";
 
 impl Client {
-    pub fn new(url: &str) -> Result<Client, String> {
+    /// A client for the server named by `url` whose requests give up after `timeout` (the
+    /// writer's is short, so a hung server sends batches to the spool soon).
+    pub fn new(url: &str, timeout: Duration) -> Result<Client, String> {
         let u = url::Url::parse(url).map_err(|e| format!("clickhouse URL {url:?}: {e}"))?;
         if u.scheme() != "http" {
             return Err(format!(
@@ -78,7 +80,7 @@ impl Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(3)))
-            .timeout_global(Some(Duration::from_secs(120)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
         Ok(Client {
@@ -221,16 +223,18 @@ mod tests {
         assert_eq!(lit("x\ny\0\u{1}é"), "'x\\ny\\0\\x01é'");
     }
 
+    const T: Duration = Duration::from_secs(1);
+
     #[test]
     fn urls_name_server_credentials_and_database() {
-        let c = Client::new("http://u:p%40ss@127.0.0.1:9999/analytics").unwrap();
+        let c = Client::new("http://u:p%40ss@127.0.0.1:9999/analytics", T).unwrap();
         assert_eq!(c.database, "analytics");
         assert_eq!(c.authorization.as_deref(), Some("Basic dTpwQHNz"));
         assert!(c.endpoint.starts_with("http://127.0.0.1:9999/?"));
-        let c = Client::new("http://localhost:8123/?database=ff").unwrap();
+        let c = Client::new("http://localhost:8123/?database=ff", T).unwrap();
         assert_eq!(c.database, "ff");
-        assert_eq!(Client::new("http://h").unwrap().database, "footfall");
-        assert!(Client::new("https://h").is_err());
-        assert!(Client::new("http://h/bad-name").is_err());
+        assert_eq!(Client::new("http://h", T).unwrap().database, "footfall");
+        assert!(Client::new("https://h", T).is_err());
+        assert!(Client::new("http://h/bad-name", T).is_err());
     }
 }

@@ -23,7 +23,8 @@
 //! sends them as one `INSERT` block (after asking which of their `event_id`s are already
 //! stored, which is how duplicates are reported; two collectors racing on the same event may
 //! both store it, and queries deduplicate). When ClickHouse cannot take a block, it is
-//! appended to the spool and fsynced instead (see [`spool`]); while the spool holds anything,
+//! appended to the spool and fsynced instead (see [`spool`]: unreachable, an error, or no answer
+//! within 15 s); while the spool holds anything,
 //! new batches go behind it, and the writer replays it in order as soon as ClickHouse answers.
 //! A full spool answers 503, which the SDK retries.
 //!
@@ -78,6 +79,11 @@ const SCHEMA: &[&str] = &[
         created_ms Int64, deleted UInt8, ver UInt64
     ) ENGINE = ReplacingMergeTree(ver) ORDER BY id",
 ];
+
+/// How long a query may take before it fails.
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long the writer waits for ClickHouse before it spools the batches instead.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Creates the database and tables if missing.
 fn create_schema(client: &Client) -> Result<(), ChError> {
@@ -248,7 +254,8 @@ impl ClickHouse {
     /// starts the writer with the spool in `data_dir/spool`. ClickHouse being down is no
     /// error: batches are spooled and the schema is created once it answers.
     pub fn open(url: &str, data_dir: &Path, spool_max_bytes: u64) -> Result<ClickHouse, String> {
-        let client = Arc::new(Client::new(url)?);
+        let client = Arc::new(Client::new(url, QUERY_TIMEOUT)?);
+        let write_client = Arc::new(Client::new(url, WRITE_TIMEOUT)?);
         let schema_ready = match create_schema(&client) {
             Ok(()) => true,
             Err(e) => {
@@ -262,7 +269,7 @@ impl ClickHouse {
         let gauges = spool.gauges.clone();
         let (tx, rx) = mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
-        let w = writer::Writer::new(client.clone(), spool, pending.clone(), schema_ready);
+        let w = writer::Writer::new(write_client, spool, pending.clone(), schema_ready);
         std::thread::Builder::new()
             .name("clickhouse-writer".into())
             .spawn(move || w.run(rx))
