@@ -4,8 +4,10 @@
 //! **Tables** (created on start, `CREATE TABLE IF NOT EXISTS`; see [`SCHEMA`]):
 //! - `events`: a `ReplacingMergeTree` ordered by `event_id` alone, so a retried or replayed
 //!   event is one key whatever its receive time (which differs between retries and so must not
-//!   be part of the key), partitioned by the month of the *client* timestamp (the same on
-//!   every retry). Merges remove duplicates eventually; until then every query deduplicates
+//!   be part of the key). Not partitioned: copies of an event always meet in a merge, and no
+//!   batch, however odd its clients' clocks, can touch more partitions than ClickHouse allows in
+//!   one insert (current releases refuse over 100, which would stall the spool on that batch).
+//!   Merges remove duplicates eventually; until then every query deduplicates
 //!   itself: counts are `uniqExact(event_id)`, lists keep one row per `event_id`. Of two
 //!   copies that differ (two collectors receiving the same retried batch), the one received
 //!   first wins (`ver` is higher for an earlier receive time). Event properties are stored
@@ -69,7 +71,6 @@ const SCHEMA: &[&str] = &[
         trait_reals Array(Float64),
         ver UInt64
     ) ENGINE = ReplacingMergeTree(ver)
-    PARTITION BY toYYYYMM(toDate(intDiv(client_ms, 1000)))
     ORDER BY event_id",
     "CREATE TABLE IF NOT EXISTS {db}.aliases (
         anonymous_id String, user_id String, time_ms Int64, event_id String
