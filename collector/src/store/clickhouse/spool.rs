@@ -101,6 +101,10 @@ impl Spool {
         self.dir.join(format!("{id:020}.seg"))
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty()
     }

@@ -14,6 +14,11 @@ use tokio::sync::oneshot;
 const MAX_GROUP_EVENTS: usize = 50_000;
 /// How often a spool waiting for ClickHouse tries again.
 const RETRY: Duration = Duration::from_secs(1);
+/// Refusals of one spooled batch (ClickHouse answering, with an error) before it is set aside,
+/// if they also span [`REFUSED_FOR`] (so an overloaded server that refuses everything for a
+/// while, e.g. with too many parts, sets nothing aside).
+const MAX_REFUSALS: u32 = 5;
+const REFUSED_FOR: Duration = Duration::from_secs(600);
 /// Longest the writer replays before it looks at new batches again.
 const REPLAY_SLICE: Duration = Duration::from_millis(500);
 
@@ -30,6 +35,11 @@ pub struct Writer {
     /// (anonymous ID, user ID) pairs already written to `aliases` by this writer.
     aliases_written: HashSet<(String, String)>,
     last_attempt: Option<Instant>,
+    /// Consecutive times ClickHouse refused the first spooled batch, since when.
+    refusals: u32,
+    /// Records still to replay one at a time, after ClickHouse refused a group of them.
+    one_by_one: usize,
+    first_refusal: Option<Instant>,
     /// When the current outage began spooling, and what it spooled since.
     spooling: Option<(Instant, u64, u64)>,
 }
@@ -47,6 +57,9 @@ impl Writer {
             schema_ready,
             aliases_written: HashSet::new(),
             last_attempt: None,
+            refusals: 0,
+            one_by_one: 0,
+            first_refusal: None,
             spooling: (!spool.is_empty()).then(|| (Instant::now(), 0, 0)),
             spool,
         };
@@ -160,7 +173,10 @@ impl Writer {
     fn replay(&mut self) {
         let began = Instant::now();
         while began.elapsed() < REPLAY_SLICE {
-            let records = match self.spool.peek_many(5_000, 32 << 20) {
+            // After ClickHouse refused a group, records go one at a time to find the one it
+            // refuses.
+            let max = if self.one_by_one > 0 { 1 } else { 5_000 };
+            let records = match self.spool.peek_many(max, 32 << 20) {
                 Ok(r) if r.is_empty() => break,
                 Ok(r) => r,
                 Err(e) => {
@@ -176,10 +192,51 @@ impl Writer {
                 .filter_map(|l| serde_json::from_slice(l).ok())
                 .collect();
             let refs: Vec<&Row> = rows.iter().collect();
-            if let Err(e) = self.store(&refs) {
-                log::debug!("spool replay waits for clickhouse: {e}");
-                self.last_attempt = Some(Instant::now());
-                return;
+            match self.store(&refs) {
+                Ok(_) => {
+                    self.refusals = 0;
+                    self.first_refusal = None;
+                    self.one_by_one = self.one_by_one.saturating_sub(records.len());
+                }
+                Err(ChError::Server { status, message }) if records.len() == 1 => {
+                    self.refusals += 1;
+                    let since = *self.first_refusal.get_or_insert_with(Instant::now);
+                    if self.refusals < MAX_REFUSALS || since.elapsed() < REFUSED_FOR {
+                        log::warn!(
+                            "spool replay: clickhouse refused a batch ({status}): {message}"
+                        );
+                        self.last_attempt = Some(Instant::now());
+                        return;
+                    }
+                    // A batch ClickHouse refuses every time while it answers: set it aside
+                    // rather than hold every later batch behind it.
+                    match self.set_aside(&records[0]) {
+                        Ok(path) => log::error!(
+                            "spool replay: clickhouse refused a batch for {} s ({status}: {message}); kept in {} and skipped",
+                            since.elapsed().as_secs(),
+                            path.display()
+                        ),
+                        Err(e) => {
+                            log::error!("spool: cannot set a refused batch aside: {e}");
+                            self.last_attempt = Some(Instant::now());
+                            return;
+                        }
+                    }
+                    self.refusals = 0;
+                    self.first_refusal = None;
+                    self.one_by_one = self.one_by_one.saturating_sub(1);
+                }
+                Err(e @ ChError::Server { .. }) => {
+                    log::warn!("spool replay: clickhouse refused a group; retrying one batch at a time: {e}");
+                    self.one_by_one = records.len();
+                    self.last_attempt = Some(Instant::now());
+                    return;
+                }
+                Err(e) => {
+                    log::debug!("spool replay waits for clickhouse: {e}");
+                    self.last_attempt = Some(Instant::now());
+                    return;
+                }
             }
             for _ in &records {
                 if let Err(e) = self.spool.pop() {
@@ -197,6 +254,21 @@ impl Writer {
             );
             self.last_attempt = None;
         }
+    }
+
+    /// Writes a spool record ClickHouse keeps refusing to `spool/refused/`, as JSON lines.
+    fn set_aside(&self, record: &[u8]) -> std::io::Result<std::path::PathBuf> {
+        let dir = self.spool.dir().join("refused");
+        std::fs::create_dir_all(&dir)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let path = dir.join(format!("{stamp}.jsonl"));
+        let mut f = std::fs::File::create(&path)?;
+        std::io::Write::write_all(&mut f, record)?;
+        f.sync_all()?;
+        Ok(path)
     }
 
     /// Inserts the rows not stored yet; for each row, whether it was new.
