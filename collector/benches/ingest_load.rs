@@ -4,7 +4,11 @@
 //!
 //! `cargo bench -p footfall-collector --bench ingest_load` (options through env:
 //! `LOAD_SECONDS` (default 10), `LOAD_CLIENTS` (default 32), `LOAD_MAX_EVENTS` (default
-//! 5,000,000), `LOAD_DURABILITY` (`process` or `power`)).
+//! 5,000,000), `LOAD_DURABILITY` (`process` or `power`), `LOAD_STORE` (`sqlite`, the default,
+//! or `clickhouse`: a ClickHouse server started for the run, as the tests start it)).
+
+#[path = "../tests/common/clickhouse.rs"]
+mod clickhouse;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -96,8 +100,14 @@ fn main() {
     let clients: u64 = env_or("LOAD_CLIENTS", 32);
     let max_events: u64 = env_or("LOAD_MAX_EVENTS", 5_000_000);
     let durability: String = env_or("LOAD_DURABILITY", "process".to_owned());
+    let store: String = env_or("LOAD_STORE", "sqlite".to_owned());
+    let server = (store == "clickhouse").then(clickhouse::ClickHouseServer::start);
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_footfall-collector"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_footfall-collector"));
+    if let Some(server) = &server {
+        command.args(["--clickhouse", &server.url("bench")]);
+    }
+    let mut child = command
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -124,7 +134,7 @@ fn main() {
         .parse()
         .unwrap();
     println!(
-        "ingest load: {clients} clients, {seconds} s, durability {durability}, collector at {addr}"
+        "ingest load: {clients} clients, {seconds} s, store {store}, durability {durability}, collector at {addr}"
     );
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -187,6 +197,10 @@ fn main() {
     let rss = peak_rss_kib(child.id());
     child.kill().ok();
     child.wait().ok();
+    if let Some(server) = &server {
+        let stored = server.query("SELECT uniqExact(event_id) FROM bench.events");
+        println!("events in ClickHouse: {}", stored.trim());
+    }
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let events = events_done.load(Ordering::Relaxed);

@@ -3,12 +3,17 @@
 //! several runs. Bounded; stops by itself.
 //!
 //! `cargo bench -p footfall-collector --bench query_load` (env `QUERY_EVENTS`, default
-//! 1,000,000; `QUERY_RUNS`, default 5).
+//! 1,000,000; `QUERY_RUNS`, default 5; `QUERY_STORE`, `sqlite` (default) or `clickhouse`: a
+//! ClickHouse server started for the run, as the tests start it; `QUERY_CLICKHOUSE_URL` to use
+//! a running one instead, and `QUERY_REUSE=1` to query what an earlier run stored there).
+
+#[path = "../tests/common/clickhouse.rs"]
+mod clickhouse;
 
 use footfall_collector::config::Durability;
 use footfall_collector::store::{
-    Field, Filter, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery, Sqlite, Store,
-    StoredEvent, UsersQuery,
+    ClickHouse, Field, Filter, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery,
+    Sqlite, Store, StoredEvent, UsersQuery,
 };
 use std::time::{Duration, Instant};
 
@@ -107,18 +112,31 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     // QUERY_DIR keeps the database for a look afterwards.
     let path = std::env::var_os("QUERY_DIR").map_or_else(|| dir.path().to_owned(), Into::into);
-    let store = Sqlite::open(&path, Durability::Process).unwrap();
+    let kind = std::env::var("QUERY_STORE").unwrap_or_else(|_| "sqlite".into());
+    // QUERY_CLICKHOUSE_URL uses a server already running instead of starting one.
+    let given = std::env::var("QUERY_CLICKHOUSE_URL").ok();
+    let server =
+        (kind == "clickhouse" && given.is_none()).then(clickhouse::ClickHouseServer::start);
+    let url = given.or_else(|| server.as_ref().map(|s| s.url("bench")));
+    let store: Box<dyn Store> = match &url {
+        Some(url) => Box::new(ClickHouse::open(url, &path, 1 << 30).unwrap()),
+        None => Box::new(Sqlite::open(&path, Durability::Process).unwrap()),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     let start = now - 30 * DAY;
     let users = (total / 19).max(1);
-    println!("query load: generating {total} events for {users} users over 30 days");
+    println!("query load: generating {total} events for {users} users over 30 days into {kind}");
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut n = 0u64;
     let mut batch = Vec::with_capacity(10_000);
+    let mut in_flight = std::collections::VecDeque::new();
     let t0 = Instant::now();
+    // QUERY_REUSE=1 with QUERY_CLICKHOUSE_URL: the events are there from an earlier run.
+    let reuse = std::env::var("QUERY_REUSE").is_ok_and(|v| v == "1");
+    let users = if reuse { 0 } else { users };
     'outer: for user in 0..users {
         let mut t = start + rng.next(29 * DAY as u64) as i64;
         for session in 0..3 {
@@ -127,10 +145,13 @@ fn main() {
                 batch.push(event(n, t.min(now - 1), user, session, seq, &mut rng));
                 n += 1;
                 if batch.len() == 10_000 {
-                    rt.block_on(store.insert(std::mem::take(&mut batch)))
-                        .unwrap()
-                        .unwrap();
-                    if n.is_multiple_of(200_000) {
+                    // A few inserts in flight, so the writer can group them.
+                    in_flight.push_back(store.insert(std::mem::take(&mut batch)));
+                    if in_flight.len() > 4 {
+                        let done = in_flight.pop_front().unwrap();
+                        rt.block_on(done).unwrap().unwrap();
+                    }
+                    if n.is_multiple_of(500_000) {
                         println!("  {n} events stored ({:.0} s)", t0.elapsed().as_secs_f64());
                     }
                 }
@@ -142,7 +163,10 @@ fn main() {
         }
     }
     if !batch.is_empty() {
-        rt.block_on(store.insert(batch)).unwrap().unwrap();
+        in_flight.push_back(store.insert(batch));
+    }
+    for done in in_flight {
+        rt.block_on(done).unwrap().unwrap();
     }
     println!(
         "  {n} events stored in {:.1} s\n",
@@ -163,8 +187,13 @@ fn main() {
     // what arrived since.
     let t = Instant::now();
     store.insights(&daily(None, vec![])).unwrap();
+    let what = if server.is_some() || kind == "clickhouse" {
+        "cold caches"
+    } else {
+        "builds the event index"
+    };
     println!(
-        "first query (builds the event index of {n} events): {:.0} ms\n",
+        "first query ({what}, {n} events): {:.0} ms\n",
         t.elapsed().as_secs_f64() * 1e3
     );
     let mut rows = Vec::new();

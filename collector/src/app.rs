@@ -94,6 +94,11 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     m.queue_depth.set(state.store.queue_depth() as i64);
+    if let Some(spool) = state.store.spool() {
+        use std::sync::atomic::Ordering::Relaxed;
+        m.spool_bytes.set(spool.bytes.load(Relaxed) as i64);
+        m.spool_batches.set(spool.batches.load(Relaxed) as i64);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(m.render())

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// Bound of the ClickHouse spool in `DATA_DIR/spool`, in bytes (1 GiB).
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 
 /// The collector's command line. Flags and their variables are fixed by product.md §2.
 #[derive(Debug, Default, Parser)]
@@ -68,6 +70,10 @@ pub struct Args {
     /// (power loss too; an fsync per commit) [default: process]
     #[arg(long, env = "FOOTFALL_DURABILITY")]
     pub durability: Option<Durability>,
+    /// With ClickHouse: largest size of the disk spool that holds batches while ClickHouse is
+    /// unreachable; when full, batches are refused with 503 [default: 1073741824]
+    #[arg(long, env = "FOOTFALL_SPOOL_MAX_BYTES")]
+    pub spool_max_bytes: Option<u64>,
 }
 
 /// What an acknowledged batch survives.
@@ -118,6 +124,7 @@ pub struct FileConfig {
     pub max_batch_bytes: Option<usize>,
     pub max_event_bytes: Option<usize>,
     pub durability: Option<Durability>,
+    pub spool_max_bytes: Option<u64>,
     #[serde(default)]
     pub sites: Vec<Site>,
 }
@@ -200,6 +207,8 @@ pub struct Config {
     pub store_ip: bool,
     pub limits: Limits,
     pub durability: Durability,
+    /// Bytes the ClickHouse spool may hold.
+    pub spool_max_bytes: u64,
 }
 
 impl Config {
@@ -273,6 +282,10 @@ impl Config {
                     .unwrap_or(footfall_wire::DEFAULT_MAX_EVENT_BYTES),
             },
             durability: args.durability.or(file.durability).unwrap_or_default(),
+            spool_max_bytes: args
+                .spool_max_bytes
+                .or(file.spool_max_bytes)
+                .unwrap_or(DEFAULT_SPOOL_MAX_BYTES),
         })
     }
 

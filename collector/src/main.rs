@@ -4,7 +4,7 @@ use actix_web::{middleware::Logger, web, App, HttpServer};
 use clap::Parser;
 use footfall_collector::app::{self, AppState};
 use footfall_collector::config::{Args, Config, ADMIN_TOKEN_FILE};
-use footfall_collector::store::{Sqlite, Store};
+use footfall_collector::store::{ClickHouse, Sqlite, Store};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -15,18 +15,23 @@ async fn main() -> std::io::Result<()> {
         eprintln!("footfall: {e}");
         std::process::exit(2);
     });
-    if config.clickhouse.is_some() {
-        eprintln!("footfall: --clickhouse is not supported by this version yet");
-        std::process::exit(2);
-    }
     std::fs::create_dir_all(&config.data_dir)?;
     let generated = config.ensure_admin_token()?;
-    let store = Sqlite::open(&config.data_dir, config.durability).unwrap_or_else(|e| {
-        let dir = config.data_dir.display();
-        eprintln!("footfall: cannot open the store in {dir}: {e}");
-        std::process::exit(1);
-    });
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store: Arc<dyn Store> = match &config.clickhouse {
+        Some(url) => Arc::new(
+            ClickHouse::open(url, &config.data_dir, config.spool_max_bytes).unwrap_or_else(|e| {
+                eprintln!("footfall: cannot use ClickHouse: {e}");
+                std::process::exit(1);
+            }),
+        ),
+        None => Arc::new(
+            Sqlite::open(&config.data_dir, config.durability).unwrap_or_else(|e| {
+                let dir = config.data_dir.display();
+                eprintln!("footfall: cannot open the store in {dir}: {e}");
+                std::process::exit(1);
+            }),
+        ),
+    };
     let state = web::Data::new(AppState::new(config.clone(), store).unwrap_or_else(|e| {
         eprintln!("footfall: {e}");
         std::process::exit(2);

@@ -1,5 +1,6 @@
 //! `GET /metrics` in the Prometheus text format: what ingest accepted, found duplicate or
-//! rejected (by reason), how long batches took, and how many events wait for a commit.
+//! rejected (by reason), how long batches took, how many events wait for a commit, and what
+//! the ClickHouse spool holds.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -17,6 +18,9 @@ pub struct Metrics {
     pub batch_seconds: HistogramVec,
     /// Events handed to the store and not yet committed.
     pub queue_depth: IntGauge,
+    /// With ClickHouse: bytes and batches in the disk spool, waiting to be replayed.
+    pub spool_bytes: IntGauge,
+    pub spool_batches: IntGauge,
 }
 
 impl Metrics {
@@ -56,8 +60,20 @@ impl Metrics {
             "Events waiting for the store to commit them.",
         )
         .expect("valid metric");
+        let spool_bytes = IntGauge::new(
+            "footfall_spool_bytes",
+            "Bytes in the disk spool waiting for ClickHouse (0 without ClickHouse).",
+        )
+        .expect("valid metric");
+        let spool_batches = IntGauge::new(
+            "footfall_spool_batches",
+            "Batches in the disk spool waiting for ClickHouse (0 without ClickHouse).",
+        )
+        .expect("valid metric");
         for m in [
             Box::new(accepted.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(spool_bytes.clone()),
+            Box::new(spool_batches.clone()),
             Box::new(duplicates.clone()),
             Box::new(rejected.clone()),
             Box::new(batch_seconds.clone()),
@@ -72,6 +88,8 @@ impl Metrics {
             rejected,
             batch_seconds,
             queue_depth,
+            spool_bytes,
+            spool_batches,
         }
     }
 

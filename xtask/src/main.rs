@@ -42,7 +42,7 @@ const USAGE: &str = "usage: cargo xtask <demo|test|build|setup|size>
   demo   build everything and start the collector with the demo site (SQLite under ./data)
   test   run every check and test: fmt, clippy, native, wasm, end-to-end in Chromium
   build  build the SDK (wasm + JS) and the collector
-  setup  install what is missing (wasm target, wasm-bindgen CLI, binaryen, Chromium, npm packages)
+  setup  install what is missing (wasm target, wasm-bindgen CLI, binaryen, Chromium, ClickHouse, npm packages)
   size   print the SDK's size report (raw, gzip, brotli)";
 
 fn root() -> PathBuf {

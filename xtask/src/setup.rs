@@ -1,18 +1,24 @@
 //! Installs what the build and the tests need (the wasm target, the wasm-bindgen CLI, Chromium,
-//! and from npm: binaryen's wasm-opt, esbuild, playwright-core), skipping what is already there, so a warm run
+//! ClickHouse for the collector's scale-out tests, and from npm: binaryen's wasm-opt, esbuild, playwright-core), skipping what is already there, so a warm run
 //! costs a few version checks.
 
 use crate::{read, run, step, Result};
 use std::path::Path;
 use std::process::Command;
 
-/// Everything: with `for_tests`, also Chromium (the demo needs none).
+/// Everything: with `for_tests`, also Chromium and ClickHouse (the demo needs neither).
 pub fn all(root: &Path, for_tests: bool) -> Result {
     step("wasm32 target", wasm_target)?;
     step("wasm-bindgen CLI", || wasm_bindgen_cli(root))?;
     let mut packages = vec![];
     if for_tests {
         packages.push(("chromium", "chromium"));
+        // The tests run `clickhouse-server` themselves (Debian's is in /usr/sbin, which a
+        // non-root PATH may lack).
+        let clickhouse = ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse"];
+        if !clickhouse.iter().any(|p| Path::new(p).exists()) {
+            packages.push(("clickhouse-server", "clickhouse-server"));
+        }
     }
     if which("node").is_none() || which("npm").is_none() {
         packages.push(("node", "nodejs"));

@@ -742,7 +742,7 @@ fn matches(f: &Filter, value: Val) -> bool {
 }
 
 /// SQLite's `CAST(text AS REAL)`: the longest leading number, else 0.
-fn sqlite_real(s: &str) -> f64 {
+pub(super) fn sqlite_real(s: &str) -> f64 {
     let s = s.trim_start();
     let b = s.as_bytes();
     let mut end = 0;

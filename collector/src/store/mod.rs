@@ -1,9 +1,11 @@
 //! Where events go and where answers come from. The HTTP layer sees only the [`Store`] trait;
-//! SQLite is the default implementation, ClickHouse will be the scale-out one.
+//! SQLite is the default implementation, ClickHouse the scale-out one.
 
+mod clickhouse;
 mod index;
 mod sqlite;
 
+pub use clickhouse::{ClickHouse, SpoolGauges};
 pub use sqlite::Sqlite;
 
 use serde::Serialize;
@@ -66,6 +68,11 @@ pub enum StoreError {
     Closed,
     #[error("write failed: {0}")]
     Write(String),
+    #[error("{0}")]
+    ClickHouse(#[from] clickhouse::ChError),
+    /// ClickHouse is unreachable and the spool is full: the client should retry later.
+    #[error("clickhouse is unreachable and the spool is full")]
+    SpoolFull,
 }
 
 /// For each event of an insert, in order: true if stored now, false if its `event_id` was
@@ -474,6 +481,10 @@ pub trait Store: Send + Sync {
     fn reports(&self) -> Result<Vec<Report>, StoreError>;
     /// By ID, or by share token with `shared`. Blocking.
     fn report(&self, id: &str, shared: bool) -> Result<Option<Report>, StoreError>;
+    /// The disk spool, for stores that have one (ClickHouse).
+    fn spool(&self) -> Option<&SpoolGauges> {
+        None
+    }
 }
 
 /// RFC 3339 in UTC with milliseconds, for answers.

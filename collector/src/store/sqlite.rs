@@ -1046,6 +1046,19 @@ fn parse_ms(t: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The first instant of a local date in `tz`, as UTC milliseconds (midnight, or later when a
+/// DST gap swallows it).
+pub fn day_start(d: chrono::NaiveDate, tz: chrono_tz::Tz) -> i64 {
+    use chrono::TimeZone;
+    (0..24)
+        .find_map(|h| {
+            tz.from_local_datetime(&d.and_hms_opt(h, 0, 0)?)
+                .earliest()
+                .map(|t| t.timestamp_millis())
+        })
+        .unwrap_or_default()
+}
+
 /// Every bucket start, as UTC milliseconds, from the one holding `from_ms` up to `to_ms`
 /// (exclusive): hours, or local midnights of days, Mondays and first days of months in `tz`
 /// (so a day in a zone with daylight saving time may last 23 or 25 hours). At most 5,000.
@@ -1066,16 +1079,7 @@ pub fn bucket_starts(from_ms: i64, to_ms: i64, interval: Interval, tz: chrono_tz
             .with_timezone(&tz)
             .date_naive()
     };
-    // The first instant of a local date (midnight, or later when a DST gap swallows it).
-    let start_of = |d: NaiveDate| -> i64 {
-        (0..24)
-            .find_map(|h| {
-                tz.from_local_datetime(&d.and_hms_opt(h, 0, 0)?)
-                    .earliest()
-                    .map(|t| t.timestamp_millis())
-            })
-            .unwrap_or_default()
-    };
+    let start_of = |d: NaiveDate| day_start(d, tz);
     let mut d = local(from_ms);
     d = match interval {
         Interval::Week => d - Duration::days(d.weekday().num_days_from_monday().into()),

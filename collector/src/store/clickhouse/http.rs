@@ -1,0 +1,240 @@
+//! ClickHouse's HTTP interface: one blocking client, SQL in the request body, rows in and out
+//! as JSON, and the escaping of every value that goes into SQL text.
+//!
+//! The URL names the server, the credentials and the database:
+//! `http://[USER[:PASSWORD]@]HOST:PORT[/DATABASE][?database=DATABASE]` (default database
+//! `footfall`, default user ClickHouse's `default`). Credentials go in an `Authorization: Basic`
+//! header, never into the query string (which ClickHouse logs). Only plain `http` is
+//! supported; reach a remote server over a private network or a TLS tunnel.
+
+use std::time::Duration;
+
+/// Why a request to ClickHouse failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChError {
+    /// Could not talk to the server at all (refused, reset, timed out).
+    #[error("clickhouse unreachable: {0}")]
+    Unreachable(String),
+    /// The server answered with an error.
+    #[error("clickhouse answered {status}: {message}")]
+    Server { status: u16, message: String },
+    /// The answer was not what the query asked for.
+    #[error("clickhouse answer unreadable: {0}")]
+    Answer(String),
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    /// `http://host:port/` with the settings every request carries.
+    endpoint: String,
+    authorization: Option<String>,
+    /// Checked to be an identifier; safe to put in SQL as is.
+    pub database: String,
+}
+
+/// Settings sent with every request: 64-bit integers as JSON numbers, and room for the long
+/// `IN (...)` lists of the insert path.
+const SETTINGS: &str = "output_format_json_quote_64bit_integers=0&max_query_size=67108864";
+
+impl Client {
+    /// A client for the server named by `url` whose requests give up after `timeout` (the
+    /// writer's is short, so a hung server sends batches to the spool soon).
+    pub fn new(url: &str, timeout: Duration) -> Result<Client, String> {
+        let u = url::Url::parse(url).map_err(|e| format!("clickhouse URL {url:?}: {e}"))?;
+        if u.scheme() != "http" {
+            return Err(format!(
+                "clickhouse URL {url:?}: only http:// is supported (use a TLS tunnel for a remote server)"
+            ));
+        }
+        let host = u
+            .host_str()
+            .ok_or_else(|| format!("clickhouse URL {url:?}: no host"))?;
+        let port = u.port().unwrap_or(8123);
+        let from_path = u.path().trim_matches('/').to_owned();
+        let from_query = u
+            .query_pairs()
+            .find(|(k, _)| k == "database")
+            .map(|(_, v)| v.into_owned());
+        let database = from_query
+            .or((!from_path.is_empty()).then_some(from_path))
+            .unwrap_or_else(|| "footfall".to_owned());
+        if database.is_empty()
+            || !database
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(format!(
+                "clickhouse URL {url:?}: the database name must be letters, digits and _"
+            ));
+        }
+        let authorization = (!u.username().is_empty()).then(|| {
+            let user = percent_decode(u.username());
+            let password = percent_decode(u.password().unwrap_or_default());
+            format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
+        });
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(3)))
+            .timeout_global(Some(timeout))
+            .build()
+            .into();
+        Ok(Client {
+            agent,
+            endpoint: format!("http://{host}:{port}/?{SETTINGS}"),
+            authorization,
+            database,
+        })
+    }
+
+    fn post(&self, url: &str, body: Vec<u8>) -> Result<String, ChError> {
+        let mut req = self.agent.post(url);
+        if let Some(a) = &self.authorization {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req
+            .send(&body[..])
+            .map_err(|e| ChError::Unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .map_err(|e| ChError::Unreachable(e.to_string()))?;
+        if status != 200 {
+            return Err(ChError::Server {
+                status,
+                message: text.trim().to_owned(),
+            });
+        }
+        Ok(text)
+    }
+
+    /// Runs a statement (DDL, ALTER, INSERT ... SELECT) and returns its raw answer.
+    pub fn execute(&self, sql: &str) -> Result<String, ChError> {
+        self.post(&self.endpoint, sql.as_bytes().to_vec())
+    }
+
+    /// Inserts rows, one JSON object per line, into `table` in one block.
+    pub fn insert(&self, table: &str, rows: Vec<u8>) -> Result<(), ChError> {
+        let query = format!("INSERT INTO {}.{table} FORMAT JSONEachRow", self.database);
+        let url = format!("{}&query={}", self.endpoint, percent_encode(&query));
+        self.post(&url, rows).map(drop)
+    }
+
+    /// Runs a SELECT and returns its rows (and the `WITH TOTALS` row, if any).
+    pub fn select(
+        &self,
+        sql: &str,
+    ) -> Result<(Vec<serde_json::Value>, Option<serde_json::Value>), ChError> {
+        let text = self.execute(&format!("{sql}\nFORMAT JSON"))?;
+        let mut answer: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ChError::Answer(e.to_string()))?;
+        let rows = match answer.get_mut("data").map(serde_json::Value::take) {
+            Some(serde_json::Value::Array(rows)) => rows,
+            _ => return Err(ChError::Answer("no data".into())),
+        };
+        Ok((rows, answer.get_mut("totals").map(serde_json::Value::take)))
+    }
+}
+
+/// A ClickHouse string literal: quoted, with backslash, quote and control bytes escaped.
+/// ClickHouse reads every other byte (UTF-8 included) as itself.
+pub fn lit(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `(lit, lit, ...)` for `IN`; `('')` when empty, which matches nothing real.
+pub fn list<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
+    let parts: Vec<String> = items.into_iter().map(|s| lit(s)).collect();
+    if parts.is_empty() {
+        return "('\\0none')".to_owned();
+    }
+    format!("({})", parts.join(","))
+}
+
+/// A float literal ClickHouse reads back exactly (Rust's shortest round-trip form, in
+/// scientific notation so it is never taken for an integer out of range).
+pub fn float(n: f64) -> String {
+    format!("{n:e}")
+}
+
+fn percent_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_escape_what_clickhouse_reads_specially() {
+        assert_eq!(lit("a'b\\c"), r"'a\'b\\c'");
+        assert_eq!(lit("x\ny\0\u{1}é"), "'x\\ny\\0\\x01é'");
+    }
+
+    const T: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn urls_name_server_credentials_and_database() {
+        let c = Client::new("http://u:p%40ss@127.0.0.1:9999/analytics", T).unwrap();
+        assert_eq!(c.database, "analytics");
+        assert_eq!(c.authorization.as_deref(), Some("Basic dTpwQHNz"));
+        assert!(c.endpoint.starts_with("http://127.0.0.1:9999/?"));
+        let c = Client::new("http://localhost:8123/?database=ff", T).unwrap();
+        assert_eq!(c.database, "ff");
+        assert_eq!(Client::new("http://h", T).unwrap().database, "footfall");
+        assert!(Client::new("https://h", T).is_err());
+        assert!(Client::new("http://h/bad-name", T).is_err());
+    }
+}

@@ -1,0 +1,399 @@
+//! The scale-out store: ClickHouse, shared by any number of stateless collectors, with a local
+//! disk spool for the times it cannot be reached.
+//!
+//! **Tables** (created on start, `CREATE TABLE IF NOT EXISTS`; see [`SCHEMA`]):
+//! - `events`: a `ReplacingMergeTree` ordered by `event_id` alone, so a retried or replayed
+//!   event is one key whatever its receive time (which differs between retries and so must not
+//!   be part of the key). Not partitioned: copies of an event always meet in a merge, and no
+//!   batch, however odd its clients' clocks, can touch more partitions than ClickHouse allows in
+//!   one insert (current releases refuse over 100, which would stall the spool on that batch).
+//!   Merges remove duplicates eventually; until then every query deduplicates
+//!   itself: counts are `uniqExact(event_id)`, lists keep one row per `event_id`. Of two
+//!   copies that differ (two collectors receiving the same retried batch), the one received
+//!   first wins (`ver` is higher for an earlier receive time). Event properties are stored
+//!   twice: as the JSON text, and as parallel arrays (key, text, is-a-number, number) computed
+//!   at ingest by SQLite's own JSON functions, so filters on them decide exactly as the
+//!   SQLite store decides; user traits likewise.
+//! - `aliases`: anonymous ID → user ID, one row per pair seen in an event carrying a user ID.
+//!   An anonymous ID joined to several user IDs belongs to the one of its earliest event.
+//!   Written before the events of the same batch, so an event is never stored without its
+//!   alias.
+//! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
+//!   deletion is a version with `deleted = 1`.
+//!
+//! **Writes** go through one writer thread per collector, which takes every batch waiting and
+//! sends them as one `INSERT` block (after asking which of their `event_id`s are already
+//! stored, which is how duplicates are reported; two collectors racing on the same event may
+//! both store it, and queries deduplicate). When ClickHouse cannot take a block, it is
+//! appended to the spool and fsynced instead (see [`spool`]: unreachable, an error, or no answer
+//! within 15 s); while the spool holds anything,
+//! new batches go behind it, and the writer replays it in order as soon as ClickHouse answers.
+//! A full spool answers 503, which the SDK retries.
+//!
+//! **Reads** are SQL run by ClickHouse; the answers are the SQLite store's, number for number,
+//! on the same data (the shared test suite in `tests/store_suite.rs` holds that). Person
+//! properties are the latest value of each key by event time.
+//!
+//! **Erasing** runs `ALTER TABLE ... DELETE` and waits for the mutations to finish, so the
+//! answer comes when the data is gone from every query.
+
+mod http;
+mod query;
+mod spool;
+mod writer;
+
+pub use http::ChError;
+pub use spool::SpoolGauges;
+
+use super::*;
+use http::Client;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+/// The tables, `{db}` replaced by the database name.
+const SCHEMA: &[&str] = &[
+    "CREATE DATABASE IF NOT EXISTS {db}",
+    "CREATE TABLE IF NOT EXISTS {db}.events (
+        event_id String, site String, type String, name String,
+        time_ms Int64, client_ms Int64, server_ms Int64,
+        anonymous_id String, user_id Nullable(String), session_id String, seq Int64,
+        url String, path String, title String, referrer String, screen String,
+        viewport String, language String, timezone String, sdk String,
+        props String, traits Nullable(String),
+        browser String, browser_version String, os String, device String,
+        bot_reason Nullable(String), referrer_domain String,
+        utm_source String, utm_medium String, utm_campaign String, utm_term String,
+        utm_content String, country String, region String, city String, ip Nullable(String),
+        prop_keys Array(String), prop_values Array(String), prop_nums Array(UInt8),
+        prop_reals Array(Float64),
+        trait_keys Array(String), trait_values Array(String), trait_nums Array(UInt8),
+        trait_reals Array(Float64),
+        ver UInt64
+    ) ENGINE = ReplacingMergeTree(ver)
+    ORDER BY event_id",
+    "CREATE TABLE IF NOT EXISTS {db}.aliases (
+        anonymous_id String, user_id String, time_ms Int64, event_id String
+    ) ENGINE = ReplacingMergeTree ORDER BY (anonymous_id, user_id)",
+    "CREATE TABLE IF NOT EXISTS {db}.reports (
+        id String, name String, view String, query String, share_token String,
+        created_ms Int64, deleted UInt8, ver UInt64
+    ) ENGINE = ReplacingMergeTree(ver) ORDER BY id",
+];
+
+/// How long a query may take before it fails.
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long the writer waits for ClickHouse before it spools the batches instead.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Creates the database and tables if missing.
+fn create_schema(client: &Client) -> Result<(), ChError> {
+    for stmt in SCHEMA {
+        client.execute(&stmt.replace("{db}", &client.database))?;
+    }
+    Ok(())
+}
+
+/// One event as a row of `events` (and of a spool record).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Row {
+    event_id: String,
+    site: String,
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    time_ms: i64,
+    client_ms: i64,
+    server_ms: i64,
+    anonymous_id: String,
+    user_id: Option<String>,
+    session_id: String,
+    seq: i64,
+    url: String,
+    path: String,
+    title: String,
+    referrer: String,
+    screen: String,
+    viewport: String,
+    language: String,
+    timezone: String,
+    sdk: String,
+    props: String,
+    traits: Option<String>,
+    browser: String,
+    browser_version: String,
+    os: String,
+    device: String,
+    bot_reason: Option<String>,
+    referrer_domain: String,
+    utm_source: String,
+    utm_medium: String,
+    utm_campaign: String,
+    utm_term: String,
+    utm_content: String,
+    country: String,
+    region: String,
+    city: String,
+    ip: Option<String>,
+    prop_keys: Vec<String>,
+    prop_values: Vec<String>,
+    prop_nums: Vec<u8>,
+    prop_reals: Vec<f64>,
+    trait_keys: Vec<String>,
+    trait_values: Vec<String>,
+    trait_nums: Vec<u8>,
+    trait_reals: Vec<f64>,
+    ver: u64,
+}
+
+/// A JSON object's members as SQLite's JSON functions read them: key, text, whether a number.
+/// A key repeated keeps its first value; `null` reads as a missing key.
+type Members = (Vec<String>, Vec<String>, Vec<u8>, Vec<f64>);
+
+thread_local! {
+    static JSON: rusqlite::Connection =
+        rusqlite::Connection::open_in_memory().expect("an in-memory SQLite");
+}
+
+fn members(json: Option<&str>) -> Members {
+    let mut out: Members = Default::default();
+    let Some(json) = json else { return out };
+    let read = JSON.with(|c| -> rusqlite::Result<Vec<(String, bool, String)>> {
+        let mut stmt = c.prepare_cached(
+            "SELECT key, type IN ('integer', 'real', 'true', 'false'), CAST(value AS TEXT)
+             FROM json_each(CASE WHEN json_valid(?1) THEN ?1 ELSE '{}' END)
+             WHERE typeof(key) = 'text' AND value IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([json], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    });
+    for (key, number, text) in read.unwrap_or_default() {
+        if out.0.contains(&key) {
+            continue;
+        }
+        let real = super::index::sqlite_real(&text);
+        out.0.push(key);
+        out.3.push(if real.is_finite() {
+            real
+        } else {
+            f64::MAX.copysign(real)
+        });
+        out.1.push(text);
+        out.2.push(u8::from(number));
+    }
+    out
+}
+
+impl Row {
+    fn new(e: StoredEvent) -> Row {
+        let (prop_keys, prop_values, prop_nums, prop_reals) = members(Some(&e.props));
+        let (trait_keys, trait_values, trait_nums, trait_reals) = members(e.traits.as_deref());
+        Row {
+            // An earlier receive wins among copies of one event.
+            ver: (i64::MAX - e.server_ms.max(0)) as u64,
+            event_id: e.event_id,
+            site: e.site,
+            kind: e.kind.to_owned(),
+            name: e.name,
+            time_ms: e.time_ms,
+            client_ms: e.client_ms,
+            server_ms: e.server_ms,
+            anonymous_id: e.anonymous_id,
+            user_id: e.user_id,
+            session_id: e.session_id,
+            seq: e.seq,
+            url: e.url,
+            path: e.path,
+            title: e.title,
+            referrer: e.referrer,
+            screen: e.screen,
+            viewport: e.viewport,
+            language: e.language,
+            timezone: e.timezone,
+            sdk: e.sdk,
+            props: e.props,
+            traits: e.traits,
+            browser: e.browser,
+            browser_version: e.browser_version,
+            os: e.os,
+            device: e.device,
+            bot_reason: e.bot_reason,
+            referrer_domain: e.referrer_domain,
+            utm_source: e.utm_source,
+            utm_medium: e.utm_medium,
+            utm_campaign: e.utm_campaign,
+            utm_term: e.utm_term,
+            utm_content: e.utm_content,
+            country: e.country,
+            region: e.region,
+            city: e.city,
+            ip: e.ip,
+            prop_keys,
+            prop_values,
+            prop_nums,
+            prop_reals,
+            trait_keys,
+            trait_values,
+            trait_nums,
+            trait_reals,
+        }
+    }
+}
+
+pub struct ClickHouse {
+    client: Arc<Client>,
+    writer: Mutex<mpsc::Sender<writer::Job>>,
+    pending: Arc<AtomicUsize>,
+    gauges: Arc<SpoolGauges>,
+    /// Versions of report rows: increasing within this process, and across processes as far
+    /// as their clocks agree.
+    report_ver: AtomicU64,
+}
+
+impl ClickHouse {
+    /// Connects to the ClickHouse named by `url`, creates the tables if they are missing, and
+    /// starts the writer with the spool in `data_dir/spool`. ClickHouse being down is no
+    /// error: batches are spooled and the schema is created once it answers.
+    pub fn open(url: &str, data_dir: &Path, spool_max_bytes: u64) -> Result<ClickHouse, String> {
+        let client = Arc::new(Client::new(url, QUERY_TIMEOUT)?);
+        let write_client = Arc::new(Client::new(url, WRITE_TIMEOUT)?);
+        let schema_ready = match create_schema(&client) {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!("clickhouse: cannot create the schema now ({e}); will retry");
+                false
+            }
+        };
+        let spool_dir = data_dir.join("spool");
+        let spool = spool::Spool::open(&spool_dir, spool_max_bytes)
+            .map_err(|e| format!("spool {}: {e}", spool_dir.display()))?;
+        let gauges = spool.gauges.clone();
+        let (tx, rx) = mpsc::channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let w = writer::Writer::new(write_client, spool, pending.clone(), schema_ready);
+        std::thread::Builder::new()
+            .name("clickhouse-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| e.to_string())?;
+        Ok(ClickHouse {
+            client,
+            writer: Mutex::new(tx),
+            pending,
+            gauges,
+            report_ver: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs `f` on a thread of its own and answers through a channel (for the trait's
+    /// asynchronous writes that are not event inserts).
+    fn background<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> oneshot::Receiver<Result<T, StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        let client = self.client.clone();
+        std::thread::spawn(move || {
+            let _ = reply.send(f(&client));
+        });
+        rx
+    }
+
+    fn next_report_ver(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        let mut last = self.report_ver.load(Ordering::SeqCst);
+        loop {
+            let v = now.max(last + 1);
+            match self
+                .report_ver
+                .compare_exchange(last, v, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return v,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+}
+
+impl Store for ClickHouse {
+    fn insert(&self, events: Vec<StoredEvent>) -> oneshot::Receiver<InsertOutcome> {
+        let (reply, rx) = oneshot::channel();
+        let n = events.len();
+        let rows: Vec<Row> = events.into_iter().map(Row::new).collect();
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        let job = writer::Job { rows, reply };
+        if let Err(mpsc::SendError(job)) = self.writer.lock().expect("writer").send(job) {
+            self.pending.fetch_sub(n, Ordering::Relaxed);
+            let _ = job.reply.send(Err(StoreError::Closed));
+        }
+        rx
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError> {
+        query::insights(&self.client, q)
+    }
+
+    fn user(&self, id: &str) -> Result<Option<UserDetail>, StoreError> {
+        query::user(&self.client, id)
+    }
+
+    fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError> {
+        query::users(&self.client, q)
+    }
+
+    fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
+        query::session_stats(&self.client, q)
+    }
+
+    fn session(&self, id: &str) -> Result<Option<SessionView>, StoreError> {
+        query::session(&self.client, id)
+    }
+
+    fn erase(&self, person: &str) -> oneshot::Receiver<Result<Erased, StoreError>> {
+        let person = person.to_owned();
+        self.background(move |c| query::erase(c, &person))
+    }
+
+    fn event_names(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        query::event_names(&self.client, from_ms, to_ms)
+    }
+
+    fn property_keys(&self, from_ms: i64, to_ms: i64) -> Result<PropertyKeys, StoreError> {
+        query::property_keys(&self.client, from_ms, to_ms)
+    }
+
+    fn save_report(&self, r: Report) -> oneshot::Receiver<Result<(), StoreError>> {
+        let ver = self.next_report_ver();
+        self.background(move |c| query::save_report(c, &r, ver, false))
+    }
+
+    fn delete_report(&self, id: &str) -> oneshot::Receiver<Result<bool, StoreError>> {
+        let id = id.to_owned();
+        let ver = self.next_report_ver();
+        self.background(move |c| {
+            let Some(r) = query::report(c, &id, false)? else {
+                return Ok(false);
+            };
+            query::save_report(c, &r, ver, true)?;
+            Ok(true)
+        })
+    }
+
+    fn reports(&self) -> Result<Vec<Report>, StoreError> {
+        query::reports(&self.client, None)
+    }
+
+    fn report(&self, id: &str, shared: bool) -> Result<Option<Report>, StoreError> {
+        query::report(&self.client, id, shared)
+    }
+
+    fn spool(&self) -> Option<&SpoolGauges> {
+        Some(&self.gauges)
+    }
+}

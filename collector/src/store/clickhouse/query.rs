@@ -1,0 +1,859 @@
+//! The analysis queries in ClickHouse SQL (kept to what ClickHouse 18.16 and current releases
+//! both run). Every value from a request enters the SQL through [`lit`] or [`float`].
+//!
+//! Each answer follows the SQLite store's definitions (`sqlite.rs`, `index.rs`): a person is
+//! the user ID an anonymous ID was joined to, else the anonymous ID; filters decide as
+//! SQLite's SQL does (text compared byte-wise, numbers as SQLite casts them); duplicates of an
+//! event not merged away yet are counted once.
+
+use super::http::{float, list, lit, Client};
+use super::StoreError;
+use crate::store::sqlite::{bucket_starts, day_start};
+use crate::store::*;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+
+/// Anonymous ID (named `key`) → the user ID it belongs to (`alias_user`).
+fn aliases(db: &str, key: &str) -> String {
+    format!(
+        "(SELECT anonymous_id AS {key}, argMin(user_id, (time_ms, event_id)) AS alias_user
+          FROM {db}.aliases GROUP BY anonymous_id)"
+    )
+}
+
+/// [`aliases`] keyed by the 64-bit hash of the anonymous ID (`anon_h`), with the user ID and
+/// its hash (`alias_h`, 0 when the anonymous ID was never identified): joins and distinct
+/// counts on numbers instead of strings. Two different IDs share a hash with odds of about
+/// n²/2⁶⁵ (3 in a million at 10 million IDs) — the SQLite event index counts sessions the same
+/// way.
+fn aliases_h(db: &str) -> String {
+    format!(
+        "(SELECT cityHash64(anonymous_id) AS anon_h, alias_user, cityHash64(alias_user) AS alias_h
+          FROM (SELECT anonymous_id, argMin(user_id, (time_ms, event_id)) AS alias_user
+                FROM {db}.aliases GROUP BY anonymous_id))"
+    )
+}
+
+/// The hashed person of a row joined with [`aliases_h`].
+const PERSON_H: &str = "if(alias_h = 0, anon_h, alias_h)";
+
+/// The person of a row joined with [`aliases`] on `anon`.
+fn person(anon: &str) -> String {
+    format!("if(alias_user = '', {anon}, alias_user)")
+}
+
+fn s(r: &Value, k: &str) -> String {
+    r[k].as_str().unwrap_or_default().to_owned()
+}
+
+fn i(r: &Value, k: &str) -> i64 {
+    r[k].as_i64()
+        .or_else(|| r[k].as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_default()
+}
+
+fn u(r: &Value, k: &str) -> u64 {
+    i(r, k).max(0) as u64
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// SQL expressions of a value as a filter sees it: its text (`''` when missing), whether it
+/// is present, whether it is a JSON number, and its value as SQLite's `CAST(.. AS REAL)`.
+struct Value4 {
+    text: String,
+    has: String,
+    num: String,
+    real: String,
+}
+
+/// SQLite's `CAST(text AS REAL)` of a text column: its longest leading number, else 0.
+fn real_of(col: &str) -> String {
+    format!(
+        "(if(match({col}, {neg}), -1, 1) * toFloat64OrZero(extract({col}, {num})))",
+        neg = lit(r"^\s*-"),
+        num = lit(r"^\s*[+-]?((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"),
+    )
+}
+
+fn column(col: &str) -> Value4 {
+    Value4 {
+        text: col.to_owned(),
+        has: "1".into(),
+        num: "0".into(),
+        real: real_of(col),
+    }
+}
+
+fn event_prop(k: &str) -> Value4 {
+    let at = format!("indexOf(prop_keys, {})", lit(k));
+    Value4 {
+        text: format!("prop_values[{at}]"),
+        has: format!("has(prop_keys, {})", lit(k)),
+        num: format!("prop_nums[{at}]"),
+        real: format!("prop_reals[{at}]"),
+    }
+}
+
+fn user_prop(n: usize) -> Value4 {
+    Value4 {
+        text: format!("up{n}_v"),
+        has: format!("(up{n}_h = 1)"),
+        num: format!("up{n}_n"),
+        real: format!("up{n}_r"),
+    }
+}
+
+/// The condition of a filter, deciding as `filter_sql` does in SQLite.
+fn cond(f: &Filter, v: &Value4) -> String {
+    let Value4 {
+        text,
+        has,
+        num,
+        real,
+    } = v;
+    let value = lit(&f.value);
+    match f.op {
+        Op::Exists => format!("({has} AND {text} != '')"),
+        Op::Eq => format!("({text} = {value})"),
+        Op::Neq => format!("({text} != {value})"),
+        Op::Contains if f.value.is_empty() => format!("({has})"),
+        Op::Contains => format!(
+            "({has} AND position(lower({text}), {}) > 0)",
+            lit(&f.value.to_ascii_lowercase())
+        ),
+        Op::Gt | Op::Lt => {
+            let gt = f.op == Op::Gt;
+            match f.value.parse::<f64>() {
+                Ok(n) if n.is_nan() => "0".into(),
+                Ok(n) if n.is_infinite() => {
+                    if (n > 0.0) == gt {
+                        "0".into()
+                    } else {
+                        format!("({has})")
+                    }
+                }
+                Ok(n) => format!(
+                    "({has} AND {real} {} {})",
+                    if gt { ">" } else { "<" },
+                    float(n)
+                ),
+                Err(_) if gt => format!("({has} AND {num} = 0 AND {text} > {value})"),
+                Err(_) => format!("({has} AND ({num} = 1 OR {text} < {value}))"),
+            }
+        }
+    }
+}
+
+/// Per person, the latest value of user property `k` (columns `up{n}_*`).
+fn user_prop_table(db: &str, k: &str, n: usize) -> String {
+    let at = format!("indexOf(trait_keys, {})", lit(k));
+    format!(
+        "(SELECT person_h, argMax(v, time_ms) AS up{n}_v, argMax(nm, time_ms) AS up{n}_n,
+                argMax(r, time_ms) AS up{n}_r, toUInt8(1) AS up{n}_h
+          FROM (SELECT {PERSON_H} AS person_h, time_ms, trait_values[{at}] AS v,
+                       trait_nums[{at}] AS nm, trait_reals[{at}] AS r
+                FROM (SELECT cityHash64(anonymous_id) AS anon_h, time_ms, trait_keys,
+                             trait_values, trait_nums, trait_reals
+                      FROM {db}.events WHERE has(trait_keys, {key}))
+                ANY LEFT JOIN {aliases} USING anon_h)
+          GROUP BY person_h)",
+        key = lit(k),
+        aliases = aliases_h(db),
+    )
+}
+
+/// The events an insights query counts, one row each (duplicates included), with columns
+/// `event_h`, `session_h`, `person_h` (hashes of the event ID, session ID and person),
+/// `person`, `time_ms` and `key` (the split value, `''` for none).
+/// Also the condition on `events` alone, when the query has no `user.KEY` filter.
+fn insights_source(db: &str, q: &InsightsQuery) -> (String, Option<String>) {
+    let mut user_keys: Vec<String> = Vec::new();
+    let mut user_n = |k: &str| match user_keys.iter().position(|x| x == k) {
+        Some(n) => n,
+        None => {
+            user_keys.push(k.to_owned());
+            user_keys.len() - 1
+        }
+    };
+    let mut event_conds = vec![format!(
+        "time_ms >= {} AND time_ms < {}",
+        q.from_ms, q.to_ms
+    )];
+    if !q.events.is_empty() {
+        event_conds.push(format!("name IN {}", list(&q.events)));
+    }
+    let mut user_conds = Vec::new();
+    for f in &q.filters {
+        match &f.field {
+            Field::Event(col) => event_conds.push(cond(f, &column(col))),
+            Field::EventProp(k) => event_conds.push(cond(f, &event_prop(k))),
+            Field::UserProp(k) => user_conds.push(cond(f, &user_prop(user_n(k)))),
+        }
+    }
+    let (key0, key) = match &q.split {
+        None => ("''".to_owned(), "key0".to_owned()),
+        Some(Field::Event(col)) => (col.to_string(), "key0".to_owned()),
+        Some(Field::EventProp(k)) => (event_prop(k).text, "key0".to_owned()),
+        Some(Field::UserProp(k)) => ("''".to_owned(), user_prop(user_n(k)).text),
+    };
+    let mut sql = format!(
+        "SELECT event_h, session_h, time_ms, key0, anonymous_id, alias_user,
+                {PERSON_H} AS person_h
+         FROM (SELECT cityHash64(event_id) AS event_h, cityHash64(session_id) AS session_h,
+                      anonymous_id, cityHash64(anonymous_id) AS anon_h, time_ms, {key0} AS key0
+               FROM {db}.events WHERE {conds})
+         ANY LEFT JOIN {aliases} USING anon_h",
+        conds = event_conds.join(" AND "),
+        aliases = aliases_h(db),
+    );
+    for (n, k) in user_keys.iter().enumerate() {
+        sql = format!(
+            "SELECT * FROM ({sql}) ANY LEFT JOIN {} USING person_h",
+            user_prop_table(db, k, n)
+        );
+    }
+    let where_ = if user_conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", user_conds.join(" AND "))
+    };
+    let events_only = user_conds.is_empty().then(|| event_conds.join(" AND "));
+    let sql = format!(
+        "SELECT event_h, session_h, person_h, {person} AS person, time_ms, {key} AS key
+         FROM ({sql}) {where_}",
+        person = person("anonymous_id"),
+    );
+    (sql, events_only)
+}
+
+fn bucket_expr(q: &InsightsQuery) -> String {
+    let local = format!("toDateTime(intDiv(time_ms, 1000), {})", lit(q.tz.name()));
+    match q.interval {
+        Interval::Hour => "toString(intDiv(time_ms, 3600000))".into(),
+        Interval::Day => format!("toString(toDate({local}))"),
+        Interval::Week => format!("toString(toMonday({local}))"),
+        Interval::Month => format!("toString(toStartOfMonth({local}))"),
+    }
+}
+
+/// The bucket a label of [`bucket_expr`] stands for, as an index into `starts`.
+fn bucket_index(q: &InsightsQuery, label: &str, starts: &[i64]) -> usize {
+    let start = match q.interval {
+        Interval::Hour => label.parse::<i64>().unwrap_or_default() * 3_600_000,
+        _ => chrono::NaiveDate::parse_from_str(label, "%Y-%m-%d")
+            .map(|d| day_start(d, q.tz))
+            .unwrap_or_default(),
+    };
+    starts.partition_point(|&s| s <= start).saturating_sub(1)
+}
+
+pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
+    let db = &c.database;
+    let starts = bucket_starts(q.from_ms, q.to_ms, q.interval, q.tz);
+    let (source, events_only) = insights_source(db, q);
+    let entity = match q.metric {
+        Metric::Events => "event_h",
+        Metric::Sessions => "session_h",
+        Metric::Users => "person_h",
+    };
+    // One pass: distinct entities per (bucket, key), merged per key for the table and over
+    // everything for the total (`WITH TOTALS`).
+    let (rows, totals) = c.select(&format!(
+        "SELECT key, uniqExactMerge(st) AS n, groupArray(b) AS bs,
+                groupArray(finalizeAggregation(st)) AS ns
+         FROM (SELECT {bucket} AS b, key, uniqExactState({entity}) AS st FROM ({source})
+               GROUP BY b, key)
+         GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000",
+        bucket = bucket_expr(q),
+    ))?;
+    let total = totals.as_ref().map_or(0, |t| u(t, "n"));
+    let mut table: Vec<(Option<String>, u64)> = Vec::new();
+    if q.split.is_some() {
+        table = rows
+            .iter()
+            .map(|r| (non_empty(s(r, "key")), u(r, "n")))
+            .collect();
+    }
+    let series_keys: Vec<Option<String>> = match q.split {
+        None => vec![None],
+        Some(_) => table.iter().take(20).map(|(k, _)| k.clone()).collect(),
+    };
+    let buckets = starts.len().max(1);
+    let mut counts = vec![0u64; series_keys.len() * buckets];
+    for r in &rows {
+        let key = non_empty(s(r, "key"));
+        let Some(rank) = series_keys.iter().position(|k| *k == key) else {
+            continue;
+        };
+        let labels = r["bs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let values = r["ns"].as_array().map(Vec::as_slice).unwrap_or_default();
+        for (label, n) in labels.iter().zip(values) {
+            let b = bucket_index(q, label.as_str().unwrap_or_default(), &starts);
+            counts[rank * buckets + b] += n.as_u64().unwrap_or_default();
+        }
+    }
+    let series = series_keys
+        .into_iter()
+        .enumerate()
+        .map(|(r, key)| Series {
+            key,
+            buckets: starts
+                .iter()
+                .enumerate()
+                .map(|(b, &start_ms)| Bucket {
+                    start_ms,
+                    value: counts[r * buckets + b],
+                })
+                .collect(),
+        })
+        .collect();
+    let sample_users = sample_users(c, &source, events_only.as_deref())?;
+    Ok(Insights {
+        total,
+        series,
+        table,
+        sample_users,
+    })
+}
+
+/// The five people with the latest matching events. First from the latest 1,000 matching
+/// events (read from `events` alone when no user property filters them, their people looked
+/// up afterwards); only if those hold fewer than five people, and there are more events, by
+/// grouping every matching event by person.
+fn sample_users(
+    c: &Client,
+    source: &str,
+    events_only: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let db = &c.database;
+    let latest: Vec<String> = match events_only {
+        Some(conds) => {
+            let (rows, _) = c.select(&format!(
+                "SELECT anonymous_id FROM {db}.events WHERE {conds}
+                 ORDER BY time_ms DESC LIMIT 1000"
+            ))?;
+            let anons: Vec<String> = rows.iter().map(|r| s(r, "anonymous_id")).collect();
+            let mut unique = anons.clone();
+            unique.sort();
+            unique.dedup();
+            let (found, _) = c.select(&format!(
+                "SELECT a, alias_user FROM {} WHERE a IN {}",
+                aliases(db, "a"),
+                list(&unique)
+            ))?;
+            let person_of: HashMap<String, String> = found
+                .iter()
+                .map(|r| (s(r, "a"), s(r, "alias_user")))
+                .collect();
+            anons
+                .into_iter()
+                .map(|a| person_of.get(&a).cloned().unwrap_or(a))
+                .collect()
+        }
+        None => {
+            let (rows, _) = c.select(&format!(
+                "SELECT person FROM ({source}) ORDER BY time_ms DESC LIMIT 1000"
+            ))?;
+            rows.iter().map(|r| s(r, "person")).collect()
+        }
+    };
+    let mut sample: Vec<String> = Vec::new();
+    for p in &latest {
+        if sample.len() < 5 && !sample.contains(p) {
+            sample.push(p.clone());
+        }
+    }
+    if sample.len() < 5 && latest.len() == 1000 {
+        let (rows, _) = c.select(&format!(
+            "SELECT person, max(time_ms) AS t FROM ({source}) GROUP BY person
+             ORDER BY t DESC, person DESC LIMIT 5"
+        ))?;
+        sample = rows.iter().map(|r| s(r, "person")).collect();
+    }
+    Ok(sample)
+}
+
+/// The columns of an event as the user and session views show it.
+const VIEW_COLUMNS: &str = "event_id, type, name, time_ms, client_ms, seq, url, path, props,
+    traits, session_id, anonymous_id, browser, os, device, country, region, city";
+
+/// Trait objects, in time order.
+type Traits = Vec<serde_json::Map<String, Value>>;
+
+/// Events (one row per `event_id`) grouped into sessions in order of their first event, and
+/// the trait objects they set, in time order.
+fn load_sessions(c: &Client, filter: &str) -> Result<(Vec<SessionView>, Traits), StoreError> {
+    let db = &c.database;
+    let (rows, _) = c.select(&format!(
+        "SELECT {VIEW_COLUMNS} FROM {db}.events WHERE {filter}
+         ORDER BY time_ms, seq, ver DESC"
+    ))?;
+    let mut seen = HashSet::new();
+    let mut sessions: Vec<SessionView> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut traits = Vec::new();
+    for r in rows {
+        if !seen.insert(s(&r, "event_id")) {
+            continue;
+        }
+        let time_ms = i(&r, "time_ms");
+        if let Some(t) = r["traits"].as_str() {
+            if let Ok(Value::Object(t)) = serde_json::from_str(t) {
+                traits.push(t);
+            }
+        }
+        let session_id = s(&r, "session_id");
+        let at = *index.entry(session_id.clone()).or_insert_with(|| {
+            sessions.push(SessionView {
+                session_id,
+                anonymous_id: s(&r, "anonymous_id"),
+                started_at: rfc3339(time_ms),
+                ended_at: String::new(),
+                duration_seconds: 0.0,
+                browser: non_empty(s(&r, "browser")),
+                os: non_empty(s(&r, "os")),
+                device: non_empty(s(&r, "device")),
+                country: non_empty(s(&r, "country")),
+                region: non_empty(s(&r, "region")),
+                city: non_empty(s(&r, "city")),
+                events: Vec::new(),
+            });
+            sessions.len() - 1
+        });
+        let session = &mut sessions[at];
+        let started = chrono::DateTime::parse_from_rfc3339(&session.started_at)
+            .map(|d| d.timestamp_millis())
+            .unwrap_or_default();
+        session.ended_at = rfc3339(time_ms);
+        session.duration_seconds = (time_ms - started) as f64 / 1000.0;
+        session.events.push(EventView {
+            event_id: s(&r, "event_id"),
+            kind: s(&r, "type"),
+            name: s(&r, "name"),
+            timestamp: rfc3339(time_ms),
+            client_timestamp: rfc3339(i(&r, "client_ms")),
+            seq: i(&r, "seq"),
+            url: s(&r, "url"),
+            path: s(&r, "path"),
+            props: serde_json::from_str(&s(&r, "props")).unwrap_or_else(|_| serde_json::json!({})),
+        });
+    }
+    Ok((sessions, traits))
+}
+
+/// The user ID that `id` (a user ID or an anonymous ID) belongs to, if identified.
+fn identified(c: &Client, id: &str) -> Result<Option<String>, StoreError> {
+    let (rows, _) = c.select(&format!(
+        "SELECT alias_user FROM {} WHERE alias_user = {id} OR a = {id} LIMIT 1",
+        aliases(&c.database, "a"),
+        id = lit(id)
+    ))?;
+    Ok(rows.first().map(|r| s(r, "alias_user")))
+}
+
+/// Every anonymous ID of each identified person, sorted.
+fn anonymous_ids(c: &Client, users: &[String]) -> Result<HashMap<String, Vec<String>>, StoreError> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    if users.is_empty() {
+        return Ok(out);
+    }
+    let (rows, _) = c.select(&format!(
+        "SELECT alias_user, a FROM {} WHERE alias_user IN {} ORDER BY a",
+        aliases(&c.database, "a"),
+        list(users)
+    ))?;
+    for r in rows {
+        out.entry(s(&r, "alias_user")).or_default().push(s(&r, "a"));
+    }
+    Ok(out)
+}
+
+pub fn user(c: &Client, id: &str) -> Result<Option<UserDetail>, StoreError> {
+    let identified = identified(c, id)?;
+    let person = identified.clone().unwrap_or_else(|| id.to_owned());
+    let anonymous_ids = match &identified {
+        Some(_) => anonymous_ids(c, std::slice::from_ref(&person))?
+            .remove(&person)
+            .unwrap_or_default(),
+        None => vec![person.clone()],
+    };
+    let (sessions, traits) =
+        load_sessions(c, &format!("anonymous_id IN {}", list(&anonymous_ids)))?;
+    if sessions.is_empty() {
+        return Ok(None);
+    }
+    let mut properties = serde_json::Map::new();
+    for t in traits {
+        properties.extend(t);
+    }
+    let user = UserSummary {
+        id: person,
+        user_id: identified,
+        anonymous_ids,
+        first_seen: sessions
+            .first()
+            .map(|s| s.started_at.clone())
+            .unwrap_or_default(),
+        last_seen: sessions
+            .iter()
+            .map(|s| s.ended_at.clone())
+            .max()
+            .unwrap_or_default(),
+        properties: Value::Object(properties),
+        session_count: sessions.len() as u64,
+    };
+    Ok(Some(UserDetail { user, sessions }))
+}
+
+/// People: `id`, `uid` (the user ID, `''` if none), `first_ms`, `last_ms`.
+fn people(db: &str) -> String {
+    format!(
+        "SELECT if(uid = '', anon, uid) AS id, uid, first_ms, last_ms FROM (
+           SELECT any(anonymous_id) AS anon, any(alias_user) AS uid, min(time_ms) AS first_ms,
+                  max(time_ms) AS last_ms
+           FROM (SELECT anonymous_id, cityHash64(anonymous_id) AS anon_h, time_ms
+                 FROM {db}.events)
+           ANY LEFT JOIN {aliases} USING anon_h
+           GROUP BY {PERSON_H})",
+        aliases = aliases_h(db),
+    )
+}
+
+pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
+    let db = &c.database;
+    let mut conds = vec![format!(
+        "last_ms >= {} AND first_ms < {}",
+        q.from_ms, q.to_ms
+    )];
+    if let Some(cur) = &q.cursor {
+        conds.push(format!(
+            "(last_ms < {ms} OR (last_ms = {ms} AND id > {id}))",
+            ms = cur.last_ms,
+            id = lit(&cur.id)
+        ));
+    }
+    if let Some(needle) = &q.contains {
+        let needle = lit(&needle.to_ascii_lowercase());
+        conds.push(format!(
+            "(position(lower(id), {needle}) > 0 OR id IN (SELECT alias_user FROM {}
+               WHERE position(lower(a), {needle}) > 0))",
+            aliases(db, "a")
+        ));
+    }
+    let (rows, _) = c.select(&format!(
+        "SELECT * FROM ({people}) WHERE {conds} ORDER BY last_ms DESC, id ASC LIMIT {limit}",
+        people = people(db),
+        conds = conds.join(" AND "),
+        limit = q.limit + 1
+    ))?;
+    let mut rows: Vec<(String, Option<String>, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                s(r, "id"),
+                non_empty(s(r, "uid")),
+                i(r, "first_ms"),
+                i(r, "last_ms"),
+            )
+        })
+        .map(|(id, uid, f, l)| {
+            let uid = uid.map(|_| id.clone());
+            (id, uid, f, l)
+        })
+        .collect();
+    let next = (rows.len() > q.limit).then(|| {
+        rows.truncate(q.limit);
+        let last = rows.last().expect("limit is at least 1");
+        UsersCursor {
+            last_ms: last.3,
+            id: last.0.clone(),
+        }
+    });
+    let identified: Vec<String> = rows
+        .iter()
+        .filter(|r| r.1.is_some())
+        .map(|r| r.0.clone())
+        .collect();
+    let mut anons = anonymous_ids(c, &identified)?;
+    let anons_of = |id: &String, identified: bool| -> Vec<String> {
+        if identified {
+            anons.get(id).cloned().unwrap_or_default()
+        } else {
+            vec![id.clone()]
+        }
+    };
+    let all: Vec<String> = rows
+        .iter()
+        .flat_map(|r| anons_of(&r.0, r.1.is_some()))
+        .collect();
+    let (counts, _) = c.select(&format!(
+        "SELECT anonymous_id, uniqExact(session_id) AS n FROM {db}.events
+         WHERE anonymous_id IN {} GROUP BY anonymous_id",
+        list(&all)
+    ))?;
+    let sessions: HashMap<String, u64> = counts
+        .iter()
+        .map(|r| (s(r, "anonymous_id"), u(r, "n")))
+        .collect();
+    let (traits, _) = c.select(&format!(
+        "SELECT event_id, anonymous_id, traits FROM {db}.events
+         WHERE anonymous_id IN {} AND traits IS NOT NULL ORDER BY time_ms, seq",
+        list(&all)
+    ))?;
+    let mut person_of: HashMap<&str, &str> = HashMap::new();
+    for (id, user_id, _, _) in &rows {
+        let anons = match user_id {
+            Some(_) => anons.get(id).map(Vec::as_slice).unwrap_or_default(),
+            None => std::slice::from_ref(id),
+        };
+        for a in anons {
+            person_of.insert(a, id);
+        }
+    }
+    // Each person's traits merged in time order, whichever anonymous ID set them.
+    let mut seen = HashSet::new();
+    let mut properties_of: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
+    for r in traits {
+        if !seen.insert(s(&r, "event_id")) {
+            continue;
+        }
+        let Some(&p) = person_of.get(s(&r, "anonymous_id").as_str()) else {
+            continue;
+        };
+        if let Ok(Value::Object(t)) = serde_json::from_str(&s(&r, "traits")) {
+            properties_of.entry(p.to_owned()).or_default().extend(t);
+        }
+    }
+    drop(person_of);
+    let mut users = Vec::with_capacity(rows.len());
+    for (id, user_id, first_ms, last_ms) in rows {
+        let anonymous_ids = match &user_id {
+            Some(_) => anons.remove(&id).unwrap_or_default(),
+            None => vec![id.clone()],
+        };
+        let properties = properties_of.remove(&id).unwrap_or_default();
+        users.push(UserSummary {
+            session_count: anonymous_ids
+                .iter()
+                .map(|a| sessions.get(a).copied().unwrap_or(0))
+                .sum(),
+            id,
+            user_id,
+            anonymous_ids,
+            first_seen: rfc3339(first_ms),
+            last_seen: rfc3339(last_ms),
+            properties: Value::Object(properties),
+        });
+    }
+    Ok(UsersPage { users, next })
+}
+
+pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
+    let db = &c.database;
+    let key0 = match q.split {
+        Some(SessionField::Browser) => "browser",
+        Some(SessionField::Os) => "os",
+        Some(SessionField::Device) => "device",
+        Some(SessionField::Country) => "country",
+        Some(SessionField::EntryPath) => "path",
+        Some(SessionField::User) | None => "''",
+    };
+    let key = match q.split {
+        Some(SessionField::User) => "person",
+        _ => "key0",
+    };
+    let only = match &q.user {
+        Some(user) => format!("WHERE person = {}", lit(user)),
+        None => String::new(),
+    };
+    let (from, to) = (q.from_ms, q.to_ms);
+    let (rows, totals) = c.select(&format!(
+        "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
+                sum(pages = 1 AND events = 1 + leaves) AS bounces
+         FROM (SELECT *, {person} AS person FROM (
+            SELECT min(time_ms) AS start_ms, max(time_ms) AS end_ms,
+                   uniqExact(cityHash64(event_id)) AS events,
+                   uniqExactIf(cityHash64(event_id), type = 'page') AS pages,
+                   uniqExactIf(cityHash64(event_id), name = '$pageleave') AS leaves,
+                   argMin(anonymous_id, time_ms) AS anon, cityHash64(anon) AS anon_h,
+                   argMin({key0}, time_ms) AS key0
+            FROM {db}.events
+            WHERE cityHash64(session_id) IN (SELECT cityHash64(session_id) FROM {db}.events
+                                             WHERE time_ms >= {from} AND time_ms < {to})
+            GROUP BY cityHash64(session_id)
+            HAVING start_ms >= {from} AND start_ms < {to})
+          ANY LEFT JOIN {aliases} USING anon_h)
+         {only}
+         GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000",
+        person = person("anon"),
+        aliases = aliases_h(db),
+    ))?;
+    let totals_of = |r: &Value| {
+        let n = u(r, "n");
+        let ms = i(r, "ms");
+        let n_f = n.max(1) as f64;
+        SessionTotals {
+            total_sessions: n,
+            avg_session_seconds: ms as f64 / 1000.0 / n_f,
+            total_session_seconds: ms as f64 / 1000.0,
+            bounce_rate: u(r, "bounces") as f64 / n_f,
+        }
+    };
+    let table = match q.split {
+        None => Vec::new(),
+        Some(_) => rows
+            .iter()
+            .map(|r| SessionSplitRow {
+                key: non_empty(s(r, "key")),
+                totals: totals_of(r),
+            })
+            .collect(),
+    };
+    Ok(SessionStats {
+        totals: totals_of(&totals.unwrap_or(Value::Null)),
+        table,
+    })
+}
+
+pub fn session(c: &Client, id: &str) -> Result<Option<SessionView>, StoreError> {
+    let (sessions, _) = load_sessions(c, &format!("session_id = {}", lit(id)))?;
+    Ok(sessions.into_iter().next())
+}
+
+pub fn event_names(c: &Client, from_ms: i64, to_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
+    let (rows, _) = c.select(&format!(
+        "SELECT name, uniqExact(event_id) AS n FROM {}.events
+         WHERE time_ms >= {from_ms} AND time_ms < {to_ms}
+         GROUP BY name ORDER BY n DESC, name LIMIT 500",
+        c.database
+    ))?;
+    Ok(rows.iter().map(|r| (s(r, "name"), u(r, "n"))).collect())
+}
+
+pub fn property_keys(c: &Client, from_ms: i64, to_ms: i64) -> Result<PropertyKeys, StoreError> {
+    let db = &c.database;
+    let counts = |rows: Vec<Value>| -> Vec<KeyCount> {
+        rows.iter()
+            .map(|r| KeyCount {
+                key: s(r, "k"),
+                count: u(r, "n"),
+            })
+            .collect()
+    };
+    let (event, _) = c.select(&format!(
+        "SELECT k, count() AS n FROM (
+            SELECT prop_keys FROM {db}.events WHERE time_ms >= {from_ms} AND time_ms < {to_ms}
+            ORDER BY time_ms DESC LIMIT 1 BY event_id LIMIT 5000)
+         ARRAY JOIN prop_keys AS k GROUP BY k ORDER BY n DESC, k LIMIT 200"
+    ))?;
+    let (user, _) = c.select(&format!(
+        "SELECT k, uniqExact(person) AS n FROM (
+            SELECT {person} AS person, trait_keys
+            FROM (SELECT anonymous_id, trait_keys FROM {db}.events WHERE notEmpty(trait_keys))
+            ANY LEFT JOIN {aliases} USING anonymous_id)
+         ARRAY JOIN trait_keys AS k
+         WHERE person IN (SELECT id FROM ({people})
+                          WHERE last_ms >= {from_ms} AND first_ms < {to_ms}
+                          ORDER BY last_ms DESC LIMIT 5000)
+         GROUP BY k ORDER BY n DESC, k LIMIT 200",
+        person = person("anonymous_id"),
+        aliases = aliases(db, "anonymous_id"),
+        people = people(db),
+    ))?;
+    Ok(PropertyKeys {
+        columns: column_names(),
+        event: counts(event),
+        user: counts(user),
+    })
+}
+
+/// Deletes every row of a person and waits until ClickHouse applied the deletes.
+pub fn erase(c: &Client, person: &str) -> Result<Erased, StoreError> {
+    let db = &c.database;
+    let user = identified(c, person)?;
+    let mut anonymous_ids = match &user {
+        Some(u) => anonymous_ids(c, std::slice::from_ref(u))?
+            .remove(u)
+            .unwrap_or_default(),
+        None => vec![person.to_owned()],
+    };
+    anonymous_ids.dedup();
+    let mut which = format!("anonymous_id IN {}", list(&anonymous_ids));
+    if let Some(u) = &user {
+        which = format!("{which} OR user_id = {}", lit(u));
+    }
+    let (rows, _) = c.select(&format!(
+        "SELECT uniqExact(event_id) AS n FROM {db}.events WHERE {which}"
+    ))?;
+    let events = rows.first().map_or(0, |r| u(r, "n"));
+    c.execute(&format!("ALTER TABLE {db}.events DELETE WHERE {which}"))?;
+    c.execute(&format!("ALTER TABLE {db}.aliases DELETE WHERE {which}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let (rows, _) = c.select(&format!(
+            "SELECT count() AS n FROM system.mutations
+             WHERE database = {} AND table IN ('events', 'aliases') AND is_done = 0",
+            lit(db)
+        ))?;
+        if rows.first().map_or(0, |r| u(r, "n")) == 0 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(StoreError::Write(
+                "clickhouse did not finish the erase within 300 s".into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(Erased {
+        events,
+        anonymous_ids,
+    })
+}
+
+pub fn save_report(c: &Client, r: &Report, ver: u64, deleted: bool) -> Result<(), StoreError> {
+    let created_ms = chrono::DateTime::parse_from_rfc3339(&r.created_at)
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_default();
+    let row = serde_json::json!({
+        "id": r.id, "name": r.name, "view": r.view, "query": r.query,
+        "share_token": r.share_token.clone().unwrap_or_default(),
+        "created_ms": created_ms, "deleted": u8::from(deleted), "ver": ver,
+    });
+    c.insert("reports", format!("{row}\n").into_bytes())?;
+    Ok(())
+}
+
+/// Live reports, newest first; only the one with this ID or share token if given.
+pub fn reports(c: &Client, only: Option<(&str, bool)>) -> Result<Vec<Report>, StoreError> {
+    let having = match only {
+        None => String::new(),
+        Some((id, false)) => format!("AND id = {}", lit(id)),
+        Some((token, true)) => format!("AND token = {}", lit(token)),
+    };
+    let (rows, _) = c.select(&format!(
+        "SELECT id, argMax(name, ver) AS n, argMax(view, ver) AS v, argMax(query, ver) AS q,
+                argMax(share_token, ver) AS token, min(created_ms) AS created,
+                argMax(deleted, ver) AS d
+         FROM {}.reports GROUP BY id HAVING d = 0 {having} ORDER BY created DESC",
+        c.database
+    ))?;
+    Ok(rows
+        .iter()
+        .map(|r| Report {
+            id: s(r, "id"),
+            name: s(r, "n"),
+            view: s(r, "v"),
+            query: s(r, "q"),
+            share_token: non_empty(s(r, "token")),
+            created_at: rfc3339(i(r, "created")),
+        })
+        .collect())
+}
+
+pub fn report(c: &Client, id: &str, shared: bool) -> Result<Option<Report>, StoreError> {
+    Ok(reports(c, Some((id, shared)))?.into_iter().next())
+}

@@ -1,0 +1,186 @@
+//! A real ClickHouse server for a test: `clickhouse-server` run as an ordinary process with a
+//! config written into a temp dir (free ports on 127.0.0.1, data and logs in that dir), killed
+//! when dropped. `cargo xtask setup` installs the server; without it the test fails and says
+//! so.
+
+#![allow(dead_code)] // each test binary uses its own part of this helper
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ClickHouseServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    pub http_port: u16,
+    tcp_port: u16,
+    interserver_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The server binary: `clickhouse-server`, or `clickhouse server` of the single binary.
+fn binary() -> (PathBuf, Vec<&'static str>) {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join("clickhouse-server");
+        if p.exists() {
+            return (p, vec![]);
+        }
+    }
+    for dir in ["/usr/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join("clickhouse");
+        if p.exists() {
+            return (p, vec!["server"]);
+        }
+    }
+    panic!(
+        "clickhouse-server is not installed: these tests run a real ClickHouse. \
+         Install it with `cargo xtask setup` (or `apt-get install clickhouse-server`)."
+    );
+}
+
+impl ClickHouseServer {
+    pub fn start() -> ClickHouseServer {
+        let mut s = ClickHouseServer {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            http_port: free_port(),
+            tcp_port: free_port(),
+            interserver_port: free_port(),
+        };
+        s.write_config();
+        s.run();
+        s
+    }
+
+    /// `http://127.0.0.1:PORT/DATABASE`
+    pub fn url(&self, database: &str) -> String {
+        format!("http://127.0.0.1:{}/{database}", self.http_port)
+    }
+
+    fn write_config(&self) {
+        let d = self.dir.path();
+        let config = format!(
+            r#"<yandex>
+  <logger><level>warning</level><log>{d}/log/server.log</log><errorlog>{d}/log/error.log</errorlog><console>0</console></logger>
+  <http_port>{http}</http_port>
+  <tcp_port>{tcp}</tcp_port>
+  <interserver_http_port>{inter}</interserver_http_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>{d}/data/</path>
+  <tmp_path>{d}/tmp/</tmp_path>
+  <user_files_path>{d}/user_files/</user_files_path>
+  <format_schema_path>{d}/format_schemas/</format_schema_path>
+  <users_config>{d}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size>
+  <max_concurrent_queries>100</max_concurrent_queries>
+</yandex>
+"#,
+            d = d.display(),
+            http = self.http_port,
+            tcp = self.tcp_port,
+            inter = self.interserver_port,
+        );
+        let users = r#"<yandex>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <quotas><default></default></quotas>
+</yandex>
+"#;
+        std::fs::create_dir_all(d.join("log")).unwrap();
+        std::fs::write(d.join("config.xml"), config).unwrap();
+        std::fs::write(d.join("users.xml"), users).unwrap();
+    }
+
+    fn run(&mut self) {
+        let (bin, pre) = binary();
+        let d = self.dir.path();
+        let child = Command::new(&bin)
+            .args(pre)
+            .arg(format!("--config-file={}", d.join("config.xml").display()))
+            .current_dir(d)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("log/stderr.log")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.ping() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let log = std::fs::read_to_string(d.join("log/error.log")).unwrap_or_default();
+                panic!("clickhouse-server exited ({status}) on start:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clickhouse-server did not answer /ping within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.http_port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.ends_with("Ok.\n")
+    }
+
+    /// Kills the server (SIGKILL): a crash, as far as its clients can tell.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same data dir and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    /// Runs one statement over HTTP and returns the answer's text.
+    pub fn query(&self, sql: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        write!(
+            s,
+            "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{sql}",
+            sql.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(" 200 "), "clickhouse: {sql}\n{body}");
+        body.to_owned()
+    }
+}
+
+impl Drop for ClickHouseServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,542 @@
+//! One suite over the `Store` trait, run against SQLite and against a real ClickHouse: the same
+//! generated events go into both, and every analysis method must give the same answer —
+//! insights for each metric, interval, time zone, split and filter (event columns, `event.KEY`
+//! and `user.KEY`), the users feed page by page, each user and session, session statistics
+//! with every split, event names, property keys, reports and erasure. Some batches are sent
+//! twice: both stores must find the same duplicates and count nothing twice.
+
+mod common {
+    pub mod clickhouse;
+}
+
+use common::clickhouse::ClickHouseServer;
+use footfall_collector::config::Durability;
+use footfall_collector::store::*;
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+    fn pick<'a>(&mut self, of: &[&'a str]) -> &'a str {
+        of[self.next(of.len() as u64) as usize]
+    }
+}
+
+/// A string with every character that needs escaping somewhere.
+const AWKWARD: &str = "O'Brien \\ \"q\" é😀\ttab";
+
+fn blank(event_id: String) -> StoredEvent {
+    StoredEvent {
+        event_id,
+        site: "demo".into(),
+        kind: "track",
+        name: String::new(),
+        time_ms: 0,
+        client_ms: 0,
+        server_ms: 0,
+        anonymous_id: String::new(),
+        user_id: None,
+        session_id: String::new(),
+        seq: 0,
+        url: String::new(),
+        path: String::new(),
+        title: String::new(),
+        referrer: String::new(),
+        screen: "1920x1080".into(),
+        viewport: "1280x720".into(),
+        language: "en-GB".into(),
+        timezone: "Europe/London".into(),
+        sdk: "footfall-web/0.1.0".into(),
+        props: "{}".into(),
+        traits: None,
+        browser: String::new(),
+        browser_version: String::new(),
+        os: String::new(),
+        device: String::new(),
+        bot_reason: None,
+        referrer_domain: String::new(),
+        utm_source: String::new(),
+        utm_medium: String::new(),
+        utm_campaign: String::new(),
+        utm_term: String::new(),
+        utm_content: String::new(),
+        country: String::new(),
+        region: String::new(),
+        city: String::new(),
+        ip: None,
+    }
+}
+
+/// Visitors over about seven weeks, each event at its own millisecond, in time order.
+fn generate(start: i64) -> Vec<StoredEvent> {
+    let mut rng = Rng(0x0ff1_ce5e_ed00_1234);
+    let mut out = Vec::new();
+    let mut n = 0u64;
+    let browsers = [
+        ("Chrome", "120.0.6099", "Windows", "desktop"),
+        ("Firefox", "121.0", "Linux", "desktop"),
+        ("Safari", "17.1", "iOS", "mobile"),
+        ("Edge", "", "Windows", "desktop"),
+    ];
+    let paths = ["/", "/pricing", "/PRO/plans", "/docs/a?b", "/p/é"];
+    let countries = ["GB", "FR", "US", "IN", ""];
+    for v in 0..70u64 {
+        let anon = format!("anon-{v:03}");
+        // Visitors 0 and 1 are one person on two browsers; every fourth signs in; one user ID
+        // has a quote in it.
+        let user_id = match v {
+            0 | 1 => Some("ann@example.com".to_owned()),
+            7 => Some("o'neil\\x@example.com".to_owned()),
+            _ if v.is_multiple_of(4) => Some(format!("user{v}@example.com")),
+            _ => None,
+        };
+        let (browser, version, os, device) = browsers[rng.next(4) as usize];
+        let country = rng.pick(&countries);
+        let mut identified = false;
+        let mut t = start + rng.next(45 * DAY as u64) as i64;
+        for s in 0..(1 + rng.next(4)) {
+            let session = format!("sess-{v:03}-{s}");
+            let pages = 1 + rng.next(4);
+            let mut seq = 0;
+            for p in 0..pages {
+                let path = rng.pick(&paths);
+                let mut kinds = vec![("page", "$pageview".to_owned())];
+                if rng.next(3) == 0 {
+                    kinds.push(("track", rng.pick(&["signup_clicked", "buy", "play"]).into()));
+                }
+                if user_id.is_some() && s == 1 && p == 0 && !identified {
+                    kinds.push(("identify", "$identify".into()));
+                }
+                if rng.next(2) == 0 || pages == 1 {
+                    kinds.push(("track", "$pageleave".into()));
+                }
+                if v % 5 == 2 && p == 0 {
+                    kinds.push(("set", "$set".into()));
+                }
+                for (kind, name) in kinds {
+                    n += 1;
+                    seq += 1;
+                    t += 1 + rng.next(90_000) as i64 + (n % 7) as i64;
+                    if kind == "identify" {
+                        identified = true;
+                    }
+                    let mut e = blank(format!("019ab0b4-0000-7000-8000-{n:012x}"));
+                    e.kind = kind;
+                    e.name = name.clone();
+                    e.time_ms = t;
+                    e.client_ms = t - 1500;
+                    e.server_ms = t + 20;
+                    e.anonymous_id = anon.clone();
+                    e.user_id = if identified { user_id.clone() } else { None };
+                    e.session_id = session.clone();
+                    e.seq = seq;
+                    e.path = path.into();
+                    e.url = format!("https://shop.example{path}");
+                    e.title = if n.is_multiple_of(9) {
+                        AWKWARD.into()
+                    } else {
+                        format!("Page {path}")
+                    };
+                    e.browser = browser.into();
+                    e.browser_version = version.into();
+                    e.os = os.into();
+                    e.device = device.into();
+                    e.country = country.into();
+                    e.city = if country == "FR" {
+                        "Paris".into()
+                    } else {
+                        String::new()
+                    };
+                    e.referrer_domain =
+                        rng.pick(&["", "google.com", "news.ycombinator.com"]).into();
+                    e.utm_source = rng.pick(&["", "", "newsletter"]).into();
+                    let v_value = match rng.next(9) {
+                        0 => "150".to_owned(),
+                        1 => "\"150\"".to_owned(),
+                        2 => "1.5".into(),
+                        3 => "true".into(),
+                        4 => "\"abc\"".into(),
+                        5 => "[1,2]".into(),
+                        6 => "-3".into(),
+                        7 => "1e20".into(),
+                        _ => "\"\"".into(),
+                    };
+                    e.props = match rng.next(4) {
+                        0 => "{}".into(),
+                        1 => format!(
+                            r#"{{"plan":"{}","price":{},"v":{v_value}}}"#,
+                            rng.pick(&["free", "pro", "team"]),
+                            rng.next(120)
+                        ),
+                        2 => format!(
+                            r#"{{"v":{v_value},"tags":["a","b"],"q":{}}}"#,
+                            serde_json::json!(AWKWARD)
+                        ),
+                        _ => format!(r#"{{"price":{}.5,"flag":false}}"#, rng.next(99)),
+                    };
+                    if kind == "identify" || kind == "set" {
+                        e.traits = Some(format!(
+                            r#"{{"plan":"{}","seats":{},"name":{}}}"#,
+                            rng.pick(&["free", "pro", "team"]),
+                            rng.next(50),
+                            serde_json::json!(if v == 7 { AWKWARD } else { "N" })
+                        ));
+                    }
+                    out.push(e);
+                }
+            }
+            t += HOUR + rng.next(5 * DAY as u64) as i64;
+        }
+    }
+    out.sort_by_key(|e| e.time_ms);
+    out
+}
+
+fn insert(store: &dyn Store, events: Vec<StoredEvent>) -> Vec<bool> {
+    store.insert(events).blocking_recv().unwrap().unwrap()
+}
+
+fn fields(names: &[&str]) -> Vec<Option<Field>> {
+    names
+        .iter()
+        .map(|n| (!n.is_empty()).then(|| Field::parse(n).unwrap()))
+        .collect()
+}
+
+#[test]
+fn sqlite_and_clickhouse_give_the_same_answers() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Sqlite::open(dir.path(), Durability::Process).unwrap();
+    let ch = ClickHouse::open(&server.url("suite"), dir.path(), 1 << 30).unwrap();
+    let stores: [&dyn Store; 2] = [&sqlite, &ch];
+
+    let start = 1_790_000_000_000; // 2026-09-21
+    let events = generate(start);
+    assert!(events.len() > 600, "{} events", events.len());
+    let end = events.last().unwrap().time_ms + 1;
+    // In batches; every fifth batch twice (all duplicates the second time), and one batch that
+    // holds an event twice.
+    for (b, chunk) in events.chunks(37).enumerate() {
+        let mut batch = chunk.to_vec();
+        if b == 3 {
+            batch.push(chunk[0].clone());
+        }
+        let outcomes: Vec<Vec<bool>> = stores.iter().map(|s| insert(*s, batch.clone())).collect();
+        assert_eq!(outcomes[0], outcomes[1], "batch {b}");
+        if b % 5 == 0 {
+            let again: Vec<Vec<bool>> = stores.iter().map(|s| insert(*s, batch.clone())).collect();
+            assert_eq!(again[0], vec![false; batch.len()]);
+            assert_eq!(again[1], again[0], "batch {b} again");
+        }
+    }
+    // A copy stored behind the insert path's back, as two collectors racing would leave it:
+    // queries must still count it once.
+    let copy = &events[10].event_id;
+    server.query(&format!(
+        "INSERT INTO suite.events SELECT * FROM suite.events WHERE event_id = '{copy}'"
+    ));
+
+    let same = |what: &str, f: &dyn Fn(&dyn Store) -> String| {
+        let a = f(stores[0]);
+        let b = f(stores[1]);
+        assert_eq!(a, b, "{what}: SQLite (left) and ClickHouse (right) differ");
+    };
+
+    // Insights.
+    let tzs = [
+        chrono_tz::UTC,
+        chrono_tz::Europe::Paris,
+        chrono_tz::America::New_York,
+        chrono_tz::Asia::Kolkata,
+    ];
+    let intervals = [
+        Interval::Hour,
+        Interval::Day,
+        Interval::Week,
+        Interval::Month,
+    ];
+    let metrics = [Metric::Users, Metric::Sessions, Metric::Events];
+    let query = |metric, interval, tz, split: Option<Field>, filters: Vec<Filter>| {
+        let (from_ms, to_ms) = match interval {
+            Interval::Hour => (start + 3 * DAY + 7 * HOUR / 3, start + 6 * DAY),
+            _ => (start + DAY / 3, end),
+        };
+        InsightsQuery {
+            metric,
+            from_ms,
+            to_ms,
+            interval,
+            events: Vec::new(),
+            split,
+            filters,
+            tz,
+        }
+    };
+    for metric in metrics {
+        for interval in intervals {
+            for tz in tzs {
+                let q = query(metric, interval, tz, None, Vec::new());
+                same(&format!("{q:?}"), &|s| {
+                    format!("{:?}", s.insights(&q).unwrap())
+                });
+            }
+        }
+    }
+    let splits = fields(&[
+        "",
+        "browser",
+        "event.plan",
+        "event.v",
+        "user.plan",
+        "name",
+        "path",
+        "url",
+        "title",
+        "country",
+        "user.seats",
+    ]);
+    let filter_sets: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["browser:eq:Chrome"],
+        vec!["browser:neq:Chrome", "path:contains:pro"],
+        vec!["event.price:gt:50"],
+        vec!["event.price:lt:50.5"],
+        vec!["event.v:gt:100"],
+        vec!["event.v:lt:abc"],
+        vec!["event.v:gt:ab"],
+        vec!["event.v:eq:1"],
+        vec!["event.v:exists"],
+        vec!["event.v:contains:"],
+        vec!["event.tags:contains:\"A\""],
+        vec!["event.flag:eq:0"],
+        vec!["user.plan:neq:free"],
+        vec!["user.plan:eq:pro", "event.plan:exists"],
+        vec!["user.seats:gt:20"],
+        vec!["user.name:contains:o'b"],
+        vec!["browser_version:gt:100"],
+        vec!["browser_version:lt:18"],
+        vec!["city:exists"],
+        vec!["city:eq:"],
+        vec!["title:eq:O'Brien \\ \"q\" é😀\ttab"],
+        vec!["event.q:contains:\\ \"Q\" É"],
+        vec!["url:contains:?B"],
+        vec!["name:gt:$pageview"],
+        vec!["referrer:lt:h"],
+    ];
+    let mut i = 0usize;
+    for filters in &filter_sets {
+        let filters: Vec<Filter> = filters.iter().map(|f| Filter::parse(f).unwrap()).collect();
+        for split in &splits {
+            i += 1;
+            // Walk the metrics, intervals and zones as the combinations go by.
+            let q = query(
+                metrics[i % 3],
+                intervals[(i / 3) % 4],
+                tzs[(i / 12) % 4],
+                split.clone(),
+                filters.clone(),
+            );
+            same(&format!("{q:?}"), &|s| {
+                format!("{:?}", s.insights(&q).unwrap())
+            });
+        }
+    }
+    let mut q = query(
+        Metric::Users,
+        Interval::Day,
+        tzs[1],
+        fields(&["name"])[0].clone(),
+        Vec::new(),
+    );
+    q.events = vec!["buy".into(), "$identify".into()];
+    same("who used", &|s| format!("{:?}", s.insights(&q).unwrap()));
+
+    // The users feed, page by page, and searches.
+    for contains in [None, Some("ANN"), Some("'"), Some("anon-00"), Some("")] {
+        let mut cursor = None;
+        let mut pages = 0;
+        loop {
+            let q = UsersQuery {
+                from_ms: start,
+                to_ms: end,
+                limit: 7,
+                cursor: cursor.clone(),
+                contains: contains.map(str::to_owned),
+            };
+            let pages_seen: Vec<UsersPage> = stores.iter().map(|s| s.users(&q).unwrap()).collect();
+            assert_eq!(pages_seen[0], pages_seen[1], "users {q:?}");
+            cursor = pages_seen[0].next.clone();
+            pages += 1;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        if contains.is_none() {
+            assert!(pages > 2, "the feed should take several pages");
+        }
+    }
+    let q = UsersQuery {
+        from_ms: start + 10 * DAY,
+        to_ms: start + 20 * DAY,
+        limit: 100,
+        cursor: None,
+        contains: None,
+    };
+    same("users in a window", &|s| {
+        format!("{:?}", s.users(&q).unwrap())
+    });
+
+    // Each person and each session.
+    let mut ids: Vec<String> = events.iter().map(|e| e.anonymous_id.clone()).collect();
+    ids.extend(events.iter().filter_map(|e| e.user_id.clone()));
+    ids.push("nobody".into());
+    ids.sort();
+    ids.dedup();
+    for id in &ids {
+        same(&format!("user {id}"), &|s| {
+            format!("{:?}", s.user(id).unwrap())
+        });
+    }
+    let mut sessions: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
+    sessions.sort();
+    sessions.dedup();
+    for id in sessions.iter().chain([&"none".to_owned()]) {
+        same(&format!("session {id}"), &|s| {
+            format!("{:?}", s.session(id).unwrap())
+        });
+    }
+
+    // Session statistics.
+    for split in [
+        None,
+        Some(SessionField::Browser),
+        Some(SessionField::Os),
+        Some(SessionField::Device),
+        Some(SessionField::Country),
+        Some(SessionField::EntryPath),
+        Some(SessionField::User),
+    ] {
+        for (from_ms, to_ms) in [(start, end), (start + 5 * DAY, start + 12 * DAY)] {
+            for user in [
+                None,
+                Some("ann@example.com"),
+                Some("anon-005"),
+                Some("anon-000"),
+            ] {
+                let q = SessionStatsQuery {
+                    from_ms,
+                    to_ms,
+                    user: user.map(str::to_owned),
+                    split,
+                };
+                same(&format!("{q:?}"), &|s| {
+                    format!("{:?}", s.session_stats(&q).unwrap())
+                });
+            }
+        }
+    }
+
+    for (from_ms, to_ms) in [(start, end), (start + 5 * DAY, start + 9 * DAY)] {
+        same("event names", &|s| {
+            format!("{:?}", s.event_names(from_ms, to_ms).unwrap())
+        });
+        same("property keys", &|s| {
+            format!("{:?}", s.property_keys(from_ms, to_ms).unwrap())
+        });
+    }
+
+    // Reports: saved, renamed, shared, deleted.
+    for (n, id) in ["r1", "r'2", "r3"].iter().enumerate() {
+        let r = Report {
+            id: id.to_string(),
+            name: format!("Report {n} {AWKWARD}"),
+            view: "insights".into(),
+            query: "metric=users&last=30d&by=browser".into(),
+            share_token: (n == 1).then(|| "tok'en".into()),
+            created_at: footfall_collector::store::rfc3339(start + n as i64 * 1000),
+        };
+        for s in stores {
+            s.save_report(r.clone()).blocking_recv().unwrap().unwrap();
+        }
+    }
+    let mut renamed = stores[0].report("r1", false).unwrap().unwrap();
+    renamed.name = "renamed".into();
+    renamed.created_at = footfall_collector::store::rfc3339(start + 99_000);
+    for s in stores {
+        s.save_report(renamed.clone())
+            .blocking_recv()
+            .unwrap()
+            .unwrap();
+    }
+    same("reports", &|s| format!("{:?}", s.reports().unwrap()));
+    same("report by token", &|s| {
+        format!("{:?}", s.report("tok'en", true).unwrap())
+    });
+    same("report by id", &|s| {
+        format!("{:?}", s.report("r1", false).unwrap())
+    });
+    same("delete report", &|s| {
+        format!(
+            "{:?} {:?}",
+            s.delete_report("r3").blocking_recv().unwrap().unwrap(),
+            s.delete_report("r3").blocking_recv().unwrap().unwrap()
+        )
+    });
+    same("reports after delete", &|s| {
+        format!("{:?}", s.reports().unwrap())
+    });
+    assert_eq!(stores[1].reports().unwrap().len(), 2);
+
+    // Erasure: a person on two browsers, by user ID, and a visitor never identified.
+    for person in ["ann@example.com", "anon-005"] {
+        let erased: Vec<Erased> = stores
+            .iter()
+            .map(|s| s.erase(person).blocking_recv().unwrap().unwrap())
+            .collect();
+        assert_eq!(erased[0], erased[1], "erase {person}");
+        assert!(erased[0].events > 0);
+    }
+    same("erased user", &|s| {
+        format!("{:?}", s.user("anon-000").unwrap())
+    });
+    assert!(stores[1].user("ann@example.com").unwrap().is_none());
+    for metric in metrics {
+        let q = query(
+            metric,
+            Interval::Week,
+            tzs[2],
+            fields(&["user.plan"])[0].clone(),
+            Vec::new(),
+        );
+        same("insights after erase", &|s| {
+            format!("{:?}", s.insights(&q).unwrap())
+        });
+    }
+    let q = UsersQuery {
+        from_ms: start,
+        to_ms: end,
+        limit: 1000,
+        cursor: None,
+        contains: None,
+    };
+    same("users after erase", &|s| {
+        format!("{:?}", s.users(&q).unwrap())
+    });
+    let q = SessionStatsQuery {
+        from_ms: start,
+        to_ms: end,
+        user: None,
+        split: Some(SessionField::User),
+    };
+    same("sessions after erase", &|s| {
+        format!("{:?}", s.session_stats(&q).unwrap())
+    });
+}
