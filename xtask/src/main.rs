@@ -3,7 +3,8 @@
 //! - `cargo xtask demo`  — install what is missing, build everything, start the collector with
 //!   the demo shop on SQLite under `./data`, print the demo page's and the API's URLs.
 //! - `cargo xtask test`  — install what is missing, then fmt check, clippy (warnings denied),
-//!   native tests, wasm tests, the SDK build with its size budget, and the Chromium tests.
+//!   native tests (the ClickHouse ones again on current ClickHouse, through chDB), wasm tests,
+//!   the SDK build with its size budget, and the Chromium tests.
 //! - `cargo xtask build` / `setup` / `size` — the steps on their own.
 
 mod setup;
@@ -369,6 +370,16 @@ fn test(root: &Path) -> Result {
         "native tests",
         || run(cargo().args(["test", "--workspace"])),
     )?;
+    // The native tests ran the ClickHouse suites on Debian's 18.16; the store's SQL must also
+    // run on current ClickHouse: the same suites again on chDB's engine.
+    step("ClickHouse tests on current ClickHouse (chDB)", || {
+        let python = setup::chdb(root)?;
+        run(cargo()
+            .args(["test", "-p", "footfall-collector"])
+            .args(["--test", "store_suite", "--test", "scale_out"])
+            .env("FOOTFALL_TEST_CLICKHOUSE", "current")
+            .env("FOOTFALL_CHDB_PYTHON", python))
+    })?;
     step("wasm tests (wasm-bindgen-test in Node.js)", || {
         run(cargo()
             .args([

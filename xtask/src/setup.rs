@@ -1,9 +1,10 @@
 //! Installs what the build and the tests need (the wasm target, the wasm-bindgen CLI, Chromium,
-//! ClickHouse for the collector's scale-out tests, and from npm: binaryen's wasm-opt, esbuild, playwright-core), skipping what is already there, so a warm run
-//! costs a few version checks.
+//! ClickHouse 18.16 for the collector's scale-out tests and chDB from PyPI for their pass on
+//! current ClickHouse, and from npm: binaryen's wasm-opt, esbuild, playwright-core), skipping
+//! what is already there, so a warm run costs a few version checks.
 
 use crate::{read, run, step, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Everything: with `for_tests`, also Chromium and ClickHouse (the demo needs neither).
@@ -25,7 +26,45 @@ pub fn all(root: &Path, for_tests: bool) -> Result {
         packages.push(("npm", "npm"));
     }
     step("Debian packages", || apt(&packages))?;
-    step("npm packages", || npm(root))
+    step("npm packages", || npm(root))?;
+    if for_tests {
+        step("chDB (current ClickHouse, from PyPI)", || {
+            chdb(root).map(drop)
+        })?;
+    }
+    Ok(())
+}
+
+/// The chDB release the tests run: its engine is ClickHouse 26.9.
+const CHDB: &str = "chdb==4.4.0";
+
+/// A Python with chDB, in a virtual environment under the target dir: its interpreter.
+pub fn chdb(root: &Path) -> Result<PathBuf> {
+    let venv = crate::target_dir(root).join("chdb-venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join("footfall-installed");
+    if read(&stamp).is_ok_and(|s| s.trim() == CHDB) {
+        println!("    already installed");
+        return Ok(python);
+    }
+    let make = || {
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !make() {
+        // Debian's python3 makes virtual environments only with python3-venv.
+        apt_install(&["python3", "python3-venv"])?;
+        if !make() {
+            return Err(format!("python3 -m venv {} failed", venv.display()));
+        }
+    }
+    println!("    installing {CHDB} (about 150 MB with its dependencies)");
+    run(Command::new(&python).args(["-m", "pip", "install", "-q", CHDB]))?;
+    std::fs::write(&stamp, CHDB).map_err(|e| e.to_string())?;
+    Ok(python)
 }
 
 fn which(cmd: &str) -> Option<String> {
@@ -93,6 +132,10 @@ fn apt(packages: &[(&str, &str)]) -> Result {
         println!("    already installed");
         return Ok(());
     }
+    apt_install(&missing)
+}
+
+fn apt_install(missing: &[&str]) -> Result {
     println!("    installing {}", missing.join(" "));
     let root_user = output(Command::new("id").arg("-u")).is_some_and(|u| u.trim() == "0");
     let apt = |args: &[&str]| {
@@ -108,7 +151,7 @@ fn apt(packages: &[(&str, &str)]) -> Result {
     };
     apt(&["update", "-q"])?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
-    args.extend(&missing);
+    args.extend(missing);
     apt(&args)
 }
 

@@ -2,6 +2,10 @@
 //! config written into a temp dir (free ports on 127.0.0.1, data and logs in that dir), killed
 //! when dropped. `cargo xtask setup` installs the server; without it the test fails and says
 //! so.
+//!
+//! With `FOOTFALL_TEST_CLICKHOUSE=current`, the same tests run against current ClickHouse
+//! instead: the engine of chDB (`tests/clickhouse-current/server.py`, run by the Python named
+//! by `FOOTFALL_CHDB_PYTHON`), which `cargo xtask test` sets up and runs after the 18.16 pass.
 
 #![allow(dead_code)] // each test binary uses its own part of this helper
 
@@ -102,11 +106,29 @@ impl ClickHouseServer {
     }
 
     fn run(&mut self) {
-        let (bin, pre) = binary();
         let d = self.dir.path();
+        let current = std::env::var("FOOTFALL_TEST_CLICKHOUSE").as_deref() == Ok("current");
+        let (bin, pre): (PathBuf, Vec<String>) = if current {
+            let python = std::env::var("FOOTFALL_CHDB_PYTHON").unwrap_or_else(|_| "python3".into());
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clickhouse-current/server.py");
+            let port = self.http_port.to_string();
+            let data = d.join("chdb").display().to_string();
+            let script = script.display().to_string();
+            (
+                python.into(),
+                vec![script, "--port".into(), port, "--path".into(), data],
+            )
+        } else {
+            let (bin, pre) = binary();
+            let config = format!("--config-file={}", d.join("config.xml").display());
+            (
+                bin,
+                pre.iter().map(|s| s.to_string()).chain([config]).collect(),
+            )
+        };
         let child = Command::new(&bin)
             .args(pre)
-            .arg(format!("--config-file={}", d.join("config.xml").display()))
             .current_dir(d)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -120,7 +142,9 @@ impl ClickHouseServer {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let log = std::fs::read_to_string(d.join("log/error.log")).unwrap_or_default();
+                let log = ["log/error.log", "log/stderr.log"]
+                    .map(|f| std::fs::read_to_string(d.join(f)).unwrap_or_default())
+                    .join("\n");
                 panic!("clickhouse-server exited ({status}) on start:\n{log}");
             }
             assert!(

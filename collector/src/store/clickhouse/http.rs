@@ -133,8 +133,10 @@ impl Client {
         sql: &str,
     ) -> Result<(Vec<serde_json::Value>, Option<serde_json::Value>), ChError> {
         let text = self.execute(&format!("{sql}\nFORMAT JSON"))?;
-        let mut answer: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ChError::Answer(e.to_string()))?;
+        let mut answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            let start: String = text.chars().take(200).collect();
+            ChError::Answer(format!("{e} in {start:?}"))
+        })?;
         let rows = match answer.get_mut("data").map(serde_json::Value::take) {
             Some(serde_json::Value::Array(rows)) => rows,
             _ => return Err(ChError::Answer("no data".into())),

@@ -13,11 +13,13 @@ use crate::store::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
-/// Anonymous ID (named `key`) → the user ID it belongs to (`alias_user`).
+/// Anonymous ID (named `key`) → the user ID it belongs to (`alias_user`), as the subquery `a`.
+/// Both sides of every join are named (`e`, `a`, `l`, `r`): current ClickHouse refuses a joined
+/// subquery without a name, 18.16 takes either.
 fn aliases(db: &str, key: &str) -> String {
     format!(
         "(SELECT anonymous_id AS {key}, argMin(user_id, (time_ms, event_id)) AS alias_user
-          FROM {db}.aliases GROUP BY anonymous_id)"
+          FROM {db}.aliases GROUP BY anonymous_id) AS a"
     )
 }
 
@@ -30,7 +32,7 @@ fn aliases_h(db: &str) -> String {
     format!(
         "(SELECT cityHash64(anonymous_id) AS anon_h, alias_user, cityHash64(alias_user) AS alias_h
           FROM (SELECT anonymous_id, argMin(user_id, (time_ms, event_id)) AS alias_user
-                FROM {db}.aliases GROUP BY anonymous_id))"
+                FROM {db}.aliases GROUP BY anonymous_id)) AS a"
     )
 }
 
@@ -157,7 +159,7 @@ fn user_prop_table(db: &str, k: &str, n: usize) -> String {
                        trait_nums[{at}] AS nm, trait_reals[{at}] AS r
                 FROM (SELECT cityHash64(anonymous_id) AS anon_h, time_ms, trait_keys,
                              trait_values, trait_nums, trait_reals
-                      FROM {db}.events WHERE has(trait_keys, {key}))
+                      FROM {db}.events WHERE has(trait_keys, {key})) AS e
                 ANY LEFT JOIN {aliases} USING anon_h)
           GROUP BY person_h)",
         key = lit(k),
@@ -204,14 +206,14 @@ fn insights_source(db: &str, q: &InsightsQuery) -> (String, Option<String>) {
                 {PERSON_H} AS person_h
          FROM (SELECT cityHash64(event_id) AS event_h, cityHash64(session_id) AS session_h,
                       anonymous_id, cityHash64(anonymous_id) AS anon_h, time_ms, {key0} AS key0
-               FROM {db}.events WHERE {conds})
+               FROM {db}.events WHERE {conds}) AS e
          ANY LEFT JOIN {aliases} USING anon_h",
         conds = event_conds.join(" AND "),
         aliases = aliases_h(db),
     );
     for (n, k) in user_keys.iter().enumerate() {
         sql = format!(
-            "SELECT * FROM ({sql}) ANY LEFT JOIN {} USING person_h",
+            "SELECT * FROM ({sql}) AS l ANY LEFT JOIN {} AS r USING person_h",
             user_prop_table(db, k, n)
         );
     }
@@ -515,7 +517,7 @@ fn people(db: &str) -> String {
            SELECT any(anonymous_id) AS anon, any(alias_user) AS uid, min(time_ms) AS first_ms,
                   max(time_ms) AS last_ms
            FROM (SELECT anonymous_id, cityHash64(anonymous_id) AS anon_h, time_ms
-                 FROM {db}.events)
+                 FROM {db}.events) AS e
            ANY LEFT JOIN {aliases} USING anon_h
            GROUP BY {PERSON_H})",
         aliases = aliases_h(db),
@@ -684,7 +686,7 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
             WHERE cityHash64(session_id) IN (SELECT cityHash64(session_id) FROM {db}.events
                                              WHERE time_ms >= {from} AND time_ms < {to})
             GROUP BY cityHash64(session_id)
-            HAVING start_ms >= {from} AND start_ms < {to})
+            HAVING start_ms >= {from} AND start_ms < {to}) AS e
           ANY LEFT JOIN {aliases} USING anon_h)
          {only}
          GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000",
@@ -752,7 +754,7 @@ pub fn property_keys(c: &Client, from_ms: i64, to_ms: i64) -> Result<PropertyKey
     let (user, _) = c.select(&format!(
         "SELECT k, uniqExact(person) AS n FROM (
             SELECT {person} AS person, trait_keys
-            FROM (SELECT anonymous_id, trait_keys FROM {db}.events WHERE notEmpty(trait_keys))
+            FROM (SELECT anonymous_id, trait_keys FROM {db}.events WHERE notEmpty(trait_keys)) AS e
             ANY LEFT JOIN {aliases} USING anonymous_id)
          ARRAY JOIN trait_keys AS k
          WHERE person IN (SELECT id FROM ({people})

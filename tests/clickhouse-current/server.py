@@ -1,0 +1,101 @@
+"""Current ClickHouse behind ClickHouse's HTTP interface, for the collector's ClickHouse tests.
+
+Debian installs ClickHouse 18.16; the store's SQL must also run on current ClickHouse, which
+cannot be downloaded on these machines. chDB (on PyPI) is the current ClickHouse engine as a
+library, without a server: this file gives it the part of the HTTP interface the collector uses
+(`GET /ping`; `POST /` with the statement in the body, or in `?query=` with the rows in the body;
+settings as URL parameters; errors as a non-200 status with ClickHouse's message). The SQL
+engine, its functions, table engines, merges and mutations are ClickHouse's own, in the version
+chDB ships.
+
+Run: python server.py --port PORT --path DIR   (the tests start it: FOOTFALL_TEST_CLICKHOUSE=current)
+"""
+
+import argparse
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from chdb import session as chs
+
+# Parameters of the HTTP interface that are not settings.
+NOT_SETTINGS = {"query", "database", "user", "password", "default_format"}
+
+
+def repair_empty_totals(text):
+    """chDB writes an empty result `WITH TOTALS` in `FORMAT JSON` out of order: the end of the
+    data array and the totals come first, then the head, the start of the data array and the
+    tail. A ClickHouse server writes them in order; this puts them back in order."""
+    head_at = text.find('{\n\t"meta"')
+    if not text.startswith("\n\t],") or head_at < 0:
+        return text
+    totals, rest = text[:head_at], text[head_at:]
+    cut = rest.find('"data":\n\t[\n')
+    if cut < 0:
+        return text
+    cut += len('"data":\n\t[\n')
+    return rest[:cut] + totals + rest[cut:]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--path", required=True)
+    args = ap.parse_args()
+    sess = chs.Session(args.path)
+    lock = threading.Lock()  # one chDB session answers one statement at a time
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def answer(self, status, text):
+            body = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=UTF-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if urlsplit(self.path).path == "/ping":
+                self.answer(200, "Ok.\n")
+            else:
+                self.run(b"")
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            self.run(self.rfile.read(n))
+
+        def run(self, body):
+            params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+            sql = params.get("query", "")
+            text = body.decode("utf-8")
+            sql = f"{sql}\n{text}" if sql else text
+            settings = ", ".join(
+                f"{k} = {v if v.lstrip('-').isdigit() else repr(v)}"
+                for k, v in params.items()
+                if k not in NOT_SETTINGS
+            )
+            try:
+                with lock:
+                    if "database" in params:
+                        sess.query(f"USE {params['database']}")
+                    if settings:
+                        sess.query(f"SET {settings}")
+                    out = sess.query(sql, "TabSeparated")
+                text = out.bytes().decode("utf-8") if out is not None else ""
+                self.answer(200, repair_empty_totals(text))
+            except Exception as e:  # ClickHouse's own error, as its server would send it
+                self.answer(500, str(e))
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    print(f"chDB {sess.query('SELECT version()', 'TabSeparated').bytes().decode().strip()} on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
