@@ -387,7 +387,7 @@ fn record_on(kind: EventType, name: String, props: RawJson, traits: Option<RawJs
             page,
             at_ms,
         };
-        sdk.tracker.record(o, &context);
+        sdk.tracker.record(o, context);
         for e in sdk.tracker.take_chunk(usize::MAX) {
             sdk.outbox.push(e);
         }

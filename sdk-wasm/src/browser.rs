@@ -433,29 +433,51 @@ pub fn do_not_track() -> bool {
         || get(&n, "globalPrivacyControl").as_bool() == Some(true)
 }
 
+/// The last page read, and what reading it again needs: `location`, `document` and the names
+/// `href` and `title` as JavaScript strings (made once: each `Reflect::get` by a Rust `&str`
+/// would decode the name into a new JavaScript string).
+struct PageCache {
+    page: Page,
+    location: JsValue,
+    document: JsValue,
+    href: JsValue,
+    title: JsValue,
+}
+
 thread_local! {
-    /// The last page read: its URL, path and referrer are kept while the URL stays the same.
-    static PAGE: RefCell<Page> = RefCell::default();
+    static PAGE: RefCell<Option<PageCache>> = const { RefCell::new(None) };
 }
 
 /// The page an event happens on. Costs two reads from JavaScript (the URL, the title) when
-/// the URL did not change since the last call.
+/// the URL did not change since the last call: the path and referrer are kept while it stays.
 pub fn page() -> Page {
-    let l = location();
-    let href = text(&l, "href");
-    let title = document().map(|d| text(&d, "title")).unwrap_or_default();
     PAGE.with(|cache| {
-        let Ok(mut p) = cache.try_borrow_mut() else {
+        let Ok(mut cache) = cache.try_borrow_mut() else {
             return Page::default();
         };
+        let c = cache.get_or_insert_with(|| PageCache {
+            page: Page::default(),
+            location: location(),
+            document: document().map_or(JsValue::UNDEFINED, Into::into),
+            href: "href".into(),
+            title: "title".into(),
+        });
+        let read = |o: &JsValue, k: &JsValue| {
+            Reflect::get(o, k)
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_default()
+        };
+        let href = read(&c.location, &c.href);
+        let p = &mut c.page;
         if p.url != href || p.url.is_empty() {
-            p.path = text(&l, "pathname");
+            p.path = text(&c.location, "pathname");
             if p.url.is_empty() {
-                p.referrer = document().map(|d| text(&d, "referrer")).unwrap_or_default();
+                p.referrer = text(&c.document, "referrer");
             }
             p.url = href;
         }
-        p.title = title;
+        p.title = read(&c.document, &c.title);
         p.clone()
     })
 }

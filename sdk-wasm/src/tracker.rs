@@ -230,7 +230,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
 
     /// Records one event; returns true when the queue has reached `batchSize`. Opted out,
     /// nothing is recorded.
-    pub fn record(&mut self, o: Occurrence, context: &Context) -> bool {
+    pub fn record(&mut self, o: Occurrence, context: Context) -> bool {
         if self.is_opted_out() {
             return false;
         }
@@ -256,7 +256,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             session_id: session.id,
             seq: session.seq,
             page: o.page,
-            context: context.clone(),
+            context,
             props: o.props,
             traits: o.traits,
         };
@@ -370,11 +370,11 @@ mod tests {
         let store = MemStorage::default();
         let clock = FakeClock::at(T0);
         let mut t = tracker(&store, &clock);
-        assert!(!t.record(track("a"), &Context::default()));
+        assert!(!t.record(track("a"), Context::default()));
         clock.advance(1000);
-        assert!(!t.record(track("b"), &Context::default()));
+        assert!(!t.record(track("b"), Context::default()));
         assert!(
-            t.record(track("c"), &Context::default()),
+            t.record(track("c"), Context::default()),
             "batchSize reached"
         );
         let chunk = t.take_chunk(MAX_SEND_BYTES);
@@ -402,7 +402,7 @@ mod tests {
         let clock = FakeClock::at(T0);
         let mut t = tracker(&store, &clock);
         for i in 0..50 {
-            t.record(track(&"x".repeat(1000 + i)), &Context::default());
+            t.record(track(&"x".repeat(1000 + i)), Context::default());
         }
         let mut seen = 0;
         while t.queued() > 0 {
@@ -418,9 +418,9 @@ mod tests {
         let store = MemStorage::default();
         let clock = FakeClock::at(T0);
         let mut t = tracker(&store, &clock);
-        t.record(track("a"), &Context::default());
+        t.record(track("a"), Context::default());
         let chunk = t.take_chunk(MAX_SEND_BYTES);
-        t.record(track("b"), &Context::default());
+        t.record(track("b"), Context::default());
         t.requeue(chunk);
         let again = t.take_chunk(MAX_SEND_BYTES);
         assert!(again[0].contains("\"name\":\"a\""));
@@ -439,9 +439,9 @@ mod tests {
                 traits: Some(RawJson(r#"{"plan":"pro"}"#.into())),
                 ..track("")
             },
-            &Context::default(),
+            Context::default(),
         );
-        t.record(track("after"), &Context::default());
+        t.record(track("after"), Context::default());
         let chunk = t.take_chunk(MAX_SEND_BYTES);
         let body = t.batch_body(&chunk);
         let env: Envelope = serde_json::from_str(&body).unwrap();
@@ -493,7 +493,7 @@ mod rule_tests {
                     page: Page::default(),
                     at_ms: None,
                 },
-                &Context::default(),
+                Context::default(),
             );
             self.t.session_id()
         }
@@ -566,7 +566,7 @@ mod rule_tests {
                 page: Page::default(),
                 at_ms: None,
             },
-            &Context::default(),
+            Context::default(),
         );
         a.t.set_registered(r#"{"plan":"pro"}"#);
         let anon = a.t.anonymous_id().unwrap().to_owned();
@@ -728,7 +728,7 @@ mod fixture_tests {
                     page: page.clone(),
                     at_ms: None,
                 },
-                &Context::default(),
+                Context::default(),
             );
         }
         let chunk = t.take_chunk(MAX_SEND_BYTES);

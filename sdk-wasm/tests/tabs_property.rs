@@ -116,7 +116,7 @@ fn run(scope: SessionScope, ops: &[Op]) -> Vec<(usize, Event, i64)> {
                         page: Page::default(),
                         at_ms: None,
                     },
-                    &Context::default(),
+                    Context::default(),
                 );
                 let chunk = tabs[t].take_chunk(usize::MAX);
                 let e: Event = serde_json::from_str(&chunk[0]).unwrap();

@@ -147,7 +147,7 @@ pub fn write_event(out: &mut String, e: &Event) {
 
 /// The JSON text of one event.
 pub fn event_to_string(e: &Event) -> String {
-    let mut s = String::with_capacity(512);
+    let mut s = String::with_capacity(1024);
     write_event(&mut s, e);
     s
 }
