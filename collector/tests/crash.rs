@@ -5,46 +5,17 @@
 
 mod common {
     pub mod http;
+    pub mod process;
 }
 
 use common::http::post_batch;
+use common::process::start_collector;
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn start(dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_footfall-collector"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-            "--admin-token",
-            "t",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("footfall listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
-}
 
 fn event_id(n: u64) -> String {
     format!("019ab0b4-0000-7000-8000-{n:012x}")
@@ -73,7 +44,7 @@ fn batch(ids: &[u64]) -> String {
 #[test]
 fn sigterm_drains_and_commits_before_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start(dir.path());
+    let (mut child, addr) = start_collector(dir.path(), &[]);
     let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
     let next = Arc::new(AtomicU64::new(0));
     let clients: Vec<_> = (0..4)
@@ -135,7 +106,7 @@ fn acknowledged_events_survive_kill_9() {
         seed % max
     };
     for round in 0..5 {
-        let (mut child, addr) = start(dir.path());
+        let (mut child, addr) = start_collector(dir.path(), &[]);
         let stop = Arc::new(AtomicBool::new(false));
         let clients: Vec<_> = (0..4)
             .map(|_| {
@@ -175,7 +146,7 @@ fn acknowledged_events_survive_kill_9() {
         );
     }
     // Everyone who got no answer sends once more to a collector that stays up.
-    let (mut child, addr) = start(dir.path());
+    let (mut child, addr) = start_collector(dir.path(), &[]);
     for ids in unacked.lock().unwrap().drain(..) {
         let r = post_batch(addr, &batch(&ids)).unwrap();
         assert_eq!(r.status, 200, "{}", r.body);

@@ -7,16 +7,16 @@
 mod common {
     pub mod clickhouse;
     pub mod http;
+    pub mod process;
 }
 
 use common::clickhouse::ClickHouseServer;
 use common::http::{post_batch, request};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,33 +31,9 @@ struct Collector {
 
 impl Collector {
     fn start(dir: &Path, clickhouse: Option<&str>) -> Collector {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_footfall-collector"));
-        cmd.args([
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-            "--admin-token",
-            "t",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped());
-        if let Some(url) = clickhouse {
-            cmd.args(["--clickhouse", url]);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("footfall listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
+        let extra = clickhouse.map(|url| ["--clickhouse", url]);
+        let (child, addr) =
+            common::process::start_collector(dir, extra.as_ref().map_or(&[], |a| &a[..]));
         Collector { child, addr }
     }
 

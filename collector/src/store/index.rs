@@ -15,7 +15,7 @@
 
 use super::sqlite::{filter_sql, Sql};
 use super::{
-    Bucket, Field, Filter, Insights, InsightsQuery, Metric, Op, Series, SessionField,
+    series_from_grid, Field, Filter, Insights, InsightsQuery, Metric, Op, SessionField,
     SessionSplitRow, SessionStats, SessionStatsQuery, SessionTotals, StoreError,
 };
 use rusqlite::{params_from_iter, Connection};
@@ -511,21 +511,7 @@ impl Index {
                 counts[cell as usize] += 1;
             }
         }
-        let series = series_keys
-            .into_iter()
-            .enumerate()
-            .map(|(r, key)| Series {
-                key,
-                buckets: starts
-                    .iter()
-                    .enumerate()
-                    .map(|(b, &start_ms)| Bucket {
-                        start_ms,
-                        value: counts[r * buckets + b],
-                    })
-                    .collect(),
-            })
-            .collect();
+        let series = series_from_grid(series_keys, starts, &counts);
 
         let mut recent: Vec<(i64, u32)> = last_seen
             .iter()
@@ -787,38 +773,11 @@ mod tests {
             kind: "track",
             name: "x".into(),
             time_ms: 1_000 + i as i64,
-            client_ms: 0,
-            server_ms: 0,
             anonymous_id: format!("a{}", i % 3),
-            user_id: None,
             session_id: format!("s{}", i % 5),
             seq: 1,
-            url: String::new(),
-            path: String::new(),
-            title: String::new(),
-            referrer: String::new(),
-            screen: String::new(),
-            viewport: String::new(),
-            language: String::new(),
-            timezone: String::new(),
-            sdk: String::new(),
             props: props.into(),
-            traits: None,
-            browser: String::new(),
-            browser_version: String::new(),
-            os: String::new(),
-            device: String::new(),
-            bot_reason: None,
-            referrer_domain: String::new(),
-            utm_source: String::new(),
-            utm_medium: String::new(),
-            utm_campaign: String::new(),
-            utm_term: String::new(),
-            utm_content: String::new(),
-            country: String::new(),
-            region: String::new(),
-            city: String::new(),
-            ip: None,
+            ..Default::default()
         }
     }
 

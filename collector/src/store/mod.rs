@@ -11,8 +11,9 @@ pub use sqlite::Sqlite;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-/// One validated, enriched event as stored.
-#[derive(Debug, Clone, PartialEq)]
+/// One validated, enriched event as stored. `Default` is for tests and benches: every field
+/// empty.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StoredEvent {
     pub event_id: String,
     pub site: String,
@@ -244,6 +245,24 @@ pub struct Series {
     pub buckets: Vec<Bucket>,
 }
 
+/// Series from counts laid out key by key: `counts[rank * starts.len() + bucket]`.
+pub fn series_from_grid(keys: Vec<Option<String>>, starts: &[i64], counts: &[u64]) -> Vec<Series> {
+    keys.into_iter()
+        .enumerate()
+        .map(|(r, key)| Series {
+            key,
+            buckets: starts
+                .iter()
+                .enumerate()
+                .map(|(b, &start_ms)| Bucket {
+                    start_ms,
+                    value: counts[r * starts.len() + b],
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Insights {
     pub total: u64,
@@ -301,6 +320,42 @@ pub struct SessionView {
 pub struct UserDetail {
     pub user: UserSummary,
     pub sessions: Vec<SessionView>,
+}
+
+/// User properties of one person, in the order their events set them (later keys win).
+pub type Traits = Vec<serde_json::Map<String, serde_json::Value>>;
+
+impl UserDetail {
+    /// A person from their sessions (oldest first) and the traits their events set; `None`
+    /// without sessions.
+    pub fn assemble(
+        person: String,
+        user_id: Option<String>,
+        anonymous_ids: Vec<String>,
+        sessions: Vec<SessionView>,
+        traits: Traits,
+    ) -> Option<UserDetail> {
+        let first_seen = sessions.first()?.started_at.clone();
+        let last_seen = sessions
+            .iter()
+            .map(|s| s.ended_at.clone())
+            .max()
+            .unwrap_or_default();
+        let mut properties = serde_json::Map::new();
+        for t in traits {
+            properties.extend(t);
+        }
+        let user = UserSummary {
+            id: person,
+            user_id,
+            anonymous_ids,
+            first_seen,
+            last_seen,
+            properties: serde_json::Value::Object(properties),
+            session_count: sessions.len() as u64,
+        };
+        Some(UserDetail { user, sessions })
+    }
 }
 
 /// Where a page of `/api/v1/users` ends: the last user's last activity and ID.

@@ -749,30 +749,13 @@ impl Store for Sqlite {
                 &format!("anonymous_id IN ({placeholders})"),
                 &anonymous_ids,
             )?;
-            if sessions.is_empty() {
-                return Ok(None);
-            }
-            let mut properties = serde_json::Map::new();
-            for t in traits {
-                properties.extend(t);
-            }
-            let user = UserSummary {
-                id: person,
-                user_id: identified,
+            Ok(UserDetail::assemble(
+                person,
+                identified,
                 anonymous_ids,
-                first_seen: sessions
-                    .first()
-                    .map(|s| s.started_at.clone())
-                    .unwrap_or_default(),
-                last_seen: sessions
-                    .iter()
-                    .map(|s| s.ended_at.clone())
-                    .max()
-                    .unwrap_or_default(),
-                properties: serde_json::Value::Object(properties),
-                session_count: sessions.len() as u64,
-            };
-            Ok(Some(UserDetail { user, sessions }))
+                sessions,
+                traits,
+            ))
         })
     }
 
@@ -972,9 +955,6 @@ fn anonymous_ids_of(
 
 /// The sessions of the events matching `filter`, each with its events in order, and the
 /// traits those events set (in time order).
-/// Trait objects set by a person's events, in time order.
-type Traits = Vec<serde_json::Map<String, serde_json::Value>>;
-
 fn load_sessions(
     c: &Connection,
     filter: &str,

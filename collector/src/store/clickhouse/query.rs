@@ -297,21 +297,7 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
             counts[rank * buckets + b] += n.as_u64().unwrap_or_default();
         }
     }
-    let series = series_keys
-        .into_iter()
-        .enumerate()
-        .map(|(r, key)| Series {
-            key,
-            buckets: starts
-                .iter()
-                .enumerate()
-                .map(|(b, &start_ms)| Bucket {
-                    start_ms,
-                    value: counts[r * buckets + b],
-                })
-                .collect(),
-        })
-        .collect();
+    let series = series_from_grid(series_keys, &starts, &counts);
     let sample_users = sample_users(c, &source, events_only.as_deref())?;
     Ok(Insights {
         total,
@@ -381,9 +367,6 @@ fn sample_users(
 /// The columns of an event as the user and session views show it.
 const VIEW_COLUMNS: &str = "event_id, type, name, time_ms, client_ms, seq, url, path, props,
     traits, session_id, anonymous_id, browser, os, device, country, region, city";
-
-/// Trait objects, in time order.
-type Traits = Vec<serde_json::Map<String, Value>>;
 
 /// Events (one row per `event_id`) grouped into sessions in order of their first event, and
 /// the trait objects they set, in time order.
@@ -484,30 +467,13 @@ pub fn user(c: &Client, id: &str) -> Result<Option<UserDetail>, StoreError> {
     };
     let (sessions, traits) =
         load_sessions(c, &format!("anonymous_id IN {}", list(&anonymous_ids)))?;
-    if sessions.is_empty() {
-        return Ok(None);
-    }
-    let mut properties = serde_json::Map::new();
-    for t in traits {
-        properties.extend(t);
-    }
-    let user = UserSummary {
-        id: person,
-        user_id: identified,
+    Ok(UserDetail::assemble(
+        person,
+        identified,
         anonymous_ids,
-        first_seen: sessions
-            .first()
-            .map(|s| s.started_at.clone())
-            .unwrap_or_default(),
-        last_seen: sessions
-            .iter()
-            .map(|s| s.ended_at.clone())
-            .max()
-            .unwrap_or_default(),
-        properties: Value::Object(properties),
-        session_count: sessions.len() as u64,
-    };
-    Ok(Some(UserDetail { user, sessions }))
+        sessions,
+        traits,
+    ))
 }
 
 /// People: `id`, `uid` (the user ID, `''` if none), `first_ms`, `last_ms`.
