@@ -1,44 +1,13 @@
-//! The application: shared state and the one `configure` that `main` and the tests both use.
+//! The routes: the one `configure` that `main` and the tests both use.
 
-use crate::client::RateLimit;
-use crate::config::Config;
 use crate::error::ApiError;
-use crate::geo::Geo;
-use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::state::AppState;
 use crate::{assets, ingest, query};
 use actix_web::{web, HttpResponse};
-use std::sync::Arc;
-
-pub struct AppState {
-    pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub rate: RateLimit,
-    pub geo: Option<Geo>,
-    pub metrics: Metrics,
-}
-
-impl AppState {
-    /// Builds the state for `config` over `store`: opens the GeoIP database if one is named.
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<AppState, String> {
-        let geo = config.geoip.as_deref().map(Geo::open).transpose()?;
-        Ok(AppState {
-            rate: RateLimit::new(config.rate_limit_per_minute),
-            geo,
-            metrics: Metrics::new(),
-            config,
-            store,
-        })
-    }
-}
 
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let dirs = assets::Dirs {
-            sdk: state.config.sdk_dir.clone(),
-            demo: state.config.demo_dir.clone(),
-            dashboard: state.config.dashboard_dir.clone(),
-        };
+        let files = assets::Files::new(&state.config);
         let json = web::JsonConfig::default()
             .limit(64 * 1024)
             .error_handler(|e, _| ApiError::BadRequest("invalid-json", e.to_string()).into());
@@ -78,7 +47,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 web::get().to(query::session_stats),
             )
             .route("/api/v1/sessions/{id}", web::get().to(query::session));
-        assets::configure(cfg, &dirs);
+        assets::configure(cfg, files);
         cfg.default_service(web::to(not_found));
     }
 }

@@ -1,72 +1,276 @@
-//! Files served as they are: the built SDK under `/sdk/` (and under `/sdk/v{VERSION}/` with a
-//! year-long cache, for pages that pin a version), the demo shop under `/demo/`, and the
-//! dashboard at `/` (its files under `/dashboard/`).
+//! Files served as they are: the script-tag SDK under `/sdk/` (and under `/sdk/v{VERSION}/`
+//! with a year-long cache, for pages that pin a version), the dashboard at `/` (its files under
+//! `/dashboard/`), and the demo shop under `/demo/` while the `demo` site is configured.
+//!
+//! They are built into the binary (`build.rs`); `--sdk-dir`, `--dashboard-dir` and `--demo-dir`
+//! serve a directory instead, read at each request, for development. The SDK is loaded by
+//! pages of other origins, so everything under `/sdk/` answers any origin
+//! (`Access-Control-Allow-Origin: *`, which `fetch()` of the wasm needs, and
+//! `Cross-Origin-Resource-Policy: cross-origin`, which pages with COEP need) and CORS preflights.
 
-use actix_files::Files;
-use actix_web::{http::header, middleware::DefaultHeaders, web, HttpResponse};
-use std::path::PathBuf;
+use crate::config::Config;
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{guard, web, HttpRequest, HttpResponse};
+use std::borrow::Cow;
+use std::path::{Component, Path, PathBuf};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Where the served files are.
-pub struct Dirs {
-    pub sdk: PathBuf,
-    pub demo: PathBuf,
-    pub dashboard: PathBuf,
+/// One file built into the binary.
+pub struct Asset {
+    /// Relative to its root, `/`-separated.
+    pub path: &'static str,
+    pub body: &'static [u8],
+    /// The body gzipped, when that is smaller.
+    pub gzip: Option<&'static [u8]>,
+    /// A strong ETag from the content, quoted.
+    pub etag: &'static str,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig, dirs: &Dirs) {
-    let (sdk_dir, demo_dir) = (&dirs.sdk, &dirs.demo);
-    if sdk_dir.is_dir() {
-        cfg.service(
-            web::scope(&format!("/sdk/v{VERSION}"))
-                .wrap(
-                    DefaultHeaders::new()
-                        .add((header::CACHE_CONTROL, "public, max-age=31536000, immutable")),
-                )
-                .service(Files::new("", sdk_dir)),
-        )
-        .service(
-            web::scope("/sdk")
-                .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "public, max-age=300")))
-                .service(Files::new("", sdk_dir)),
-        );
-    } else {
-        log::warn!(
-            "no built SDK in {} (run `cargo xtask build`); /sdk/ answers 404",
-            sdk_dir.display()
-        );
-    }
-    if demo_dir.is_dir() {
-        cfg.service(Files::new("/demo", demo_dir).index_file("index.html"));
-    }
-    let index = dirs.dashboard.join("index.html");
-    if index.is_file() {
-        cfg.service(Files::new("/dashboard", &dirs.dashboard))
-            .route(
-                "/",
-                web::get().to(move || {
-                    let index = index.clone();
-                    async move { actix_files::NamedFile::open_async(index).await }
-                }),
-            );
-    } else {
-        log::warn!(
-            "no dashboard in {}; / shows where the API is",
-            dirs.dashboard.display()
-        );
-        cfg.route("/", web::get().to(home));
+mod embedded {
+    use super::Asset;
+    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+}
+
+/// Where one group of files comes from.
+#[derive(Clone)]
+pub enum Source {
+    Embedded(&'static [Asset]),
+    Dir(PathBuf),
+}
+
+/// A file found: its bytes, gzipped bytes if there are, and ETag.
+struct Found {
+    body: Cow<'static, [u8]>,
+    gzip: Option<&'static [u8]>,
+    etag: Cow<'static, str>,
+}
+
+impl Source {
+    fn get(&self, path: &str) -> Option<Found> {
+        match self {
+            Source::Embedded(files) => files.iter().find(|a| a.path == path).map(|a| Found {
+                body: Cow::Borrowed(a.body),
+                gzip: a.gzip,
+                etag: Cow::Borrowed(a.etag),
+            }),
+            Source::Dir(dir) => {
+                let rel = Path::new(path);
+                // Plain names only: no `..`, no absolute paths, no empty parts.
+                if path.is_empty()
+                    || path.contains("//")
+                    || !rel.components().all(|c| matches!(c, Component::Normal(_)))
+                {
+                    return None;
+                }
+                let body = std::fs::read(dir.join(rel)).ok()?;
+                let etag = {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    body.hash(&mut h);
+                    format!("\"{:016x}\"", h.finish())
+                };
+                Some(Found {
+                    body: Cow::Owned(body),
+                    gzip: None,
+                    etag: Cow::Owned(etag),
+                })
+            }
+        }
     }
 }
 
-/// Without the dashboard's files: a page that says where the demo and API are.
-async fn home() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(
-            "<!doctype html><meta charset=utf-8><title>Footfall</title>\
-         <h1>Footfall collector</h1>\
-         <p><a href=\"/demo/\">Demo shop</a> · API: <code>/api/v1/insights</code> \
-         (bearer token in <code>DATA_DIR/admin-token</code>)</p>",
+/// The served files of this configuration.
+#[derive(Clone)]
+pub struct Files {
+    pub sdk: Source,
+    pub dashboard: Source,
+    /// `None` when no `demo` site is configured (a production install).
+    pub demo: Option<Source>,
+}
+
+impl Files {
+    pub fn new(config: &Config) -> Files {
+        let pick = |dir: &Option<PathBuf>, built: &'static [Asset]| match dir {
+            Some(dir) => Source::Dir(dir.clone()),
+            None => Source::Embedded(built),
+        };
+        Files {
+            sdk: pick(&config.sdk_dir, embedded::SDK),
+            dashboard: pick(&config.dashboard_dir, embedded::DASHBOARD),
+            demo: config
+                .site("demo")
+                .map(|_| pick(&config.demo_dir, embedded::DEMO)),
+        }
+    }
+}
+
+/// How long a browser may keep a file without asking again.
+#[derive(Clone, Copy)]
+enum Cache {
+    /// `/sdk/vX/`: the version is in the URL.
+    Immutable,
+    /// `/sdk/`: a page gets a new release within five minutes.
+    Minutes,
+    /// The dashboard and the demo: always revalidated (cheap with the ETag).
+    Revalidate,
+}
+
+impl Cache {
+    fn header(self) -> &'static str {
+        match self {
+            Cache::Immutable => "public, max-age=31536000, immutable",
+            Cache::Minutes => "public, max-age=300",
+            Cache::Revalidate => "no-cache",
+        }
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig, files: Files) {
+    let get_or_head = || web::route().guard(guard::Any(guard::Get()).or(guard::Head()));
+    let sdk = files.sdk.clone();
+    let sdk_versioned = files.sdk.clone();
+    cfg.service(
+        web::resource(format!("/sdk/v{VERSION}/{{file:.*}}"))
+            .route(get_or_head().to(move |req: HttpRequest| {
+                let sdk = sdk_versioned.clone();
+                async move { serve_sdk(&req, &sdk, Cache::Immutable) }
+            }))
+            .route(web::method(Method::OPTIONS).to(sdk_preflight)),
+    )
+    .service(
+        web::resource("/sdk/{file:.*}")
+            .route(get_or_head().to(move |req: HttpRequest| {
+                let sdk = sdk.clone();
+                async move { serve_sdk(&req, &sdk, Cache::Minutes) }
+            }))
+            .route(web::method(Method::OPTIONS).to(sdk_preflight)),
+    );
+    let dashboard = files.dashboard.clone();
+    cfg.route(
+        "/dashboard/{file:.*}",
+        get_or_head().to(move |req: HttpRequest| {
+            let dashboard = dashboard.clone();
+            async move {
+                let file = req.match_info().query("file").to_owned();
+                serve(&req, &dashboard, &file, Cache::Revalidate)
+            }
+        }),
+    );
+    let dashboard = files.dashboard;
+    cfg.route(
+        "/",
+        get_or_head().to(move |req: HttpRequest| {
+            let dashboard = dashboard.clone();
+            async move { serve(&req, &dashboard, "index.html", Cache::Revalidate) }
+        }),
+    );
+    if let Some(demo) = files.demo {
+        cfg.route(
+            "/demo",
+            web::get().to(|| async {
+                HttpResponse::MovedPermanently()
+                    .insert_header((header::LOCATION, "/demo/"))
+                    .finish()
+            }),
         )
+        .route(
+            "/demo/{file:.*}",
+            get_or_head().to(move |req: HttpRequest| {
+                let demo = demo.clone();
+                async move {
+                    let file = match req.match_info().query("file") {
+                        "" => "index.html".to_owned(),
+                        f => f.to_owned(),
+                    };
+                    serve(&req, &demo, &file, Cache::Revalidate)
+                }
+            }),
+        );
+    }
+}
+
+fn serve_sdk(req: &HttpRequest, sdk: &Source, cache: Cache) -> HttpResponse {
+    let file = req.match_info().query("file").to_owned();
+    let mut r = serve(req, sdk, &file, cache);
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        header::HeaderValue::from_static("cross-origin"),
+    );
+    r
+}
+
+/// CORS preflight for `/sdk/`: any origin, reading only.
+async fn sdk_preflight(req: HttpRequest) -> HttpResponse {
+    let asked = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned();
+    let mut r = HttpResponse::NoContent();
+    r.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .insert_header(("Cross-Origin-Resource-Policy", "cross-origin"));
+    if let Some(asked) = asked {
+        r.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, asked));
+    }
+    r.finish()
+}
+
+/// One file with its type, cache header and ETag; gzipped when the client takes it; 304 when
+/// the client has it; a JSON 404 when there is no such file.
+fn serve(req: &HttpRequest, source: &Source, path: &str, cache: Cache) -> HttpResponse {
+    let Some(found) = source.get(path) else {
+        let missing = crate::error::ApiError::NotFound(format!("no such file: {}", req.path()));
+        return actix_web::ResponseError::error_response(&missing);
+    };
+    let mut r = HttpResponse::build(StatusCode::OK);
+    r.insert_header((header::CONTENT_TYPE, content_type(path)))
+        .insert_header((header::CACHE_CONTROL, cache.header()))
+        .insert_header((header::ETAG, found.etag.as_ref()))
+        .insert_header((header::VARY, "Accept-Encoding"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    let cached = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == found.etag));
+    if cached {
+        return r.status(StatusCode::NOT_MODIFIED).finish();
+    }
+    let takes_gzip = req
+        .headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    match found.gzip {
+        Some(zipped) if takes_gzip => {
+            r.insert_header((header::CONTENT_ENCODING, "gzip"));
+            r.body(zipped)
+        }
+        _ => match found.body {
+            Cow::Borrowed(body) => r.body(body),
+            Cow::Owned(body) => r.body(body),
+        },
+    }
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or_default() {
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "wasm" => "application/wasm",
+        "html" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
 }

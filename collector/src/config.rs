@@ -1,51 +1,67 @@
-//! Configuration in layers: command-line flags > `FOOTFALL_*` environment > TOML file >
-//! defaults. Every default is written once, here, and listed in the README.
+//! Configuration in layers: defaults < TOML file < `FOOTFALL_*` environment < command-line flags.
+//!
+//! A setting is written in two places: a field of [`Config`] (its default in
+//! `Config::default`) and a flag of [`Args`] (clap reads the flag and its variable). The layers
+//! are merged in one pass ([`Config::load`]): each is turned into a JSON object and laid over the
+//! one below, key by key, and the result is read back into a `Config`, so the TOML file takes
+//! exactly the fields' names and refuses unknown ones.
 
 use clap::Parser;
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
-/// Bound of the ClickHouse spool in `DATA_DIR/spool`, in bytes (1 GiB).
-pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 
-/// The collector's command line. Flags and their variables are fixed by product.md §2.
-#[derive(Debug, Default, Parser)]
+/// The collector's command line. Flags and their variables are fixed by product.md §2; every
+/// flag is `None` unless given, so the layers below it show through.
+#[derive(Debug, Default, Parser, Serialize)]
 #[command(name = "footfall-collector", version, about = "Footfall collector")]
 pub struct Args {
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<Command>,
     /// Address to serve on; port 0 picks a free one [default: 127.0.0.1:8080]
     #[arg(long, env = "FOOTFALL_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
     /// Directory for the SQLite file, the spool and generated secrets [default: ./data]
     #[arg(long, env = "FOOTFALL_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// TOML file with any of these settings, sites included
     #[arg(long, env = "FOOTFALL_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// A site: KEY=ORIGIN[,ORIGIN...]; repeatable (env: `;`-separated)
     #[arg(long = "site", env = "FOOTFALL_SITES", value_delimiter = ';')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sites: Vec<String>,
     /// Bearer token of the query API and dashboard [default: generated, kept in DATA_DIR/admin-token]
     #[arg(long, env = "FOOTFALL_ADMIN_TOKEN", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
     /// Use ClickHouse at this URL instead of SQLite
     #[arg(long, env = "FOOTFALL_CLICKHOUSE_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub clickhouse: Option<String>,
-    /// Directory of the built SDK served at /sdk/ [default: js-wrapper/dist]
+    /// Serve the SDK from this directory instead of the copy built into the binary (development)
     #[arg(long, env = "FOOTFALL_SDK_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sdk_dir: Option<PathBuf>,
-    /// Directory of the demo site served at /demo/ [default: examples/shop]
+    /// Serve the demo shop from this directory instead of the built-in copy (development)
     #[arg(long, env = "FOOTFALL_DEMO_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub demo_dir: Option<PathBuf>,
-    /// Directory of the dashboard served at / [default: dashboard]
+    /// Serve the dashboard from this directory instead of the built-in copy (development)
     #[arg(long, env = "FOOTFALL_DASHBOARD_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dashboard_dir: Option<PathBuf>,
     /// Batches per minute allowed from one client with one key; 0 turns the limit off [default: 600]
     #[arg(long, env = "FOOTFALL_RATE_LIMIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
     /// A proxy whose X-Forwarded-For is believed (CIDR); repeatable (env: `,`-separated)
     #[arg(
@@ -53,31 +69,53 @@ pub struct Args {
         env = "FOOTFALL_TRUSTED_PROXIES",
         value_delimiter = ','
     )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<IpNet>,
     /// MaxMind-format database (GeoLite2/GeoIP2 City or Country) for country, region and city
     #[arg(long, env = "FOOTFALL_GEOIP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub geoip: Option<PathBuf>,
     /// Keep the client IP address with each event [default: false]
     #[arg(long, env = "FOOTFALL_STORE_IP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub store_ip: Option<bool>,
     /// Largest batch in bytes, after gzip decompression [default: 1048576]
     #[arg(long, env = "FOOTFALL_MAX_BATCH_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_batch_bytes: Option<usize>,
     /// Largest event in bytes of JSON [default: 32768]
     #[arg(long, env = "FOOTFALL_MAX_EVENT_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_event_bytes: Option<usize>,
     /// What an acknowledged batch survives: `process` (a crash of the collector) or `power`
     /// (power loss too; an fsync per commit) [default: process]
     #[arg(long, env = "FOOTFALL_DURABILITY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub durability: Option<Durability>,
     /// With ClickHouse: largest size of the disk spool that holds batches while ClickHouse is
     /// unreachable; when full, batches are refused with 503 [default: 1073741824]
     #[arg(long, env = "FOOTFALL_SPOOL_MAX_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub spool_max_bytes: Option<u64>,
 }
 
+/// What the binary does besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Write a consistent copy of the SQLite store to FILE while a collector may be running on
+    /// it; a collector started on a data dir holding the copy as `footfall.sqlite` answers as the
+    /// original did
+    Backup {
+        /// Where the copy goes (it must not exist yet)
+        file: PathBuf,
+        /// The data dir of the store to copy [default: the collector's, ./data]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
 /// What an acknowledged batch survives.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// A crash or `kill -9` of the collector (SQLite WAL, `synchronous=NORMAL`).
@@ -96,45 +134,36 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_batch_bytes: footfall_wire::DEFAULT_MAX_BATCH_BYTES,
-            max_event_bytes: footfall_wire::DEFAULT_MAX_EVENT_BYTES,
-        }
+        Config::default().limits()
     }
 }
 
-pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
-
-/// The TOML file: the same settings as the flags, with sites as tables.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
-    pub data_dir: Option<PathBuf>,
-    pub admin_token: Option<String>,
-    pub clickhouse: Option<String>,
-    pub sdk_dir: Option<PathBuf>,
-    pub demo_dir: Option<PathBuf>,
-    pub dashboard_dir: Option<PathBuf>,
-    pub rate_limit: Option<u32>,
-    #[serde(default)]
-    pub trusted_proxies: Vec<IpNet>,
-    pub geoip: Option<PathBuf>,
-    pub store_ip: Option<bool>,
-    pub max_batch_bytes: Option<usize>,
-    pub max_event_bytes: Option<usize>,
-    pub durability: Option<Durability>,
-    pub spool_max_bytes: Option<u64>,
-    #[serde(default)]
-    pub sites: Vec<Site>,
-}
-
-/// A site that may send events: its public write key and the origins allowed to use it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A site that may send events: its public write key and the origins allowed to use it. In the
+/// TOML file a table (`key`, `origins`); on the command line `KEY=ORIGIN[,ORIGIN...]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SiteSpec")]
 pub struct Site {
     pub key: String,
     /// `https://shop.example`, `http://localhost:*` (any port) or `*` (any origin).
     pub origins: Vec<String>,
+}
+
+/// How a site is written: a table, or a flag's `KEY=ORIGIN,...`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SiteSpec {
+    Flag(String),
+    Table { key: String, origins: Vec<String> },
+}
+
+impl TryFrom<SiteSpec> for Site {
+    type Error = String;
+    fn try_from(spec: SiteSpec) -> Result<Site, String> {
+        match spec {
+            SiteSpec::Flag(s) => Site::parse(&s),
+            SiteSpec::Table { key, origins } => Ok(Site { key, origins }),
+        }
+    }
 }
 
 impl Site {
@@ -188,8 +217,9 @@ fn origin_matches(pattern: &str, origin: &str) -> bool {
     }
 }
 
-/// Everything resolved.
-#[derive(Debug, Clone)]
+/// Every setting, resolved. The TOML file takes these names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -197,96 +227,74 @@ pub struct Config {
     /// `None` until [`Config::ensure_admin_token`] generated or read one.
     pub admin_token: Option<String>,
     pub clickhouse: Option<String>,
-    pub sdk_dir: PathBuf,
-    pub demo_dir: PathBuf,
-    pub dashboard_dir: PathBuf,
+    /// `None`: the files built into the binary.
+    pub sdk_dir: Option<PathBuf>,
+    pub demo_dir: Option<PathBuf>,
+    pub dashboard_dir: Option<PathBuf>,
     /// Batches per minute per key and client; 0 is no limit.
-    pub rate_limit_per_minute: u32,
+    pub rate_limit: u32,
     pub trusted_proxies: Vec<IpNet>,
     pub geoip: Option<PathBuf>,
     pub store_ip: bool,
-    pub limits: Limits,
+    pub max_batch_bytes: usize,
+    pub max_event_bytes: usize,
     pub durability: Durability,
     /// Bytes the ClickHouse spool may hold.
     pub spool_max_bytes: u64,
 }
 
+impl Default for Config {
+    /// Every default, written once (and listed in the README's table).
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: "./data".into(),
+            sites: vec![Site::demo()],
+            admin_token: None,
+            clickhouse: None,
+            sdk_dir: None,
+            demo_dir: None,
+            dashboard_dir: None,
+            rate_limit: 600,
+            trusted_proxies: Vec::new(),
+            geoip: None,
+            store_ip: false,
+            max_batch_bytes: footfall_wire::DEFAULT_MAX_BATCH_BYTES,
+            max_event_bytes: footfall_wire::DEFAULT_MAX_EVENT_BYTES,
+            durability: Durability::Process,
+            // 1 GiB.
+            spool_max_bytes: 1 << 30,
+        }
+    }
+}
+
 impl Config {
-    /// Resolves the layers. `Args` already holds flags over environment (clap does that).
+    /// Merges the layers: defaults, then the TOML file named by `--config`, then flags and
+    /// their variables (`Args` holds both; clap puts flags over variables).
     pub fn load(args: Args) -> Result<Config, String> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| format!("{}: {e}", path.display()))?
-            }
-            None => FileConfig::default(),
-        };
-        let sites = if !args.sites.is_empty() {
-            args.sites
-                .iter()
-                .map(|s| Site::parse(s))
-                .collect::<Result<Vec<_>, _>>()?
-        } else if !file.sites.is_empty() {
-            file.sites
-        } else {
-            vec![Site::demo()]
-        };
-        Ok(Config {
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
-            sites,
-            admin_token: args
-                .admin_token
-                .or(file.admin_token)
-                .filter(|t| !t.is_empty()),
-            clickhouse: args.clickhouse.or(file.clickhouse),
-            sdk_dir: args
-                .sdk_dir
-                .or(file.sdk_dir)
-                .unwrap_or_else(|| find_dir("js-wrapper/dist")),
-            demo_dir: args
-                .demo_dir
-                .or(file.demo_dir)
-                .unwrap_or_else(|| find_dir("examples/shop")),
-            dashboard_dir: args
-                .dashboard_dir
-                .or(file.dashboard_dir)
-                .unwrap_or_else(|| find_dir("dashboard")),
-            rate_limit_per_minute: args
-                .rate_limit
-                .or(file.rate_limit)
-                .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE),
-            trusted_proxies: if args.trusted_proxies.is_empty() {
-                file.trusted_proxies
-            } else {
-                args.trusted_proxies
-            },
-            geoip: args.geoip.or(file.geoip),
-            store_ip: args.store_ip.or(file.store_ip).unwrap_or(false),
-            limits: Limits {
-                max_batch_bytes: args
-                    .max_batch_bytes
-                    .or(file.max_batch_bytes)
-                    .unwrap_or(footfall_wire::DEFAULT_MAX_BATCH_BYTES),
-                max_event_bytes: args
-                    .max_event_bytes
-                    .or(file.max_event_bytes)
-                    .unwrap_or(footfall_wire::DEFAULT_MAX_EVENT_BYTES),
-            },
-            durability: args.durability.or(file.durability).unwrap_or_default(),
-            spool_max_bytes: args
-                .spool_max_bytes
-                .or(file.spool_max_bytes)
-                .unwrap_or(DEFAULT_SPOOL_MAX_BYTES),
-        })
+        let mut merged = to_object(&Config::default())?;
+        if let Some(path) = &args.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let file: Map<String, Value> =
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            merged.extend(file);
+        }
+        merged.extend(to_object(&args)?);
+        let mut config: Config =
+            serde_json::from_value(Value::Object(merged)).map_err(|e| match &args.config {
+                Some(path) => format!("{}: {e}", path.display()),
+                None => e.to_string(),
+            })?;
+        config.admin_token = config.admin_token.filter(|t| !t.is_empty());
+        Ok(config)
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_batch_bytes: self.max_batch_bytes,
+            max_event_bytes: self.max_event_bytes,
+        }
     }
 
     pub fn site(&self, key: &str) -> Option<&Site> {
@@ -313,6 +321,14 @@ impl Config {
     }
 }
 
+/// One layer as a JSON object (its unset fields left out).
+fn to_object(layer: &impl Serialize) -> Result<Map<String, Value>, String> {
+    match serde_json::to_value(layer).map_err(|e| e.to_string())? {
+        Value::Object(map) => Ok(map),
+        other => Err(format!("a configuration layer is not an object: {other}")),
+    }
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -330,16 +346,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
-}
-
-/// `rel` under the working directory if it is there, else under the source checkout the
-/// binary was built from (so `cargo run` works from any directory).
-fn find_dir(rel: &str) -> PathBuf {
-    let here = PathBuf::from(rel);
-    if here.is_dir() {
-        return here;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
 #[cfg(test)]
@@ -397,6 +403,40 @@ mod tests {
         let defaults = Config::load(Args::default()).unwrap();
         assert_eq!(defaults.listen.port(), 8080);
         assert_eq!(defaults.sites, [Site::demo()]);
+    }
+
+    #[test]
+    fn the_file_takes_the_fields_names_and_refuses_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("footfall.toml");
+        std::fs::write(
+            &file,
+            "rate_limit = 0\nstore_ip = true\nmax_batch_bytes = 2048\n\
+             trusted_proxies = [\"10.0.0.0/8\"]\ndurability = \"power\"\n\
+             [[sites]]\nkey = \"a\"\norigins = [\"https://a.example\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Args {
+            config: Some(file.clone()),
+            max_event_bytes: Some(100),
+            ..Args::default()
+        })
+        .unwrap();
+        assert_eq!(c.rate_limit, 0);
+        assert!(c.store_ip);
+        assert_eq!(c.limits().max_batch_bytes, 2048);
+        assert_eq!(c.limits().max_event_bytes, 100);
+        assert_eq!(c.trusted_proxies.len(), 1);
+        assert_eq!(c.durability, Durability::Power);
+        assert_eq!(c.spool_max_bytes, Config::default().spool_max_bytes);
+        assert!(c.site("a").unwrap().allows("https://a.example"));
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap();
+        let e = Config::load(Args {
+            config: Some(file),
+            ..Args::default()
+        })
+        .unwrap_err();
+        assert!(e.contains("listen_port"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The one error type of the HTTP surface. Every error answers
 //! `{"error": {"code": "kebab-case-code", "message": "..."}}` with a status fixed by its kind.
+//! Store errors become API errors in one place ([`From<StoreError>`]): what may pass (the store
+//! is full, shutting down or unreachable) is a 503 with `Retry-After`, so the SDK retries;
+//! anything else is a 500.
 
+use crate::store::StoreError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
@@ -21,8 +25,42 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("too many requests; retry after {0} s")]
     RateLimited(u64),
+    /// The store cannot take or answer this now but will again (disk full, shutting down,
+    /// ClickHouse away with a full spool): a 503, to be retried after `retry_after` seconds.
+    #[error("{message}; retry after {retry_after} s")]
+    Unavailable { message: String, retry_after: u64 },
+    /// The store failed in a way a retry will not mend: a 500.
     #[error("storage failed: {0}")]
     Storage(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let retry_after = match &e {
+            StoreError::Full(_) | StoreError::SpoolFull => 30,
+            StoreError::Closed => 5,
+            StoreError::ClickHouse(ch) if ch.is_unreachable() => 5,
+            _ => return ApiError::Storage(e.to_string()),
+        };
+        ApiError::Unavailable {
+            message: e.to_string(),
+            retry_after,
+        }
+    }
+}
+
+/// The store's writer is gone (the collector is stopping).
+impl From<tokio::sync::oneshot::error::RecvError> for ApiError {
+    fn from(_: tokio::sync::oneshot::error::RecvError) -> ApiError {
+        StoreError::Closed.into()
+    }
+}
+
+/// A blocking store call that could not run (the thread pool is shutting down).
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(_: actix_web::error::BlockingError) -> ApiError {
+        StoreError::Closed.into()
+    }
 }
 
 impl ApiError {
@@ -35,6 +73,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::RateLimited(_) => "rate-limited",
+            ApiError::Unavailable { .. } => "unavailable",
             ApiError::Storage(_) => "storage-error",
         }
     }
@@ -54,20 +93,51 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
-        if let ApiError::RateLimited(secs) = self {
-            r.insert_header(("Retry-After", secs.to_string()));
-        }
-        if let ApiError::Unauthorized = self {
-            r.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::RateLimited(secs)
+            | ApiError::Unavailable {
+                retry_after: secs, ..
+            } => {
+                r.insert_header(("Retry-After", secs.to_string()));
+            }
+            ApiError::Unauthorized => {
+                r.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            _ => {}
         }
         r.json(serde_json::json!({
             "error": { "code": self.code(), "message": self.to_string() }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passing_store_errors_are_503_with_retry_after_and_others_500() {
+        let full = ApiError::from(StoreError::Full("database or disk is full".into()));
+        assert_eq!(full.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let r = full.error_response();
+        assert_eq!(r.headers().get("retry-after").unwrap(), "30");
+        assert_eq!(
+            ApiError::from(StoreError::SpoolFull).status_code(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::from(StoreError::Closed).status_code(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let broken = ApiError::from(StoreError::Write("constraint failed".into()));
+        assert_eq!(broken.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(broken.code(), "storage-error");
     }
 }

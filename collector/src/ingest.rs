@@ -4,11 +4,11 @@
 //! key and origin checked, then every event validated on its own: one bad event is reported by
 //! its index and never sinks its neighbours. The answer goes out only after the store committed.
 
-use crate::app::AppState;
 use crate::client::client_ip;
 use crate::enrich::{referrer_domain, Agent, Utm};
 use crate::error::ApiError;
 use crate::geo::Place;
+use crate::state::AppState;
 use crate::store::StoredEvent;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -295,7 +295,7 @@ async fn receive(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let server_ms = chrono::Utc::now().timestamp_millis();
-    let limits = state.config.limits;
+    let limits = state.config.limits();
     let body = read_body(req, payload, limits.max_batch_bytes).await?;
     let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest("invalid-json", format!("the body is not a batch: {e}"))
@@ -356,12 +356,7 @@ async fn receive(
         }
     }
     if !good.is_empty() {
-        let stored = state
-            .store
-            .insert(good)
-            .await
-            .map_err(|_| ApiError::Storage("the writer stopped".into()))?
-            .map_err(|e| ApiError::Storage(e.to_string()))?;
+        let stored = state.store.insert(good).await??;
         answer.accepted = stored.iter().filter(|&&new| new).count();
         answer.duplicates = stored.len() - answer.accepted;
         state.metrics.accepted.inc_by(answer.accepted as u64);

@@ -10,4 +10,5 @@ pub mod geo;
 pub mod ingest;
 pub mod metrics;
 pub mod query;
+pub mod state;
 pub mod store;

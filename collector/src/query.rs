@@ -1,11 +1,11 @@
 //! The query API under `/api/v1` (product.md §2 "Query API"): bearer-token auth, parameter
 //! parsing with errors that name the parameter, and the answer shapes of the contract.
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::{
     rfc3339, Field, Filter, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery,
-    StoreError, UsersCursor, UsersQuery,
+    UsersCursor, UsersQuery,
 };
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -413,9 +413,7 @@ pub async fn user(
     let store = state.store.clone();
     let lookup = id.clone();
     let detail = web::block(move || store.user(&lookup))
-        .await
-        .map_err(|e| ApiError::Storage(e.to_string()))?
-        .map_err(|e| ApiError::Storage(e.to_string()))?
+        .await??
         .ok_or_else(|| ApiError::NotFound(format!("no user {id:?}")))?;
     Ok(HttpResponse::Ok().json(detail))
 }
@@ -424,10 +422,7 @@ pub async fn user(
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    web::block(f)
-        .await
-        .map_err(|e| ApiError::Storage(e.to_string()))?
-        .map_err(|e| ApiError::Storage(e.to_string()))
+    Ok(web::block(f).await??)
 }
 
 fn parse_limit(v: &str, max: usize) -> Result<usize, ApiError> {
@@ -531,11 +526,6 @@ pub async fn session(
     Ok(HttpResponse::Ok().json(json!({ "session": found })))
 }
 
-/// A store error as the API's 500.
-fn stored<T>(r: Result<T, StoreError>) -> Result<T, ApiError> {
-    r.map_err(|e| ApiError::Storage(e.to_string()))
-}
-
 /// `DELETE /api/v1/users/{id}`: erases every row of the person, all anonymous IDs included.
 pub async fn erase_user(
     req: HttpRequest,
@@ -544,12 +534,7 @@ pub async fn erase_user(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     let id = id.into_inner();
-    let erased = state
-        .store
-        .erase(&id)
-        .await
-        .map_err(|_| ApiError::Storage("the writer stopped".into()))
-        .and_then(stored)?;
+    let erased = state.store.erase(&id).await??;
     if erased.events == 0 {
         return Err(ApiError::NotFound(format!("no user {id:?}")));
     }
@@ -687,12 +672,7 @@ pub async fn save_report(
         share_token: shared.then(token),
         created_at: rfc3339(chrono::Utc::now().timestamp_millis()),
     };
-    state
-        .store
-        .save_report(report.clone())
-        .await
-        .map_err(|_| ApiError::Storage("the writer stopped".into()))
-        .and_then(stored)?;
+    state.store.save_report(report.clone()).await??;
     Ok(HttpResponse::Created().json(report_json(&report)))
 }
 
@@ -750,12 +730,7 @@ pub async fn delete_report(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     let id = id.into_inner();
-    let deleted = state
-        .store
-        .delete_report(&id)
-        .await
-        .map_err(|_| ApiError::Storage("the writer stopped".into()))
-        .and_then(stored)?;
+    let deleted = state.store.delete_report(&id).await??;
     if !deleted {
         return Err(ApiError::NotFound(format!("no report {id:?}")));
     }

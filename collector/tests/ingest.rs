@@ -2,16 +2,15 @@
 //! fixtures, dedup, per-event rejection, limits, keys, origins, and random damage.
 
 use actix_web::{http::StatusCode, test, web, App};
-use footfall_collector::app::{self, AppState};
+use footfall_collector::app;
 use footfall_collector::config::{Args, Config};
-use footfall_collector::store::{Sqlite, Store};
+use footfall_collector::state::AppState;
 use serde_json::{json, Value};
 use std::io::Write;
 
 mod common {
     pub mod mmdb;
 }
-use std::sync::Arc;
 
 fn fixture(name: &str) -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/");
@@ -50,7 +49,7 @@ fn harness_with(args: Args) -> Harness {
         ..args
     })
     .unwrap();
-    let store: Arc<dyn Store> = Arc::new(Sqlite::open(dir.path(), config.durability).unwrap());
+    let store = footfall_collector::store::open(&config).unwrap();
     let state = web::Data::new(AppState::new(config, store).unwrap());
     Harness { _dir: dir, state }
 }

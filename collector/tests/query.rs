@@ -3,12 +3,11 @@
 //! visit, bounces, long sessions, sessions across midnight.
 
 use actix_web::{test, web, App};
-use footfall_collector::app::{self, AppState};
+use footfall_collector::app;
 use footfall_collector::config::{Args, Config};
-use footfall_collector::store::{Sqlite, Store};
+use footfall_collector::state::AppState;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 const DAY: i64 = 86_400_000;
 const MIN: i64 = 60_000;
@@ -140,7 +139,7 @@ async fn setup() -> (tempfile::TempDir, Vec<Ev>, web::Data<AppState>, i64) {
         ..Args::default()
     })
     .unwrap();
-    let store: Arc<dyn Store> = Arc::new(Sqlite::open(dir.path(), config.durability).unwrap());
+    let store = footfall_collector::store::open(&config).unwrap();
     let state = web::Data::new(AppState::new(config, store).unwrap());
     let start = (chrono::Utc::now().timestamp_millis() / DAY - 10) * DAY;
     let events = generate(start);

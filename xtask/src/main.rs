@@ -126,10 +126,11 @@ fn build_sdk(root: &Path) -> Result {
     ]))?;
     let wasm = target_dir(root).join("wasm32-unknown-unknown/wasm/footfall_sdk.wasm");
     let gen = target_dir(root).join("sdk-gen");
-    let dist = root.join(DIST);
+    // Built in a staging dir, then copied to DIST file by file where changed: the collector
+    // embeds DIST (its build script reruns when a file there is touched).
+    let dist = gen.join("dist");
     let esm = dist.join("esm");
     let _ = std::fs::remove_dir_all(&gen);
-    let _ = std::fs::remove_dir_all(&dist);
     std::fs::create_dir_all(&esm).map_err(|e| e.to_string())?;
     let bindgen = |target: &str, out: &str, name: &str, extra: &[&str]| {
         run(Command::new("wasm-bindgen")
@@ -197,6 +198,36 @@ fn build_sdk(root: &Path) -> Result {
         esm.join("package.json"),
     )
     .map_err(|e| e.to_string())?;
+    sync_dir(&dist, &root.join(DIST))
+}
+
+/// Makes `to` hold exactly the files of `from`, writing only those whose bytes differ.
+fn sync_dir(from: &Path, to: &Path) -> Result {
+    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let mut wanted = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        wanted.insert(entry.file_name());
+        if src.is_dir() {
+            sync_dir(&src, &dst)?;
+            continue;
+        }
+        let bytes = std::fs::read(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+        if std::fs::read(&dst).ok().as_deref() != Some(bytes.as_slice()) {
+            std::fs::write(&dst, bytes).map_err(|e| format!("{}: {e}", dst.display()))?;
+        }
+    }
+    for entry in std::fs::read_dir(to).map_err(|e| e.to_string())?.flatten() {
+        if !wanted.contains(&entry.file_name()) {
+            let p = entry.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
     Ok(())
 }
 
@@ -342,6 +373,8 @@ fn demo(root: &Path, extra: &[String]) -> Result {
 fn test(root: &Path) -> Result {
     let t = Instant::now();
     step("setup", || setup::all(root, true))?;
+    // First: the collector embeds the built SDK, so clippy and the tests need it.
+    build(root)?;
     step("cargo fmt --check", || {
         run(cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
@@ -394,7 +427,6 @@ fn test(root: &Path) -> Result {
                 "wasm-bindgen-test-runner",
             ))
     })?;
-    build(root)?;
     step("end-to-end tests in Chromium", || {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("tests/e2e"))
             .map_err(|e| e.to_string())?

@@ -8,8 +8,30 @@ mod sqlite;
 pub use clickhouse::{ClickHouse, SpoolGauges};
 pub use sqlite::Sqlite;
 
+use crate::config::Config;
 use serde::Serialize;
+use std::sync::Arc;
 use tokio::sync::oneshot;
+
+/// Opens the store the configuration names: ClickHouse when a URL is set, else the SQLite file
+/// under the data dir (created, with the dir, if missing). The error says which and why.
+pub fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
+    Ok(match &config.clickhouse {
+        Some(url) => Arc::new(
+            ClickHouse::open(url, &config.data_dir, config.spool_max_bytes)
+                .map_err(|e| format!("cannot use ClickHouse: {e}"))?,
+        ),
+        None => {
+            let dir = &config.data_dir;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the data dir {}: {e}", dir.display()))?;
+            Arc::new(
+                Sqlite::open(dir, config.durability)
+                    .map_err(|e| format!("cannot open the store in {}: {e}", dir.display()))?,
+            )
+        }
+    })
+}
 
 /// One validated, enriched event as stored. `Default` is for tests and benches: every field
 /// empty.
@@ -64,7 +86,11 @@ pub struct StoredEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The disk is full: nothing of the write was kept; it may be tried again once there is
+    /// room.
+    #[error("the disk is full: {0}")]
+    Full(String),
     #[error("the store is shutting down")]
     Closed,
     #[error("write failed: {0}")]
@@ -74,6 +100,28 @@ pub enum StoreError {
     /// ClickHouse is unreachable and the spool is full: the client should retry later.
     #[error("clickhouse is unreachable and the spool is full")]
     SpoolFull,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            StoreError::Full(e.to_string())
+        } else {
+            StoreError::Sqlite(e)
+        }
+    }
+}
+
+impl StoreError {
+    /// A failed write's error, keeping what kind of failure it was.
+    pub(crate) fn from_io(what: &str, e: std::io::Error) -> StoreError {
+        if e.raw_os_error() == Some(28) {
+            // ENOSPC
+            StoreError::Full(format!("{what}: {e}"))
+        } else {
+            StoreError::Write(format!("{what}: {e}"))
+        }
+    }
 }
 
 /// For each event of an insert, in order: true if stored now, false if its `event_id` was

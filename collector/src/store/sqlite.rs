@@ -243,6 +243,69 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    /// Copies the store under `dir` to `dest` (which must not exist) while a collector may be
+    /// writing to it, with SQLite's online backup: the copy is the database as of the moment the
+    /// backup began (one read transaction is held across every step, so the collector's commits
+    /// neither block nor restart it; they go on into the WAL meanwhile). The copy is written
+    /// beside `dest` and renamed into place when complete. `progress` gets bytes done and the
+    /// total after each step. Returns the bytes copied.
+    pub fn backup(
+        dir: &Path,
+        dest: &Path,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64, StoreError> {
+        let source = dir.join("footfall.sqlite");
+        if !source.is_file() {
+            return Err(StoreError::Write(format!(
+                "no store at {} (is --data-dir right?)",
+                source.display()
+            )));
+        }
+        if dest.exists() {
+            return Err(StoreError::Write(format!(
+                "{} exists already; name a new file",
+                dest.display()
+            )));
+        }
+        let partial = dest.with_extension("partial");
+        let _ = std::fs::remove_file(&partial);
+        let src = Connection::open_with_flags(&source, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        src.busy_timeout(std::time::Duration::from_secs(5))?;
+        // The snapshot: a read transaction, opened by a first read, held to the end.
+        src.execute_batch("BEGIN")?;
+        let page_size: i64 = src.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        src.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        let mut dst = Connection::open(&partial)?;
+        let result = (|| -> rusqlite::Result<u64> {
+            let backup = rusqlite::backup::Backup::new(&src, &mut dst)?;
+            loop {
+                // 4,096 pages a step (16 MB with SQLite's default 4 KB pages).
+                let state = backup.step(4096)?;
+                let p = backup.progress();
+                let total = p.pagecount.max(0) as u64 * page_size as u64;
+                let done = total - p.remaining.max(0) as u64 * page_size as u64;
+                progress(done, total);
+                match state {
+                    rusqlite::backup::StepResult::Done => return Ok(total),
+                    rusqlite::backup::StepResult::More => {}
+                    _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+                }
+            }
+        })();
+        let _ = src.execute_batch("COMMIT");
+        let copied = result.map_err(StoreError::from)?;
+        // The copy as a plain file of its own (no WAL beside it), synced before it is named.
+        dst.pragma_update(None, "journal_mode", "DELETE")?;
+        drop(dst);
+        std::fs::File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::from_io("backup", e))?;
+        std::fs::rename(&partial, dest).map_err(|e| StoreError::from_io("backup", e))?;
+        Ok(copied)
+    }
+}
+
 fn read_only(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open_with_flags(
         path,
@@ -303,7 +366,10 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Work>, pending: &AtomicUs
             Err(e) => {
                 log::error!("sqlite commit of {n} events failed: {e}");
                 for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Write(e.to_string())));
+                    let _ = job.reply.send(Err(match e.sqlite_error_code() {
+                        Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
+                        _ => StoreError::Write(e.to_string()),
+                    }));
                 }
             }
         }

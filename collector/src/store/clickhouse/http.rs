@@ -23,6 +23,13 @@ pub enum ChError {
     Answer(String),
 }
 
+impl ChError {
+    /// Whether the server could not be reached (as opposed to answering with an error).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ChError::Unreachable(_))
+    }
+}
+
 pub struct Client {
     agent: ureq::Agent,
     /// `http://host:port/` with the settings every request carries.

@@ -164,7 +164,7 @@ impl Writer {
                 );
                 Err(StoreError::SpoolFull)
             }
-            Err(SpoolError::Io(e)) => Err(StoreError::Write(format!("spool: {e}"))),
+            Err(SpoolError::Io(e)) => Err(StoreError::from_io("spool", e)),
         }
     }
 
