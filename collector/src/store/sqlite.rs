@@ -17,8 +17,33 @@ use std::sync::{mpsc, Arc, Mutex};
 
 /// The schema, one migration per step; `PRAGMA user_version` counts the steps applied.
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
 ];
+
+/// Repairs what V4's backfill left out for stores that had events before it: each session's
+/// entry page (the path of its earliest event, as the writer keeps it) and each person's
+/// properties (every trait's latest value by event time). Rows the writer kept since V4 already
+/// have these; recomputing them gives the same.
+const SCHEMA_V7: &str = r#"
+UPDATE sessions SET entry_path = COALESCE((
+    SELECT e.path FROM events e WHERE e.session_id = sessions.session_id
+    ORDER BY e.time_ms, e.rowid LIMIT 1), '')
+WHERE entry_path = '';
+CREATE TEMP TABLE person_traits AS
+SELECT COALESCE(a.user_id, e.anonymous_id) AS person, e.time_ms, e.rowid AS rid, e.traits
+FROM events e LEFT JOIN aliases a ON a.anonymous_id = e.anonymous_id
+WHERE e.traits IS NOT NULL AND json_valid(e.traits) AND json_type(e.traits) = 'object';
+CREATE INDEX temp.person_traits_person ON person_traits (person);
+UPDATE people SET properties = (
+    SELECT json_group_object(key, json(value)) FROM (
+        SELECT j.key AS key, t.traits -> j.fullkey AS value,
+               ROW_NUMBER() OVER (PARTITION BY j.key ORDER BY t.time_ms DESC, t.rid DESC) AS n
+        FROM person_traits t, json_each(t.traits) j
+        WHERE t.person = people.id)
+    WHERE n = 1)
+WHERE properties = '{}' AND id IN (SELECT person FROM person_traits);
+DROP TABLE person_traits;
+"#;
 
 /// Counters readers watch: `erasures` tells the event index (`index.rs`) that rows it holds
 /// were deleted.
