@@ -24,9 +24,16 @@ fn main() -> ExitCode {
         Some("setup") => setup::all(&root, true),
         Some("build") => setup::all(&root, false).and_then(|_| build(&root)),
         Some("size") => size::report(&root, false).map(|_| ()),
-        Some("demo") => setup::all(&root, false)
+        Some("demo") => {
+            let t = Instant::now();
+            setup::all(&root, false)
+                .and_then(|_| build(&root))
+                .and_then(|_| dist(&root))
+                .and_then(|_| demo(&root, t, &args[1..]))
+        }
+        Some("dist") => setup::all(&root, false)
             .and_then(|_| build(&root))
-            .and_then(|_| demo(&root, &args[1..])),
+            .and_then(|_| dist(&root)),
         Some("test") => test(&root),
         _ => Err(USAGE.into()),
     };
@@ -43,6 +50,7 @@ const USAGE: &str = "usage: cargo xtask <demo|test|build|setup|size>
   demo   build everything and start the collector with the demo site (SQLite under ./data)
   test   run every check and test: fmt, clippy, native, wasm, end-to-end in Chromium
   build  build the SDK (wasm + JS) and the collector
+  dist   the release binary and target/dist/footfall-collector-VERSION-ARCH-linux.tar.gz
   setup  install what is missing (wasm target, wasm-bindgen CLI, binaryen, Chromium, ClickHouse, npm packages)
   size   print the SDK's size report (raw, gzip, brotli)";
 
@@ -82,10 +90,6 @@ pub fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
-fn collector_bin(root: &Path) -> PathBuf {
-    target_dir(root).join("debug/footfall-collector")
-}
-
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
@@ -102,11 +106,9 @@ fn build(root: &Path) -> Result {
     step("dashboard (uPlot from npm)", || {
         let vendor = root.join("dashboard/vendor");
         std::fs::create_dir_all(&vendor).map_err(|e| e.to_string())?;
-        for f in ["uPlot.iife.min.js", "uPlot.min.css"] {
-            std::fs::copy(root.join("node_modules/uplot/dist").join(f), vendor.join(f))
-                .map_err(|e| format!("{f}: {e} (npm packages missing?)"))?;
-        }
-        Ok(())
+        // For `--dashboard-dir dashboard` in development; the binary embeds uPlot from npm.
+        let from = root.join("node_modules/uplot/dist");
+        sync_dir(&from, &vendor).map_err(|e| format!("{e} (npm packages missing?)"))
     })?;
     step("build the collector", || {
         run(cargo().args(["build", "-p", "footfall-collector"]))
@@ -114,16 +116,10 @@ fn build(root: &Path) -> Result {
 }
 
 fn build_sdk(root: &Path) -> Result {
-    run(cargo().args([
-        "build",
-        "-p",
-        "footfall-sdk",
-        "--lib",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--profile",
-        "wasm",
-    ]))?;
+    run(cargo()
+        .args(["build", "-p", "footfall-sdk", "--lib"])
+        .args(["--target", "wasm32-unknown-unknown", "--profile", "wasm"])
+        .env("CARGO_ENCODED_RUSTFLAGS", neutral_paths(root)))?;
     let wasm = target_dir(root).join("wasm32-unknown-unknown/wasm/footfall_sdk.wasm");
     let gen = target_dir(root).join("sdk-gen");
     // Built in a staging dir, then copied to DIST file by file where changed: the collector
@@ -337,10 +333,99 @@ fn write(p: &Path, text: &str) -> Result {
     std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-fn demo(root: &Path, extra: &[String]) -> Result {
+/// Rust flags that put neutral names for this machine's folders in panic messages' source paths
+/// (`/cargo/registry/...`, `/footfall/...`), so that neither the wasm every visitor loads nor the
+/// release binary tells where they were built.
+fn neutral_paths(root: &Path) -> String {
+    let cargo_home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
+    [
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        format!("--remap-path-prefix={}=/footfall", root.display()),
+    ]
+    .join("\x1f")
+}
+
+/// The release binary, as `cargo xtask dist` leaves it.
+pub fn release_bin(root: &Path) -> PathBuf {
+    target_dir(root).join("dist/footfall-collector")
+}
+
+/// `cargo xtask dist`: the release build of the collector (the SDK and dashboard inside it),
+/// copied to `target/dist/`, and a `.tar.gz` beside it with an example config, a systemd unit,
+/// the reverse proxy config and INSTALL. Fails if a path of this machine is in the binary.
+fn dist(root: &Path) -> Result {
+    let version = env!("CARGO_PKG_VERSION");
+    let out = target_dir(root).join("dist");
+    step("build the release collector", || {
+        run(cargo()
+            .args(["build", "--release", "-p", "footfall-collector"])
+            .env("CARGO_ENCODED_RUSTFLAGS", neutral_paths(root)))
+    })?;
+    step("package target/dist", || {
+        let built = target_dir(root).join("release/footfall-collector");
+        let bytes = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
+        let home = std::env::var("HOME").unwrap_or_default();
+        for path in [root.display().to_string(), format!("{home}/.cargo")] {
+            if path.len() > 4 && find(&bytes, path.as_bytes()) {
+                return Err(format!(
+                    "the release binary holds the build machine's path {path}"
+                ));
+            }
+        }
+        std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+        std::fs::copy(&built, release_bin(root)).map_err(|e| e.to_string())?;
+        // Symbols are for debuggers; the copy a user gets goes without them.
+        run(Command::new("strip").arg(release_bin(root)))?;
+        let name = format!(
+            "footfall-collector-{version}-{}-linux",
+            std::env::consts::ARCH
+        );
+        let stage = out.join(&name);
+        let _ = std::fs::remove_dir_all(&stage);
+        std::fs::create_dir_all(&stage).map_err(|e| e.to_string())?;
+        std::fs::copy(release_bin(root), stage.join("footfall-collector"))
+            .map_err(|e| e.to_string())?;
+        for f in [
+            "footfall.toml",
+            "footfall.service",
+            "nginx.conf",
+            "INSTALL.md",
+        ] {
+            let from = root.join("examples/deploy").join(f);
+            std::fs::copy(&from, stage.join(f)).map_err(|e| format!("{}: {e}", from.display()))?;
+        }
+        let tarball = out.join(format!("{name}.tar.gz"));
+        run(Command::new("tar")
+            .arg("-czf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&out)
+            .arg(&name))?;
+        let _ = std::fs::remove_dir_all(&stage);
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "    {}: {:.1} MB\n    {}: {:.1} MB",
+            release_bin(root).display(),
+            size(&release_bin(root)) as f64 / 1e6,
+            tarball.display(),
+            size(&tarball) as f64 / 1e6
+        );
+        Ok(())
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn demo(root: &Path, started: Instant, extra: &[String]) -> Result {
     use std::io::{BufRead, BufReader};
     let data = root.join("data");
-    let mut child = Command::new(collector_bin(root))
+    let mut child = Command::new(release_bin(root))
         .arg("--data-dir")
         .arg(&data)
         .args(extra)
@@ -354,10 +439,22 @@ fn demo(root: &Path, extra: &[String]) -> Result {
         .ok_or_else(|| format!("the collector did not start: {first:?}"))?
         .to_owned();
     let token = read(&data.join("admin-token")).unwrap_or_default();
-    println!("\n{first}");
-    println!("  demo shop:  {url}/demo/");
-    println!("  API:        curl -H 'Authorization: Bearer {}' '{url}/api/v1/insights?metric=events&last=1d'", token.trim());
-    println!("  data:       {} (SQLite)", data.display());
+    let token = token.trim();
+    println!(
+        "\n{first}  (ready {:.0} s after `cargo xtask demo`)",
+        started.elapsed().as_secs_f64()
+    );
+    println!("  demo shop:  {url}/demo/   (click around: every page and button is tracked)");
+    println!("  dashboard:  {url}/   sign in with the admin token {token}");
+    println!("  API:        curl -H 'Authorization: Bearer {token}' '{url}/api/v1/insights?metric=events&last=1d'");
+    println!(
+        "  data:       {} (SQLite; the token is in admin-token there)",
+        data.display()
+    );
+    println!(
+        "  binary:     {} (copy it anywhere: it needs nothing beside it)",
+        release_bin(root).display()
+    );
     println!("  stop with Ctrl-C\n");
     for line in lines.map_while(std::result::Result::ok) {
         println!("{line}");
@@ -373,8 +470,10 @@ fn demo(root: &Path, extra: &[String]) -> Result {
 fn test(root: &Path) -> Result {
     let t = Instant::now();
     step("setup", || setup::all(root, true))?;
-    // First: the collector embeds the built SDK, so clippy and the tests need it.
+    // First: the collector embeds the built SDK, so clippy and the tests need it. The
+    // end-to-end tests run the release binary a user would copy.
     build(root)?;
+    dist(root)?;
     step("cargo fmt --check", || {
         run(cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
@@ -435,7 +534,7 @@ fn test(root: &Path) -> Result {
             .collect();
         files.sort();
         run(Command::new("node")
-            .env("FOOTFALL_COLLECTOR_BIN", collector_bin(root))
+            .env("FOOTFALL_COLLECTOR_BIN", release_bin(root))
             .args(["--test", "--test-concurrency=1"])
             .args(files))
     })?;
