@@ -105,6 +105,10 @@ export async function startSite(collectorUrl) {
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url, "http://site").pathname);
     site.served.push(path);
+    if (path === "/favicon.ico") {
+      res.writeHead(204).end();
+      return;
+    }
     const testPage = testPages[req.headers[TEST_PAGE_HEADER]];
     const own = pages.get(path) ?? (path.startsWith("/t/") && testPage !== undefined ? { html: testPage } : null);
     if (own) {
