@@ -78,8 +78,8 @@ export function withCollector(html, collectorUrl) {
  * a Node server on 127.0.0.1 with an OS-picked port, reached as `http://localhost:PORT` (which
  * the collector's default `demo` site allows; a suite that passes `--site` must allow
  * `site.url`). It serves the demo shop (examples/shop) under `/demo/` with the script tag
- * pointing at `collectorUrl` (the collector, or a gateway in front of it; settable later as
- * `site.collectorUrl`), and any page added with `site.page(path, html, headers)`.
+ * pointing at `collectorUrl` (the collector, or a gateway in front of it), the test pages of
+ * `serveTestPage`, and any page added with `site.page(path, html, headers)`.
  * `site.at(host)` is the same server under another host name (`127.0.0.1`, or one mapped by
  * `--host-resolver-rules`).
  */
@@ -88,8 +88,6 @@ export async function startSite(collectorUrl) {
   const testPages = [];
   const site = {
     collectorUrl,
-    /** Every path the server was asked for. */
-    served: [],
     page(path, html, headers = {}) {
       pages.set(path, { html, headers });
       return site.url + path;
@@ -104,7 +102,6 @@ export async function startSite(collectorUrl) {
   };
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url, "http://site").pathname);
-    site.served.push(path);
     if (path === "/favicon.ico") {
       res.writeHead(204).end();
       return;
