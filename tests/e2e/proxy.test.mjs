@@ -16,6 +16,7 @@ import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { createServer, connect } from "node:net";
 import { request } from "node:https";
+import { request as httpRequest } from "node:http";
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,7 +30,7 @@ const NGINX = process.env.NGINX || "/usr/sbin/nginx";
 const PROXY = "127.0.0.3"; // nginx's address towards the collector: the trusted proxy
 const OTHER_CLIENT = "127.0.0.4";
 
-let tmp, nginx, collector, browser, port, shopUrl, collectorUrl;
+let tmp, nginx, collector, browser, port, httpPort, shopUrl, collectorUrl;
 
 /** A port the OS picks as free (bound to 0, then released for nginx to take). */
 function freePort() {
@@ -105,7 +106,7 @@ before(async () => {
     "-addext", "subjectAltName=DNS:collector.test,DNS:shop.test"]);
 
   port = await freePort();
-  const httpPort = await freePort();
+  httpPort = await freePort();
   shopUrl = `https://shop.test:${port}`;
   collectorUrl = `https://collector.test:${port}`;
   collector = await startCollector([
@@ -233,4 +234,17 @@ test("through nginx, another client's address is stored and a forged X-Forwarded
   assert.equal(answer.body.accepted, 1);
   assert.deepEqual(await storedIps(anonymousId), [{ name: "server_side", ip: OTHER_CLIENT }],
     "the client nginx saw, not nginx (127.0.0.3) nor the address the client claimed (198.51.100.7)");
+});
+
+test("plain http to the collector's name is redirected to https", async () => {
+  const answer = await new Promise((resolve, reject) => {
+    const req = httpRequest({ host: "127.0.0.1", port: httpPort, path: "/sdk/footfall.js", headers: { host: "collector.test" } },
+      (res) => {
+        res.resume();
+        resolve({ status: res.statusCode, location: res.headers.location });
+      });
+    req.on("error", reject);
+    req.end();
+  });
+  assert.deepEqual(answer, { status: 301, location: "https://collector.test/sdk/footfall.js" });
 });
