@@ -261,18 +261,57 @@ fn cors(r: &mut actix_web::HttpResponseBuilder, origin: Option<&str>) {
     if let Some(o) = origin {
         r.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, o));
         r.insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"));
+        r.insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Retry-After"));
         r.insert_header((header::VARY, "Origin"));
     }
 }
 
+/// Whether some site (or the collector itself) allows `origin`: its pages may read our answers.
+fn allowed_anywhere(req: &HttpRequest, state: &AppState, origin: &str) -> bool {
+    is_own_origin(req, origin) || state.config.sites.iter().any(|s| s.allows(origin))
+}
+
+/// `POST /v1/batch`. Refusals carry the CORS headers too (for origins some site allows): a page
+/// of another origin reads a 4xx, a 429 and its `Retry-After` only with them; without them its
+/// SDK sees a network failure, retries what it should drop, and cannot wait out a 429.
 pub async fn batch(
     req: HttpRequest,
     query: web::Query<KeyParam>,
     payload: web::Payload,
     state: web::Data<AppState>,
+) -> HttpResponse {
+    match batch_or_error(&req, query, payload, &state).await {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = actix_web::ResponseError::error_response(&e);
+            let allowed = origin(&req).filter(|o| allowed_anywhere(&req, &state, o));
+            if let Some(o) = allowed.and_then(|o| header::HeaderValue::from_str(o).ok()) {
+                use header::HeaderValue as V;
+                let h = r.headers_mut();
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    V::from_static("true"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    V::from_static("Retry-After"),
+                );
+                h.insert(header::VARY, V::from_static("Origin"));
+            }
+            r
+        }
+    }
+}
+
+async fn batch_or_error(
+    req: &HttpRequest,
+    query: web::Query<KeyParam>,
+    payload: web::Payload,
+    state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let result = receive(&req, &query, payload, &state).await;
+    let result = receive(req, &query, payload, state).await;
     let status = match &result {
         Ok(_) => "200".to_owned(),
         Err(e) => {
@@ -371,8 +410,7 @@ async fn receive(
 /// preflight does not carry; the POST itself checks the pair).
 pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let origin = origin(&req);
-    let allowed = origin
-        .is_some_and(|o| is_own_origin(&req, o) || state.config.sites.iter().any(|s| s.allows(o)));
+    let allowed = origin.is_some_and(|o| allowed_anywhere(&req, &state, o));
     if !allowed {
         return HttpResponse::Forbidden().json(serde_json::json!({
             "error": { "code": "origin-not-allowed", "message": "no site allows this origin" }

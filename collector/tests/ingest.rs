@@ -325,6 +325,68 @@ async fn cors_answers_only_allowed_origins() {
     assert!(no.headers().get("access-control-allow-origin").is_none());
 }
 
+#[actix_web::test]
+async fn refusals_carry_cors_headers_for_allowed_origins() {
+    // A page of another origin reads a refusal (status, Retry-After) only with these headers;
+    // without them its SDK sees a network failure (tests/e2e/cross-origin.test.mjs).
+    let h = harness_with(Args {
+        rate_limit: Some(1), // bursts of 20
+        ..Args::default()
+    });
+    let app = app!(h);
+    let send = |body: String, origin: &'static str| {
+        test::TestRequest::post()
+            .uri("/v1/batch")
+            .insert_header(("content-type", "text/plain"))
+            .insert_header(("origin", origin))
+            .set_payload(body)
+            .to_request()
+    };
+    let header = |r: &actix_web::dev::ServiceResponse, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let bad = test::call_service(&app, send("not json".into(), "https://shop.example")).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        header(&bad, "access-control-allow-origin").as_deref(),
+        Some("https://shop.example")
+    );
+    let evil = test::call_service(&app, send("not json".into(), "https://evil.example")).await;
+    assert_eq!(evil.status(), 400);
+    assert_eq!(
+        header(&evil, "access-control-allow-origin"),
+        None,
+        "no site allows it"
+    );
+
+    let batch = fresh_batch().to_string();
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = test::call_service(&app, send(batch.clone(), "http://localhost:5173")).await;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            header(&r, "access-control-expose-headers").as_deref(),
+            Some("Retry-After")
+        );
+    }
+    let limited = limited.expect("a 429 within 30 batches");
+    assert_eq!(
+        header(&limited, "access-control-allow-origin").as_deref(),
+        Some("http://localhost:5173")
+    );
+    assert_eq!(
+        header(&limited, "access-control-expose-headers").as_deref(),
+        Some("Retry-After")
+    );
+    assert!(header(&limited, "retry-after").is_some_and(|s| s.parse::<u64>().unwrap() > 0));
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(bytes).unwrap();

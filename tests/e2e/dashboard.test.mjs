@@ -1,11 +1,13 @@
 // The dashboard in Chromium against the real collector with generated data: each view loads
 // and shows the numbers the data implies, a filter changes them, the user timeline opens, a
 // saved report reopens from its shared link without the token, CSV downloads. Screenshots of
-// each view go to tests/artifacts/.
+// each view go to tests/artifacts/; dashboard-overview.png (1280 px wide: a week of visitors on
+// a collector of its own, by browser, with the chart) is the README's picture.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { startCollector, launchChromium, screenshot } from "./harness.mjs";
+import { readFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { startCollector, launchChromium, screenshot, ARTIFACTS } from "./harness.mjs";
 
 const TOKEN = "e2e-admin-token";
 const AGENTS = {
@@ -166,3 +168,79 @@ test("a saved report reopens from its shared link, without the token; CSV downlo
   assert.equal(await text(page, "#reports tr td a"), "All events this week");
   await context.close();
 });
+
+// ---- The README's picture ----
+
+const WEEK_AGENTS = {
+  ...AGENTS,
+  Safari: "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+  Edge: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0",
+};
+
+/**
+ * A week of a small shop on `target`: visitors per day (oldest first), half on Chrome, a quarter
+ * on Safari, the rest on Firefox and Edge; each views a page or two, some add to the cart, a few
+ * buy. Answers the number of visitors per browser.
+ */
+async function seedWeek(target) {
+  const perDay = [21, 38, 44, 41, 52, 47, 33, 29]; // from 7 days ago (its last hours) to today
+  const now = Date.now();
+  const counts = {};
+  let n = 0;
+  for (const [i, visitors] of perDay.entries()) {
+    const daysAgo = perDay.length - 1 - i;
+    const byBrowser = {};
+    for (let v = 0; v < visitors; v++) {
+      const r = (v * 7 + i * 3) % 20;
+      const browserName = r < 10 ? "Chrome" : r < 15 ? "Safari" : r < 18 ? "Firefox" : "Edge";
+      const id = String(++n).padStart(12, "0");
+      // 1 to 9 hours before now, that many days ago (after, 7 days ago: inside `last=7d`).
+      const start = now - daysAgo * 86400e3 + (daysAgo === 7 ? 1 : -1) * ((v % 9) + 1) * 3600e3;
+      const names = ["$pageview", ...(v % 2 ? ["$pageview", "add_to_cart"] : []), ...(v % 6 === 1 ? ["purchase"] : []), "$pageleave"];
+      const events = names.map((name, k) => ({
+        event_id: `019ab0b5-0000-7000-8000-${id.slice(4)}${String(k).padStart(4, "0")}`,
+        type: name === "$pageview" ? "page" : "track",
+        name,
+        timestamp: new Date(start + k * 40e3).toISOString(),
+        anonymous_id: `5e1f0c2a-1b6d-4c7e-8f90-${id}`,
+        user_id: null,
+        session_id: `019ab0b5-8a20-7000-8000-${id}`,
+        seq: k + 1,
+        page: { url: "https://shop.example/", path: "/", title: "Shop", referrer: "" },
+        props: {},
+      }));
+      (byBrowser[browserName] ??= []).push(...events);
+      counts[browserName] = (counts[browserName] ?? 0) + 1;
+    }
+    for (const [browserName, events] of Object.entries(byBrowser)) {
+      const res = await fetch(`${target.url}/v1/batch`, {
+        method: "POST",
+        headers: { "content-type": "text/plain", "user-agent": WEEK_AGENTS[browserName] },
+        body: JSON.stringify({ key: "demo", sent_at: new Date(now).toISOString(), events }),
+      });
+      assert.equal((await res.json()).accepted, events.length);
+    }
+  }
+  return counts;
+}
+
+test("overview: a week of visitors by browser, the README's screenshot (tests/artifacts/dashboard-overview.png)",
+  async (t) => {
+    const week = await startCollector(["--rate-limit", "0"]);
+    t.after(() => week.stop());
+    const counts = await seedWeek(week);
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    t.after(() => context.close());
+    const page = await context.newPage();
+    await page.goto(`${week.url}/#insights?metric=users&last=7d&interval=day&by=browser`);
+    await page.fill("input[name=token]", TOKEN);
+    await page.click("button[type=submit]");
+    await page.waitForSelector(".chart canvas");
+    assert.equal(await text(page, "#total"), String(total), "every visitor of the week");
+    const rows = await page.$$eval("#table tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+    const expected = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, String(v)]);
+    assert.deepEqual(rows, expected, "one row per browser, largest first");
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview.png") });
+  });

@@ -4,10 +4,12 @@
 // counted as acknowledged), retries with backoff and Retry-After, offline vs blocked, what a
 // 4xx does, and flush().
 //
-// The pages live on a small Node gateway in front of the collector (same origin as the SDK's
-// endpoint), because Playwright neither sees nor intercepts the beacons a page sends while it
-// unloads: the gateway records every POST /v1/batch (raw body size, events, answer) and can
-// answer 503, hold a request, or pass it on. `page.route` is still used where the brief asks
+// The SDK and its endpoint are a small Node gateway in front of the collector, because
+// Playwright neither sees nor intercepts the beacons a page sends while it unloads: the gateway
+// records every POST /v1/batch (raw body size, events, answer) and can answer 503, hold a
+// request, or pass it on. The pages are on a third origin, the site's (harness.startSite), so
+// every request of the SDK is cross-origin, as on a real site; the gateway's own answers carry
+// the CORS headers the collector's do. `page.route` is still used where the brief asks
 // for it (500/429, a blocked endpoint); it only sees requests of live pages.
 // Time-dependent cases use Playwright's fake clock, paused, and advanced in steps.
 //
@@ -17,7 +19,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { gunzipSync } from "node:zlib";
 import {
-  startCollector, launchChromium, sdkReady, eventually, serveTestPage, storedEvents, setHidden, pauseClock,
+  startCollector, startSite, launchChromium, sdkReady, eventually, serveTestPage, storedEvents, setHidden, pauseClock,
 } from "./harness.mjs";
 
 const SEC = 1000;
@@ -26,10 +28,11 @@ const BEACON_LIMIT = 64 * 1024;
 /** Only flush(), page hide and retries send: nothing leaves on a timer or a full batch. */
 const QUIET = { "flush-interval": "600000", "batch-size": "500" };
 
-let collector, gateway, browser;
+let collector, gateway, site, browser;
 before(async () => {
   gateway = await startGateway();
-  collector = await startCollector(["--rate-limit", "0", "--site", `demo=${gateway.url}`]);
+  site = await startSite(gateway.url); // the page's script tag and endpoint: the gateway
+  collector = await startCollector(["--rate-limit", "0", "--site", `demo=${site.url}`]);
   gateway.target = collector.url;
   browser = await launchChromium();
 });
@@ -37,6 +40,7 @@ after(async () => {
   await browser?.close();
   await collector?.stop();
   await gateway?.close();
+  await site?.close();
 });
 beforeEach(() => gateway.reset());
 
@@ -50,6 +54,19 @@ function decodeEvents(raw) {
     } catch { /* next */ }
   }
   return { sentAt: NaN, events: [] };
+}
+
+/**
+ * The CORS headers of the collector's answers (refusals included) to a page of another origin:
+ * without them the page could not read the status or Retry-After, only a network failure.
+ */
+function cors(origin) {
+  return origin
+    ? {
+      "access-control-allow-origin": origin, "access-control-allow-credentials": "true",
+      "access-control-expose-headers": "Retry-After", "vary": "Origin",
+    }
+    : {};
 }
 
 const HOP = new Set(["host", "connection", "keep-alive", "content-length", "transfer-encoding", "expect"]);
@@ -101,7 +118,7 @@ async function startGateway() {
       if (decision === "fail") decision = { status: 503, body: { error: { code: "unavailable", message: "test gateway: 503" } } };
       if (typeof decision === "object") {
         rec.status = decision.status;
-        res.writeHead(decision.status, { "content-type": "application/json", ...decision.headers });
+        res.writeHead(decision.status, { "content-type": "application/json", ...cors(req.headers.origin), ...decision.headers });
         res.end(JSON.stringify(decision.body ?? {}));
         return;
       }
@@ -140,17 +157,17 @@ async function startGateway() {
 
 // ---- Pages, time and the stored events ----
 
-/** A fresh browser profile serving the test page (and a page without the SDK) on the gateway. */
+/** A fresh browser profile serving the test page (and a page without the SDK) on the site. */
 async function setup(t, { clock = false, attrs = QUIET } = {}) {
   const context = await browser.newContext();
   t.after(() => context.close().catch(() => {}));
   if (clock) await context.clock.install();
-  const url = await serveTestPage(context, gateway.url, attrs);
-  await context.route(`${gateway.url}/elsewhere/**`, (route) => route.fulfill({
+  const url = await serveTestPage(context, site, attrs);
+  await context.route(`${site.url}/elsewhere/**`, (route) => route.fulfill({
     status: 200, contentType: "text/html; charset=utf-8",
     body: "<!doctype html><html><head><title>Elsewhere</title></head><body><p>No SDK here.</p></body></html>",
   }));
-  return { context, url, elsewhere: `${gateway.url}/elsewhere/next.html` };
+  return { context, url, elsewhere: `${site.url}/elsewhere/next.html` };
 }
 
 /** Opens `url` in a new tab of `context`, waits for the SDK; collects page errors and warnings. */
@@ -508,13 +525,14 @@ test("500, 500, 500, then 429 Retry-After: 30 → backoff, no send for 30 s, del
       const { sentAt, events } = decodeEvents(route.request().postDataBuffer() ?? Buffer.alloc(0));
       const rec = { n, sentAt, ids: events.map((e) => e.event_id), answer: null };
       attempts.push(rec);
+      const headers = cors(route.request().headers().origin);
       if (n <= 3) {
         rec.answer = 500;
-        await route.fulfill({ status: 500, contentType: "application/json", body: '{"error":{"code":"internal","message":"test"}}' });
+        await route.fulfill({ status: 500, contentType: "application/json", headers, body: '{"error":{"code":"internal","message":"test"}}' });
       } else if (n === 4) {
         rec.answer = 429;
         await route.fulfill({
-          status: 429, contentType: "application/json", headers: { "Retry-After": "30" },
+          status: 429, contentType: "application/json", headers: { ...headers, "Retry-After": "30" },
           body: '{"error":{"code":"rate-limited","message":"test"}}',
         });
       } else {

@@ -1,9 +1,12 @@
 // Shared pieces of the end-to-end tests: a real collector process on 127.0.0.1:0 with a temp
-// data dir, Debian's Chromium driven by playwright-core, and an API client with the token.
+// data dir, a site of its own on another origin that puts the README's script tag on its
+// pages (as every real site does), Debian's Chromium driven by playwright-core, and an API
+// client with the token.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { createServer } from "node:http";
+import { mkdtempSync, rmSync, mkdirSync, readFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
+import { join, dirname, extname, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
@@ -49,6 +52,87 @@ export async function startCollector(extraArgs = []) {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+const SHOP = join(ROOT, "examples", "shop");
+/** Picks the test page the site serves at /t/* (set by `serveTestPage`'s route). */
+const TEST_PAGE_HEADER = "x-footfall-test-page";
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+};
+
+/**
+ * The demo shop's page `html` as a site of its own serves it: the README's script tag, with
+ * the collector's absolute `/sdk/footfall.js` as `src` and the collector as `data-endpoint`.
+ */
+export function withCollector(html, collectorUrl) {
+  const tag = '<script async src="/sdk/footfall.js"';
+  if (!html.includes(tag)) throw new Error("the demo page has no relative script tag to rewrite");
+  return html.replace(tag, `<script async src="${collectorUrl}/sdk/footfall.js" data-endpoint="${collectorUrl}"`);
+}
+
+/**
+ * A site on an origin of its own, as in production (the collector is always another origin):
+ * a Node server on 127.0.0.1 with an OS-picked port, reached as `http://localhost:PORT` (which
+ * the collector's default `demo` site allows; a suite that passes `--site` must allow
+ * `site.url`). It serves the demo shop (examples/shop) under `/demo/` with the script tag
+ * pointing at `collectorUrl` (the collector, or a gateway in front of it), the test pages of
+ * `serveTestPage`, and any page added with `site.page(path, html, headers)`.
+ * `site.at(host)` is the same server under another host name (`127.0.0.1`, or one mapped by
+ * `--host-resolver-rules`).
+ */
+export async function startSite(collectorUrl) {
+  const pages = new Map();
+  const testPages = [];
+  const site = {
+    collectorUrl,
+    page(path, html, headers = {}) {
+      pages.set(path, { html, headers });
+      return site.url + path;
+    },
+    /** Keeps `html` as a test page; answers its number (see `serveTestPage`). */
+    testPage(html) {
+      return testPages.push(html) - 1;
+    },
+    at(host) {
+      return `http://${host}:${site.port}`;
+    },
+  };
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, "http://site").pathname);
+    if (path === "/favicon.ico") {
+      res.writeHead(204).end();
+      return;
+    }
+    const testPage = testPages[req.headers[TEST_PAGE_HEADER]];
+    const own = pages.get(path) ?? (path.startsWith("/t/") && testPage !== undefined ? { html: testPage } : null);
+    if (own) {
+      res.writeHead(200, { "content-type": TYPES[".html"], "cache-control": "no-cache", ...own.headers });
+      res.end(own.html);
+      return;
+    }
+    const rel = path === "/demo/" ? "index.html" : path.startsWith("/demo/") ? path.slice("/demo/".length) : null;
+    const file = rel && normalize(join(SHOP, rel));
+    if (!file || !file.startsWith(SHOP + sep) || !existsSync(file)) {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found");
+      return;
+    }
+    const type = TYPES[extname(file)] ?? "application/octet-stream";
+    let body = readFileSync(file);
+    if (extname(file) === ".html") body = withCollector(body.toString("utf8"), site.collectorUrl);
+    res.writeHead(200, { "content-type": type, "cache-control": "no-cache" });
+    res.end(body);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  site.port = server.address().port;
+  site.url = site.at("localhost");
+  site.close = () => {
+    server.closeAllConnections?.();
+    return new Promise((r) => server.close(r));
+  };
+  return site;
 }
 
 /** Debian's Chromium, headless, with the flags this machine needs. */
@@ -99,27 +183,38 @@ export const LOADER_SNIPPET =
   `(function(w){if(w.footfall)return;var f=w.footfall={q:[]};"init page track identify setUserProperties register unregister reset flush optOut optIn".split(" ").forEach(function(m){f[m]=function(){var a=[].slice.call(arguments);if(m!=="flush")return void f.q.push([Date.now(),m,a]);return new Promise(function(d){f.q.push([Date.now(),m,a,d])})}})})(window);`;
 
 /**
- * Serves a test page at `${baseUrl}/t/<anything>` in `context` (the collector's own origin, so
- * the SDK and its wasm come from the real collector). `attrs` become the script tag's data-
- * attributes (`{ "session-scope": "tab" }` gives `data-session-scope="tab"`); `data-key="demo"`
- * is always there. The page has a `#buy` button (tracks "buy") and a `#noop` button (tracks
- * nothing).
+ * The test page: the loader snippet and the README's script tag, its `src` the absolute
+ * `${collectorUrl}/sdk/footfall.js` and `data-endpoint` the collector. `attrs` become the
+ * script tag's data- attributes (`{ "session-scope": "tab" }` gives `data-session-scope="tab"`);
+ * `data-key="demo"` is always there. The page has a `#buy` button (tracks "buy") and a `#noop`
+ * button (tracks nothing).
  */
-export async function serveTestPage(context, baseUrl, attrs = {}, extraBody = "") {
-  const data = Object.entries({ key: "demo", ...attrs })
+export function testPageHtml(collectorUrl, attrs = {}, extraBody = "") {
+  const data = Object.entries({ key: "demo", endpoint: collectorUrl, ...attrs })
     .map(([k, v]) => ` data-${k}="${String(v).replace(/"/g, "&quot;")}"`)
     .join("");
-  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Footfall test page</title>
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Footfall test page</title>
 <script>${LOADER_SNIPPET}</script>
-<script async src="/sdk/footfall.js"${data}></script></head>
+<script async src="${collectorUrl}/sdk/footfall.js"${data}></script></head>
 <body><h1 id="title">Test page</h1>
 <button id="buy" onclick="footfall.track('buy')">Buy</button>
 <button id="noop">Nothing</button>
 ${extraBody}</body></html>`;
-  await context.route(`${baseUrl}/t/**`, (route) =>
-    route.fulfill({ status: 200, contentType: "text/html; charset=utf-8", body: html }),
+}
+
+/**
+ * Serves the test page (`testPageHtml`) at `${site.url}/t/<anything>` in `context`: on the
+ * site's origin, not the collector's, with the SDK and its wasm from `site.collectorUrl`.
+ * Answers the page's URL. The site's server answers (a page Playwright fulfilled itself would
+ * have no address, and Chromium's Local Network Access would then refuse it the collector on
+ * 127.0.0.1); the route only adds a header that tells the server which page this context has.
+ */
+export async function serveTestPage(context, site, attrs = {}, extraBody = "") {
+  const id = site.testPage(testPageHtml(site.collectorUrl, attrs, extraBody));
+  await context.route(`${site.url}/t/**`, (route) =>
+    route.continue({ headers: { ...route.request().headers(), [TEST_PAGE_HEADER]: String(id) } }),
   );
-  return `${baseUrl}/t/page.html`;
+  return `${site.url}/t/page.html`;
 }
 
 /** Waits until the SDK has loaded and replaced the loader's queue (started or not, opted out or not). */

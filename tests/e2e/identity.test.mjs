@@ -4,23 +4,31 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  startCollector, launchChromium, sdkReady, sdkStarted, eventually, serveTestPage, recordBatches,
+  startCollector, startSite, launchChromium, sdkReady, sdkStarted, eventually, serveTestPage, recordBatches,
   storedEvents, setHidden, ids,
 } from "./harness.mjs";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const DAY = 86_400_000;
 
-let collector, browser;
+let collector, site, browser;
 const closers = [];
+// The pages are on the site's own origin. Besides `http://localhost:PORT`, the site is opened
+// as `http://127.0.0.1:PORT` (the cookie on an IP address) and as two sub-domains mapped to
+// 127.0.0.1: every one of these origins may send with the demo key.
+const SUBDOMAINS = ["a.footfall.test", "b.footfall.test"];
 before(async () => {
-  collector = await startCollector();
+  collector = await startCollector([
+    "--site", ["demo=http://localhost:*", "http://127.0.0.1:*", ...SUBDOMAINS.map((h) => `http://${h}:*`)].join(","),
+  ]);
+  site = await startSite(collector.url);
   browser = await launchChromium();
 });
 after(async () => {
   for (const c of closers.reverse()) await c.close().catch(() => {});
   await browser?.close();
   await collector?.stop();
+  await site?.close();
 });
 
 async function newContext(b = browser) {
@@ -39,7 +47,7 @@ async function open(context, url, ready = sdkReady) {
   return page;
 }
 
-const demo = () => `${collector.url}/demo/index.html`;
+const demo = () => `${site.url}/demo/index.html`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const cookie = async (context, name) => (await context.cookies()).find((c) => c.name === name);
 
@@ -194,7 +202,7 @@ test("respectDnt: Global Privacy Control and Do Not Track opt the visitor out", 
     const context = await newContext();
     await context.addInitScript(script);
     const batches = recordBatches(context);
-    const url = await serveTestPage(context, collector.url, { ...attrs, "respect-dnt": "true" });
+    const url = await serveTestPage(context, site, { ...attrs, "respect-dnt": "true" });
     const page = await open(context, url, sdkStarted);
     assert.equal(await page.evaluate(() => footfall.isOptedOut()), true, `${signal} + respectDnt: opted out`);
     await page.click("#buy");
@@ -209,7 +217,7 @@ test("respectDnt: Global Privacy Control and Do Not Track opt the visitor out", 
   const context = await newContext();
   await context.addInitScript(gpc);
   const batches = recordBatches(context);
-  const url = await serveTestPage(context, collector.url, attrs);
+  const url = await serveTestPage(context, site, attrs);
   const page = await open(context, url);
   assert.equal(await page.evaluate(() => footfall.isOptedOut()), false);
   await page.click("#buy");
@@ -222,7 +230,7 @@ test("respectDnt: Global Privacy Control and Do Not Track opt the visitor out", 
 test("the ff_id cookie: SameSite=Lax, Path=/, a year, not Secure on http, renewed on each visit",
   { timeout: 30000 }, async () => {
     const context = await newContext();
-    const page = await open(context, demo());
+    const page = await open(context, `${site.at("127.0.0.1")}/demo/index.html`);
     const { anonymousId } = await ids(page);
     const c = await cookie(context, "ff_id");
     assert.ok(c, "ff_id is set");
@@ -236,7 +244,7 @@ test("the ff_id cookie: SameSite=Lax, Path=/, a year, not Secure on http, renewe
     assert.ok(days > 364 && days <= 366, `expires in ${days.toFixed(2)} days`);
 
     await sleep(1500);
-    await page.goto(`${collector.url}/demo/product.html`);
+    await page.goto(`${site.at("127.0.0.1")}/demo/product.html`);
     await sdkReady(page);
     const renewed = await cookie(context, "ff_id");
     assert.equal(renewed.value, anonymousId, "same visitor on the next page");
@@ -246,10 +254,9 @@ test("the ff_id cookie: SameSite=Lax, Path=/, a year, not Secure on http, renewe
 test("two sub-domains of one site share the visitor (cookieDomain auto)", { timeout: 40000 }, async () => {
   const subBrowser = await launchChromium(["--host-resolver-rules=MAP *.footfall.test 127.0.0.1"]);
   closers.push(subBrowser);
-  const port = new URL(collector.url).port;
   const context = await newContext(subBrowser);
-  const a = await open(context, `http://a.footfall.test:${port}/demo/index.html`);
-  const b = await open(context, `http://b.footfall.test:${port}/demo/product.html`);
+  const a = await open(context, `${site.at("a.footfall.test")}/demo/index.html`);
+  const b = await open(context, `${site.at("b.footfall.test")}/demo/product.html`);
   const idsA = await ids(a);
   const idsB = await ids(b);
   assert.match(idsA.anonymousId ?? "", UUID);
@@ -285,7 +292,7 @@ test("cookies blocked: falls back to localStorage and survives a reload", { time
   const again = await ids(page);
   assert.equal(again.anonymousId, first.anonymousId, "same visitor after a reload");
   assert.equal(again.sessionId, first.sessionId, "same session after a reload");
-  const other = await open(context, `${collector.url}/demo/product.html`);
+  const other = await open(context, `${site.url}/demo/product.html`);
   assert.equal((await ids(other)).anonymousId, first.anonymousId, "and in another tab");
 
   await page.click("#add-to-cart");

@@ -5,24 +5,26 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  startCollector, launchChromium, sdkReady, eventually, serveTestPage, storedEvents, setHidden, ids,
+  startCollector, startSite, launchChromium, sdkReady, eventually, serveTestPage, storedEvents, setHidden, ids,
 } from "./harness.mjs";
 
 const MIN = 60_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-let collector, browser;
+let collector, site, browser;
 const contexts = [];
 before(async () => {
   // Simulated days pass here in real seconds: the collector's per-minute rate limit would
   // (rightly) answer 429 and the SDK would (rightly) wait out the Retry-After.
   collector = await startCollector(["--rate-limit", "0"]);
+  site = await startSite(collector.url); // the pages' own origin, not the collector's
   browser = await launchChromium();
 });
 after(async () => {
   for (const c of contexts) await c.close().catch(() => {});
   await browser?.close();
   await collector?.stop();
+  await site?.close();
 });
 
 /** A fresh browser profile (own cookies and storage) with the fake clock installed. */
@@ -63,8 +65,8 @@ function stored(id, predicate) {
   });
 }
 
-const demo = () => `${collector.url}/demo/index.html`;
-const product = () => `${collector.url}/demo/product.html`;
+const demo = () => `${site.url}/demo/index.html`;
+const product = () => `${site.url}/demo/product.html`;
 
 test("two tabs of one browser share the anonymous ID and the session", { timeout: 30000 }, async () => {
   const context = await newContext();
@@ -136,7 +138,7 @@ test("activity in one tab keeps the session alive for the other tab", { timeout:
 
 test("user input alone (no event) counts as activity", { timeout: 30000 }, async () => {
   const context = await newContext();
-  const url = await serveTestPage(context, collector.url);
+  const url = await serveTestPage(context, site);
   const page = await open(context, url);
   const { sessionId } = await ids(page);
   // Clicks on a button that records nothing, every 20 minutes for an hour.
@@ -180,7 +182,7 @@ test("activity every 10 minutes for 24 hours: a new session starts after 24 h (d
 
 test("sessionTimeout and maxSessionDuration options are honoured", { timeout: 30000 }, async () => {
   const context = await newContext();
-  const url = await serveTestPage(context, collector.url, {
+  const url = await serveTestPage(context, site, {
     "session-timeout": "600000", // 10 min
     "max-session-duration": "3600000", // 1 h
   });
@@ -208,7 +210,7 @@ test("sessionTimeout and maxSessionDuration options are honoured", { timeout: 30
 test('sessionScope "tab": one session per tab, kept on reload, new in a duplicated tab',
   { timeout: 40000 }, async () => {
     const context = await newContext();
-    const url = await serveTestPage(context, collector.url, { "session-scope": "tab" });
+    const url = await serveTestPage(context, site, { "session-scope": "tab" });
     const one = await open(context, url);
     const two = await open(context, url);
     const idsOne = await ids(one);
@@ -262,7 +264,7 @@ test('sessionScope "tab": one session per tab, kept on reload, new in a duplicat
 test("endSessionOnHidden: hidden longer than hiddenGrace ends the session, shorter keeps it",
   { timeout: 30000 }, async () => {
     const context = await newContext();
-    const url = await serveTestPage(context, collector.url, {
+    const url = await serveTestPage(context, site, {
       "end-session-on-hidden": "true",
       "hidden-grace": "5000",
     });
@@ -305,7 +307,7 @@ test('endSessionOnHidden defaults: off in "browser" scope, on (grace 0) in "tab"
       '"browser" scope: a tab hidden for a minute keeps its session');
 
     const tabContext = await newContext();
-    const url = await serveTestPage(tabContext, collector.url, { "session-scope": "tab" });
+    const url = await serveTestPage(tabContext, site, { "session-scope": "tab" });
     const tab = await open(tabContext, url);
     const t1 = await trackAndGetSession(tab, "before_hiding");
     await setHidden(tab, true);

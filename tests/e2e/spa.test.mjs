@@ -14,14 +14,15 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { startCollector, sdkReady, eventually, serveTestPage, storedEvents, setHidden, pauseClock } from "./harness.mjs";
+import { startCollector, startSite, sdkReady, eventually, serveTestPage, storedEvents, setHidden, pauseClock } from "./harness.mjs";
 
 const SEC = 1000;
 const MIN = 60 * SEC;
 
-let collector, browser;
+let collector, site, browser;
 before(async () => {
   collector = await startCollector(["--rate-limit", "0"]);
+  site = await startSite(collector.url); // the pages' own origin, not the collector's
   // As harness.launchChromium, but with the back/forward cache left on.
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -35,6 +36,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await collector?.stop();
+  await site?.close();
 });
 
 /** A fresh profile serving the test page at /t/* and a page without the SDK at /elsewhere/*. */
@@ -42,13 +44,13 @@ async function setup(t, { clock = false, attrs = {} } = {}) {
   const context = await browser.newContext();
   t.after(() => context.close().catch(() => {}));
   if (clock) await context.clock.install();
-  const url = await serveTestPage(context, collector.url, attrs);
-  await context.route(`${collector.url}/elsewhere/**`, (route) => route.fulfill({
+  const url = await serveTestPage(context, site, attrs);
+  await context.route(`${site.url}/elsewhere/**`, (route) => route.fulfill({
     status: 200, contentType: "text/html; charset=utf-8",
     body: "<!doctype html><html><head><title>Elsewhere</title></head><body><p>No SDK here.</p>" +
       "<script>addEventListener('pageshow', (e) => (window.__shows ||= []).push(e.persisted));</script></body></html>",
   }));
-  return { context, url, elsewhere: `${collector.url}/elsewhere/page.html` };
+  return { context, url, elsewhere: `${site.url}/elsewhere/page.html` };
 }
 
 async function open(context, url, beforeGoto) {
@@ -206,7 +208,7 @@ test("a back/forward-cache restore records one page view", { timeout: 40000 }, a
   const control = await context.newPage();
   await control.goto(elsewhere);
   await control.evaluate(() => history.replaceState({}, "", "/elsewhere/control.html"));
-  const controlResult = await awayAndBack(context, control, `${collector.url}/elsewhere/other.html`);
+  const controlResult = await awayAndBack(context, control, `${site.url}/elsewhere/other.html`);
   await control.close();
 
   const page = await open(context, url, (p) => p.addInitScript(() => {

@@ -1,26 +1,40 @@
 // The foundation's thin slice, all real: the demo page's script tag loads the built SDK in
 // Chromium, the SDK sends batches to the collector, the collector stores them in SQLite, and
-// the query API answers with what the page did.
+// the query API answers with what the page did. Twice: the shop on a site of its own (another
+// origin, the README's snippet: the script tag's src and data-endpoint are the collector's),
+// and the shop the collector itself serves at /demo/ (same origin: the e2e suites' one
+// same-origin page, what `cargo xtask demo` shows).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startCollector, launchChromium, sdkReady, eventually, screenshot } from "./harness.mjs";
+import { startCollector, startSite, launchChromium, sdkReady, eventually, screenshot } from "./harness.mjs";
 
-let collector, browser;
+let collector, site, browser;
 before(async () => {
   collector = await startCollector();
+  site = await startSite(collector.url);
   browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
   await collector?.stop();
+  await site?.close();
 });
 
-test("script tag → SDK → batch → SQLite → query API", async () => {
+test("script tag → SDK → batch → SQLite → query API, the page on a site of its own", async () => {
+  await thinSlice(`${site.url}/demo/index.html?utm_campaign=e2e`, "thin-slice-demo");
+});
+
+test("the same-origin demo: the shop the collector serves at /demo/", async () => {
+  await thinSlice(`${collector.url}/demo/index.html?utm_campaign=e2e`, "thin-slice-demo-same-origin");
+});
+
+/** The demo shop at `url`: two clicks, then every event read back through the API. */
+async function thinSlice(url, shot) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e));
-  await page.goto(`${collector.url}/demo/index.html?utm_campaign=e2e`);
+  await page.goto(url);
   await sdkReady(page);
 
   const anonymousId = await page.evaluate(() => footfall.getAnonymousId());
@@ -34,7 +48,7 @@ test("script tag → SDK → batch → SQLite → query API", async () => {
   await page.click("#add-to-cart");
   await page.click("#add-socks");
   await page.evaluate(() => footfall.flush());
-  await screenshot(page, "thin-slice-demo");
+  await screenshot(page, shot);
 
   const user = await eventually(async () => {
     const r = await collector.api(`/api/v1/users/${anonymousId}`);
@@ -53,16 +67,18 @@ test("script tag → SDK → batch → SQLite → query API", async () => {
   assert.deepEqual(events.map((e) => e.seq), [1, 2, 3, 4], "increasing sequence numbers");
   assert.deepEqual(events[1].props, { campaign: "e2e" });
   assert.deepEqual(events[3].props, { product: "socks", price: 12 });
-  assert.match(events[0].url, /\/demo\/index\.html\?utm_campaign=e2e$/);
+  assert.equal(events[0].url, url, "the page's own URL");
 
-  const insights = await collector.api("/api/v1/insights?metric=events&last=1d");
+  // Counted for this visitor alone: each of the two tests adds one visitor.
+  const filter = `filter=${encodeURIComponent(`url:eq:${url}`)}`;
+  const insights = await collector.api(`/api/v1/insights?metric=events&last=1d&${filter}`);
   assert.equal(insights.status, 200);
   assert.equal(insights.body.total, 4);
-  const sessions = await collector.api("/api/v1/insights?metric=sessions&last=1d");
+  const sessions = await collector.api(`/api/v1/insights?metric=sessions&last=1d&${filter}`);
   assert.equal(sessions.body.total, 1);
   assert.deepEqual(errors, [], "no error reached the page");
   await context.close();
-});
+}
 
 test("the query API wants the admin token", async () => {
   for (const token of [null, "wrong"]) {

@@ -1,13 +1,14 @@
 //! Installs what the build and the tests need (the wasm target, the wasm-bindgen CLI, Chromium,
-//! ClickHouse 18.16 for the collector's scale-out tests and chDB from PyPI for their pass on
-//! current ClickHouse, and from npm: binaryen's wasm-opt, esbuild, playwright-core), skipping
-//! what is already there, so a warm run costs a few version checks.
+//! nginx, openssl and sqlite3 for the TLS proxy test, ClickHouse 18.16 for the collector's
+//! scale-out tests and chDB from PyPI for their pass on current ClickHouse, and from npm:
+//! binaryen's wasm-opt, esbuild, playwright-core), skipping what is already there, so a warm
+//! run costs a few version checks.
 
 use crate::{read, run, step, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Everything: with `for_tests`, also Chromium and ClickHouse (the demo needs neither).
+/// Everything: with `for_tests`, also Chromium, nginx and ClickHouse (the demo needs none).
 pub fn all(root: &Path, for_tests: bool) -> Result {
     step("wasm32 target", wasm_target)?;
     step("wasm-bindgen CLI", || wasm_bindgen_cli(root))?;
@@ -20,6 +21,14 @@ pub fn all(root: &Path, for_tests: bool) -> Result {
         if !clickhouse.iter().any(|p| Path::new(p).exists()) {
             packages.push(("clickhouse-server", "clickhouse-server"));
         }
+        // tests/e2e/proxy.test.mjs: the collector behind nginx with TLS (a certificate made
+        // by openssl), the stored client IPs read with sqlite3. The test runs /usr/sbin/nginx
+        // itself; the package's service is not used.
+        if !Path::new("/usr/sbin/nginx").exists() {
+            packages.push(("nginx", "nginx"));
+        }
+        packages.push(("openssl", "openssl"));
+        packages.push(("sqlite3", "sqlite3"));
     }
     if which("node").is_none() || which("npm").is_none() {
         packages.push(("node", "nodejs"));
