@@ -4,7 +4,7 @@
 // client with the token.
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdtempSync, rmSync, mkdirSync, readFileSync, existsSync } from "node:fs";
+import { mkdtempSync, rmSync, mkdirSync, readFileSync, existsSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, extname, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,14 +14,31 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const ARTIFACTS = join(ROOT, "tests", "artifacts");
 const TOKEN = "e2e-admin-token";
 
-/** Starts the built collector; resolves once it printed its URL. */
+/**
+ * The collector binary as a site owner has it: the release build (`FOOTFALL_COLLECTOR_BIN`, set
+ * by `cargo xtask test`) copied into an empty folder of its own, away from the source tree, so
+ * that everything it serves must come from inside it.
+ */
+let installed;
+function installedCollector() {
+  if (!installed) {
+    const built = process.env.FOOTFALL_COLLECTOR_BIN || join(ROOT, "target", "debug", "footfall-collector");
+    const folder = mkdtempSync(join(tmpdir(), "footfall-install-"));
+    installed = join(folder, "footfall-collector");
+    copyFileSync(built, installed);
+    process.on("exit", () => rmSync(folder, { recursive: true, force: true }));
+  }
+  return installed;
+}
+
+/** Starts the collector (run from its empty folder); resolves once it printed its URL. */
 export async function startCollector(extraArgs = []) {
   const dataDir = mkdtempSync(join(tmpdir(), "footfall-e2e-"));
-  const bin = process.env.FOOTFALL_COLLECTOR_BIN || join(ROOT, "target", "debug", "footfall-collector");
+  const bin = installedCollector();
   const child = spawn(
     bin,
     ["--listen", "127.0.0.1:0", "--data-dir", dataDir, "--admin-token", TOKEN, ...extraArgs],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "warn" } },
+    { stdio: ["ignore", "pipe", "pipe"], cwd: dirname(bin), env: { ...process.env, RUST_LOG: "warn" } },
   );
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
