@@ -119,7 +119,7 @@ fn build_sdk(root: &Path) -> Result {
     run(cargo()
         .args(["build", "-p", "footfall-sdk", "--lib"])
         .args(["--target", "wasm32-unknown-unknown", "--profile", "wasm"])
-        .env("CARGO_ENCODED_RUSTFLAGS", neutral_paths(root)))?;
+        .env("CARGO_ENCODED_RUSTFLAGS", neutral_paths()))?;
     let wasm = target_dir(root).join("wasm32-unknown-unknown/wasm/footfall_sdk.wasm");
     let gen = target_dir(root).join("sdk-gen");
     // Built in a staging dir, then copied to DIST file by file where changed: the collector
@@ -333,20 +333,17 @@ fn write(p: &Path, text: &str) -> Result {
     std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-/// Rust flags that put neutral names for this machine's folders in panic messages' source paths
-/// (`/cargo/registry/...`, `/footfall/...`), so that neither the wasm every visitor loads nor the
-/// release binary tells where they were built.
-fn neutral_paths(root: &Path) -> String {
+/// Rust flags that put a neutral name for cargo's folder in panic messages' source paths of
+/// dependencies (`/cargo/registry/...`), so that neither the wasm every visitor loads nor the
+/// release binary tells where they were built. The workspace's own paths are relative already;
+/// the flags do not name the checkout, so a build in another clone (CI's) reuses the cache.
+fn neutral_paths() -> String {
     let cargo_home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
             PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
         });
-    [
-        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
-        format!("--remap-path-prefix={}=/footfall", root.display()),
-    ]
-    .join("\x1f")
+    format!("--remap-path-prefix={}=/cargo", cargo_home.display())
 }
 
 /// The release binary, as `cargo xtask dist` leaves it.
@@ -363,7 +360,7 @@ fn dist(root: &Path) -> Result {
     step("build the release collector", || {
         run(cargo()
             .args(["build", "--release", "-p", "footfall-collector"])
-            .env("CARGO_ENCODED_RUSTFLAGS", neutral_paths(root)))
+            .env("CARGO_ENCODED_RUSTFLAGS", neutral_paths()))
     })?;
     step("package target/dist", || {
         let built = target_dir(root).join("release/footfall-collector");
