@@ -4,8 +4,8 @@
 //!
 //! The user agent is read from maintained data, not from hand rules: browser, OS and device
 //! model come from the uap-core regexes (`data/uap-core/`, read by the `ua-parser` crate),
-//! bots from the crawler-user-agents patterns (`data/crawler-user-agents/`) and from uap-core's
-//! own `Spider` devices. `data/README.md` names the versions and how to update them. Only the
+//! bots from the crawler-user-agents patterns (`data/crawler-user-agents/`), the pattern list
+//! of the `isbot` crate and uap-core's own `Spider` devices. `data/README.md` names the versions and how to update them. Only the
 //! device *class* (tablet, TV) is ours: uap-core names devices but not their kind, so
 //! [`device_class`] reads the platform tokens that say it (a few, each tested). Each distinct
 //! user agent is parsed once: [`Agent::parse`] keeps the last [`CACHE_SIZE`] in an LRU cache.
@@ -44,6 +44,8 @@ pub enum BotKind {
     NoUserAgent,
     /// A pattern of the crawler-user-agents list matched.
     CrawlerList,
+    /// The isbot crate's pattern list matched.
+    IsbotList,
     /// uap-core calls the device a `Spider`.
     UapSpider,
 }
@@ -53,6 +55,7 @@ impl BotKind {
         match self {
             BotKind::NoUserAgent => "no-user-agent",
             BotKind::CrawlerList => "crawler-list",
+            BotKind::IsbotList => "isbot-list",
             BotKind::UapSpider => "uap-spider",
         }
     }
@@ -63,6 +66,7 @@ impl BotKind {
         [
             BotKind::NoUserAgent,
             BotKind::CrawlerList,
+            BotKind::IsbotList,
             BotKind::UapSpider,
         ]
         .into_iter()
@@ -75,7 +79,18 @@ struct Data {
     uap: ua_parser::Extractor<'static>,
     crawlers: regex::RegexSet,
     crawler_patterns: Vec<String>,
+    isbot: isbot::Bots,
 }
+
+/// Patterns of the crawler-user-agents list left out because they name real devices or apps
+/// that browse as people do (the HTC Butterfly phone, Slack's desktop app, the Fluid browser,
+/// Viber's in-app browser); each is tested in `tests/user_agents.rs`.
+pub const NOT_CRAWLERS: &[&str] = &["Butterfly", "Sonic", "Fluid", "Viber"];
+
+/// isbot's `bot` at the end of a word also matches CUBOT phones (`; CUBOT)`); upstream isbot
+/// excludes them with a look-behind, which Rust's regex lacks, so the pattern is swapped for
+/// one that says the same.
+const ISBOT_SWAP: (&str, &str) = (r"bot($|[/\);-]+)", r"(^|[^c]u|[^u])bot($|[/\);-]+)");
 
 #[derive(serde::Deserialize)]
 struct CrawlerEntry {
@@ -88,7 +103,11 @@ static DATA: LazyLock<Data> = LazyLock::new(|| {
     let uap = ua_parser::Extractor::try_from(regexes).expect("the uap-core regexes compile");
     let entries: Vec<CrawlerEntry> =
         serde_json::from_str(CRAWLERS).expect("the vendored crawler-user-agents.json parses");
-    let crawler_patterns: Vec<String> = entries.into_iter().map(|e| e.pattern).collect();
+    let crawler_patterns: Vec<String> = entries
+        .into_iter()
+        .map(|e| e.pattern)
+        .filter(|p| !NOT_CRAWLERS.contains(&p.as_str()))
+        .collect();
     let crawlers = regex::RegexSetBuilder::new(&crawler_patterns)
         .size_limit(64 << 20)
         .build()
@@ -97,6 +116,12 @@ static DATA: LazyLock<Data> = LazyLock::new(|| {
         uap,
         crawlers,
         crawler_patterns,
+        isbot: {
+            let mut bots = isbot::Bots::default();
+            bots.remove(&[ISBOT_SWAP.0]);
+            bots.append(&[ISBOT_SWAP.1]);
+            bots
+        },
     }
 });
 
@@ -169,6 +194,11 @@ impl Agent {
             (bot.browser, bot.browser_version, bot.os) = (a.browser, a.browser_version, a.os);
             return bot;
         }
+        if data.isbot.is_bot(ua) {
+            let mut bot = Agent::bot(BotKind::IsbotList, "isbot");
+            (bot.browser, bot.browser_version, bot.os) = (a.browser, a.browser_version, a.os);
+            return bot;
+        }
         if device.as_ref().is_some_and(|d| d.device == "Spider")
             || browser.as_ref().is_some_and(|b| b.family == "Spider")
         {
@@ -196,7 +226,7 @@ impl Agent {
 
 /// A uap-core browser family as a person names it: the browser, whatever the device (the
 /// device class says that), and web views as the app that shows them.
-fn browser_name(family: &str) -> &str {
+pub fn browser_name(family: &str) -> &str {
     match family {
         "Other" => "",
         "Chrome Mobile" | "Chrome Mobile iOS" => "Chrome",
@@ -211,10 +241,11 @@ fn browser_name(family: &str) -> &str {
 }
 
 /// A uap-core OS family, with Apple's current name for macOS.
-fn os_name(family: &str) -> &str {
+pub fn os_name(family: &str) -> &str {
     match family {
         "Other" => "",
         "Mac OS X" => "macOS",
+        "Web0S" => "webOS",
         other => other,
     }
 }
@@ -308,7 +339,10 @@ mod tests {
             Some("crawler-list: Googlebot\\/")
         );
         let empty = Agent::parse("  ");
-        assert_eq!(empty.bot_reason.as_deref(), Some("no-user-agent: no user agent"));
+        assert_eq!(
+            empty.bot_reason.as_deref(),
+            Some("no-user-agent: no user agent")
+        );
         assert_eq!(
             BotKind::of_reason(google.bot_reason.as_deref().unwrap()),
             Some(BotKind::CrawlerList)
@@ -327,7 +361,10 @@ mod tests {
 
     #[test]
     fn odd_headers_are_read_not_dropped() {
-        assert_eq!(user_agent_text(b"  Mozilla/5.0 caf\xc3\xa9  "), "Mozilla/5.0 café");
+        assert_eq!(
+            user_agent_text(b"  Mozilla/5.0 caf\xc3\xa9  "),
+            "Mozilla/5.0 café"
+        );
         assert_eq!(user_agent_text(b"Mozilla/5.0 \xff"), "Mozilla/5.0 \u{fffd}");
         let long = "é".repeat(6000);
         let cut = user_agent_text(long.as_bytes());
