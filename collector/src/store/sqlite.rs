@@ -17,8 +17,39 @@ use std::sync::{mpsc, Arc, Mutex};
 
 /// The schema, one migration per step; `PRAGMA user_version` counts the steps applied.
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
 ];
+
+/// Bots apart (issue #14). Events flagged with a bot reason before device `bot` meant it
+/// (headless browsers, `bot`/`spider` markers) become `bot`, and their sessions too; each
+/// person gets first and last seen over people's events (`h_`) and over bots' (`b_`), NULL
+/// when there are none, so the users feed can leave bots out. The raw user agent was never
+/// stored, so older events are not parsed again (README, "Enrichment at ingest").
+const SCHEMA_V7: &str = r#"
+UPDATE events SET device = 'bot' WHERE bot_reason IS NOT NULL AND device != 'bot';
+UPDATE sessions SET device = 'bot'
+WHERE device != 'bot' AND session_id IN (SELECT session_id FROM events WHERE device = 'bot');
+ALTER TABLE people ADD COLUMN h_first_ms INTEGER;
+ALTER TABLE people ADD COLUMN h_last_ms INTEGER;
+ALTER TABLE people ADD COLUMN b_first_ms INTEGER;
+ALTER TABLE people ADD COLUMN b_last_ms INTEGER;
+CREATE TEMP TABLE person_spans AS
+SELECT COALESCE(a.user_id, e.anonymous_id) AS id,
+       MIN(CASE WHEN e.device != 'bot' THEN e.time_ms END) AS h_first,
+       MAX(CASE WHEN e.device != 'bot' THEN e.time_ms END) AS h_last,
+       MIN(CASE WHEN e.device = 'bot' THEN e.time_ms END) AS b_first,
+       MAX(CASE WHEN e.device = 'bot' THEN e.time_ms END) AS b_last
+FROM events e LEFT JOIN aliases a ON a.anonymous_id = e.anonymous_id
+GROUP BY 1;
+UPDATE people SET
+  h_first_ms = (SELECT h_first FROM person_spans s WHERE s.id = people.id),
+  h_last_ms = (SELECT h_last FROM person_spans s WHERE s.id = people.id),
+  b_first_ms = (SELECT b_first FROM person_spans s WHERE s.id = people.id),
+  b_last_ms = (SELECT b_last FROM person_spans s WHERE s.id = people.id);
+DROP TABLE person_spans;
+CREATE INDEX people_h_last ON people (h_last_ms);
+CREATE INDEX people_b_last ON people (b_last_ms);
+"#;
 
 /// Counters readers watch: `erasures` tells the event index (`index.rs`) that rows it holds
 /// were deleted.
@@ -362,6 +393,9 @@ struct PersonSum {
     user_id: Option<String>,
     first_ms: i64,
     last_ms: i64,
+    /// First and last time of people's events and of bots' events, if any.
+    human: Option<(i64, i64)>,
+    bot: Option<(i64, i64)>,
     /// Traits in time order, merged last-write-wins.
     properties: serde_json::Map<String, serde_json::Value>,
     last_trait_ms: i64,
@@ -417,11 +451,21 @@ impl Rollup {
             user_id: None,
             first_ms: e.time_ms,
             last_ms: e.time_ms,
+            human: None,
+            bot: None,
             properties: serde_json::Map::new(),
             last_trait_ms: i64::MIN,
         });
         p.first_ms = p.first_ms.min(e.time_ms);
         p.last_ms = p.last_ms.max(e.time_ms);
+        let span = if e.device == "bot" {
+            &mut p.bot
+        } else {
+            &mut p.human
+        };
+        *span = Some(span.map_or((e.time_ms, e.time_ms), |(f, l)| {
+            (f.min(e.time_ms), l.max(e.time_ms))
+        }));
         if p.user_id.is_none() {
             p.user_id = e.user_id.clone();
         }
@@ -452,12 +496,16 @@ impl Rollup {
     ) -> rusqlite::Result<()> {
         self.flush(tx)?;
         tx.execute(
-            "INSERT INTO people (id, user_id, first_ms, last_ms, properties)
-             SELECT ?2, ?2, first_ms, last_ms, properties FROM people WHERE id = ?1
-             ON CONFLICT(id) DO UPDATE SET
-               first_ms = MIN(first_ms, excluded.first_ms),
-               last_ms = MAX(last_ms, excluded.last_ms),
-               properties = json_patch(excluded.properties, properties)",
+            &format!(
+                "INSERT INTO people (id, user_id, first_ms, last_ms, properties,
+                   h_first_ms, h_last_ms, b_first_ms, b_last_ms)
+                 SELECT ?2, ?2, first_ms, last_ms, properties,
+                   h_first_ms, h_last_ms, b_first_ms, b_last_ms FROM people WHERE id = ?1
+                 ON CONFLICT(id) DO UPDATE SET
+                   first_ms = MIN(first_ms, excluded.first_ms),
+                   last_ms = MAX(last_ms, excluded.last_ms),
+                   properties = json_patch(excluded.properties, properties), {SPANS_MERGE}"
+            ),
             params![anonymous_id, user_id],
         )?;
         tx.execute("DELETE FROM people WHERE id = ?1", [anonymous_id])?;
@@ -497,20 +545,48 @@ impl Rollup {
                 s.country
             ])?;
         }
-        let mut upsert_person = tx.prepare_cached(
-            "INSERT INTO people (id, user_id, first_ms, last_ms, properties)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+        let mut upsert_person = tx.prepare_cached(&format!(
+            "INSERT INTO people (id, user_id, first_ms, last_ms, properties,
+               h_first_ms, h_last_ms, b_first_ms, b_last_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT(id) DO UPDATE SET
                user_id = COALESCE(user_id, excluded.user_id),
                first_ms = MIN(first_ms, excluded.first_ms),
                last_ms = MAX(last_ms, excluded.last_ms),
-               properties = json_patch(properties, excluded.properties)",
-        )?;
+               properties = json_patch(properties, excluded.properties), {SPANS_MERGE}"
+        ))?;
         for (id, p) in self.people.drain() {
             let props = serde_json::Value::Object(p.properties).to_string();
-            upsert_person.execute(params![id, p.user_id, p.first_ms, p.last_ms, props])?;
+            upsert_person.execute(params![
+                id,
+                p.user_id,
+                p.first_ms,
+                p.last_ms,
+                props,
+                p.human.map(|s| s.0),
+                p.human.map(|s| s.1),
+                p.bot.map(|s| s.0),
+                p.bot.map(|s| s.1)
+            ])?;
         }
         Ok(())
+    }
+}
+
+/// Merges a person's first and last seen of people's and of bots' events on upsert, where
+/// either side may be NULL (SQLite's two-argument MIN and MAX are NULL if either is).
+const SPANS_MERGE: &str = "
+    h_first_ms = COALESCE(MIN(h_first_ms, excluded.h_first_ms), h_first_ms, excluded.h_first_ms),
+    h_last_ms = COALESCE(MAX(h_last_ms, excluded.h_last_ms), h_last_ms, excluded.h_last_ms),
+    b_first_ms = COALESCE(MIN(b_first_ms, excluded.b_first_ms), b_first_ms, excluded.b_first_ms),
+    b_last_ms = COALESCE(MAX(b_last_ms, excluded.b_last_ms), b_last_ms, excluded.b_last_ms)";
+
+/// A person's first and last seen columns in the people table, as `bots` counts them.
+fn span_columns(bots: Bots) -> (&'static str, &'static str) {
+    match bots {
+        Bots::Include => ("first_ms", "last_ms"),
+        Bots::Exclude => ("h_first_ms", "h_last_ms"),
+        Bots::Only => ("b_first_ms", "b_last_ms"),
     }
 }
 
@@ -732,7 +808,7 @@ impl Store for Sqlite {
         })
     }
 
-    fn user(&self, id: &str) -> Result<Option<UserDetail>, StoreError> {
+    fn user(&self, id: &str, bots: Bots) -> Result<Option<UserDetail>, StoreError> {
         self.with_reader(|c| {
             let identified: Option<String> = c
                 .query_row(
@@ -746,7 +822,10 @@ impl Store for Sqlite {
             let placeholders = vec!["?"; anonymous_ids.len()].join(",");
             let (sessions, traits) = load_sessions(
                 c,
-                &format!("anonymous_id IN ({placeholders})"),
+                &format!(
+                    "anonymous_id IN ({placeholders}) AND {}",
+                    bots.sql("device")
+                ),
                 &anonymous_ids,
             )?;
             Ok(UserDetail::assemble(
@@ -762,12 +841,16 @@ impl Store for Sqlite {
     fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError> {
         use rusqlite::types::Value;
         self.with_reader(|c| {
-            let mut sql = "SELECT id, user_id, first_ms, last_ms, properties FROM people
-                           WHERE last_ms >= ? AND first_ms < ?"
-                .to_owned();
+            let (first, last) = span_columns(q.bots);
+            let mut sql = format!(
+                "SELECT id, user_id, {first}, {last}, properties FROM people
+                 WHERE {last} >= ? AND {first} < ?"
+            );
             let mut params = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
             if let Some(cur) = &q.cursor {
-                sql.push_str(" AND (last_ms < ? OR (last_ms = ? AND id > ?))");
+                sql.push_str(&format!(
+                    " AND ({last} < ? OR ({last} = ? AND id > ?))"
+                ));
                 params.extend([
                     Value::Integer(cur.last_ms),
                     Value::Integer(cur.last_ms),
@@ -781,7 +864,7 @@ impl Store for Sqlite {
                 );
                 params.extend([Value::Text(needle.clone()), Value::Text(needle.clone())]);
             }
-            sql.push_str(" ORDER BY last_ms DESC, id ASC LIMIT ?");
+            sql.push_str(&format!(" ORDER BY {last} DESC, id ASC LIMIT ?"));
             params.push(Value::Integer(q.limit as i64 + 1));
             let mut rows: Vec<(String, Option<String>, i64, i64, String)> = c
                 .prepare(&sql)?
@@ -802,7 +885,11 @@ impl Store for Sqlite {
                 let anonymous_ids = anonymous_ids_of(c, &id, user_id.is_some())?;
                 let placeholders = vec!["?"; anonymous_ids.len()].join(",");
                 let session_count: i64 = c.query_row(
-                    &format!("SELECT COUNT(*) FROM sessions WHERE anonymous_id IN ({placeholders})"),
+                    &format!(
+                        "SELECT COUNT(*) FROM sessions WHERE anonymous_id IN ({placeholders})
+                         AND {}",
+                        q.bots.sql("device")
+                    ),
                     params_from_iter(anonymous_ids.iter()),
                     |r| r.get(0),
                 )?;
@@ -828,20 +915,27 @@ impl Store for Sqlite {
         })
     }
 
-    fn session(&self, id: &str) -> Result<Option<SessionView>, StoreError> {
+    fn session(&self, id: &str, bots: Bots) -> Result<Option<SessionView>, StoreError> {
         self.with_reader(|c| {
-            let (sessions, _) = load_sessions(c, "session_id = ?", &[id.to_owned()])?;
+            let filter = format!("session_id = ? AND {}", bots.sql("device"));
+            let (sessions, _) = load_sessions(c, &filter, &[id.to_owned()])?;
             Ok(sessions.into_iter().next())
         })
     }
 
-    fn event_names(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
+    fn event_names(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        bots: Bots,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         self.with_reader(|c| {
             let names = c
-                .prepare(
+                .prepare(&format!(
                     "SELECT name, COUNT(*) FROM events WHERE time_ms >= ?1 AND time_ms < ?2
-                     GROUP BY name ORDER BY 2 DESC, 1 LIMIT 500",
-                )?
+                     AND {} GROUP BY name ORDER BY 2 DESC, 1 LIMIT 500",
+                    bots.sql("device")
+                ))?
                 .query_map([from_ms, to_ms], |r| {
                     Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
                 })?
@@ -850,7 +944,14 @@ impl Store for Sqlite {
         })
     }
 
-    fn property_keys(&self, from_ms: i64, to_ms: i64) -> Result<PropertyKeys, StoreError> {
+    fn property_keys(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        bots: Bots,
+    ) -> Result<PropertyKeys, StoreError> {
+        let (first, last) = span_columns(bots);
+        let device = bots.sql("device");
         self.with_reader(|c| {
             let counts = |sql: &str| -> Result<Vec<KeyCount>, StoreError> {
                 Ok(c.prepare(sql)?
@@ -864,16 +965,17 @@ impl Store for Sqlite {
             };
             Ok(PropertyKeys {
                 columns: column_names(),
-                event: counts(
+                event: counts(&format!(
                     "SELECT j.key, COUNT(*) FROM (SELECT props FROM events
-                       WHERE time_ms >= ?1 AND time_ms < ?2 ORDER BY time_ms DESC LIMIT 5000) e,
+                       WHERE time_ms >= ?1 AND time_ms < ?2 AND {device}
+                       ORDER BY time_ms DESC LIMIT 5000) e,
                      json_each(e.props) j GROUP BY j.key ORDER BY 2 DESC, 1 LIMIT 200",
-                )?,
-                user: counts(
+                ))?,
+                user: counts(&format!(
                     "SELECT j.key, COUNT(*) FROM (SELECT properties FROM people
-                       WHERE last_ms >= ?1 AND first_ms < ?2 ORDER BY last_ms DESC LIMIT 5000) p,
+                       WHERE {last} >= ?1 AND {first} < ?2 ORDER BY {last} DESC LIMIT 5000) p,
                      json_each(p.properties) j GROUP BY j.key ORDER BY 2 DESC, 1 LIMIT 200",
-                )?,
+                ))?,
             })
         })
     }
