@@ -36,6 +36,8 @@ async fn main() -> std::io::Result<()> {
         eprintln!("footfall: {e}");
         std::process::exit(2);
     }));
+    // The user agent data compiles once, before the first batch rather than during it.
+    footfall_collector::enrich::warm_up();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(

@@ -1190,6 +1190,85 @@ pub fn bucket_starts(from_ms: i64, to_ms: i64, interval: Interval, tz: chrono_tz
 mod tests {
     use super::*;
 
+    /// Migration 7 on a store written before it: events flagged as bots become device `bot`
+    /// with their sessions, and each person's spans of people's and bots' events are filled.
+    #[test]
+    fn migration_7_sets_bots_apart_in_stored_events() {
+        let mut c = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..6] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 6).unwrap();
+        let row = |id: &str, anon: &str, session: &str, t: i64, device: &str, bot: Option<&str>| {
+            c.execute(
+                "INSERT INTO events (event_id, site, type, name, time_ms, client_ms, server_ms,
+                   anonymous_id, session_id, seq, url, path, title, referrer, screen, viewport,
+                   language, timezone, sdk, props, device, bot_reason)
+                 VALUES (?1, 'demo', 'page', '$pageview', ?2, ?2, ?2, ?3, ?4, 1, '', '/', '', '',
+                   '', '', '', '', '', '{}', ?5, ?6)",
+                params![id, t, anon, session, device, bot],
+            )
+            .unwrap();
+        };
+        row("e1", "a1", "s1", 10, "desktop", None);
+        row(
+            "e2",
+            "a2",
+            "s2",
+            20,
+            "desktop",
+            Some("user agent contains \"headless\""),
+        );
+        row("e3", "a3", "s3", 30, "mobile", None);
+        row("e4", "a3", "s4", 40, "bot", Some("crawler: Googlebot"));
+        c.execute_batch(
+            "INSERT INTO aliases VALUES ('a3', 'u3');
+             INSERT INTO sessions SELECT session_id, site, anonymous_id, time_ms, time_ms, 1, 1, 0,
+               path, browser, os, device, country FROM events;
+             INSERT INTO people (id, user_id, first_ms, last_ms) VALUES
+               ('a1', NULL, 10, 10), ('a2', NULL, 20, 20), ('u3', 'u3', 30, 40);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let devices: Vec<(String, String)> = c
+            .prepare("SELECT e.device, s.device FROM events e JOIN sessions s USING (session_id) ORDER BY e.event_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            devices,
+            [
+                pair("desktop", "desktop"),
+                pair("bot", "bot"),
+                pair("mobile", "mobile"),
+                pair("bot", "bot")
+            ]
+        );
+        type Spans = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+        let people: Vec<Spans> = c
+            .prepare(
+                "SELECT id, h_first_ms, h_last_ms, b_first_ms, b_last_ms FROM people ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            people,
+            [
+                ("a1".to_owned(), Some(10), Some(10), None, None),
+                ("a2".to_owned(), None, None, Some(20), Some(20)),
+                ("u3".to_owned(), Some(30), Some(30), Some(40), Some(40)),
+            ]
+        );
+    }
+
     fn ms(s: &str) -> i64 {
         chrono::DateTime::parse_from_rfc3339(s)
             .unwrap()
