@@ -4,6 +4,7 @@
 //!
 //! `cargo run --release -p footfall-collector --example ua_accuracy -- browsers FILE... -- bots FILE...`
 //! Files hold one user agent a line, optionally in double quotes (as isbot's fixtures do).
+//! `UA_SHOW=N` also prints the first N user agents of each browsers file that we call bots.
 
 use footfall_collector::enrich::Agent;
 
