@@ -35,10 +35,20 @@ fn main() {
             continue;
         }
         let uas = read(a);
-        let ours = uas
+        let flagged: Vec<(&String, String)> = uas
             .iter()
-            .filter(|ua| Agent::parse_uncached(ua).is_bot())
-            .count();
+            .filter_map(|ua| Agent::parse_uncached(ua).bot_reason.map(|r| (ua, r)))
+            .collect();
+        let ours = flagged.len();
+        let show: usize = std::env::var("UA_SHOW")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if kind == "browsers" {
+            for (ua, reason) in flagged.iter().take(show) {
+                println!("  {reason}\t{ua}");
+            }
+        }
         let theirs = uas.iter().filter(|ua| woothee_bot(ua)).count();
         let pct = |n: usize| 100.0 * n as f64 / uas.len() as f64;
         println!(

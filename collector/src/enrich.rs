@@ -84,8 +84,9 @@ struct Data {
 
 /// Patterns of the crawler-user-agents list left out because they name real devices or apps
 /// that browse as people do (the HTC Butterfly phone, Slack's desktop app, the Fluid browser,
-/// Viber's in-app browser); each is tested in `tests/user_agents.rs`.
-pub const NOT_CRAWLERS: &[&str] = &["Butterfly", "Sonic", "Fluid", "Viber"];
+/// Viber's and Blackboard's in-app browsers; Blackboard's SafeAssign crawler is still caught
+/// by isbot's `^blackboard`); each is tested in `tests/user_agents.rs`.
+pub const NOT_CRAWLERS: &[&str] = &["Butterfly", "Sonic", "Fluid", "Viber", "Blackboard"];
 
 /// isbot's `bot` at the end of a word also matches CUBOT phones (`; CUBOT)`); upstream isbot
 /// excludes them with a look-behind, which Rust's regex lacks, so the pattern is swapped for

@@ -172,6 +172,7 @@ const BOTS: &[&str] = &[
     "okhttp/4.12.0",
     "Java/17.0.2",
     "Scrapy/2.11.0 (+https://scrapy.org)",
+    "Blackboard Safeassign",
     "",
 ];
 
@@ -195,6 +196,12 @@ const ODD: &[(&str, &str, &str, &str)] = &[
     ("Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/AP2A.240805.005; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/130.0.6723.102 Mobile Safari/537.36", "Chrome WebView", "Android", "mobile"),
     ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/495.0.0.45.101;FBBV/681366386;FBDV/iPhone16,2;FBMD/iPhone;FBSN/iOS;FBSV/18.7;FBSS/3;FBID/phone;FBLC/en_US;FBOP/5;FBRV/683153738]", "Facebook", "iOS", "mobile"),
     ("Mozilla/5.0 (Linux; Android 14; SM-S918B Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/130.0.6723.102 Mobile Safari/537.36 Instagram 357.0.0.25.101 Android (34/14; 480dpi; 1080x2340; samsung; SM-S918B; dm3q; qcom; en_GB; 658302155)", "Instagram", "Android", "mobile"),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 11_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E216 Blackboard/3.6.0",
+        "Safari WebView",
+        "iOS",
+        "mobile",
+    ),
     // Kindle Fire and an Android tablet that says so.
     ("Mozilla/5.0 (Linux; Android 11; KFTRWI) AppleWebKit/537.36 (KHTML, like Gecko) Silk/130.2.1 like Chrome/130.0.6723.102 Safari/537.36", "Amazon Silk", "Android", "tablet"),
 ];
