@@ -73,6 +73,12 @@
     }), " Include bots");
   }
 
+  // A person's page, keeping the view's `bots=` so a bot's page opens from a list with bots.
+  function userHref(id, params) {
+    const bots = params.get("bots");
+    return `#user/${encodeURIComponent(id)}${bots ? `?bots=${encodeURIComponent(bots)}` : ""}`;
+  }
+
   // ---- sign in ----
   function signIn(message) {
     document.getElementById("signout").hidden = true;
@@ -214,7 +220,7 @@
           h("tbody", {}, answer.table.map((r) => h("tr", {}, h("td", {}, r.key ?? "(none)"), h("td", { class: "num" }, fmt(r.value))))))),
       h("div", { class: "card" }, h("h3", {}, "Meet your users"),
         answer.sample_users.length
-          ? h("ul", { id: "samples" }, answer.sample_users.map((u) => h("li", {}, h("a", { href: `#user/${encodeURIComponent(u.id)}` }, u.id))))
+          ? h("ul", { id: "samples" }, answer.sample_users.map((u) => h("li", {}, h("a", { href: userHref(u.id, params) }, u.id))))
           : h("p", { class: "muted" }, "No users in this range.")),
       readOnly ? null : h("div", { class: "card controls" },
         h("button", { id: "csv", onclick: () => download("/api/v1/insights", params) }, "Download CSV"),
@@ -234,7 +240,7 @@
     const more = h("button", { id: "more" }, "More");
     const add = (p) => {
       body.append(...p.users.map((u) => h("tr", {},
-        h("td", {}, h("a", { href: `#user/${encodeURIComponent(u.id)}${params.get("bots") ? `?bots=${params.get("bots")}` : ""}` }, u.id)),
+        h("td", {}, h("a", { href: userHref(u.id, params) }, u.id)),
         h("td", {}, u.user_id ? "identified" : "anonymous"),
         h("td", {}, when(u.first_seen)), h("td", {}, when(u.last_seen)),
         h("td", { class: "num" }, u.session_count),
@@ -323,7 +329,7 @@
       split ? h("div", { class: "card" }, h("table", { id: "split" },
         h("thead", {}, h("tr", {}, [split, "sessions", "average", "total", "bounce rate"].map((t, i) => h("th", { class: i ? "num" : "" }, t)))),
         h("tbody", {}, s.table.map((r) => h("tr", {},
-          h("td", {}, split === "user" && r.key ? h("a", { href: `#user/${encodeURIComponent(r.key)}` }, r.key) : r.key ?? "(none)"),
+          h("td", {}, split === "user" && r.key ? h("a", { href: userHref(r.key, params) }, r.key) : r.key ?? "(none)"),
           h("td", { class: "num" }, fmt(r.total_sessions)), h("td", { class: "num" }, seconds(r.avg_session_seconds)),
           h("td", { class: "num" }, seconds(r.total_session_seconds)), h("td", { class: "num" }, `${(r.bounce_rate * 100).toFixed(1)} %`)))))) : null);
   }

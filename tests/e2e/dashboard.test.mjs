@@ -134,6 +134,12 @@ test("the Include bots switch brings the crawler back, in insights, users and se
   await page.selectOption("select[name=by]", "device");
   await page.waitForFunction(() => [...document.querySelectorAll("#table tbody tr td:first-child")].some((td) => td.textContent === "bot"));
   await screenshot(page, "dashboard-bots");
+  // The crawler is among the sample users, and its page opens (with bots included).
+  await page.click('#samples a:has-text("b0b0b0b0b0b0")');
+  await page.waitForSelector("#timeline .session");
+  assert.match(await text(page, "#timeline .session"), /bot/);
+  await page.goBack();
+  await page.waitForSelector("#total");
   await page.click('header a[href="#users"]');
   await page.waitForSelector("#users tbody tr");
   assert.equal(await page.$$eval("#users tbody tr", (r) => r.length), 12);
