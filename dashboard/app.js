@@ -59,6 +59,26 @@
       options.map(([v, text]) => h("option", { value: v, selected: v === value }, text))));
   }
 
+  // Bots are left out of every answer unless asked for: this switch asks (`bots=include`) and
+  // keeps the choice in the view's URL, so saved reports and links keep it too.
+  function botsSwitch(view, params) {
+    return h("label", { class: "switch" }, h("input", {
+      type: "checkbox", name: "bots", checked: params.get("bots") === "include",
+      onchange: (e) => {
+        const p = new URLSearchParams(params);
+        if (e.target.checked) p.set("bots", "include"); else p.delete("bots");
+        p.delete("cursor");
+        go(view, p);
+      },
+    }), " Include bots");
+  }
+
+  // A person's page, keeping the view's `bots=` so a bot's page opens from a list with bots.
+  function userHref(id, params) {
+    const bots = params.get("bots");
+    return `#user/${encodeURIComponent(id)}${bots ? `?bots=${encodeURIComponent(bots)}` : ""}`;
+  }
+
   // ---- sign in ----
   function signIn(message) {
     document.getElementById("signout").hidden = true;
@@ -168,6 +188,7 @@
       select("last", "During", [["1d", "last 24 hours"], ["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]], params.get("last") || "", set("last")),
       select("interval", "By interval", [["day", "day"], ["hour", "hour"], ["week", "week"], ["month", "month"]], params.get("interval") || "day", set("interval")),
       select("by", "Split by", [["", "none"], ...opts.fields.map((f) => [f, f])], params.get("by") || "", set("by")),
+      botsSwitch("insights", params),
       h("form", {
         class: "controls",
         onsubmit: (e) => {
@@ -199,7 +220,7 @@
           h("tbody", {}, answer.table.map((r) => h("tr", {}, h("td", {}, r.key ?? "(none)"), h("td", { class: "num" }, fmt(r.value))))))),
       h("div", { class: "card" }, h("h3", {}, "Meet your users"),
         answer.sample_users.length
-          ? h("ul", { id: "samples" }, answer.sample_users.map((u) => h("li", {}, h("a", { href: `#user/${encodeURIComponent(u.id)}` }, u.id))))
+          ? h("ul", { id: "samples" }, answer.sample_users.map((u) => h("li", {}, h("a", { href: userHref(u.id, params) }, u.id))))
           : h("p", { class: "muted" }, "No users in this range.")),
       readOnly ? null : h("div", { class: "card controls" },
         h("button", { id: "csv", onclick: () => download("/api/v1/insights", params) }, "Download CSV"),
@@ -219,7 +240,7 @@
     const more = h("button", { id: "more" }, "More");
     const add = (p) => {
       body.append(...p.users.map((u) => h("tr", {},
-        h("td", {}, h("a", { href: `#user/${encodeURIComponent(u.id)}` }, u.id)),
+        h("td", {}, h("a", { href: userHref(u.id, params) }, u.id)),
         h("td", {}, u.user_id ? "identified" : "anonymous"),
         h("td", {}, when(u.first_seen)), h("td", {}, when(u.last_seen)),
         h("td", { class: "num" }, u.session_count),
@@ -245,17 +266,18 @@
         const p = new URLSearchParams(params);
         p.set("last", v);
         go("users", p);
-      }), h("button", { type: "submit" }, "Search"), h("button", { type: "button", onclick: () => download("/api/v1/users", params) }, "Download CSV")),
+      }), botsSwitch("users", params), h("button", { type: "submit" }, "Search"), h("button", { type: "button", onclick: () => download("/api/v1/users", params) }, "Download CSV")),
       h("div", { class: "card" }, page.users.length
         ? h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["User", "", "First seen", "Last seen", "Sessions", "Properties"].map((t) => h("th", {}, t)))), body)
         : h("p", { class: "muted" }, "No users active in this range yet."), more));
   }
 
-  async function user(id) {
+  async function user(id, params) {
     loading("the user");
     let d;
+    const bots = params.get("bots");
     try {
-      d = await api(`/api/v1/users/${encodeURIComponent(id)}`);
+      d = await api(`/api/v1/users/${encodeURIComponent(id)}${bots ? `?bots=${encodeURIComponent(bots)}` : ""}`);
     } catch (e) {
       return failed(e);
     }
@@ -295,6 +317,7 @@
       readOnly ? h("h2", {}, "Shared report") : h("div", { class: "card controls" },
         select("last", "During", [["1d", "last 24 hours"], ["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]], params.get("last") || "", set("last")),
         select("split", "Split by", [["", "none"], ["browser", "browser"], ["os", "OS"], ["device", "device"], ["country", "country"], ["entry_path", "entry page"], ["user", "user"]], split, set("split")),
+        botsSwitch("sessions", params),
         h("button", { onclick: () => download("/api/v1/sessions/stats", params) }, "Download CSV"),
         saveForm("sessions", params)),
       h("div", { class: "card stats" },
@@ -306,7 +329,7 @@
       split ? h("div", { class: "card" }, h("table", { id: "split" },
         h("thead", {}, h("tr", {}, [split, "sessions", "average", "total", "bounce rate"].map((t, i) => h("th", { class: i ? "num" : "" }, t)))),
         h("tbody", {}, s.table.map((r) => h("tr", {},
-          h("td", {}, split === "user" && r.key ? h("a", { href: `#user/${encodeURIComponent(r.key)}` }, r.key) : r.key ?? "(none)"),
+          h("td", {}, split === "user" && r.key ? h("a", { href: userHref(r.key, params) }, r.key) : r.key ?? "(none)"),
           h("td", { class: "num" }, fmt(r.total_sessions)), h("td", { class: "num" }, seconds(r.avg_session_seconds)),
           h("td", { class: "num" }, seconds(r.total_session_seconds)), h("td", { class: "num" }, `${(r.bounce_rate * 100).toFixed(1)} %`)))))) : null);
   }
@@ -358,7 +381,7 @@
     };
     switch (parts[0]) {
       case "users": return users(params);
-      case "user": return user(parts[1]);
+      case "user": return user(parts[1], params);
       case "sessions": return sessions(params);
       case "reports": return reports();
       case "report": return openReport(parts[1], false);

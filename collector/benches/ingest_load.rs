@@ -1,11 +1,13 @@
 //! Ingest load benchmark: the release collector on loopback, many concurrent clients sending
 //! realistic batches (20–50 events, about 400 bytes each) over keep-alive connections, every
-//! answer a durable acknowledgement. Bounded in time and count; stops by itself.
+//! answer a durable acknowledgement, each batch with a browser's user agent (2,000 distinct).
+//! Bounded in time and count; stops by itself.
 //!
 //! `cargo bench -p footfall-collector --bench ingest_load` (options through env:
 //! `LOAD_SECONDS` (default 10), `LOAD_CLIENTS` (default 32), `LOAD_MAX_EVENTS` (default
 //! 5,000,000), `LOAD_DURABILITY` (`process` or `power`), `LOAD_STORE` (`sqlite`, the default,
-//! or `clickhouse`: a ClickHouse server started for the run, as the tests start it)).
+//! or `clickhouse`: a ClickHouse server started for the run, as the tests start it),
+//! `LOAD_COLLECTOR` (the collector binary to run; default: this build's)).
 
 #[path = "../tests/common/clickhouse.rs"]
 mod clickhouse;
@@ -38,9 +40,9 @@ impl Conn {
         }
     }
 
-    fn post(&mut self, body: &str) -> u16 {
+    fn post(&mut self, body: &str, user_agent: &str) -> u16 {
         let head = format!(
-            "POST /v1/batch HTTP/1.1\r\nHost: bench\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            "POST /v1/batch HTTP/1.1\r\nHost: bench\r\nContent-Type: text/plain\r\nUser-Agent: {user_agent}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         let s = self.reader.get_mut();
@@ -95,6 +97,17 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A browser's user agent: four kinds, 500 versions each (2,000 distinct, as a site sees many).
+fn user_agent(rng: u64) -> String {
+    let (major, build) = (100 + (rng >> 8) % 50, (rng >> 16) % 10);
+    match rng % 4 {
+        0 => format!("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{major}.0.{build}.0 Safari/537.36"),
+        1 => format!("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{major}.0.{build}.0 Mobile Safari/537.36"),
+        2 => format!("Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:{major}.{build}) Gecko/20100101 Firefox/{major}.{build}"),
+        _ => format!("Mozilla/5.0 (iPhone; CPU iPhone OS 18_{build} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{major}.{build} Mobile/15E148 Safari/604.1"),
+    }
+}
+
 fn main() {
     let seconds: u64 = env_or("LOAD_SECONDS", 10);
     let clients: u64 = env_or("LOAD_CLIENTS", 32);
@@ -103,7 +116,10 @@ fn main() {
     let store: String = env_or("LOAD_STORE", "sqlite".to_owned());
     let server = (store == "clickhouse").then(clickhouse::ClickHouseServer::start);
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_footfall-collector"));
+    // `LOAD_COLLECTOR`: another build of the collector, to compare two versions in turns.
+    let collector = std::env::var("LOAD_COLLECTOR")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_footfall-collector").to_owned());
+    let mut command = Command::new(collector);
     if let Some(server) = &server {
         command.args(["--clickhouse", &server.url("bench")]);
     }
@@ -157,7 +173,7 @@ fn main() {
                     let now = chrono::Utc::now().to_rfc3339();
                     let body = batch(c, &mut seq, n, &now);
                     let t = Instant::now();
-                    let status = conn.post(&body);
+                    let status = conn.post(&body, &user_agent(rng));
                     latencies.push(t.elapsed());
                     if status == 200 {
                         if events_done.fetch_add(n as u64, Ordering::Relaxed) + n as u64

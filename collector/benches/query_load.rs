@@ -12,8 +12,8 @@ mod clickhouse;
 
 use footfall_collector::config::Durability;
 use footfall_collector::store::{
-    ClickHouse, Field, Filter, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery,
-    Sqlite, Store, StoredEvent, UsersQuery,
+    Bots, ClickHouse, Field, Filter, InsightsQuery, Interval, Metric, SessionField,
+    SessionStatsQuery, Sqlite, Store, StoredEvent, UsersQuery,
 };
 use std::time::{Duration, Instant};
 
@@ -237,6 +237,7 @@ fn main() {
                 limit: 50,
                 cursor: None,
                 contains: None,
+                bots: Bots::default(),
             })
             .unwrap();
     });
@@ -247,6 +248,7 @@ fn main() {
                 to_ms: now,
                 user: None,
                 split: None,
+                bots: Bots::default(),
             })
             .unwrap();
     });
@@ -257,6 +259,7 @@ fn main() {
                 to_ms: now,
                 user: None,
                 split: Some(SessionField::Browser),
+                bots: Bots::default(),
             })
             .unwrap();
     });

@@ -5,7 +5,7 @@
 //! its index and never sinks its neighbours. The answer goes out only after the store committed.
 
 use crate::client::client_ip;
-use crate::enrich::{referrer_domain, Agent, Utm};
+use crate::enrich::{referrer_domain, user_agent_text, Agent, BotKind, Utm};
 use crate::error::ApiError;
 use crate::geo::Place;
 use crate::state::AppState;
@@ -361,12 +361,11 @@ async fn receive(
         .rate
         .check(&site.key, ip)
         .map_err(ApiError::RateLimited)?;
-    let agent = Agent::parse(
+    let agent = Agent::parse(&user_agent_text(
         req.headers()
             .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default(),
-    );
+            .map_or(&b""[..], |v| v.as_bytes()),
+    ));
     let place = match (&state.geo, ip) {
         (Some(geo), Some(ip)) => geo.locate(ip),
         _ => Place::default(),
@@ -398,6 +397,13 @@ async fn receive(
         let stored = state.store.insert(good).await??;
         answer.accepted = stored.iter().filter(|&&new| new).count();
         answer.duplicates = stored.len() - answer.accepted;
+        if let Some(kind) = agent.bot_reason.as_deref().and_then(BotKind::of_reason) {
+            state
+                .metrics
+                .bots
+                .with_label_values(&[kind.label()])
+                .inc_by(answer.accepted as u64);
+        }
         state.metrics.accepted.inc_by(answer.accepted as u64);
         state.metrics.duplicates.inc_by(answer.duplicates as u64);
     }

@@ -36,6 +36,8 @@ async fn serve(mut config: Config) -> std::io::Result<()> {
     let store = store::open(&config).unwrap_or_else(|e| fail(1, &e));
     let state =
         web::Data::new(AppState::new(config.clone(), store).unwrap_or_else(|e| fail(2, &e)));
+    // The user agent data compiles once, before the first batch rather than during it.
+    footfall_collector::enrich::warm_up();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(

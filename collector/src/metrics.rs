@@ -1,5 +1,5 @@
 //! `GET /metrics` in the Prometheus text format: what ingest accepted, found duplicate or
-//! rejected (by reason), how long batches took, how many events wait for a commit, and what
+//! rejected (by reason), how many of the stored events were bots' (by reason), how long batches took, how many events wait for a commit, and what
 //! the ClickHouse spool holds.
 
 use prometheus::{
@@ -14,6 +14,9 @@ pub struct Metrics {
     /// Events refused, by reason (`invalid`, `too-large`, `too-deep`) or, for a whole batch,
     /// by its error code.
     pub rejected: IntCounterVec,
+    /// Events stored as a bot's (kept, left out of answers by default), by the kind of
+    /// reason: `no-user-agent`, `crawler-list`, `uap-spider`.
+    pub bots: IntCounterVec,
     /// Seconds from a batch's arrival to its answer, by status.
     pub batch_seconds: HistogramVec,
     /// Events handed to the store and not yet committed.
@@ -40,6 +43,14 @@ impl Metrics {
             Opts::new(
                 "footfall_events_rejected_total",
                 "Events refused, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let bots = IntCounterVec::new(
+            Opts::new(
+                "footfall_events_bot_total",
+                "Events stored as a bot's (kept, left out of answers by default), by reason.",
             ),
             &["reason"],
         )
@@ -76,6 +87,7 @@ impl Metrics {
             Box::new(spool_batches.clone()),
             Box::new(duplicates.clone()),
             Box::new(rejected.clone()),
+            Box::new(bots.clone()),
             Box::new(batch_seconds.clone()),
             Box::new(queue_depth.clone()),
         ] {
@@ -86,6 +98,7 @@ impl Metrics {
             accepted,
             duplicates,
             rejected,
+            bots,
             batch_seconds,
             queue_depth,
             spool_bytes,

@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{
-    rfc3339, Field, Filter, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery,
+    rfc3339, Bots, Field, Filter, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery,
     UsersCursor, UsersQuery,
 };
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
@@ -33,6 +33,28 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn params(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiError::BadRequest("invalid-query", format!("query string: {e}")))
+}
+
+/// `bots=exclude|include|only` (product.md: bots are left out unless asked for).
+fn parse_bots(v: &str) -> Result<Bots, ApiError> {
+    Bots::parse(v).ok_or_else(|| ApiError::param("bots", "must be exclude, include or only"))
+}
+
+/// Takes `bots=` out of the parameters (the default: leave bots out).
+fn bots_param(pairs: &mut Vec<(String, String)>) -> Result<Bots, ApiError> {
+    let mut bots = Bots::default();
+    let mut err = None;
+    pairs.retain(|(k, v)| {
+        if k != "bots" {
+            return true;
+        }
+        match parse_bots(v) {
+            Ok(b) => bots = b,
+            Err(e) => err = Some(e),
+        }
+        false
+    });
+    err.map_or(Ok(bots), Err)
 }
 
 /// `7d`, `24h`, `30m`, `2w` as milliseconds.
@@ -129,8 +151,10 @@ fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError>
     let mut split = None;
     let mut filters = Vec::new();
     let mut tz = chrono_tz::Tz::UTC;
+    let mut bots = Bots::default();
     for (k, v) in pairs {
         match k.as_str() {
+            "bots" => bots = parse_bots(v)?,
             "metric" => {
                 metric = Some(match v.as_str() {
                     "users" => Metric::Users,
@@ -191,6 +215,7 @@ fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError>
     let metric = metric
         .ok_or_else(|| ApiError::param("metric", "is required (users, sessions or events)"))?;
     let (from_ms, to_ms) = range.resolve(WEEK_MS)?;
+    filters.extend(bots.filter());
     Ok(InsightsQuery {
         metric,
         from_ms,
@@ -409,10 +434,11 @@ pub async fn user(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
+    let bots = only_bots_param(&req, "/api/v1/users/{id}")?;
     let id = id.into_inner();
     let store = state.store.clone();
     let lookup = id.clone();
-    let detail = web::block(move || store.user(&lookup))
+    let detail = web::block(move || store.user(&lookup, bots))
         .await??
         .ok_or_else(|| ApiError::NotFound(format!("no user {id:?}")))?;
     Ok(HttpResponse::Ok().json(detail))
@@ -440,10 +466,12 @@ fn parse_users(pairs: &[(String, String)]) -> Result<UsersQuery, ApiError> {
         limit: 50,
         cursor: None,
         contains: None,
+        bots: Bots::default(),
     };
     for (k, v) in pairs {
         match k.as_str() {
             _ if range.take(k, v)? => {}
+            "bots" => q.bots = parse_bots(v)?,
             "limit" => q.limit = parse_limit(v, 1000)?,
             "cursor" => {
                 q.cursor = Some(
@@ -474,10 +502,12 @@ fn parse_session_stats(pairs: &[(String, String)]) -> Result<SessionStatsQuery, 
         to_ms: 0,
         user: None,
         split: None,
+        bots: Bots::default(),
     };
     for (k, v) in pairs {
         match k.as_str() {
             _ if range.take(k, v)? => {}
+            "bots" => q.bots = parse_bots(v)?,
             "user" => q.user = Some(v.clone()),
             "split" | "by" => {
                 q.split = Some(SessionField::parse(v).ok_or_else(|| {
@@ -517,13 +547,27 @@ pub async fn session(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
+    let bots = only_bots_param(&req, "/api/v1/sessions/{id}")?;
     let id = id.into_inner();
     let store = state.store.clone();
     let lookup = id.clone();
-    let found = blocking(move || store.session(&lookup))
+    let found = blocking(move || store.session(&lookup, bots))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))?;
     Ok(HttpResponse::Ok().json(json!({ "session": found })))
+}
+
+/// The one parameter of the detail endpoints: `bots=`.
+fn only_bots_param(req: &HttpRequest, endpoint: &str) -> Result<Bots, ApiError> {
+    let mut pairs = params(req)?;
+    let bots = bots_param(&mut pairs)?;
+    match pairs.first() {
+        Some((k, _)) => Err(ApiError::param(
+            k,
+            format!("is not a parameter of {endpoint}"),
+        )),
+        None => Ok(bots),
+    }
 }
 
 /// `DELETE /api/v1/users/{id}`: erases every row of the person, all anonymous IDs included.
@@ -560,9 +604,11 @@ pub async fn event_names(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let (from, to) = range_only(&params(&req)?, "/api/v1/events")?;
+    let mut pairs = params(&req)?;
+    let bots = bots_param(&mut pairs)?;
+    let (from, to) = range_only(&pairs, "/api/v1/events")?;
     let store = state.store.clone();
-    let names = blocking(move || store.event_names(from, to)).await?;
+    let names = blocking(move || store.event_names(from, to, bots)).await?;
     let events: Vec<_> = names
         .into_iter()
         .map(|(name, count)| json!({"name": name, "count": count}))
@@ -576,9 +622,11 @@ pub async fn property_keys(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let (from, to) = range_only(&params(&req)?, "/api/v1/properties")?;
+    let mut pairs = params(&req)?;
+    let bots = bots_param(&mut pairs)?;
+    let (from, to) = range_only(&pairs, "/api/v1/properties")?;
     let store = state.store.clone();
-    let keys = blocking(move || store.property_keys(from, to)).await?;
+    let keys = blocking(move || store.property_keys(from, to, bots)).await?;
     Ok(HttpResponse::Ok().json(keys))
 }
 
@@ -594,6 +642,7 @@ pub async fn property_values(
         .position(|(k, _)| k == "field")
         .ok_or_else(|| ApiError::param("field", "is required"))?;
     let (_, field) = pairs.remove(at);
+    let bots = bots_param(&mut pairs)?;
     let (from_ms, to_ms) = range_only(&pairs, "/api/v1/properties/values")?;
     let split = Field::parse(&field)
         .ok_or_else(|| ApiError::param("field", format!("unknown field {field:?}")))?;
@@ -604,7 +653,7 @@ pub async fn property_values(
         interval: Interval::Month,
         events: Vec::new(),
         split: Some(split),
-        filters: Vec::new(),
+        filters: bots.filter().into_iter().collect(),
         tz: chrono_tz::Tz::UTC,
     };
     let store = state.store.clone();

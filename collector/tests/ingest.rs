@@ -5,6 +5,7 @@ use actix_web::{http::StatusCode, test, web, App};
 use footfall_collector::app;
 use footfall_collector::config::{Args, Config};
 use footfall_collector::state::AppState;
+use footfall_collector::store::Bots;
 use serde_json::{json, Value};
 use std::io::Write;
 
@@ -99,7 +100,12 @@ async fn the_golden_batch_is_stored_once() {
     let (s, v) = post(&app, body, &[("origin", "https://shop.example")]).await;
     assert_eq!(s, 200);
     assert_eq!(v, json!({"accepted": 0, "duplicates": 3, "rejected": []}));
-    let user = h.state.store.user("ann@example.com").unwrap().unwrap();
+    let user = h
+        .state
+        .store
+        .user("ann@example.com", Bots::Include)
+        .unwrap()
+        .unwrap();
     let events: Vec<_> = user.sessions.iter().flat_map(|s| &s.events).collect();
     assert_eq!(events.len(), 3, "nothing stored twice");
 }
@@ -108,14 +114,89 @@ async fn the_golden_batch_is_stored_once() {
 async fn enrichment_reads_the_user_agent() {
     let h = harness();
     let app = app!(h);
-    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+    let ua = "Mozilla/5.0 (iPad; CPU OS 18_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/26.0 Mobile/15E148 Safari/604.1";
     let (s, _) = post(&app, fresh_batch().to_string(), &[("user-agent", ua)]).await;
     assert_eq!(s, 200);
-    let user = h.state.store.user("ann@example.com").unwrap().unwrap();
+    let user = h
+        .state
+        .store
+        .user("ann@example.com", Bots::Exclude)
+        .unwrap()
+        .unwrap();
     let session = &user.sessions[0];
     assert_eq!(session.browser.as_deref(), Some("Safari"));
-    assert_eq!(session.os.as_deref(), Some("iPhone"));
-    assert_eq!(session.device.as_deref(), Some("mobile"));
+    assert_eq!(session.os.as_deref(), Some("iOS"));
+    assert_eq!(session.device.as_deref(), Some("tablet"));
+}
+
+/// The `device` and `bot_reason` stored for a batch sent with these header bytes.
+async fn stored_agent(user_agent: Option<&[u8]>) -> (String, Option<String>, String) {
+    let h = harness();
+    let app = app!(h);
+    let mut req = test::TestRequest::post()
+        .uri("/v1/batch")
+        .insert_header(("content-type", "text/plain"));
+    if let Some(ua) = user_agent {
+        req = req.insert_header((
+            "user-agent",
+            actix_web::http::header::HeaderValue::from_bytes(ua).unwrap(),
+        ));
+    }
+    let resp = test::call_service(
+        &app,
+        req.set_payload(fresh_batch().to_string()).to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let c = rusqlite::Connection::open(h._dir.path().join("footfall.sqlite")).unwrap();
+    let row: (String, Option<String>, String) = c
+        .query_row(
+            "SELECT device, bot_reason, browser FROM events LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let metrics =
+        test::call_and_read_body(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    let bots_counted = metrics.contains("footfall_events_bot_total{reason=");
+    assert_eq!(bots_counted, row.1.is_some(), "{metrics}");
+    row
+}
+
+#[actix_web::test]
+async fn odd_user_agents_are_read_and_bots_kept_with_their_reason() {
+    // Not UTF-8, or not ASCII: read as text, not as missing.
+    let (device, reason, browser) = stored_agent(Some(
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/143.0.0.0 Safari/537.36 Bücher/1.0".as_bytes(),
+    ))
+    .await;
+    assert_eq!(
+        (device.as_str(), reason, browser.as_str()),
+        ("desktop", None, "Chrome")
+    );
+    let mut latin1 =
+        b"Mozilla/5.0 (X11; Linux x86_64; rv:147.0) Gecko/20100101 Firefox/147.0 ".to_vec();
+    latin1.push(0xe9);
+    let (device, reason, browser) = stored_agent(Some(&latin1)).await;
+    assert_eq!(
+        (device.as_str(), reason, browser.as_str()),
+        ("desktop", None, "Firefox")
+    );
+    // 10 KB: cut, not refused.
+    let long = format!(
+        "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/143.0.0.0 Mobile Safari/537.36 {}",
+        "x".repeat(10_000)
+    );
+    let (device, reason, _) = stored_agent(Some(long.as_bytes())).await;
+    assert_eq!((device.as_str(), reason), ("mobile", None));
+    // Bots are stored, flagged, and counted in /metrics by reason.
+    let (device, reason, _) = stored_agent(Some(b"curl/8.5.0")).await;
+    assert_eq!(device, "bot");
+    assert_eq!(reason.as_deref(), Some("crawler-list: ^curl"));
+    let (device, reason, _) = stored_agent(None).await;
+    assert_eq!(device, "bot");
+    assert_eq!(reason.as_deref(), Some("no-user-agent: no user agent"));
 }
 
 #[actix_web::test]
@@ -508,7 +589,12 @@ async fn the_client_ip_is_placed_and_not_kept() {
     let direct = fresh_batch();
     let resp = test::call_service(&app, send("81.2.69.160:5000", None, &direct)).await;
     assert_eq!(resp.status(), 200);
-    let user = h.state.store.user("ann@example.com").unwrap().unwrap();
+    let user = h
+        .state
+        .store
+        .user("ann@example.com", Bots::Include)
+        .unwrap()
+        .unwrap();
     let s = &user.sessions[0];
     assert_eq!(
         (s.country.as_deref(), s.region.as_deref(), s.city.as_deref()),
@@ -532,7 +618,12 @@ async fn the_client_ip_is_placed_and_not_kept() {
     )
     .await;
     assert_eq!(resp.status(), 200);
-    let user = h.state.store.user("bo@example.com").unwrap().unwrap();
+    let user = h
+        .state
+        .store
+        .user("bo@example.com", Bots::Include)
+        .unwrap()
+        .unwrap();
     assert_eq!(user.sessions[0].city.as_deref(), Some("Linköping"));
     // No raw IP is kept by default.
     let conn = rusqlite::Connection::open(h._dir.path().join("footfall.sqlite")).unwrap();

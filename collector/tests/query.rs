@@ -688,6 +688,7 @@ async fn erasing_a_person_removes_every_row_of_every_anonymous_id() {
     let batch = json!({"key": "demo", "events": events.iter().map(wire).collect::<Vec<_>>()});
     let req = test::TestRequest::post()
         .uri("/v1/batch")
+        .insert_header(("user-agent", AGENTS[0].1))
         .set_payload(batch.to_string())
         .to_request();
     assert_eq!(test::call_service(&app, req).await.status(), 200);
@@ -755,4 +756,185 @@ async fn erasing_a_person_removes_every_row_of_every_anonymous_id() {
     );
     let (s, _) = send(&app, "GET", "/api/v1/users/anon-002", Some("t"), None).await;
     assert_eq!(s, 200, "others kept");
+}
+
+/// Bots are stored but left out of every answer unless `bots=include` or `bots=only` asks
+/// for them (product.md §2 Query API).
+#[actix_web::test]
+async fn bots_are_left_out_unless_asked_for() {
+    let (_dir, events, state, start) = setup().await;
+    let app = app!(state);
+    // The first ten visitors come as people (Chrome), the rest as a crawler.
+    let (people, bots): (Vec<&Ev>, Vec<&Ev>) =
+        events.iter().partition(|e| e.anon.as_str() < "anon-010");
+    for (evs, ua) in [
+        (&people, AGENTS[0].1),
+        (
+            &bots,
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        ),
+    ] {
+        let batch =
+            json!({"key": "demo", "events": evs.iter().map(|e| wire(e)).collect::<Vec<_>>()});
+        let req = test::TestRequest::post()
+            .uri("/v1/batch")
+            .insert_header(("user-agent", ua))
+            .set_payload(batch.to_string())
+            .to_request();
+        assert_eq!(test::call_service(&app, req).await.status(), 200);
+    }
+    let from = chrono::DateTime::from_timestamp_millis(start - DAY)
+        .unwrap()
+        .to_rfc3339();
+    let range = format!("from={}&to=2100-01-01", from.replace('+', "%2B"));
+    let total = |v: &Value| v["total"].as_u64().unwrap() as usize;
+    let insights = |bots: &str| format!("/api/v1/insights?metric=events&{range}{bots}");
+    assert_eq!(total(&get(&app, &insights("")).await), people.len());
+    assert_eq!(
+        total(&get(&app, &insights("&bots=exclude")).await),
+        people.len()
+    );
+    assert_eq!(total(&get(&app, &insights("&bots=only")).await), bots.len());
+    assert_eq!(
+        total(&get(&app, &insights("&bots=include")).await),
+        events.len()
+    );
+    // `device` splits and filters as any field.
+    let by_device = get(
+        &app,
+        &format!("/api/v1/insights?metric=events&{range}&by=device&bots=include"),
+    )
+    .await;
+    let rows: Vec<(String, u64)> = by_device["table"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_owned(),
+                r["value"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        rows.contains(&("bot".to_owned(), bots.len() as u64)),
+        "{rows:?}"
+    );
+    let filtered = get(
+        &app,
+        &format!("/api/v1/insights?metric=events&{range}&bots=include&filter=device:eq:bot"),
+    )
+    .await;
+    assert_eq!(total(&filtered), bots.len());
+
+    let ids = |v: &Value| -> Vec<String> {
+        v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let feed = |bots: &str| format!("/api/v1/users?{range}&limit=1000{bots}");
+    let people_ids = ids(&get(&app, &feed("")).await);
+    let bot_ids = ids(&get(&app, &feed("&bots=only")).await);
+    let everyone = ids(&get(&app, &feed("&bots=include")).await);
+    assert!(!people_ids.is_empty() && !bot_ids.is_empty());
+    assert!(people_ids.iter().all(|id| !bot_ids.contains(id)));
+    assert_eq!(people_ids.len() + bot_ids.len(), everyone.len());
+
+    let a_bot = &bots[0].anon;
+    let (s, _) = send(
+        &app,
+        "GET",
+        &format!("/api/v1/users/{a_bot}"),
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "a bot is not a user by default");
+    let (s, v) = send(
+        &app,
+        "GET",
+        &format!("/api/v1/users/{a_bot}?bots=include"),
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["sessions"][0]["device"], "bot");
+    let session = &bots[0].session;
+    let (s, _) = send(
+        &app,
+        "GET",
+        &format!("/api/v1/sessions/{session}"),
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = send(
+        &app,
+        "GET",
+        &format!("/api/v1/sessions/{session}?bots=only"),
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+
+    let sessions = |v: &Value| v["total_sessions"].as_u64().unwrap();
+    let stats = |bots: &str| format!("/api/v1/sessions/stats?{range}{bots}");
+    let (p, b, all) = (
+        sessions(&get(&app, &stats("")).await),
+        sessions(&get(&app, &stats("&bots=only")).await),
+        sessions(&get(&app, &stats("&bots=include")).await),
+    );
+    assert!(p > 0 && b > 0);
+    assert_eq!(p + b, all);
+
+    let count_names = |v: &Value| -> u64 {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        count_names(&get(&app, &format!("/api/v1/events?{range}")).await),
+        people.len() as u64
+    );
+    assert_eq!(
+        count_names(&get(&app, &format!("/api/v1/events?{range}&bots=include")).await),
+        events.len() as u64
+    );
+    let values = get(
+        &app,
+        &format!("/api/v1/properties/values?field=device&{range}"),
+    )
+    .await;
+    assert_eq!(
+        values["values"],
+        json!([{"value": "desktop", "count": people.len()}])
+    );
+    let keys = get(&app, &format!("/api/v1/properties?{range}&bots=only")).await;
+    assert!(keys["columns"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("device")));
+
+    for uri in [
+        "/api/v1/insights?metric=events&bots=some",
+        "/api/v1/users?bots=yes",
+        "/api/v1/users/anon-000?bots=1",
+        "/api/v1/sessions/stats?bots=",
+    ] {
+        let (s, v) = send(&app, "GET", uri, Some("t"), None).await;
+        assert_eq!(s, 400, "{uri}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("`bots`"),
+            "{v}"
+        );
+    }
 }

@@ -57,6 +57,7 @@ fn generate(start: i64) -> Vec<StoredEvent> {
         ("Firefox", "121.0", "Linux", "desktop"),
         ("Safari", "17.1", "iOS", "mobile"),
         ("Edge", "", "Windows", "desktop"),
+        ("HeadlessChrome", "143.0.0.0", "Linux", "bot"),
     ];
     let paths = ["/", "/pricing", "/PRO/plans", "/docs/a?b", "/p/é"];
     let countries = ["GB", "FR", "US", "IN", ""];
@@ -70,11 +71,16 @@ fn generate(start: i64) -> Vec<StoredEvent> {
             _ if v.is_multiple_of(4) => Some(format!("user{v}@example.com")),
             _ => None,
         };
-        let (browser, version, os, device) = browsers[rng.next(4) as usize];
+        // Visitor 1 (the second browser of visitor 0's person) is a bot: a person with
+        // people's and bots' events both.
+        let pick = if v == 1 { 4 } else { rng.next(5) as usize };
+        let (browser, version, os, device) = browsers[pick];
         let country = rng.pick(&countries);
         let mut identified = false;
         let mut t = start + rng.next(45 * DAY as u64) as i64;
-        for s in 0..(1 + rng.next(4)) {
+        // Visitors 0 and 1 have two sessions at least, so both are identified as Ann.
+        let sessions = (1 + rng.next(4)).max(if v < 2 { 2 } else { 1 });
+        for s in 0..sessions {
             let session = format!("sess-{v:03}-{s}");
             let pages = 1 + rng.next(4);
             let mut seq = 0;
@@ -121,6 +127,9 @@ fn generate(start: i64) -> Vec<StoredEvent> {
                     e.browser_version = version.into();
                     e.os = os.into();
                     e.device = device.into();
+                    if device == "bot" {
+                        e.bot_reason = Some("crawler-list: HeadlessChrome".into());
+                    }
                     e.country = country.into();
                     e.city = if country == "FR" {
                         "Paris".into()
@@ -303,6 +312,8 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         vec!["url:contains:?B"],
         vec!["name:gt:$pageview"],
         vec!["referrer:lt:h"],
+        vec!["device:neq:bot"],
+        vec!["device:eq:bot", "browser:neq:Chrome"],
     ];
     let mut i = 0usize;
     for filters in &filter_sets {
@@ -332,8 +343,12 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     q.events = vec!["buy".into(), "$identify".into()];
     same("who used", &|s| format!("{:?}", s.insights(&q).unwrap()));
 
-    // The users feed, page by page, and searches.
-    for contains in [None, Some("ANN"), Some("'"), Some("anon-00"), Some("")] {
+    // The users feed, page by page, and searches, with bots left out, included and alone.
+    let all_bots = [Bots::Exclude, Bots::Include, Bots::Only];
+    for (contains, bots) in [None, Some("ANN"), Some("'"), Some("anon-00"), Some("")]
+        .into_iter()
+        .flat_map(|c| all_bots.map(|b| (c, b)))
+    {
         let mut cursor = None;
         let mut pages = 0;
         loop {
@@ -343,6 +358,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
                 limit: 7,
                 cursor: cursor.clone(),
                 contains: contains.map(str::to_owned),
+                bots,
             };
             let pages_seen: Vec<UsersPage> = stores.iter().map(|s| s.users(&q).unwrap()).collect();
             assert_eq!(pages_seen[0], pages_seen[1], "users {q:?}");
@@ -356,16 +372,49 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
             assert!(pages > 2, "the feed should take several pages");
         }
     }
-    let q = UsersQuery {
-        from_ms: start + 10 * DAY,
-        to_ms: start + 20 * DAY,
-        limit: 100,
-        cursor: None,
-        contains: None,
+    for bots in all_bots {
+        let q = UsersQuery {
+            from_ms: start + 10 * DAY,
+            to_ms: start + 20 * DAY,
+            limit: 100,
+            cursor: None,
+            contains: None,
+            bots,
+        };
+        same("users in a window", &|s| {
+            format!("{:?}", s.users(&q).unwrap())
+        });
+    }
+    // Bots are left out by default: nobody in the default feed is only a bot, and the person
+    // with a bot's browser too keeps only the other browser's sessions.
+    let feed = |bots| {
+        sqlite
+            .users(&UsersQuery {
+                from_ms: start,
+                to_ms: end,
+                limit: 1000,
+                cursor: None,
+                contains: None,
+                bots,
+            })
+            .unwrap()
+            .users
     };
-    same("users in a window", &|s| {
-        format!("{:?}", s.users(&q).unwrap())
-    });
+    let (people, everyone, bots_only) =
+        (feed(Bots::Exclude), feed(Bots::Include), feed(Bots::Only));
+    assert!(!bots_only.is_empty() && people.len() < everyone.len());
+    let sessions_of = |list: &[UserSummary], id: &str| {
+        list.iter()
+            .find(|u| u.id == id)
+            .map_or(0, |u| u.session_count)
+    };
+    let mut mixed = 0;
+    for u in &everyone {
+        let (a, b) = (sessions_of(&people, &u.id), sessions_of(&bots_only, &u.id));
+        assert_eq!(a + b, u.session_count, "{}", u.id);
+        mixed += usize::from(a > 0 && b > 0);
+    }
+    assert!(mixed > 0, "a person with a bot's browser and a person's");
 
     // Each person and each session.
     let mut ids: Vec<String> = events.iter().map(|e| e.anonymous_id.clone()).collect();
@@ -374,17 +423,21 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     ids.sort();
     ids.dedup();
     for id in &ids {
-        same(&format!("user {id}"), &|s| {
-            format!("{:?}", s.user(id).unwrap())
-        });
+        for bots in all_bots {
+            same(&format!("user {id} {bots:?}"), &|s| {
+                format!("{:?}", s.user(id, bots).unwrap())
+            });
+        }
     }
     let mut sessions: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
     sessions.sort();
     sessions.dedup();
     for id in sessions.iter().chain([&"none".to_owned()]) {
-        same(&format!("session {id}"), &|s| {
-            format!("{:?}", s.session(id).unwrap())
-        });
+        for bots in all_bots {
+            same(&format!("session {id} {bots:?}"), &|s| {
+                format!("{:?}", s.session(id, bots).unwrap())
+            });
+        }
     }
 
     // Session statistics.
@@ -398,17 +451,21 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         Some(SessionField::User),
     ] {
         for (from_ms, to_ms) in [(start, end), (start + 5 * DAY, start + 12 * DAY)] {
-            for user in [
+            for (user, bots) in [
                 None,
                 Some("ann@example.com"),
                 Some("anon-005"),
                 Some("anon-000"),
-            ] {
+            ]
+            .into_iter()
+            .flat_map(|u| all_bots.map(|b| (u, b)))
+            {
                 let q = SessionStatsQuery {
                     from_ms,
                     to_ms,
                     user: user.map(str::to_owned),
                     split,
+                    bots,
                 };
                 same(&format!("{q:?}"), &|s| {
                     format!("{:?}", s.session_stats(&q).unwrap())
@@ -418,12 +475,14 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     }
 
     for (from_ms, to_ms) in [(start, end), (start + 5 * DAY, start + 9 * DAY)] {
-        same("event names", &|s| {
-            format!("{:?}", s.event_names(from_ms, to_ms).unwrap())
-        });
-        same("property keys", &|s| {
-            format!("{:?}", s.property_keys(from_ms, to_ms).unwrap())
-        });
+        for bots in all_bots {
+            same("event names", &|s| {
+                format!("{:?}", s.event_names(from_ms, to_ms, bots).unwrap())
+            });
+            same("property keys", &|s| {
+                format!("{:?}", s.property_keys(from_ms, to_ms, bots).unwrap())
+            });
+        }
     }
 
     // Reports: saved, renamed, shared, deleted.
@@ -478,9 +537,12 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         assert!(erased[0].events > 0);
     }
     same("erased user", &|s| {
-        format!("{:?}", s.user("anon-000").unwrap())
+        format!("{:?}", s.user("anon-000", Bots::Include).unwrap())
     });
-    assert!(stores[1].user("ann@example.com").unwrap().is_none());
+    assert!(stores[1]
+        .user("ann@example.com", Bots::Include)
+        .unwrap()
+        .is_none());
     for metric in metrics {
         let q = query(
             metric,
@@ -499,6 +561,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         limit: 1000,
         cursor: None,
         contains: None,
+        bots: Bots::Include,
     };
     same("users after erase", &|s| {
         format!("{:?}", s.users(&q).unwrap())
@@ -508,6 +571,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         to_ms: end,
         user: None,
         split: Some(SessionField::User),
+        bots: Bots::Exclude,
     };
     same("sessions after erase", &|s| {
         format!("{:?}", s.session_stats(&q).unwrap())

@@ -48,6 +48,18 @@ async function seed() {
     assert.equal((await res.json()).accepted, events.length);
     visitors.push({ anon, browser: browserName, names, session });
   }
+  // And a crawler: stored, but left out of every view until "Include bots" is switched on.
+  const bot = await fetch(`${collector.url}/v1/batch`, {
+    method: "POST",
+    headers: { "content-type": "text/plain", "user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)" },
+    body: JSON.stringify({ key: "demo", events: [{
+      event_id: `019ab0b4-0000-7000-8000-${String(++n).padStart(12, "0")}`, type: "page", name: "$pageview",
+      timestamp: new Date(now - 60e3).toISOString(), anonymous_id: "3f0c2a1e-5b6d-4c7e-8f90-b0b0b0b0b0b0",
+      user_id: null, session_id: "019ab0b4-8a20-7000-8000-b0b0b0b0b0b0", seq: 1,
+      page: { url: "http://shop.example/p", path: "/p", title: "P", referrer: "" }, props: {},
+    }] }),
+  });
+  assert.equal((await bot.json()).accepted, 1);
 }
 
 before(async () => {
@@ -111,6 +123,35 @@ test("insights: users, a filter, a split, the chart and sample users", async () 
   const names = await page.$$eval("#timeline tr td:nth-child(2)", (t) => t.map((x) => x.textContent));
   assert.deepEqual(names, v.names, "the session's events in order");
   await screenshot(page, "dashboard-user");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("the Include bots switch brings the crawler back, in insights, users and sessions", async () => {
+  const { context, page, errors } = await signedIn();
+  assert.equal(await text(page, "#total"), "12");
+  await page.check("input[name=bots]");
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "13");
+  assert.match(await page.evaluate(() => location.hash), /bots=include/);
+  await page.selectOption("select[name=by]", "device");
+  await page.waitForFunction(() => [...document.querySelectorAll("#table tbody tr td:first-child")].some((td) => td.textContent === "bot"));
+  await screenshot(page, "dashboard-bots");
+  // The crawler is among the sample users, and its page opens (with bots included).
+  await page.click('#samples a:has-text("b0b0b0b0b0b0")');
+  await page.waitForSelector("#timeline .session");
+  assert.match(await text(page, "#timeline .session"), /bot/);
+  await page.goBack();
+  await page.waitForSelector("#total");
+  await page.click('header a[href="#users"]');
+  await page.waitForSelector("#users tbody tr");
+  assert.equal(await page.$$eval("#users tbody tr", (r) => r.length), 12);
+  await page.check("input[name=bots]");
+  await page.waitForFunction(() => document.querySelectorAll("#users tbody tr").length === 13);
+  await page.click('header a[href="#sessions"]');
+  await page.waitForSelector("#total-sessions");
+  assert.equal(await text(page, "#total-sessions"), "12");
+  await page.check("input[name=bots]");
+  await page.waitForFunction(() => document.querySelector("#total-sessions")?.textContent === "13");
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -159,6 +159,9 @@ export function launchChromium(extraArgs = []) {
     args: [
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      // Headless Chromium says HeadlessChrome, which the collector counts as a bot and leaves
+      // out of answers; a person's user agent, set at launch so that beacons carry it too.
+      "--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/143.0.0.0 Safari/537.36",
       ...extraArgs,
     ],
   });

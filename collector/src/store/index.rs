@@ -571,7 +571,17 @@ impl Index {
             .map(|t| t[type_at] == "page")
             .collect();
         let leave = self.names.ids.get("$pageleave").copied();
+        let device_at = column("device");
+        let counted: Vec<bool> = self
+            .tuples
+            .values
+            .iter()
+            .map(|t| q.bots.keeps(&t[device_at]))
+            .collect();
         for i in 0..self.time.len() {
+            if !counted[self.dims[i] as usize] {
+                continue;
+            }
             let s = &mut spans[self.session[i] as usize];
             let t = self.time[i];
             if t < s.start {

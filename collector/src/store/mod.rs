@@ -263,7 +263,62 @@ impl Filter {
     }
 }
 
-/// A time series query over `[from_ms, to_ms)`.
+/// Which events an answer counts: people's (the default), everyone's, or bots' only. An
+/// event is a bot's when its `device` is `bot` (enrichment says why in `bot_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Bots {
+    #[default]
+    Exclude,
+    Include,
+    Only,
+}
+
+impl Bots {
+    /// `bots=exclude|include|only`.
+    pub fn parse(s: &str) -> Option<Bots> {
+        Some(match s {
+            "exclude" => Bots::Exclude,
+            "include" => Bots::Include,
+            "only" => Bots::Only,
+            _ => return None,
+        })
+    }
+
+    /// The same as a filter on `device` (how insights apply it).
+    pub fn filter(self) -> Option<Filter> {
+        let op = match self {
+            Bots::Include => return None,
+            Bots::Exclude => Op::Neq,
+            Bots::Only => Op::Eq,
+        };
+        Some(Filter {
+            field: Field::Event("device"),
+            op,
+            value: "bot".into(),
+        })
+    }
+
+    /// Whether an event of this device counts.
+    pub fn keeps(self, device: &str) -> bool {
+        match self {
+            Bots::Include => true,
+            Bots::Exclude => device != "bot",
+            Bots::Only => device == "bot",
+        }
+    }
+
+    /// The condition in SQL (SQLite and ClickHouse alike) on a `device` column.
+    pub fn sql(self, device: &str) -> String {
+        match self {
+            Bots::Include => "1 = 1".into(),
+            Bots::Exclude => format!("{device} != 'bot'"),
+            Bots::Only => format!("{device} = 'bot'"),
+        }
+    }
+}
+
+/// A time series query over `[from_ms, to_ms)`. Bots are left out by a filter on `device`
+/// ([`Bots::filter`]), as any other.
 #[derive(Debug, Clone)]
 pub struct InsightsQuery {
     pub metric: Metric,
@@ -445,6 +500,9 @@ pub struct UsersQuery {
     pub cursor: Option<UsersCursor>,
     /// Part of the user ID or of an anonymous ID.
     pub contains: Option<String>,
+    /// Whose events make a person active: a person is listed when their counted events reach
+    /// into the range, with first and last seen and sessions from those events.
+    pub bots: Bots,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -486,6 +544,8 @@ pub struct SessionStatsQuery {
     /// Only this person's sessions (user ID or anonymous ID).
     pub user: Option<String>,
     pub split: Option<SessionField>,
+    /// Whose events make up the sessions.
+    pub bots: Bots,
 }
 
 /// Totals of a set of sessions. Session time runs from the first to the last event.
@@ -563,21 +623,32 @@ pub trait Store: Send + Sync {
     fn queue_depth(&self) -> usize;
     /// Counts for `/api/v1/insights`. Blocking: call it off the async runtime.
     fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError>;
-    /// One person with all their sessions, by user ID or anonymous ID. Blocking.
-    fn user(&self, id: &str) -> Result<Option<UserDetail>, StoreError>;
+    /// One person with all their sessions (of the events `bots` counts), by user ID or
+    /// anonymous ID; `None` without such sessions. Blocking.
+    fn user(&self, id: &str, bots: Bots) -> Result<Option<UserDetail>, StoreError>;
     /// A page of people, newest activity first. Blocking.
     fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError>;
     /// Session count, time and bounce rate. Blocking.
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError>;
-    /// One session with its events. Blocking.
-    fn session(&self, id: &str) -> Result<Option<SessionView>, StoreError>;
+    /// One session with its events (those `bots` counts). Blocking.
+    fn session(&self, id: &str, bots: Bots) -> Result<Option<SessionView>, StoreError>;
     /// Deletes every row of a person (all their anonymous IDs), for privacy requests.
     fn erase(&self, person: &str) -> oneshot::Receiver<Result<Erased, StoreError>>;
     /// Event names with their counts in `[from_ms, to_ms)`, most frequent first. Blocking.
-    fn event_names(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, u64)>, StoreError>;
+    fn event_names(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        bots: Bots,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
     /// Keys of event properties (from recent events) and of user properties, with counts.
     /// Blocking.
-    fn property_keys(&self, from_ms: i64, to_ms: i64) -> Result<PropertyKeys, StoreError>;
+    fn property_keys(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        bots: Bots,
+    ) -> Result<PropertyKeys, StoreError>;
     fn save_report(&self, r: Report) -> oneshot::Receiver<Result<(), StoreError>>;
     fn delete_report(&self, id: &str) -> oneshot::Receiver<Result<bool, StoreError>>;
     /// Blocking.

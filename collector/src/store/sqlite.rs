@@ -17,7 +17,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 /// The schema, one migration per step; `PRAGMA user_version` counts the steps applied.
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
 ];
 
 /// Repairs what V4's backfill left out for stores that had events before it: each session's
@@ -43,6 +43,37 @@ UPDATE people SET properties = (
     WHERE n = 1)
 WHERE properties = '{}' AND id IN (SELECT person FROM person_traits);
 DROP TABLE person_traits;
+"#;
+
+/// Bots apart (issue #14). Events flagged with a bot reason before device `bot` meant it
+/// (headless browsers, `bot`/`spider` markers) become `bot`, and their sessions too; each
+/// person gets first and last seen over people's events (`h_`) and over bots' (`b_`), NULL
+/// when there are none, so the users feed can leave bots out. The raw user agent was never
+/// stored, so older events are not parsed again (README, "Enrichment at ingest").
+const SCHEMA_V8: &str = r#"
+UPDATE events SET device = 'bot' WHERE bot_reason IS NOT NULL AND device != 'bot';
+UPDATE sessions SET device = 'bot'
+WHERE device != 'bot' AND session_id IN (SELECT session_id FROM events WHERE device = 'bot');
+ALTER TABLE people ADD COLUMN h_first_ms INTEGER;
+ALTER TABLE people ADD COLUMN h_last_ms INTEGER;
+ALTER TABLE people ADD COLUMN b_first_ms INTEGER;
+ALTER TABLE people ADD COLUMN b_last_ms INTEGER;
+CREATE TEMP TABLE person_spans AS
+SELECT COALESCE(a.user_id, e.anonymous_id) AS id,
+       MIN(CASE WHEN e.device != 'bot' THEN e.time_ms END) AS h_first,
+       MAX(CASE WHEN e.device != 'bot' THEN e.time_ms END) AS h_last,
+       MIN(CASE WHEN e.device = 'bot' THEN e.time_ms END) AS b_first,
+       MAX(CASE WHEN e.device = 'bot' THEN e.time_ms END) AS b_last
+FROM events e LEFT JOIN aliases a ON a.anonymous_id = e.anonymous_id
+GROUP BY 1;
+UPDATE people SET
+  h_first_ms = (SELECT h_first FROM person_spans s WHERE s.id = people.id),
+  h_last_ms = (SELECT h_last FROM person_spans s WHERE s.id = people.id),
+  b_first_ms = (SELECT b_first FROM person_spans s WHERE s.id = people.id),
+  b_last_ms = (SELECT b_last FROM person_spans s WHERE s.id = people.id);
+DROP TABLE person_spans;
+CREATE INDEX people_h_last ON people (h_last_ms);
+CREATE INDEX people_b_last ON people (b_last_ms);
 "#;
 
 /// Counters readers watch: `erasures` tells the event index (`index.rs`) that rows it holds
@@ -453,6 +484,9 @@ struct PersonSum {
     user_id: Option<String>,
     first_ms: i64,
     last_ms: i64,
+    /// First and last time of people's events and of bots' events, if any.
+    human: Option<(i64, i64)>,
+    bot: Option<(i64, i64)>,
     /// Traits in time order, merged last-write-wins.
     properties: serde_json::Map<String, serde_json::Value>,
     last_trait_ms: i64,
@@ -508,11 +542,21 @@ impl Rollup {
             user_id: None,
             first_ms: e.time_ms,
             last_ms: e.time_ms,
+            human: None,
+            bot: None,
             properties: serde_json::Map::new(),
             last_trait_ms: i64::MIN,
         });
         p.first_ms = p.first_ms.min(e.time_ms);
         p.last_ms = p.last_ms.max(e.time_ms);
+        let span = if e.device == "bot" {
+            &mut p.bot
+        } else {
+            &mut p.human
+        };
+        *span = Some(span.map_or((e.time_ms, e.time_ms), |(f, l)| {
+            (f.min(e.time_ms), l.max(e.time_ms))
+        }));
         if p.user_id.is_none() {
             p.user_id = e.user_id.clone();
         }
@@ -543,12 +587,16 @@ impl Rollup {
     ) -> rusqlite::Result<()> {
         self.flush(tx)?;
         tx.execute(
-            "INSERT INTO people (id, user_id, first_ms, last_ms, properties)
-             SELECT ?2, ?2, first_ms, last_ms, properties FROM people WHERE id = ?1
-             ON CONFLICT(id) DO UPDATE SET
-               first_ms = MIN(first_ms, excluded.first_ms),
-               last_ms = MAX(last_ms, excluded.last_ms),
-               properties = json_patch(excluded.properties, properties)",
+            &format!(
+                "INSERT INTO people (id, user_id, first_ms, last_ms, properties,
+                   h_first_ms, h_last_ms, b_first_ms, b_last_ms)
+                 SELECT ?2, ?2, first_ms, last_ms, properties,
+                   h_first_ms, h_last_ms, b_first_ms, b_last_ms FROM people WHERE id = ?1
+                 ON CONFLICT(id) DO UPDATE SET
+                   first_ms = MIN(first_ms, excluded.first_ms),
+                   last_ms = MAX(last_ms, excluded.last_ms),
+                   properties = json_patch(excluded.properties, properties), {SPANS_MERGE}"
+            ),
             params![anonymous_id, user_id],
         )?;
         tx.execute("DELETE FROM people WHERE id = ?1", [anonymous_id])?;
@@ -588,20 +636,48 @@ impl Rollup {
                 s.country
             ])?;
         }
-        let mut upsert_person = tx.prepare_cached(
-            "INSERT INTO people (id, user_id, first_ms, last_ms, properties)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+        let mut upsert_person = tx.prepare_cached(&format!(
+            "INSERT INTO people (id, user_id, first_ms, last_ms, properties,
+               h_first_ms, h_last_ms, b_first_ms, b_last_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT(id) DO UPDATE SET
                user_id = COALESCE(user_id, excluded.user_id),
                first_ms = MIN(first_ms, excluded.first_ms),
                last_ms = MAX(last_ms, excluded.last_ms),
-               properties = json_patch(properties, excluded.properties)",
-        )?;
+               properties = json_patch(properties, excluded.properties), {SPANS_MERGE}"
+        ))?;
         for (id, p) in self.people.drain() {
             let props = serde_json::Value::Object(p.properties).to_string();
-            upsert_person.execute(params![id, p.user_id, p.first_ms, p.last_ms, props])?;
+            upsert_person.execute(params![
+                id,
+                p.user_id,
+                p.first_ms,
+                p.last_ms,
+                props,
+                p.human.map(|s| s.0),
+                p.human.map(|s| s.1),
+                p.bot.map(|s| s.0),
+                p.bot.map(|s| s.1)
+            ])?;
         }
         Ok(())
+    }
+}
+
+/// Merges a person's first and last seen of people's and of bots' events on upsert, where
+/// either side may be NULL (SQLite's two-argument MIN and MAX are NULL if either is).
+const SPANS_MERGE: &str = "
+    h_first_ms = COALESCE(MIN(h_first_ms, excluded.h_first_ms), h_first_ms, excluded.h_first_ms),
+    h_last_ms = COALESCE(MAX(h_last_ms, excluded.h_last_ms), h_last_ms, excluded.h_last_ms),
+    b_first_ms = COALESCE(MIN(b_first_ms, excluded.b_first_ms), b_first_ms, excluded.b_first_ms),
+    b_last_ms = COALESCE(MAX(b_last_ms, excluded.b_last_ms), b_last_ms, excluded.b_last_ms)";
+
+/// A person's first and last seen columns in the people table, as `bots` counts them.
+fn span_columns(bots: Bots) -> (&'static str, &'static str) {
+    match bots {
+        Bots::Include => ("first_ms", "last_ms"),
+        Bots::Exclude => ("h_first_ms", "h_last_ms"),
+        Bots::Only => ("b_first_ms", "b_last_ms"),
     }
 }
 
@@ -823,7 +899,7 @@ impl Store for Sqlite {
         })
     }
 
-    fn user(&self, id: &str) -> Result<Option<UserDetail>, StoreError> {
+    fn user(&self, id: &str, bots: Bots) -> Result<Option<UserDetail>, StoreError> {
         self.with_reader(|c| {
             let identified: Option<String> = c
                 .query_row(
@@ -837,7 +913,10 @@ impl Store for Sqlite {
             let placeholders = vec!["?"; anonymous_ids.len()].join(",");
             let (sessions, traits) = load_sessions(
                 c,
-                &format!("anonymous_id IN ({placeholders})"),
+                &format!(
+                    "anonymous_id IN ({placeholders}) AND {}",
+                    bots.sql("device")
+                ),
                 &anonymous_ids,
             )?;
             Ok(UserDetail::assemble(
@@ -853,12 +932,16 @@ impl Store for Sqlite {
     fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError> {
         use rusqlite::types::Value;
         self.with_reader(|c| {
-            let mut sql = "SELECT id, user_id, first_ms, last_ms, properties FROM people
-                           WHERE last_ms >= ? AND first_ms < ?"
-                .to_owned();
+            let (first, last) = span_columns(q.bots);
+            let mut sql = format!(
+                "SELECT id, user_id, {first}, {last}, properties FROM people
+                 WHERE {last} >= ? AND {first} < ?"
+            );
             let mut params = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
             if let Some(cur) = &q.cursor {
-                sql.push_str(" AND (last_ms < ? OR (last_ms = ? AND id > ?))");
+                sql.push_str(&format!(
+                    " AND ({last} < ? OR ({last} = ? AND id > ?))"
+                ));
                 params.extend([
                     Value::Integer(cur.last_ms),
                     Value::Integer(cur.last_ms),
@@ -872,7 +955,7 @@ impl Store for Sqlite {
                 );
                 params.extend([Value::Text(needle.clone()), Value::Text(needle.clone())]);
             }
-            sql.push_str(" ORDER BY last_ms DESC, id ASC LIMIT ?");
+            sql.push_str(&format!(" ORDER BY {last} DESC, id ASC LIMIT ?"));
             params.push(Value::Integer(q.limit as i64 + 1));
             let mut rows: Vec<(String, Option<String>, i64, i64, String)> = c
                 .prepare(&sql)?
@@ -893,7 +976,11 @@ impl Store for Sqlite {
                 let anonymous_ids = anonymous_ids_of(c, &id, user_id.is_some())?;
                 let placeholders = vec!["?"; anonymous_ids.len()].join(",");
                 let session_count: i64 = c.query_row(
-                    &format!("SELECT COUNT(*) FROM sessions WHERE anonymous_id IN ({placeholders})"),
+                    &format!(
+                        "SELECT COUNT(*) FROM sessions WHERE anonymous_id IN ({placeholders})
+                         AND {}",
+                        q.bots.sql("device")
+                    ),
                     params_from_iter(anonymous_ids.iter()),
                     |r| r.get(0),
                 )?;
@@ -919,20 +1006,27 @@ impl Store for Sqlite {
         })
     }
 
-    fn session(&self, id: &str) -> Result<Option<SessionView>, StoreError> {
+    fn session(&self, id: &str, bots: Bots) -> Result<Option<SessionView>, StoreError> {
         self.with_reader(|c| {
-            let (sessions, _) = load_sessions(c, "session_id = ?", &[id.to_owned()])?;
+            let filter = format!("session_id = ? AND {}", bots.sql("device"));
+            let (sessions, _) = load_sessions(c, &filter, &[id.to_owned()])?;
             Ok(sessions.into_iter().next())
         })
     }
 
-    fn event_names(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
+    fn event_names(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        bots: Bots,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         self.with_reader(|c| {
             let names = c
-                .prepare(
+                .prepare(&format!(
                     "SELECT name, COUNT(*) FROM events WHERE time_ms >= ?1 AND time_ms < ?2
-                     GROUP BY name ORDER BY 2 DESC, 1 LIMIT 500",
-                )?
+                     AND {} GROUP BY name ORDER BY 2 DESC, 1 LIMIT 500",
+                    bots.sql("device")
+                ))?
                 .query_map([from_ms, to_ms], |r| {
                     Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
                 })?
@@ -941,7 +1035,14 @@ impl Store for Sqlite {
         })
     }
 
-    fn property_keys(&self, from_ms: i64, to_ms: i64) -> Result<PropertyKeys, StoreError> {
+    fn property_keys(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        bots: Bots,
+    ) -> Result<PropertyKeys, StoreError> {
+        let (first, last) = span_columns(bots);
+        let device = bots.sql("device");
         self.with_reader(|c| {
             let counts = |sql: &str| -> Result<Vec<KeyCount>, StoreError> {
                 Ok(c.prepare(sql)?
@@ -955,16 +1056,17 @@ impl Store for Sqlite {
             };
             Ok(PropertyKeys {
                 columns: column_names(),
-                event: counts(
+                event: counts(&format!(
                     "SELECT j.key, COUNT(*) FROM (SELECT props FROM events
-                       WHERE time_ms >= ?1 AND time_ms < ?2 ORDER BY time_ms DESC LIMIT 5000) e,
+                       WHERE time_ms >= ?1 AND time_ms < ?2 AND {device}
+                       ORDER BY time_ms DESC LIMIT 5000) e,
                      json_each(e.props) j GROUP BY j.key ORDER BY 2 DESC, 1 LIMIT 200",
-                )?,
-                user: counts(
+                ))?,
+                user: counts(&format!(
                     "SELECT j.key, COUNT(*) FROM (SELECT properties FROM people
-                       WHERE last_ms >= ?1 AND first_ms < ?2 ORDER BY last_ms DESC LIMIT 5000) p,
+                       WHERE {last} >= ?1 AND {first} < ?2 ORDER BY {last} DESC LIMIT 5000) p,
                      json_each(p.properties) j GROUP BY j.key ORDER BY 2 DESC, 1 LIMIT 200",
-                )?,
+                ))?,
             })
         })
     }
@@ -1178,6 +1280,85 @@ pub fn bucket_starts(from_ms: i64, to_ms: i64, interval: Interval, tz: chrono_tz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Migration 8 on a store written before it: events flagged as bots become device `bot`
+    /// with their sessions, and each person's spans of people's and bots' events are filled.
+    #[test]
+    fn migration_8_sets_bots_apart_in_stored_events() {
+        let mut c = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..6] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 6).unwrap();
+        let row = |id: &str, anon: &str, session: &str, t: i64, device: &str, bot: Option<&str>| {
+            c.execute(
+                "INSERT INTO events (event_id, site, type, name, time_ms, client_ms, server_ms,
+                   anonymous_id, session_id, seq, url, path, title, referrer, screen, viewport,
+                   language, timezone, sdk, props, device, bot_reason)
+                 VALUES (?1, 'demo', 'page', '$pageview', ?2, ?2, ?2, ?3, ?4, 1, '', '/', '', '',
+                   '', '', '', '', '', '{}', ?5, ?6)",
+                params![id, t, anon, session, device, bot],
+            )
+            .unwrap();
+        };
+        row("e1", "a1", "s1", 10, "desktop", None);
+        row(
+            "e2",
+            "a2",
+            "s2",
+            20,
+            "desktop",
+            Some("user agent contains \"headless\""),
+        );
+        row("e3", "a3", "s3", 30, "mobile", None);
+        row("e4", "a3", "s4", 40, "bot", Some("crawler: Googlebot"));
+        c.execute_batch(
+            "INSERT INTO aliases VALUES ('a3', 'u3');
+             INSERT INTO sessions SELECT session_id, site, anonymous_id, time_ms, time_ms, 1, 1, 0,
+               path, browser, os, device, country FROM events;
+             INSERT INTO people (id, user_id, first_ms, last_ms) VALUES
+               ('a1', NULL, 10, 10), ('a2', NULL, 20, 20), ('u3', 'u3', 30, 40);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let devices: Vec<(String, String)> = c
+            .prepare("SELECT e.device, s.device FROM events e JOIN sessions s USING (session_id) ORDER BY e.event_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            devices,
+            [
+                pair("desktop", "desktop"),
+                pair("bot", "bot"),
+                pair("mobile", "mobile"),
+                pair("bot", "bot")
+            ]
+        );
+        type Spans = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+        let people: Vec<Spans> = c
+            .prepare(
+                "SELECT id, h_first_ms, h_last_ms, b_first_ms, b_last_ms FROM people ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            people,
+            [
+                ("a1".to_owned(), Some(10), Some(10), None, None),
+                ("a2".to_owned(), None, None, Some(20), Some(20)),
+                ("u3".to_owned(), Some(30), Some(30), Some(40), Some(40)),
+            ]
+        );
+    }
 
     fn ms(s: &str) -> i64 {
         chrono::DateTime::parse_from_rfc3339(s)

@@ -1,5 +1,7 @@
 //! A minimal HTTP/1.1 client over `std::net`, enough for the tests that drive a real
 //! collector process: one request per connection, the status and the body back.
+// Each test crate that includes this module uses a part of it.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -7,6 +9,8 @@ use std::time::Duration;
 
 pub struct Response {
     pub status: u16,
+    /// The status line and headers as sent, header names in lower case.
+    pub head: String,
     pub body: String,
 }
 
@@ -37,12 +41,12 @@ pub fn request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    let body = text
+    let (head, body) = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
+        .map(|(h, b)| (h.to_ascii_lowercase(), b.to_owned()))
         .unwrap_or_default();
     // Chunked bodies: the tests only read JSON answers, which actix sends with a length.
-    Ok(Response { status, body })
+    Ok(Response { status, head, body })
 }
 
 pub fn post_batch(addr: SocketAddr, body: &str) -> std::io::Result<Response> {

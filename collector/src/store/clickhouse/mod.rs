@@ -339,8 +339,8 @@ impl Store for ClickHouse {
         query::insights(&self.client, q)
     }
 
-    fn user(&self, id: &str) -> Result<Option<UserDetail>, StoreError> {
-        query::user(&self.client, id)
+    fn user(&self, id: &str, bots: Bots) -> Result<Option<UserDetail>, StoreError> {
+        query::user(&self.client, id, bots)
     }
 
     fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError> {
@@ -351,8 +351,8 @@ impl Store for ClickHouse {
         query::session_stats(&self.client, q)
     }
 
-    fn session(&self, id: &str) -> Result<Option<SessionView>, StoreError> {
-        query::session(&self.client, id)
+    fn session(&self, id: &str, bots: Bots) -> Result<Option<SessionView>, StoreError> {
+        query::session(&self.client, id, bots)
     }
 
     fn erase(&self, person: &str) -> oneshot::Receiver<Result<Erased, StoreError>> {
@@ -360,12 +360,22 @@ impl Store for ClickHouse {
         self.background(move |c| query::erase(c, &person))
     }
 
-    fn event_names(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
-        query::event_names(&self.client, from_ms, to_ms)
+    fn event_names(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        bots: Bots,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        query::event_names(&self.client, from_ms, to_ms, bots)
     }
 
-    fn property_keys(&self, from_ms: i64, to_ms: i64) -> Result<PropertyKeys, StoreError> {
-        query::property_keys(&self.client, from_ms, to_ms)
+    fn property_keys(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        bots: Bots,
+    ) -> Result<PropertyKeys, StoreError> {
+        query::property_keys(&self.client, from_ms, to_ms, bots)
     }
 
     fn save_report(&self, r: Report) -> oneshot::Receiver<Result<(), StoreError>> {

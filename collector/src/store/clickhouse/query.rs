@@ -456,7 +456,7 @@ fn anonymous_ids(c: &Client, users: &[String]) -> Result<HashMap<String, Vec<Str
     Ok(out)
 }
 
-pub fn user(c: &Client, id: &str) -> Result<Option<UserDetail>, StoreError> {
+pub fn user(c: &Client, id: &str, bots: Bots) -> Result<Option<UserDetail>, StoreError> {
     let identified = identified(c, id)?;
     let person = identified.clone().unwrap_or_else(|| id.to_owned());
     let anonymous_ids = match &identified {
@@ -465,8 +465,14 @@ pub fn user(c: &Client, id: &str) -> Result<Option<UserDetail>, StoreError> {
             .unwrap_or_default(),
         None => vec![person.clone()],
     };
-    let (sessions, traits) =
-        load_sessions(c, &format!("anonymous_id IN {}", list(&anonymous_ids)))?;
+    let (sessions, traits) = load_sessions(
+        c,
+        &format!(
+            "anonymous_id IN {} AND {}",
+            list(&anonymous_ids),
+            bots.sql("device")
+        ),
+    )?;
     Ok(UserDetail::assemble(
         person,
         identified,
@@ -476,17 +482,19 @@ pub fn user(c: &Client, id: &str) -> Result<Option<UserDetail>, StoreError> {
     ))
 }
 
-/// People: `id`, `uid` (the user ID, `''` if none), `first_ms`, `last_ms`.
-fn people(db: &str) -> String {
+/// People: `id`, `uid` (the user ID, `''` if none), `first_ms`, `last_ms`, from the events
+/// `bots` counts.
+fn people(db: &str, bots: Bots) -> String {
     format!(
         "SELECT if(uid = '', anon, uid) AS id, uid, first_ms, last_ms FROM (
            SELECT any(anonymous_id) AS anon, any(alias_user) AS uid, min(time_ms) AS first_ms,
                   max(time_ms) AS last_ms
            FROM (SELECT anonymous_id, cityHash64(anonymous_id) AS anon_h, time_ms
-                 FROM {db}.events) AS e
+                 FROM {db}.events WHERE {counted}) AS e
            ANY LEFT JOIN {aliases} USING anon_h
            GROUP BY {PERSON_H})",
         aliases = aliases_h(db),
+        counted = bots.sql("device"),
     )
 }
 
@@ -513,7 +521,7 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
     }
     let (rows, _) = c.select(&format!(
         "SELECT * FROM ({people}) WHERE {conds} ORDER BY last_ms DESC, id ASC LIMIT {limit}",
-        people = people(db),
+        people = people(db, q.bots),
         conds = conds.join(" AND "),
         limit = q.limit + 1
     ))?;
@@ -559,8 +567,9 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
         .collect();
     let (counts, _) = c.select(&format!(
         "SELECT anonymous_id, uniqExact(session_id) AS n FROM {db}.events
-         WHERE anonymous_id IN {} GROUP BY anonymous_id",
-        list(&all)
+         WHERE anonymous_id IN {} AND {} GROUP BY anonymous_id",
+        list(&all),
+        q.bots.sql("device")
     ))?;
     let sessions: HashMap<String, u64> = counts
         .iter()
@@ -638,6 +647,7 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
         None => String::new(),
     };
     let (from, to) = (q.from_ms, q.to_ms);
+    let counted = q.bots.sql("device");
     let (rows, totals) = c.select(&format!(
         "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
                 sum(pages = 1 AND events = 1 + leaves) AS bounces
@@ -649,8 +659,10 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
                    argMin(anonymous_id, time_ms) AS anon, cityHash64(anon) AS anon_h,
                    argMin({key0}, time_ms) AS key0
             FROM {db}.events
-            WHERE cityHash64(session_id) IN (SELECT cityHash64(session_id) FROM {db}.events
-                                             WHERE time_ms >= {from} AND time_ms < {to})
+            WHERE {counted}
+              AND cityHash64(session_id) IN (SELECT cityHash64(session_id) FROM {db}.events
+                                             WHERE time_ms >= {from} AND time_ms < {to}
+                                               AND {counted})
             GROUP BY cityHash64(session_id)
             HAVING start_ms >= {from} AND start_ms < {to}) AS e
           ANY LEFT JOIN {aliases} USING anon_h)
@@ -686,23 +698,38 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
     })
 }
 
-pub fn session(c: &Client, id: &str) -> Result<Option<SessionView>, StoreError> {
-    let (sessions, _) = load_sessions(c, &format!("session_id = {}", lit(id)))?;
+pub fn session(c: &Client, id: &str, bots: Bots) -> Result<Option<SessionView>, StoreError> {
+    let (sessions, _) = load_sessions(
+        c,
+        &format!("session_id = {} AND {}", lit(id), bots.sql("device")),
+    )?;
     Ok(sessions.into_iter().next())
 }
 
-pub fn event_names(c: &Client, from_ms: i64, to_ms: i64) -> Result<Vec<(String, u64)>, StoreError> {
+pub fn event_names(
+    c: &Client,
+    from_ms: i64,
+    to_ms: i64,
+    bots: Bots,
+) -> Result<Vec<(String, u64)>, StoreError> {
     let (rows, _) = c.select(&format!(
         "SELECT name, uniqExact(event_id) AS n FROM {}.events
-         WHERE time_ms >= {from_ms} AND time_ms < {to_ms}
+         WHERE time_ms >= {from_ms} AND time_ms < {to_ms} AND {}
          GROUP BY name ORDER BY n DESC, name LIMIT 500",
-        c.database
+        c.database,
+        bots.sql("device")
     ))?;
     Ok(rows.iter().map(|r| (s(r, "name"), u(r, "n"))).collect())
 }
 
-pub fn property_keys(c: &Client, from_ms: i64, to_ms: i64) -> Result<PropertyKeys, StoreError> {
+pub fn property_keys(
+    c: &Client,
+    from_ms: i64,
+    to_ms: i64,
+    bots: Bots,
+) -> Result<PropertyKeys, StoreError> {
     let db = &c.database;
+    let counted = bots.sql("device");
     let counts = |rows: Vec<Value>| -> Vec<KeyCount> {
         rows.iter()
             .map(|r| KeyCount {
@@ -713,7 +740,8 @@ pub fn property_keys(c: &Client, from_ms: i64, to_ms: i64) -> Result<PropertyKey
     };
     let (event, _) = c.select(&format!(
         "SELECT k, count() AS n FROM (
-            SELECT prop_keys FROM {db}.events WHERE time_ms >= {from_ms} AND time_ms < {to_ms}
+            SELECT prop_keys FROM {db}.events
+            WHERE time_ms >= {from_ms} AND time_ms < {to_ms} AND {counted}
             ORDER BY time_ms DESC LIMIT 1 BY event_id LIMIT 5000)
          ARRAY JOIN prop_keys AS k GROUP BY k ORDER BY n DESC, k LIMIT 200"
     ))?;
@@ -729,7 +757,7 @@ pub fn property_keys(c: &Client, from_ms: i64, to_ms: i64) -> Result<PropertyKey
          GROUP BY k ORDER BY n DESC, k LIMIT 200",
         person = person("anonymous_id"),
         aliases = aliases(db, "anonymous_id"),
-        people = people(db),
+        people = people(db, bots),
     ))?;
     Ok(PropertyKeys {
         columns: column_names(),
