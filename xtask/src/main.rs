@@ -145,17 +145,40 @@ fn build_sdk(root: &Path) -> Result {
     bindgen("web", "esm", "footfall_sdk", &[])?;
     // binaryen from npm: Debian's wasm-opt 108 corrupts wasm-bindgen's externref table.
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
-    let opt = |from: PathBuf, to: PathBuf| {
+    // `--converge` repeats -Oz while it still shrinks the module; the target_features section
+    // is for tools (wasm-bindgen has read it), browsers ignore it.
+    const OPT_ARGS: &[&str] = &[
+        "-Oz",
+        "--converge",
+        "--strip-debug",
+        "--strip-producers",
+        "--strip-target-features",
+        "--enable-bulk-memory",
+        "--enable-nontrapping-float-to-int",
+        "--enable-sign-ext",
+        "--enable-mutable-globals",
+        "--enable-reference-types",
+    ];
+    // The optimising pass takes most of a warm build: its output is kept by the hash of its
+    // input and arguments, and reused while neither changes.
+    let cache = target_dir(root).join("wasm-opt-cache");
+    std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
+    let opt = |from: PathBuf, to: PathBuf| -> Result {
+        use std::hash::{Hash, Hasher};
+        let input = std::fs::read(&from).map_err(|e| format!("{}: {e}", from.display()))?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&input, OPT_ARGS).hash(&mut h);
+        let kept = cache.join(format!("{:016x}-{}.wasm", h.finish(), input.len()));
+        if std::fs::copy(&kept, &to).is_ok() {
+            return Ok(());
+        }
         run(Command::new(&wasm_opt)
-            // `--converge` repeats -Oz while it still shrinks the module; the target_features
-            // section is for tools (wasm-bindgen has read it), browsers ignore it.
-            .args(["-Oz", "--converge", "--strip-debug", "--strip-producers"])
-            .args(["--strip-target-features", "--enable-bulk-memory"])
-            .args(["--enable-nontrapping-float-to-int", "--enable-sign-ext"])
-            .args(["--enable-mutable-globals", "--enable-reference-types"])
-            .arg(from)
+            .args(OPT_ARGS)
+            .arg(&from)
             .arg("-o")
-            .arg(to))
+            .arg(&to))?;
+        std::fs::copy(&to, &kept).map_err(|e| format!("{}: {e}", kept.display()))?;
+        Ok(())
     };
     opt(
         gen.join("script/footfall_bg.wasm"),
