@@ -2,12 +2,6 @@
 // BiDi user context (own cookies and storage).
 import puppeteer from "puppeteer-core";
 
-/**
- * Each page in a window of its own: every page stays visible, as Playwright's pages are (a tab
- * behind another would be hidden, which ends its session in "tab" scope).
- */
-const TAB_TYPE = process.env.FOOTFALL_FIREFOX_TABS ? "tab" : "window";
-
 export async function launch() {
   const browser = await puppeteer.launch({
     browser: "firefox",
@@ -27,7 +21,8 @@ export async function launch() {
       const context = await browser.createBrowserContext();
       return {
         async open(url) {
-          const page = await context.newPage({ type: TAB_TYPE });
+          // A tab, as a person opens one: the tab it covers becomes hidden.
+          const page = await context.newPage();
           await page.goto(url);
           return tab(page);
         },
