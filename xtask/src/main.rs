@@ -4,7 +4,8 @@
 //!   the demo shop on SQLite under `./data`, print the demo page's and the API's URLs.
 //! - `cargo xtask test`  — install what is missing, then fmt check, clippy (warnings denied),
 //!   native tests (the ClickHouse ones again on current ClickHouse, through chDB), wasm tests,
-//!   the SDK build with its size budget, and the Chromium tests.
+//!   the SDK build with its size budget, the Chromium tests, and the cross-engine suite in
+//!   Chromium, Firefox and WebKit.
 //! - `cargo xtask build` / `setup` / `size` — the steps on their own.
 
 mod setup;
@@ -48,10 +49,10 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: cargo xtask <demo|test|build|setup|size>
   demo   build everything and start the collector with the demo site (SQLite under ./data)
-  test   run every check and test: fmt, clippy, native, wasm, end-to-end in Chromium
+  test   run every check and test: fmt, clippy, native, wasm, end-to-end in Chromium, Firefox and WebKit
   build  build the SDK (wasm + JS) and the collector
   dist   the release binary and target/dist/footfall-collector-VERSION-ARCH-linux.tar.gz
-  setup  install what is missing (wasm target, wasm-bindgen CLI, binaryen, Chromium, ClickHouse, npm packages)
+  setup  install what is missing (wasm target, wasm-bindgen CLI, binaryen, Chromium, Firefox, WebKitGTK, ClickHouse, npm packages)
   size   print the SDK's size report (raw, gzip, brotli)";
 
 fn root() -> PathBuf {
@@ -487,6 +488,59 @@ fn demo(root: &Path, started: Instant, extra: &[String]) -> Result {
     }
 }
 
+/// The cross-engine suite: the same scenarios in each engine (tests/e2e/engines/).
+const ENGINES_SUITE: &str = "tests/e2e/engines.test.mjs";
+
+/// Runs the cross-engine suite once per engine, the three at once (each mostly waits on its
+/// browser); prints each one's output and time when it is done, and fails if any failed.
+fn engines(root: &Path) -> Result {
+    let runs: Vec<_> = ["chromium", "firefox", "webkit"]
+        .into_iter()
+        .map(|engine| {
+            let mut cmd = Command::new("node");
+            cmd.env("FOOTFALL_COLLECTOR_BIN", release_bin(root))
+                .env("FOOTFALL_ENGINES", engine)
+                .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+                .arg(root.join(ENGINES_SUITE));
+            let run = std::thread::spawn(move || {
+                let t = Instant::now();
+                let out = cmd.output();
+                (out, t.elapsed())
+            });
+            (engine, run)
+        })
+        .collect();
+    let mut failed = vec![];
+    for (engine, run) in runs {
+        let (out, took) = run
+            .join()
+            .map_err(|_| format!("{engine}: the runner panicked"))?;
+        let out = out.map_err(|e| format!("cannot start node for {engine}: {e}"))?;
+        println!(
+            "\n--- {engine}: {} in {:.0} s ---\n{}{}",
+            if out.status.success() {
+                "passed"
+            } else {
+                "FAILED"
+            },
+            took.as_secs_f64(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            failed.push(engine);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the cross-engine suite failed in {}",
+            failed.join(", ")
+        ))
+    }
+}
+
 fn test(root: &Path) -> Result {
     let t = Instant::now();
     step("setup", || setup::all(root, true))?;
@@ -551,6 +605,7 @@ fn test(root: &Path) -> Result {
             .map_err(|e| e.to_string())?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.to_string_lossy().ends_with(".test.mjs"))
+            .filter(|p| !p.ends_with(ENGINES_SUITE))
             .collect();
         files.sort();
         run(Command::new("node")
@@ -558,6 +613,10 @@ fn test(root: &Path) -> Result {
             .args(["--test", "--test-concurrency=1"])
             .args(files))
     })?;
+    step(
+        "end-to-end tests in every engine (Chromium, Firefox, WebKit; in parallel)",
+        || engines(root),
+    )?;
     println!("\nall checks passed in {:.0} s", t.elapsed().as_secs_f64());
     Ok(())
 }

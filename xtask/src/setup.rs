@@ -1,8 +1,9 @@
 //! Installs what the build and the tests need (the wasm target, the wasm-bindgen CLI, Chromium,
 //! nginx, openssl and sqlite3 for the TLS proxy test, ClickHouse 18.16 for the collector's
 //! scale-out tests and chDB from PyPI for their pass on current ClickHouse, and from npm:
-//! binaryen's wasm-opt, esbuild, playwright-core), skipping what is already there, so a warm
-//! run costs a few version checks.
+//! binaryen's wasm-opt, esbuild, playwright-core, puppeteer-core, selenium-webdriver), Firefox
+//! ESR, WebKitGTK's WebKitWebDriver and Xvfb for the cross-engine tests, skipping what is
+//! already there, so a warm run costs a few version checks.
 
 use crate::{read, run, step, Result};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,12 @@ pub fn all(root: &Path, for_tests: bool) -> Result {
         }
         packages.push(("openssl", "openssl"));
         packages.push(("sqlite3", "sqlite3"));
+        // tests/e2e/engines.test.mjs: the SDK in Firefox ESR (puppeteer-core over WebDriver
+        // BiDi) and in WebKitGTK's MiniBrowser (WebKitWebDriver, on an Xvfb display the test
+        // starts itself).
+        packages.push(("firefox-esr", "firefox-esr"));
+        packages.push(("WebKitWebDriver", "webkit2gtk-driver"));
+        packages.push(("Xvfb", "xvfb"));
     }
     if which("node").is_none() || which("npm").is_none() {
         packages.push(("node", "nodejs"));
@@ -173,7 +180,9 @@ fn npm(root: &Path) -> Result {
             return Ok(());
         }
     }
+    // The browsers are Debian's: no npm package downloads one of its own.
     run(Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund"])
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+        .env("PUPPETEER_SKIP_DOWNLOAD", "1"))
 }
