@@ -7,7 +7,7 @@ mod common {
     pub mod process;
 }
 
-use common::http::request;
+use common::http::{post_as_person, request};
 use common::process::start_collector;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -74,21 +74,6 @@ impl Drop for Running {
     }
 }
 
-/// A batch as a person's browser sends it (requests without a user agent are a bot's, left out
-/// of the answers).
-fn post(addr: SocketAddr, body: &str) -> std::io::Result<common::http::Response> {
-    request(
-        addr,
-        "POST",
-        "/v1/batch",
-        &[("Content-Type", "text/plain"), ("User-Agent", BROWSER)],
-        body,
-    )
-}
-
-const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
-                       Chrome/131.0.0.0 Safari/537.36";
-
 fn get(addr: SocketAddr, path: &str) -> Value {
     let r = request(addr, "GET", path, &[("Authorization", "Bearer t")], "").unwrap();
     assert_eq!(r.status, 200, "GET {path}: {}", r.body);
@@ -116,7 +101,7 @@ fn a_backup_under_load_answers_as_the_original() {
     // Phase 1: three days ago, 300 people, 3,000 events, all acknowledged before the backup.
     for first in (0..3000).step_by(50) {
         let ids: Vec<u64> = (first..first + 50).collect();
-        let r = post(addr, &batch(1, &ids, 300, 3 * DAY_MS)).unwrap();
+        let r = post_as_person(addr, &batch(1, &ids, 300, 3 * DAY_MS)).unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
     }
 
@@ -131,7 +116,7 @@ fn a_backup_under_load_answers_as_the_original() {
                 while !stop.load(Ordering::Relaxed) {
                     let first = next.fetch_add(100, Ordering::Relaxed);
                     let ids: Vec<u64> = (first..first + 100).collect();
-                    let r = post(addr, &batch(2, &ids, 5000, 0)).unwrap();
+                    let r = post_as_person(addr, &batch(2, &ids, 5000, 0)).unwrap();
                     assert_eq!(r.status, 200, "{}", r.body);
                     acked.lock().unwrap().extend(&ids);
                 }

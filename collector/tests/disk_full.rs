@@ -9,11 +9,13 @@
 
 mod common {
     pub mod http;
+    pub mod process;
 }
 
-use common::http::request;
+use common::http::{post_as_person, request};
+use common::process::listening_address;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -75,33 +77,9 @@ fn start_on_tmpfs(dir: &str, size: &str) -> (Child, SocketAddr) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("unshare (util-linux)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("footfall listening on http://")
-        .unwrap_or_else(|| panic!("the collector did not start on the tmpfs: {line:?}"))
-        .parse()
-        .unwrap();
+    let addr = listening_address(&mut child);
     (child, addr)
 }
-
-/// A batch as a person's browser sends it (requests without a user agent are a bot's, left out
-/// of the answers).
-fn post(addr: SocketAddr, body: &str) -> std::io::Result<common::http::Response> {
-    request(
-        addr,
-        "POST",
-        "/v1/batch",
-        &[("Content-Type", "text/plain"), ("User-Agent", BROWSER)],
-        body,
-    )
-}
-
-const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
-                       Chrome/131.0.0.0 Safari/537.36";
 
 fn total_events(addr: SocketAddr) -> u64 {
     let r = request(
@@ -126,7 +104,7 @@ fn a_full_disk_is_a_503_to_retry_and_loses_nothing() {
     let mut next = 0u64;
     let mut acked = 0u64;
     for _ in 0..20 {
-        let r = post(addr, &batch(next)).unwrap();
+        let r = post_as_person(addr, &batch(next)).unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
         next += 100;
         acked += 100;
@@ -143,7 +121,7 @@ fn a_full_disk_is_a_503_to_retry_and_loses_nothing() {
     // SQLite may still fit a few commits in the WAL it has; then it is full.
     let mut refused = None;
     for _ in 0..2000 {
-        let r = post(addr, &batch(next)).unwrap();
+        let r = post_as_person(addr, &batch(next)).unwrap();
         if r.status == 200 {
             acked += 100;
             next += 100;
@@ -168,7 +146,7 @@ fn a_full_disk_is_a_503_to_retry_and_loses_nothing() {
         "{}",
         refused.head
     );
-    let again = post(addr, &batch(next)).unwrap();
+    let again = post_as_person(addr, &batch(next)).unwrap();
     assert_eq!(again.status, 503, "still full: {}", again.body);
     let head = request(addr, "GET", "/healthz", &[], "").unwrap();
     assert_eq!(head.status, 200, "the collector stays up");
@@ -182,7 +160,7 @@ fn a_full_disk_is_a_503_to_retry_and_loses_nothing() {
     std::fs::remove_file(&filler).unwrap();
     let mut taken = false;
     for _ in 0..100 {
-        let r = post(addr, &batch(next)).unwrap();
+        let r = post_as_person(addr, &batch(next)).unwrap();
         if r.status == 200 {
             let v: Value = serde_json::from_str(&r.body).unwrap();
             assert_eq!(v["accepted"], 100, "{v}");
@@ -195,7 +173,7 @@ fn a_full_disk_is_a_503_to_retry_and_loses_nothing() {
     acked += 100;
     next += 100;
     for _ in 0..5 {
-        let r = post(addr, &batch(next)).unwrap();
+        let r = post_as_person(addr, &batch(next)).unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
         acked += 100;
         next += 100;

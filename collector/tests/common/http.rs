@@ -58,3 +58,18 @@ pub fn post_batch(addr: SocketAddr, body: &str) -> std::io::Result<Response> {
         body,
     )
 }
+
+/// A batch as a person's browser sends it: requests without a user agent are a bot's, which
+/// the answers leave out.
+pub fn post_as_person(addr: SocketAddr, body: &str) -> std::io::Result<Response> {
+    request(
+        addr,
+        "POST",
+        "/v1/batch",
+        &[("Content-Type", "text/plain"), ("User-Agent", BROWSER)],
+        body,
+    )
+}
+
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                       Chrome/131.0.0.0 Safari/537.36";

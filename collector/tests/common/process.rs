@@ -1,4 +1,6 @@
 //! The real collector binary as a child process, for the tests that kill and restart it.
+// Each test crate that includes this module uses a part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -24,15 +26,19 @@ pub fn start_collector(dir: &Path, extra: &[&str]) -> (Child, SocketAddr) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let addr = listening_address(&mut child);
+    (child, addr)
+}
+
+/// Reads the collector's first line (`footfall listening on http://ADDR`) and its address.
+pub fn listening_address(child: &mut Child) -> SocketAddr {
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(child.stdout.take().expect("stdout piped"))
         .read_line(&mut line)
         .unwrap();
-    let addr = line
-        .trim()
+    line.trim()
         .strip_prefix("footfall listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .unwrap_or_else(|| panic!("the collector did not start: {line:?}"))
         .parse()
-        .unwrap();
-    (child, addr)
+        .unwrap()
 }
