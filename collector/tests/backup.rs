@@ -8,7 +8,7 @@ mod common {
 }
 
 use common::http::{post_as_person, request};
-use common::process::start_collector;
+use common::process::{start_collector, stored_event_ids};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -80,18 +80,6 @@ fn get(addr: SocketAddr, path: &str) -> Value {
     serde_json::from_str(&r.body).unwrap()
 }
 
-fn stored_ids(db: &std::path::Path) -> HashSet<String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let ids: Vec<String> = conn
-        .prepare("SELECT event_id FROM events")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    ids.into_iter().collect()
-}
-
 #[test]
 fn a_backup_under_load_answers_as_the_original() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,7 +138,7 @@ fn a_backup_under_load_answers_as_the_original() {
     assert!(during > 0, "the load went on while the backup ran");
 
     // Every event acknowledged before the backup began is in the copy.
-    let in_copy = stored_ids(&copy);
+    let in_copy: HashSet<String> = stored_event_ids(&copy).into_iter().collect();
     let missing = before
         .iter()
         .filter(|&&n| !in_copy.contains(&event_id(2, n)))

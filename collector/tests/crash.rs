@@ -9,7 +9,7 @@ mod common {
 }
 
 use common::http::post_batch;
-use common::process::start_collector;
+use common::process::{start_collector, stored_event_ids};
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
@@ -82,14 +82,9 @@ fn sigterm_drains_and_commits_before_exit() {
 }
 
 fn stored_ids(dir: &Path) -> HashSet<String> {
-    let conn = rusqlite::Connection::open(dir.join("footfall.sqlite")).unwrap();
-    let mut stmt = conn.prepare("SELECT event_id FROM events").unwrap();
-    let ids = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    ids
+    stored_event_ids(&dir.join("footfall.sqlite"))
+        .into_iter()
+        .collect()
 }
 
 #[test]
@@ -161,14 +156,7 @@ fn acknowledged_events_survive_kill_9() {
         "the load was real: {} events",
         acked.len()
     );
-    let conn = rusqlite::Connection::open(dir.path().join("footfall.sqlite")).unwrap();
-    let stored: Vec<String> = conn
-        .prepare("SELECT event_id FROM events")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let stored = stored_event_ids(&dir.path().join("footfall.sqlite"));
     let stored_set: HashSet<&String> = stored.iter().collect();
     assert_eq!(stored_set.len(), stored.len(), "an event stored twice");
     let missing: Vec<u64> = acked

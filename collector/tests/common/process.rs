@@ -42,3 +42,15 @@ pub fn listening_address(child: &mut Child) -> SocketAddr {
         .parse()
         .unwrap()
 }
+
+/// Every event ID in the SQLite store `db`, as many times as stored.
+pub fn stored_event_ids(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare("SELECT event_id FROM events").unwrap();
+    let ids = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    ids
+}
