@@ -55,8 +55,13 @@ const USAGE: &str = "usage: cargo xtask <demo|test|build|setup|size>
   setup  install what is missing (wasm target, wasm-bindgen CLI, binaryen, Chromium, Firefox, WebKitGTK, ClickHouse, npm packages)
   size   print the SDK's size report (raw, gzip, brotli)";
 
+/// The workspace of the checkout `cargo xtask` runs in. `cargo run` names the package's folder
+/// at run time; the folder baked in at compile time may be another clone's when the target dir
+/// is shared (CI's clones reuse one cache), so it is only the fallback.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
