@@ -187,7 +187,8 @@
       select("event", "Who used", [["", "any event"], ...opts.events.map((e) => [e, e])], params.get("event") || "", set("event")),
       select("last", "During", [["1d", "last 24 hours"], ["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]], params.get("last") || "", set("last")),
       select("interval", "By interval", [["day", "day"], ["hour", "hour"], ["week", "week"], ["month", "month"]], params.get("interval") || "day", set("interval")),
-      select("by", "Split by", [["", "none"], ...opts.fields.map((f) => [f, f])], params.get("by") || "", set("by")),
+      select("by", "By", [["", "interval"], ...opts.fields.map((f) => [f, f])], params.get("by") || "", set("by")),
+      select("split", "Split by", [["", "none"], ...opts.fields.map((f) => [f, f])], params.get("split") || "", set("split")),
       botsSwitch("insights", params),
       h("form", {
         class: "controls",
@@ -216,8 +217,10 @@
           h("div", { class: "muted" }, `${answer.metric} in total`))),
         empty ? h("p", { class: "muted", id: "empty" }, "Nothing matches yet. Open the demo shop (/demo/) and click around, or widen the range.") : chart(answer)),
       h("div", { class: "card" },
-        h("table", { id: "table" }, h("thead", {}, h("tr", {}, h("th", {}, params.get("by") || "interval"), h("th", { class: "num" }, answer.metric))),
-          h("tbody", {}, answer.table.map((r) => h("tr", {}, h("td", {}, r.key ?? "(none)"), h("td", { class: "num" }, fmt(r.value))))))),
+        h("table", { id: "table" }, h("thead", {}, h("tr", {}, h("th", {}, params.get("by") || "interval"),
+          params.get("split") ? h("th", {}, params.get("split")) : null, h("th", { class: "num" }, answer.metric))),
+          h("tbody", {}, answer.table.map((r) => h("tr", {}, h("td", {}, r.key ?? "(none)"),
+            params.get("split") ? h("td", {}, r.split ?? "(none)") : null, h("td", { class: "num" }, fmt(r.value))))))),
       h("div", { class: "card" }, h("h3", {}, "Meet your users"),
         answer.sample_users.length
           ? h("ul", { id: "samples" }, answer.sample_users.map((u) => h("li", {}, h("a", { href: userHref(u.id, params) }, u.id))))

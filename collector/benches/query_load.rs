@@ -12,7 +12,7 @@ mod clickhouse;
 
 use footfall_collector::config::Durability;
 use footfall_collector::store::{
-    Bots, ClickHouse, Field, Filter, InsightsQuery, Interval, Metric, SessionField,
+    ClickHouse, Field, Filter, InsightsQuery, Interval, Metric, Scope, SessionField,
     SessionStatsQuery, Sqlite, Store, StoredEvent, UsersQuery,
 };
 use std::time::{Duration, Instant};
@@ -173,14 +173,16 @@ fn main() {
         t0.elapsed().as_secs_f64()
     );
 
-    let daily = |split: Option<Field>, filters: Vec<Filter>| InsightsQuery {
+    let daily = |by: Option<Field>, filters: Vec<Filter>| InsightsQuery {
         metric: Metric::Users,
         from_ms: start,
         to_ms: now,
         interval: Interval::Day,
         events: Vec::new(),
-        split,
+        by,
+        split: None,
         filters,
+        sites: Vec::new(),
         tz: chrono_tz::Tz::UTC,
     };
     // The first query reads every event into the in-memory index; later ones read only
@@ -237,7 +239,9 @@ fn main() {
                 limit: 50,
                 cursor: None,
                 contains: None,
-                bots: Bots::default(),
+                scope: Scope::default(),
+                events: Vec::new(),
+                filters: Vec::new(),
             })
             .unwrap();
     });
@@ -248,7 +252,7 @@ fn main() {
                 to_ms: now,
                 user: None,
                 split: None,
-                bots: Bots::default(),
+                scope: Scope::default(),
             })
             .unwrap();
     });
@@ -259,7 +263,7 @@ fn main() {
                 to_ms: now,
                 user: None,
                 split: Some(SessionField::Browser),
-                bots: Bots::default(),
+                scope: Scope::default(),
             })
             .unwrap();
     });

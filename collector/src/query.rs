@@ -1,11 +1,12 @@
 //! The query API under `/api/v1` (product.md §2 "Query API"): bearer-token auth, parameter
 //! parsing with errors that name the parameter, and the answer shapes of the contract.
 
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{
-    rfc3339, Bots, Field, Filter, InsightsQuery, Interval, Metric, SessionField, SessionStatsQuery,
-    UsersCursor, UsersQuery,
+    rfc3339, Bots, Field, Filter, InsightsQuery, Interval, Metric, Scope, SessionField,
+    SessionStatsQuery, UsersCursor, UsersQuery,
 };
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -40,21 +41,51 @@ fn parse_bots(v: &str) -> Result<Bots, ApiError> {
     Bots::parse(v).ok_or_else(|| ApiError::param("bots", "must be exclude, include or only"))
 }
 
-/// Takes `bots=` out of the parameters (the default: leave bots out).
-fn bots_param(pairs: &mut Vec<(String, String)>) -> Result<Bots, ApiError> {
-    let mut bots = Bots::default();
-    let mut err = None;
-    pairs.retain(|(k, v)| {
-        if k != "bots" {
-            return true;
+/// Reads `bots=` and `site=` (repeatable) into `scope` if `k` is one of them. A site must be
+/// one the collector is configured with.
+fn take_scope(scope: &mut Scope, k: &str, v: &str, config: &Config) -> Result<bool, ApiError> {
+    match k {
+        "bots" => scope.bots = parse_bots(v)?,
+        "site" => {
+            for key in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if config.site(key).is_none() {
+                    let known: Vec<&str> = config.sites.iter().map(|s| s.key.as_str()).collect();
+                    return Err(ApiError::param(
+                        "site",
+                        format!(
+                            "{key:?} is not a site of this collector ({})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                if !scope.sites.iter().any(|s| s == key) {
+                    scope.sites.push(key.to_owned());
+                }
+            }
         }
-        match parse_bots(v) {
-            Ok(b) => bots = b,
-            Err(e) => err = Some(e),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The `bots=` and `site=` of parameters that take nothing else but those of `rest`, which
+/// `rest` reads (returning whether it took the parameter).
+fn scope_and(
+    pairs: &[(String, String)],
+    config: &Config,
+    endpoint: &str,
+    mut rest: impl FnMut(&str, &str) -> Result<bool, ApiError>,
+) -> Result<Scope, ApiError> {
+    let mut scope = Scope::default();
+    for (k, v) in pairs {
+        if !take_scope(&mut scope, k, v, config)? && !rest(k, v)? {
+            return Err(ApiError::param(
+                k,
+                format!("is not a parameter of {endpoint}"),
+            ));
         }
-        false
-    });
-    err.map_or(Ok(bots), Err)
+    }
+    Ok(scope)
 }
 
 /// `7d`, `24h`, `30m`, `2w` as milliseconds.
@@ -143,18 +174,40 @@ impl Range {
 
 const WEEK_MS: i64 = 7 * 86_400_000;
 
-fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError> {
+/// A field named by `by`, `split` or `field`, or an error that lists what may be named.
+fn parse_field(k: &str, v: &str) -> Result<Field, ApiError> {
+    Field::parse(v).ok_or_else(|| {
+        ApiError::param(
+            k,
+            format!("unknown field {v:?}: a column (browser, os, device, country, region, city, path, url, name, type, referrer, utm_*, site), event.KEY or user.KEY"),
+        )
+    })
+}
+
+/// `event=` (repeatable, or comma-separated) into `events`.
+fn take_events(events: &mut Vec<String>, v: &str) {
+    events.extend(
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from),
+    )
+}
+
+fn parse_insights(pairs: &[(String, String)], config: &Config) -> Result<InsightsQuery, ApiError> {
     let mut metric = None;
     let mut range = Range::default();
-    let mut interval = Interval::Day;
+    let mut interval = None;
     let mut events = Vec::new();
+    // With `by`, the series are per value, over `interval` buckets.
+    let mut by = None;
     let mut split = None;
     let mut filters = Vec::new();
     let mut tz = chrono_tz::Tz::UTC;
-    let mut bots = Bots::default();
+    let mut scope = Scope::default();
     for (k, v) in pairs {
         match k.as_str() {
-            "bots" => bots = parse_bots(v)?,
+            _ if take_scope(&mut scope, k, v, config)? => {}
             "metric" => {
                 metric = Some(match v.as_str() {
                     "users" => Metric::Users,
@@ -170,7 +223,7 @@ fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError>
             }
             _ if range.take(k, v)? => {}
             "interval" => {
-                interval = match v.as_str() {
+                interval = Some(match v.as_str() {
                     "hour" => Interval::Hour,
                     "day" => Interval::Day,
                     "week" => Interval::Week,
@@ -181,25 +234,11 @@ fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError>
                             "must be hour, day, week or month",
                         ))
                     }
-                }
+                })
             }
-            "event" => events.extend(
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from),
-            ),
-            "by" | "split" => {
-                if split.is_some() {
-                    return Err(ApiError::param(k, "only one of `by` and `split` at a time"));
-                }
-                split = Some(Field::parse(v).ok_or_else(|| {
-                    ApiError::param(
-                        k,
-                        format!("unknown field {v:?}: a column (browser, os, device, country, region, city, path, url, name, type, referrer, utm_*), event.KEY or user.KEY"),
-                    )
-                })?)
-            }
+            "event" => take_events(&mut events, v),
+            "by" => by = Some(parse_field(k, v)?),
+            "split" => split = Some(parse_field(k, v)?),
             "filter" => filters.push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?),
             "tz" => {
                 tz = v.parse().map_err(|_| {
@@ -215,15 +254,17 @@ fn parse_insights(pairs: &[(String, String)]) -> Result<InsightsQuery, ApiError>
     let metric = metric
         .ok_or_else(|| ApiError::param("metric", "is required (users, sessions or events)"))?;
     let (from_ms, to_ms) = range.resolve(WEEK_MS)?;
-    filters.extend(bots.filter());
+    filters.extend(scope.bots.filter());
     Ok(InsightsQuery {
         metric,
         from_ms,
         to_ms,
-        interval,
+        interval: interval.unwrap_or(Interval::Day),
         events,
+        by,
         split,
         filters,
+        sites: scope.sites,
         tz,
     })
 }
@@ -282,9 +323,9 @@ pub async fn run_view(
     pairs: &[(String, String)],
 ) -> Result<serde_json::Value, ApiError> {
     match view {
-        View::Insights => insights_answer(state, parse_insights(pairs)?).await,
+        View::Insights => insights_answer(state, parse_insights(pairs, &state.config)?).await,
         View::Users => {
-            let q = parse_users(pairs)?;
+            let q = parse_users(pairs, &state.config)?;
             let store = state.store.clone();
             let page = blocking(move || store.users(&q)).await?;
             Ok(json!({
@@ -293,7 +334,7 @@ pub async fn run_view(
             }))
         }
         View::Sessions => {
-            let q = parse_session_stats(pairs)?;
+            let q = parse_session_stats(pairs, &state.config)?;
             let store = state.store.clone();
             let stats = blocking(move || store.session_stats(&q)).await?;
             Ok(serde_json::to_value(stats).expect("plain data"))
@@ -340,7 +381,11 @@ fn to_csv(view: View, answer: &serde_json::Value) -> String {
                 .as_array()
                 .map(|a| a.iter().collect())
                 .unwrap_or_default(),
-            &["key", "value"],
+            if answer["split"].is_null() {
+                &["key", "value"]
+            } else {
+                &["key", "split", "value"]
+            },
         ),
         View::Users => (
             answer["users"]
@@ -401,12 +446,15 @@ async fn insights_answer(
             json!({ "key": s.key, "points": points })
         })
         .collect();
-    // Without a split, the table has one row per interval, keyed by its start.
-    let table: Vec<_> = if q.split.is_some() {
+    // Without `by` or `split`, the table has one row per interval, keyed by its start.
+    let table: Vec<_> = if q.by.is_some() || q.split.is_some() {
         answer
             .table
             .iter()
-            .map(|(k, v)| json!({ "key": k, "value": v }))
+            .map(|r| match q.split {
+                Some(_) => json!({ "key": r.key, "split": r.split, "value": r.value }),
+                None => json!({ "key": r.key, "value": r.value }),
+            })
             .collect()
     } else {
         answer.series[0]
@@ -420,6 +468,9 @@ async fn insights_answer(
         "from": rfc3339(q.from_ms),
         "to": rfc3339(q.to_ms),
         "interval": q.interval,
+        "by": q.by.as_ref().map(Field::name),
+        "split": q.split.as_ref().map(Field::name),
+        "sites": q.sites,
         "tz": q.tz.name(),
         "total": answer.total,
         "series": series,
@@ -434,11 +485,16 @@ pub async fn user(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let bots = only_bots_param(&req, "/api/v1/users/{id}")?;
+    let scope = scope_and(
+        &params(&req)?,
+        &state.config,
+        "/api/v1/users/{id}",
+        |_, _| Ok(false),
+    )?;
     let id = id.into_inner();
     let store = state.store.clone();
     let lookup = id.clone();
-    let detail = web::block(move || store.user(&lookup, bots))
+    let detail = web::block(move || store.user(&lookup, &scope))
         .await??
         .ok_or_else(|| ApiError::NotFound(format!("no user {id:?}")))?;
     Ok(HttpResponse::Ok().json(detail))
@@ -458,7 +514,7 @@ fn parse_limit(v: &str, max: usize) -> Result<usize, ApiError> {
         .ok_or_else(|| ApiError::param("limit", format!("must be a number from 1 to {max}")))
 }
 
-fn parse_users(pairs: &[(String, String)]) -> Result<UsersQuery, ApiError> {
+fn parse_users(pairs: &[(String, String)], config: &Config) -> Result<UsersQuery, ApiError> {
     let mut range = Range::default();
     let mut q = UsersQuery {
         from_ms: 0,
@@ -466,12 +522,14 @@ fn parse_users(pairs: &[(String, String)]) -> Result<UsersQuery, ApiError> {
         limit: 50,
         cursor: None,
         contains: None,
-        bots: Bots::default(),
+        scope: Scope::default(),
+        events: Vec::new(),
+        filters: Vec::new(),
     };
     for (k, v) in pairs {
         match k.as_str() {
             _ if range.take(k, v)? => {}
-            "bots" => q.bots = parse_bots(v)?,
+            _ if take_scope(&mut q.scope, k, v, config)? => {}
             "limit" => q.limit = parse_limit(v, 1000)?,
             "cursor" => {
                 q.cursor = Some(
@@ -480,6 +538,10 @@ fn parse_users(pairs: &[(String, String)]) -> Result<UsersQuery, ApiError> {
                 )
             }
             "contains" => q.contains = Some(v.clone()).filter(|v| !v.is_empty()),
+            "event" => take_events(&mut q.events, v),
+            "filter" => q
+                .filters
+                .push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?),
             _ => return Err(ApiError::param(k, "is not a parameter of /api/v1/users")),
         }
     }
@@ -495,25 +557,28 @@ pub async fn users(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     respond(answer, csv.then_some(View::Users))
 }
 
-fn parse_session_stats(pairs: &[(String, String)]) -> Result<SessionStatsQuery, ApiError> {
+fn parse_session_stats(
+    pairs: &[(String, String)],
+    config: &Config,
+) -> Result<SessionStatsQuery, ApiError> {
     let mut range = Range::default();
     let mut q = SessionStatsQuery {
         from_ms: 0,
         to_ms: 0,
         user: None,
         split: None,
-        bots: Bots::default(),
+        scope: Scope::default(),
     };
     for (k, v) in pairs {
         match k.as_str() {
             _ if range.take(k, v)? => {}
-            "bots" => q.bots = parse_bots(v)?,
+            _ if take_scope(&mut q.scope, k, v, config)? => {}
             "user" => q.user = Some(v.clone()),
             "split" | "by" => {
                 q.split = Some(SessionField::parse(v).ok_or_else(|| {
                     ApiError::param(
                         k,
-                        "must be one of browser, os, device, country, entry_path, user",
+                        "must be one of browser, os, device, country, entry_path, user, site",
                     )
                 })?)
             }
@@ -547,27 +612,19 @@ pub async fn session(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let bots = only_bots_param(&req, "/api/v1/sessions/{id}")?;
+    let scope = scope_and(
+        &params(&req)?,
+        &state.config,
+        "/api/v1/sessions/{id}",
+        |_, _| Ok(false),
+    )?;
     let id = id.into_inner();
     let store = state.store.clone();
     let lookup = id.clone();
-    let found = blocking(move || store.session(&lookup, bots))
+    let found = blocking(move || store.session(&lookup, &scope))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no session {id:?}")))?;
     Ok(HttpResponse::Ok().json(json!({ "session": found })))
-}
-
-/// The one parameter of the detail endpoints: `bots=`.
-fn only_bots_param(req: &HttpRequest, endpoint: &str) -> Result<Bots, ApiError> {
-    let mut pairs = params(req)?;
-    let bots = bots_param(&mut pairs)?;
-    match pairs.first() {
-        Some((k, _)) => Err(ApiError::param(
-            k,
-            format!("is not a parameter of {endpoint}"),
-        )),
-        None => Ok(bots),
-    }
 }
 
 /// `DELETE /api/v1/users/{id}`: erases every row of the person, all anonymous IDs included.
@@ -585,17 +642,16 @@ pub async fn erase_user(
     Ok(HttpResponse::Ok().json(json!({ "erased": erased })))
 }
 
-fn range_only(pairs: &[(String, String)], endpoint: &str) -> Result<(i64, i64), ApiError> {
+/// The scope and range of the endpoints that take nothing else (default range: 30 days).
+fn scope_and_range(
+    pairs: &[(String, String)],
+    config: &Config,
+    endpoint: &str,
+) -> Result<(Scope, i64, i64), ApiError> {
     let mut range = Range::default();
-    for (k, v) in pairs {
-        if !range.take(k, v)? {
-            return Err(ApiError::param(
-                k,
-                format!("is not a parameter of {endpoint}"),
-            ));
-        }
-    }
-    range.resolve(30 * 86_400_000)
+    let scope = scope_and(pairs, config, endpoint, |k, v| range.take(k, v))?;
+    let (from, to) = range.resolve(30 * 86_400_000)?;
+    Ok((scope, from, to))
 }
 
 /// `GET /api/v1/events`: event names and counts (default: the past 30 days).
@@ -604,11 +660,9 @@ pub async fn event_names(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let mut pairs = params(&req)?;
-    let bots = bots_param(&mut pairs)?;
-    let (from, to) = range_only(&pairs, "/api/v1/events")?;
+    let (scope, from, to) = scope_and_range(&params(&req)?, &state.config, "/api/v1/events")?;
     let store = state.store.clone();
-    let names = blocking(move || store.event_names(from, to, bots)).await?;
+    let names = blocking(move || store.event_names(from, to, &scope)).await?;
     let events: Vec<_> = names
         .into_iter()
         .map(|(name, count)| json!({"name": name, "count": count}))
@@ -622,11 +676,9 @@ pub async fn property_keys(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let mut pairs = params(&req)?;
-    let bots = bots_param(&mut pairs)?;
-    let (from, to) = range_only(&pairs, "/api/v1/properties")?;
+    let (scope, from, to) = scope_and_range(&params(&req)?, &state.config, "/api/v1/properties")?;
     let store = state.store.clone();
-    let keys = blocking(move || store.property_keys(from, to, bots)).await?;
+    let keys = blocking(move || store.property_keys(from, to, &scope)).await?;
     Ok(HttpResponse::Ok().json(keys))
 }
 
@@ -642,18 +694,19 @@ pub async fn property_values(
         .position(|(k, _)| k == "field")
         .ok_or_else(|| ApiError::param("field", "is required"))?;
     let (_, field) = pairs.remove(at);
-    let bots = bots_param(&mut pairs)?;
-    let (from_ms, to_ms) = range_only(&pairs, "/api/v1/properties/values")?;
-    let split = Field::parse(&field)
-        .ok_or_else(|| ApiError::param("field", format!("unknown field {field:?}")))?;
+    let (scope, from_ms, to_ms) =
+        scope_and_range(&pairs, &state.config, "/api/v1/properties/values")?;
+    let by = parse_field("field", &field)?;
     let q = InsightsQuery {
         metric: Metric::Events,
         from_ms,
         to_ms,
         interval: Interval::Month,
         events: Vec::new(),
-        split: Some(split),
-        filters: bots.filter().into_iter().collect(),
+        by: Some(by),
+        split: None,
+        filters: scope.bots.filter().into_iter().collect(),
+        sites: scope.sites,
         tz: chrono_tz::Tz::UTC,
     };
     let store = state.store.clone();
@@ -662,7 +715,7 @@ pub async fn property_values(
         .table
         .into_iter()
         .take(100)
-        .map(|(v, n)| json!({"value": v, "count": n}))
+        .map(|r| json!({"value": r.key, "count": r.value}))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "field": field, "values": values })))
 }
@@ -708,9 +761,9 @@ pub async fn save_report(
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(&query).map_err(|e| ApiError::param("query", e))?;
     match v {
-        View::Insights => parse_insights(&pairs).map(|_| ())?,
-        View::Users => parse_users(&pairs).map(|_| ())?,
-        View::Sessions => parse_session_stats(&pairs).map(|_| ())?,
+        View::Insights => parse_insights(&pairs, &state.config).map(|_| ())?,
+        View::Users => parse_users(&pairs, &state.config).map(|_| ())?,
+        View::Sessions => parse_session_stats(&pairs, &state.config).map(|_| ())?,
     }
     let token = || uuid::Uuid::new_v4().simple().to_string();
     let report = crate::store::Report {
@@ -791,7 +844,11 @@ mod tests {
     use super::*;
 
     fn q(s: &str) -> Result<InsightsQuery, ApiError> {
-        parse_insights(&serde_urlencoded::from_str::<Vec<(String, String)>>(s).unwrap())
+        let config = Config::default();
+        parse_insights(
+            &serde_urlencoded::from_str::<Vec<(String, String)>>(s).unwrap(),
+            &config,
+        )
     }
 
     #[test]

@@ -103,7 +103,7 @@ async fn the_golden_batch_is_stored_once() {
     let user = h
         .state
         .store
-        .user("ann@example.com", Bots::Include)
+        .user("ann@example.com", &Bots::Include.into())
         .unwrap()
         .unwrap();
     let events: Vec<_> = user.sessions.iter().flat_map(|s| &s.events).collect();
@@ -120,7 +120,7 @@ async fn enrichment_reads_the_user_agent() {
     let user = h
         .state
         .store
-        .user("ann@example.com", Bots::Exclude)
+        .user("ann@example.com", &Bots::Exclude.into())
         .unwrap()
         .unwrap();
     let session = &user.sessions[0];
@@ -592,7 +592,7 @@ async fn the_client_ip_is_placed_and_not_kept() {
     let user = h
         .state
         .store
-        .user("ann@example.com", Bots::Include)
+        .user("ann@example.com", &Bots::Include.into())
         .unwrap()
         .unwrap();
     let s = &user.sessions[0];
@@ -621,7 +621,7 @@ async fn the_client_ip_is_placed_and_not_kept() {
     let user = h
         .state
         .store
-        .user("bo@example.com", Bots::Include)
+        .user("bo@example.com", &Bots::Include.into())
         .unwrap()
         .unwrap();
     assert_eq!(user.sessions[0].city.as_deref(), Some("Linköping"));

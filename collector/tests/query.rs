@@ -333,10 +333,10 @@ async fn every_answer_matches_the_raw_events() {
             Box::new(|e: &Ev| pro.contains(&person[&e.anon]).then(|| "pro".to_owned())),
         ),
     ];
-    for (split, key) in splits {
+    for (by, key) in &splits {
         let got = get(
             &app,
-            &format!("/api/v1/insights?metric=sessions&split={split}&from={from}&to={to}"),
+            &format!("/api/v1/insights?metric=sessions&by={by}&from={from}&to={to}"),
         )
         .await;
         let mut want: BTreeMap<Option<String>, BTreeSet<&String>> = BTreeMap::new();
@@ -344,14 +344,65 @@ async fn every_answer_matches_the_raw_events() {
             want.entry(key(e)).or_default().insert(&e.session);
         }
         let table = got["table"].as_array().unwrap();
-        assert_eq!(table.len(), want.len(), "split {split}: {got}");
+        assert_eq!(table.len(), want.len(), "by {by}: {got}");
         for row in table {
             let k = row["key"].as_str().map(str::to_owned);
+            assert!(row.get("split").is_none(), "{row}");
             assert_eq!(
                 row["value"].as_u64().unwrap(),
                 want[&k].len() as u64,
-                "split {split} key {k:?}"
+                "by {by} key {k:?}"
             );
+        }
+    }
+    // `by` with `split`: a row per pair of values; `split` alone: a row per day and value.
+    let day_of = |t: i64| {
+        chrono::DateTime::from_timestamp_millis(t.div_euclid(DAY) * DAY)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    for (by, by_key) in &splits {
+        for (split, split_key) in &splits {
+            let (want, query) = match by == split {
+                // The same field twice stands for `split` alone, over days.
+                true => {
+                    let mut want: BTreeMap<_, BTreeSet<&String>> = BTreeMap::new();
+                    for e in &events {
+                        let k = (Some(day_of(e.t)), split_key(e));
+                        want.entry(k).or_default().insert(&e.session);
+                    }
+                    (want, format!("split={split}"))
+                }
+                false => {
+                    let mut want: BTreeMap<_, BTreeSet<&String>> = BTreeMap::new();
+                    for e in &events {
+                        want.entry((by_key(e), split_key(e)))
+                            .or_default()
+                            .insert(&e.session);
+                    }
+                    (want, format!("by={by}&split={split}"))
+                }
+            };
+            let got = get(
+                &app,
+                &format!("/api/v1/insights?metric=sessions&{query}&from={from}&to={to}"),
+            )
+            .await;
+            let table = got["table"].as_array().unwrap();
+            let rows: BTreeMap<_, u64> = table
+                .iter()
+                .map(|r| {
+                    let text = |k: &str| r[k].as_str().map(str::to_owned);
+                    ((text("key"), text("split")), r["value"].as_u64().unwrap())
+                })
+                .collect();
+            let want: BTreeMap<_, u64> = want
+                .into_iter()
+                .map(|(k, sessions)| (k, sessions.len() as u64))
+                .collect();
+            assert_eq!(rows, want, "{query}");
+            assert_eq!(table.len(), rows.len(), "{query}: one row per pair");
         }
     }
 
@@ -937,4 +988,220 @@ async fn bots_are_left_out_unless_asked_for() {
             "{v}"
         );
     }
+}
+
+#[actix_web::test]
+async fn sites_are_kept_apart_and_the_users_feed_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(Args {
+        data_dir: Some(dir.path().into()),
+        admin_token: Some("t".into()),
+        rate_limit: Some(0),
+        sites: vec!["a=https://a.example".into(), "b=https://b.example".into()],
+        ..Args::default()
+    })
+    .unwrap();
+    let store = footfall_collector::store::open(&config).unwrap();
+    let state = web::Data::new(AppState::new(config, store).unwrap());
+    let app = app!(state);
+    let start = (chrono::Utc::now().timestamp_millis() / DAY - 10) * DAY;
+    let events = generate(start);
+    // Every visitor on one site: even ones on a, odd ones on b (by their number).
+    let site_of = |e: &Ev| {
+        let n: u32 = e.anon.trim_start_matches("anon-").parse().unwrap();
+        if n.is_multiple_of(2) {
+            "a"
+        } else {
+            "b"
+        }
+    };
+    let mut by_anon: BTreeMap<String, Vec<&Ev>> = BTreeMap::new();
+    for e in &events {
+        by_anon.entry(e.anon.clone()).or_default().push(e);
+    }
+    for evs in by_anon.values() {
+        let batch = json!({"key": site_of(evs[0]),
+                           "events": evs.iter().map(|e| wire(e)).collect::<Vec<_>>()});
+        let req = test::TestRequest::post()
+            .uri("/v1/batch")
+            .insert_header(("user-agent", AGENTS[evs[0].browser].1))
+            .set_payload(batch.to_string())
+            .to_request();
+        assert_eq!(test::call_service(&app, req).await.status(), 200);
+    }
+    let person = people(&events);
+    let (from, to) = (day(start), day(start + 10 * DAY));
+    let range = format!("from={from}&to={to}");
+    let people_of = |keep: &dyn Fn(&Ev) -> bool| -> BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| keep(e))
+            .map(|e| person[&e.anon].clone())
+            .collect()
+    };
+
+    // Insights per site, for both, and by site.
+    let all = people_of(&|_| true);
+    let (on_a, on_b) = (
+        people_of(&|e| site_of(e) == "a"),
+        people_of(&|e| site_of(e) == "b"),
+    );
+    assert!(!on_a.is_empty() && !on_b.is_empty());
+    for (query, want) in [
+        ("site=a", &on_a),
+        ("site=b", &on_b),
+        ("site=a&site=b", &all),
+        ("site=b,a", &all),
+        ("", &all),
+    ] {
+        let got = get(
+            &app,
+            &format!("/api/v1/insights?metric=users&{range}&{query}"),
+        )
+        .await;
+        assert_eq!(got["total"].as_u64().unwrap(), want.len() as u64, "{query}");
+    }
+    let got = get(
+        &app,
+        &format!("/api/v1/insights?metric=users&by=site&{range}"),
+    )
+    .await;
+    let table: BTreeMap<&str, u64> = got["table"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["key"].as_str().unwrap(), r["value"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        table,
+        BTreeMap::from([("a", on_a.len() as u64), ("b", on_b.len() as u64)])
+    );
+    let got = get(
+        &app,
+        &format!("/api/v1/insights?metric=users&filter=site:neq:a&{range}"),
+    )
+    .await;
+    assert_eq!(got["total"].as_u64().unwrap(), on_b.len() as u64);
+
+    // An unknown site is an error that names the parameter, on every query endpoint.
+    for path in [
+        "/api/v1/insights?metric=users&site=c",
+        "/api/v1/users?site=c",
+        "/api/v1/users/anon-000?site=c",
+        "/api/v1/sessions/stats?site=c",
+        "/api/v1/sessions/x?site=c",
+        "/api/v1/events?site=c",
+        "/api/v1/properties?site=c",
+        "/api/v1/properties/values?field=browser&site=c",
+    ] {
+        let (status, body) = send(&app, "GET", path, Some("t"), None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid-parameter", "{path}: {body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`site`"));
+    }
+
+    // Sessions, event names and a person's page per site.
+    let sessions_of = |site: &str| -> BTreeSet<&String> {
+        events
+            .iter()
+            .filter(|e| site_of(e) == site)
+            .map(|e| &e.session)
+            .collect()
+    };
+    for site in ["a", "b"] {
+        let got = get(&app, &format!("/api/v1/sessions/stats?{range}&site={site}")).await;
+        assert_eq!(
+            got["total_sessions"].as_u64().unwrap(),
+            sessions_of(site).len() as u64
+        );
+        let names = get(&app, &format!("/api/v1/events?{range}&site={site}")).await;
+        let count: u64 = names["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum();
+        let want = events.iter().filter(|e| site_of(e) == site).count();
+        assert_eq!(count, want as u64, "event names of {site}");
+    }
+    // Someone seen on b only (a person may have visited both sites).
+    let id = on_b.iter().find(|p| !on_a.contains(*p)).unwrap();
+    let (status, _) = send(
+        &app,
+        "GET",
+        &format!("/api/v1/users/{id}?site=a"),
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{id} has no sessions on a");
+    let got = get(&app, &format!("/api/v1/users/{id}?site=b")).await;
+    assert!(got["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["site"] == "b"));
+
+    // The users feed filtered by an event done, a user property, an event column and a site.
+    let pro: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e.kind == "identify")
+        .map(|e| person[&e.anon].clone())
+        .collect();
+    assert!(!pro.is_empty());
+    let range = &range;
+    let feed = |query: String| {
+        let app = &app;
+        async move {
+            let got = get(app, &format!("/api/v1/users?{range}&limit=1000&{query}")).await;
+            assert!(got["next_cursor"].is_null());
+            got["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["id"].as_str().unwrap().to_owned())
+                .collect::<BTreeSet<String>>()
+        }
+    };
+    let firefox = AGENTS.iter().position(|a| a.0 == "Firefox").unwrap();
+    for (query, want) in [
+        (
+            "event=purchase".to_owned(),
+            people_of(&|e| e.name == "purchase"),
+        ),
+        (
+            "event=purchase&site=b".into(),
+            people_of(&|e| e.name == "purchase" && site_of(e) == "b"),
+        ),
+        ("filter=user.plan:eq:pro".into(), pro.clone()),
+        (
+            "filter=browser:eq:Firefox&filter=event.n:gt:3".into(),
+            people_of(&|e| e.browser == firefox && e.seq > 3),
+        ),
+        (
+            "event=search&filter=event.n:eq:2".into(),
+            people_of(&|e| e.name == "search" && e.seq == 2),
+        ),
+        ("site=a".into(), on_a.clone()),
+    ] {
+        let got = feed(query.clone()).await;
+        assert!(!want.is_empty(), "{query}");
+        assert_eq!(got, want, "{query}");
+    }
+    let (status, body) = send(
+        &app,
+        "GET",
+        "/api/v1/users?filter=plan:eq:pro",
+        Some("t"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`filter`"));
 }

@@ -1,8 +1,9 @@
 //! One suite over the `Store` trait, run against SQLite and against a real ClickHouse: the same
 //! generated events go into both, and every analysis method must give the same answer —
 //! insights for each metric, interval, time zone, split and filter (event columns, `event.KEY`
-//! and `user.KEY`), the users feed page by page, each user and session, session statistics
-//! with every split, event names, property keys, reports and erasure. Some batches are sent
+//! and `user.KEY`), `by` with `split`, sites, the users feed page by page (filtered too), each
+//! user and session, session statistics with every split, event names, property keys,
+//! reports and erasure. Some batches are sent
 //! twice: both stores must find the same duplicates and count nothing twice.
 
 mod common {
@@ -76,6 +77,8 @@ fn generate(start: i64) -> Vec<StoredEvent> {
         let pick = if v == 1 { 4 } else { rng.next(5) as usize };
         let (browser, version, os, device) = browsers[pick];
         let country = rng.pick(&countries);
+        // Two sites: every third visitor is on the shop's.
+        let site = if v % 3 == 2 { "shop" } else { "demo" };
         let mut identified = false;
         let mut t = start + rng.next(45 * DAY as u64) as i64;
         // Visitors 0 and 1 have two sessions at least, so both are identified as Ann.
@@ -113,6 +116,7 @@ fn generate(start: i64) -> Vec<StoredEvent> {
                     e.client_ms = t - 1500;
                     e.server_ms = t + 20;
                     e.anonymous_id = anon.clone();
+                    e.site = site.into();
                     e.user_id = if identified { user_id.clone() } else { None };
                     e.session_id = session.clone();
                     e.seq = seq;
@@ -246,7 +250,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         Interval::Month,
     ];
     let metrics = [Metric::Users, Metric::Sessions, Metric::Events];
-    let query = |metric, interval, tz, split: Option<Field>, filters: Vec<Filter>| {
+    let query = |metric, interval, tz, by: Option<Field>, filters: Vec<Filter>| {
         let (from_ms, to_ms) = match interval {
             Interval::Hour => (start + 3 * DAY + 7 * HOUR / 3, start + 6 * DAY),
             _ => (start + DAY / 3, end),
@@ -257,8 +261,10 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
             to_ms,
             interval,
             events: Vec::new(),
-            split,
+            by,
+            split: None,
             filters,
+            sites: Vec::new(),
             tz,
         }
     };
@@ -284,6 +290,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         "title",
         "country",
         "user.seats",
+        "site",
     ]);
     let filter_sets: Vec<Vec<&str>> = vec![
         vec![],
@@ -314,6 +321,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         vec!["referrer:lt:h"],
         vec!["device:neq:bot"],
         vec!["device:eq:bot", "browser:neq:Chrome"],
+        vec!["site:eq:shop"],
     ];
     let mut i = 0usize;
     for filters in &filter_sets {
@@ -343,8 +351,72 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     q.events = vec!["buy".into(), "$identify".into()];
     same("who used", &|s| format!("{:?}", s.insights(&q).unwrap()));
 
+    // `by` with `split`, `split` over time, and sites.
+    let site_sets: [Vec<String>; 4] = [
+        vec![],
+        vec!["demo".into()],
+        vec!["shop".into()],
+        vec!["shop".into(), "demo".into()],
+    ];
+    let pairs = [
+        ("browser", "country"),
+        ("", "browser"),
+        ("name", "user.plan"),
+        ("event.plan", "site"),
+        ("user.plan", "event.v"),
+        ("", "user.seats"),
+        ("path", "url"),
+    ];
+    for (n, (by, split)) in pairs.iter().enumerate() {
+        for (m, sites) in site_sets.iter().enumerate() {
+            let k = n * 4 + m;
+            let mut q = query(
+                metrics[k % 3],
+                intervals[(k / 3) % 4],
+                tzs[k % 4],
+                fields(&[by])[0].clone(),
+                filter_sets[k % filter_sets.len()]
+                    .iter()
+                    .map(|f| Filter::parse(f).unwrap())
+                    .collect(),
+            );
+            q.split = fields(&[split])[0].clone();
+            q.sites = sites.clone();
+            let answers: Vec<Insights> = stores.iter().map(|s| s.insights(&q).unwrap()).collect();
+            assert_eq!(answers[0], answers[1], "{q:?}");
+            if m == 0 && q.filters.is_empty() {
+                assert!(!answers[0].table.is_empty(), "{q:?}");
+            }
+            // Every row names its split value; rows keyed by bucket with `split` alone.
+            for row in &answers[0].table {
+                if by.is_empty() {
+                    assert!(
+                        row.key.as_deref().is_some_and(|k| k.ends_with('Z')),
+                        "{row:?}"
+                    );
+                }
+            }
+        }
+    }
+    // A site's answer counts only its events: the shop's users and the demo's add up to all.
+    let users_of = |sites: &[String]| {
+        let mut q = query(Metric::Events, Interval::Day, tzs[0], None, Vec::new());
+        q.sites = sites.to_vec();
+        sqlite.insights(&q).unwrap().total
+    };
+    assert_eq!(
+        users_of(&site_sets[1]) + users_of(&site_sets[2]),
+        users_of(&site_sets[0])
+    );
+    assert!(users_of(&site_sets[2]) > 0);
+    assert_eq!(users_of(&site_sets[3]), users_of(&site_sets[0]));
+
     // The users feed, page by page, and searches, with bots left out, included and alone.
     let all_bots = [Bots::Exclude, Bots::Include, Bots::Only];
+    let scope = |bots: Bots| Scope {
+        bots,
+        sites: Vec::new(),
+    };
     for (contains, bots) in [None, Some("ANN"), Some("'"), Some("anon-00"), Some("")]
         .into_iter()
         .flat_map(|c| all_bots.map(|b| (c, b)))
@@ -358,7 +430,9 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
                 limit: 7,
                 cursor: cursor.clone(),
                 contains: contains.map(str::to_owned),
-                bots,
+                scope: scope(bots),
+                events: Vec::new(),
+                filters: Vec::new(),
             };
             let pages_seen: Vec<UsersPage> = stores.iter().map(|s| s.users(&q).unwrap()).collect();
             assert_eq!(pages_seen[0], pages_seen[1], "users {q:?}");
@@ -379,12 +453,58 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
             limit: 100,
             cursor: None,
             contains: None,
-            bots,
+            scope: scope(bots),
+            events: Vec::new(),
+            filters: Vec::new(),
         };
         same("users in a window", &|s| {
             format!("{:?}", s.users(&q).unwrap())
         });
     }
+    // The feed filtered by sites, events done and properties, page by page.
+    let user_filters: [&[&str]; 6] = [
+        &[],
+        &["browser:eq:Chrome"],
+        &["user.plan:neq:free"],
+        &["event.price:gt:50", "path:contains:pro"],
+        &["site:eq:shop"],
+        &["country:exists", "user.seats:lt:30"],
+    ];
+    let mut filtered = 0;
+    for (n, filters) in user_filters.iter().enumerate() {
+        for (m, sites) in site_sets.iter().enumerate() {
+            for events in [
+                vec![],
+                vec!["buy".to_owned()],
+                vec!["play".into(), "$set".into()],
+            ] {
+                let mut cursor = None;
+                loop {
+                    let q = UsersQuery {
+                        from_ms: start + 3 * DAY,
+                        to_ms: end,
+                        limit: 9,
+                        cursor: cursor.clone(),
+                        contains: (n == 2 && m == 1).then(|| "0".into()),
+                        scope: Scope {
+                            bots: all_bots[(n + m) % 3],
+                            sites: sites.clone(),
+                        },
+                        events: events.clone(),
+                        filters: filters.iter().map(|f| Filter::parse(f).unwrap()).collect(),
+                    };
+                    let got: Vec<UsersPage> = stores.iter().map(|s| s.users(&q).unwrap()).collect();
+                    assert_eq!(got[0], got[1], "users {q:?}");
+                    filtered += got[0].users.len();
+                    cursor = got[0].next.clone();
+                    if cursor.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    assert!(filtered > 100, "{filtered} users in the filtered feeds");
     // Bots are left out by default: nobody in the default feed is only a bot, and the person
     // with a bot's browser too keeps only the other browser's sessions.
     let feed = |bots| {
@@ -395,7 +515,9 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
                 limit: 1000,
                 cursor: None,
                 contains: None,
-                bots,
+                scope: scope(bots),
+                events: Vec::new(),
+                filters: Vec::new(),
             })
             .unwrap()
             .users
@@ -423,9 +545,13 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     ids.sort();
     ids.dedup();
     for id in &ids {
-        for bots in all_bots {
-            same(&format!("user {id} {bots:?}"), &|s| {
-                format!("{:?}", s.user(id, bots).unwrap())
+        for (n, bots) in all_bots.iter().enumerate() {
+            let scope = Scope {
+                bots: *bots,
+                sites: site_sets[n].clone(),
+            };
+            same(&format!("user {id} {scope:?}"), &|s| {
+                format!("{:?}", s.user(id, &scope).unwrap())
             });
         }
     }
@@ -433,9 +559,13 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     sessions.sort();
     sessions.dedup();
     for id in sessions.iter().chain([&"none".to_owned()]) {
-        for bots in all_bots {
-            same(&format!("session {id} {bots:?}"), &|s| {
-                format!("{:?}", s.session(id, bots).unwrap())
+        for (n, bots) in all_bots.iter().enumerate() {
+            let scope = Scope {
+                bots: *bots,
+                sites: site_sets[n + 1].clone(),
+            };
+            same(&format!("session {id} {scope:?}"), &|s| {
+                format!("{:?}", s.session(id, &scope).unwrap())
             });
         }
     }
@@ -449,6 +579,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         Some(SessionField::Country),
         Some(SessionField::EntryPath),
         Some(SessionField::User),
+        Some(SessionField::Site),
     ] {
         for (from_ms, to_ms) in [(start, end), (start + 5 * DAY, start + 12 * DAY)] {
             for (user, bots) in [
@@ -465,7 +596,10 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
                     to_ms,
                     user: user.map(str::to_owned),
                     split,
-                    bots,
+                    scope: Scope {
+                        bots,
+                        sites: site_sets[(from_ms / DAY) as usize % 4].clone(),
+                    },
                 };
                 same(&format!("{q:?}"), &|s| {
                     format!("{:?}", s.session_stats(&q).unwrap())
@@ -475,12 +609,19 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     }
 
     for (from_ms, to_ms) in [(start, end), (start + 5 * DAY, start + 9 * DAY)] {
-        for bots in all_bots {
+        for (bots, sites) in all_bots
+            .iter()
+            .flat_map(|b| site_sets.iter().map(move |s| (b, s)))
+        {
+            let scope = Scope {
+                bots: *bots,
+                sites: sites.clone(),
+            };
             same("event names", &|s| {
-                format!("{:?}", s.event_names(from_ms, to_ms, bots).unwrap())
+                format!("{:?}", s.event_names(from_ms, to_ms, &scope).unwrap())
             });
             same("property keys", &|s| {
-                format!("{:?}", s.property_keys(from_ms, to_ms, bots).unwrap())
+                format!("{:?}", s.property_keys(from_ms, to_ms, &scope).unwrap())
             });
         }
     }
@@ -537,10 +678,10 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         assert!(erased[0].events > 0);
     }
     same("erased user", &|s| {
-        format!("{:?}", s.user("anon-000", Bots::Include).unwrap())
+        format!("{:?}", s.user("anon-000", &scope(Bots::Include)).unwrap())
     });
     assert!(stores[1]
-        .user("ann@example.com", Bots::Include)
+        .user("ann@example.com", &scope(Bots::Include))
         .unwrap()
         .is_none());
     for metric in metrics {
@@ -561,7 +702,9 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         limit: 1000,
         cursor: None,
         contains: None,
-        bots: Bots::Include,
+        scope: scope(Bots::Include),
+        events: Vec::new(),
+        filters: vec![Filter::parse("user.plan:exists").unwrap()],
     };
     same("users after erase", &|s| {
         format!("{:?}", s.users(&q).unwrap())
@@ -571,7 +714,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         to_ms: end,
         user: None,
         split: Some(SessionField::User),
-        bots: Bots::Exclude,
+        scope: scope(Bots::Exclude),
     };
     same("sessions after erase", &|s| {
         format!("{:?}", s.session_stats(&q).unwrap())

@@ -15,8 +15,9 @@
 
 use super::sqlite::{filter_sql, Sql};
 use super::{
-    series_from_grid, Field, Filter, Insights, InsightsQuery, Metric, Op, SessionField,
-    SessionSplitRow, SessionStats, SessionStatsQuery, SessionTotals, StoreError,
+    rfc3339, series_from_grid, sort_table, Field, Filter, Insights, InsightsQuery, Metric, Op,
+    SessionField, SessionSplitRow, SessionStats, SessionStatsQuery, SessionTotals, StoreError,
+    TableRow, UsersQuery,
 };
 use rusqlite::{params_from_iter, Connection};
 use std::collections::HashMap;
@@ -40,7 +41,13 @@ const DIMS: &[&str] = &[
     "utm_content",
     "language",
     "timezone",
+    "site",
 ];
+
+/// The position of a column in [`DIMS`].
+fn dim(d: &str) -> usize {
+    DIMS.iter().position(|x| *x == d).expect("a column of DIMS")
+}
 
 /// Strings to dense numbers and back.
 #[derive(Default)]
@@ -84,6 +91,17 @@ fn source(f: &Field) -> Source {
         Field::EventProp(k) => Source::Prop(k.clone()),
         Field::UserProp(_) => Source::People,
     }
+}
+
+/// What a query selects events by, before it groups them.
+pub(super) struct Selection<'a> {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Event names (none: any).
+    pub events: &'a [String],
+    /// Site keys (none: any).
+    pub sites: &'a [String],
+    pub filters: &'a [Filter],
 }
 
 #[derive(Default)]
@@ -260,29 +278,38 @@ impl Index {
         self.rowid.binary_search(&rowid).ok()
     }
 
-    pub fn insights(
-        &self,
-        c: &Connection,
-        q: &InsightsQuery,
-        starts: &[i64],
-    ) -> Result<Insights, StoreError> {
+    /// Which events pass a selection: in its range, of its events and sites, and through
+    /// every filter.
+    fn passing(&self, c: &Connection, w: &Selection) -> Result<Vec<bool>, StoreError> {
         let n = self.time.len();
         // Which events pass: time, names, then each filter.
         let mut pass: Vec<bool> = (0..n)
-            .map(|i| self.time[i] >= q.from_ms && self.time[i] < q.to_ms)
+            .map(|i| self.time[i] >= w.from_ms && self.time[i] < w.to_ms)
             .collect();
-        if !q.events.is_empty() {
+        if !w.events.is_empty() {
             let wanted: Vec<bool> = self
                 .names
                 .values
                 .iter()
-                .map(|v| q.events.contains(v))
+                .map(|v| w.events.contains(v))
                 .collect();
             for (i, p) in pass.iter_mut().enumerate() {
                 *p = *p && wanted[self.name[i] as usize];
             }
         }
-        for f in &q.filters {
+        if !w.sites.is_empty() {
+            let site_at = dim("site");
+            let ok: Vec<bool> = self
+                .tuples
+                .values
+                .iter()
+                .map(|t| w.sites.contains(&t[site_at]))
+                .collect();
+            for (i, p) in pass.iter_mut().enumerate() {
+                *p = *p && ok[self.dims[i] as usize];
+            }
+        }
+        for f in w.filters {
             match source(&f.field) {
                 Source::Name => self.keep(&mut pass, &self.name, &self.names.values, f),
                 Source::Path => self.keep(&mut pass, &self.path, &self.paths.values, f),
@@ -316,9 +343,9 @@ impl Index {
                 Source::Events => {
                     let mut sql = Sql::default();
                     sql.push("SELECT e.rowid FROM events e WHERE e.time_ms >= ")
-                        .bind(q.from_ms)
+                        .bind(w.from_ms)
                         .push(" AND e.time_ms < ")
-                        .bind(q.to_ms)
+                        .bind(w.to_ms)
                         .push(" AND ");
                     filter_sql(&mut sql, f);
                     let mut ok = vec![false; n];
@@ -353,73 +380,34 @@ impl Index {
                 }
             }
         }
+        Ok(pass)
+    }
 
-        // The split key of each passing event, as a number into `keys`.
-        let mut keys: Dict<Option<String>> = Dict::default();
-        let none = keys.intern(&None);
-        let key_of: Box<dyn Fn(usize) -> u32> = match q.split.as_ref().map(|f| (f, source(f))) {
-            None => Box::new(|_| none),
-            Some((_, Source::Name)) => {
-                let map = self.key_map(&mut keys, &self.names.values, |v| v);
-                Box::new(move |i| map[self.name[i] as usize])
-            }
-            Some((_, Source::Path)) => {
-                let map = self.key_map(&mut keys, &self.paths.values, |v| v);
-                Box::new(move |i| map[self.path[i] as usize])
-            }
-            Some((_, Source::Dim(d))) => {
-                let map = self.key_map(&mut keys, &self.tuples.values, |t| &t[d]);
-                Box::new(move |i| map[self.dims[i] as usize])
-            }
-            Some((_, Source::Prop(key))) => {
-                let key = self.prop_keys.ids.get(&key).copied();
-                let map: Vec<u32> = self
-                    .prop_values
-                    .values
-                    .iter()
-                    .map(|(_, text)| keys.intern(&(!text.is_empty()).then(|| text.clone())))
-                    .collect();
-                Box::new(move |i| {
-                    key.and_then(|k| self.prop(i, k))
-                        .map_or(none, |v| map[v as usize])
-                })
-            }
-            Some((field, Source::Events)) => {
-                let mut sql = Sql::default();
-                sql.push("SELECT e.rowid, CAST(")
-                    .field(field)
-                    .push(" AS TEXT) FROM events e WHERE e.time_ms >= ")
-                    .bind(q.from_ms)
-                    .push(" AND e.time_ms < ")
-                    .bind(q.to_ms);
-                let mut map = vec![none; n];
-                let mut stmt = c.prepare(&sql.text)?;
-                let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
-                while let Some(r) = rows.next()? {
-                    if let Some(i) = self.position(r.get(0)?) {
-                        let v: Option<String> = r.get(1)?;
-                        map[i] = keys.intern(&v.filter(|v| !v.is_empty()));
-                    }
-                }
-                Box::new(move |i| map[i])
-            }
-            Some((field, Source::People)) => {
-                let mut sql = Sql::default();
-                sql.push("SELECT p.id, CAST(")
-                    .field(field)
-                    .push(" AS TEXT) FROM people p");
-                let mut map = vec![none; self.persons.values.len()];
-                let mut stmt = c.prepare(&sql.text)?;
-                let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
-                while let Some(r) = rows.next()? {
-                    if let Some(&p) = self.persons.ids.get(text(r, 0)?) {
-                        let v: Option<String> = r.get(1)?;
-                        map[p as usize] = keys.intern(&v.filter(|v| !v.is_empty()));
-                    }
-                }
-                Box::new(move |i| map[self.person_of[self.anon[i] as usize] as usize])
-            }
-        };
+    pub fn insights(
+        &self,
+        c: &Connection,
+        q: &InsightsQuery,
+        starts: &[i64],
+    ) -> Result<Insights, StoreError> {
+        let n = self.time.len();
+        let pass = self.passing(
+            c,
+            &Selection {
+                from_ms: q.from_ms,
+                to_ms: q.to_ms,
+                events: &q.events,
+                sites: &q.sites,
+                filters: &q.filters,
+            },
+        )?;
+
+        // Each passing event's `by` and `split` values, as numbers into their dictionaries,
+        // and the pair of both as one number (a cell key) into `pairs`.
+        let mut by_keys: Dict<Option<String>> = Dict::default();
+        let mut split_keys: Dict<Option<String>> = Dict::default();
+        let by_of = self.key_fn(c, q, q.by.as_ref(), &mut by_keys)?;
+        let split_of = self.key_fn(c, q, q.split.as_ref(), &mut split_keys)?;
+        let mut pairs: Dict<(u32, u32)> = Dict::default();
 
         // What is counted: the event itself, its session or its person.
         let domain = match q.metric {
@@ -434,7 +422,7 @@ impl Index {
                 Metric::Users => self.person_of[self.anon[i] as usize],
             }
         };
-        // The passing events as (bucket, key) grouped by what they count (a counting sort):
+        // The passing events as (bucket, pair) grouped by what they count (a counting sort):
         // then each entity's few hits are deduplicated on their own, with no large sort or
         // hash set. And each person's last time, for the samples.
         let mut start = vec![0u32; domain + 1];
@@ -454,64 +442,104 @@ impl Index {
             let bucket = starts
                 .partition_point(|&s| s <= self.time[i])
                 .saturating_sub(1);
-            hits[fill[e] as usize] = (bucket as u32, key_of(i));
+            hits[fill[e] as usize] = (bucket as u32, pairs.intern(&(by_of(i), split_of(i))));
             fill[e] += 1;
         }
-        drop((key_of, fill));
+        drop((by_of, split_of, fill));
         let of = |e: usize| &hits[start[e] as usize..start[e + 1] as usize];
-        let counted = (0..domain).filter(|&e| !of(e).is_empty());
-
-        let total = counted.clone().count() as u64;
-        let mut per_key = vec![0u64; keys.values.len()];
-        let mut seen: Vec<u32> = Vec::new();
-        for e in counted.clone() {
-            seen.clear();
-            seen.extend(of(e).iter().map(|&(_, k)| k));
-            seen.sort_unstable();
-            seen.dedup();
-            for &k in &seen {
-                per_key[k as usize] += 1;
+        let counted: Vec<usize> = (0..domain).filter(|&e| !of(e).is_empty()).collect();
+        // How many counted entities have a hit in each cell, where `cell` names a hit's cell
+        // (or none): each entity counts once per cell.
+        let count = |cell: &dyn Fn(u32, u32) -> Option<u64>| -> HashMap<u64, u64> {
+            let mut per_cell: HashMap<u64, u64> = HashMap::new();
+            let mut seen: Vec<u64> = Vec::new();
+            for &e in &counted {
+                seen.clear();
+                seen.extend(of(e).iter().filter_map(|&(b, k)| cell(b, k)));
+                seen.sort_unstable();
+                seen.dedup();
+                for &c in &seen {
+                    *per_cell.entry(c).or_default() += 1;
+                }
             }
-        }
-        let mut table: Vec<(Option<String>, u64)> = Vec::new();
-        if q.split.is_some() {
-            table = keys
-                .values
-                .iter()
-                .zip(&per_key)
-                .filter(|(_, &count)| count > 0)
-                .map(|(k, &count)| (k.clone(), count))
-                .collect();
-            table.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            table.truncate(1000);
-        }
-
-        // The series: one per key of the top 20 (or the one without a split).
-        let series_keys: Vec<Option<String>> = match q.split {
-            None => vec![None],
-            Some(_) => table.iter().take(20).map(|(k, _)| k.clone()).collect(),
+            per_cell
         };
-        let mut rank = vec![u32::MAX; keys.values.len()];
+        let total = counted.len() as u64;
+
+        // The series are keyed by `by` if given, else by `split`: the 20 largest keys' (or
+        // the one series of everything).
+        let (series_field, series_dict) = match (&q.by, &q.split) {
+            (Some(_), _) => (true, &by_keys),
+            (None, Some(_)) => (false, &split_keys),
+            (None, None) => (true, &by_keys),
+        };
+        let series_key = |k: u32| {
+            let (by, split) = pairs.values[k as usize];
+            if series_field {
+                by
+            } else {
+                split
+            }
+        };
+        let mut ranked: Vec<(Option<String>, u64)> = count(&|_, k| Some(series_key(k).into()))
+            .into_iter()
+            .map(|(key, n)| (series_dict.values[key as usize].clone(), n))
+            .collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let series_keys: Vec<Option<String>> = match (&q.by, &q.split) {
+            (None, None) => vec![None],
+            _ => ranked.iter().take(20).map(|(k, _)| k.clone()).collect(),
+        };
+        let mut rank = vec![u32::MAX; series_dict.values.len()];
         for (r, k) in series_keys.iter().enumerate() {
-            rank[keys.ids[k] as usize] = r as u32;
+            rank[series_dict.ids[k] as usize] = r as u32;
         }
         let buckets = starts.len().max(1);
         let mut counts = vec![0u64; series_keys.len() * buckets];
-        for e in counted {
-            seen.clear();
-            seen.extend(
-                of(e)
-                    .iter()
-                    .filter(|&&(_, k)| rank[k as usize] != u32::MAX)
-                    .map(|&(b, k)| rank[k as usize] * buckets as u32 + b),
-            );
-            seen.sort_unstable();
-            seen.dedup();
-            for &cell in &seen {
-                counts[cell as usize] += 1;
-            }
+        let cells = count(&|b, k| {
+            let r = rank[series_key(k) as usize];
+            (r != u32::MAX).then(|| u64::from(r) * buckets as u64 + u64::from(b))
+        });
+        for (cell, n) in cells {
+            counts[cell as usize] = n;
         }
         let series = series_from_grid(series_keys, starts, &counts);
+
+        // The table: one row per `by` value (and `split` value), or per bucket and `split`
+        // value; without either, the caller reads the one series.
+        let mut table: Vec<TableRow> = match (&q.by, &q.split) {
+            (None, None) => Vec::new(),
+            (Some(_), None) => ranked
+                .into_iter()
+                .map(|(key, value)| TableRow {
+                    key,
+                    split: None,
+                    value,
+                })
+                .collect(),
+            (Some(_), Some(_)) => count(&|_, k| Some(k.into()))
+                .into_iter()
+                .map(|(k, value)| {
+                    let (by, split) = pairs.values[k as usize];
+                    TableRow {
+                        key: by_keys.values[by as usize].clone(),
+                        split: split_keys.values[split as usize].clone(),
+                        value,
+                    }
+                })
+                .collect(),
+            (None, Some(_)) => {
+                count(&|b, k| Some(u64::from(b) << 32 | u64::from(pairs.values[k as usize].1)))
+                    .into_iter()
+                    .map(|(cell, value)| TableRow {
+                        key: Some(rfc3339(starts[(cell >> 32) as usize])),
+                        split: split_keys.values[(cell & 0xffff_ffff) as usize].clone(),
+                        value,
+                    })
+                    .collect()
+            }
+        };
+        sort_table(&mut table, q.by.is_none());
 
         let mut recent: Vec<(i64, u32)> = last_seen
             .iter()
@@ -535,6 +563,86 @@ impl Index {
             table,
             sample_users,
         })
+    }
+
+    /// People for `/api/v1/users` when its events must be looked at (a site, an event or a
+    /// filter): those with an event in the range that passes, each with the first and last
+    /// time of their events in scope, newest first from the cursor on; at most `limit + 1`.
+    /// `(id, first_ms, last_ms)` each.
+    pub fn people(
+        &self,
+        c: &Connection,
+        q: &UsersQuery,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let filters: Vec<Filter> = q
+            .filters
+            .iter()
+            .cloned()
+            .chain(q.scope.bots.filter())
+            .collect();
+        let pass = self.passing(
+            c,
+            &Selection {
+                from_ms: q.from_ms,
+                to_ms: q.to_ms,
+                events: &q.events,
+                sites: &q.scope.sites,
+                filters: &filters,
+            },
+        )?;
+        let person = |i: usize| self.person_of[self.anon[i] as usize] as usize;
+        let mut matched = vec![false; self.persons.values.len()];
+        for i in (0..self.time.len()).filter(|&i| pass[i]) {
+            matched[person(i)] = true;
+        }
+        if let Some(needle) = &q.contains {
+            // The needle in the person's ID or in one of their anonymous IDs.
+            let needle = needle.to_lowercase();
+            let mut found = vec![false; matched.len()];
+            for (p, id) in self.persons.values.iter().enumerate() {
+                found[p] = matched[p] && id.to_lowercase().contains(&needle);
+            }
+            for (a, id) in self.anons.values.iter().enumerate() {
+                let p = self.person_of[a] as usize;
+                found[p] = found[p] || (matched[p] && id.to_lowercase().contains(&needle));
+            }
+            matched = found;
+        }
+        let (device_at, site_at) = (dim("device"), dim("site"));
+        let in_scope: Vec<bool> = self
+            .tuples
+            .values
+            .iter()
+            .map(|t| q.scope.keeps(&t[device_at], &t[site_at]))
+            .collect();
+        let mut span = vec![(i64::MAX, i64::MIN); matched.len()];
+        for i in 0..self.time.len() {
+            let p = person(i);
+            if matched[p] && in_scope[self.dims[i] as usize] {
+                span[p] = (span[p].0.min(self.time[i]), span[p].1.max(self.time[i]));
+            }
+        }
+        let mut rows: Vec<(i64, &str, i64)> = span
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| matched[*p])
+            .map(|(p, &(first, last))| (last, self.persons.values[p].as_str(), first))
+            .filter(|&(last, id, _)| match &q.cursor {
+                None => true,
+                Some(cur) => last < cur.last_ms || (last == cur.last_ms && id > cur.id.as_str()),
+            })
+            .collect();
+        let order = |a: &(i64, &str, i64), b: &(i64, &str, i64)| b.0.cmp(&a.0).then(a.1.cmp(b.1));
+        let keep = (q.limit + 1).min(rows.len());
+        if keep > 0 && keep < rows.len() {
+            rows.select_nth_unstable_by(keep - 1, order);
+        }
+        rows.truncate(keep);
+        rows.sort_unstable_by(order);
+        Ok(rows
+            .into_iter()
+            .map(|(last, id, first)| (id.to_owned(), first, last))
+            .collect())
     }
 
     /// Session count, time and bounce rate of the sessions that began in the range, each
@@ -562,7 +670,7 @@ impl Index {
             };
             self.sessions.len()
         ];
-        let column = |d: &str| DIMS.iter().position(|x| *x == d).expect("a column of DIMS");
+        let column = dim;
         let type_at = column("type");
         let page: Vec<bool> = self
             .tuples
@@ -572,11 +680,12 @@ impl Index {
             .collect();
         let leave = self.names.ids.get("$pageleave").copied();
         let device_at = column("device");
+        let site_at = column("site");
         let counted: Vec<bool> = self
             .tuples
             .values
             .iter()
-            .map(|t| q.bots.keeps(&t[device_at]))
+            .map(|t| q.scope.keeps(&t[device_at], &t[site_at]))
             .collect();
         for i in 0..self.time.len() {
             if !counted[self.dims[i] as usize] {
@@ -600,6 +709,7 @@ impl Index {
             Some(SessionField::Os) => column("os"),
             Some(SessionField::Device) => column("device"),
             Some(SessionField::Country) => column("country"),
+            Some(SessionField::Site) => column("site"),
             _ => 0,
         };
         let key = |s: &Span| -> &str {
@@ -610,7 +720,8 @@ impl Index {
                     SessionField::Browser
                     | SessionField::Os
                     | SessionField::Device
-                    | SessionField::Country,
+                    | SessionField::Country
+                    | SessionField::Site,
                 ) => dim(),
                 Some(SessionField::EntryPath) => &self.paths.values[self.path[s.first] as usize],
                 Some(SessionField::User) => &self.persons.values[person(s) as usize],
@@ -668,6 +779,80 @@ impl Index {
         for (p, &v) in pass.iter_mut().zip(column) {
             *p = *p && ok[v as usize];
         }
+    }
+
+    /// Each event's value of `field` as a number into `keys` (all `None` without a field).
+    fn key_fn<'a>(
+        &'a self,
+        c: &Connection,
+        q: &InsightsQuery,
+        field: Option<&Field>,
+        keys: &mut Dict<Option<String>>,
+    ) -> Result<Box<dyn Fn(usize) -> u32 + 'a>, StoreError> {
+        let none = keys.intern(&None);
+        Ok(match field.map(|f| (f, source(f))) {
+            None => Box::new(move |_| none),
+            Some((_, Source::Name)) => {
+                let map = self.key_map(keys, &self.names.values, |v| v);
+                Box::new(move |i| map[self.name[i] as usize])
+            }
+            Some((_, Source::Path)) => {
+                let map = self.key_map(keys, &self.paths.values, |v| v);
+                Box::new(move |i| map[self.path[i] as usize])
+            }
+            Some((_, Source::Dim(d))) => {
+                let map = self.key_map(keys, &self.tuples.values, |t| &t[d]);
+                Box::new(move |i| map[self.dims[i] as usize])
+            }
+            Some((_, Source::Prop(key))) => {
+                let key = self.prop_keys.ids.get(&key).copied();
+                let map: Vec<u32> = self
+                    .prop_values
+                    .values
+                    .iter()
+                    .map(|(_, text)| keys.intern(&(!text.is_empty()).then(|| text.clone())))
+                    .collect();
+                Box::new(move |i| {
+                    key.and_then(|k| self.prop(i, k))
+                        .map_or(none, |v| map[v as usize])
+                })
+            }
+            Some((field, Source::Events)) => {
+                let mut sql = Sql::default();
+                sql.push("SELECT e.rowid, CAST(")
+                    .field(field)
+                    .push(" AS TEXT) FROM events e WHERE e.time_ms >= ")
+                    .bind(q.from_ms)
+                    .push(" AND e.time_ms < ")
+                    .bind(q.to_ms);
+                let mut map = vec![none; self.time.len()];
+                let mut stmt = c.prepare(&sql.text)?;
+                let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
+                while let Some(r) = rows.next()? {
+                    if let Some(i) = self.position(r.get(0)?) {
+                        let v: Option<String> = r.get(1)?;
+                        map[i] = keys.intern(&v.filter(|v| !v.is_empty()));
+                    }
+                }
+                Box::new(move |i| map[i])
+            }
+            Some((field, Source::People)) => {
+                let mut sql = Sql::default();
+                sql.push("SELECT p.id, CAST(")
+                    .field(field)
+                    .push(" AS TEXT) FROM people p");
+                let mut map = vec![none; self.persons.values.len()];
+                let mut stmt = c.prepare(&sql.text)?;
+                let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;
+                while let Some(r) = rows.next()? {
+                    if let Some(&p) = self.persons.ids.get(text(r, 0)?) {
+                        let v: Option<String> = r.get(1)?;
+                        map[p as usize] = keys.intern(&v.filter(|v| !v.is_empty()));
+                    }
+                }
+                Box::new(move |i| map[self.person_of[self.anon[i] as usize] as usize])
+            }
+        })
     }
 
     /// For each value of a dictionary, its number among the split's keys.
@@ -821,14 +1006,16 @@ mod tests {
             .unwrap();
         rt.block_on(store.insert(events)).unwrap().unwrap();
         let sql = rusqlite::Connection::open(dir.path().join("footfall.sqlite")).unwrap();
-        let query = |filters, split| InsightsQuery {
+        let query = |filters, by| InsightsQuery {
             metric: Metric::Events,
             from_ms: 0,
             to_ms: i64::MAX / 2,
             interval: Interval::Day,
             events: Vec::new(),
-            split,
+            by,
+            split: None,
             filters,
+            sites: Vec::new(),
             tz: chrono_tz::Tz::UTC,
         };
         for op in ["eq", "neq", "contains", "gt", "lt", "exists"] {
@@ -850,7 +1037,10 @@ mod tests {
         let got = store
             .insights(&query(vec![], Some(Field::parse("event.v").unwrap())))
             .unwrap()
-            .table;
+            .table
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect::<Vec<_>>();
         let mut want: Vec<(Option<String>, u64)> = sql
             .prepare(
                 "SELECT NULLIF(CAST(json_extract(props, '$.v') AS TEXT), ''), COUNT(*)

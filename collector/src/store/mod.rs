@@ -183,9 +183,19 @@ const EVENT_COLUMNS: &[(&str, &str)] = &[
     ("utm_content", "utm_content"),
     ("language", "language"),
     ("timezone", "timezone"),
+    ("site", "site"),
 ];
 
 impl Field {
+    /// The name that [`Field::parse`] reads back.
+    pub fn name(&self) -> String {
+        match self {
+            Field::Event(col) => (*col).to_owned(),
+            Field::EventProp(k) => format!("event.{k}"),
+            Field::UserProp(k) => format!("user.{k}"),
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Field> {
         let key_ok = |k: &str| {
             !k.is_empty()
@@ -317,6 +327,43 @@ impl Bots {
     }
 }
 
+/// Whose events an answer reads: those of some sites (none named: every site), and people's,
+/// bots' or both. Every query endpoint takes it (`site=`, `bots=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub bots: Bots,
+    /// Site keys; empty for every site.
+    pub sites: Vec<String>,
+}
+
+impl From<Bots> for Scope {
+    /// Every site's events, with bots as given.
+    fn from(bots: Bots) -> Scope {
+        Scope {
+            bots,
+            sites: Vec::new(),
+        }
+    }
+}
+
+impl Scope {
+    /// Whether an event of this device and site counts.
+    pub fn keeps(&self, device: &str, site: &str) -> bool {
+        self.bots.keeps(device) && (self.sites.is_empty() || self.sites.iter().any(|s| s == site))
+    }
+
+    /// The condition in SQL on a `device` and a `site` column, with `lit` quoting a text as
+    /// the database's string literal.
+    pub fn sql(&self, device: &str, site: &str, lit: impl Fn(&str) -> String) -> String {
+        let bots = self.bots.sql(device);
+        if self.sites.is_empty() {
+            return bots;
+        }
+        let sites: Vec<String> = self.sites.iter().map(|s| lit(s)).collect();
+        format!("{bots} AND {site} IN ({})", sites.join(", "))
+    }
+}
+
 /// A time series query over `[from_ms, to_ms)`. Bots are left out by a filter on `device`
 /// ([`Bots::filter`]), as any other.
 #[derive(Debug, Clone)]
@@ -327,9 +374,13 @@ pub struct InsightsQuery {
     pub interval: Interval,
     /// Only these event names (none: all).
     pub events: Vec<String>,
-    /// One series per value of this field (`by` / `split`).
+    /// One table row (and series) per value of this field instead of per bucket.
+    pub by: Option<Field>,
+    /// Each bucket (or `by` row) split again by this field.
     pub split: Option<Field>,
     pub filters: Vec<Filter>,
+    /// Only these sites' events (none: every site).
+    pub sites: Vec<String>,
     /// Where days, weeks and months begin.
     pub tz: chrono_tz::Tz,
 }
@@ -366,13 +417,40 @@ pub fn series_from_grid(keys: Vec<Option<String>>, starts: &[i64], counts: &[u64
         .collect()
 }
 
+/// A row of an insights table: the `by` value (or bucket start), the `split` value if split,
+/// and the count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableRow {
+    pub key: Option<String>,
+    pub split: Option<String>,
+    pub value: u64,
+}
+
+/// Puts table rows in answer order and keeps the first 1,000: largest first (ties by key,
+/// then split); rows keyed by bucket (`by_time`) in time order first.
+pub fn sort_table(table: &mut Vec<TableRow>, by_time: bool) {
+    table.sort_by(|a, b| {
+        let time = if by_time {
+            a.key.cmp(&b.key)
+        } else {
+            std::cmp::Ordering::Equal
+        };
+        time.then_with(|| b.value.cmp(&a.value))
+            .then_with(|| a.key.cmp(&b.key))
+            .then_with(|| a.split.cmp(&b.split))
+    });
+    table.truncate(1000);
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Insights {
     pub total: u64,
     /// One series without a split; with one, the largest values' series (at most 20).
     pub series: Vec<Series>,
-    /// With a split: every value and its count over the whole range, largest first.
-    pub table: Vec<(Option<String>, u64)>,
+    /// With `by`: a row per value (per pair of values with `split` too) over the whole
+    /// range; with `split` alone: a row per bucket (its start as `key`) and value. Empty
+    /// without either. At most 1,000 rows, in [`sort_table`]'s order.
+    pub table: Vec<TableRow>,
     /// A few users the query matched, by answer id.
     pub sample_users: Vec<String>,
 }
@@ -406,6 +484,8 @@ pub struct EventView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionView {
     pub session_id: String,
+    /// The site the session was on.
+    pub site: String,
     pub anonymous_id: String,
     pub started_at: String,
     pub ended_at: String,
@@ -500,9 +580,21 @@ pub struct UsersQuery {
     pub cursor: Option<UsersCursor>,
     /// Part of the user ID or of an anonymous ID.
     pub contains: Option<String>,
-    /// Whose events make a person active: a person is listed when their counted events reach
-    /// into the range, with first and last seen and sessions from those events.
-    pub bots: Bots,
+    /// Whose events count: a person is listed when their counted events reach into the
+    /// range, with first and last seen and sessions from those events.
+    pub scope: Scope,
+    /// Only people who did one of these events in the range (none: any event).
+    pub events: Vec<String>,
+    /// Only people with an event in the range (one of `events`, if named) that passes every
+    /// filter: event columns and properties of that event, user properties of the person.
+    pub filters: Vec<Filter>,
+}
+
+impl UsersQuery {
+    /// Whether the people table alone answers it (no event of the range needs a look).
+    pub fn plain(&self) -> bool {
+        self.scope.sites.is_empty() && self.events.is_empty() && self.filters.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -520,6 +612,7 @@ pub enum SessionField {
     Country,
     EntryPath,
     User,
+    Site,
 }
 
 impl SessionField {
@@ -531,6 +624,7 @@ impl SessionField {
             "country" => SessionField::Country,
             "entry_path" | "path" => SessionField::EntryPath,
             "user" => SessionField::User,
+            "site" => SessionField::Site,
             _ => return None,
         })
     }
@@ -545,7 +639,7 @@ pub struct SessionStatsQuery {
     pub user: Option<String>,
     pub split: Option<SessionField>,
     /// Whose events make up the sessions.
-    pub bots: Bots,
+    pub scope: Scope,
 }
 
 /// Totals of a set of sessions. Session time runs from the first to the last event.
@@ -623,15 +717,15 @@ pub trait Store: Send + Sync {
     fn queue_depth(&self) -> usize;
     /// Counts for `/api/v1/insights`. Blocking: call it off the async runtime.
     fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError>;
-    /// One person with all their sessions (of the events `bots` counts), by user ID or
+    /// One person with all their sessions (of the events `scope` counts), by user ID or
     /// anonymous ID; `None` without such sessions. Blocking.
-    fn user(&self, id: &str, bots: Bots) -> Result<Option<UserDetail>, StoreError>;
+    fn user(&self, id: &str, scope: &Scope) -> Result<Option<UserDetail>, StoreError>;
     /// A page of people, newest activity first. Blocking.
     fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError>;
     /// Session count, time and bounce rate. Blocking.
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError>;
-    /// One session with its events (those `bots` counts). Blocking.
-    fn session(&self, id: &str, bots: Bots) -> Result<Option<SessionView>, StoreError>;
+    /// One session with its events (those `scope` counts). Blocking.
+    fn session(&self, id: &str, scope: &Scope) -> Result<Option<SessionView>, StoreError>;
     /// Deletes every row of a person (all their anonymous IDs), for privacy requests.
     fn erase(&self, person: &str) -> oneshot::Receiver<Result<Erased, StoreError>>;
     /// Event names with their counts in `[from_ms, to_ms)`, most frequent first. Blocking.
@@ -639,7 +733,7 @@ pub trait Store: Send + Sync {
         &self,
         from_ms: i64,
         to_ms: i64,
-        bots: Bots,
+        scope: &Scope,
     ) -> Result<Vec<(String, u64)>, StoreError>;
     /// Keys of event properties (from recent events) and of user properties, with counts.
     /// Blocking.
@@ -647,7 +741,7 @@ pub trait Store: Send + Sync {
         &self,
         from_ms: i64,
         to_ms: i64,
-        bots: Bots,
+        scope: &Scope,
     ) -> Result<PropertyKeys, StoreError>;
     fn save_report(&self, r: Report) -> oneshot::Receiver<Result<(), StoreError>>;
     fn delete_report(&self, id: &str) -> oneshot::Receiver<Result<bool, StoreError>>;

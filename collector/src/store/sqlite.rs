@@ -306,6 +306,41 @@ impl Sqlite {
     /// neither block nor restart it; they go on into the WAL meanwhile). The copy is written
     /// beside `dest` and renamed into place when complete. `progress` gets bytes done and the
     /// total after each step. Returns the bytes copied.
+    /// The users feed when events must be looked at: the event index picks the page of
+    /// people, and the people table adds who they are.
+    fn users_from_events(&self, q: &UsersQuery) -> Result<UsersPage, StoreError> {
+        self.with_reader(|c| {
+            let mut rows = {
+                let mut index = self.index.lock().expect("event index");
+                index.sync(c)?;
+                index.people(c, q)?
+            };
+            let next = (rows.len() > q.limit).then(|| {
+                rows.truncate(q.limit);
+                let (id, _, last_ms) = rows.last().expect("limit is at least 1");
+                UsersCursor {
+                    last_ms: *last_ms,
+                    id: id.clone(),
+                }
+            });
+            let mut users = Vec::with_capacity(rows.len());
+            for (id, first_ms, last_ms) in rows {
+                let (user_id, properties): (Option<String>, String) = c
+                    .query_row(
+                        "SELECT user_id, properties FROM people WHERE id = ?1",
+                        [&id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?
+                    .unwrap_or((None, "{}".into()));
+                users.push(summary(
+                    c, &q.scope, id, user_id, first_ms, last_ms, properties,
+                )?);
+            }
+            Ok(UsersPage { users, next })
+        })
+    }
+
     pub fn backup(
         dir: &Path,
         dest: &Path,
@@ -899,7 +934,7 @@ impl Store for Sqlite {
         })
     }
 
-    fn user(&self, id: &str, bots: Bots) -> Result<Option<UserDetail>, StoreError> {
+    fn user(&self, id: &str, scope: &Scope) -> Result<Option<UserDetail>, StoreError> {
         self.with_reader(|c| {
             let identified: Option<String> = c
                 .query_row(
@@ -915,7 +950,7 @@ impl Store for Sqlite {
                 c,
                 &format!(
                     "anonymous_id IN ({placeholders}) AND {}",
-                    bots.sql("device")
+                    scope.sql("device", "site", lit)
                 ),
                 &anonymous_ids,
             )?;
@@ -931,8 +966,11 @@ impl Store for Sqlite {
 
     fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError> {
         use rusqlite::types::Value;
+        if !q.plain() {
+            return self.users_from_events(q);
+        }
         self.with_reader(|c| {
-            let (first, last) = span_columns(q.bots);
+            let (first, last) = span_columns(q.scope.bots);
             let mut sql = format!(
                 "SELECT id, user_id, {first}, {last}, properties FROM people
                  WHERE {last} >= ? AND {first} < ?"
@@ -973,26 +1011,9 @@ impl Store for Sqlite {
             });
             let mut users = Vec::with_capacity(rows.len());
             for (id, user_id, first_ms, last_ms, properties) in rows {
-                let anonymous_ids = anonymous_ids_of(c, &id, user_id.is_some())?;
-                let placeholders = vec!["?"; anonymous_ids.len()].join(",");
-                let session_count: i64 = c.query_row(
-                    &format!(
-                        "SELECT COUNT(*) FROM sessions WHERE anonymous_id IN ({placeholders})
-                         AND {}",
-                        q.bots.sql("device")
-                    ),
-                    params_from_iter(anonymous_ids.iter()),
-                    |r| r.get(0),
-                )?;
-                users.push(UserSummary {
-                    id,
-                    user_id,
-                    anonymous_ids,
-                    first_seen: rfc3339(first_ms),
-                    last_seen: rfc3339(last_ms),
-                    properties: json_object(&properties),
-                    session_count: session_count as u64,
-                });
+                users.push(summary(
+                    c, &q.scope, id, user_id, first_ms, last_ms, properties,
+                )?);
             }
             Ok(UsersPage { users, next })
         })
@@ -1006,9 +1027,9 @@ impl Store for Sqlite {
         })
     }
 
-    fn session(&self, id: &str, bots: Bots) -> Result<Option<SessionView>, StoreError> {
+    fn session(&self, id: &str, scope: &Scope) -> Result<Option<SessionView>, StoreError> {
         self.with_reader(|c| {
-            let filter = format!("session_id = ? AND {}", bots.sql("device"));
+            let filter = format!("session_id = ? AND {}", scope.sql("device", "site", lit));
             let (sessions, _) = load_sessions(c, &filter, &[id.to_owned()])?;
             Ok(sessions.into_iter().next())
         })
@@ -1018,14 +1039,14 @@ impl Store for Sqlite {
         &self,
         from_ms: i64,
         to_ms: i64,
-        bots: Bots,
+        scope: &Scope,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         self.with_reader(|c| {
             let names = c
                 .prepare(&format!(
                     "SELECT name, COUNT(*) FROM events WHERE time_ms >= ?1 AND time_ms < ?2
                      AND {} GROUP BY name ORDER BY 2 DESC, 1 LIMIT 500",
-                    bots.sql("device")
+                    scope.sql("device", "site", lit)
                 ))?
                 .query_map([from_ms, to_ms], |r| {
                     Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
@@ -1039,10 +1060,22 @@ impl Store for Sqlite {
         &self,
         from_ms: i64,
         to_ms: i64,
-        bots: Bots,
+        scope: &Scope,
     ) -> Result<PropertyKeys, StoreError> {
-        let (first, last) = span_columns(bots);
-        let device = bots.sql("device");
+        let (first, last) = span_columns(scope.bots);
+        let device = scope.sql("device", "site", lit);
+        // With sites named, only people with an event of one of them.
+        let of_sites = if scope.sites.is_empty() {
+            String::new()
+        } else {
+            let sites: Vec<String> = scope.sites.iter().map(|s| lit(s)).collect();
+            format!(
+                "AND EXISTS (SELECT 1 FROM sessions s WHERE s.site IN ({}) AND s.anonymous_id IN
+                   (SELECT people.id UNION ALL SELECT anonymous_id FROM aliases
+                    WHERE user_id = people.id))",
+                sites.join(", ")
+            )
+        };
         self.with_reader(|c| {
             let counts = |sql: &str| -> Result<Vec<KeyCount>, StoreError> {
                 Ok(c.prepare(sql)?
@@ -1064,7 +1097,8 @@ impl Store for Sqlite {
                 ))?,
                 user: counts(&format!(
                     "SELECT j.key, COUNT(*) FROM (SELECT properties FROM people
-                       WHERE {last} >= ?1 AND {first} < ?2 ORDER BY {last} DESC LIMIT 5000) p,
+                       WHERE {last} >= ?1 AND {first} < ?2 {of_sites}
+                       ORDER BY {last} DESC LIMIT 5000) p,
                      json_each(p.properties) j GROUP BY j.key ORDER BY 2 DESC, 1 LIMIT 200",
                 ))?,
             })
@@ -1130,6 +1164,42 @@ fn report_row(r: &rusqlite::Row) -> rusqlite::Result<Report> {
     })
 }
 
+/// Text as an SQLite string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A person of the users feed, with their anonymous IDs and the sessions `scope` counts.
+fn summary(
+    c: &Connection,
+    scope: &Scope,
+    id: String,
+    user_id: Option<String>,
+    first_ms: i64,
+    last_ms: i64,
+    properties: String,
+) -> Result<UserSummary, StoreError> {
+    let anonymous_ids = anonymous_ids_of(c, &id, user_id.is_some())?;
+    let placeholders = vec!["?"; anonymous_ids.len()].join(",");
+    let session_count: i64 = c.query_row(
+        &format!(
+            "SELECT COUNT(*) FROM sessions WHERE anonymous_id IN ({placeholders}) AND {}",
+            scope.sql("device", "site", lit)
+        ),
+        params_from_iter(anonymous_ids.iter()),
+        |r| r.get(0),
+    )?;
+    Ok(UserSummary {
+        id,
+        user_id,
+        anonymous_ids,
+        first_seen: rfc3339(first_ms),
+        last_seen: rfc3339(last_ms),
+        properties: json_object(&properties),
+        session_count: session_count as u64,
+    })
+}
+
 /// Every anonymous ID of a person: those joined to the user ID, or the ID itself.
 fn anonymous_ids_of(
     c: &Connection,
@@ -1155,7 +1225,7 @@ fn load_sessions(
 ) -> Result<(Vec<SessionView>, Traits), StoreError> {
     let mut stmt = c.prepare(&format!(
         "SELECT event_id, type, name, time_ms, client_ms, seq, url, path, props, traits,
-                session_id, anonymous_id, browser, os, device, country, region, city
+                session_id, anonymous_id, browser, os, device, country, region, city, site
          FROM events WHERE {filter} ORDER BY time_ms, seq"
     ))?;
     let mut sessions: Vec<SessionView> = Vec::new();
@@ -1176,6 +1246,7 @@ fn load_sessions(
                 index.insert(session_id.clone(), sessions.len());
                 sessions.push(SessionView {
                     session_id,
+                    site: r.get(18)?,
                     anonymous_id: r.get(11)?,
                     started_at: rfc3339(time_ms),
                     ended_at: String::new(),

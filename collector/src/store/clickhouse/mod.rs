@@ -339,8 +339,8 @@ impl Store for ClickHouse {
         query::insights(&self.client, q)
     }
 
-    fn user(&self, id: &str, bots: Bots) -> Result<Option<UserDetail>, StoreError> {
-        query::user(&self.client, id, bots)
+    fn user(&self, id: &str, scope: &Scope) -> Result<Option<UserDetail>, StoreError> {
+        query::user(&self.client, id, scope)
     }
 
     fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError> {
@@ -351,8 +351,8 @@ impl Store for ClickHouse {
         query::session_stats(&self.client, q)
     }
 
-    fn session(&self, id: &str, bots: Bots) -> Result<Option<SessionView>, StoreError> {
-        query::session(&self.client, id, bots)
+    fn session(&self, id: &str, scope: &Scope) -> Result<Option<SessionView>, StoreError> {
+        query::session(&self.client, id, scope)
     }
 
     fn erase(&self, person: &str) -> oneshot::Receiver<Result<Erased, StoreError>> {
@@ -364,18 +364,18 @@ impl Store for ClickHouse {
         &self,
         from_ms: i64,
         to_ms: i64,
-        bots: Bots,
+        scope: &Scope,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        query::event_names(&self.client, from_ms, to_ms, bots)
+        query::event_names(&self.client, from_ms, to_ms, scope)
     }
 
     fn property_keys(
         &self,
         from_ms: i64,
         to_ms: i64,
-        bots: Bots,
+        scope: &Scope,
     ) -> Result<PropertyKeys, StoreError> {
-        query::property_keys(&self.client, from_ms, to_ms, bots)
+        query::property_keys(&self.client, from_ms, to_ms, scope)
     }
 
     fn save_report(&self, r: Report) -> oneshot::Receiver<Result<(), StoreError>> {

@@ -169,7 +169,8 @@ fn user_prop_table(db: &str, k: &str, n: usize) -> String {
 
 /// The events an insights query counts, one row each (duplicates included), with columns
 /// `event_h`, `session_h`, `person_h` (hashes of the event ID, session ID and person),
-/// `person`, `time_ms` and `key` (the split value, `''` for none).
+/// `person`, `time_ms`, `key` (the `by` value, `''` for none) and `split` (the same for
+/// `split`).
 /// Also the condition on `events` alone, when the query has no `user.KEY` filter.
 fn insights_source(db: &str, q: &InsightsQuery) -> (String, Option<String>) {
     let mut user_keys: Vec<String> = Vec::new();
@@ -187,6 +188,9 @@ fn insights_source(db: &str, q: &InsightsQuery) -> (String, Option<String>) {
     if !q.events.is_empty() {
         event_conds.push(format!("name IN {}", list(&q.events)));
     }
+    if !q.sites.is_empty() {
+        event_conds.push(format!("site IN {}", list(&q.sites)));
+    }
     let mut user_conds = Vec::new();
     for f in &q.filters {
         match &f.field {
@@ -195,17 +199,24 @@ fn insights_source(db: &str, q: &InsightsQuery) -> (String, Option<String>) {
             Field::UserProp(k) => user_conds.push(cond(f, &user_prop(user_n(k)))),
         }
     }
-    let (key0, key) = match &q.split {
-        None => ("''".to_owned(), "key0".to_owned()),
-        Some(Field::Event(col)) => (col.to_string(), "key0".to_owned()),
-        Some(Field::EventProp(k)) => (event_prop(k).text, "key0".to_owned()),
-        Some(Field::UserProp(k)) => ("''".to_owned(), user_prop(user_n(k)).text),
-    };
+    // Each field's value: read from the event (as `raw0`, `raw1`), or a user property's.
+    let keys: Vec<(String, String)> = [q.by.as_ref(), q.split.as_ref()]
+        .into_iter()
+        .enumerate()
+        .map(|(n, f)| match f {
+            None => ("''".to_owned(), format!("raw{n}")),
+            Some(Field::Event(col)) => (col.to_string(), format!("raw{n}")),
+            Some(Field::EventProp(k)) => (event_prop(k).text, format!("raw{n}")),
+            Some(Field::UserProp(k)) => ("''".to_owned(), user_prop(user_n(k)).text),
+        })
+        .collect();
+    let [(raw0, key), (raw1, split)] = <[(String, String); 2]>::try_from(keys).expect("two");
     let mut sql = format!(
-        "SELECT event_h, session_h, time_ms, key0, anonymous_id, alias_user,
+        "SELECT event_h, session_h, time_ms, raw0, raw1, anonymous_id, alias_user,
                 {PERSON_H} AS person_h
          FROM (SELECT cityHash64(event_id) AS event_h, cityHash64(session_id) AS session_h,
-                      anonymous_id, cityHash64(anonymous_id) AS anon_h, time_ms, {key0} AS key0
+                      anonymous_id, cityHash64(anonymous_id) AS anon_h, time_ms,
+                      {raw0} AS raw0, {raw1} AS raw1
                FROM {db}.events WHERE {conds}) AS e
          ANY LEFT JOIN {aliases} USING anon_h",
         conds = event_conds.join(" AND "),
@@ -224,7 +235,8 @@ fn insights_source(db: &str, q: &InsightsQuery) -> (String, Option<String>) {
     };
     let events_only = user_conds.is_empty().then(|| event_conds.join(" AND "));
     let sql = format!(
-        "SELECT event_h, session_h, person_h, {person} AS person, time_ms, {key} AS key
+        "SELECT event_h, session_h, person_h, {person} AS person, time_ms, {key} AS key,
+                {split} AS split
          FROM ({sql}) {where_}",
         person = person("anonymous_id"),
     );
@@ -261,43 +273,81 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
         Metric::Sessions => "session_h",
         Metric::Users => "person_h",
     };
-    // One pass: distinct entities per (bucket, key), merged per key for the table and over
-    // everything for the total (`WITH TOTALS`).
+    // The series are keyed by `by` if given, else by `split`.
+    let series_col = match (&q.by, &q.split) {
+        (None, Some(_)) => "split",
+        _ => "key",
+    };
+    // One pass: distinct entities per (bucket, series key), merged per key for the ranking
+    // and over everything for the total (`WITH TOTALS`).
     let (rows, totals) = c.select(&format!(
-        "SELECT key, uniqExactMerge(st) AS n, groupArray(b) AS bs,
+        "SELECT k, uniqExactMerge(st) AS n, groupArray(b) AS bs,
                 groupArray(finalizeAggregation(st)) AS ns
-         FROM (SELECT {bucket} AS b, key, uniqExactState({entity}) AS st FROM ({source})
-               GROUP BY b, key)
-         GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000",
+         FROM (SELECT {bucket} AS b, {series_col} AS k, uniqExactState({entity}) AS st
+               FROM ({source}) GROUP BY b, k)
+         GROUP BY k WITH TOTALS ORDER BY n DESC, k LIMIT 1000",
         bucket = bucket_expr(q),
     ))?;
     let total = totals.as_ref().map_or(0, |t| u(t, "n"));
-    let mut table: Vec<(Option<String>, u64)> = Vec::new();
-    if q.split.is_some() {
-        table = rows
-            .iter()
-            .map(|r| (non_empty(s(r, "key")), u(r, "n")))
-            .collect();
-    }
-    let series_keys: Vec<Option<String>> = match q.split {
-        None => vec![None],
-        Some(_) => table.iter().take(20).map(|(k, _)| k.clone()).collect(),
+    let series_keys: Vec<Option<String>> = match (&q.by, &q.split) {
+        (None, None) => vec![None],
+        _ => rows.iter().take(20).map(|r| non_empty(s(r, "k"))).collect(),
     };
     let buckets = starts.len().max(1);
     let mut counts = vec![0u64; series_keys.len() * buckets];
+    // With `split` alone, the table has a row per bucket and value.
+    let mut per_bucket: HashMap<(usize, Option<String>), u64> = HashMap::new();
     for r in &rows {
-        let key = non_empty(s(r, "key"));
-        let Some(rank) = series_keys.iter().position(|k| *k == key) else {
-            continue;
-        };
+        let key = non_empty(s(r, "k"));
+        let rank = series_keys.iter().position(|k| *k == key);
         let labels = r["bs"].as_array().map(Vec::as_slice).unwrap_or_default();
         let values = r["ns"].as_array().map(Vec::as_slice).unwrap_or_default();
         for (label, n) in labels.iter().zip(values) {
             let b = bucket_index(q, label.as_str().unwrap_or_default(), &starts);
-            counts[rank * buckets + b] += n.as_u64().unwrap_or_default();
+            let n = n.as_u64().unwrap_or_default();
+            if let Some(rank) = rank {
+                counts[rank * buckets + b] += n;
+            }
+            if q.by.is_none() && q.split.is_some() {
+                *per_bucket.entry((b, key.clone())).or_default() += n;
+            }
         }
     }
     let series = series_from_grid(series_keys, &starts, &counts);
+    let mut table: Vec<TableRow> = match (&q.by, &q.split) {
+        (None, None) => Vec::new(),
+        (Some(_), None) => rows
+            .iter()
+            .map(|r| TableRow {
+                key: non_empty(s(r, "k")),
+                split: None,
+                value: u(r, "n"),
+            })
+            .collect(),
+        (Some(_), Some(_)) => {
+            let (pairs, _) = c.select(&format!(
+                "SELECT key, split, uniqExact({entity}) AS n FROM ({source})
+                 GROUP BY key, split ORDER BY n DESC, key, split LIMIT 1000"
+            ))?;
+            pairs
+                .iter()
+                .map(|r| TableRow {
+                    key: non_empty(s(r, "key")),
+                    split: non_empty(s(r, "split")),
+                    value: u(r, "n"),
+                })
+                .collect()
+        }
+        (None, Some(_)) => per_bucket
+            .into_iter()
+            .map(|((b, split), value)| TableRow {
+                key: Some(rfc3339(starts.get(b).copied().unwrap_or(q.from_ms))),
+                split,
+                value,
+            })
+            .collect(),
+    };
+    sort_table(&mut table, q.by.is_none());
     let sample_users = sample_users(c, &source, events_only.as_deref())?;
     Ok(Insights {
         total,
@@ -366,7 +416,7 @@ fn sample_users(
 
 /// The columns of an event as the user and session views show it.
 const VIEW_COLUMNS: &str = "event_id, type, name, time_ms, client_ms, seq, url, path, props,
-    traits, session_id, anonymous_id, browser, os, device, country, region, city";
+    traits, session_id, anonymous_id, browser, os, device, country, region, city, site";
 
 /// Events (one row per `event_id`) grouped into sessions in order of their first event, and
 /// the trait objects they set, in time order.
@@ -394,6 +444,7 @@ fn load_sessions(c: &Client, filter: &str) -> Result<(Vec<SessionView>, Traits),
         let at = *index.entry(session_id.clone()).or_insert_with(|| {
             sessions.push(SessionView {
                 session_id,
+                site: s(&r, "site"),
                 anonymous_id: s(&r, "anonymous_id"),
                 started_at: rfc3339(time_ms),
                 ended_at: String::new(),
@@ -456,7 +507,7 @@ fn anonymous_ids(c: &Client, users: &[String]) -> Result<HashMap<String, Vec<Str
     Ok(out)
 }
 
-pub fn user(c: &Client, id: &str, bots: Bots) -> Result<Option<UserDetail>, StoreError> {
+pub fn user(c: &Client, id: &str, scope: &Scope) -> Result<Option<UserDetail>, StoreError> {
     let identified = identified(c, id)?;
     let person = identified.clone().unwrap_or_else(|| id.to_owned());
     let anonymous_ids = match &identified {
@@ -470,7 +521,7 @@ pub fn user(c: &Client, id: &str, bots: Bots) -> Result<Option<UserDetail>, Stor
         &format!(
             "anonymous_id IN {} AND {}",
             list(&anonymous_ids),
-            bots.sql("device")
+            scope.sql("device", "site", lit)
         ),
     )?;
     Ok(UserDetail::assemble(
@@ -483,8 +534,8 @@ pub fn user(c: &Client, id: &str, bots: Bots) -> Result<Option<UserDetail>, Stor
 }
 
 /// People: `id`, `uid` (the user ID, `''` if none), `first_ms`, `last_ms`, from the events
-/// `bots` counts.
-fn people(db: &str, bots: Bots) -> String {
+/// `scope` counts.
+fn people(db: &str, scope: &Scope) -> String {
     format!(
         "SELECT if(uid = '', anon, uid) AS id, uid, first_ms, last_ms FROM (
            SELECT any(anonymous_id) AS anon, any(alias_user) AS uid, min(time_ms) AS first_ms,
@@ -494,7 +545,7 @@ fn people(db: &str, bots: Bots) -> String {
            ANY LEFT JOIN {aliases} USING anon_h
            GROUP BY {PERSON_H})",
         aliases = aliases_h(db),
-        counted = bots.sql("device"),
+        counted = scope.sql("device", "site", lit),
     )
 }
 
@@ -511,6 +562,30 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
             id = lit(&cur.id)
         ));
     }
+    if !q.plain() {
+        // People with an event in the range that passes, as insights select events.
+        let (matched, _) = insights_source(
+            db,
+            &InsightsQuery {
+                metric: Metric::Users,
+                from_ms: q.from_ms,
+                to_ms: q.to_ms,
+                interval: Interval::Day,
+                events: q.events.clone(),
+                by: None,
+                split: None,
+                filters: q
+                    .filters
+                    .iter()
+                    .cloned()
+                    .chain(q.scope.bots.filter())
+                    .collect(),
+                sites: q.scope.sites.clone(),
+                tz: chrono_tz::Tz::UTC,
+            },
+        );
+        conds.push(format!("id IN (SELECT person FROM ({matched}))"));
+    }
     if let Some(needle) = &q.contains {
         let needle = lit(&needle.to_ascii_lowercase());
         conds.push(format!(
@@ -521,7 +596,7 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
     }
     let (rows, _) = c.select(&format!(
         "SELECT * FROM ({people}) WHERE {conds} ORDER BY last_ms DESC, id ASC LIMIT {limit}",
-        people = people(db, q.bots),
+        people = people(db, &q.scope),
         conds = conds.join(" AND "),
         limit = q.limit + 1
     ))?;
@@ -569,7 +644,7 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
         "SELECT anonymous_id, uniqExact(session_id) AS n FROM {db}.events
          WHERE anonymous_id IN {} AND {} GROUP BY anonymous_id",
         list(&all),
-        q.bots.sql("device")
+        q.scope.sql("device", "site", lit)
     ))?;
     let sessions: HashMap<String, u64> = counts
         .iter()
@@ -636,6 +711,7 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
         Some(SessionField::Device) => "device",
         Some(SessionField::Country) => "country",
         Some(SessionField::EntryPath) => "path",
+        Some(SessionField::Site) => "site",
         Some(SessionField::User) | None => "''",
     };
     let key = match q.split {
@@ -647,7 +723,7 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
         None => String::new(),
     };
     let (from, to) = (q.from_ms, q.to_ms);
-    let counted = q.bots.sql("device");
+    let counted = q.scope.sql("device", "site", lit);
     let (rows, totals) = c.select(&format!(
         "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
                 sum(pages = 1 AND events = 1 + leaves) AS bounces
@@ -698,10 +774,14 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
     })
 }
 
-pub fn session(c: &Client, id: &str, bots: Bots) -> Result<Option<SessionView>, StoreError> {
+pub fn session(c: &Client, id: &str, scope: &Scope) -> Result<Option<SessionView>, StoreError> {
     let (sessions, _) = load_sessions(
         c,
-        &format!("session_id = {} AND {}", lit(id), bots.sql("device")),
+        &format!(
+            "session_id = {} AND {}",
+            lit(id),
+            scope.sql("device", "site", lit)
+        ),
     )?;
     Ok(sessions.into_iter().next())
 }
@@ -710,14 +790,14 @@ pub fn event_names(
     c: &Client,
     from_ms: i64,
     to_ms: i64,
-    bots: Bots,
+    scope: &Scope,
 ) -> Result<Vec<(String, u64)>, StoreError> {
     let (rows, _) = c.select(&format!(
         "SELECT name, uniqExact(event_id) AS n FROM {}.events
          WHERE time_ms >= {from_ms} AND time_ms < {to_ms} AND {}
          GROUP BY name ORDER BY n DESC, name LIMIT 500",
         c.database,
-        bots.sql("device")
+        scope.sql("device", "site", lit)
     ))?;
     Ok(rows.iter().map(|r| (s(r, "name"), u(r, "n"))).collect())
 }
@@ -726,10 +806,10 @@ pub fn property_keys(
     c: &Client,
     from_ms: i64,
     to_ms: i64,
-    bots: Bots,
+    scope: &Scope,
 ) -> Result<PropertyKeys, StoreError> {
     let db = &c.database;
-    let counted = bots.sql("device");
+    let counted = scope.sql("device", "site", lit);
     let counts = |rows: Vec<Value>| -> Vec<KeyCount> {
         rows.iter()
             .map(|r| KeyCount {
@@ -757,7 +837,7 @@ pub fn property_keys(
          GROUP BY k ORDER BY n DESC, k LIMIT 200",
         person = person("anonymous_id"),
         aliases = aliases(db, "anonymous_id"),
-        people = people(db, bots),
+        people = people(db, scope),
     ))?;
     Ok(PropertyKeys {
         columns: column_names(),
