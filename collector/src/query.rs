@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::journeys::{self, Step, StepQuery};
 use crate::store::{
     rfc3339, Bots, Field, Filter, InsightsQuery, Interval, Metric, Scope, SessionField,
     SessionStatsQuery, UsersCursor, UsersQuery,
@@ -184,6 +185,16 @@ fn parse_field(k: &str, v: &str) -> Result<Field, ApiError> {
     })
 }
 
+/// `tz=`: an IANA time zone.
+fn parse_tz(v: &str) -> Result<chrono_tz::Tz, ApiError> {
+    v.parse().map_err(|_| {
+        ApiError::param(
+            "tz",
+            format!("{v:?} is not an IANA time zone like Europe/Paris"),
+        )
+    })
+}
+
 /// `event=` (repeatable, or comma-separated) into `events`.
 fn take_events(events: &mut Vec<String>, v: &str) {
     events.extend(
@@ -240,14 +251,7 @@ fn parse_insights(pairs: &[(String, String)], config: &Config) -> Result<Insight
             "by" => by = Some(parse_field(k, v)?),
             "split" => split = Some(parse_field(k, v)?),
             "filter" => filters.push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?),
-            "tz" => {
-                tz = v.parse().map_err(|_| {
-                    ApiError::param(
-                        "tz",
-                        format!("{v:?} is not an IANA time zone like Europe/Paris"),
-                    )
-                })?
-            }
+            "tz" => tz = parse_tz(v)?,
             _ => return Err(ApiError::param(k, "is not a parameter of /api/v1/insights")),
         }
     }
@@ -547,6 +551,152 @@ fn parse_users(pairs: &[(String, String)], config: &Config) -> Result<UsersQuery
     }
     (q.from_ms, q.to_ms) = range.resolve(WEEK_MS)?;
     Ok(q)
+}
+
+/// `GET /api/v1/funnel`: how many people went through the steps in order.
+pub async fn funnel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let mut range = Range::default();
+    let mut steps: Vec<(String, Step)> = Vec::new();
+    let mut window_ms = 14 * 86_400_000;
+    let mut filters = Vec::new();
+    let scope = scope_and(&params(&req)?, &state.config, "/api/v1/funnel", |k, v| {
+        match k {
+            "step" => steps.push((
+                v.trim().to_owned(),
+                Step::parse(v).map_err(|e| ApiError::param("step", e))?,
+            )),
+            "window" => window_ms = parse_duration("window", v)?,
+            "filter" => filters.push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?),
+            _ => return range.take(k, v),
+        }
+        Ok(true)
+    })?;
+    if !(2..=10).contains(&steps.len()) {
+        return Err(ApiError::param(
+            "step",
+            format!(
+                "is given {} times: a funnel has 2 to 10 steps, in order",
+                steps.len()
+            ),
+        ));
+    }
+    let (from_ms, to_ms) = range.resolve(30 * 86_400_000)?;
+    filters.extend(scope.bots.filter());
+    let q = StepQuery {
+        from_ms,
+        to_ms: to_ms.saturating_add(window_ms),
+        steps: steps.iter().map(|(_, s)| s.clone()).collect(),
+        filters,
+        sites: scope.sites,
+    };
+    let store = state.store.clone();
+    let hits = blocking(move || store.step_events(&q)).await?;
+    let counted = journeys::funnel(hits, steps.len(), from_ms, to_ms, window_ms);
+    let first = counted.first().map_or(0, |s| s.count).max(1) as f64;
+    let answer: Vec<_> = steps
+        .iter()
+        .zip(&counted)
+        .enumerate()
+        .map(|(k, ((name, _), s))| {
+            let before = if k == 0 {
+                s.count
+            } else {
+                counted[k - 1].count
+            };
+            json!({
+                "name": name,
+                "count": s.count,
+                "conversion": s.count as f64 / first,
+                "from_previous": if before == 0 { 0.0 } else { s.count as f64 / before as f64 },
+                "median_seconds_from_previous": s.median_seconds,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "from": rfc3339(from_ms),
+        "to": rfc3339(to_ms),
+        "window_seconds": window_ms / 1000,
+        "steps": answer,
+    })))
+}
+
+/// `GET /api/v1/retention`: cohorts by the period of their first start event, and who of
+/// each came back in each later period.
+pub async fn retention(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let mut range = Range::default();
+    let mut start = Step::Any;
+    let mut back = Step::Any;
+    let mut interval = Interval::Day;
+    let mut tz = chrono_tz::Tz::UTC;
+    let mut filters = Vec::new();
+    let scope = scope_and(
+        &params(&req)?,
+        &state.config,
+        "/api/v1/retention",
+        |k, v| {
+            match k {
+                "start_event" => start = Step::parse(v).map_err(|e| ApiError::param(k, e))?,
+                "return_event" => back = Step::parse(v).map_err(|e| ApiError::param(k, e))?,
+                "interval" => {
+                    interval = match v {
+                        "day" => Interval::Day,
+                        "week" => Interval::Week,
+                        _ => return Err(ApiError::param("interval", "must be day or week")),
+                    }
+                }
+                "tz" => tz = parse_tz(v)?,
+                "filter" => {
+                    filters.push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?)
+                }
+                _ => return range.take(k, v),
+            }
+            Ok(true)
+        },
+    )?;
+    let (from_ms, to_ms) = range.resolve(30 * 86_400_000)?;
+    let starts = crate::store::bucket_starts(from_ms, to_ms, interval, tz);
+    filters.extend(scope.bots.filter());
+    let q = StepQuery {
+        from_ms,
+        to_ms,
+        steps: vec![start.clone(), back.clone()],
+        filters,
+        sites: scope.sites,
+    };
+    let store = state.store.clone();
+    let hits = blocking(move || store.step_events(&q)).await?;
+    let cohorts: Vec<_> = journeys::retention(hits, &starts)
+        .into_iter()
+        .map(|c| {
+            json!({
+                "start": rfc3339(c.start_ms.max(from_ms)),
+                "size": c.values[0],
+                "values": c.values,
+            })
+        })
+        .collect();
+    let name = |s: &Step| match s {
+        Step::Any => None,
+        Step::Event(n) => Some(n.clone()),
+        Step::Page(p) => Some(format!("$pageview:{p}")),
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "from": rfc3339(from_ms),
+        "to": rfc3339(to_ms),
+        "interval": interval,
+        "tz": tz.name(),
+        "start_event": name(&start),
+        "return_event": name(&back),
+        "cohorts": cohorts,
+    })))
 }
 
 /// `GET /api/v1/users`: people in reverse order of last activity.

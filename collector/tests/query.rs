@@ -1205,3 +1205,100 @@ async fn sites_are_kept_apart_and_the_users_feed_filters() {
         .unwrap()
         .contains("`filter`"));
 }
+
+#[actix_web::test]
+async fn funnels_and_retention_answer_as_the_contract_says() {
+    let (_dir, events, state, start) = setup().await;
+    let app = app!(state);
+    let batch = json!({"key": "demo", "events": events.iter().map(wire).collect::<Vec<_>>()});
+    let req = test::TestRequest::post()
+        .uri("/v1/batch")
+        .insert_header(("user-agent", AGENTS[0].1))
+        .set_payload(batch.to_string())
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 200);
+    let person = people(&events);
+    let (from, to) = (day(start), day(start + 10 * DAY));
+
+    let got = get(
+        &app,
+        &format!("/api/v1/funnel?step=$pageview:/p&step=add_to_cart&step=purchase&from={from}&to={to}&window=1d"),
+    )
+    .await;
+    let steps = got["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[0]["name"], "$pageview:/p");
+    let everyone: BTreeSet<&String> = events.iter().map(|e| &person[&e.anon]).collect();
+    assert_eq!(steps[0]["count"].as_u64().unwrap(), everyone.len() as u64);
+    assert_eq!(steps[0]["conversion"].as_f64().unwrap(), 1.0);
+    let mut before = u64::MAX;
+    for s in steps {
+        let count = s["count"].as_u64().unwrap();
+        assert!(count <= before, "{got}");
+        let conversion = s["conversion"].as_f64().unwrap();
+        let first = steps[0]["count"].as_f64().unwrap();
+        assert!((conversion - count as f64 / first).abs() < 1e-9);
+        before = count;
+    }
+    assert!(steps[2]["count"].as_u64().unwrap() > 0, "{got}");
+    assert!(steps[1]["median_seconds_from_previous"].as_f64().unwrap() > 0.0);
+
+    let got = get(
+        &app,
+        &format!(
+            "/api/v1/retention?start_event=$pageview&return_event=purchase&from={from}&to={to}"
+        ),
+    )
+    .await;
+    let cohorts = got["cohorts"].as_array().unwrap();
+    assert_eq!(cohorts.len(), 10, "a cohort per day");
+    let mut size = 0;
+    for (i, c) in cohorts.iter().enumerate() {
+        let values = c["values"].as_array().unwrap();
+        assert_eq!(values.len(), 10 - i, "periods up to the range's end");
+        assert_eq!(values[0], c["size"]);
+        assert!(c["start"].as_str().unwrap().ends_with('Z'));
+        size += c["size"].as_u64().unwrap();
+    }
+    assert_eq!(size, everyone.len() as u64, "each person in one cohort");
+
+    for (query, param) in [
+        ("step=a", "step"),
+        ("step=a&step=b&window=soon", "window"),
+        ("step=a&step=$pageview:p", "step"),
+        ("step=a&step=b&site=nowhere", "site"),
+        ("step=a&step=b&colour=red", "colour"),
+    ] {
+        let (status, body) = send(
+            &app,
+            "GET",
+            &format!("/api/v1/funnel?{query}"),
+            Some("t"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{param}`")),
+            "{query}: {message}"
+        );
+    }
+    for (query, param) in [("interval=month", "interval"), ("tz=Mars/Base", "tz")] {
+        let (status, body) = send(
+            &app,
+            "GET",
+            &format!("/api/v1/retention?{query}"),
+            Some("t"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`{param}`")));
+    }
+    let (status, _) = send(&app, "GET", "/api/v1/funnel?step=a&step=b", None, None).await;
+    assert_eq!(status, 401);
+}

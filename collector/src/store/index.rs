@@ -13,6 +13,7 @@
 //! for just that part of the query: the rowids of matching events, or the value per event,
 //! which the scan then looks up.
 
+use super::journeys::{Step, StepHit, StepQuery};
 use super::sqlite::{filter_sql, Sql};
 use super::{
     rfc3339, series_from_grid, sort_table, Field, Filter, Insights, InsightsQuery, Metric, Op,
@@ -563,6 +564,49 @@ impl Index {
             table,
             sample_users,
         })
+    }
+
+    /// The events that are steps, each with its person's number and which steps it is.
+    pub fn step_events(&self, c: &Connection, q: &StepQuery) -> Result<Vec<StepHit>, StoreError> {
+        let names = Step::names(&q.steps);
+        let pass = self.passing(
+            c,
+            &Selection {
+                from_ms: q.from_ms,
+                to_ms: q.to_ms,
+                events: &names,
+                sites: &q.sites,
+                filters: &q.filters,
+            },
+        )?;
+        // Which steps each name is, and each path for page views.
+        let by_name: Vec<u32> = self
+            .names
+            .values
+            .iter()
+            .map(|n| Step::mask(&q.steps, n, "\u{0}"))
+            .collect();
+        let by_path: Vec<u32> = self
+            .paths
+            .values
+            .iter()
+            .map(|p| Step::mask(&q.steps, "$pageview", p))
+            .collect();
+        let pageview = self.names.ids.get("$pageview").copied();
+        Ok((0..self.time.len())
+            .filter(|&i| pass[i])
+            .filter_map(|i| {
+                let mut mask = by_name[self.name[i] as usize];
+                if Some(self.name[i]) == pageview {
+                    mask |= by_path[self.path[i] as usize];
+                }
+                (mask != 0).then(|| StepHit {
+                    person: u64::from(self.person_of[self.anon[i] as usize]),
+                    time_ms: self.time[i],
+                    mask,
+                })
+            })
+            .collect())
     }
 
     /// People for `/api/v1/users` when its events must be looked at (a site, an event or a

@@ -3,10 +3,11 @@
 
 mod clickhouse;
 mod index;
+pub mod journeys;
 mod sqlite;
 
 pub use clickhouse::{ClickHouse, SpoolGauges};
-pub use sqlite::Sqlite;
+pub use sqlite::{bucket_starts, Sqlite};
 
 use crate::config::Config;
 use serde::Serialize;
@@ -722,6 +723,8 @@ pub trait Store: Send + Sync {
     fn user(&self, id: &str, scope: &Scope) -> Result<Option<UserDetail>, StoreError>;
     /// A page of people, newest activity first. Blocking.
     fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError>;
+    /// The events that are steps of a funnel or of retention, for [`journeys`]. Blocking.
+    fn step_events(&self, q: &journeys::StepQuery) -> Result<Vec<journeys::StepHit>, StoreError>;
     /// Session count, time and bounce rate. Blocking.
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError>;
     /// One session with its events (those `scope` counts). Blocking.

@@ -1019,6 +1019,14 @@ impl Store for Sqlite {
         })
     }
 
+    fn step_events(&self, q: &journeys::StepQuery) -> Result<Vec<journeys::StepHit>, StoreError> {
+        self.with_reader(|c| {
+            let mut index = self.index.lock().expect("event index");
+            index.sync(c)?;
+            index.step_events(c, q)
+        })
+    }
+
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
         self.with_reader(|c| {
             let mut index = self.index.lock().expect("event index");

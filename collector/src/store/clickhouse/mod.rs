@@ -347,6 +347,10 @@ impl Store for ClickHouse {
         query::users(&self.client, q)
     }
 
+    fn step_events(&self, q: &journeys::StepQuery) -> Result<Vec<journeys::StepHit>, StoreError> {
+        query::step_events(&self.client, q)
+    }
+
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
         query::session_stats(&self.client, q)
     }

@@ -357,6 +357,46 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     })
 }
 
+/// The events that are steps, each with its person's hash and which steps it is: the events
+/// an insights query by name and path would count, once each.
+pub fn step_events(
+    c: &Client,
+    q: &journeys::StepQuery,
+) -> Result<Vec<journeys::StepHit>, StoreError> {
+    let (source, _) = insights_source(
+        &c.database,
+        &InsightsQuery {
+            metric: Metric::Events,
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            interval: Interval::Day,
+            events: journeys::Step::names(&q.steps),
+            by: Some(Field::Event("name")),
+            split: Some(Field::Event("path")),
+            filters: q.filters.clone(),
+            sites: q.sites.clone(),
+            tz: chrono_tz::Tz::UTC,
+        },
+    );
+    let (rows, _) = c.select(&format!(
+        "SELECT DISTINCT event_h, person_h, time_ms, key, split FROM ({source})"
+    ))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let mask = journeys::Step::mask(&q.steps, &s(r, "key"), &s(r, "split"));
+            (mask != 0).then(|| journeys::StepHit {
+                person: r["person_h"]
+                    .as_u64()
+                    .or_else(|| r["person_h"].as_str().and_then(|s| s.parse().ok()))
+                    .unwrap_or_default(),
+                time_ms: i(r, "time_ms"),
+                mask,
+            })
+        })
+        .collect())
+}
+
 /// The five people with the latest matching events. First from the latest 1,000 matching
 /// events (read from `events` alone when no user property filters them, their people looked
 /// up afterwards); only if those hold fewer than five people, and there are more events, by

@@ -1,0 +1,377 @@
+//! Funnels and retention on both stores against a brute-force count over the raw events:
+//! steps in random orders, repeated attempts, duplicates sent again, anonymous IDs merged by an
+//! identify that comes after their first events, two sites, bots, a filter, days in other time
+//! zones, and steps exactly on the window's edge and one millisecond past it.
+
+mod common {
+    pub mod clickhouse;
+}
+
+use common::clickhouse::ClickHouseServer;
+use footfall_collector::config::Durability;
+use footfall_collector::store::journeys::{self, Step, StepQuery};
+use footfall_collector::store::*;
+use std::collections::{BTreeMap, HashMap};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+const NAMES: [&str; 4] = ["view_item", "add_to_cart", "checkout", "buy"];
+const PATHS: [&str; 3] = ["/", "/pricing", "/cart"];
+const WINDOW: i64 = 2 * HOUR;
+
+/// About 80 visitors over three weeks; some are one person on two browsers, joined by an
+/// identify on the second browser after events on the first.
+fn generate(start: i64) -> Vec<StoredEvent> {
+    let mut rng = Rng(0x5eed_f00d_cafe_0001);
+    let mut out = Vec::new();
+    let mut n = 0u64;
+    for v in 0..80u64 {
+        let anon = format!("anon-{v:03}");
+        // Visitors 2k and 2k+1 (k < 10) are one person, identified on the odd one only.
+        let user = (v < 20 && v % 2 == 1).then(|| format!("user{}@example.com", v / 2));
+        let bot = v % 13 == 5;
+        let site = if v % 4 == 3 { "shop" } else { "demo" };
+        let browser = ["Chrome", "Firefox", "Safari"][rng.next(3) as usize];
+        let mut t = start + rng.next(20 * DAY as u64) as i64;
+        let mut identified = false;
+        for s in 0..1 + rng.next(4) {
+            let session = format!("s-{v:03}-{s}");
+            for _ in 0..1 + rng.next(7) {
+                n += 1;
+                let (kind, name, path) = match rng.next(6) {
+                    0 | 1 => ("page", "$pageview", PATHS[rng.next(3) as usize]),
+                    _ => ("track", NAMES[rng.next(4) as usize], "/"),
+                };
+                // Steps land at random gaps, some exactly at the window or one ms past it from
+                // the visitor's last event, some at the same millisecond.
+                t += match rng.next(8) {
+                    0 => 0,
+                    1 => WINDOW,
+                    2 => WINDOW + 1,
+                    3 => rng.next(3 * HOUR as u64) as i64,
+                    _ => rng.next(20 * MIN as u64) as i64,
+                };
+                let mut e = StoredEvent {
+                    event_id: format!("019ab0b4-0000-7000-8000-{n:012x}"),
+                    site: site.into(),
+                    kind,
+                    name: name.into(),
+                    time_ms: t,
+                    client_ms: t,
+                    server_ms: t,
+                    anonymous_id: anon.clone(),
+                    session_id: session.clone(),
+                    seq: n as i64,
+                    path: path.into(),
+                    url: format!("https://shop.example{path}"),
+                    props: "{}".into(),
+                    browser: browser.into(),
+                    device: if bot { "bot" } else { "desktop" }.into(),
+                    ..Default::default()
+                };
+                if user.is_some() && s >= 1 && !identified {
+                    identified = true;
+                    let mut id = e.clone();
+                    n += 1;
+                    id.event_id = format!("019ab0b4-0000-7000-8000-{n:012x}");
+                    id.kind = "identify";
+                    id.name = "$identify".into();
+                    id.user_id = user.clone();
+                    out.push(id);
+                }
+                e.user_id = if identified { user.clone() } else { None };
+                out.push(e);
+            }
+            t += HOUR + rng.next(3 * DAY as u64) as i64;
+        }
+    }
+    // The person of visitor 2k is the user of 2k+1: a retroactive merge through the same user
+    // ID, identified from 2k's browser at the very end.
+    for k in 0..10 {
+        let last = out
+            .iter()
+            .filter(|e| e.anonymous_id == format!("anon-{:03}", 2 * k))
+            .max_by_key(|e| e.time_ms)
+            .cloned();
+        if let Some(mut e) = last {
+            n += 1;
+            e.event_id = format!("019ab0b4-0000-7000-8000-{n:012x}");
+            e.kind = "identify";
+            e.name = "$identify".into();
+            e.time_ms += 1;
+            e.user_id = Some(format!("user{k}@example.com"));
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Who each anonymous ID is: the user ID of its earliest identify, else itself.
+fn people(events: &[StoredEvent]) -> HashMap<String, String> {
+    let mut first: HashMap<String, (i64, String)> = HashMap::new();
+    for e in events {
+        if let Some(u) = &e.user_id {
+            let entry = first
+                .entry(e.anonymous_id.clone())
+                .or_insert((e.time_ms, u.clone()));
+            if e.time_ms < entry.0 {
+                *entry = (e.time_ms, u.clone());
+            }
+        }
+    }
+    let mut of: HashMap<String, String> = first.into_iter().map(|(a, (_, u))| (a, u)).collect();
+    for e in events {
+        of.entry(e.anonymous_id.clone())
+            .or_insert_with(|| e.anonymous_id.clone());
+    }
+    of
+}
+
+/// Each person's counted events (people's, of the sites, through the filter) in time order.
+fn streams<'a>(
+    events: &'a [StoredEvent],
+    sites: &[&str],
+    keep: &dyn Fn(&StoredEvent) -> bool,
+) -> BTreeMap<String, Vec<&'a StoredEvent>> {
+    let person = people(events);
+    let mut out: BTreeMap<String, Vec<&StoredEvent>> = BTreeMap::new();
+    for e in events {
+        if e.device != "bot" && (sites.is_empty() || sites.contains(&e.site.as_str())) && keep(e) {
+            out.entry(person[&e.anonymous_id].clone())
+                .or_default()
+                .push(e);
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_by_key(|e| e.time_ms);
+    }
+    out
+}
+
+/// The furthest step reached from one start, trying every choice of every later step.
+fn reach(events: &[&StoredEvent], steps: &[Step], k: usize, after: i64, t0: i64) -> usize {
+    if k == steps.len() {
+        return 0;
+    }
+    events
+        .iter()
+        .filter(|e| e.time_ms > after && e.time_ms - t0 <= WINDOW)
+        .filter(|e| steps[k].matches(&e.name, &e.path))
+        .map(|e| 1 + reach(events, steps, k + 1, e.time_ms, t0))
+        .max()
+        .unwrap_or(0)
+}
+
+fn brute_funnel(
+    events: &[StoredEvent],
+    steps: &[Step],
+    from: i64,
+    to: i64,
+    sites: &[&str],
+    keep: &dyn Fn(&StoredEvent) -> bool,
+) -> Vec<u64> {
+    let mut counts = vec![0u64; steps.len()];
+    for list in streams(events, sites, keep).values() {
+        let best = list
+            .iter()
+            .filter(|e| e.time_ms >= from && e.time_ms < to)
+            .filter(|e| steps[0].matches(&e.name, &e.path))
+            .map(|e| 1 + reach(list, steps, 1, e.time_ms, e.time_ms))
+            .max()
+            .unwrap_or(0);
+        for c in counts.iter_mut().take(best) {
+            *c += 1;
+        }
+    }
+    counts
+}
+
+/// The period of a time: days (or Monday weeks) in the zone since the range's first.
+fn period(t: i64, from: i64, week: bool, tz: chrono_tz::Tz) -> i64 {
+    let local = |ms: i64| {
+        let d = chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .with_timezone(&tz)
+            .date_naive();
+        if week {
+            d - chrono::Duration::days(chrono::Datelike::weekday(&d).num_days_from_monday() as i64)
+        } else {
+            d
+        }
+    };
+    let days = (local(t) - local(from)).num_days();
+    if week {
+        days / 7
+    } else {
+        days
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn brute_retention(
+    events: &[StoredEvent],
+    start: &Step,
+    back: &Step,
+    from: i64,
+    to: i64,
+    week: bool,
+    tz: chrono_tz::Tz,
+    sites: &[&str],
+) -> Vec<Vec<u64>> {
+    let periods = period(to - 1, from, week, tz) + 1;
+    let mut cohorts: Vec<Vec<u64>> = (0..periods)
+        .map(|c| vec![0u64; (periods - c) as usize])
+        .collect();
+    for list in streams(events, sites, &|_| true).values() {
+        let in_range: Vec<&&StoredEvent> = list
+            .iter()
+            .filter(|e| e.time_ms >= from && e.time_ms < to)
+            .collect();
+        let Some(first) = in_range.iter().find(|e| start.matches(&e.name, &e.path)) else {
+            continue;
+        };
+        let c = period(first.time_ms, from, week, tz);
+        let cohort = &mut cohorts[c as usize];
+        cohort[0] += 1;
+        for k in 1..cohort.len() as i64 {
+            if in_range.iter().any(|e| {
+                back.matches(&e.name, &e.path) && period(e.time_ms, from, week, tz) == c + k
+            }) {
+                cohort[k as usize] += 1;
+            }
+        }
+    }
+    cohorts
+}
+
+#[test]
+fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Sqlite::open(dir.path(), Durability::Process).unwrap();
+    let ch = ClickHouse::open(&server.url("journeys"), dir.path(), 1 << 30).unwrap();
+    let stores: [&dyn Store; 2] = [&sqlite, &ch];
+
+    let start = 1_790_000_000_000 + 7 * HOUR / 3;
+    let mut events = generate(start);
+    events.sort_by_key(|e| e.time_ms);
+    assert!(events.len() > 500, "{} events", events.len());
+    // Shuffled into batches; every third batch sent twice.
+    let mut rng = Rng(7);
+    let mut order: Vec<StoredEvent> = events.clone();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.next(i as u64 + 1) as usize);
+    }
+    for (b, chunk) in order.chunks(41).enumerate() {
+        for s in stores {
+            for _ in 0..1 + usize::from(b % 3 == 0) {
+                s.insert(chunk.to_vec()).blocking_recv().unwrap().unwrap();
+            }
+        }
+    }
+
+    let bots = Bots::Exclude.filter().into_iter().collect::<Vec<_>>();
+    let (from, to) = (start + DAY / 2, start + 18 * DAY);
+    let funnels: Vec<Vec<Step>> = vec![
+        vec![
+            Step::Event("view_item".into()),
+            Step::Event("add_to_cart".into()),
+        ],
+        vec![
+            Step::Page("/".into()),
+            Step::Event("add_to_cart".into()),
+            Step::Event("checkout".into()),
+            Step::Event("buy".into()),
+        ],
+        vec![
+            Step::Event("buy".into()),
+            Step::Event("buy".into()),
+            Step::Page("/cart".into()),
+        ],
+        vec![Step::Any, Step::Event("checkout".into())],
+    ];
+    let mut reached_last = 0;
+    for (n, steps) in funnels.iter().enumerate() {
+        for (sites, filter) in [
+            (vec![], None),
+            (vec!["shop"], None),
+            (vec![], Some("Safari")),
+        ] {
+            let mut filters = bots.clone();
+            if let Some(b) = filter {
+                filters.push(Filter::parse(&format!("browser:neq:{b}")).unwrap());
+            }
+            let q = StepQuery {
+                from_ms: from,
+                to_ms: to + WINDOW,
+                steps: steps.clone(),
+                filters,
+                sites: sites.iter().map(|s| s.to_string()).collect(),
+            };
+            let keep = |e: &StoredEvent| filter.is_none_or(|b| e.browser != b);
+            let want = brute_funnel(&events, steps, from, to, &sites, &keep);
+            for s in stores {
+                let got: Vec<u64> =
+                    journeys::funnel(s.step_events(&q).unwrap(), steps.len(), from, to, WINDOW)
+                        .iter()
+                        .map(|s| s.count)
+                        .collect();
+                assert_eq!(got, want, "funnel {n} {sites:?} {filter:?}");
+            }
+            assert!(want[0] > 0, "funnel {n}: nobody started");
+            reached_last += want[steps.len() - 1];
+        }
+    }
+    assert!(reached_last > 0, "some funnels are completed");
+
+    let mut returned = 0;
+    for (start_step, back, week, tz, sites) in [
+        (Step::Any, Step::Any, false, chrono_tz::UTC, vec![]),
+        (
+            Step::Page("/".into()),
+            Step::Event("buy".into()),
+            false,
+            chrono_tz::America::New_York,
+            vec![],
+        ),
+        (
+            Step::Event("view_item".into()),
+            Step::Any,
+            true,
+            chrono_tz::Asia::Kolkata,
+            vec!["demo"],
+        ),
+    ] {
+        let interval = if week { Interval::Week } else { Interval::Day };
+        let starts = bucket_starts(from, to, interval, tz);
+        let q = StepQuery {
+            from_ms: from,
+            to_ms: to,
+            steps: vec![start_step.clone(), back.clone()],
+            filters: bots.clone(),
+            sites: sites.iter().map(|s| s.to_string()).collect(),
+        };
+        let want = brute_retention(&events, &start_step, &back, from, to, week, tz, &sites);
+        for s in stores {
+            let got: Vec<Vec<u64>> = journeys::retention(s.step_events(&q).unwrap(), &starts)
+                .into_iter()
+                .map(|c| c.values)
+                .collect();
+            assert_eq!(got, want, "retention {start_step:?} {back:?} {tz}");
+        }
+        returned += want.iter().map(|c| c[1..].iter().sum::<u64>()).sum::<u64>();
+    }
+    assert!(returned > 0, "somebody came back");
+}
