@@ -24,6 +24,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .route("/api/v1/insights", web::get().to(query::insights))
             .route("/api/v1/funnel", web::get().to(query::funnel))
             .route("/api/v1/retention", web::get().to(query::retention))
+            .route("/api/v1/paths", web::get().to(query::paths))
             .route("/api/v1/users", web::get().to(query::users))
             .route("/api/v1/users/{id}", web::get().to(query::user))
             .route("/api/v1/users/{id}", web::delete().to(query::erase_user))

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::journeys::{self, Step, StepQuery};
+use crate::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
 use crate::store::{
     rfc3339, Bots, Field, Filter, InsightsQuery, Interval, Metric, Scope, SessionField,
     SessionStatsQuery, UsersCursor, UsersQuery,
@@ -696,6 +696,75 @@ pub async fn retention(
         "start_event": name(&start),
         "return_event": name(&back),
         "cohorts": cohorts,
+    })))
+}
+
+/// `GET /api/v1/paths`: the most common ways through sessions after (or before) a start.
+pub async fn paths(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let mut range = Range::default();
+    let mut start = Step::Event("$pageview".into());
+    let mut direction = Direction::After;
+    let mut depth = 4;
+    let mut pages_only = true;
+    let mut filters = Vec::new();
+    let scope = scope_and(&params(&req)?, &state.config, "/api/v1/paths", |k, v| {
+        match k {
+            "start" => start = Step::parse(v).map_err(|e| ApiError::param(k, e))?,
+            "direction" => {
+                direction = match v {
+                    "after" => Direction::After,
+                    "before" => Direction::Before,
+                    _ => return Err(ApiError::param(k, "must be after or before")),
+                }
+            }
+            "depth" => {
+                depth = v
+                    .parse()
+                    .ok()
+                    .filter(|d| (1..=10).contains(d))
+                    .ok_or_else(|| ApiError::param(k, "must be a number from 1 to 10"))?
+            }
+            "type" => {
+                pages_only = match v {
+                    "pages" => true,
+                    "events" => false,
+                    _ => return Err(ApiError::param(k, "must be pages or events")),
+                }
+            }
+            "filter" => filters.push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?),
+            _ => return range.take(k, v),
+        }
+        Ok(true)
+    })?;
+    if pages_only
+        && !matches!(&start, Step::Page(_) | Step::Any)
+        && start != Step::Event("$pageview".into())
+    {
+        return Err(ApiError::param(
+            "start",
+            "must be $pageview or $pageview:/path with type=pages (type=events walks every event)",
+        ));
+    }
+    let (from_ms, to_ms) = range.resolve(WEEK_MS)?;
+    filters.extend(scope.bots.filter());
+    let q = PathQuery {
+        from_ms,
+        to_ms,
+        pages_only,
+        filters,
+        sites: scope.sites,
+    };
+    let store = state.store.clone();
+    let (events, labels) = blocking(move || store.path_events(&q)).await?;
+    let found = journeys::paths(events, &labels, &start, direction, depth);
+    Ok(HttpResponse::Ok().json(json!({
+        "from": rfc3339(from_ms),
+        "to": rfc3339(to_ms),
+        "sessions": found.sessions,
+        "paths": found.paths.iter().map(|(steps, count)| json!({"steps": steps, "count": count})).collect::<Vec<_>>(),
+        "nodes": found.nodes.iter().map(|level| level.iter().map(|(label, count)| json!({"label": label, "count": count})).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        "links": found.links.iter().map(|(depth, from, to, count)| json!({"depth": depth, "from": from, "to": to, "count": count})).collect::<Vec<_>>(),
     })))
 }
 

@@ -9,7 +9,7 @@ mod common {
 
 use common::clickhouse::ClickHouseServer;
 use footfall_collector::config::Durability;
-use footfall_collector::store::journeys::{self, Step, StepQuery};
+use footfall_collector::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
 use footfall_collector::store::*;
 use std::collections::{BTreeMap, HashMap};
 
@@ -374,4 +374,140 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
         returned += want.iter().map(|c| c[1..].iter().sum::<u64>()).sum::<u64>();
     }
     assert!(returned > 0, "somebody came back");
+
+    // User paths: each store's events walked by the rules, against a walk of the raw events.
+    for (start_step, direction, depth, pages_only, sites) in [
+        (
+            Step::Event("$pageview".into()),
+            Direction::After,
+            3,
+            true,
+            vec![],
+        ),
+        (
+            Step::Page("/cart".into()),
+            Direction::Before,
+            2,
+            true,
+            vec!["shop"],
+        ),
+        (
+            Step::Event("add_to_cart".into()),
+            Direction::After,
+            4,
+            false,
+            vec![],
+        ),
+        (
+            Step::Event("buy".into()),
+            Direction::Before,
+            3,
+            false,
+            vec!["demo"],
+        ),
+    ] {
+        let q = PathQuery {
+            from_ms: from,
+            to_ms: to,
+            pages_only,
+            filters: bots.clone(),
+            sites: sites.iter().map(|s| s.to_string()).collect(),
+        };
+        let want = brute_paths(
+            &events,
+            &start_step,
+            direction,
+            depth,
+            pages_only,
+            from,
+            to,
+            &sites,
+        );
+        assert!(!want.is_empty(), "{start_step:?}: no paths");
+        for s in stores {
+            let (found, labels) = s.path_events(&q).unwrap();
+            let got = journeys::paths(found, &labels, &start_step, direction, depth);
+            let got: BTreeMap<Vec<String>, u64> = got.paths.into_iter().collect();
+            // The answer keeps the 50 most common: compare those.
+            let mut top: Vec<(&Vec<String>, &u64)> = want.iter().collect();
+            top.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+            let top: BTreeMap<Vec<String>, u64> = top
+                .into_iter()
+                .take(50)
+                .map(|(p, n)| (p.clone(), *n))
+                .collect();
+            assert_eq!(got, top, "paths from {start_step:?} {direction:?}");
+        }
+    }
+}
+
+/// Paths walked the slow way: each session's events in order (ties by label), repeats in a
+/// row dropped, from the first start.
+#[allow(clippy::too_many_arguments)]
+fn brute_paths(
+    events: &[StoredEvent],
+    start: &Step,
+    direction: Direction,
+    depth: usize,
+    pages_only: bool,
+    from: i64,
+    to: i64,
+    sites: &[&str],
+) -> BTreeMap<Vec<String>, u64> {
+    let mut sessions: BTreeMap<&str, Vec<&StoredEvent>> = BTreeMap::new();
+    for e in events {
+        if e.device != "bot"
+            && e.time_ms >= from
+            && e.time_ms < to
+            && (sites.is_empty() || sites.contains(&e.site.as_str()))
+            && (!pages_only || e.name == "$pageview")
+        {
+            sessions.entry(&e.session_id).or_default().push(e);
+        }
+    }
+    let label = |e: &StoredEvent| {
+        if e.name == "$pageview" {
+            e.path.clone()
+        } else {
+            e.name.clone()
+        }
+    };
+    let mut out: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for list in sessions.values_mut() {
+        list.sort_by(|a, b| {
+            a.time_ms
+                .cmp(&b.time_ms)
+                .then_with(|| label(a).cmp(&label(b)))
+        });
+        let mut walk: Vec<&StoredEvent> = Vec::new();
+        for e in list.iter() {
+            if walk.last().is_none_or(|w| label(w) != label(e)) {
+                walk.push(e);
+            }
+        }
+        let Some(at) = walk.iter().position(|e| start.matches(&e.name, &e.path)) else {
+            continue;
+        };
+        let mut path: Vec<String> = match direction {
+            Direction::After => walk[at..]
+                .iter()
+                .take(depth + 1)
+                .map(|e| label(e))
+                .collect(),
+            Direction::Before => walk[..=at]
+                .iter()
+                .rev()
+                .take(depth + 1)
+                .map(|e| label(e))
+                .collect(),
+        };
+        if path.len() <= depth {
+            path.push(match direction {
+                Direction::After => journeys::END.into(),
+                Direction::Before => journeys::BEGIN.into(),
+            });
+        }
+        *out.entry(path).or_default() += 1;
+    }
+    out
 }

@@ -1301,4 +1301,50 @@ async fn funnels_and_retention_answer_as_the_contract_says() {
     }
     let (status, _) = send(&app, "GET", "/api/v1/funnel?step=a&step=b", None, None).await;
     assert_eq!(status, 401);
+
+    // User paths: every session starts at /p (the one page), then leaves or walks events.
+    let sessions: BTreeSet<&String> = events.iter().map(|e| &e.session).collect();
+    let got = get(&app, &format!("/api/v1/paths?from={from}&to={to}")).await;
+    assert_eq!(got["sessions"].as_u64().unwrap(), sessions.len() as u64);
+    let paths = got["paths"].as_array().unwrap();
+    assert_eq!(paths[0]["steps"], json!(["/p", "(end)"]), "{got}");
+    assert_eq!(paths[0]["count"].as_u64().unwrap(), sessions.len() as u64);
+    let got = get(
+        &app,
+        &format!("/api/v1/paths?type=events&start=add_to_cart&depth=2&from={from}&to={to}"),
+    )
+    .await;
+    let nodes = got["nodes"].as_array().unwrap();
+    assert_eq!(nodes[0][0]["label"], "add_to_cart");
+    let links = got["links"].as_array().unwrap();
+    let first: u64 = links
+        .iter()
+        .filter(|l| l["depth"] == 0)
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        first,
+        got["sessions"].as_u64().unwrap(),
+        "every path takes a first step"
+    );
+    for (query, param) in [
+        ("depth=0", "depth"),
+        ("direction=sideways", "direction"),
+        ("start=buy", "start"),
+        ("type=clicks", "type"),
+    ] {
+        let (status, body) = send(
+            &app,
+            "GET",
+            &format!("/api/v1/paths?{query}"),
+            Some("t"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`{param}`")));
+    }
 }

@@ -13,7 +13,7 @@
 //! for just that part of the query: the rowids of matching events, or the value per event,
 //! which the scan then looks up.
 
-use super::journeys::{Step, StepHit, StepQuery};
+use super::journeys::{Label, PathEvent, PathQuery, Step, StepHit, StepQuery};
 use super::sqlite::{filter_sql, Sql};
 use super::{
     rfc3339, series_from_grid, sort_table, Field, Filter, Insights, InsightsQuery, Metric, Op,
@@ -607,6 +607,54 @@ impl Index {
                 })
             })
             .collect())
+    }
+
+    /// The events that user paths walk, each with its session's number and its label.
+    pub fn path_events(
+        &self,
+        c: &Connection,
+        q: &PathQuery,
+    ) -> Result<(Vec<PathEvent>, Vec<Label>), StoreError> {
+        let pages = ["$pageview".to_owned()];
+        let pass = self.passing(
+            c,
+            &Selection {
+                from_ms: q.from_ms,
+                to_ms: q.to_ms,
+                events: if q.pages_only { &pages } else { &[] },
+                sites: &q.sites,
+                filters: &q.filters,
+            },
+        )?;
+        let pageview = self.names.ids.get("$pageview").copied();
+        let mut ids: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut labels: Vec<Label> = Vec::new();
+        let mut events = Vec::new();
+        for i in (0..self.time.len()).filter(|&i| pass[i]) {
+            let name = self.name[i];
+            let path = if Some(name) == pageview {
+                self.path[i]
+            } else {
+                u32::MAX
+            };
+            let label = *ids.entry((name, path)).or_insert_with(|| {
+                labels.push((
+                    self.names.values[name as usize].clone(),
+                    self.paths
+                        .values
+                        .get(path as usize)
+                        .cloned()
+                        .unwrap_or_default(),
+                ));
+                labels.len() as u32 - 1
+            });
+            events.push(PathEvent {
+                session: u64::from(self.session[i]),
+                time_ms: self.time[i],
+                label,
+            });
+        }
+        Ok((events, labels))
     }
 
     /// People for `/api/v1/users` when its events must be looked at (a site, an event or a

@@ -3,6 +3,7 @@
 //! the same for every store, so SQLite and ClickHouse cannot disagree on them.
 
 use super::Filter;
+use std::collections::HashMap;
 
 /// One step of a funnel, or the start or return event of retention.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +228,157 @@ pub fn retention(hits: Vec<StepHit>, starts: &[i64]) -> Vec<Cohort> {
     cohorts
 }
 
+/// The events that user paths walk: of `[from_ms, to_ms)`, the sites and the filters, page
+/// views only with `pages_only`.
+#[derive(Debug, Clone)]
+pub struct PathQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub pages_only: bool,
+    pub filters: Vec<Filter>,
+    pub sites: Vec<String>,
+}
+
+/// An event of a user path: its session's number (within one answer), its time, and its
+/// label as a number into the labels that come with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathEvent {
+    pub session: u64,
+    pub time_ms: i64,
+    pub label: u32,
+}
+
+/// A label: the event's name and, for page views, its path (`""` for other events).
+pub type Label = (String, String);
+
+/// How a label reads in an answer: a page view's path, or an event's name.
+pub fn label_text((name, path): &Label) -> String {
+    if name == "$pageview" {
+        path.clone()
+    } else {
+        name.clone()
+    }
+}
+
+/// Walk forwards from the start or backwards to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    After,
+    Before,
+}
+
+/// Where a session ended before the path was `depth` deep, or (backwards) began.
+pub const END: &str = "(end)";
+pub const BEGIN: &str = "(start)";
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Paths {
+    /// Sessions with the start event.
+    pub sessions: u64,
+    /// The most common paths (the start first, then each step away from it), with how many
+    /// sessions took each; at most 50.
+    pub paths: Vec<(Vec<String>, u64)>,
+    /// For the flow chart: at each depth, how many sessions were at each label.
+    pub nodes: Vec<Vec<(String, u64)>>,
+    /// Sessions that went from a label at one depth (`.0`) to a label at the next.
+    pub links: Vec<(usize, String, String, u64)>,
+}
+
+/// User paths: in each session, from its first event that is `start`, the next `depth` events
+/// (or, backwards, the `depth` before it), with a page reloaded or an event repeated in a row
+/// counted once. A path that runs out of session ends with [`END`] (or [`BEGIN`]).
+pub fn paths(
+    events: Vec<PathEvent>,
+    labels: &[Label],
+    start: &Step,
+    direction: Direction,
+    depth: usize,
+) -> Paths {
+    let text: Vec<String> = labels.iter().map(label_text).collect();
+    let mut events = events;
+    events.sort_unstable_by(|a, b| {
+        (a.session, a.time_ms)
+            .cmp(&(b.session, b.time_ms))
+            .then_with(|| text[a.label as usize].cmp(&text[b.label as usize]))
+    });
+    let mut counts: HashMap<Vec<u32>, u64> = HashMap::new();
+    let (end, begin) = (u32::MAX, u32::MAX - 1);
+    let mut sessions = 0;
+    for session in events.chunk_by(|a, b| a.session == b.session) {
+        let mut walk: Vec<u32> = Vec::with_capacity(session.len());
+        for e in session {
+            if walk.last() != Some(&e.label) {
+                walk.push(e.label);
+            }
+        }
+        let Some(at) = walk.iter().position(|&l| {
+            let (name, path) = &labels[l as usize];
+            start.matches(name, path)
+        }) else {
+            continue;
+        };
+        sessions += 1;
+        let path: Vec<u32> = match direction {
+            Direction::After => {
+                let mut p: Vec<u32> = walk[at..].iter().take(depth + 1).copied().collect();
+                if p.len() <= depth {
+                    p.push(end);
+                }
+                p
+            }
+            Direction::Before => {
+                let mut p: Vec<u32> = walk[..=at].iter().rev().take(depth + 1).copied().collect();
+                if p.len() <= depth {
+                    p.push(begin);
+                }
+                p
+            }
+        };
+        *counts.entry(path).or_default() += 1;
+    }
+    let name = |l: u32| match l {
+        l if l == end => END.to_owned(),
+        l if l == begin => BEGIN.to_owned(),
+        l => text[l as usize].clone(),
+    };
+    let mut nodes: Vec<HashMap<String, u64>> = vec![HashMap::new(); depth + 2];
+    let mut links: HashMap<(usize, String, String), u64> = HashMap::new();
+    let mut all: Vec<(Vec<String>, u64)> = Vec::with_capacity(counts.len());
+    for (path, n) in counts {
+        let path: Vec<String> = path.into_iter().map(name).collect();
+        for (d, l) in path.iter().enumerate() {
+            *nodes[d].entry(l.clone()).or_default() += n;
+            if let Some(next) = path.get(d + 1) {
+                *links.entry((d, l.clone(), next.clone())).or_default() += n;
+            }
+        }
+        all.push((path, n));
+    }
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(50);
+    let by_count = |a: &(String, u64), b: &(String, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
+    let nodes: Vec<Vec<(String, u64)>> = nodes
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            let mut n: Vec<(String, u64)> = n.into_iter().collect();
+            n.sort_by(by_count);
+            n
+        })
+        .collect();
+    let mut links: Vec<(usize, String, String, u64)> = links
+        .into_iter()
+        .map(|((d, a, b), n)| (d, a, b, n))
+        .collect();
+    links.sort_by(|a, b| (a.0, b.3, &a.1, &a.2).cmp(&(b.0, a.3, &b.1, &b.2)));
+    Paths {
+        sessions,
+        paths: all,
+        nodes,
+        links,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +440,45 @@ mod tests {
         assert_eq!(got[1].values, [1, 0, 1]);
         assert_eq!(got[2].values, [0, 0]);
         assert_eq!(got[3].values, [0]);
+    }
+
+    #[test]
+    fn paths_walk_from_the_first_start_and_collapse_repeats() {
+        let labels: Vec<Label> = [("$pageview", "/"), ("$pageview", "/p"), ("buy", "")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let ev = |session, time_ms, label| PathEvent {
+            session,
+            time_ms,
+            label,
+        };
+        let events = vec![
+            // Session 0: / /p /p buy / ; session 1: /p buy ; session 2: no start.
+            ev(0, 1, 0),
+            ev(0, 2, 1),
+            ev(0, 3, 1),
+            ev(0, 4, 2),
+            ev(0, 5, 0),
+            ev(1, 9, 2),
+            ev(1, 8, 1),
+            ev(2, 1, 0),
+        ];
+        let start = Step::Page("/p".into());
+        let after = paths(events.clone(), &labels, &start, Direction::After, 2);
+        assert_eq!(after.sessions, 2);
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            after.paths,
+            [(s(&["/p", "buy", END]), 1), (s(&["/p", "buy", "/"]), 1)]
+        );
+        assert_eq!(after.nodes[1], [("buy".to_string(), 2)]);
+        let before = paths(events, &labels, &start, Direction::Before, 2);
+        assert_eq!(
+            before.paths,
+            [(s(&["/p", BEGIN]), 1), (s(&["/p", "/", BEGIN]), 1)]
+        );
+        assert_eq!(before.links[0], (0, "/p".into(), BEGIN.into(), 1));
     }
 
     #[test]

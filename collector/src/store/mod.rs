@@ -725,6 +725,11 @@ pub trait Store: Send + Sync {
     fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError>;
     /// The events that are steps of a funnel or of retention, for [`journeys`]. Blocking.
     fn step_events(&self, q: &journeys::StepQuery) -> Result<Vec<journeys::StepHit>, StoreError>;
+    /// The events that user paths walk, with their labels, for [`journeys::paths`]. Blocking.
+    fn path_events(
+        &self,
+        q: &journeys::PathQuery,
+    ) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError>;
     /// Session count, time and bounce rate. Blocking.
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError>;
     /// One session with its events (those `scope` counts). Blocking.

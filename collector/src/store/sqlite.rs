@@ -1027,6 +1027,17 @@ impl Store for Sqlite {
         })
     }
 
+    fn path_events(
+        &self,
+        q: &journeys::PathQuery,
+    ) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError> {
+        self.with_reader(|c| {
+            let mut index = self.index.lock().expect("event index");
+            index.sync(c)?;
+            index.path_events(c, q)
+        })
+    }
+
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
         self.with_reader(|c| {
             let mut index = self.index.lock().expect("event index");

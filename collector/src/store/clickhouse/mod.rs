@@ -351,6 +351,13 @@ impl Store for ClickHouse {
         query::step_events(&self.client, q)
     }
 
+    fn path_events(
+        &self,
+        q: &journeys::PathQuery,
+    ) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError> {
+        query::path_events(&self.client, q)
+    }
+
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
         query::session_stats(&self.client, q)
     }

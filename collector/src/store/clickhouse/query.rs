@@ -386,15 +386,71 @@ pub fn step_events(
         .filter_map(|r| {
             let mask = journeys::Step::mask(&q.steps, &s(r, "key"), &s(r, "split"));
             (mask != 0).then(|| journeys::StepHit {
-                person: r["person_h"]
-                    .as_u64()
-                    .or_else(|| r["person_h"].as_str().and_then(|s| s.parse().ok()))
-                    .unwrap_or_default(),
+                person: hash(r, "person_h"),
                 time_ms: i(r, "time_ms"),
                 mask,
             })
         })
         .collect())
+}
+
+/// The events that user paths walk, each with its session's hash and its label.
+pub fn path_events(
+    c: &Client,
+    q: &journeys::PathQuery,
+) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError> {
+    let (source, _) = insights_source(
+        &c.database,
+        &InsightsQuery {
+            metric: Metric::Events,
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            interval: Interval::Day,
+            events: if q.pages_only {
+                vec!["$pageview".into()]
+            } else {
+                Vec::new()
+            },
+            by: Some(Field::Event("name")),
+            split: Some(Field::Event("path")),
+            filters: q.filters.clone(),
+            sites: q.sites.clone(),
+            tz: chrono_tz::Tz::UTC,
+        },
+    );
+    let (rows, _) = c.select(&format!(
+        "SELECT DISTINCT event_h, session_h, time_ms, key, split FROM ({source})"
+    ))?;
+    let mut ids: HashMap<journeys::Label, u32> = HashMap::new();
+    let mut labels: Vec<journeys::Label> = Vec::new();
+    let events = rows
+        .iter()
+        .map(|r| {
+            let name = s(r, "key");
+            let path = if name == "$pageview" {
+                s(r, "split")
+            } else {
+                String::new()
+            };
+            let label = *ids.entry((name, path)).or_insert_with_key(|k| {
+                labels.push(k.clone());
+                labels.len() as u32 - 1
+            });
+            journeys::PathEvent {
+                session: hash(r, "session_h"),
+                time_ms: i(r, "time_ms"),
+                label,
+            }
+        })
+        .collect();
+    Ok((events, labels))
+}
+
+/// A UInt64 column (JSON output quotes 64-bit numbers).
+fn hash(r: &Value, k: &str) -> u64 {
+    r[k].as_u64()
+        .or_else(|| r[k].as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_default()
 }
 
 /// The five people with the latest matching events. First from the latest 1,000 matching
