@@ -242,6 +242,7 @@ fn main() {
                 scope: Scope::default(),
                 events: Vec::new(),
                 filters: Vec::new(),
+                ids: None,
             })
             .unwrap();
     });

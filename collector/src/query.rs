@@ -329,7 +329,10 @@ pub async fn run_view(
     match view {
         View::Insights => insights_answer(state, parse_insights(pairs, &state.config)?).await,
         View::Users => {
-            let q = parse_users(pairs, &state.config)?;
+            let (q, ranking) = parse_users(pairs, &state.config)?;
+            if let Some(ranking) = ranking {
+                return ranked_users(state, q, ranking).await;
+            }
             let store = state.store.clone();
             let page = blocking(move || store.users(&q)).await?;
             Ok(json!({
@@ -518,7 +521,159 @@ fn parse_limit(v: &str, max: usize) -> Result<usize, ApiError> {
         .ok_or_else(|| ApiError::param("limit", format!("must be a number from 1 to {max}")))
 }
 
-fn parse_users(pairs: &[(String, String)], config: &Config) -> Result<UsersQuery, ApiError> {
+/// How `/api/v1/users` ranks people when not by last activity: by their sessions that began
+/// in the range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ranking {
+    sort: Sort,
+    min_sessions: u64,
+    max_avg_seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    /// Most sessions first, then the shortest average ("many short sessions").
+    Struggling,
+    /// Most sessions first.
+    Sessions,
+    /// Shortest average session first.
+    AvgSession,
+}
+
+fn parse_users(
+    pairs: &[(String, String)],
+    config: &Config,
+) -> Result<(UsersQuery, Option<Ranking>), ApiError> {
+    let mut ranking = Ranking {
+        sort: Sort::Struggling,
+        min_sessions: 0,
+        max_avg_seconds: f64::INFINITY,
+    };
+    let mut ranked = false;
+    let mut cursor = None;
+    let mut rest = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        match k.as_str() {
+            "sort" => {
+                ranking.sort = match v.as_str() {
+                    "struggling" => Sort::Struggling,
+                    "sessions" => Sort::Sessions,
+                    "avg_session" => Sort::AvgSession,
+                    "last_seen" => continue,
+                    _ => {
+                        return Err(ApiError::param(
+                            "sort",
+                            "must be last_seen, struggling, sessions or avg_session",
+                        ))
+                    }
+                };
+                ranked = true;
+            }
+            "min_sessions" => {
+                ranking.min_sessions = v
+                    .parse()
+                    .map_err(|_| ApiError::param(k, "must be a whole number"))?;
+                ranked = true;
+            }
+            "max_avg_session" => {
+                ranking.max_avg_seconds = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| *s >= 0.0)
+                    .ok_or_else(|| ApiError::param(k, "must be a number of seconds"))?;
+                ranked = true;
+            }
+            "cursor" => cursor = Some(v.clone()),
+            _ => rest.push((k.clone(), v.clone())),
+        }
+    }
+    let mut q = users_query(&rest, config)?;
+    if !ranked {
+        if let Some(v) = cursor {
+            q.cursor = Some(
+                UsersCursor::decode(&v)
+                    .ok_or_else(|| ApiError::param("cursor", "is not a cursor of this API"))?,
+            );
+        }
+        return Ok((q, None));
+    }
+    // Ranked pages go by position: `r<offset>`.
+    if let Some(v) = cursor {
+        let offset = v
+            .strip_prefix('r')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| ApiError::param("cursor", "is not a cursor of this API"))?;
+        q.cursor = Some(UsersCursor {
+            last_ms: offset,
+            id: String::new(),
+        });
+    }
+    Ok((q, Some(ranking)))
+}
+
+/// A page of people ranked by their sessions in the range (the 1,000 with the most), each
+/// with `sessions_in_range` and `avg_session_seconds`; filters and the search narrow it.
+async fn ranked_users(
+    state: &AppState,
+    q: UsersQuery,
+    ranking: Ranking,
+) -> Result<serde_json::Value, ApiError> {
+    let store = state.store.clone();
+    let stats_q = SessionStatsQuery {
+        from_ms: q.from_ms,
+        to_ms: q.to_ms,
+        user: None,
+        split: Some(SessionField::User),
+        scope: q.scope.clone(),
+    };
+    let stats = blocking(move || store.session_stats(&stats_q)).await?;
+    let mut rows: Vec<(String, u64, f64)> = stats
+        .table
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                r.key?,
+                r.totals.total_sessions,
+                r.totals.avg_session_seconds,
+            ))
+        })
+        .filter(|r| r.1 >= ranking.min_sessions && r.2 <= ranking.max_avg_seconds)
+        .collect();
+    rows.sort_by(|a, b| {
+        let order = match ranking.sort {
+            Sort::Struggling => b.1.cmp(&a.1).then(a.2.total_cmp(&b.2)),
+            Sort::Sessions => b.1.cmp(&a.1),
+            Sort::AvgSession => a.2.total_cmp(&b.2),
+        };
+        order.then_with(|| a.0.cmp(&b.0))
+    });
+    let mut at = q.cursor.as_ref().map_or(0, |c| c.last_ms.max(0) as usize);
+    let mut page = Vec::new();
+    while page.len() < q.limit && at < rows.len() {
+        let chunk = &rows[at..rows.len().min(at + q.limit - page.len())];
+        at += chunk.len();
+        let mut part = q.clone();
+        part.cursor = None;
+        part.limit = chunk.len();
+        part.ids = Some(chunk.iter().map(|r| r.0.clone()).collect());
+        let store = state.store.clone();
+        let found = blocking(move || store.users(&part)).await?;
+        for (id, sessions, avg) in chunk {
+            if let Some(u) = found.users.iter().find(|u| &u.id == id) {
+                let mut user = serde_json::to_value(u).expect("plain data");
+                user["sessions_in_range"] = json!(sessions);
+                user["avg_session_seconds"] = json!(avg);
+                page.push(user);
+            }
+        }
+    }
+    Ok(json!({
+        "users": page,
+        "next_cursor": (at < rows.len()).then(|| format!("r{at}")),
+    }))
+}
+
+fn users_query(pairs: &[(String, String)], config: &Config) -> Result<UsersQuery, ApiError> {
     let mut range = Range::default();
     let mut q = UsersQuery {
         from_ms: 0,
@@ -529,18 +684,13 @@ fn parse_users(pairs: &[(String, String)], config: &Config) -> Result<UsersQuery
         scope: Scope::default(),
         events: Vec::new(),
         filters: Vec::new(),
+        ids: None,
     };
     for (k, v) in pairs {
         match k.as_str() {
             _ if range.take(k, v)? => {}
             _ if take_scope(&mut q.scope, k, v, config)? => {}
             "limit" => q.limit = parse_limit(v, 1000)?,
-            "cursor" => {
-                q.cursor = Some(
-                    UsersCursor::decode(v)
-                        .ok_or_else(|| ApiError::param("cursor", "is not a cursor of this API"))?,
-                )
-            }
             "contains" => q.contains = Some(v.clone()).filter(|v| !v.is_empty()),
             "event" => take_events(&mut q.events, v),
             "filter" => q

@@ -1348,3 +1348,96 @@ async fn funnels_and_retention_answer_as_the_contract_says() {
             .contains(&format!("`{param}`")));
     }
 }
+
+#[actix_web::test]
+async fn struggling_users_come_first_with_many_short_sessions() {
+    let (_dir, events, state, start) = setup().await;
+    let app = app!(state);
+    let batch = json!({"key": "demo", "events": events.iter().map(wire).collect::<Vec<_>>()});
+    let req = test::TestRequest::post()
+        .uri("/v1/batch")
+        .insert_header(("user-agent", AGENTS[1].1))
+        .set_payload(batch.to_string())
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 200);
+    let person = people(&events);
+    let (from, to) = (start + DAY, start + 9 * DAY);
+    // Each session's span, then each person's sessions that began in the range.
+    let mut spans: BTreeMap<&String, (i64, i64, &String)> = BTreeMap::new();
+    for e in &events {
+        let s = spans
+            .entry(&e.session)
+            .or_insert((e.t, e.t, &person[&e.anon]));
+        s.0 = s.0.min(e.t);
+        s.1 = s.1.max(e.t);
+    }
+    let mut per: BTreeMap<&String, (u64, i64)> = BTreeMap::new();
+    for (first, last, who) in spans.values() {
+        if *first >= from && *first < to {
+            let p = per.entry(who).or_default();
+            p.0 += 1;
+            p.1 += last - first;
+        }
+    }
+    let mut want: Vec<(&String, u64, f64)> = per
+        .into_iter()
+        .map(|(who, (n, ms))| (who, n, ms as f64 / 1000.0 / n as f64))
+        .collect();
+    want.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.total_cmp(&b.2)).then(a.0.cmp(b.0)));
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let range = format!("from={}&to={}", iso(from), iso(to));
+
+    // Two pages of five, then the rest.
+    let mut got = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get(
+            &app,
+            &format!("/api/v1/users?sort=struggling&limit=5&{range}{cursor}"),
+        )
+        .await;
+        for u in page["users"].as_array().unwrap() {
+            got.push((
+                u["id"].as_str().unwrap().to_owned(),
+                u["sessions_in_range"].as_u64().unwrap(),
+                u["avg_session_seconds"].as_f64().unwrap(),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((&g.0, g.1), (w.0, w.1));
+        assert!((g.2 - w.2).abs() < 1e-6, "{g:?} {w:?}");
+    }
+    assert!(want[0].1 > want[want.len() - 1].1, "the counts differ");
+
+    // Only people with at least 3 sessions averaging at most 10 minutes.
+    let page = get(
+        &app,
+        &format!("/api/v1/users?min_sessions=3&max_avg_session=600&limit=1000&{range}"),
+    )
+    .await;
+    let ids: Vec<&str> = page["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = want
+        .iter()
+        .filter(|w| w.1 >= 3 && w.2 <= 600.0)
+        .map(|w| w.0.as_str())
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(ids, expected);
+    let (status, body) = send(&app, "GET", "/api/v1/users?sort=loudest", Some("t"), None).await;
+    assert_eq!(status, 400, "{body}");
+}

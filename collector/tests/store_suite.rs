@@ -433,6 +433,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
                 scope: scope(bots),
                 events: Vec::new(),
                 filters: Vec::new(),
+                ids: None,
             };
             let pages_seen: Vec<UsersPage> = stores.iter().map(|s| s.users(&q).unwrap()).collect();
             assert_eq!(pages_seen[0], pages_seen[1], "users {q:?}");
@@ -456,6 +457,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
             scope: scope(bots),
             events: Vec::new(),
             filters: Vec::new(),
+            ids: None,
         };
         same("users in a window", &|s| {
             format!("{:?}", s.users(&q).unwrap())
@@ -492,6 +494,13 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
                         },
                         events: events.clone(),
                         filters: filters.iter().map(|f| Filter::parse(f).unwrap()).collect(),
+                        ids: (n == 1).then(|| {
+                            vec![
+                                "ann@example.com".into(),
+                                "anon-003".into(),
+                                "anon-010".into(),
+                            ]
+                        }),
                     };
                     let got: Vec<UsersPage> = stores.iter().map(|s| s.users(&q).unwrap()).collect();
                     assert_eq!(got[0], got[1], "users {q:?}");
@@ -518,6 +527,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
                 scope: scope(bots),
                 events: Vec::new(),
                 filters: Vec::new(),
+                ids: None,
             })
             .unwrap()
             .users
@@ -705,6 +715,7 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
         scope: scope(Bots::Include),
         events: Vec::new(),
         filters: vec![Filter::parse("user.plan:exists").unwrap()],
+        ids: None,
     };
     same("users after erase", &|s| {
         format!("{:?}", s.users(&q).unwrap())

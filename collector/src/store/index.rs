@@ -687,6 +687,15 @@ impl Index {
         for i in (0..self.time.len()).filter(|&i| pass[i]) {
             matched[person(i)] = true;
         }
+        if let Some(ids) = &q.ids {
+            let mut wanted = vec![false; matched.len()];
+            for id in ids {
+                if let Some(&p) = self.persons.ids.get(id) {
+                    wanted[p as usize] = matched[p as usize];
+                }
+            }
+            matched = wanted;
+        }
         if let Some(needle) = &q.contains {
             // The needle in the person's ID or in one of their anonymous IDs.
             let needle = needle.to_lowercase();

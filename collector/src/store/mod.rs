@@ -589,6 +589,8 @@ pub struct UsersQuery {
     /// Only people with an event in the range (one of `events`, if named) that passes every
     /// filter: event columns and properties of that event, user properties of the person.
     pub filters: Vec<Filter>,
+    /// Only these people (by answer id), if given.
+    pub ids: Option<Vec<String>>,
 }
 
 impl UsersQuery {

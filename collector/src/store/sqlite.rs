@@ -986,6 +986,10 @@ impl Store for Sqlite {
                     Value::Text(cur.id.clone()),
                 ]);
             }
+            if let Some(ids) = &q.ids {
+                sql.push_str(&format!(" AND id IN ({})", vec!["?"; ids.len()].join(",")));
+                params.extend(ids.iter().cloned().map(Value::Text));
+            }
             if let Some(needle) = &q.contains {
                 sql.push_str(
                     " AND (instr(lower(id), lower(?)) > 0 OR EXISTS (SELECT 1 FROM aliases a

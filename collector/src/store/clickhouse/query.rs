@@ -682,6 +682,9 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
         );
         conds.push(format!("id IN (SELECT person FROM ({matched}))"));
     }
+    if let Some(ids) = &q.ids {
+        conds.push(format!("id IN {}", list(ids)));
+    }
     if let Some(needle) = &q.contains {
         let needle = lit(&needle.to_ascii_lowercase());
         conds.push(format!(
