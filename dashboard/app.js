@@ -382,6 +382,7 @@
       token = "";
       signIn();
     };
+    if (kit.views[parts[0]]) return kit.views[parts[0]](params);
     switch (parts[0]) {
       case "users": return users(params);
       case "user": return user(parts[1], params);
@@ -392,6 +393,11 @@
     }
   }
 
+  // What the other views (journeys.js) build with; they add themselves to `views`.
+  const kit = { h, api, go, show, loading, failed, select, botsSwitch, userHref, fmt, seconds, options, views: {} };
+  window.footfallKit = kit;
+
   window.addEventListener("hashchange", render);
-  render();
+  // After every script of the page ran, so that the views they add can be opened first.
+  window.addEventListener("DOMContentLoaded", render);
 })();

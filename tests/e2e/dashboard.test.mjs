@@ -285,3 +285,47 @@ test("overview: a week of visitors by browser, the README's screenshot (tests/ar
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview.png") });
   });
+
+test("funnels, retention and paths: the numbers the visits imply, controls, and errors in place", async () => {
+  const { context, page, errors } = await signedIn();
+  // Funnel: 12 viewed the page, 10 added to the cart (two bounced), 3 bought (visitors 3, 6, 9).
+  await page.goto(`${collector.url}/#funnel?step=$pageview&step=add_to_cart&step=purchase&last=7d`);
+  await page.waitForSelector("#funnel tbody tr");
+  const counts = () => page.$$eval("#funnel tbody tr td:nth-child(3)", (t) => t.map((x) => x.textContent));
+  assert.deepEqual(await counts(), ["12", "10", "3"]);
+  assert.deepEqual(await page.$$eval("#funnel tbody tr td:nth-child(4)", (t) => t.map((x) => x.textContent)),
+    ["100.0 %", "83.3 %", "25.0 %"]);
+  await screenshot(page, "dashboard-funnel");
+  // A step chosen from the picker: purchase → $pageleave instead of add_to_cart.
+  await page.selectOption("select[name=step] >> nth=1", "$pageleave");
+  await page.waitForFunction(() => document.querySelectorAll("#funnel tbody tr td:nth-child(3)")[1]?.textContent === "12");
+  await page.click("#add-step");
+  await page.waitForFunction(() => document.querySelectorAll("#funnel tbody tr").length === 4);
+  // A bad window: the error shows under the controls, which stay usable.
+  await page.goto(`${collector.url}/#funnel?step=$pageview&step=purchase&window=soon&last=7d`);
+  await page.waitForSelector("#error");
+  assert.match(await text(page, "#error"), /window/);
+  await page.selectOption("select[name=window]", "1d");
+  await page.waitForSelector("#funnel tbody tr");
+  assert.deepEqual(await counts(), ["12", "3"]);
+
+  // Retention: every visitor is in one daily cohort; nobody came back on a later day.
+  await page.goto(`${collector.url}/#retention?last=7d`);
+  await page.waitForSelector("#retention tbody tr");
+  const sizes = await page.$$eval("#retention tbody tr td:nth-child(2)", (t) => t.map((x) => Number(x.textContent)));
+  assert.equal(sizes.reduce((a, b) => a + b, 0), 12);
+  await screenshot(page, "dashboard-retention");
+
+  // Paths: after the page view, every event in order; the flow chart draws the first step.
+  await page.goto(`${collector.url}/#paths?type=events&start=$pageview&depth=3&last=7d`);
+  await page.waitForSelector("#paths tbody tr");
+  const rows = await page.$$eval("#paths tbody tr", (r) => r.map((x) => [x.cells[0].textContent, Number(x.cells[1].textContent)]));
+  const row = (steps) => rows.find(([p]) => p === steps.join(" → "))?.[1];
+  assert.equal(row(["/p", "add_to_cart", "purchase", "$pageleave"]), 3);
+  assert.equal(row(["/p", "add_to_cart", "$pageleave", "(end)"]), 7);
+  assert.equal(row(["/p", "$pageleave", "(end)"]), 2);
+  assert.ok(await page.$$eval("#flow .node", (n) => n.length) >= 5);
+  await screenshot(page, "dashboard-paths");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
