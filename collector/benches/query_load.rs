@@ -11,8 +11,9 @@
 mod clickhouse;
 
 use footfall_collector::config::Durability;
+use footfall_collector::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
 use footfall_collector::store::{
-    ClickHouse, Field, Filter, InsightsQuery, Interval, Metric, Scope, SessionField,
+    bucket_starts, ClickHouse, Field, Filter, InsightsQuery, Interval, Metric, Scope, SessionField,
     SessionStatsQuery, Sqlite, Store, StoredEvent, UsersQuery,
 };
 use std::time::{Duration, Instant};
@@ -267,6 +268,73 @@ fn main() {
                 scope: Scope::default(),
             })
             .unwrap();
+    });
+    measure("users by browser split by country", 250, &mut || {
+        let mut q = daily(Some(Field::parse("browser").unwrap()), vec![]);
+        q.split = Field::parse("country");
+        store.insights(&q).unwrap();
+    });
+    measure("users feed, did purchase, filter browser", 250, &mut || {
+        store
+            .users(&UsersQuery {
+                from_ms: now - 7 * DAY,
+                to_ms: now,
+                limit: 50,
+                cursor: None,
+                contains: None,
+                scope: Scope::default(),
+                events: vec!["purchase".into()],
+                filters: vec![Filter::parse("browser:eq:Safari").unwrap()],
+                ids: None,
+            })
+            .unwrap();
+    });
+    let steps: Vec<Step> = ["$pageview", "add_to_cart", "purchase"]
+        .iter()
+        .map(|s| Step::parse(s).unwrap())
+        .collect();
+    measure("funnel, 3 steps, 30 days, 14 d window", 250, &mut || {
+        let hits = store
+            .step_events(&StepQuery {
+                from_ms: start,
+                to_ms: now + 14 * DAY,
+                steps: steps.clone(),
+                filters: Vec::new(),
+                sites: Vec::new(),
+            })
+            .unwrap();
+        journeys::funnel(hits, 3, start, now, 14 * DAY);
+    });
+    let starts = bucket_starts(start, now, Interval::Day, chrono_tz::Tz::UTC);
+    measure("retention, daily cohorts, 30 days", 250, &mut || {
+        let hits = store
+            .step_events(&StepQuery {
+                from_ms: start,
+                to_ms: now,
+                steps: vec![Step::Any, Step::Any],
+                filters: Vec::new(),
+                sites: Vec::new(),
+            })
+            .unwrap();
+        journeys::retention(hits, &starts);
+    });
+    measure("paths after a page view, 4 deep, 7 days", 250, &mut || {
+        let (events, labels) = store
+            .path_events(&PathQuery {
+                from_ms: now - 7 * DAY,
+                to_ms: now,
+                pages_only: false,
+                filters: Vec::new(),
+                sites: Vec::new(),
+            })
+            .unwrap();
+        journeys::paths(
+            events,
+            &labels,
+            &Step::Event("$pageview".into()),
+            Direction::After,
+            4,
+        );
     });
     println!("| query ({n} events, {users} users) | median | max of {runs} | goal |");
     println!("| --- | ---: | ---: | ---: |");
