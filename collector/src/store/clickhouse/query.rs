@@ -964,6 +964,17 @@ pub fn erase(c: &Client, person: &str) -> Result<Erased, StoreError> {
         "SELECT uniqExact(event_id) AS n FROM {db}.events WHERE {which}"
     ))?;
     let events = rows.first().map_or(0, |r| u(r, "n"));
+    // Noted first, so that no spool replayed from now on brings the person back.
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut noted = Vec::new();
+    for a in &anonymous_ids {
+        let row = serde_json::json!({
+            "anonymous_id": a, "user_id": user.clone().unwrap_or_default(), "erased_ms": now,
+        });
+        serde_json::to_writer(&mut noted, &row).expect("plain data");
+        noted.push(b'\n');
+    }
+    c.insert("erasures", noted)?;
     c.execute(&format!("ALTER TABLE {db}.events DELETE WHERE {which}"))?;
     c.execute(&format!("ALTER TABLE {db}.aliases DELETE WHERE {which}"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
