@@ -47,6 +47,9 @@ pub struct Writer {
     /// Records still to replay one at a time, after ClickHouse refused a group of them.
     one_by_one: usize,
     first_refusal: Option<Instant>,
+    /// How long a batch must be refused before it is set aside ([`REFUSED_FOR`]; tests set
+    /// `FOOTFALL_SPOOL_REFUSED_FOR_MS`).
+    refused_for: Duration,
     /// When the current outage began spooling, and what it spooled since.
     spooling: Option<(Instant, u64, u64)>,
 }
@@ -71,6 +74,10 @@ impl Writer {
             refusals: 0,
             one_by_one: 0,
             first_refusal: None,
+            refused_for: std::env::var("FOOTFALL_SPOOL_REFUSED_FOR_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(REFUSED_FOR, Duration::from_millis),
             spooling: (!spool.is_empty()).then(|| (Instant::now(), 0, 0)),
             spool,
         };
@@ -212,7 +219,7 @@ impl Writer {
                 Err(ChError::Server { status, message }) if records.len() == 1 => {
                     self.refusals += 1;
                     let since = *self.first_refusal.get_or_insert_with(Instant::now);
-                    if self.refusals < MAX_REFUSALS || since.elapsed() < REFUSED_FOR {
+                    if self.refusals < MAX_REFUSALS || since.elapsed() < self.refused_for {
                         log::warn!(
                             "spool replay: clickhouse refused a batch ({status}): {message}"
                         );
@@ -282,7 +289,6 @@ impl Writer {
         Ok(path)
     }
 
-    /// Inserts the rows not stored yet; for each row, whether it was new.
     /// Stores rows not stored yet, and the aliases they imply; for each row, whether it was
     /// new. Replayed rows (`replayed`) of a person erased after they arrived are dropped.
     fn store(&mut self, rows: &[&Row], replayed: bool) -> Result<Vec<bool>, ChError> {
