@@ -1,6 +1,7 @@
 //! The query API under `/api/v1` (product.md §2 "Query API"): bearer-token auth, parameter
 //! parsing with errors that name the parameter, and the answer shapes of the contract.
 
+use crate::access::{self, Caller};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -11,24 +12,21 @@ use crate::store::{
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-/// Checks `Authorization: Bearer <admin token>`.
-pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let expected = state.config.admin_token.as_deref().unwrap_or_default();
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .trim();
-    if expected.is_empty() || !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::Unauthorized);
-    }
-    Ok(())
+/// The caller of a request that changes something: the admin token or an `admin`-scope API
+/// token; a `read` token is `403` (see [`access`]).
+pub async fn authorize(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    let caller = access::caller(req, state).await?;
+    caller.require_admin()?;
+    Ok(caller)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The query parameters of a read, limited to the sites its caller may read: every GET
+/// endpoint reads them here, so a `read` token sees its sites only.
+async fn read_params(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Vec<(String, String)>, ApiError> {
+    access::caller(req, state).await?.limit(params(req)?)
 }
 
 fn params(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
@@ -273,8 +271,7 @@ pub async fn insights(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let (pairs, csv) = format_param(params(&req)?)?;
+    let (pairs, csv) = format_param(read_params(&req, &state).await?)?;
     let answer = run_view(&state, View::Insights, &pairs).await?;
     respond(answer, csv.then_some(View::Insights))
 }
@@ -484,9 +481,8 @@ pub async fn user(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let scope = scope_and(
-        &params(&req)?,
+        &read_params(&req, &state).await?,
         &state.config,
         "/api/v1/users/{id}",
         |_, _| Ok(false),
@@ -551,8 +547,7 @@ fn parse_users(pairs: &[(String, String)], config: &Config) -> Result<UsersQuery
 
 /// `GET /api/v1/users`: people in reverse order of last activity.
 pub async fn users(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let (pairs, csv) = format_param(params(&req)?)?;
+    let (pairs, csv) = format_param(read_params(&req, &state).await?)?;
     let answer = run_view(&state, View::Users, &pairs).await?;
     respond(answer, csv.then_some(View::Users))
 }
@@ -599,8 +594,7 @@ pub async fn session_stats(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let (pairs, csv) = format_param(params(&req)?)?;
+    let (pairs, csv) = format_param(read_params(&req, &state).await?)?;
     let answer = run_view(&state, View::Sessions, &pairs).await?;
     respond(answer, csv.then_some(View::Sessions))
 }
@@ -611,9 +605,8 @@ pub async fn session(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let scope = scope_and(
-        &params(&req)?,
+        &read_params(&req, &state).await?,
         &state.config,
         "/api/v1/sessions/{id}",
         |_, _| Ok(false),
@@ -633,12 +626,16 @@ pub async fn erase_user(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+    let caller = authorize(&req, &state).await?;
     let id = id.into_inner();
     let erased = state.store.erase(&id).await??;
     if erased.events == 0 {
         return Err(ApiError::NotFound(format!("no user {id:?}")));
     }
+    access::audit(
+        "erase",
+        json!({ "by": caller.name(), "user": id, "events": erased.events }),
+    );
     Ok(HttpResponse::Ok().json(json!({ "erased": erased })))
 }
 
@@ -659,8 +656,11 @@ pub async fn event_names(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let (scope, from, to) = scope_and_range(&params(&req)?, &state.config, "/api/v1/events")?;
+    let (scope, from, to) = scope_and_range(
+        &read_params(&req, &state).await?,
+        &state.config,
+        "/api/v1/events",
+    )?;
     let store = state.store.clone();
     let names = blocking(move || store.event_names(from, to, &scope)).await?;
     let events: Vec<_> = names
@@ -675,8 +675,11 @@ pub async fn property_keys(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let (scope, from, to) = scope_and_range(&params(&req)?, &state.config, "/api/v1/properties")?;
+    let (scope, from, to) = scope_and_range(
+        &read_params(&req, &state).await?,
+        &state.config,
+        "/api/v1/properties",
+    )?;
     let store = state.store.clone();
     let keys = blocking(move || store.property_keys(from, to, &scope)).await?;
     Ok(HttpResponse::Ok().json(keys))
@@ -687,8 +690,7 @@ pub async fn property_values(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let mut pairs = params(&req)?;
+    let mut pairs = read_params(&req, &state).await?;
     let at = pairs
         .iter()
         .position(|(k, _)| k == "field")
@@ -745,7 +747,7 @@ pub async fn save_report(
     body: web::Json<NewReport>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+    authorize(&req, &state).await?;
     let NewReport {
         name,
         view,
@@ -782,20 +784,46 @@ pub async fn list_reports(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+    let caller = access::caller(&req, &state).await?;
     let store = state.store.clone();
     let reports = blocking(move || store.reports()).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "reports": reports.iter().map(report_json).collect::<Vec<_>>() })))
+    // A read token lists the reports of its sites only.
+    let visible = reports
+        .iter()
+        .filter(|r| caller.limit(report_pairs(r)).is_ok())
+        .map(report_json)
+        .collect::<Vec<_>>();
+    Ok(HttpResponse::Ok().json(json!({ "reports": visible })))
 }
 
-/// `GET /api/v1/reports/{id}` (token) and `GET /api/v1/shared/{token}` (no token, shared
-/// reports only): the report and its view's answer now.
+/// A shared link shows aggregates only: never the users feed, nor a table keyed by person or
+/// by a person's property (issue #19); such a report is `403` by link, still open by token.
+fn public_only(view: View, pairs: &[(String, String)]) -> Result<(), ApiError> {
+    let personal = view == View::Users
+        || pairs.iter().any(|(k, v)| {
+            matches!(k.as_str(), "by" | "split") && (v == "user" || v.starts_with("user."))
+        });
+    if personal {
+        return Err(ApiError::Forbidden(
+            "a shared link shows aggregates only, and this report lists people".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn report_pairs(r: &crate::store::Report) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(&r.query).unwrap_or_default()
+}
+
+/// `GET /api/v1/reports/{id}` (token: `caller`, whose sites limit it) and
+/// `GET /api/v1/shared/{token}` (no token, shared reports only): the report and its view's
+/// answer now.
 async fn open_report(
     state: &AppState,
     key: String,
-    shared: bool,
+    caller: Option<&Caller>,
 ) -> Result<HttpResponse, ApiError> {
+    let shared = caller.is_none();
     let store = state.store.clone();
     let lookup = key.clone();
     let report = blocking(move || store.report(&lookup, shared))
@@ -803,9 +831,19 @@ async fn open_report(
         .ok_or_else(|| ApiError::NotFound(format!("no report {key:?}")))?;
     let view =
         View::parse(&report.view).ok_or_else(|| ApiError::NotFound("unknown view".into()))?;
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(&report.query).unwrap_or_default();
-    let result = run_view(state, view, &pairs).await?;
+    let pairs = match caller {
+        Some(c) => c.limit(report_pairs(&report))?,
+        None => report_pairs(&report),
+    };
+    if shared {
+        public_only(view, &pairs)?;
+    }
+    let mut result = run_view(state, view, &pairs).await?;
+    if shared {
+        if let Some(o) = result.as_object_mut() {
+            o.remove("sample_users");
+        }
+    }
     Ok(HttpResponse::Ok().json(json!({ "report": report_json(&report), "result": result })))
 }
 
@@ -814,15 +852,15 @@ pub async fn get_report(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    open_report(&state, id.into_inner(), false).await
+    let caller = access::caller(&req, &state).await?;
+    open_report(&state, id.into_inner(), Some(&caller)).await
 }
 
 pub async fn shared_report(
     token: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    open_report(&state, token.into_inner(), true).await
+    open_report(&state, token.into_inner(), None).await
 }
 
 pub async fn delete_report(
@@ -830,7 +868,7 @@ pub async fn delete_report(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+    authorize(&req, &state).await?;
     let id = id.into_inner();
     let deleted = state.store.delete_report(&id).await??;
     if !deleted {

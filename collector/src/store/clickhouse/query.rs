@@ -933,3 +933,40 @@ pub fn reports(c: &Client, only: Option<(&str, bool)>) -> Result<Vec<Report>, St
 pub fn report(c: &Client, id: &str, shared: bool) -> Result<Option<Report>, StoreError> {
     Ok(reports(c, Some((id, shared)))?.into_iter().next())
 }
+
+/// A version of a token's row: `deleted` rows sort apart from live ones (the table is ordered
+/// by `(id, deleted)`), so no later `touch` can replace a revocation away.
+pub fn save_token(c: &Client, t: &ApiToken, ver: u64, deleted: bool) -> Result<(), StoreError> {
+    let row = serde_json::json!({
+        "id": t.id, "name": t.name, "hash": t.hash,
+        "sites": serde_json::to_string(&t.sites).expect("plain data"),
+        "scope": t.scope, "created_ms": t.created_ms,
+        "last_used_ms": t.last_used_ms.unwrap_or_default(),
+        "deleted": u8::from(deleted), "ver": ver,
+    });
+    c.insert("api_tokens", format!("{row}\n").into_bytes())?;
+    Ok(())
+}
+
+/// Live tokens, oldest first.
+pub fn tokens(c: &Client) -> Result<Vec<ApiToken>, StoreError> {
+    let (rows, _) = c.select(&format!(
+        "SELECT id, argMax(name, ver) AS n, argMax(hash, ver) AS h, argMax(sites, ver) AS st,
+                argMax(scope, ver) AS sc, min(created_ms) AS created,
+                max(last_used_ms) AS used, max(deleted) AS d
+         FROM {}.api_tokens GROUP BY id HAVING d = 0 ORDER BY created, id",
+        c.database
+    ))?;
+    Ok(rows
+        .iter()
+        .map(|r| ApiToken {
+            id: s(r, "id"),
+            name: s(r, "n"),
+            hash: s(r, "h"),
+            sites: serde_json::from_str(&s(r, "st")).unwrap_or_default(),
+            scope: s(r, "sc"),
+            created_ms: i(r, "created"),
+            last_used_ms: Some(i(r, "used")).filter(|&t| t > 0),
+        })
+        .collect())
+}
