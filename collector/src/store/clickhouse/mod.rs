@@ -20,9 +20,10 @@
 //!   alias.
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
-//! - `api_tokens`: API tokens (the SHA-256 of each secret), versions likewise but ordered by
-//!   `(id, deleted)`, so the versions that record use (`last_used_ms`) never replace a
-//!   revocation; a token is live while no row of it has `deleted = 1`.
+//! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
+//!   last use), a `ReplacingMergeTree` by `(id, deleted)` versioned by the last use, so rows
+//!   that record a use never replace a revocation; a token is live while no row of it has
+//!   `deleted = 1`.
 //!
 //! **Writes** go through one writer thread per collector, which takes every batch waiting and
 //! sends them as one `INSERT` block (after asking which of their `event_id`s are already
@@ -252,7 +253,7 @@ pub struct ClickHouse {
     writer: Mutex<mpsc::Sender<writer::Job>>,
     pending: Arc<AtomicUsize>,
     gauges: Arc<SpoolGauges>,
-    /// Versions of report and token rows: increasing within this process, and across processes as far
+    /// Versions of report rows: increasing within this process, and across processes as far
     /// as their clocks agree.
     report_ver: AtomicU64,
 }
@@ -411,29 +412,26 @@ impl Store for ClickHouse {
     }
 
     fn save_token(&self, t: ApiToken) -> oneshot::Receiver<Result<(), StoreError>> {
-        let ver = self.next_report_ver();
-        self.background(move |c| query::save_token(c, &t, ver, false))
+        self.background(move |c| query::save_token(c, &t, false))
     }
 
     fn revoke_token(&self, id: &str) -> oneshot::Receiver<Result<bool, StoreError>> {
         let id = id.to_owned();
-        let ver = self.next_report_ver();
         self.background(move |c| {
             let Some(t) = query::tokens(c)?.into_iter().find(|t| t.id == id) else {
                 return Ok(false);
             };
-            query::save_token(c, &t, ver, true)?;
+            query::save_token(c, &t, true)?;
             Ok(true)
         })
     }
 
     fn touch_token(&self, t: ApiToken, at_ms: i64) -> oneshot::Receiver<Result<(), StoreError>> {
-        let ver = self.next_report_ver();
         let t = ApiToken {
             last_used_ms: Some(at_ms),
             ..t
         };
-        self.background(move |c| query::save_token(c, &t, ver, false))
+        self.background(move |c| query::save_token(c, &t, false))
     }
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
