@@ -82,10 +82,10 @@
   // ---- sign in ----
   function signIn(message) {
     document.getElementById("signout").hidden = true;
-    const input = h("input", { type: "password", name: "token", placeholder: "admin token", size: 40, autocomplete: "off" });
+    const input = h("input", { type: "password", name: "token", placeholder: "admin or API token", size: 40, autocomplete: "off" });
     show(h("div", { class: "card" },
       h("h2", {}, "Sign in"),
-      h("p", { class: "muted" }, "Paste the admin token (printed at first start, kept in ", h("code", {}, "DATA_DIR/admin-token"), ")."),
+      h("p", { class: "muted" }, "Paste the admin token (printed at first start, kept in ", h("code", {}, "DATA_DIR/admin-token"), ") or an API token."),
       message ? h("p", { class: "error" }, message) : null,
       h("form", {
         onsubmit: async (e) => {
@@ -370,6 +370,47 @@
     }
   }
 
+  // ---- API tokens (admin only; a read token is shown the 403) ----
+  async function tokens(created) {
+    loading("API tokens");
+    let list;
+    try {
+      list = await api("/api/v1/tokens");
+    } catch (e) {
+      return failed(e);
+    }
+    const name = h("input", { name: "name", placeholder: "name", required: true, maxlength: 200 });
+    const scope = h("select", { name: "scope" }, h("option", { value: "read" }, "read"), h("option", { value: "admin" }, "admin"));
+    const sites = h("input", { name: "sites", placeholder: "site keys, comma-separated" });
+    const error = h("p", { class: "error", hidden: true });
+    const form = h("form", {
+      id: "new-token-form",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const body = { name: name.value, scope: scope.value, sites: sites.value.split(",").map((s) => s.trim()).filter(Boolean) };
+          tokens(await api("/api/v1/tokens", { method: "POST", body: JSON.stringify(body) }));
+        } catch (err) {
+          error.hidden = false;
+          error.textContent = err.message;
+        }
+      },
+    }, name, " ", scope, " ", sites, " ", h("button", { class: "primary", type: "submit" }, "Create token"), error);
+    show(h("div", { class: "card" },
+      h("h2", {}, "API tokens"),
+      h("p", { class: "muted" }, "A read token may read its sites only; an admin token may do everything."),
+      created ? h("p", { id: "new-token" }, "Copy the new token now; it is not shown again: ", h("code", {}, created.token)) : null,
+      list.tokens.length
+        ? h("table", { id: "tokens" },
+          h("thead", {}, h("tr", {}, ["name", "scope", "sites", "created", "last used", ""].map((c) => h("th", {}, c)))),
+          h("tbody", {}, list.tokens.map((t) => h("tr", {},
+            h("td", {}, t.name), h("td", {}, t.scope), h("td", {}, t.sites.join(", ")),
+            h("td", {}, when(t.created_at)), h("td", {}, t.last_used ? when(t.last_used) : "never"),
+            h("td", {}, h("button", { onclick: async () => { await api(`/api/v1/tokens/${encodeURIComponent(t.id)}`, { method: "DELETE" }); tokens(); } }, "Revoke"))))))
+        : h("p", { class: "muted" }, "No API tokens yet."),
+      form));
+  }
+
   function render() {
     const { parts, params } = route();
     for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href") === `#${parts[0]}`);
@@ -387,6 +428,7 @@
       case "user": return user(parts[1], params);
       case "sessions": return sessions(params);
       case "reports": return reports();
+      case "tokens": return tokens();
       case "report": return openReport(parts[1], false);
       default: return insights(params);
     }

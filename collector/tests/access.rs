@@ -611,3 +611,32 @@ async fn a_shared_link_shows_aggregates_and_no_person() {
         );
     }
 }
+
+#[actix_web::test]
+async fn the_dashboard_allows_no_inline_script_and_no_framing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app!(state);
+    for uri in ["/", "/dashboard/app.js"] {
+        let r = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+        assert_eq!(r.status(), 200, "{uri}");
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        let csp = header("content-security-policy");
+        assert!(csp.contains("script-src 'self'"), "{uri}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{uri}: {csp}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{uri}");
+    }
+    // The page has no inline script for the policy to block.
+    let r = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+    let page = String::from_utf8(test::read_body(r).await.to_vec()).unwrap();
+    assert!(
+        !page.contains("<script>") && !page.contains(" on"),
+        "{page}"
+    );
+}
