@@ -221,7 +221,8 @@
           params.get("split") ? h("th", {}, params.get("split")) : null, h("th", { class: "num" }, answer.metric))),
           h("tbody", {}, answer.table.map((r) => h("tr", {}, h("td", {}, r.key ?? "(none)"),
             params.get("split") ? h("td", {}, r.split ?? "(none)") : null, h("td", { class: "num" }, fmt(r.value))))))),
-      h("div", { class: "card" }, h("h3", {}, "Meet your users"),
+      // A shared link's answer holds no people (issue #19): no "Meet your users" there.
+      readOnly || !answer.sample_users ? null : h("div", { class: "card" }, h("h3", {}, "Meet your users"),
         answer.sample_users.length
           ? h("ul", { id: "samples" }, answer.sample_users.map((u) => h("li", {}, h("a", { href: userHref(u.id, params) }, u.id))))
           : h("p", { class: "muted" }, "No users in this range.")),
