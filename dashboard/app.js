@@ -349,8 +349,26 @@
     show(h("div", { class: "card" }, list.reports.length ? h("table", { id: "reports" }, h("tbody", {}, list.reports.map((r) => h("tr", {},
       h("td", {}, h("a", { href: r.url }, r.name)), h("td", {}, r.view), h("td", {}, h("code", {}, r.query)),
       h("td", {}, r.shared ? h("a", { href: `${location.origin}${r.share_url}` }, "shared link") : "private"),
-      h("td", {}, h("button", { onclick: async () => { await api(`/api/v1/reports/${r.id}`, { method: "DELETE" }); reports(); } }, "Delete"))))))
+      h("td", {},
+        h("button", { class: "rename", onclick: (e) => renameReport(r, e.target.closest("tr")) }, "Rename"), " ",
+        h("button", { class: "share", onclick: () => changeReport(r, { shared: !r.shared }) }, r.shared ? "Withdraw link" : "Share by link"), " ",
+        h("button", { onclick: async () => { await api(`/api/v1/reports/${r.id}`, { method: "DELETE" }); reports(); } }, "Delete"))))))
       : h("p", { class: "muted" }, "No saved reports yet: use “Save report” under a chart.")));
+  }
+
+  async function changeReport(r, change) {
+    try {
+      await api(`/api/v1/reports/${encodeURIComponent(r.id)}`, { method: "PATCH", body: JSON.stringify(change) });
+      reports();
+    } catch (e) {
+      failed(e);
+    }
+  }
+  function renameReport(r, row) {
+    const input = h("input", { name: "rename", value: r.name, maxlength: 200, required: true });
+    row.firstChild.replaceChildren(h("form", { onsubmit: (e) => { e.preventDefault(); changeReport(r, { name: input.value }); } },
+      input, " ", h("button", { class: "primary", type: "submit" }, "Save")));
+    input.focus();
   }
 
   async function openReport(id, shared) {

@@ -19,7 +19,7 @@ pub enum Access {
 /// One route of [`ROUTES`].
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
-    /// `get`, `post` or `delete`.
+    /// `get`, `post`, `patch` or `delete`.
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
@@ -57,6 +57,7 @@ routes! {
     get "/api/v1/reports" => query::list_reports, Read;
     post "/api/v1/reports" => query::save_report, Admin;
     get "/api/v1/reports/{id}" => query::get_report, Read;
+    patch "/api/v1/reports/{id}" => query::change_report, Admin;
     delete "/api/v1/reports/{id}" => query::delete_report, Admin;
     get "/api/v1/shared/{token}" => query::shared_report, Public;
     get "/api/v1/sessions/stats" => query::session_stats, Read;

@@ -780,6 +780,46 @@ pub async fn save_report(
     Ok(HttpResponse::Created().json(report_json(&report)))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportChange {
+    name: Option<String>,
+    shared: Option<bool>,
+}
+
+/// `PATCH /api/v1/reports/{id}`: renames a report, shares it (a new link) or withdraws its link
+/// (the old link is a 404 from the answer on; sharing again makes a new one).
+pub async fn change_report(
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<ReportChange>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state).await?;
+    let id = id.into_inner();
+    let ReportChange { name, shared } = body.into_inner();
+    let store = state.store.clone();
+    let lookup = id.clone();
+    let mut report = blocking(move || store.report(&lookup, false))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no report {id:?}")))?;
+    if let Some(name) = name {
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(ApiError::param("name", "must be 1 to 200 characters"));
+        }
+        report.name = name.trim().to_owned();
+    }
+    match shared {
+        Some(true) if report.share_token.is_none() => {
+            report.share_token = Some(uuid::Uuid::new_v4().simple().to_string())
+        }
+        Some(false) => report.share_token = None,
+        _ => {}
+    }
+    state.store.save_report(report.clone()).await??;
+    Ok(HttpResponse::Ok().json(report_json(&report)))
+}
+
 pub async fn list_reports(
     req: HttpRequest,
     state: web::Data<AppState>,

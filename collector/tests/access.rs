@@ -61,6 +61,7 @@ where
         "get" => test::TestRequest::get(),
         "post" => test::TestRequest::post(),
         "delete" => test::TestRequest::delete(),
+        "patch" => test::TestRequest::patch(),
         other => panic!("no test request for {other}"),
     }
     .uri(uri)
@@ -157,13 +158,14 @@ where
     )
 }
 
-/// A body each POST route takes; a new POST route fails the matrix until it has one here.
-fn body_for(path: &str) -> Option<Value> {
-    match path {
-        "/api/v1/reports" => {
+/// A body each POST or PATCH route takes; a new one fails the matrix until it has one here.
+fn body_for(method: &str, path: &str) -> Option<Value> {
+    match (method, path) {
+        ("post", "/api/v1/reports") => {
             Some(json!({"name": "r", "view": "insights", "query": "metric=users"}))
         }
-        "/api/v1/tokens" => Some(json!({"name": "n", "scope": "read", "sites": ["a"]})),
+        ("patch", "/api/v1/reports/{id}") => Some(json!({"name": "renamed"})),
+        ("post", "/api/v1/tokens") => Some(json!({"name": "n", "scope": "read", "sites": ["a"]})),
         _ => None,
     }
 }
@@ -221,7 +223,7 @@ async fn every_route_answers_every_role_as_its_access_says() {
                 route.method,
                 &uri,
                 *token,
-                body_for(route.path),
+                body_for(route.method, route.path),
                 next_peer(),
             )
             .await;
@@ -639,4 +641,63 @@ async fn the_dashboard_allows_no_inline_script_and_no_framing() {
         !page.contains("<script>") && !page.contains(" on"),
         "{page}"
     );
+}
+
+#[actix_web::test]
+async fn a_report_is_renamed_and_its_link_withdrawn_and_made_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app!(state);
+    let peer = next_peer();
+    let (_, _, r) = call(
+        &app,
+        "post",
+        "/api/v1/reports",
+        Some("t"),
+        Some(json!({"name": "a", "view": "insights", "query": "metric=users", "shared": true})),
+        peer,
+    )
+    .await;
+    let (id, link) = (r["id"].as_str().unwrap(), r["share_url"].as_str().unwrap());
+    let shared = |url: &str| format!("/api/v1/shared/{}", url.trim_start_matches("/#shared/"));
+    assert_eq!(
+        call(&app, "get", &shared(link), None, None, peer).await.0,
+        200
+    );
+
+    let uri = format!("/api/v1/reports/{id}");
+    let change = |body: Value| call(&app, "patch", &uri, Some("t"), Some(body), peer);
+    let (s, _, renamed) = change(json!({"name": " Weekly users "})).await;
+    assert_eq!((s, &renamed["name"]), (200, &json!("Weekly users")));
+    assert_eq!(renamed["share_url"], json!(link), "renaming keeps the link");
+    let (_, _, withdrawn) = change(json!({"shared": false})).await;
+    assert_eq!(withdrawn["shared"], json!(false));
+    assert_eq!(
+        call(&app, "get", &shared(link), None, None, peer).await.0,
+        404
+    );
+    let (_, _, again) = change(json!({"shared": true})).await;
+    let new_link = again["share_url"].as_str().unwrap();
+    assert_ne!(new_link, link, "a new link, not the withdrawn one");
+    assert_eq!(
+        call(&app, "get", &shared(new_link), None, None, peer)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&app, "get", &shared(link), None, None, peer).await.0,
+        404
+    );
+    assert_eq!(change(json!({"name": ""})).await.0, 400);
+    let (s, _, _) = call(
+        &app,
+        "patch",
+        "/api/v1/reports/nope",
+        Some("t"),
+        Some(json!({})),
+        peer,
+    )
+    .await;
+    assert_eq!(s, 404);
 }

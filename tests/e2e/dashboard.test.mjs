@@ -352,3 +352,27 @@ test("a shared report's public page shows no person's ID or email (#19)", async 
   await screenshot(page, "dashboard-shared-no-people");
   await stranger.close();
 });
+
+test("a saved report is renamed and its link withdrawn from the reports page (#19)", async () => {
+  await fetch(`${collector.url}/api/v1/reports`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ name: "To rename", view: "sessions", query: "last=7d", shared: true }),
+  });
+  const { context, page, errors } = await signedIn();
+  await page.click('header a[href="#reports"]');
+  const row = page.locator("#reports tr", { hasText: "To rename" });
+  const link = await row.locator('a[href*="#shared/"]').getAttribute("href");
+  await row.locator("button.rename").click();
+  await page.fill("input[name=rename]", "Users, renamed");
+  await page.click("#reports form button[type=submit]");
+  await page.waitForSelector("#reports tr >> text=Users, renamed");
+  const renamed = page.locator("#reports tr", { hasText: "Users, renamed" });
+  await renamed.locator("button.share").click();
+  await page.waitForFunction(() => [...document.querySelectorAll("#reports tr")]
+    .some((tr) => tr.textContent.includes("Users, renamed") && tr.textContent.includes("private")));
+  const token = link.split("#shared/")[1];
+  assert.equal((await fetch(`${collector.url}/api/v1/shared/${token}`)).status, 404);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
