@@ -20,6 +20,10 @@
 //!   alias.
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
+//! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
+//!   last use), a `ReplacingMergeTree` by `(id, deleted)` versioned by the last use, so rows
+//!   that record a use never replace a revocation; a token is live while no row of it has
+//!   `deleted = 1`.
 //!
 //! **Writes** go through one writer thread per collector, which takes every batch waiting and
 //! sends them as one `INSERT` block (after asking which of their `event_id`s are already
@@ -86,6 +90,10 @@ const SCHEMA: &[&str] = &[
         id String, name String, view String, query String, share_token String,
         created_ms Int64, deleted UInt8, ver UInt64
     ) ENGINE = ReplacingMergeTree(ver) ORDER BY id",
+    "CREATE TABLE IF NOT EXISTS {db}.api_tokens (
+        id String, name String, hash String, sites String, scope String,
+        created_ms Int64, last_used_ms Int64, deleted UInt8, ver UInt64
+    ) ENGINE = ReplacingMergeTree(ver) ORDER BY (id, deleted)",
 ];
 
 /// How long a query may take before it fails.
@@ -434,6 +442,33 @@ impl Store for ClickHouse {
 
     fn report(&self, id: &str, shared: bool) -> Result<Option<Report>, StoreError> {
         query::report(&self.client, id, shared)
+    }
+
+    fn save_token(&self, t: ApiToken) -> oneshot::Receiver<Result<(), StoreError>> {
+        self.background(move |c| query::save_token(c, &t, false))
+    }
+
+    fn revoke_token(&self, id: &str) -> oneshot::Receiver<Result<bool, StoreError>> {
+        let id = id.to_owned();
+        self.background(move |c| {
+            let Some(t) = query::tokens(c)?.into_iter().find(|t| t.id == id) else {
+                return Ok(false);
+            };
+            query::save_token(c, &t, true)?;
+            Ok(true)
+        })
+    }
+
+    fn touch_token(&self, t: ApiToken, at_ms: i64) -> oneshot::Receiver<Result<(), StoreError>> {
+        let t = ApiToken {
+            last_used_ms: Some(at_ms),
+            ..t
+        };
+        self.background(move |c| query::save_token(c, &t, false))
+    }
+
+    fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        query::tokens(&self.client)
     }
 
     fn spool(&self) -> Option<&SpoolGauges> {
