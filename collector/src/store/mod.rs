@@ -1,13 +1,14 @@
 //! Where events go and where answers come from. The HTTP layer sees only the [`Store`] trait;
 //! SQLite is the default implementation, ClickHouse the scale-out one.
 
+mod buckets;
 mod clickhouse;
-mod index;
 pub mod journeys;
 mod sqlite;
 
+pub use buckets::{bucket_starts, day_start};
 pub use clickhouse::{ClickHouse, SpoolGauges};
-pub use sqlite::{bucket_starts, Sqlite};
+pub use sqlite::Sqlite;
 
 use crate::config::Config;
 use serde::Serialize;
@@ -272,6 +273,40 @@ impl Filter {
             (_, None) => Err(format!("{s:?} needs a value: FIELD:OP:VALUE")),
         }
     }
+}
+
+/// SQLite's `CAST(text AS REAL)`: the longest leading number, else 0. Filters decide as
+/// SQLite's SQL does in both stores.
+pub(crate) fn sqlite_real(s: &str) -> f64 {
+    let s = s.trim_start();
+    let b = s.as_bytes();
+    let mut end = 0;
+    let digits = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    if end < b.len() && (b[end] == b'+' || b[end] == b'-') {
+        end += 1;
+    }
+    let int_end = digits(end);
+    let mut best = int_end;
+    if int_end < b.len() && b[int_end] == b'.' {
+        best = digits(int_end + 1);
+    }
+    end = best;
+    if end < b.len() && (b[end] == b'e' || b[end] == b'E') {
+        let mut e = end + 1;
+        if e < b.len() && (b[e] == b'+' || b[e] == b'-') {
+            e += 1;
+        }
+        let e_end = digits(e);
+        if e_end > e {
+            end = e_end;
+        }
+    }
+    s[..end].parse().unwrap_or(0.0)
 }
 
 /// Which events an answer counts: people's (the default), everyone's, or bots' only. An

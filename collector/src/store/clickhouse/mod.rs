@@ -186,7 +186,7 @@ fn members(json: Option<&str>) -> Members {
         if out.0.contains(&key) {
             continue;
         }
-        let real = super::index::sqlite_real(&text);
+        let real = super::sqlite_real(&text);
         out.0.push(key);
         out.3.push(if real.is_finite() {
             real

@@ -1,14 +1,13 @@
 //! The analysis queries in ClickHouse SQL (kept to what ClickHouse 18.16 and current releases
 //! both run). Every value from a request enters the SQL through [`lit`] or [`float`].
 //!
-//! Each answer follows the SQLite store's definitions (`sqlite.rs`, `index.rs`): a person is
+//! Each answer follows the SQLite store's definitions (`sqlite/`, its event index `sqlite/index.rs`): a person is
 //! the user ID an anonymous ID was joined to, else the anonymous ID; filters decide as
 //! SQLite's SQL does (text compared byte-wise, numbers as SQLite casts them); duplicates of an
 //! event not merged away yet are counted once.
 
 use super::http::{float, list, lit, Client};
 use super::StoreError;
-use crate::store::sqlite::{bucket_starts, day_start};
 use crate::store::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};

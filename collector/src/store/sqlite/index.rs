@@ -13,12 +13,12 @@
 //! for just that part of the query: the rowids of matching events, or the value per event,
 //! which the scan then looks up.
 
-use super::journeys::{Label, PathEvent, PathQuery, Step, StepHit, StepQuery};
-use super::sqlite::{filter_sql, Sql};
-use super::{
-    rfc3339, series_from_grid, sort_table, Field, Filter, Insights, InsightsQuery, Metric, Op,
-    SessionField, SessionSplitRow, SessionStats, SessionStatsQuery, SessionTotals, StoreError,
-    TableRow, UsersQuery,
+use super::sql::{filter_sql, Sql};
+use crate::store::journeys::{Label, PathEvent, PathQuery, Step, StepHit, StepQuery};
+use crate::store::{
+    rfc3339, series_from_grid, sort_table, sqlite_real, Field, Filter, Insights, InsightsQuery,
+    Metric, Op, SessionField, SessionSplitRow, SessionStats, SessionStatsQuery, SessionTotals,
+    StoreError, TableRow, UsersQuery,
 };
 use rusqlite::{params_from_iter, Connection};
 use std::collections::HashMap;
@@ -1021,39 +1021,6 @@ fn matches(f: &Filter, value: Val) -> bool {
                 })
         }
     }
-}
-
-/// SQLite's `CAST(text AS REAL)`: the longest leading number, else 0.
-pub(super) fn sqlite_real(s: &str) -> f64 {
-    let s = s.trim_start();
-    let b = s.as_bytes();
-    let mut end = 0;
-    let digits = |mut i: usize| {
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        i
-    };
-    if end < b.len() && (b[end] == b'+' || b[end] == b'-') {
-        end += 1;
-    }
-    let int_end = digits(end);
-    let mut best = int_end;
-    if int_end < b.len() && b[int_end] == b'.' {
-        best = digits(int_end + 1);
-    }
-    end = best;
-    if end < b.len() && (b[end] == b'e' || b[end] == b'E') {
-        let mut e = end + 1;
-        if e < b.len() && (b[e] == b'+' || b[e] == b'-') {
-            e += 1;
-        }
-        let e_end = digits(e);
-        if e_end > e {
-            end = e_end;
-        }
-    }
-    s[..end].parse().unwrap_or(0.0)
 }
 
 #[cfg(test)]
