@@ -46,7 +46,7 @@ async function seed() {
       body: JSON.stringify({ key: "demo", sent_at: new Date(now).toISOString(), events }),
     });
     assert.equal((await res.json()).accepted, events.length);
-    visitors.push({ anon, browser: browserName, names, session });
+    visitors.push({ anon, browser: browserName, names, session, start });
   }
   // And a crawler: stored, but left out of every view until "Include bots" is switched on.
   const bot = await fetch(`${collector.url}/v1/batch`, {
@@ -102,10 +102,17 @@ test("insights: users, a filter, a split, the chart and sample users", async () 
   await page.waitForSelector(".chart canvas");
   await screenshot(page, "dashboard-insights");
 
-  await page.fill("input[name=filter]", "browser:eq:Firefox");
-  await page.click("text=Add filter");
+  // A filter picked field → operator → value, the values as the collector has seen them.
+  await page.selectOption("select[name=filter-field]", "browser");
+  await page.waitForSelector('select[name=filter-value][data-loaded="browser"]');
+  assert.deepEqual(await page.$$eval("select[name=filter-value] option", (o) => o.map((x) => x.value).filter((v) => v && v !== "\u0000typed").sort()),
+    ["Chrome", "Firefox"], "the browsers seen, as choices");
+  await page.selectOption("select[name=filter-op]", "eq");
+  await page.selectOption("select[name=filter-value]", "Firefox");
+  await page.click("#add-filter");
   await page.waitForFunction(() => document.querySelector("#total")?.textContent === "6");
-  assert.deepEqual(await page.$$eval(".chips span", (s) => s.map((x) => x.firstChild.textContent)), ["browser:eq:Firefox"]);
+  assert.deepEqual(await page.$$eval("#filter-chips > span", (s) => s.map((x) => x.firstChild.textContent)), ["browser is Firefox"]);
+  assert.deepEqual(new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]).getAll("filter"), ["browser:eq:Firefox"]);
 
   await page.selectOption("select[name=event]", "purchase");
   await page.waitForFunction(() => document.querySelector("#total")?.textContent === "2");
@@ -123,6 +130,59 @@ test("insights: users, a filter, a split, the chart and sample users", async () 
   const names = await page.$$eval("#timeline tr td:nth-child(2)", (t) => t.map((x) => x.textContent));
   assert.deepEqual(names, v.names, "the session's events in order");
   await screenshot(page, "dashboard-user");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("insights: a custom range in a time zone, by with split, and an error shown under the controls", async () => {
+  const { context, page, errors } = await signedIn();
+  // A custom range: yesterday and today, in UTC.
+  await page.selectOption("select[name=last]", "custom");
+  await page.waitForSelector("#range input[name=from]");
+  const today = new Date().toISOString().slice(0, 10);
+  const yesterday = new Date(Date.now() - 86400e3).toISOString().slice(0, 10);
+  await page.fill("#range input[name=from]", yesterday);
+  await page.fill("#range input[name=to]", today);
+  await page.fill("#range input[name=tz]", "UTC");
+  await page.click("#range button[type=submit]");
+  await page.waitForFunction(() => new URLSearchParams(location.hash.split("?")[1]).get("tz") === "UTC");
+  await page.waitForSelector("#total");
+  const q = new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]);
+  assert.equal(q.get("from"), `${yesterday}T00:00:00.000Z`);
+  assert.equal(q.get("to"), `${new Date(Date.now() + 86400e3).toISOString().slice(0, 10)}T00:00:00.000Z`, "to the end of the last day");
+  assert.equal(q.get("last"), null);
+  const inRange = visitors.filter((v) => new Date(v.start).toISOString().slice(0, 10) >= yesterday).length;
+  assert.equal(await text(page, "#total"), String(inRange));
+  assert.equal(await page.inputValue("#range input[name=from]"), yesterday, "the range reads back as days");
+  assert.equal(await page.inputValue("#range input[name=to]"), today);
+  await page.waitForSelector(".chart canvas");
+  await screenshot(page, "dashboard-insights-range");
+
+  // By browser, split by event name: a row per pair, the split in a column of its own.
+  await page.goto(`${collector.url}/#insights?metric=users&last=7d`);
+  await page.waitForSelector("#total");
+  await page.selectOption("select[name=by]", "browser");
+  await page.waitForSelector("#table tbody tr");
+  await page.selectOption("select[name=split]", "name");
+  await page.waitForFunction(() => document.querySelectorAll("#table thead th").length === 3);
+  assert.deepEqual(await page.$$eval("#table thead th", (t) => t.map((x) => x.textContent)), ["browser", "name", "users"]);
+  const rows = await page.$$eval("#table tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  const value = (b, n) => rows.find(([k, sp]) => k === b && sp === n)?.[2];
+  assert.equal(value("Firefox", "purchase"), "2", "visitors 3 and 9 bought on Firefox");
+  assert.equal(value("Chrome", "purchase"), "1", "visitor 6 on Chrome");
+  assert.equal(value("Chrome", "$pageview"), "6");
+  assert.equal(rows.length, 8, "two browsers × four event names");
+  await screenshot(page, "dashboard-insights-split");
+
+  // A bad filter from a link: the error shows under the controls, which still work.
+  await page.goto(`${collector.url}/#insights?metric=users&last=7d&filter=nope:eq:1`);
+  await page.waitForSelector("#error");
+  assert.match(await text(page, "#error"), /unknown field/);
+  assert.ok(await page.$("#controls select[name=metric]"), "the controls are kept");
+  await screenshot(page, "dashboard-insights-error");
+  await page.click("#filter-chips button");
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "12");
+  assert.equal(await page.$("#error"), null);
   assert.deepEqual(errors, []);
   await context.close();
 });
