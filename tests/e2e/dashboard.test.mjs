@@ -1,8 +1,8 @@
 // The dashboard in Chromium against the real collector with generated data: each view loads
 // and shows the numbers the data implies, a filter changes them, the user timeline opens, a
 // saved report reopens from its shared link without the token, CSV downloads. Screenshots of
-// each view go to tests/artifacts/; dashboard-overview.png (1280 px wide: a week of visitors on
-// a collector of its own, by browser, with the chart) is the README's picture.
+// each view go to tests/artifacts/; dashboard-overview.png (1280 px wide: the Overview page of a
+// week of visitors on a collector of its own) is the README's picture.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, mkdirSync } from "node:fs";
@@ -187,6 +187,34 @@ test("insights: a custom range in a time zone, by with split, and an error shown
   await context.close();
 });
 
+test("overview: visitors, page views, sessions, bounce and visit time, then lists that open the tool filtered", async () => {
+  const { context, page, errors } = await signedIn();
+  await page.click('header a[href="#overview"]');
+  await page.waitForSelector("#visitors");
+  // 12 visitors, one page view and one session each; two bounced; sessions of 30 s (the two
+  // bounces), 90 s (the three buyers) and 60 s (the seven others): 62.5 s on average.
+  assert.equal(await text(page, "#visitors"), "12");
+  assert.equal(await text(page, "#pageviews"), "12");
+  assert.equal(await text(page, "#sessions"), "12");
+  assert.equal(await text(page, "#bounce"), "16.7 %");
+  assert.equal(await text(page, "#duration"), "1.0 min");
+  await page.waitForSelector(".chart canvas");
+  const list = (id) => page.$$eval(`#${id} tbody tr`, (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  assert.deepEqual(await list("pages"), [["/p", "12"]]);
+  assert.deepEqual(await list("entry"), [["/p", "12"]]);
+  assert.deepEqual((await list("browsers")).sort(), [["Chrome", "6"], ["Firefox", "6"]]);
+  assert.deepEqual(await list("devices"), [["desktop", "12"]]);
+  assert.deepEqual(await list("referrers"), [["Direct / none", "12"]]);
+  await screenshot(page, "dashboard-overview-page");
+  // A row opens the tool with its filter.
+  await page.click('#browsers a:has-text("Firefox")');
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "6");
+  const q = new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]);
+  assert.deepEqual(q.getAll("filter"), ["browser:eq:Firefox"]);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("the Include bots switch brings the crawler back, in insights, users and sessions", async () => {
   const { context, page, errors } = await signedIn();
   assert.equal(await text(page, "#total"), "12");
@@ -307,7 +335,10 @@ async function seedWeek(target) {
         user_id: null,
         session_id: `019ab0b5-8a20-7000-8000-${id}`,
         seq: k + 1,
-        page: { url: "https://shop.example/", path: "/", title: "Shop", referrer: "" },
+        page: k === 1
+          ? { url: "https://shop.example/product/1", path: "/product/1", title: "Product", referrer: "https://shop.example/" }
+          : { url: `https://shop.example/${v % 4 === 0 ? "?utm_source=newsletter&utm_campaign=autumn" : ""}`, path: "/", title: "Shop",
+            referrer: v % 3 === 1 ? "https://www.google.com/" : v % 5 === 2 ? "https://news.ycombinator.com/" : "" },
         props: {},
       }));
       (byBrowser[browserName] ??= []).push(...events);
@@ -342,8 +373,17 @@ test("overview: a week of visitors by browser, the README's screenshot (tests/ar
     const rows = await page.$$eval("#table tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
     const expected = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, String(v)]);
     assert.deepEqual(rows, expected, "one row per browser, largest first");
+    await screenshot(page, "dashboard-week-insights");
+
+    // The Overview page of that week: the README's picture.
+    await page.goto(`${week.url}/#overview?last=7d`);
+    await page.waitForSelector("#visitors");
+    await page.waitForSelector(".chart canvas");
+    assert.equal(await text(page, "#visitors"), String(total));
+    const browsers = await page.$$eval("#browsers tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+    assert.deepEqual(browsers, expected, "the Browsers list, largest first");
     mkdirSync(ARTIFACTS, { recursive: true });
-    await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview.png") });
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview.png"), fullPage: true });
   });
 
 test("funnels, retention and paths: the numbers the visits imply, controls, and errors in place", async () => {
