@@ -215,6 +215,72 @@ test("overview: visitors, page views, sessions, bounce and visit time, then list
   await context.close();
 });
 
+test("site picker: two sites kept apart in every view, the choice kept in the URL and across the nav", async (t) => {
+  // A collector of its own with two sites and no demo site.
+  const two = await startCollector(["--site", "shop=http://localhost:*", "--site", "blog=http://localhost:*"]);
+  t.after(() => two.stop());
+  const now = Date.now();
+  let n = 0;
+  for (const [v, key] of [[0, "shop"], [1, "shop"], [2, "blog"]]) {
+    const events = ["$pageview", "$pageleave"].map((name, i) => ({
+      event_id: `019ab0b6-0000-7000-8000-${String(++n).padStart(12, "0")}`,
+      type: name === "$pageview" ? "page" : "track", name,
+      timestamp: new Date(now - 3600e3 + i * 20e3).toISOString(),
+      anonymous_id: `7a1f0c2a-1b6d-4c7e-8f90-${String(v).padStart(12, "0")}`, user_id: null,
+      session_id: `019ab0b6-8a20-7000-8000-${String(v).padStart(12, "0")}`, seq: i + 1,
+      page: { url: `http://${key}.example/`, path: key === "blog" ? "/post" : "/", title: key, referrer: "" }, props: {},
+    }));
+    const res = await fetch(`${two.url}/v1/batch`, {
+      method: "POST",
+      headers: { "content-type": "text/plain", "user-agent": AGENTS.Firefox },
+      body: JSON.stringify({ key, sent_at: new Date(now).toISOString(), events }),
+    });
+    assert.equal((await res.json()).accepted, events.length);
+  }
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  t.after(() => context.close());
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(`${two.url}/`);
+  await page.fill("input[name=token]", TOKEN);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#total");
+  assert.equal(await text(page, "#total"), "3", "every site's visitors");
+  await page.waitForSelector("#site:not([hidden])");
+  assert.deepEqual(await page.$$eval("#site option", (o) => o.map((x) => x.textContent)), ["All sites", "blog", "shop"]);
+
+  await page.selectOption("#site", "blog");
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "1");
+  assert.deepEqual(new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]).getAll("site"), ["blog"]);
+  // The filter picker's values are the site's own.
+  await page.selectOption("select[name=filter-field]", "path");
+  await page.waitForSelector('select[name=filter-value][data-loaded="path"]');
+  assert.deepEqual(await page.$$eval("select[name=filter-value] option", (o) => o.map((x) => x.value).filter((v) => v.startsWith("/"))), ["/post"]);
+
+  // The nav keeps the site: the overview and the sessions of the blog alone.
+  await page.click('header a[href="#overview"]');
+  await page.waitForSelector("#visitors");
+  assert.equal(await text(page, "#visitors"), "1");
+  assert.match(await page.evaluate(() => location.hash), /site=blog/);
+  assert.deepEqual(await page.$$eval("#pages tbody tr td:first-child", (t) => t.map((x) => x.textContent)), ["/post"]);
+  await screenshot(page, "dashboard-site-picker");
+  await page.click('header a[href="#sessions"]');
+  await page.waitForSelector("#total-sessions");
+  assert.equal(await text(page, "#total-sessions"), "1");
+
+  // Back to every site.
+  await page.selectOption("#site", "");
+  await page.waitForFunction(() => document.querySelector("#total-sessions")?.textContent === "3");
+  assert.doesNotMatch(await page.evaluate(() => location.hash), /site=/);
+
+  // Nothing matches: without a demo site, the empty state does not send anyone to the demo shop.
+  await page.goto(`${two.url}/#insights?metric=users&last=7d&filter=browser:eq:Nothing`);
+  await page.waitForSelector("#empty");
+  assert.doesNotMatch(await text(page, "#empty"), /demo/);
+  assert.deepEqual(errors, []);
+});
+
 test("the Include bots switch brings the crawler back, in insights, users and sessions", async () => {
   const { context, page, errors } = await signedIn();
   assert.equal(await text(page, "#total"), "12");
