@@ -16,7 +16,7 @@
       else if (k === "value") el.value = v;
       else el.setAttribute(k, v === true ? "" : v);
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c != null && c !== false) el.append(c instanceof Node ? c : String(c));
     }
     return el;
@@ -34,6 +34,13 @@
   };
   const when = (t, tz, style = "full") => (t == null ? "—" : new Date(t).toLocaleString(undefined, { ...STYLES[style], timeZone: tz || viewerZone }));
   const plural = (n, one, many = `${one}s`) => `${fmt(n ?? 0)} ${n === 1 ? one : many}`;
+  // Properties as a key/value list, never raw JSON; a dash when there are none.
+  const propList = (obj) => {
+    const entries = Object.entries(obj || {});
+    return entries.length
+      ? h("dl", { class: "kv" }, entries.map(([k, v]) => [h("dt", {}, k), h("dd", {}, valueText(v))]))
+      : h("span", { class: "muted" }, "—");
+  };
   const valueText = (v) => (v == null ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v));
   // The calendar day (YYYY-MM-DD) of instant `ms` in `tz`, and whole days added to one.
   const dayIn = (ms, tz) => new Intl.DateTimeFormat("en-CA", { timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit" }).format(ms);
@@ -466,8 +473,8 @@
         h("td", {}, h("a", { href: userHref(u.id, params) }, u.id)),
         h("td", {}, u.user_id ? "identified" : "anonymous"),
         h("td", {}, when(u.first_seen)), h("td", {}, when(u.last_seen)),
-        h("td", { class: "num" }, u.session_count),
-        h("td", {}, JSON.stringify(u.properties)))));
+        h("td", { class: "num" }, fmt(u.session_count ?? 0)),
+        h("td", {}, propList(u.properties)))));
       more.hidden = !p.next_cursor;
       more.onclick = async () => {
         const q = new URLSearchParams(params);
@@ -490,7 +497,7 @@
         p.set("last", v);
         go("users", p);
       }), botsSwitch("users", params), h("button", { type: "submit" }, "Search"), h("button", { type: "button", onclick: () => download("/api/v1/users", params) }, "Download CSV")),
-      h("div", { class: "card" }, page.users.length
+      h("div", { class: "card scroll" }, page.users.length
         ? h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["User", "", "First seen", "Last seen", "Sessions", "Properties"].map((t) => h("th", {}, t)))), body)
         : h("p", { class: "muted" }, "No users active in this range yet."), more));
   }
@@ -504,31 +511,36 @@
     } catch (e) {
       return failed(e);
     }
+    const sessionHref = (sid) => `#session/${encodeURIComponent(sid)}${bots ? `?bots=${encodeURIComponent(bots)}` : ""}`;
     show(
       h("div", { class: "card" }, h("h2", { id: "user-id" }, d.user.id),
-        h("p", {}, `${d.user.session_count} sessions · first seen ${when(d.user.first_seen)} · last seen ${when(d.user.last_seen)}`),
+        h("p", {}, `${plural(d.user.session_count, "session")} · first seen ${when(d.user.first_seen)} · last seen ${when(d.user.last_seen)}`),
         h("p", { class: "muted" }, "Anonymous IDs: ", d.user.anonymous_ids.join(", ")),
-        h("p", {}, "Properties: ", h("code", {}, JSON.stringify(d.user.properties)))),
+        h("div", {}, h("h3", {}, "Properties"), propList(d.user.properties))),
       h("div", { class: "card", id: "timeline" }, d.sessions.slice().reverse().map((s) => h("div", { class: "session" },
-        h("strong", {}, when(s.started_at)), ` · ${seconds(s.duration_seconds)} · ${[s.browser, s.os, s.device, s.country].filter(Boolean).join(" · ")}`,
-        h("table", {}, h("tbody", {}, s.events.map((e) => h("tr", {},
-          h("td", {}, new Date(e.timestamp).toLocaleTimeString()), h("td", {}, e.name), h("td", {}, e.url),
-          h("td", {}, h("code", {}, JSON.stringify(e.props)))))))))));
+        h("a", { href: sessionHref(s.session_id), class: "session-link" }, h("strong", {}, when(s.started_at))),
+        ` · ${seconds(s.duration_seconds || 0)} · ${plural(s.events.length, "event")} · ${[s.browser, s.os, s.device, s.country].filter(Boolean).join(" · ")}`,
+        h("div", { class: "scroll" }, h("table", {}, h("tbody", {}, s.events.map((e) => h("tr", {},
+          h("td", { class: "nowrap" }, when(e.timestamp, null, "time")), h("td", {}, e.name), h("td", {}, e.path || e.url || "—"),
+          h("td", {}, propList(e.props)))))))))));
   }
 
   async function sessions(params, readOnly) {
     if (!params.get("last") && !params.get("from")) params.set("last", "7d");
     if (!readOnly) loading("sessions");
-    let s;
+    let s, overTime;
+    // The chart: sessions over the same range, sites and bots (insights, metric=sessions).
+    const q = new URLSearchParams({ metric: "sessions", tz: viewerZone, interval: params.get("last") === "1d" ? "hour" : "day" });
+    for (const k of ["last", "from", "to", "site", "bots"]) params.getAll(k).forEach((v) => q.append(k, v));
     try {
-      s = await api(`/api/v1/sessions/stats?${params}`);
+      [s, overTime] = await Promise.all([api(`/api/v1/sessions/stats?${params}`), params.get("user") ? null : api(`/api/v1/insights?${q}`)]);
     } catch (e) {
       return failed(e);
     }
-    return sessionsView(params, s, readOnly);
+    return sessionsView(params, s, readOnly, overTime);
   }
 
-  function sessionsView(params, s, readOnly) {
+  function sessionsView(params, s, readOnly, overTime) {
     const set = (k) => (v) => {
       const p = new URLSearchParams(params);
       if (v) p.set(k, v); else p.delete(k);
@@ -548,7 +560,8 @@
         stat("avg-session", seconds(s.avg_session_seconds), "average session"),
         stat("total-time", seconds(s.total_session_seconds), "total time"),
         stat("bounce-rate", `${(s.bounce_rate * 100).toFixed(1)} %`, "bounce rate")),
-      s.total_sessions === 0 ? h("p", { class: "muted" }, "No sessions in this range yet.") : null,
+      s.total_sessions === 0 ? h("p", { class: "muted", id: "empty" }, "No sessions in this range yet.") : null,
+      overTime && s.total_sessions ? h("div", { class: "card", id: "sessions-chart" }, h("h3", {}, "Sessions over time"), chart(overTime, new URLSearchParams({ tz: viewerZone }))) : null,
       split ? h("div", { class: "card" }, h("table", { id: "split" },
         h("thead", {}, h("tr", {}, [split, "sessions", "average", "total", "bounce rate"].map((t, i) => h("th", { class: i ? "num" : "" }, t)))),
         h("tbody", {}, s.table.map((r) => h("tr", {},
@@ -649,7 +662,7 @@
 
   // What the other views (journeys.js) build with; they add themselves to `views`.
   const kit = { h, api, go, show, loading, failed, select, botsSwitch, userHref, fmt, seconds, options, views: {},
-    route, chart, when, plural, valueText, viewerZone, personCard, filterText, emptyHint, hasDemoSite };
+    route, chart, when, plural, valueText, propList, viewerZone, personCard, filterText, emptyHint, hasDemoSite };
   window.footfallKit = kit;
 
   window.addEventListener("hashchange", render);

@@ -330,6 +330,35 @@ test("users list and session statistics with drill-down by user", async () => {
   await context.close();
 });
 
+test("sessions: a chart over time; a person's page and a session's page, readable, in order", async () => {
+  const { context, page, errors } = await signedIn();
+  await page.click('header a[href="#sessions"]');
+  await page.waitForSelector("#sessions-chart .chart canvas");
+  const v = visitors[3]; // views the page, adds to the cart, buys, leaves
+  await page.goto(`${collector.url}/#user/${v.anon}`);
+  await page.waitForSelector("#timeline .session");
+  assert.match(await text(page, "#user-id + p"), /^1 session ·/, "one session, in the singular");
+  const person = await page.evaluate(() => document.querySelector("main").innerText);
+  assert.doesNotMatch(person, /null|undefined|\d{4}-\d\d-\d\dT\d\d/, "no null, no raw ISO times");
+  await page.click("#timeline .session-link");
+  await page.waitForSelector("#session-events tbody tr");
+  assert.equal(await page.evaluate(() => location.hash), `#session/${v.session}`);
+  assert.deepEqual(await page.$$eval("#session-events tbody tr td:nth-child(2)", (t) => t.map((x) => x.textContent)), v.names);
+  assert.deepEqual(await page.$$eval("#session-events tbody tr:first-child dl.kv", (d) => d.map((x) => [...x.children].map((c) => c.textContent))),
+    [["price", "40"]], "properties as key and value");
+  const facts = Object.fromEntries(await page.$$eval("#session-facts dt", (dts) => dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])));
+  assert.match(facts.browser, /^Firefox/);
+  assert.equal(facts.length, "1.5 min");
+  assert.equal(facts["entry page"], "/p");
+  assert.doesNotMatch(await page.evaluate(() => document.querySelector("main").innerText), /null|undefined|\d{4}-\d\d-\d\dT\d\d/);
+  await screenshot(page, "dashboard-session");
+  await page.click("#session-user");
+  await page.waitForSelector("#user-id");
+  assert.equal(await text(page, "#user-id"), v.anon);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("a saved report reopens from its shared link, without the token; CSV downloads", async () => {
   const { context, page } = await signedIn();
   await page.selectOption("select[name=metric]", "events");
