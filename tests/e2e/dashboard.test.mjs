@@ -359,6 +359,47 @@ test("sessions: a chart over time; a person's page and a session's page, readabl
   await context.close();
 });
 
+test("every view at 1280 and 390 px wide, light and dark: no page wider than the screen", async () => {
+  const v = visitors[3];
+  const views = [
+    ["overview", "#overview?last=7d", "#visitors"],
+    ["insights", "#insights?metric=users&last=7d&by=browser&split=name", "#table tbody tr"],
+    ["users", "#users", "#users tbody tr"],
+    ["user", `#user/${v.anon}`, "#timeline .session"],
+    ["sessions", "#sessions?split=browser", "#split tbody tr"],
+    ["session", `#session/${v.session}`, "#session-events tbody tr"],
+    ["funnel", "#funnel?step=$pageview&step=add_to_cart&step=purchase&last=7d", "#funnel tbody tr"],
+    ["paths", "#paths?last=7d", "#paths tbody tr"],
+  ];
+  for (const colorScheme of ["light", "dark"]) {
+    for (const width of [1280, 390]) {
+      const context = await browser.newContext({ viewport: { width, height: 844 }, colorScheme });
+      const page = await context.newPage();
+      const errors = [];
+      page.on("pageerror", (e) => errors.push(e));
+      await page.goto(`${collector.url}/`);
+      await page.fill("input[name=token]", TOKEN);
+      await page.click("button[type=submit]");
+      await page.waitForSelector("#total");
+      const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      const [r, g, b] = background.match(/\d+/g).map(Number);
+      assert.equal(r + g + b < 200, colorScheme === "dark", `a ${colorScheme} background: ${background}`);
+      for (const [name, hash, ready] of views) {
+        await page.goto(`${collector.url}/${hash}`);
+        await page.waitForSelector(ready);
+        await page.waitForTimeout(100); // the chart draws on the next frame
+        const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+        assert.ok(wide <= width, `${name} at ${width} px (${colorScheme}) is ${wide} px wide`);
+        if (name === "overview" || name === "insights" || name === "session" || width === 390) {
+          await screenshot(page, `dashboard-${name}-${width}-${colorScheme}`);
+        }
+      }
+      assert.deepEqual(errors, []);
+      await context.close();
+    }
+  }
+});
+
 test("a saved report reopens from its shared link, without the token; CSV downloads", async () => {
   const { context, page } = await signedIn();
   await page.selectOption("select[name=metric]", "events");
