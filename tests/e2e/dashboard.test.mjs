@@ -116,6 +116,12 @@ test("insights: users, a filter, a split, the chart and sample users", async () 
 
   await page.selectOption("select[name=event]", "purchase");
   await page.waitForFunction(() => document.querySelector("#total")?.textContent === "2");
+  // Who used several events: either of them (Firefox visitors 3, 5, 7, 9, 11), then one removed.
+  await page.selectOption("select[name=event]", "add_to_cart");
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "5");
+  assert.deepEqual(await page.$$eval("#event-chips > span", (s) => s.map((x) => x.firstChild.textContent)), ["purchase", "add_to_cart"]);
+  await page.click('#event-chips button[aria-label="remove add_to_cart"]');
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "2");
   await page.selectOption("select[name=by]", "browser");
   await page.waitForFunction(() => document.querySelectorAll("#table tbody tr").length === 1);
   assert.equal(await text(page, "#table tbody tr td"), "Firefox");
