@@ -110,8 +110,9 @@
   function go(view, params) {
     location.hash = `${view}${params && [...params].length ? `?${params}` : ""}`;
   }
+  // Views leave out what does not apply with `null`: never shown (as "null").
   function show(...nodes) {
-    main.replaceChildren(...nodes);
+    main.replaceChildren(...nodes.flat(Infinity).filter((n) => n != null && n !== false));
   }
   function loading(what) {
     show(h("p", { class: "muted" }, `Loading ${what}…`));
@@ -268,7 +269,7 @@
     show(insightsControls(params, opts), out);
     try {
       const [answer, people] = await Promise.all([api(`/api/v1/insights?${params}`), peopleOf(params)]);
-      out.replaceChildren(...insightsResult(params, answer, people, false));
+      out.replaceChildren(...insightsResult(params, answer, people, false).filter(Boolean));
     } catch (e) {
       if (e.message !== "unauthorized") out.replaceChildren(h("p", { class: "error", id: "error" }, e.message));
     }

@@ -327,6 +327,7 @@ test("users list and session statistics with drill-down by user", async () => {
   await page.waitForSelector("#total-sessions");
   assert.equal(await text(page, "#total-sessions"), "12");
   assert.equal(await text(page, "#bounce-rate"), "16.7 %", "2 of 12 sessions bounced");
+  assert.doesNotMatch(await page.evaluate(() => document.querySelector("main").innerText), /null/);
   await page.selectOption("select[name=split]", "user");
   await page.waitForSelector("#split tbody tr a");
   assert.equal(await page.$$eval("#split tbody tr", (r) => r.length), 12);
@@ -431,6 +432,7 @@ test("a saved report reopens from its shared link, without the token; CSV downlo
   await other.waitForSelector("#report-name");
   assert.equal(await text(other, "#report-name"), "All events this week");
   assert.equal(await text(other, "#total"), total);
+  assert.doesNotMatch(await other.evaluate(() => document.querySelector("main").innerText), /null/);
   await screenshot(other, "dashboard-shared-report");
   await stranger.close();
 
