@@ -460,11 +460,13 @@
 
   async function users(params) {
     loading("users");
-    let page;
+    let page, error;
     try {
       page = await api(`/api/v1/users?${params}`);
     } catch (e) {
-      return failed(e);
+      if (e.message === "unauthorized") return;
+      error = e; // shown under the controls, which stay
+      page = { users: [], next_cursor: null };
     }
     const search = h("input", { name: "contains", placeholder: "search user or anonymous ID", value: params.get("contains") || "", size: 30 });
     const body = h("tbody", {});
@@ -498,7 +500,7 @@
         p.set("last", v);
         go("users", p);
       }), botsSwitch("users", params), h("button", { type: "submit" }, "Search"), h("button", { type: "button", onclick: () => download("/api/v1/users", params) }, "Download CSV")),
-      h("div", { class: "card scroll" }, page.users.length
+      error ? h("p", { class: "error", id: "error" }, error.message) : h("div", { class: "card scroll" }, page.users.length
         ? h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["User", "", "First seen", "Last seen", "Sessions", "Properties"].map((t) => h("th", {}, t)))), body)
         : h("p", { class: "muted" }, "No users active in this range yet."), more));
   }
@@ -536,12 +538,14 @@
     try {
       [s, overTime] = await Promise.all([api(`/api/v1/sessions/stats?${params}`), params.get("user") ? null : api(`/api/v1/insights?${q}`)]);
     } catch (e) {
-      return failed(e);
+      if (e.message === "unauthorized") return;
+      return sessionsView(params, null, readOnly, null, e);
     }
     return sessionsView(params, s, readOnly, overTime);
   }
 
-  function sessionsView(params, s, readOnly, overTime) {
+  // With `error`, the controls and the error under them, so a bad choice is undone from the page.
+  function sessionsView(params, s, readOnly, overTime, error) {
     const set = (k) => (v) => {
       const p = new URLSearchParams(params);
       if (v) p.set(k, v); else p.delete(k);
@@ -552,18 +556,19 @@
     show(
       readOnly ? h("h2", {}, "Shared report") : h("div", { class: "card controls" },
         select("last", "During", [["1d", "last 24 hours"], ["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]], params.get("last") || "", set("last")),
-        select("split", "Split by", [["", "none"], ["browser", "browser"], ["os", "OS"], ["device", "device"], ["country", "country"], ["entry_path", "entry page"], ["user", "user"]], split, set("split")),
+        select("split", "Split by", [["", "none"], ["browser", "browser"], ["os", "OS"], ["device", "device"], ["country", "country"], ["entry_path", "entry page"], ["user", "user"], ["site", "site"]], split, set("split")),
         botsSwitch("sessions", params),
         h("button", { onclick: () => download("/api/v1/sessions/stats", params) }, "Download CSV"),
         saveForm("sessions", params)),
-      h("div", { class: "card stats" },
+      error ? h("p", { class: "error", id: "error" }, error.message) : null,
+      error ? null : h("div", { class: "card stats" },
         stat("total-sessions", fmt(s.total_sessions), "sessions"),
         stat("avg-session", seconds(s.avg_session_seconds), "average session"),
         stat("total-time", seconds(s.total_session_seconds), "total time"),
         stat("bounce-rate", `${(s.bounce_rate * 100).toFixed(1)} %`, "bounce rate")),
-      s.total_sessions === 0 ? h("p", { class: "muted", id: "empty" }, "No sessions in this range yet.") : null,
+      !error && s.total_sessions === 0 ? h("p", { class: "muted", id: "empty" }, "No sessions in this range yet.") : null,
       overTime && s.total_sessions ? h("div", { class: "card", id: "sessions-chart" }, h("h3", {}, "Sessions over time"), chart(overTime, new URLSearchParams({ tz: viewerZone }))) : null,
-      split ? h("div", { class: "card" }, h("table", { id: "split" },
+      split && !error ? h("div", { class: "card scroll" }, h("table", { id: "split" },
         h("thead", {}, h("tr", {}, [split, "sessions", "average", "total", "bounce rate"].map((t, i) => h("th", { class: i ? "num" : "" }, t)))),
         h("tbody", {}, s.table.map((r) => h("tr", {},
           h("td", {}, split === "user" && r.key ? h("a", { href: userHref(r.key, params) }, r.key) : r.key ?? "(none)"),

@@ -334,6 +334,16 @@ test("users list and session statistics with drill-down by user", async () => {
   await screenshot(page, "dashboard-sessions");
   await page.click("#split tbody tr a");
   await page.waitForSelector("#timeline .session");
+
+  // A bad range in a link: the error under the controls, which undo it.
+  await page.goto(`${collector.url}/#sessions?last=soon`);
+  await page.waitForSelector("#error");
+  await page.selectOption("select[name=last]", "7d");
+  await page.waitForFunction(() => document.querySelector("#total-sessions")?.textContent === "12");
+  await page.goto(`${collector.url}/#users?last=soon`);
+  await page.waitForSelector("#error");
+  await page.selectOption("select[name=last]", "30d");
+  await page.waitForFunction(() => document.querySelectorAll("#users tbody tr").length === 12);
   await context.close();
 });
 
