@@ -294,27 +294,11 @@
     return show(readOnly ? h("h2", {}, "Shared report") : insightsControls(params, opts), ...insightsResult(params, answer, null, readOnly));
   }
 
-  function insightsControls(params, opts) {
-    const with_ = (change) => {
-      const p = new URLSearchParams(params);
-      change(p);
-      p.delete("cursor");
-      go("insights", p);
-    };
-    const set = (k) => (v) => with_((p) => (v ? p.set(k, v) : p.delete(k)));
-    const chips = (name, list, label) => h("span", { class: "chips", id: `${name}-chips` }, list.map((f) => h("span", {}, label(f), h("button", {
-      title: "remove", "aria-label": `remove ${label(f)}`,
-      onclick: () => with_((p) => {
-        p.delete(name);
-        list.filter((x) => x !== f).forEach((x) => p.append(name, x));
-      }),
-    }, "×"))));
-    const events = params.getAll("event");
-    const filters = params.getAll("filter");
+  // During: a preset, or a custom range of whole days in a time zone (`from`/`to` are the instants
+  // those days start in `tz`). `with_` applies a change to the view's parameters and opens it.
+  function rangeControls(params, with_) {
     const custom = params.has("from");
     const tz = params.get("tz") || viewerZone;
-
-    // During: a preset, or a custom range of whole days in a time zone.
     const during = select("last", "During", [...PRESETS, ["custom", "custom range…"]], custom ? "custom" : params.get("last") || "", (v) => with_((p) => {
       if (v === "custom") {
         const today = dayIn(Date.now(), tz);
@@ -344,6 +328,28 @@
     }, h("label", {}, "From", fromIn), h("label", {}, "To (inclusive)", toIn), h("label", {}, "Time zone", tzIn),
     h("datalist", { id: "zones" }, (Intl.supportedValuesOf?.("timeZone") || [viewerZone, "UTC"]).map((z) => h("option", { value: z }))),
     h("button", { type: "submit" }, "Apply")) : null;
+    return [during, range];
+  }
+
+  function insightsControls(params, opts) {
+    const with_ = (change) => {
+      const p = new URLSearchParams(params);
+      change(p);
+      p.delete("cursor");
+      go("insights", p);
+    };
+    const set = (k) => (v) => with_((p) => (v ? p.set(k, v) : p.delete(k)));
+    const chips = (name, list, label) => h("span", { class: "chips", id: `${name}-chips` }, list.map((f) => h("span", {}, label(f), h("button", {
+      title: "remove", "aria-label": `remove ${label(f)}`,
+      onclick: () => with_((p) => {
+        p.delete(name);
+        list.filter((x) => x !== f).forEach((x) => p.append(name, x));
+      }),
+    }, "×"))));
+    const events = params.getAll("event");
+    const filters = params.getAll("filter");
+
+    const [during, range] = rangeControls(params, with_);
 
     // Filters: a field, an operator, then a value picked from the values seen (or typed).
     const field = h("select", { name: "filter-field" }, h("option", { value: "" }, "field…"), opts.fields.map((f) => h("option", { value: f }, f)));
@@ -668,7 +674,7 @@
 
   // What the other views (journeys.js) build with; they add themselves to `views`.
   const kit = { h, api, go, show, loading, failed, select, botsSwitch, userHref, fmt, seconds, options, views: {},
-    route, chart, when, plural, valueText, propList, viewerZone, personCard, filterText, emptyHint, hasDemoSite };
+    route, chart, rangeControls, when, plural, valueText, propList, viewerZone, personCard, filterText, emptyHint, hasDemoSite };
   window.footfallKit = kit;
 
   window.addEventListener("hashchange", render);

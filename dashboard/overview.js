@@ -6,8 +6,7 @@
 "use strict";
 (() => {
   const kit = window.footfallKit;
-  const { h, api, go, show, select, botsSwitch, fmt, seconds, chart } = kit;
-  const RANGES = [["1d", "last 24 hours"], ["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]];
+  const { h, api, go, show, botsSwitch, fmt, seconds, chart } = kit;
   const ROWS = 8;
 
   // The panels: a title, the column's name, the field a row filters on, and the query that fills it.
@@ -41,14 +40,14 @@
     const base = scope(params);
     const plain = new URLSearchParams(base); // session statistics have no time zone to take
     plain.delete("tz");
-    const set = (k) => (v) => {
+    const with_ = (change) => {
       const p = new URLSearchParams(params);
-      if (v) p.set(k, v); else p.delete(k);
+      change(p);
       go("overview", p);
     };
     const out = h("div", { id: "result" }, h("p", { class: "muted", id: "loading" }, "Loading the overview…"));
     show(h("div", { class: "card controls", id: "controls" },
-      select("last", "During", params.get("from") ? [["", "custom range"], ...RANGES] : RANGES, params.get("last") || "", set("last")),
+      kit.rangeControls(params, with_),
       botsSwitch("overview", params)), out);
     try {
       const hourly = params.get("last") === "1d";

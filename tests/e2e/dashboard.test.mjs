@@ -212,6 +212,20 @@ test("overview: visitors, page views, sessions, bounce and visit time, then list
   assert.deepEqual(await list("devices"), [["desktop", "12"]]);
   assert.deepEqual(await list("referrers"), [["Direct / none", "12"]]);
   await screenshot(page, "dashboard-overview-page");
+  // The same custom range as the tool's: today alone, in UTC.
+  await page.selectOption("select[name=last]", "custom");
+  await page.waitForSelector("#range input[name=from]");
+  const today = new Date().toISOString().slice(0, 10);
+  await page.fill("#range input[name=from]", today);
+  await page.fill("#range input[name=to]", today);
+  await page.fill("#range input[name=tz]", "UTC");
+  await page.click("#range button[type=submit]");
+  await page.waitForFunction(() => new URLSearchParams(location.hash.split("?")[1]).get("tz") === "UTC");
+  const todays = visitors.filter((v) => new Date(v.start).toISOString().slice(0, 10) === today).length;
+  await page.waitForFunction((n) => document.querySelector("#sessions")?.textContent === String(n), todays);
+  assert.equal(await text(page, "#visitors"), String(todays));
+  await page.selectOption("select[name=last]", "7d");
+  await page.waitForFunction(() => document.querySelector("#visitors")?.textContent === "12");
   // A row opens the tool with its filter.
   await page.click('#browsers a:has-text("Firefox")');
   await page.waitForFunction(() => document.querySelector("#total")?.textContent === "6");
