@@ -30,6 +30,7 @@
     day: { weekday: "short", day: "numeric", month: "short", year: "numeric" },
     hour: { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" },
     short: { day: "numeric", month: "short" },
+    clock: { hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
     time: { hour: "2-digit", minute: "2-digit", second: "2-digit" },
   };
   const when = (t, tz, style = "full") => (t == null ? "—" : new Date(t).toLocaleString(undefined, { ...STYLES[style], timeZone: tz || viewerZone }));
@@ -167,6 +168,7 @@
   }
 
   // ---- chart ----
+  const COUNT_STEPS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2500, 5e3, 1e4, 2e4, 25e3, 5e4, 1e5, 2e5, 25e4, 5e5, 1e6, 1e7, 1e8];
   // Ticks on the buckets themselves (a daily chart ticks at midnight, not 8am/4pm), in the query's
   // time zone, with half a bucket of room at both ends so the newest point is not clipped.
   function chart(answer, params) {
@@ -182,9 +184,15 @@
     const colours = ["#2f6fde", "#e0672f", "#2fa66b", "#9b3fd1", "#c9a227", "#d13f6e", "#3fb5c9", "#7a7a7a"];
     const ink = getComputedStyle(document.body).getPropertyValue("--muted").trim() || "#6b7385";
     const grid = { stroke: getComputedStyle(document.body).getPropertyValue("--line").trim() || "#e3e6ec", width: 1 };
+    // An hour's tick is its clock time, midnight's the day; a day's tick is the day.
+    const tick = (ms) => {
+      if (!hourly) return when(ms, tz, "short");
+      const clock = when(ms, tz, "clock");
+      return clock === "00:00" ? when(ms, tz, "short") : clock;
+    };
     requestAnimationFrame(() => {
       const width = Math.max(240, box.clientWidth || (main.clientWidth || 900) - 40);
-      const every = Math.max(1, Math.ceil(xs.length / Math.max(2, Math.floor(width / (hourly ? 110 : 90)))));
+      const every = Math.max(1, Math.ceil(xs.length / Math.max(2, Math.floor(width / (hourly ? 60 : 90)))));
       new uPlot({
         width,
         height: 260,
@@ -193,8 +201,8 @@
         series: [{ value: (u, v) => (v == null ? "" : when(v * 1000, tz, hourly ? "hour" : "day")) },
           ...series.map((s, i) => ({ label: s.key == null ? answer.metric : String(s.key), stroke: colours[i % colours.length], width: 2 }))],
         axes: [
-          { stroke: ink, grid, splits: () => xs.filter((_, i) => i % every === 0), values: (u, vals) => vals.map((v) => when(v * 1000, tz, hourly ? "hour" : "short")) },
-          { stroke: ink, grid, values: (u, vals) => vals.map(fmt) },
+          { stroke: ink, grid, splits: () => xs.filter((_, i) => i % every === 0), values: (u, vals) => vals.map((v) => tick(v * 1000)) },
+          { stroke: ink, grid, incrs: COUNT_STEPS, values: (u, vals) => vals.map(fmt) },
         ],
       }, data, box);
     });
