@@ -180,6 +180,20 @@ test("insights: a custom range in a time zone, by with split, and an error shown
   assert.equal(rows.length, 8, "two browsers × four event names");
   await screenshot(page, "dashboard-insights-split");
 
+  // While an answer is on its way, the controls are there and say it is loading.
+  let release;
+  const held = new Promise((r) => (release = r));
+  await page.route("**/api/v1/insights?*", async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.selectOption("select[name=metric]", "sessions");
+  await page.waitForSelector("#loading");
+  assert.ok(await page.$("#controls select[name=metric]"), "the controls stay while loading");
+  release();
+  await page.waitForSelector("#total");
+  await page.unroute("**/api/v1/insights?*");
+
   // A bad filter from a link: the error shows under the controls, which still work.
   await page.goto(`${collector.url}/#insights?metric=users&last=7d&filter=nope:eq:1`);
   await page.waitForSelector("#error");
