@@ -149,10 +149,10 @@
   // ---- sign in ----
   function signIn(message) {
     document.getElementById("signout").hidden = true;
-    const input = h("input", { type: "password", name: "token", placeholder: "admin token", size: 40, autocomplete: "off" });
+    const input = h("input", { type: "password", name: "token", placeholder: "admin or API token", size: 40, autocomplete: "off" });
     show(h("div", { class: "card" },
       h("h2", {}, "Sign in"),
-      h("p", { class: "muted" }, "Paste the admin token (printed at first start, kept in ", h("code", {}, "DATA_DIR/admin-token"), ")."),
+      h("p", { class: "muted" }, "Paste the admin token (printed at first start, kept in ", h("code", {}, "DATA_DIR/admin-token"), ") or an API token."),
       message ? h("p", { class: "error" }, message) : null,
       h("form", {
         onsubmit: async (e) => {
@@ -441,7 +441,7 @@
       return h("tr", {}, h("td", { class: repeat ? "repeat" : null }, key),
         split ? h("td", {}, r.split == null || r.split === "" ? "(none)" : String(r.split)) : null, h("td", { class: "num" }, fmt(r.value)));
     });
-    const samples = people || answer.sample_users.map((u) => ({ id: u.id }));
+    const samples = people || answer.sample_users?.map((u) => ({ id: u.id }));
     return [
       h("div", { class: "card" },
         h("div", { class: "stats" }, h("div", {}, h("div", { class: "big", id: "total" }, fmt(answer.total)),
@@ -451,7 +451,8 @@
         h("table", { id: "table" }, h("thead", {}, h("tr", {}, h("th", {}, by || params.get("interval") || "day"),
           split ? h("th", {}, split) : null, h("th", { class: "num" }, answer.metric))),
         h("tbody", {}, rows))),
-      h("div", { class: "card" }, h("h3", {}, "Meet your users"),
+      // A shared link's answer holds no people (issue #19): no "Meet your users" there.
+      readOnly || !samples ? null : h("div", { class: "card" }, h("h3", {}, "Meet your users"),
         samples.length
           ? h("div", { id: "samples", class: "people" }, samples.map((u) => personCard(u, params)))
           : h("p", { class: "muted" }, "No users in this range.")),
@@ -601,8 +602,26 @@
     show(h("div", { class: "card" }, list.reports.length ? h("table", { id: "reports" }, h("tbody", {}, list.reports.map((r) => h("tr", {},
       h("td", {}, h("a", { href: r.url }, r.name)), h("td", {}, r.view), h("td", {}, h("code", {}, r.query)),
       h("td", {}, r.shared ? h("a", { href: `${location.origin}${r.share_url}` }, "shared link") : "private"),
-      h("td", {}, h("button", { onclick: async () => { await api(`/api/v1/reports/${r.id}`, { method: "DELETE" }); reports(); } }, "Delete"))))))
+      h("td", {},
+        h("button", { class: "rename", onclick: (e) => renameReport(r, e.target.closest("tr")) }, "Rename"), " ",
+        h("button", { class: "share", onclick: () => changeReport(r, { shared: !r.shared }) }, r.shared ? "Withdraw link" : "Share by link"), " ",
+        h("button", { onclick: async () => { await api(`/api/v1/reports/${r.id}`, { method: "DELETE" }); reports(); } }, "Delete"))))))
       : h("p", { class: "muted" }, "No saved reports yet: use “Save report” under a chart.")));
+  }
+
+  async function changeReport(r, change) {
+    try {
+      await api(`/api/v1/reports/${encodeURIComponent(r.id)}`, { method: "PATCH", body: JSON.stringify(change) });
+      reports();
+    } catch (e) {
+      failed(e);
+    }
+  }
+  function renameReport(r, row) {
+    const input = h("input", { name: "rename", value: r.name, maxlength: 200, required: true });
+    row.firstChild.replaceChildren(h("form", { onsubmit: (e) => { e.preventDefault(); changeReport(r, { name: input.value }); } },
+      input, " ", h("button", { class: "primary", type: "submit" }, "Save")));
+    input.focus();
   }
 
   async function openReport(id, shared) {
@@ -621,6 +640,47 @@
     } catch (e) {
       failed(e);
     }
+  }
+
+  // ---- API tokens (admin only; a read token is shown the 403) ----
+  async function tokens(created) {
+    loading("API tokens");
+    let list;
+    try {
+      list = await api("/api/v1/tokens");
+    } catch (e) {
+      return failed(e);
+    }
+    const name = h("input", { name: "name", placeholder: "name", required: true, maxlength: 200 });
+    const scope = h("select", { name: "scope" }, h("option", { value: "read" }, "read"), h("option", { value: "admin" }, "admin"));
+    const sites = h("input", { name: "sites", placeholder: "site keys, comma-separated" });
+    const error = h("p", { class: "error", hidden: true });
+    const form = h("form", {
+      id: "new-token-form",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const body = { name: name.value, scope: scope.value, sites: sites.value.split(",").map((s) => s.trim()).filter(Boolean) };
+          tokens(await api("/api/v1/tokens", { method: "POST", body: JSON.stringify(body) }));
+        } catch (err) {
+          error.hidden = false;
+          error.textContent = err.message;
+        }
+      },
+    }, name, " ", scope, " ", sites, " ", h("button", { class: "primary", type: "submit" }, "Create token"), error);
+    show(h("div", { class: "card" },
+      h("h2", {}, "API tokens"),
+      h("p", { class: "muted" }, "A read token may read its sites only; an admin token may do everything."),
+      created ? h("p", { id: "new-token" }, "Copy the new token now; it is not shown again: ", h("code", {}, created.token)) : null,
+      list.tokens.length
+        ? h("table", { id: "tokens" },
+          h("thead", {}, h("tr", {}, ["name", "scope", "sites", "created", "last used", ""].map((c) => h("th", {}, c)))),
+          h("tbody", {}, list.tokens.map((t) => h("tr", {},
+            h("td", {}, t.name), h("td", {}, t.scope), h("td", {}, t.sites.join(", ")),
+            h("td", {}, when(t.created_at)), h("td", {}, t.last_used ? when(t.last_used) : "never"),
+            h("td", {}, h("button", { onclick: async () => { await api(`/api/v1/tokens/${encodeURIComponent(t.id)}`, { method: "DELETE" }); tokens(); } }, "Revoke"))))))
+        : h("p", { class: "muted" }, "No API tokens yet."),
+      form));
   }
 
   // The site picker, in the header when the collector has events of more than one site. The
@@ -675,6 +735,7 @@
       case "user": return user(parts[1], params);
       case "sessions": return sessions(params);
       case "reports": return reports();
+      case "tokens": return tokens();
       case "report": return openReport(parts[1], false);
       default: return insights(params);
     }

@@ -7,6 +7,12 @@
   const { h, api, go, show, loading, select, botsSwitch, fmt, seconds } = kit;
   const pct = (x) => `${(100 * x).toFixed(1)} %`;
   const span = (s) => (s >= 86400 ? `${fmt(s / 86400)} ${s === 86400 ? "day" : "days"}` : seconds(s));
+  // Styles set through the CSS object model: the dashboard's Content-Security-Policy refuses
+  // inline style attributes.
+  const styled = (el, props) => {
+    for (const [k, v] of Object.entries(props)) el.style.setProperty(k, String(v));
+    return el;
+  };
   const RANGES = [["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]];
 
   // Errors stay in place under the controls, so a bad choice can be undone from the page.
@@ -79,7 +85,7 @@
           h("thead", {}, h("tr", {}, ["step", "", "people", "of step 1", "of the step before", "median time from the step before"].map((t, i) => h("th", { class: i > 1 ? "num" : "" }, t)))),
           h("tbody", {}, a.steps.map((s, i) => h("tr", {},
             h("td", {}, `${i + 1}. ${s.name}`),
-            h("td", { class: "barcell" }, h("div", { class: "bar", style: `width: ${first ? (100 * s.count) / first : 0}%` })),
+            h("td", { class: "barcell" }, styled(h("div", { class: "bar" }), { width: `${first ? (100 * s.count) / first : 0}%` })),
             h("td", { class: "num" }, fmt(s.count)),
             h("td", { class: "num" }, pct(s.conversion)),
             h("td", { class: "num" }, i ? pct(s.from_previous) : "–"),
@@ -116,7 +122,7 @@
           h("td", { class: "num" }, fmt(c.size)),
           c.values.map((v, k) => {
             const share = c.size ? v / c.size : 0;
-            return h("td", { class: "num cell", title: `${fmt(v)} of ${fmt(c.size)}`, style: `--share: ${share}` }, k === 0 ? fmt(v) : c.size ? pct(share) : "–");
+            return styled(h("td", { class: "num cell", title: `${fmt(v)} of ${fmt(c.size)}` }, k === 0 ? fmt(v) : c.size ? pct(share) : "–"), { "--share": share });
           }))))));
     });
   }

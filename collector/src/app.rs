@@ -2,8 +2,73 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{assets, ingest, query};
+use crate::{assets, ingest, query, tokens};
 use actix_web::{web, HttpResponse};
+
+/// Who may call a route (issue #19; product.md "Access").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token: health, metrics, the OpenAPI document, shared links.
+    Public,
+    /// Any valid token; a `read` token's answers are limited to its sites.
+    Read,
+    /// The admin token or an `admin`-scope API token; a `read` token is `403`.
+    Admin,
+}
+
+/// One route of [`ROUTES`].
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// `get`, `post`, `patch` or `delete`.
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// Writes [`ROUTES`] and the `routes` function that registers them from one list, so that the
+/// access tests (`tests/access.rs`) walk every route there is.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path, $access:ident;)*) => {
+        /// Every route but the SDK's `/v1/batch` (keyed by site, not by token) and the
+        /// dashboard's files.
+        pub const ROUTES: &[Route] = &[$(Route {
+            method: stringify!($method),
+            path: $path,
+            access: Access::$access,
+        }),*];
+
+        fn routes(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+    };
+}
+
+routes! {
+    get "/healthz" => healthz, Public;
+    get "/metrics" => metrics, Public;
+    get "/api/v1/openapi.json" => openapi, Public;
+    get "/api/v1/insights" => query::insights, Read;
+    get "/api/v1/funnel" => query::funnel, Read;
+    get "/api/v1/retention" => query::retention, Read;
+    get "/api/v1/paths" => query::paths, Read;
+    get "/api/v1/users" => query::users, Read;
+    get "/api/v1/users/{id}" => query::user, Read;
+    delete "/api/v1/users/{id}" => query::erase_user, Admin;
+    get "/api/v1/events" => query::event_names, Read;
+    get "/api/v1/properties" => query::property_keys, Read;
+    get "/api/v1/properties/values" => query::property_values, Read;
+    get "/api/v1/reports" => query::list_reports, Read;
+    post "/api/v1/reports" => query::save_report, Admin;
+    get "/api/v1/reports/{id}" => query::get_report, Read;
+    patch "/api/v1/reports/{id}" => query::change_report, Admin;
+    delete "/api/v1/reports/{id}" => query::delete_report, Admin;
+    get "/api/v1/shared/{token}" => query::shared_report, Public;
+    get "/api/v1/sessions/stats" => query::session_stats, Read;
+    get "/api/v1/sessions/{id}" => query::session, Read;
+    get "/api/v1/tokens" => tokens::list, Admin;
+    post "/api/v1/tokens" => tokens::create, Admin;
+    delete "/api/v1/tokens/{id}" => tokens::revoke, Admin;
+}
 
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
@@ -13,43 +78,12 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .error_handler(|e, _| ApiError::BadRequest("invalid-json", e.to_string()).into());
         cfg.app_data(state)
             .app_data(json)
-            .route("/healthz", web::get().to(healthz))
-            .route("/metrics", web::get().to(metrics))
             .service(
                 web::resource("/v1/batch")
                     .route(web::post().to(ingest::batch))
                     .route(web::method(actix_web::http::Method::OPTIONS).to(ingest::preflight)),
             )
-            .route("/api/v1/openapi.json", web::get().to(openapi))
-            .route("/api/v1/insights", web::get().to(query::insights))
-            .route("/api/v1/funnel", web::get().to(query::funnel))
-            .route("/api/v1/retention", web::get().to(query::retention))
-            .route("/api/v1/paths", web::get().to(query::paths))
-            .route("/api/v1/users", web::get().to(query::users))
-            .route("/api/v1/users/{id}", web::get().to(query::user))
-            .route("/api/v1/users/{id}", web::delete().to(query::erase_user))
-            .route("/api/v1/events", web::get().to(query::event_names))
-            .route("/api/v1/properties", web::get().to(query::property_keys))
-            .route(
-                "/api/v1/properties/values",
-                web::get().to(query::property_values),
-            )
-            .route("/api/v1/reports", web::get().to(query::list_reports))
-            .route("/api/v1/reports", web::post().to(query::save_report))
-            .route("/api/v1/reports/{id}", web::get().to(query::get_report))
-            .route(
-                "/api/v1/reports/{id}",
-                web::delete().to(query::delete_report),
-            )
-            .route(
-                "/api/v1/shared/{token}",
-                web::get().to(query::shared_report),
-            )
-            .route(
-                "/api/v1/sessions/stats",
-                web::get().to(query::session_stats),
-            )
-            .route("/api/v1/sessions/{id}", web::get().to(query::session));
+            .configure(routes);
         assets::configure(cfg, files);
         cfg.default_service(web::to(not_found));
     }

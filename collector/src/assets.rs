@@ -153,7 +153,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, files: Files) {
             let dashboard = dashboard.clone();
             async move {
                 let file = req.match_info().query("file").to_owned();
-                serve(&req, &dashboard, &file, Cache::Revalidate)
+                locked_down(serve(&req, &dashboard, &file, Cache::Revalidate))
             }
         }),
     );
@@ -162,7 +162,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, files: Files) {
         "/",
         get_or_head().to(move |req: HttpRequest| {
             let dashboard = dashboard.clone();
-            async move { serve(&req, &dashboard, "index.html", Cache::Revalidate) }
+            async move { locked_down(serve(&req, &dashboard, "index.html", Cache::Revalidate)) }
         }),
     );
     if let Some(demo) = files.demo {
@@ -188,6 +188,30 @@ pub fn configure(cfg: &mut web::ServiceConfig, files: Files) {
             }),
         );
     }
+}
+
+/// The dashboard's policy (issue #19): scripts, styles and API calls from this origin only, no
+/// inline script or style, never framed, no referrer sent (a shared link's token is in the
+/// URL's fragment, which browsers never send, but the page's own path stays private too).
+pub const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+fn locked_down(mut r: HttpResponse) -> HttpResponse {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(DASHBOARD_CSP),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    r
 }
 
 fn serve_sdk(req: &HttpRequest, sdk: &Source, cache: Cache) -> HttpResponse {

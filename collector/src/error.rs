@@ -19,6 +19,9 @@ pub enum ApiError {
     UnknownKey(String),
     #[error("origin {0:?} is not allowed to send for this key")]
     OriginNotAllowed(String),
+    /// The caller's token may not do this (a read token outside GET or its sites).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::UnknownKey(_) => "unknown-key",
             ApiError::OriginNotAllowed(_) => "origin-not-allowed",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::RateLimited(_) => "rate-limited",
@@ -89,7 +93,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized | ApiError::UnknownKey(_) => StatusCode::UNAUTHORIZED,
-            ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::OriginNotAllowed(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,

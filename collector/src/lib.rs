@@ -1,5 +1,6 @@
 //! The Footfall collector as a library, so that tests build the same app as `main`.
 
+pub mod access;
 pub mod app;
 pub mod assets;
 pub mod client;
@@ -12,3 +13,4 @@ pub mod metrics;
 pub mod query;
 pub mod state;
 pub mod store;
+pub mod tokens;

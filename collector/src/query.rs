@@ -1,6 +1,7 @@
 //! The query API under `/api/v1` (product.md §2 "Query API"): bearer-token auth, parameter
 //! parsing with errors that name the parameter, and the answer shapes of the contract.
 
+use crate::access::{self, Caller};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -12,24 +13,21 @@ use crate::store::{
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-/// Checks `Authorization: Bearer <admin token>`.
-pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let expected = state.config.admin_token.as_deref().unwrap_or_default();
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .trim();
-    if expected.is_empty() || !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::Unauthorized);
-    }
-    Ok(())
+/// The caller of a request that changes something: the admin token or an `admin`-scope API
+/// token; a `read` token is `403` (see [`access`]).
+pub async fn authorize(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    let caller = access::caller(req, state).await?;
+    caller.require_admin()?;
+    Ok(caller)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The query parameters of a read, limited to the sites its caller may read: every GET
+/// endpoint reads them here, so a `read` token sees its sites only.
+async fn read_params(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Vec<(String, String)>, ApiError> {
+    access::caller(req, state).await?.limit(params(req)?)
 }
 
 fn params(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
@@ -277,8 +275,7 @@ pub async fn insights(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let (pairs, csv) = format_param(params(&req)?)?;
+    let (pairs, csv) = format_param(read_params(&req, &state).await?)?;
     let answer = run_view(&state, View::Insights, &pairs).await?;
     respond(answer, csv.then_some(View::Insights))
 }
@@ -491,9 +488,8 @@ pub async fn user(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let scope = scope_and(
-        &params(&req)?,
+        &read_params(&req, &state).await?,
         &state.config,
         "/api/v1/users/{id}",
         |_, _| Ok(false),
@@ -708,23 +704,29 @@ pub async fn funnel(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let mut range = Range::default();
     let mut steps: Vec<(String, Step)> = Vec::new();
     let mut window_ms = 14 * 86_400_000;
     let mut filters = Vec::new();
-    let scope = scope_and(&params(&req)?, &state.config, "/api/v1/funnel", |k, v| {
-        match k {
-            "step" => steps.push((
-                v.trim().to_owned(),
-                Step::parse(v).map_err(|e| ApiError::param("step", e))?,
-            )),
-            "window" => window_ms = parse_duration("window", v)?,
-            "filter" => filters.push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?),
-            _ => return range.take(k, v),
-        }
-        Ok(true)
-    })?;
+    let scope = scope_and(
+        &read_params(&req, &state).await?,
+        &state.config,
+        "/api/v1/funnel",
+        |k, v| {
+            match k {
+                "step" => steps.push((
+                    v.trim().to_owned(),
+                    Step::parse(v).map_err(|e| ApiError::param("step", e))?,
+                )),
+                "window" => window_ms = parse_duration("window", v)?,
+                "filter" => {
+                    filters.push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?)
+                }
+                _ => return range.take(k, v),
+            }
+            Ok(true)
+        },
+    )?;
     if !(2..=10).contains(&steps.len()) {
         return Err(ApiError::param(
             "step",
@@ -780,7 +782,6 @@ pub async fn retention(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let mut range = Range::default();
     let mut start = Step::Any;
     let mut back = Step::Any;
@@ -788,7 +789,7 @@ pub async fn retention(
     let mut tz = chrono_tz::Tz::UTC;
     let mut filters = Vec::new();
     let scope = scope_and(
-        &params(&req)?,
+        &read_params(&req, &state).await?,
         &state.config,
         "/api/v1/retention",
         |k, v| {
@@ -851,42 +852,48 @@ pub async fn retention(
 
 /// `GET /api/v1/paths`: the most common ways through sessions after (or before) a start.
 pub async fn paths(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let mut range = Range::default();
     let mut start = Step::Event("$pageview".into());
     let mut direction = Direction::After;
     let mut depth = 4;
     let mut pages_only = true;
     let mut filters = Vec::new();
-    let scope = scope_and(&params(&req)?, &state.config, "/api/v1/paths", |k, v| {
-        match k {
-            "start" => start = Step::parse(v).map_err(|e| ApiError::param(k, e))?,
-            "direction" => {
-                direction = match v {
-                    "after" => Direction::After,
-                    "before" => Direction::Before,
-                    _ => return Err(ApiError::param(k, "must be after or before")),
+    let scope = scope_and(
+        &read_params(&req, &state).await?,
+        &state.config,
+        "/api/v1/paths",
+        |k, v| {
+            match k {
+                "start" => start = Step::parse(v).map_err(|e| ApiError::param(k, e))?,
+                "direction" => {
+                    direction = match v {
+                        "after" => Direction::After,
+                        "before" => Direction::Before,
+                        _ => return Err(ApiError::param(k, "must be after or before")),
+                    }
                 }
-            }
-            "depth" => {
-                depth = v
-                    .parse()
-                    .ok()
-                    .filter(|d| (1..=10).contains(d))
-                    .ok_or_else(|| ApiError::param(k, "must be a number from 1 to 10"))?
-            }
-            "type" => {
-                pages_only = match v {
-                    "pages" => true,
-                    "events" => false,
-                    _ => return Err(ApiError::param(k, "must be pages or events")),
+                "depth" => {
+                    depth = v
+                        .parse()
+                        .ok()
+                        .filter(|d| (1..=10).contains(d))
+                        .ok_or_else(|| ApiError::param(k, "must be a number from 1 to 10"))?
                 }
+                "type" => {
+                    pages_only = match v {
+                        "pages" => true,
+                        "events" => false,
+                        _ => return Err(ApiError::param(k, "must be pages or events")),
+                    }
+                }
+                "filter" => {
+                    filters.push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?)
+                }
+                _ => return range.take(k, v),
             }
-            "filter" => filters.push(Filter::parse(v).map_err(|e| ApiError::param("filter", e))?),
-            _ => return range.take(k, v),
-        }
-        Ok(true)
-    })?;
+            Ok(true)
+        },
+    )?;
     if pages_only
         && !matches!(&start, Step::Page(_) | Step::Any)
         && start != Step::Event("$pageview".into())
@@ -920,8 +927,7 @@ pub async fn paths(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 
 /// `GET /api/v1/users`: people in reverse order of last activity.
 pub async fn users(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let (pairs, csv) = format_param(params(&req)?)?;
+    let (pairs, csv) = format_param(read_params(&req, &state).await?)?;
     let answer = run_view(&state, View::Users, &pairs).await?;
     respond(answer, csv.then_some(View::Users))
 }
@@ -968,8 +974,7 @@ pub async fn session_stats(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let (pairs, csv) = format_param(params(&req)?)?;
+    let (pairs, csv) = format_param(read_params(&req, &state).await?)?;
     let answer = run_view(&state, View::Sessions, &pairs).await?;
     respond(answer, csv.then_some(View::Sessions))
 }
@@ -980,9 +985,8 @@ pub async fn session(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let scope = scope_and(
-        &params(&req)?,
+        &read_params(&req, &state).await?,
         &state.config,
         "/api/v1/sessions/{id}",
         |_, _| Ok(false),
@@ -1002,12 +1006,16 @@ pub async fn erase_user(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+    let caller = authorize(&req, &state).await?;
     let id = id.into_inner();
     let erased = state.store.erase(&id).await??;
     if erased.events == 0 {
         return Err(ApiError::NotFound(format!("no user {id:?}")));
     }
+    access::audit(
+        "erase",
+        json!({ "by": caller.name(), "user": id, "events": erased.events }),
+    );
     Ok(HttpResponse::Ok().json(json!({ "erased": erased })))
 }
 
@@ -1028,8 +1036,11 @@ pub async fn event_names(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let (scope, from, to) = scope_and_range(&params(&req)?, &state.config, "/api/v1/events")?;
+    let (scope, from, to) = scope_and_range(
+        &read_params(&req, &state).await?,
+        &state.config,
+        "/api/v1/events",
+    )?;
     let store = state.store.clone();
     let names = blocking(move || store.event_names(from, to, &scope)).await?;
     let events: Vec<_> = names
@@ -1044,8 +1055,11 @@ pub async fn property_keys(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let (scope, from, to) = scope_and_range(&params(&req)?, &state.config, "/api/v1/properties")?;
+    let (scope, from, to) = scope_and_range(
+        &read_params(&req, &state).await?,
+        &state.config,
+        "/api/v1/properties",
+    )?;
     let store = state.store.clone();
     let keys = blocking(move || store.property_keys(from, to, &scope)).await?;
     Ok(HttpResponse::Ok().json(keys))
@@ -1056,8 +1070,7 @@ pub async fn property_values(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let mut pairs = params(&req)?;
+    let mut pairs = read_params(&req, &state).await?;
     let at = pairs
         .iter()
         .position(|(k, _)| k == "field")
@@ -1114,7 +1127,7 @@ pub async fn save_report(
     body: web::Json<NewReport>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+    authorize(&req, &state).await?;
     let NewReport {
         name,
         view,
@@ -1147,24 +1160,90 @@ pub async fn save_report(
     Ok(HttpResponse::Created().json(report_json(&report)))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportChange {
+    name: Option<String>,
+    shared: Option<bool>,
+}
+
+/// `PATCH /api/v1/reports/{id}`: renames a report, shares it (a new link) or withdraws its link
+/// (the old link is a 404 from the answer on; sharing again makes a new one).
+pub async fn change_report(
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<ReportChange>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state).await?;
+    let id = id.into_inner();
+    let ReportChange { name, shared } = body.into_inner();
+    let store = state.store.clone();
+    let lookup = id.clone();
+    let mut report = blocking(move || store.report(&lookup, false))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no report {id:?}")))?;
+    if let Some(name) = name {
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(ApiError::param("name", "must be 1 to 200 characters"));
+        }
+        report.name = name.trim().to_owned();
+    }
+    match shared {
+        Some(true) if report.share_token.is_none() => {
+            report.share_token = Some(uuid::Uuid::new_v4().simple().to_string())
+        }
+        Some(false) => report.share_token = None,
+        _ => {}
+    }
+    state.store.save_report(report.clone()).await??;
+    Ok(HttpResponse::Ok().json(report_json(&report)))
+}
+
 pub async fn list_reports(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+    let caller = access::caller(&req, &state).await?;
     let store = state.store.clone();
     let reports = blocking(move || store.reports()).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "reports": reports.iter().map(report_json).collect::<Vec<_>>() })))
+    // A read token lists the reports of its sites only.
+    let visible = reports
+        .iter()
+        .filter(|r| caller.limit(report_pairs(r)).is_ok())
+        .map(report_json)
+        .collect::<Vec<_>>();
+    Ok(HttpResponse::Ok().json(json!({ "reports": visible })))
 }
 
-/// `GET /api/v1/reports/{id}` (token) and `GET /api/v1/shared/{token}` (no token, shared
-/// reports only): the report and its view's answer now.
+/// A shared link shows aggregates only: never the users feed, nor a table keyed by person or
+/// by a person's property (issue #19); such a report is `403` by link, still open by token.
+fn public_only(view: View, pairs: &[(String, String)]) -> Result<(), ApiError> {
+    let personal = view == View::Users
+        || pairs.iter().any(|(k, v)| {
+            matches!(k.as_str(), "by" | "split") && (v == "user" || v.starts_with("user."))
+        });
+    if personal {
+        return Err(ApiError::Forbidden(
+            "a shared link shows aggregates only, and this report lists people".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn report_pairs(r: &crate::store::Report) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(&r.query).unwrap_or_default()
+}
+
+/// `GET /api/v1/reports/{id}` (token: `caller`, whose sites limit it) and
+/// `GET /api/v1/shared/{token}` (no token, shared reports only): the report and its view's
+/// answer now.
 async fn open_report(
     state: &AppState,
     key: String,
-    shared: bool,
+    caller: Option<&Caller>,
 ) -> Result<HttpResponse, ApiError> {
+    let shared = caller.is_none();
     let store = state.store.clone();
     let lookup = key.clone();
     let report = blocking(move || store.report(&lookup, shared))
@@ -1172,9 +1251,19 @@ async fn open_report(
         .ok_or_else(|| ApiError::NotFound(format!("no report {key:?}")))?;
     let view =
         View::parse(&report.view).ok_or_else(|| ApiError::NotFound("unknown view".into()))?;
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(&report.query).unwrap_or_default();
-    let result = run_view(state, view, &pairs).await?;
+    let pairs = match caller {
+        Some(c) => c.limit(report_pairs(&report))?,
+        None => report_pairs(&report),
+    };
+    if shared {
+        public_only(view, &pairs)?;
+    }
+    let mut result = run_view(state, view, &pairs).await?;
+    if shared {
+        if let Some(o) = result.as_object_mut() {
+            o.remove("sample_users");
+        }
+    }
     Ok(HttpResponse::Ok().json(json!({ "report": report_json(&report), "result": result })))
 }
 
@@ -1183,15 +1272,15 @@ pub async fn get_report(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    open_report(&state, id.into_inner(), false).await
+    let caller = access::caller(&req, &state).await?;
+    open_report(&state, id.into_inner(), Some(&caller)).await
 }
 
 pub async fn shared_report(
     token: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    open_report(&state, token.into_inner(), true).await
+    open_report(&state, token.into_inner(), None).await
 }
 
 pub async fn delete_report(
@@ -1199,7 +1288,7 @@ pub async fn delete_report(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+    authorize(&req, &state).await?;
     let id = id.into_inner();
     let deleted = state.store.delete_report(&id).await??;
     if !deleted {

@@ -1,6 +1,7 @@
 //! What every request handler shares: the configuration, the store, the rate limiter, the
-//! GeoIP reader and the metrics.
+//! GeoIP reader, the metrics and who sent wrong tokens.
 
+use crate::access;
 use crate::client::RateLimit;
 use crate::config::Config;
 use crate::geo::Geo;
@@ -14,6 +15,10 @@ pub struct AppState {
     pub rate: RateLimit,
     pub geo: Option<Geo>,
     pub metrics: Metrics,
+    /// Wrong bearer tokens per client address (issue #19).
+    pub auth_failures: access::Failures,
+    /// When this collector last recorded each API token's use.
+    pub token_uses: access::Uses,
 }
 
 impl AppState {
@@ -24,6 +29,8 @@ impl AppState {
             rate: RateLimit::new(config.rate_limit),
             geo,
             metrics: Metrics::new(),
+            auth_failures: access::Failures::default(),
+            token_uses: access::Uses::default(),
             config,
             store,
         })

@@ -2,7 +2,8 @@
 //! one real ClickHouse. Their answers equal those of one SQLite collector given the same
 //! batches; ClickHouse going down in the middle of a load loses nothing acknowledged (the spool
 //! holds it and replays it); a collector killed with `kill -9` while its spool holds batches
-//! replays them when it starts again.
+//! replays them when it starts again; a batch ClickHouse keeps refusing while it answers is set
+//! aside, and the batches behind it go on.
 
 mod common {
     pub mod clickhouse;
@@ -418,4 +419,56 @@ fn a_collector_killed_with_a_full_spool_replays_it_on_restart() {
         .count();
     assert_eq!(missing, 0, "spooled events lost");
     assert_eq!(rows, acked.len(), "every spooled event stored once");
+}
+
+#[test]
+fn a_batch_clickhouse_keeps_refusing_is_set_aside_and_the_rest_goes_on() {
+    let server = ClickHouseServer::start();
+    let url = server.url("quarantine");
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr) = common::process::start_collector_with(
+        dir.path(),
+        &["--clickhouse", &url],
+        &[("FOOTFALL_SPOOL_REFUSED_FOR_MS", "300")],
+    );
+    let collector = Collector { child, addr };
+    let r = post_batch(addr, &load_batch(&[0])).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // ClickHouse now answers every write with an error (its table is away).
+    server.query("RENAME TABLE quarantine.events TO quarantine.events_away");
+    for b in 0..2u64 {
+        let r = post_batch(addr, &load_batch(&[1 + b * 2, 2 + b * 2])).unwrap();
+        assert_eq!(r.status, 200, "spooled: {}", r.body);
+    }
+    // Each refused batch is tried 5 times, a second apart, then set aside.
+    collector.drained(Duration::from_secs(90));
+    let refused = dir.path().join("spool/refused");
+    let mut kept: Vec<String> = std::fs::read_dir(&refused)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept.len(), 2, "one file per refused batch");
+    for (b, text) in kept.iter().enumerate() {
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["event_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [event_id(1 + b as u64 * 2), event_id(2 + b as u64 * 2)]
+        );
+    }
+    // With the table back, batches are stored again.
+    server.query("RENAME TABLE quarantine.events_away TO quarantine.events");
+    let r = post_batch(addr, &load_batch(&[9])).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (ids, _) = stored(&server, "quarantine");
+    assert!(ids.contains(&event_id(9)) && ids.contains(&event_id(0)));
+    assert!(!ids.contains(&event_id(1)));
 }

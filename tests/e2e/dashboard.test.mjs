@@ -1,7 +1,8 @@
 // The dashboard in Chromium against the real collector with generated data: each view loads
 // and shows the numbers the data implies, a filter changes them, the user timeline opens, a
-// saved report reopens from its shared link without the token, CSV downloads. Screenshots of
-// each view go to tests/artifacts/; dashboard-overview.png (1280 px wide: the Overview page of a
+// saved report reopens from its shared link without the token (and shows no person), CSV
+// downloads, API tokens are created, used and revoked from their page. Screenshots of each
+// view go to tests/artifacts/; dashboard-overview.png (1280 px wide: the Overview page of a
 // week of visitors on a collector of its own) is the README's picture.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -209,6 +210,8 @@ test("insights: a custom range in a time zone, by with split, and an error shown
 
 test("overview: visitors, page views, sessions, bounce and visit time, then lists that open the tool filtered", async () => {
   const { context, page, errors } = await signedIn();
+  const refused = []; // the dashboard's Content-Security-Policy refuses inline styles and scripts
+  page.on("console", (m) => /Content Security Policy/.test(m.text()) && refused.push(m.text()));
   await page.click('header a[href="#overview"]');
   await page.waitForSelector("#visitors");
   // 12 visitors, one page view and one session each; two bounced; sessions of 30 s (the two
@@ -245,6 +248,7 @@ test("overview: visitors, page views, sessions, bounce and visit time, then list
   await page.waitForFunction(() => document.querySelector("#total")?.textContent === "6");
   const q = new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]);
   assert.deepEqual(q.getAll("filter"), ["browser:eq:Firefox"]);
+  assert.deepEqual(refused, []);
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -608,6 +612,96 @@ test("funnels, retention and paths: the numbers the visits imply, controls, and 
   assert.equal(row(["/p", "$pageleave", "(end)"]), 2);
   assert.ok(await page.$$eval("#flow .node", (n) => n.length) >= 5);
   await screenshot(page, "dashboard-paths");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("API tokens: created and shown once, a read token signs in, revoked at once (#19)", async () => {
+  const { context, page, errors } = await signedIn();
+  await page.click('header a[href="#tokens"]');
+  await page.fill("input[name=name]", "grafana");
+  await page.fill("input[name=sites]", "demo");
+  await page.click("text=Create token");
+  await page.waitForSelector("#new-token code");
+  const secret = await text(page, "#new-token code");
+  assert.match(secret, /^ff_[0-9a-f]{64}$/);
+  assert.equal(await text(page, "#tokens tbody tr td"), "grafana");
+  await screenshot(page, "dashboard-tokens");
+
+  const reader = await browser.newContext();
+  const readerPage = await reader.newPage();
+  await readerPage.goto(`${collector.url}/`);
+  await readerPage.fill("input[name=token]", secret);
+  await readerPage.click("button[type=submit]");
+  await readerPage.waitForSelector("#total");
+
+  await page.click("#tokens button");
+  await page.waitForSelector("text=No API tokens yet.");
+  await readerPage.reload();
+  await readerPage.waitForSelector(".error");
+  assert.match(await text(readerPage, ".error"), /refused/);
+  assert.deepEqual(errors, []);
+  await reader.close();
+  await context.close();
+});
+
+test("a shared report's public page shows no person's ID or email (#19)", async () => {
+  const now = Date.now();
+  const identify = await fetch(`${collector.url}/v1/batch`, {
+    method: "POST",
+    headers: { "content-type": "text/plain", "user-agent": AGENTS.Chrome },
+    body: JSON.stringify({ key: "demo", events: [{
+      event_id: "019ab0b4-0000-7000-8000-0000000ee001", type: "identify", name: "$identify",
+      timestamp: new Date(now - 60e3).toISOString(), anonymous_id: "3f0c2a1e-5b6d-4c7e-8f90-eeeeeeeeeeee",
+      user_id: "ann@shop.example", session_id: "019ab0b4-8a20-7000-8000-eeeeeeeeeeee", seq: 1,
+      page: { url: "http://shop.example/p", path: "/p", title: "P", referrer: "" }, props: {},
+      traits: { email: "ann@shop.example" },
+    }] }),
+  });
+  assert.equal((await identify.json()).accepted, 1);
+  const saved = await fetch(`${collector.url}/api/v1/reports`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ name: "Users this week", view: "insights", query: "metric=users&last=7d", shared: true }),
+  });
+  const report = await saved.json();
+  const admin = await fetch(`${collector.url}/api/v1/reports/${report.id}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  assert.ok(JSON.stringify(await admin.json()).includes("ann@shop.example"), "the admin's answer has the sample user");
+
+  const stranger = await browser.newContext();
+  const page = await stranger.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(`${collector.url}${report.share_url}`);
+  await page.waitForSelector("#total");
+  const shown = await page.textContent("body");
+  assert.ok(!shown.includes("ann@shop.example") && !shown.includes("Meet your users"), shown);
+  assert.equal(await page.locator('a[href^="#user/"]').count(), 0);
+  assert.deepEqual(errors, []);
+  await screenshot(page, "dashboard-shared-no-people");
+  await stranger.close();
+});
+
+test("a saved report is renamed and its link withdrawn from the reports page (#19)", async () => {
+  await fetch(`${collector.url}/api/v1/reports`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ name: "To rename", view: "sessions", query: "last=7d", shared: true }),
+  });
+  const { context, page, errors } = await signedIn();
+  await page.click('header a[href="#reports"]');
+  const row = page.locator("#reports tr", { hasText: "To rename" });
+  const link = await row.locator('a[href*="#shared/"]').getAttribute("href");
+  await row.locator("button.rename").click();
+  await page.fill("input[name=rename]", "Users, renamed");
+  await page.click("#reports form button[type=submit]");
+  await page.waitForSelector("#reports tr >> text=Users, renamed");
+  const renamed = page.locator("#reports tr", { hasText: "Users, renamed" });
+  await renamed.locator("button.share").click();
+  await page.waitForFunction(() => [...document.querySelectorAll("#reports tr")]
+    .some((tr) => tr.textContent.includes("Users, renamed") && tr.textContent.includes("private")));
+  const token = link.split("#shared/")[1];
+  assert.equal((await fetch(`${collector.url}/api/v1/shared/${token}`)).status, 404);
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -712,6 +712,21 @@ pub struct Report {
     pub created_at: String,
 }
 
+/// An API token as stored: never its secret, only the secret's SHA-256 (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    pub hash: String,
+    /// Site keys a `read` token is limited to.
+    pub sites: Vec<String>,
+    /// `read` or `admin`.
+    pub scope: String,
+    pub created_ms: i64,
+    /// When it last opened a request, at most a minute stale; `None` if never.
+    pub last_used_ms: Option<i64>,
+}
+
 /// The storage behind the collector.
 pub trait Store: Send + Sync {
     /// Queues events for a durable write; the answer comes once they are committed.
@@ -759,6 +774,14 @@ pub trait Store: Send + Sync {
     fn reports(&self) -> Result<Vec<Report>, StoreError>;
     /// By ID, or by share token with `shared`. Blocking.
     fn report(&self, id: &str, shared: bool) -> Result<Option<Report>, StoreError>;
+    fn save_token(&self, t: ApiToken) -> oneshot::Receiver<Result<(), StoreError>>;
+    /// Revokes a token: from the answer on, no collector sharing this store accepts it. False
+    /// if there was no such live token.
+    fn revoke_token(&self, id: &str) -> oneshot::Receiver<Result<bool, StoreError>>;
+    /// Records that the token `t` was used at `at_ms` (never reviving a revoked one).
+    fn touch_token(&self, t: ApiToken, at_ms: i64) -> oneshot::Receiver<Result<(), StoreError>>;
+    /// Live tokens, oldest first. Blocking.
+    fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
     /// The disk spool, for stores that have one (ClickHouse).
     fn spool(&self) -> Option<&SpoolGauges> {
         None

@@ -18,7 +18,22 @@ use std::sync::{mpsc, Arc, Mutex};
 /// The schema, one migration per step; `PRAGMA user_version` counts the steps applied.
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+    SCHEMA_V9,
 ];
+
+/// API tokens (issue #19): the SHA-256 of each secret, never the secret; `sites` is a JSON
+/// array of site keys. Revoking deletes the row.
+const SCHEMA_V9: &str = r#"
+CREATE TABLE api_tokens (
+    id           TEXT NOT NULL PRIMARY KEY,
+    name         TEXT NOT NULL,
+    hash         TEXT NOT NULL UNIQUE,
+    sites        TEXT NOT NULL,
+    scope        TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    last_used_ms INTEGER
+);
+"#;
 
 /// Repairs what V4's backfill left out for stores that had events before it: each session's
 /// entry page (the path of its earliest event, as the writer keeps it) and each person's
@@ -1174,6 +1189,65 @@ impl Store for Sqlite {
             .optional()?)
         })
     }
+
+    fn save_token(&self, t: ApiToken) -> oneshot::Receiver<Result<(), StoreError>> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO api_tokens (id, name, hash, sites, scope, created_ms, last_used_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    t.id,
+                    t.name,
+                    t.hash,
+                    serde_json::to_string(&t.sites).expect("plain data"),
+                    t.scope,
+                    t.created_ms,
+                    t.last_used_ms
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn revoke_token(&self, id: &str) -> oneshot::Receiver<Result<bool, StoreError>> {
+        let id = id.to_owned();
+        self.write(move |tx| Ok(tx.execute("DELETE FROM api_tokens WHERE id = ?1", [id])? == 1))
+    }
+
+    fn touch_token(&self, t: ApiToken, at_ms: i64) -> oneshot::Receiver<Result<(), StoreError>> {
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE api_tokens SET last_used_ms = MAX(COALESCE(last_used_ms, 0), ?2)
+                 WHERE id = ?1",
+                params![t.id, at_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        self.with_reader(|c| {
+            Ok(c.prepare(
+                "SELECT id, name, hash, sites, scope, created_ms, last_used_ms FROM api_tokens
+                 ORDER BY created_ms, id",
+            )?
+            .query_map([], token_row)?
+            .collect::<Result<_, _>>()?)
+        })
+    }
+}
+
+fn token_row(r: &rusqlite::Row) -> rusqlite::Result<ApiToken> {
+    let sites: String = r.get(3)?;
+    Ok(ApiToken {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        hash: r.get(2)?,
+        sites: serde_json::from_str(&sites).unwrap_or_default(),
+        scope: r.get(4)?,
+        created_ms: r.get(5)?,
+        last_used_ms: r.get(6)?,
+    })
 }
 
 fn report_row(r: &rusqlite::Row) -> rusqlite::Result<Report> {

@@ -10,6 +10,15 @@ use std::process::{Child, Command, Stdio};
 /// Starts the collector on a free loopback port with data in `dir`, no rate limit and admin
 /// token `t`, plus `extra` arguments; answers once it printed its address.
 pub fn start_collector(dir: &Path, extra: &[&str]) -> (Child, SocketAddr) {
+    start_collector_with(dir, extra, &[])
+}
+
+/// [`start_collector`] with these environment variables.
+pub fn start_collector_with(
+    dir: &Path,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_footfall-collector"))
         .args([
             "--listen",
@@ -22,6 +31,7 @@ pub fn start_collector(dir: &Path, extra: &[&str]) -> (Child, SocketAddr) {
         .arg("--data-dir")
         .arg(dir)
         .args(extra)
+        .envs(envs.iter().copied())
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .spawn()

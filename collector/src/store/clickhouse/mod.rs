@@ -20,6 +20,10 @@
 //!   alias.
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
+//! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
+//!   last use), a `ReplacingMergeTree` by `(id, deleted)` versioned by the last use, so rows
+//!   that record a use never replace a revocation; a token is live while no row of it has
+//!   `deleted = 1`.
 //!
 //! **Writes** go through one writer thread per collector, which takes every batch waiting and
 //! sends them as one `INSERT` block (after asking which of their `event_id`s are already
@@ -35,7 +39,11 @@
 //! properties are the latest value of each key by event time.
 //!
 //! **Erasing** runs `ALTER TABLE ... DELETE` and waits for the mutations to finish, so the
-//! answer comes when the data is gone from every query.
+//! answer comes when the data is gone from every query. It first notes the person's anonymous
+//! IDs and user ID in `erasures`, with the time: a spool replayed later (by this collector or
+//! another that was cut off from ClickHouse) drops the person's events received before it,
+//! so an erased person does not come back. Writers forget which aliases they wrote on an
+//! erase of their own and at least once a minute (for erases by other collectors).
 
 mod http;
 mod query;
@@ -75,10 +83,17 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {db}.aliases (
         anonymous_id String, user_id String, time_ms Int64, event_id String
     ) ENGINE = ReplacingMergeTree ORDER BY (anonymous_id, user_id)",
+    "CREATE TABLE IF NOT EXISTS {db}.erasures (
+        anonymous_id String, user_id String, erased_ms Int64
+    ) ENGINE = MergeTree ORDER BY anonymous_id",
     "CREATE TABLE IF NOT EXISTS {db}.reports (
         id String, name String, view String, query String, share_token String,
         created_ms Int64, deleted UInt8, ver UInt64
     ) ENGINE = ReplacingMergeTree(ver) ORDER BY id",
+    "CREATE TABLE IF NOT EXISTS {db}.api_tokens (
+        id String, name String, hash String, sites String, scope String,
+        created_ms Int64, last_used_ms Int64, deleted UInt8, ver UInt64
+    ) ENGINE = ReplacingMergeTree(ver) ORDER BY (id, deleted)",
 ];
 
 /// How long a query may take before it fails.
@@ -245,6 +260,8 @@ pub struct ClickHouse {
     writer: Mutex<mpsc::Sender<writer::Job>>,
     pending: Arc<AtomicUsize>,
     gauges: Arc<SpoolGauges>,
+    /// Erases this collector ran: the writer forgets its aliases when it changes.
+    erasures: Arc<AtomicU64>,
     /// Versions of report rows: increasing within this process, and across processes as far
     /// as their clocks agree.
     report_ver: AtomicU64,
@@ -270,7 +287,14 @@ impl ClickHouse {
         let gauges = spool.gauges.clone();
         let (tx, rx) = mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
-        let w = writer::Writer::new(write_client, spool, pending.clone(), schema_ready);
+        let erasures = Arc::new(AtomicU64::new(0));
+        let w = writer::Writer::new(
+            write_client,
+            spool,
+            pending.clone(),
+            erasures.clone(),
+            schema_ready,
+        );
         std::thread::Builder::new()
             .name("clickhouse-writer".into())
             .spawn(move || w.run(rx))
@@ -280,6 +304,7 @@ impl ClickHouse {
             writer: Mutex::new(tx),
             pending,
             gauges,
+            erasures,
             report_ver: AtomicU64::new(0),
         })
     }
@@ -368,7 +393,12 @@ impl Store for ClickHouse {
 
     fn erase(&self, person: &str) -> oneshot::Receiver<Result<Erased, StoreError>> {
         let person = person.to_owned();
-        self.background(move |c| query::erase(c, &person))
+        let erasures = self.erasures.clone();
+        self.background(move |c| {
+            let erased = query::erase(c, &person);
+            erasures.fetch_add(1, Ordering::Relaxed);
+            erased
+        })
     }
 
     fn event_names(
@@ -412,6 +442,33 @@ impl Store for ClickHouse {
 
     fn report(&self, id: &str, shared: bool) -> Result<Option<Report>, StoreError> {
         query::report(&self.client, id, shared)
+    }
+
+    fn save_token(&self, t: ApiToken) -> oneshot::Receiver<Result<(), StoreError>> {
+        self.background(move |c| query::save_token(c, &t, false))
+    }
+
+    fn revoke_token(&self, id: &str) -> oneshot::Receiver<Result<bool, StoreError>> {
+        let id = id.to_owned();
+        self.background(move |c| {
+            let Some(t) = query::tokens(c)?.into_iter().find(|t| t.id == id) else {
+                return Ok(false);
+            };
+            query::save_token(c, &t, true)?;
+            Ok(true)
+        })
+    }
+
+    fn touch_token(&self, t: ApiToken, at_ms: i64) -> oneshot::Receiver<Result<(), StoreError>> {
+        let t = ApiToken {
+            last_used_ms: Some(at_ms),
+            ..t
+        };
+        self.background(move |c| query::save_token(c, &t, false))
+    }
+
+    fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        query::tokens(&self.client)
     }
 
     fn spool(&self) -> Option<&SpoolGauges> {

@@ -964,6 +964,17 @@ pub fn erase(c: &Client, person: &str) -> Result<Erased, StoreError> {
         "SELECT uniqExact(event_id) AS n FROM {db}.events WHERE {which}"
     ))?;
     let events = rows.first().map_or(0, |r| u(r, "n"));
+    // Noted first, so that no spool replayed from now on brings the person back.
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut noted = Vec::new();
+    for a in &anonymous_ids {
+        let row = serde_json::json!({
+            "anonymous_id": a, "user_id": user.clone().unwrap_or_default(), "erased_ms": now,
+        });
+        serde_json::to_writer(&mut noted, &row).expect("plain data");
+        noted.push(b'\n');
+    }
+    c.insert("erasures", noted)?;
     c.execute(&format!("ALTER TABLE {db}.events DELETE WHERE {which}"))?;
     c.execute(&format!("ALTER TABLE {db}.aliases DELETE WHERE {which}"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
@@ -1031,4 +1042,42 @@ pub fn reports(c: &Client, only: Option<(&str, bool)>) -> Result<Vec<Report>, St
 
 pub fn report(c: &Client, id: &str, shared: bool) -> Result<Option<Report>, StoreError> {
     Ok(reports(c, Some((id, shared)))?.into_iter().next())
+}
+
+/// A row of a token. Live rows (`deleted = 0`) are versioned by `last_used_ms`, so a merge
+/// keeps the latest use however the writes were ordered; a revocation is a row of its own key
+/// (the table is ordered by `(id, deleted)`), so no later use can replace it away.
+pub fn save_token(c: &Client, t: &ApiToken, deleted: bool) -> Result<(), StoreError> {
+    let used = t.last_used_ms.unwrap_or_default().max(0);
+    let row = serde_json::json!({
+        "id": t.id, "name": t.name, "hash": t.hash,
+        "sites": serde_json::to_string(&t.sites).expect("plain data"),
+        "scope": t.scope, "created_ms": t.created_ms,
+        "last_used_ms": used, "deleted": u8::from(deleted), "ver": used,
+    });
+    c.insert("api_tokens", format!("{row}\n").into_bytes())?;
+    Ok(())
+}
+
+/// Live tokens, oldest first.
+pub fn tokens(c: &Client) -> Result<Vec<ApiToken>, StoreError> {
+    let (rows, _) = c.select(&format!(
+        "SELECT id, any(name) AS n, any(hash) AS h, any(sites) AS st,
+                any(scope) AS sc, min(created_ms) AS created,
+                max(last_used_ms) AS used, max(deleted) AS d
+         FROM {}.api_tokens GROUP BY id HAVING d = 0 ORDER BY created, id",
+        c.database
+    ))?;
+    Ok(rows
+        .iter()
+        .map(|r| ApiToken {
+            id: s(r, "id"),
+            name: s(r, "n"),
+            hash: s(r, "h"),
+            sites: serde_json::from_str(&s(r, "st")).unwrap_or_default(),
+            scope: s(r, "sc"),
+            created_ms: i(r, "created"),
+            last_used_ms: Some(i(r, "used")).filter(|&t| t > 0),
+        })
+        .collect())
 }

@@ -5,7 +5,7 @@ use super::http::{list, Client};
 use super::spool::{Spool, SpoolError};
 use super::{create_schema, ChError, InsertOutcome, Row, StoreError};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -21,6 +21,9 @@ const MAX_REFUSALS: u32 = 5;
 const REFUSED_FOR: Duration = Duration::from_secs(600);
 /// Longest the writer replays before it looks at new batches again.
 const REPLAY_SLICE: Duration = Duration::from_millis(500);
+/// How long the writer trusts its memory of the aliases it wrote: another collector's erase
+/// may have deleted them since.
+const ALIASES_FOR: Duration = Duration::from_secs(60);
 
 pub struct Job {
     pub rows: Vec<Row>,
@@ -32,14 +35,21 @@ pub struct Writer {
     spool: Spool,
     pending: Arc<AtomicUsize>,
     schema_ready: bool,
-    /// (anonymous ID, user ID) pairs already written to `aliases` by this writer.
+    /// (anonymous ID, user ID) pairs already written to `aliases` by this writer, since when,
+    /// and the count of this collector's erases then.
     aliases_written: HashSet<(String, String)>,
+    aliases_since: Instant,
+    erasures_seen: u64,
+    erasures: Arc<AtomicU64>,
     last_attempt: Option<Instant>,
     /// Consecutive times ClickHouse refused the first spooled batch, since when.
     refusals: u32,
     /// Records still to replay one at a time, after ClickHouse refused a group of them.
     one_by_one: usize,
     first_refusal: Option<Instant>,
+    /// How long a batch must be refused before it is set aside ([`REFUSED_FOR`]; tests set
+    /// `FOOTFALL_SPOOL_REFUSED_FOR_MS`).
+    refused_for: Duration,
     /// When the current outage began spooling, and what it spooled since.
     spooling: Option<(Instant, u64, u64)>,
 }
@@ -49,6 +59,7 @@ impl Writer {
         client: Arc<Client>,
         spool: Spool,
         pending: Arc<AtomicUsize>,
+        erasures: Arc<AtomicU64>,
         schema_ready: bool,
     ) -> Writer {
         let w = Writer {
@@ -56,10 +67,17 @@ impl Writer {
             pending,
             schema_ready,
             aliases_written: HashSet::new(),
+            aliases_since: Instant::now(),
+            erasures_seen: 0,
+            erasures,
             last_attempt: None,
             refusals: 0,
             one_by_one: 0,
             first_refusal: None,
+            refused_for: std::env::var("FOOTFALL_SPOOL_REFUSED_FOR_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(REFUSED_FOR, Duration::from_millis),
             spooling: (!spool.is_empty()).then(|| (Instant::now(), 0, 0)),
             spool,
         };
@@ -116,7 +134,7 @@ impl Writer {
         let mut jobs = jobs;
         if self.spool.is_empty() {
             let rows: Vec<&Row> = jobs.iter().flat_map(|j| &j.rows).collect();
-            match self.store(&rows) {
+            match self.store(&rows, false) {
                 Ok(stored) => {
                     self.pending.fetch_sub(n, Ordering::Relaxed);
                     let mut stored = stored.into_iter();
@@ -192,7 +210,7 @@ impl Writer {
                 .filter_map(|l| serde_json::from_slice(l).ok())
                 .collect();
             let refs: Vec<&Row> = rows.iter().collect();
-            match self.store(&refs) {
+            match self.store(&refs, true) {
                 Ok(_) => {
                     self.refusals = 0;
                     self.first_refusal = None;
@@ -201,7 +219,7 @@ impl Writer {
                 Err(ChError::Server { status, message }) if records.len() == 1 => {
                     self.refusals += 1;
                     let since = *self.first_refusal.get_or_insert_with(Instant::now);
-                    if self.refusals < MAX_REFUSALS || since.elapsed() < REFUSED_FOR {
+                    if self.refusals < MAX_REFUSALS || since.elapsed() < self.refused_for {
                         log::warn!(
                             "spool replay: clickhouse refused a batch ({status}): {message}"
                         );
@@ -271,12 +289,44 @@ impl Writer {
         Ok(path)
     }
 
-    /// Inserts the rows not stored yet; for each row, whether it was new.
-    fn store(&mut self, rows: &[&Row]) -> Result<Vec<bool>, ChError> {
+    /// Stores rows not stored yet, and the aliases they imply; for each row, whether it was
+    /// new. Replayed rows (`replayed`) of a person erased after they arrived are dropped.
+    fn store(&mut self, rows: &[&Row], replayed: bool) -> Result<Vec<bool>, ChError> {
         if !self.schema_ready {
             create_schema(&self.client)?;
             self.schema_ready = true;
         }
+        let erasures = self.erasures.load(Ordering::Relaxed);
+        if erasures != self.erasures_seen || self.aliases_since.elapsed() > ALIASES_FOR {
+            self.aliases_written.clear();
+            self.aliases_since = Instant::now();
+            self.erasures_seen = erasures;
+        }
+        let mut erased = if replayed {
+            self.erased(rows)?
+        } else {
+            HashMap::new()
+        };
+        // An anonymous ID identified in these rows as an erased user is that user's too.
+        for r in rows {
+            let by_user = r
+                .user_id
+                .as_ref()
+                .and_then(|u| erased.get(u.as_str()))
+                .copied();
+            if let Some(t) = by_user.filter(|&t| r.server_ms <= t) {
+                let at = erased.entry(r.anonymous_id.clone()).or_insert(t);
+                *at = (*at).max(t);
+            }
+        }
+        let gone = |r: &Row| {
+            [Some(&r.anonymous_id), r.user_id.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|id| erased.get(id.as_str()).is_some_and(|&t| r.server_ms <= t))
+        };
+        let rows: Vec<&Row> = rows.iter().copied().filter(|r| !gone(r)).collect();
+        let rows = rows.as_slice();
         let db = &self.client.database;
         let ids: HashSet<&String> = rows.iter().map(|r| &r.event_id).collect();
         let mut existing: HashSet<String> = HashSet::new();
@@ -339,5 +389,36 @@ impl Writer {
         }
         self.aliases_written.extend(written);
         Ok(outcome)
+    }
+
+    /// The latest erase of each anonymous ID or user ID of these rows.
+    fn erased(&self, rows: &[&Row]) -> Result<HashMap<String, i64>, ChError> {
+        let mut ids: HashSet<&String> = HashSet::new();
+        for r in rows {
+            ids.insert(&r.anonymous_id);
+            ids.extend(r.user_id.as_ref());
+        }
+        let ids: Vec<&String> = ids.into_iter().collect();
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(20_000) {
+            let (found, _) = self.client.select(&format!(
+                "SELECT id, max(erased_ms) AS t FROM (
+                   SELECT anonymous_id AS id, erased_ms FROM {db}.erasures
+                   UNION ALL SELECT user_id AS id, erased_ms FROM {db}.erasures WHERE user_id != '')
+                 WHERE id IN {ids} GROUP BY id",
+                db = self.client.database,
+                ids = list(chunk.iter().copied())
+            ))?;
+            for r in found {
+                let t = r["t"]
+                    .as_i64()
+                    .or_else(|| r["t"].as_str().and_then(|s| s.parse().ok()))
+                    .unwrap_or_default();
+                if let Some(id) = r["id"].as_str() {
+                    out.insert(id.to_owned(), t);
+                }
+            }
+        }
+        Ok(out)
     }
 }
