@@ -180,6 +180,15 @@ test("insights: a custom range in a time zone, by with split, and an error shown
   assert.equal(value("Chrome", "$pageview"), "6");
   assert.equal(rows.length, 8, "two browsers × four event names");
   await screenshot(page, "dashboard-insights-split");
+  // A `split=` link without `by`: each day split by browser, and the controls say so.
+  await page.goto(`${collector.url}/#insights?metric=users&last=7d&interval=day&split=browser`);
+  await page.waitForSelector("#table tbody tr");
+  assert.equal(await page.inputValue("select[name=split]"), "browser");
+  assert.equal(await page.inputValue("select[name=by]"), "");
+  assert.deepEqual(await page.$$eval("#table thead th", (t) => t.map((x) => x.textContent)), ["day", "browser", "users"]);
+  const perDay = await page.$$eval("#table tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  assert.ok(perDay.every(([day, b]) => !/T\d\d:/.test(day) && ["Chrome", "Firefox"].includes(b)), JSON.stringify(perDay));
+  assert.equal(perDay.filter(([, b]) => b === "Firefox").reduce((a, [, , n]) => a + Number(n), 0), 6, "every Firefox visitor on one of the days");
 
   // While an answer is on its way, the controls are there and say it is loading.
   let release;
