@@ -339,27 +339,30 @@
     return [during, range];
   }
 
-  function insightsControls(params, opts) {
-    const with_ = (change) => {
-      const p = new URLSearchParams(params);
-      change(p);
-      p.delete("cursor");
-      go("insights", p);
-    };
-    const set = (k) => (v) => with_((p) => (v ? p.set(k, v) : p.delete(k)));
-    const chips = (name, list, label) => h("span", { class: "chips", id: `${name}-chips` }, list.map((f) => h("span", {}, label(f), h("button", {
+  // Chips for the values of a repeatable parameter (`event`, `filter`), each with a remove button.
+  function chipList(name, params, label, with_) {
+    const list = params.getAll(name);
+    return h("span", { class: "chips", id: `${name}-chips` }, list.map((f) => h("span", {}, label(f), h("button", {
       title: "remove", "aria-label": `remove ${label(f)}`,
       onclick: () => with_((p) => {
         p.delete(name);
         list.filter((x) => x !== f).forEach((x) => p.append(name, x));
       }),
     }, "×"))));
+  }
+
+  // "Who used": events added one at a time from the event names, each a chip.
+  function eventPicker(label, params, opts, with_) {
     const events = params.getAll("event");
-    const filters = params.getAll("filter");
+    return h("span", { class: "group" },
+      select("event", label, [["", events.length ? "add an event…" : "any event"], ...opts.events.filter((e) => !events.includes(e)).map((e) => [e, e])], "",
+        (v) => v && with_((p) => p.append("event", v))),
+      chipList("event", params, (e) => e, with_));
+  }
 
-    const [during, range] = rangeControls(params, with_);
-
-    // Filters: a field, an operator, then a value picked from the values seen (or typed).
+  // Filters: a field, an operator, then a value picked from the values seen (or typed); the
+  // filters in place as chips.
+  function filterPicker(params, opts, with_) {
     const field = h("select", { name: "filter-field" }, h("option", { value: "" }, "field…"), opts.fields.map((f) => h("option", { value: f }, f)));
     const op = h("select", { name: "filter-op" }, OPERATORS.map(([v, t]) => h("option", { value: v }, t)));
     const value = h("select", { name: "filter-value", disabled: true }, h("option", { value: "" }, "value…"));
@@ -399,20 +402,30 @@
       },
     }, h("label", {}, "Filter", field), h("label", {}, "\u00a0", op), h("label", {}, "\u00a0", value), typed, add);
 
+    return h("div", { class: "row" }, filterForm, chipList("filter", params, filterText, with_));
+  }
+
+  function insightsControls(params, opts) {
+    const with_ = (change) => {
+      const p = new URLSearchParams(params);
+      change(p);
+      p.delete("cursor");
+      go("insights", p);
+    };
+    const set = (k) => (v) => with_((p) => (v ? p.set(k, v) : p.delete(k)));
+    const [during, range] = rangeControls(params, with_);
+
     const fieldOptions = opts.fields.map((f) => [f, f]);
     return h("div", { class: "card controls", id: "controls" },
       select("metric", "Show", [["users", "Users"], ["sessions", "Sessions"], ["events", "Events"]], params.get("metric"), set("metric")),
-      h("span", { class: "group" },
-        select("event", "Who used", [["", events.length ? "add an event…" : "any event"], ...opts.events.filter((e) => !events.includes(e)).map((e) => [e, e])], "",
-          (v) => v && with_((p) => p.append("event", v))),
-        chips("event", events, (e) => e)),
+      eventPicker("Who used", params, opts, with_),
       during,
       range,
       select("interval", "Interval", [["day", "day"], ["hour", "hour"], ["week", "week"], ["month", "month"]], params.get("interval") || "day", set("interval")),
       select("by", "By", [["", "time (interval)"], ...fieldOptions], params.get("by") || "", set("by")),
       select("split", "Split by", [["", "none"], ...fieldOptions], params.get("split") || "", set("split")),
       botsSwitch("insights", params),
-      h("div", { class: "row" }, filterForm, chips("filter", filters, filterText)));
+      filterPicker(params, opts, with_));
   }
 
   // A table key as a person reads it: an interval's start in the query's time zone, "(none)" for
@@ -473,10 +486,20 @@
       props.length ? h("dl", { class: "kv" }, props.map(([k, v]) => [h("dt", {}, k), h("dd", {}, valueText(v))])) : null);
   }
 
+  function usersWith(params) {
+    return (change) => {
+      const p = new URLSearchParams(params);
+      change(p);
+      p.delete("cursor");
+      go("users", p);
+    };
+  }
+
   async function users(params) {
     loading("users");
-    let page, error;
+    let page, error, opts;
     try {
+      opts = await options();
       page = await api(`/api/v1/users?${params}`);
     } catch (e) {
       if (e.message === "unauthorized") return;
@@ -515,6 +538,8 @@
         p.set("last", v);
         go("users", p);
       }), botsSwitch("users", params), h("button", { type: "submit" }, "Search"), h("button", { type: "button", onclick: () => download("/api/v1/users", params) }, "Download CSV")),
+      // People who did one of these events, with filters on user, session and event properties.
+      opts ? h("div", { class: "card controls", id: "controls" }, eventPicker("Who did", params, opts, usersWith(params)), filterPicker(params, opts, usersWith(params))) : null,
       error ? h("p", { class: "error", id: "error" }, error.message) : h("div", { class: "card scroll" }, page.users.length
         ? h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["User", "", "First seen", "Last seen", "Sessions", "Properties"].map((t) => h("th", {}, t)))), body)
         : h("p", { class: "muted" }, "No users active in this range yet."), more));

@@ -363,6 +363,19 @@ test("users list and session statistics with drill-down by user", async () => {
   await page.waitForSelector("#users tbody tr");
   assert.equal(await page.$$eval("#users tbody tr", (r) => r.length), 12);
   await screenshot(page, "dashboard-users");
+  // The feed filtered as the tool is: Firefox visitors, then those of them who bought (3 and 9).
+  await page.selectOption("select[name=filter-field]", "browser");
+  await page.waitForSelector('select[name=filter-value][data-loaded="browser"]');
+  await page.selectOption("select[name=filter-value]", "Firefox");
+  await page.click("#add-filter");
+  await page.waitForFunction(() => document.querySelectorAll("#users tbody tr").length === 6);
+  await page.selectOption("select[name=event]", "purchase");
+  await page.waitForFunction(() => document.querySelectorAll("#users tbody tr").length === 2);
+  const buyers = await page.$$eval("#users tbody tr td:first-child", (t) => t.map((x) => x.textContent).sort());
+  assert.deepEqual(buyers, [visitors[3].anon, visitors[9].anon]);
+  await page.click('#filter-chips button');
+  // The filter removed: the three buyers on either browser.
+  await page.waitForFunction(() => document.querySelectorAll("#users tbody tr").length === 3);
 
   await page.click('header a[href="#sessions"]');
   await page.waitForSelector("#total-sessions");
