@@ -16,16 +16,70 @@
       else if (k === "value") el.value = v;
       else el.setAttribute(k, v === true ? "" : v);
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c != null && c !== false) el.append(c instanceof Node ? c : String(c));
     }
     return el;
   }
   const fmt = (n) => (typeof n === "number" ? n.toLocaleString("en-US", { maximumFractionDigits: 2 }) : n);
   const seconds = (s) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(1)} s`);
-  const when = (t) => new Date(t).toLocaleString();
+  // Dates as the viewer reads them, in their own time zone (or a view's `tz=`).
+  const viewerZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const STYLES = {
+    full: { dateStyle: "medium", timeStyle: "short" },
+    day: { weekday: "short", day: "numeric", month: "short", year: "numeric" },
+    hour: { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" },
+    short: { day: "numeric", month: "short" },
+    clock: { hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
+    time: { hour: "2-digit", minute: "2-digit", second: "2-digit" },
+  };
+  const when = (t, tz, style = "full") => (t == null ? "—" : new Date(t).toLocaleString(undefined, { ...STYLES[style], timeZone: tz || viewerZone }));
+  const plural = (n, one, many = `${one}s`) => `${fmt(n ?? 0)} ${n === 1 ? one : many}`;
+  // Properties as a key/value list, never raw JSON; a dash when there are none.
+  const propList = (obj) => {
+    const entries = Object.entries(obj || {});
+    return entries.length
+      ? h("dl", { class: "kv" }, entries.map(([k, v]) => [h("dt", {}, k), h("dd", {}, valueText(v))]))
+      : h("span", { class: "muted" }, "—");
+  };
+  const valueText = (v) => (v == null ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  // The calendar day (YYYY-MM-DD) of instant `ms` in `tz`, and whole days added to one.
+  const dayIn = (ms, tz) => new Intl.DateTimeFormat("en-CA", { timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit" }).format(ms);
+  const addDays = (day, n) => new Date(Date.parse(`${day}T00:00:00Z`) + n * 86400e3).toISOString().slice(0, 10);
+  // Minutes `tz` is ahead of UTC at instant `ms`.
+  function zoneOffset(ms, tz) {
+    const p = Object.fromEntries(new Intl.DateTimeFormat("en-US", { timeZone: tz, hourCycle: "h23", year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", second: "numeric" })
+      .formatToParts(ms).map((x) => [x.type, x.value]));
+    return (Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - Math.floor(ms / 1000) * 1000) / 60e3;
+  }
+  // The instant (RFC 3339, UTC) a day starts in `tz`: what `from`/`to` of a custom range send.
+  function zonedMidnight(day, tz) {
+    const utc = Date.parse(`${day}T00:00:00Z`);
+    let t = utc - zoneOffset(utc, tz) * 60e3;
+    t = utc - zoneOffset(t, tz) * 60e3;
+    return new Date(t).toISOString();
+  }
+
+  // What an empty answer suggests: the demo shop only where the collector has a `demo` site.
+  function emptyHint() {
+    return cache.demo
+      ? "Nothing matches yet. Open the demo shop (/demo/) and click around, or widen the range."
+      : "Nothing matches yet. Widen the range or remove a filter; events appear here seconds after a site sends them.";
+  }
+  async function hasDemoSite() {
+    if (cache.demo === undefined) {
+      try {
+        await api("/api/v1/events?last=1h&site=demo", { bare: true });
+        cache.demo = true;
+      } catch (e) {
+        cache.demo = false;
+      }
+    }
+    return cache.demo;
+  }
 
   async function api(path, opts = {}) {
+    path = withSite(path, opts);
     const headers = { authorization: `Bearer ${token}` };
     if (opts.body) headers["content-type"] = "application/json";
     const res = await fetch(path, { ...opts, headers: { ...headers, ...(opts.headers || {}) } });
@@ -38,6 +92,18 @@
     return body;
   }
 
+  // The site picker's choice (`site=` in the view's URL) goes with every query the views make,
+  // unless the query names its sites itself.
+  function withSite(path, opts) {
+    if (opts.public || opts.bare || opts.method || !path.startsWith("/api/v1/") || /^\/api\/v1\/(reports|shared|tokens)/.test(path)) return path;
+    const sites = route().params.getAll("site");
+    const [bare, query] = path.split("?");
+    const q = new URLSearchParams(query || "");
+    if (!sites.length || q.has("site")) return path;
+    sites.forEach((x) => q.append("site", x));
+    return `${bare}?${q}`;
+  }
+
   function route() {
     const [path, query] = location.hash.slice(1).split("?");
     return { parts: (path || "insights").split("/").map(decodeURIComponent), params: new URLSearchParams(query || "") };
@@ -45,8 +111,9 @@
   function go(view, params) {
     location.hash = `${view}${params && [...params].length ? `?${params}` : ""}`;
   }
+  // Views leave out what does not apply with `null`: never shown (as "null").
   function show(...nodes) {
-    main.replaceChildren(...nodes);
+    main.replaceChildren(...nodes.flat(Infinity).filter((n) => n != null && n !== false));
   }
   function loading(what) {
     show(h("p", { class: "muted" }, `Loading ${what}…`));
@@ -101,33 +168,57 @@
   }
 
   // ---- chart ----
-  function chart(answer) {
+  const COUNT_STEPS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2500, 5e3, 1e4, 2e4, 25e3, 5e4, 1e5, 2e5, 25e4, 5e5, 1e6, 1e7, 1e8];
+  // Ticks on the buckets themselves (a daily chart ticks at midnight, not 8am/4pm), in the query's
+  // time zone, with half a bucket of room at both ends so the newest point is not clipped.
+  function chart(answer, params) {
     const box = h("div", { class: "chart" });
     const series = answer.series || [];
     const points = series[0]?.points || [];
     if (!points.length) return box;
+    const tz = params?.get("tz") || answer.tz || viewerZone;
     const xs = points.map((p) => Date.parse(p.t) / 1000);
+    const step = xs.length > 1 ? xs[1] - xs[0] : 3600;
+    const hourly = step < 86400;
     const data = [xs, ...series.map((s) => s.points.map((p) => p.value))];
     const colours = ["#2f6fde", "#e0672f", "#2fa66b", "#9b3fd1", "#c9a227", "#d13f6e", "#3fb5c9", "#7a7a7a"];
-    const opts = {
-      width: Math.max(320, (main.clientWidth || 900) - 40),
-      height: 260,
-      series: [{}, ...series.map((s, i) => ({ label: s.key ?? answer.metric, stroke: colours[i % colours.length], width: 2 }))],
-      axes: [{}, { values: (u, vals) => vals.map(fmt) }],
+    const ink = getComputedStyle(document.body).getPropertyValue("--muted").trim() || "#6b7385";
+    const grid = { stroke: getComputedStyle(document.body).getPropertyValue("--line").trim() || "#e3e6ec", width: 1 };
+    // An hour's tick is its clock time, midnight's the day; a day's tick is the day.
+    const tick = (ms) => {
+      if (!hourly) return when(ms, tz, "short");
+      const clock = when(ms, tz, "clock");
+      return clock === "00:00" ? when(ms, tz, "short") : clock;
     };
-    requestAnimationFrame(() => new uPlot(opts, data, box));
+    requestAnimationFrame(() => {
+      const width = Math.max(240, box.clientWidth || (main.clientWidth || 900) - 40);
+      const every = Math.max(1, Math.ceil(xs.length / Math.max(2, Math.floor(width / (hourly ? 60 : 90)))));
+      new uPlot({
+        width,
+        height: 260,
+        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), tz),
+        scales: { x: { time: true, range: () => [xs[0] - step / 2, xs[xs.length - 1] + step / 2] } },
+        series: [{ value: (u, v) => (v == null ? "" : when(v * 1000, tz, hourly ? "hour" : "day")) },
+          ...series.map((s, i) => ({ label: s.key == null ? answer.metric : String(s.key), stroke: colours[i % colours.length], width: 2 }))],
+        axes: [
+          { stroke: ink, grid, splits: () => xs.filter((_, i) => i % every === 0), values: (u, vals) => vals.map((v) => tick(v * 1000)) },
+          { stroke: ink, grid, incrs: COUNT_STEPS, values: (u, vals) => vals.map(fmt) },
+        ],
+      }, data, box);
+    });
     return box;
   }
 
   async function options() {
-    if (!cache.options) {
-      const [events, props] = await Promise.all([api("/api/v1/events?last=90d"), api("/api/v1/properties?last=90d")]);
-      cache.options = {
+    const key = `options:${route().params.getAll("site")}`;
+    if (!cache[key]) {
+      const [events, props] = await Promise.all([api("/api/v1/events?last=90d"), api("/api/v1/properties?last=90d"), hasDemoSite()]);
+      cache[key] = {
         events: events.events.map((e) => e.name),
         fields: [...props.columns, ...props.event.map((k) => `event.${k.key}`), ...props.user.map((k) => `user.${k.key}`)],
       };
     }
-    return cache.options;
+    return cache[key];
   }
 
   async function download(path, params) {
@@ -161,83 +252,259 @@
   }
 
   // ---- users / sessions / events ----
+  const PRESETS = [["1d", "last 24 hours"], ["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]];
+  const OPERATORS = [["eq", "is"], ["neq", "is not"], ["contains", "contains"], ["gt", ">"], ["lt", "<"], ["exists", "is set"]];
+  const opLabel = (op) => OPERATORS.find(([v]) => v === op)?.[1] || op;
+  // `field:op:value` as a person reads it: `browser is Firefox`.
+  const filterText = (f) => {
+    const [field, op, ...rest] = f.split(":");
+    return `${field} ${opLabel(op)}${op === "exists" ? "" : ` ${rest.join(":")}`}`;
+  };
+
   async function insights(params, readOnly) {
     if (!params.get("metric")) params.set("metric", "users");
     if (!params.get("last") && !params.get("from")) params.set("last", "7d");
-    if (!readOnly) loading("the chart");
-    let answer, opts;
+    if (!params.get("tz")) params.set("tz", viewerZone);
+    let opts;
     try {
-      [answer, opts] = await Promise.all([api(`/api/v1/insights?${params}`), readOnly ? null : options()]);
+      opts = await options();
     } catch (e) {
       return failed(e);
     }
-    return insightsView(params, answer, opts, readOnly);
+    // The controls stay while the answer loads, and when it is an error: a bad choice is undone
+    // from the page itself.
+    const out = h("div", { id: "result" }, h("p", { class: "muted", id: "loading" }, "Loading the chart…"));
+    show(insightsControls(params, opts), out);
+    try {
+      const [answer, people] = await Promise.all([api(`/api/v1/insights?${params}`), peopleOf(params)]);
+      out.replaceChildren(...insightsResult(params, answer, people, false).filter(Boolean));
+    } catch (e) {
+      if (e.message !== "unauthorized") out.replaceChildren(h("p", { class: "error", id: "error" }, e.message));
+    }
+  }
+
+  // The people of a query for "Meet your users": the users feed with the same events, filters,
+  // range and sites (first and last seen, sessions and properties for each card). When the feed
+  // cannot answer, the cards show the insights answer's sample IDs alone.
+  async function peopleOf(params) {
+    const q = new URLSearchParams();
+    for (const k of ["event", "filter", "site", "bots", "last", "from", "to"]) params.getAll(k).forEach((v) => q.append(k, v));
+    q.set("limit", "6");
+    try {
+      return (await api(`/api/v1/users?${q}`)).users;
+    } catch (e) {
+      if (e.message === "unauthorized") throw e;
+      return null;
+    }
   }
 
   function insightsView(params, answer, opts, readOnly) {
-    const set = (k) => (v) => {
+    return show(readOnly ? h("h2", {}, "Shared report") : insightsControls(params, opts), ...insightsResult(params, answer, null, readOnly));
+  }
+
+  // During: a preset, or a custom range of whole days in a time zone (`from`/`to` are the instants
+  // those days start in `tz`). `with_` applies a change to the view's parameters and opens it.
+  function rangeControls(params, with_) {
+    const custom = params.has("from");
+    const tz = params.get("tz") || viewerZone;
+    const during = select("last", "During", [...PRESETS, ["custom", "custom range…"]], custom ? "custom" : params.get("last") || "", (v) => with_((p) => {
+      if (v === "custom") {
+        const today = dayIn(Date.now(), tz);
+        p.set("from", zonedMidnight(addDays(today, -6), tz));
+        p.set("to", zonedMidnight(addDays(today, 1), tz));
+        p.delete("last");
+      } else {
+        p.set("last", v);
+        p.delete("from");
+        p.delete("to");
+      }
+    }));
+    const fromIn = h("input", { type: "date", name: "from", value: custom ? dayIn(Date.parse(params.get("from")), tz) : "" });
+    const toIn = h("input", { type: "date", name: "to", value: custom && params.get("to") ? dayIn(Date.parse(params.get("to")) - 1, tz) : "" });
+    const tzIn = h("input", { name: "tz", value: tz, list: "zones", size: 18 });
+    const range = custom ? h("form", {
+      class: "controls", id: "range",
+      onsubmit: (e) => {
+        e.preventDefault();
+        const zone = tzIn.value.trim() || viewerZone;
+        with_((p) => {
+          p.set("tz", zone);
+          if (fromIn.value) p.set("from", zonedMidnight(fromIn.value, zone));
+          if (toIn.value) p.set("to", zonedMidnight(addDays(toIn.value, 1), zone)); else p.delete("to");
+        });
+      },
+    }, h("label", {}, "From", fromIn), h("label", {}, "To (inclusive)", toIn), h("label", {}, "Time zone", tzIn),
+    h("datalist", { id: "zones" }, (Intl.supportedValuesOf?.("timeZone") || [viewerZone, "UTC"]).map((z) => h("option", { value: z }))),
+    h("button", { type: "submit" }, "Apply")) : null;
+    return [during, range];
+  }
+
+  // Chips for the values of a repeatable parameter (`event`, `filter`), each with a remove button.
+  function chipList(name, params, label, with_) {
+    const list = params.getAll(name);
+    return h("span", { class: "chips", id: `${name}-chips` }, list.map((f) => h("span", {}, label(f), h("button", {
+      title: "remove", "aria-label": `remove ${label(f)}`,
+      onclick: () => with_((p) => {
+        p.delete(name);
+        list.filter((x) => x !== f).forEach((x) => p.append(name, x));
+      }),
+    }, "×"))));
+  }
+
+  // "Who used": events added one at a time from the event names, each a chip.
+  function eventPicker(label, params, opts, with_) {
+    const events = params.getAll("event");
+    return h("span", { class: "group" },
+      select("event", label, [["", events.length ? "add an event…" : "any event"], ...opts.events.filter((e) => !events.includes(e)).map((e) => [e, e])], "",
+        (v) => v && with_((p) => p.append("event", v))),
+      chipList("event", params, (e) => e, with_));
+  }
+
+  // Filters: a field, an operator, then a value picked from the values seen (or typed); the
+  // filters in place as chips.
+  function filterPicker(params, opts, with_) {
+    const field = h("select", { name: "filter-field" }, h("option", { value: "" }, "field…"), opts.fields.map((f) => h("option", { value: f }, f)));
+    const op = h("select", { name: "filter-op" }, OPERATORS.map(([v, t]) => h("option", { value: v }, t)));
+    const value = h("select", { name: "filter-value", disabled: true }, h("option", { value: "" }, "value…"));
+    const typed = h("input", { name: "filter-text", placeholder: "value", size: 14, hidden: true });
+    const add = h("button", { type: "submit", id: "add-filter" }, "Add filter");
+    const syncValue = () => {
+      value.hidden = op.value === "exists";
+      typed.hidden = op.value === "exists" || value.value !== "\u0000typed";
+    };
+    field.addEventListener("change", async () => {
+      value.replaceChildren(h("option", { value: "" }, field.value ? "loading values…" : "value…"));
+      value.disabled = true;
+      if (!field.value) return;
+      const q = new URLSearchParams({ field: field.value, last: "90d" });
+      params.getAll("site").forEach((s) => q.append("site", s));
+      let values = [];
+      try {
+        values = (await api(`/api/v1/properties/values?${q}`)).values.filter((v) => v.value != null);
+      } catch (_) { /* a field without values: type one */ }
+      value.replaceChildren(h("option", { value: "" }, "value…"),
+        ...values.map((v) => h("option", { value: String(v.value) }, `${v.value} (${fmt(v.count)})`)),
+        h("option", { value: "\u0000typed" }, "other value…"));
+      value.disabled = false;
+      value.setAttribute("data-loaded", field.value);
+      syncValue();
+    });
+    op.addEventListener("change", syncValue);
+    value.addEventListener("change", syncValue);
+    const filterForm = h("form", {
+      class: "controls", id: "filter-form",
+      onsubmit: (e) => {
+        e.preventDefault();
+        if (!field.value) return;
+        const v = value.value === "\u0000typed" ? typed.value.trim() : value.value;
+        if (op.value !== "exists" && !v) return;
+        with_((p) => p.append("filter", op.value === "exists" ? `${field.value}:exists` : `${field.value}:${op.value}:${v}`));
+      },
+    }, h("label", {}, "Filter", field), h("label", {}, "\u00a0", op), h("label", {}, "\u00a0", value), typed, add);
+
+    return h("div", { class: "row" }, filterForm, chipList("filter", params, filterText, with_));
+  }
+
+  function insightsControls(params, opts) {
+    const with_ = (change) => {
       const p = new URLSearchParams(params);
-      if (v) p.set(k, v); else p.delete(k);
+      change(p);
+      p.delete("cursor");
       go("insights", p);
     };
-    const filters = params.getAll("filter");
-    const filterInput = h("input", { name: "filter", placeholder: "browser:eq:Chrome", size: 22 });
-    const controls = readOnly ? null : h("div", { class: "card controls" },
-      select("metric", "Metric", [["users", "Users"], ["sessions", "Sessions"], ["events", "Events"]], params.get("metric"), set("metric")),
-      select("event", "Who used", [["", "any event"], ...opts.events.map((e) => [e, e])], params.get("event") || "", set("event")),
-      select("last", "During", [["1d", "last 24 hours"], ["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]], params.get("last") || "", set("last")),
-      select("interval", "By interval", [["day", "day"], ["hour", "hour"], ["week", "week"], ["month", "month"]], params.get("interval") || "day", set("interval")),
-      select("by", "By", [["", "interval"], ...opts.fields.map((f) => [f, f])], params.get("by") || "", set("by")),
-      select("split", "Split by", [["", "none"], ...opts.fields.map((f) => [f, f])], params.get("split") || "", set("split")),
+    const set = (k) => (v) => with_((p) => (v ? p.set(k, v) : p.delete(k)));
+    const [during, range] = rangeControls(params, with_);
+
+    const fieldOptions = opts.fields.map((f) => [f, f]);
+    return h("div", { class: "card controls", id: "controls" },
+      select("metric", "Show", [["users", "Users"], ["sessions", "Sessions"], ["events", "Events"]], params.get("metric"), set("metric")),
+      eventPicker("Who used", params, opts, with_),
+      during,
+      range,
+      select("interval", "Interval", [["day", "day"], ["hour", "hour"], ["week", "week"], ["month", "month"]], params.get("interval") || "day", set("interval")),
+      select("by", "By", [["", "time (interval)"], ...fieldOptions], params.get("by") || "", set("by")),
+      select("split", "Split by", [["", "none"], ...fieldOptions], params.get("split") || "", set("split")),
       botsSwitch("insights", params),
-      h("form", {
-        class: "controls",
-        onsubmit: (e) => {
-          e.preventDefault();
-          if (!filterInput.value.trim()) return;
-          const p = new URLSearchParams(params);
-          p.append("filter", filterInput.value.trim());
-          go("insights", p);
-        },
-      }, h("label", {}, "Filter (field:op:value)", filterInput), h("button", { type: "submit" }, "Add filter")),
-      h("div", { class: "chips" }, filters.map((f) => h("span", {}, f, h("button", {
-        title: "remove",
-        onclick: () => {
-          const p = new URLSearchParams(params);
-          p.delete("filter");
-          filters.filter((x) => x !== f).forEach((x) => p.append("filter", x));
-          go("insights", p);
-        },
-      }, "×")))));
+      filterPicker(params, opts, with_));
+  }
+
+  // A table key as a person reads it: an interval's start in the query's time zone, "(none)" for
+  // an event without the value.
+  function keyText(key, params) {
+    if (key == null || key === "") return "(none)";
+    if (params.get("by")) return String(key);
+    const interval = params.get("interval") || "day";
+    return when(key, params.get("tz"), interval === "hour" ? "hour" : "day");
+  }
+
+  function insightsResult(params, answer, people, readOnly) {
     const empty = answer.total === 0;
-    return show(
-      controls || h("h2", {}, "Shared report"),
+    const by = params.get("by");
+    const split = params.get("split");
+    // With a split, a bucket's rows go together (buckets in the answer's order), so the split
+    // reads as a column under its bucket.
+    const order = new Map();
+    answer.table.forEach((r) => order.has(r.key) || order.set(r.key, order.size));
+    const table = split ? answer.table.map((r, i) => [r, i]).sort(([a, i], [b, j]) => order.get(a.key) - order.get(b.key) || i - j).map(([r]) => r) : answer.table;
+    let previous;
+    const rows = table.map((r) => {
+      const key = keyText(r.key, params);
+      const repeat = split && key === previous;
+      previous = key;
+      return h("tr", {}, h("td", { class: repeat ? "repeat" : null }, key),
+        split ? h("td", {}, r.split == null || r.split === "" ? "(none)" : String(r.split)) : null, h("td", { class: "num" }, fmt(r.value)));
+    });
+    const samples = people || answer.sample_users?.map((u) => ({ id: u.id }));
+    return [
       h("div", { class: "card" },
         h("div", { class: "stats" }, h("div", {}, h("div", { class: "big", id: "total" }, fmt(answer.total)),
           h("div", { class: "muted" }, `${answer.metric} in total`))),
-        empty ? h("p", { class: "muted", id: "empty" }, "Nothing matches yet. Open the demo shop (/demo/) and click around, or widen the range.") : chart(answer)),
-      h("div", { class: "card" },
-        h("table", { id: "table" }, h("thead", {}, h("tr", {}, h("th", {}, params.get("by") || "interval"),
-          params.get("split") ? h("th", {}, params.get("split")) : null, h("th", { class: "num" }, answer.metric))),
-          h("tbody", {}, answer.table.map((r) => h("tr", {}, h("td", {}, r.key ?? "(none)"),
-            params.get("split") ? h("td", {}, r.split ?? "(none)") : null, h("td", { class: "num" }, fmt(r.value))))))),
+        empty ? h("p", { class: "muted", id: "empty" }, emptyHint()) : chart(answer, params)),
+      h("div", { class: "card scroll" },
+        h("table", { id: "table" }, h("thead", {}, h("tr", {}, h("th", {}, by || params.get("interval") || "day"),
+          split ? h("th", {}, split) : null, h("th", { class: "num" }, answer.metric))),
+        h("tbody", {}, rows))),
       // A shared link's answer holds no people (issue #19): no "Meet your users" there.
-      readOnly || !answer.sample_users ? null : h("div", { class: "card" }, h("h3", {}, "Meet your users"),
-        answer.sample_users.length
-          ? h("ul", { id: "samples" }, answer.sample_users.map((u) => h("li", {}, h("a", { href: userHref(u.id, params) }, u.id))))
+      readOnly || !samples ? null : h("div", { class: "card" }, h("h3", {}, "Meet your users"),
+        samples.length
+          ? h("div", { id: "samples", class: "people" }, samples.map((u) => personCard(u, params)))
           : h("p", { class: "muted" }, "No users in this range.")),
       readOnly ? null : h("div", { class: "card controls" },
         h("button", { id: "csv", onclick: () => download("/api/v1/insights", params) }, "Download CSV"),
-        saveForm("insights", params)));
+        saveForm("insights", params)),
+    ];
+  }
+
+  // A person as a card: who, first and last seen, sessions, a few of their properties.
+  function personCard(u, params) {
+    const props = Object.entries(u.properties || {}).filter(([, v]) => v != null && v !== "").slice(0, 3);
+    return h("div", { class: "person" },
+      h("a", { href: userHref(u.id, params), class: "who" }, u.id),
+      u.first_seen ? h("div", { class: "muted" }, u.user_id ? "identified" : "anonymous", ` · ${plural(u.session_count, "session")}`) : null,
+      u.first_seen ? h("div", { class: "muted" }, `first seen ${when(u.first_seen)}`) : null,
+      u.last_seen ? h("div", { class: "muted" }, `last seen ${when(u.last_seen)}`) : null,
+      props.length ? h("dl", { class: "kv" }, props.map(([k, v]) => [h("dt", {}, k), h("dd", {}, valueText(v))])) : null);
+  }
+
+  function usersWith(params) {
+    return (change) => {
+      const p = new URLSearchParams(params);
+      change(p);
+      p.delete("cursor");
+      go("users", p);
+    };
   }
 
   async function users(params) {
     loading("users");
-    let page;
+    let page, error, opts;
     try {
+      opts = await options();
       page = await api(`/api/v1/users?${params}`);
     } catch (e) {
-      return failed(e);
+      if (e.message === "unauthorized") return;
+      error = e; // shown under the controls, which stay
+      page = { users: [], next_cursor: null };
     }
     const search = h("input", { name: "contains", placeholder: "search user or anonymous ID", value: params.get("contains") || "", size: 30 });
     const body = h("tbody", {});
@@ -247,8 +514,8 @@
         h("td", {}, h("a", { href: userHref(u.id, params) }, u.id)),
         h("td", {}, u.user_id ? "identified" : "anonymous"),
         h("td", {}, when(u.first_seen)), h("td", {}, when(u.last_seen)),
-        h("td", { class: "num" }, u.session_count),
-        h("td", {}, JSON.stringify(u.properties)))));
+        h("td", { class: "num" }, fmt(u.session_count ?? 0)),
+        h("td", {}, propList(u.properties)))));
       more.hidden = !p.next_cursor;
       more.onclick = async () => {
         const q = new URLSearchParams(params);
@@ -271,7 +538,9 @@
         p.set("last", v);
         go("users", p);
       }), botsSwitch("users", params), h("button", { type: "submit" }, "Search"), h("button", { type: "button", onclick: () => download("/api/v1/users", params) }, "Download CSV")),
-      h("div", { class: "card" }, page.users.length
+      // People who did one of these events, with filters on user, session and event properties.
+      opts ? h("div", { class: "card controls", id: "controls" }, eventPicker("Who did", params, opts, usersWith(params)), filterPicker(params, opts, usersWith(params))) : null,
+      error ? h("p", { class: "error", id: "error" }, error.message) : h("div", { class: "card scroll" }, page.users.length
         ? h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["User", "", "First seen", "Last seen", "Sessions", "Properties"].map((t) => h("th", {}, t)))), body)
         : h("p", { class: "muted" }, "No users active in this range yet."), more));
   }
@@ -285,31 +554,38 @@
     } catch (e) {
       return failed(e);
     }
+    const sessionHref = (sid) => `#session/${encodeURIComponent(sid)}${bots ? `?bots=${encodeURIComponent(bots)}` : ""}`;
     show(
       h("div", { class: "card" }, h("h2", { id: "user-id" }, d.user.id),
-        h("p", {}, `${d.user.session_count} sessions · first seen ${when(d.user.first_seen)} · last seen ${when(d.user.last_seen)}`),
+        h("p", {}, `${plural(d.user.session_count, "session")} · first seen ${when(d.user.first_seen)} · last seen ${when(d.user.last_seen)}`),
         h("p", { class: "muted" }, "Anonymous IDs: ", d.user.anonymous_ids.join(", ")),
-        h("p", {}, "Properties: ", h("code", {}, JSON.stringify(d.user.properties)))),
+        h("div", {}, h("h3", {}, "Properties"), propList(d.user.properties))),
       h("div", { class: "card", id: "timeline" }, d.sessions.slice().reverse().map((s) => h("div", { class: "session" },
-        h("strong", {}, when(s.started_at)), ` · ${seconds(s.duration_seconds)} · ${[s.browser, s.os, s.device, s.country].filter(Boolean).join(" · ")}`,
-        h("table", {}, h("tbody", {}, s.events.map((e) => h("tr", {},
-          h("td", {}, new Date(e.timestamp).toLocaleTimeString()), h("td", {}, e.name), h("td", {}, e.url),
-          h("td", {}, h("code", {}, JSON.stringify(e.props)))))))))));
+        h("a", { href: sessionHref(s.session_id), class: "session-link" }, h("strong", {}, when(s.started_at))),
+        ` · ${seconds(s.duration_seconds || 0)} · ${plural(s.events.length, "event")} · ${[s.browser, s.os, s.device, s.country].filter(Boolean).join(" · ")}`,
+        h("div", { class: "scroll" }, h("table", {}, h("tbody", {}, s.events.map((e) => h("tr", {},
+          h("td", { class: "nowrap" }, when(e.timestamp, null, "time")), h("td", {}, e.name), h("td", {}, e.path || e.url || "—"),
+          h("td", {}, propList(e.props)))))))))));
   }
 
   async function sessions(params, readOnly) {
     if (!params.get("last") && !params.get("from")) params.set("last", "7d");
     if (!readOnly) loading("sessions");
-    let s;
+    let s, overTime;
+    // The chart: sessions over the same range, sites and bots (insights, metric=sessions).
+    const q = new URLSearchParams({ metric: "sessions", tz: viewerZone, interval: params.get("last") === "1d" ? "hour" : "day" });
+    for (const k of ["last", "from", "to", "site", "bots"]) params.getAll(k).forEach((v) => q.append(k, v));
     try {
-      s = await api(`/api/v1/sessions/stats?${params}`);
+      [s, overTime] = await Promise.all([api(`/api/v1/sessions/stats?${params}`), params.get("user") ? null : api(`/api/v1/insights?${q}`)]);
     } catch (e) {
-      return failed(e);
+      if (e.message === "unauthorized") return;
+      return sessionsView(params, null, readOnly, null, e);
     }
-    return sessionsView(params, s, readOnly);
+    return sessionsView(params, s, readOnly, overTime);
   }
 
-  function sessionsView(params, s, readOnly) {
+  // With `error`, the controls and the error under them, so a bad choice is undone from the page.
+  function sessionsView(params, s, readOnly, overTime, error) {
     const set = (k) => (v) => {
       const p = new URLSearchParams(params);
       if (v) p.set(k, v); else p.delete(k);
@@ -320,17 +596,19 @@
     show(
       readOnly ? h("h2", {}, "Shared report") : h("div", { class: "card controls" },
         select("last", "During", [["1d", "last 24 hours"], ["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]], params.get("last") || "", set("last")),
-        select("split", "Split by", [["", "none"], ["browser", "browser"], ["os", "OS"], ["device", "device"], ["country", "country"], ["entry_path", "entry page"], ["user", "user"]], split, set("split")),
+        select("split", "Split by", [["", "none"], ["browser", "browser"], ["os", "OS"], ["device", "device"], ["country", "country"], ["entry_path", "entry page"], ["user", "user"], ["site", "site"]], split, set("split")),
         botsSwitch("sessions", params),
         h("button", { onclick: () => download("/api/v1/sessions/stats", params) }, "Download CSV"),
         saveForm("sessions", params)),
-      h("div", { class: "card stats" },
+      error ? h("p", { class: "error", id: "error" }, error.message) : null,
+      error ? null : h("div", { class: "card stats" },
         stat("total-sessions", fmt(s.total_sessions), "sessions"),
         stat("avg-session", seconds(s.avg_session_seconds), "average session"),
         stat("total-time", seconds(s.total_session_seconds), "total time"),
         stat("bounce-rate", `${(s.bounce_rate * 100).toFixed(1)} %`, "bounce rate")),
-      s.total_sessions === 0 ? h("p", { class: "muted" }, "No sessions in this range yet.") : null,
-      split ? h("div", { class: "card" }, h("table", { id: "split" },
+      !error && s.total_sessions === 0 ? h("p", { class: "muted", id: "empty" }, "No sessions in this range yet.") : null,
+      overTime && s.total_sessions ? h("div", { class: "card", id: "sessions-chart" }, h("h3", {}, "Sessions over time"), chart(overTime, new URLSearchParams({ tz: viewerZone }))) : null,
+      split && !error ? h("div", { class: "card scroll" }, h("table", { id: "split" },
         h("thead", {}, h("tr", {}, [split, "sessions", "average", "total", "bounce rate"].map((t, i) => h("th", { class: i ? "num" : "" }, t)))),
         h("tbody", {}, s.table.map((r) => h("tr", {},
           h("td", {}, split === "user" && r.key ? h("a", { href: userHref(r.key, params) }, r.key) : r.key ?? "(none)"),
@@ -430,8 +708,41 @@
       form));
   }
 
+  // The site picker, in the header when the collector has events of more than one site. The
+  // choice is the view's `site=` and is remembered, so the nav links keep it.
+  const SITE_KEY = "footfall_site";
+  async function sitePicker(parts, params) {
+    const picker = document.getElementById("site");
+    if (!cache.sites) {
+      cache.sites = api("/api/v1/properties/values?field=site&last=90d", { bare: true })
+        .then((a) => a.values.map((v) => v.value).filter(Boolean).sort(), () => []);
+    }
+    const sites = await cache.sites;
+    const chosen = params.getAll("site");
+    picker.hidden = sites.length < 2 && !chosen.length;
+    picker.replaceChildren(h("option", { value: "" }, "All sites"),
+      ...[...new Set([...sites, ...chosen])].map((x) => h("option", { value: x, selected: chosen.length === 1 && chosen[0] === x }, x)));
+    picker.onchange = () => {
+      const p = new URLSearchParams(route().params);
+      p.delete("site");
+      p.delete("cursor");
+      if (picker.value) {
+        p.set("site", picker.value);
+        localStorage.setItem(SITE_KEY, picker.value);
+      } else {
+        localStorage.removeItem(SITE_KEY);
+      }
+      go(route().parts.map(encodeURIComponent).join("/"), p);
+    };
+  }
+
   function render() {
     const { parts, params } = route();
+    const remembered = localStorage.getItem(SITE_KEY);
+    if (remembered && token && !params.has("site") && parts[0] !== "shared") {
+      params.set("site", remembered);
+      history.replaceState(null, "", `#${location.hash.slice(1).split("?")[0] || parts[0]}?${params}`);
+    }
     for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href") === `#${parts[0]}`);
     if (parts[0] === "shared") return openReport(parts[1], true);
     if (!token) return signIn();
@@ -442,7 +753,8 @@
       token = "";
       signIn();
     };
-    if (kit.views[parts[0]]) return kit.views[parts[0]](params);
+    sitePicker(parts, params);
+    if (kit.views[parts[0]]) return kit.views[parts[0]](params, parts);
     switch (parts[0]) {
       case "users": return users(params);
       case "user": return user(parts[1], params);
@@ -455,7 +767,8 @@
   }
 
   // What the other views (journeys.js) build with; they add themselves to `views`.
-  const kit = { h, api, go, show, loading, failed, select, botsSwitch, userHref, fmt, seconds, options, views: {} };
+  const kit = { h, api, go, show, loading, failed, select, botsSwitch, userHref, fmt, seconds, options, views: {},
+    route, chart, rangeControls, when, plural, valueText, propList, viewerZone, personCard, filterText, emptyHint, hasDemoSite };
   window.footfallKit = kit;
 
   window.addEventListener("hashchange", render);

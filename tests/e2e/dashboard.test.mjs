@@ -1,9 +1,9 @@
 // The dashboard in Chromium against the real collector with generated data: each view loads
 // and shows the numbers the data implies, a filter changes them, the user timeline opens, a
 // saved report reopens from its shared link without the token (and shows no person), CSV
-// downloads, API tokens are created, used and revoked from their page. Screenshots of
-// each view go to tests/artifacts/; dashboard-overview.png (1280 px wide: a week of visitors on
-// a collector of its own, by browser, with the chart) is the README's picture.
+// downloads, API tokens are created, used and revoked from their page. Screenshots of each
+// view go to tests/artifacts/; dashboard-overview.png (1280 px wide: the Overview page of a
+// week of visitors on a collector of its own) is the README's picture.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, mkdirSync } from "node:fs";
@@ -47,7 +47,7 @@ async function seed() {
       body: JSON.stringify({ key: "demo", sent_at: new Date(now).toISOString(), events }),
     });
     assert.equal((await res.json()).accepted, events.length);
-    visitors.push({ anon, browser: browserName, names, session });
+    visitors.push({ anon, browser: browserName, names, session, start });
   }
   // And a crawler: stored, but left out of every view until "Include bots" is switched on.
   const bot = await fetch(`${collector.url}/v1/batch`, {
@@ -103,12 +103,25 @@ test("insights: users, a filter, a split, the chart and sample users", async () 
   await page.waitForSelector(".chart canvas");
   await screenshot(page, "dashboard-insights");
 
-  await page.fill("input[name=filter]", "browser:eq:Firefox");
-  await page.click("text=Add filter");
+  // A filter picked field → operator → value, the values as the collector has seen them.
+  await page.selectOption("select[name=filter-field]", "browser");
+  await page.waitForSelector('select[name=filter-value][data-loaded="browser"]');
+  assert.deepEqual(await page.$$eval("select[name=filter-value] option", (o) => o.map((x) => x.value).filter((v) => v && v !== "\u0000typed").sort()),
+    ["Chrome", "Firefox"], "the browsers seen, as choices");
+  await page.selectOption("select[name=filter-op]", "eq");
+  await page.selectOption("select[name=filter-value]", "Firefox");
+  await page.click("#add-filter");
   await page.waitForFunction(() => document.querySelector("#total")?.textContent === "6");
-  assert.deepEqual(await page.$$eval(".chips span", (s) => s.map((x) => x.firstChild.textContent)), ["browser:eq:Firefox"]);
+  assert.deepEqual(await page.$$eval("#filter-chips > span", (s) => s.map((x) => x.firstChild.textContent)), ["browser is Firefox"]);
+  assert.deepEqual(new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]).getAll("filter"), ["browser:eq:Firefox"]);
 
   await page.selectOption("select[name=event]", "purchase");
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "2");
+  // Who used several events: either of them (Firefox visitors 3, 5, 7, 9, 11), then one removed.
+  await page.selectOption("select[name=event]", "add_to_cart");
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "5");
+  assert.deepEqual(await page.$$eval("#event-chips > span", (s) => s.map((x) => x.firstChild.textContent)), ["purchase", "add_to_cart"]);
+  await page.click('#event-chips button[aria-label="remove add_to_cart"]');
   await page.waitForFunction(() => document.querySelector("#total")?.textContent === "2");
   await page.selectOption("select[name=by]", "browser");
   await page.waitForFunction(() => document.querySelectorAll("#table tbody tr").length === 1);
@@ -126,6 +139,193 @@ test("insights: users, a filter, a split, the chart and sample users", async () 
   await screenshot(page, "dashboard-user");
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+test("insights: a custom range in a time zone, by with split, and an error shown under the controls", async () => {
+  const { context, page, errors } = await signedIn();
+  // A custom range: yesterday and today, in UTC.
+  await page.selectOption("select[name=last]", "custom");
+  await page.waitForSelector("#range input[name=from]");
+  const today = new Date().toISOString().slice(0, 10);
+  const yesterday = new Date(Date.now() - 86400e3).toISOString().slice(0, 10);
+  await page.fill("#range input[name=from]", yesterday);
+  await page.fill("#range input[name=to]", today);
+  await page.fill("#range input[name=tz]", "UTC");
+  await page.click("#range button[type=submit]");
+  await page.waitForFunction(() => new URLSearchParams(location.hash.split("?")[1]).get("tz") === "UTC");
+  await page.waitForSelector("#total");
+  const q = new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]);
+  assert.equal(q.get("from"), `${yesterday}T00:00:00.000Z`);
+  assert.equal(q.get("to"), `${new Date(Date.now() + 86400e3).toISOString().slice(0, 10)}T00:00:00.000Z`, "to the end of the last day");
+  assert.equal(q.get("last"), null);
+  const days = (v) => v.names.map((_, i) => new Date(v.start + i * 30e3).toISOString().slice(0, 10));
+  const inRange = visitors.filter((v) => days(v).some((d) => d >= yesterday)).length;
+  assert.equal(await text(page, "#total"), String(inRange));
+  assert.equal(await page.inputValue("#range input[name=from]"), yesterday, "the range reads back as days");
+  assert.equal(await page.inputValue("#range input[name=to]"), today);
+  await page.waitForSelector(".chart canvas");
+  await screenshot(page, "dashboard-insights-range");
+
+  // By browser, split by event name: a row per pair, the split in a column of its own.
+  await page.goto(`${collector.url}/#insights?metric=users&last=7d`);
+  await page.waitForSelector("#total");
+  await page.selectOption("select[name=by]", "browser");
+  await page.waitForSelector("#table tbody tr");
+  await page.selectOption("select[name=split]", "name");
+  await page.waitForFunction(() => document.querySelectorAll("#table thead th").length === 3);
+  assert.deepEqual(await page.$$eval("#table thead th", (t) => t.map((x) => x.textContent)), ["browser", "name", "users"]);
+  const rows = await page.$$eval("#table tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  const value = (b, n) => rows.find(([k, sp]) => k === b && sp === n)?.[2];
+  assert.equal(value("Firefox", "purchase"), "2", "visitors 3 and 9 bought on Firefox");
+  assert.equal(value("Chrome", "purchase"), "1", "visitor 6 on Chrome");
+  assert.equal(value("Chrome", "$pageview"), "6");
+  assert.equal(rows.length, 8, "two browsers × four event names");
+  await screenshot(page, "dashboard-insights-split");
+  // A `split=` link without `by`: each day split by browser, and the controls say so.
+  await page.goto(`${collector.url}/#insights?metric=users&last=7d&interval=day&split=browser`);
+  await page.waitForSelector("#table tbody tr");
+  assert.equal(await page.inputValue("select[name=split]"), "browser");
+  assert.equal(await page.inputValue("select[name=by]"), "");
+  assert.deepEqual(await page.$$eval("#table thead th", (t) => t.map((x) => x.textContent)), ["day", "browser", "users"]);
+  const perDay = await page.$$eval("#table tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  assert.ok(perDay.every(([day, b]) => !/T\d\d:/.test(day) && ["Chrome", "Firefox"].includes(b)), JSON.stringify(perDay));
+  assert.equal(perDay.filter(([, b]) => b === "Firefox").reduce((a, [, , n]) => a + Number(n), 0), 6, "every Firefox visitor on one of the days");
+
+  // While an answer is on its way, the controls are there and say it is loading.
+  let release;
+  const held = new Promise((r) => (release = r));
+  await page.route("**/api/v1/insights?*", async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.selectOption("select[name=metric]", "sessions");
+  await page.waitForSelector("#loading");
+  assert.ok(await page.$("#controls select[name=metric]"), "the controls stay while loading");
+  release();
+  await page.waitForSelector("#total");
+  await page.unroute("**/api/v1/insights?*");
+
+  // A bad filter from a link: the error shows under the controls, which still work.
+  await page.goto(`${collector.url}/#insights?metric=users&last=7d&filter=nope:eq:1`);
+  await page.waitForSelector("#error");
+  assert.match(await text(page, "#error"), /unknown field/);
+  assert.ok(await page.$("#controls select[name=metric]"), "the controls are kept");
+  await screenshot(page, "dashboard-insights-error");
+  await page.click("#filter-chips button");
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "12");
+  assert.equal(await page.$("#error"), null);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("overview: visitors, page views, sessions, bounce and visit time, then lists that open the tool filtered", async () => {
+  const { context, page, errors } = await signedIn();
+  const refused = []; // the dashboard's Content-Security-Policy refuses inline styles and scripts
+  page.on("console", (m) => /Content Security Policy/.test(m.text()) && refused.push(m.text()));
+  await page.click('header a[href="#overview"]');
+  await page.waitForSelector("#visitors");
+  // 12 visitors, one page view and one session each; two bounced; sessions of 30 s (the two
+  // bounces), 90 s (the three buyers) and 60 s (the seven others): 62.5 s on average.
+  assert.equal(await text(page, "#visitors"), "12");
+  assert.equal(await text(page, "#pageviews"), "12");
+  assert.equal(await text(page, "#sessions"), "12");
+  assert.equal(await text(page, "#bounce"), "16.7 %");
+  assert.equal(await text(page, "#duration"), "1.0 min");
+  await page.waitForSelector(".chart canvas");
+  const list = (id) => page.$$eval(`#${id} tbody tr`, (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  assert.deepEqual(await list("pages"), [["/p", "12"]]);
+  assert.deepEqual(await list("entry"), [["/p", "12"]]);
+  assert.deepEqual((await list("browsers")).sort(), [["Chrome", "6"], ["Firefox", "6"]]);
+  assert.deepEqual(await list("devices"), [["desktop", "12"]]);
+  assert.deepEqual(await list("referrers"), [["Direct / none", "12"]]);
+  await screenshot(page, "dashboard-overview-page");
+  // The same custom range as the tool's: today alone, in UTC.
+  await page.selectOption("select[name=last]", "custom");
+  await page.waitForSelector("#range input[name=from]");
+  const today = new Date().toISOString().slice(0, 10);
+  await page.fill("#range input[name=from]", today);
+  await page.fill("#range input[name=to]", today);
+  await page.fill("#range input[name=tz]", "UTC");
+  await page.click("#range button[type=submit]");
+  await page.waitForFunction(() => new URLSearchParams(location.hash.split("?")[1]).get("tz") === "UTC");
+  const todays = visitors.filter((v) => v.names.some((_, i) => new Date(v.start + i * 30e3).toISOString().slice(0, 10) === today)).length;
+  await page.waitForFunction((n) => document.querySelector("#visitors")?.textContent === String(n), todays);
+  await page.selectOption("select[name=last]", "7d");
+  await page.waitForFunction(() => document.querySelector("#visitors")?.textContent === "12");
+  // A row opens the tool with its filter.
+  await page.click('#browsers a:has-text("Firefox")');
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "6");
+  const q = new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]);
+  assert.deepEqual(q.getAll("filter"), ["browser:eq:Firefox"]);
+  assert.deepEqual(refused, []);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("site picker: two sites kept apart in every view, the choice kept in the URL and across the nav", async (t) => {
+  // A collector of its own with two sites and no demo site.
+  const two = await startCollector(["--site", "shop=http://localhost:*", "--site", "blog=http://localhost:*"]);
+  t.after(() => two.stop());
+  const now = Date.now();
+  let n = 0;
+  for (const [v, key] of [[0, "shop"], [1, "shop"], [2, "blog"]]) {
+    const events = ["$pageview", "$pageleave"].map((name, i) => ({
+      event_id: `019ab0b6-0000-7000-8000-${String(++n).padStart(12, "0")}`,
+      type: name === "$pageview" ? "page" : "track", name,
+      timestamp: new Date(now - 3600e3 + i * 20e3).toISOString(),
+      anonymous_id: `7a1f0c2a-1b6d-4c7e-8f90-${String(v).padStart(12, "0")}`, user_id: null,
+      session_id: `019ab0b6-8a20-7000-8000-${String(v).padStart(12, "0")}`, seq: i + 1,
+      page: { url: `http://${key}.example/`, path: key === "blog" ? "/post" : "/", title: key, referrer: "" }, props: {},
+    }));
+    const res = await fetch(`${two.url}/v1/batch`, {
+      method: "POST",
+      headers: { "content-type": "text/plain", "user-agent": AGENTS.Firefox },
+      body: JSON.stringify({ key, sent_at: new Date(now).toISOString(), events }),
+    });
+    assert.equal((await res.json()).accepted, events.length);
+  }
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  t.after(() => context.close());
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(`${two.url}/`);
+  await page.fill("input[name=token]", TOKEN);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#total");
+  assert.equal(await text(page, "#total"), "3", "every site's visitors");
+  await page.waitForSelector("#site:not([hidden])");
+  assert.deepEqual(await page.$$eval("#site option", (o) => o.map((x) => x.textContent)), ["All sites", "blog", "shop"]);
+
+  await page.selectOption("#site", "blog");
+  await page.waitForFunction(() => document.querySelector("#total")?.textContent === "1");
+  assert.deepEqual(new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]).getAll("site"), ["blog"]);
+  // The filter picker's values are the site's own.
+  await page.selectOption("select[name=filter-field]", "path");
+  await page.waitForSelector('select[name=filter-value][data-loaded="path"]');
+  assert.deepEqual(await page.$$eval("select[name=filter-value] option", (o) => o.map((x) => x.value).filter((v) => v.startsWith("/"))), ["/post"]);
+
+  // The nav keeps the site: the overview and the sessions of the blog alone.
+  await page.click('header a[href="#overview"]');
+  await page.waitForSelector("#visitors");
+  assert.equal(await text(page, "#visitors"), "1");
+  assert.match(await page.evaluate(() => location.hash), /site=blog/);
+  assert.deepEqual(await page.$$eval("#pages tbody tr td:first-child", (t) => t.map((x) => x.textContent)), ["/post"]);
+  await screenshot(page, "dashboard-site-picker");
+  await page.click('header a[href="#sessions"]');
+  await page.waitForSelector("#total-sessions");
+  assert.equal(await text(page, "#total-sessions"), "1");
+
+  // Back to every site.
+  await page.selectOption("#site", "");
+  await page.waitForFunction(() => document.querySelector("#total-sessions")?.textContent === "3");
+  assert.doesNotMatch(await page.evaluate(() => location.hash), /site=/);
+
+  // Nothing matches: without a demo site, the empty state does not send anyone to the demo shop.
+  await page.goto(`${two.url}/#insights?metric=users&last=7d&filter=browser:eq:Nothing`);
+  await page.waitForSelector("#empty");
+  assert.doesNotMatch(await text(page, "#empty"), /demo/);
+  assert.deepEqual(errors, []);
 });
 
 test("the Include bots switch brings the crawler back, in insights, users and sessions", async () => {
@@ -163,18 +363,112 @@ test("users list and session statistics with drill-down by user", async () => {
   await page.waitForSelector("#users tbody tr");
   assert.equal(await page.$$eval("#users tbody tr", (r) => r.length), 12);
   await screenshot(page, "dashboard-users");
+  // The feed filtered as the tool is: Firefox visitors, then those of them who bought (3 and 9).
+  await page.selectOption("select[name=filter-field]", "browser");
+  await page.waitForSelector('select[name=filter-value][data-loaded="browser"]');
+  await page.selectOption("select[name=filter-value]", "Firefox");
+  await page.click("#add-filter");
+  await page.waitForFunction(() => document.querySelectorAll("#users tbody tr").length === 6);
+  await page.selectOption("select[name=event]", "purchase");
+  await page.waitForFunction(() => document.querySelectorAll("#users tbody tr").length === 2);
+  const buyers = await page.$$eval("#users tbody tr td:first-child", (t) => t.map((x) => x.textContent).sort());
+  assert.deepEqual(buyers, [visitors[3].anon, visitors[9].anon]);
+  await page.click('#filter-chips button');
+  // The filter removed: the three buyers on either browser.
+  await page.waitForFunction(() => document.querySelectorAll("#users tbody tr").length === 3);
 
   await page.click('header a[href="#sessions"]');
   await page.waitForSelector("#total-sessions");
   assert.equal(await text(page, "#total-sessions"), "12");
   assert.equal(await text(page, "#bounce-rate"), "16.7 %", "2 of 12 sessions bounced");
+  assert.doesNotMatch(await page.evaluate(() => document.querySelector("main").innerText), /null/);
   await page.selectOption("select[name=split]", "user");
   await page.waitForSelector("#split tbody tr a");
   assert.equal(await page.$$eval("#split tbody tr", (r) => r.length), 12);
   await screenshot(page, "dashboard-sessions");
   await page.click("#split tbody tr a");
   await page.waitForSelector("#timeline .session");
+
+  // A bad range in a link: the error under the controls, which undo it.
+  await page.goto(`${collector.url}/#sessions?last=soon`);
+  await page.waitForSelector("#error");
+  await page.selectOption("select[name=last]", "7d");
+  await page.waitForFunction(() => document.querySelector("#total-sessions")?.textContent === "12");
+  await page.goto(`${collector.url}/#users?last=soon`);
+  await page.waitForSelector("#error");
+  await page.selectOption("select[name=last]", "30d");
+  await page.waitForFunction(() => document.querySelectorAll("#users tbody tr").length === 12);
   await context.close();
+});
+
+test("sessions: a chart over time; a person's page and a session's page, readable, in order", async () => {
+  const { context, page, errors } = await signedIn();
+  await page.click('header a[href="#sessions"]');
+  await page.waitForSelector("#sessions-chart .chart canvas");
+  const v = visitors[3]; // views the page, adds to the cart, buys, leaves
+  await page.goto(`${collector.url}/#user/${v.anon}`);
+  await page.waitForSelector("#timeline .session");
+  assert.match(await text(page, "#user-id + p"), /^1 session ·/, "one session, in the singular");
+  const person = await page.evaluate(() => document.querySelector("main").innerText);
+  assert.doesNotMatch(person, /null|undefined|\d{4}-\d\d-\d\dT\d\d/, "no null, no raw ISO times");
+  await page.click("#timeline .session-link");
+  await page.waitForSelector("#session-events tbody tr");
+  assert.equal(await page.evaluate(() => location.hash), `#session/${v.session}`);
+  assert.deepEqual(await page.$$eval("#session-events tbody tr td:nth-child(2)", (t) => t.map((x) => x.textContent)), v.names);
+  assert.deepEqual(await page.$$eval("#session-events tbody tr:first-child dl.kv", (d) => d.map((x) => [...x.children].map((c) => c.textContent))),
+    [["price", "40"]], "properties as key and value");
+  const facts = Object.fromEntries(await page.$$eval("#session-facts dt", (dts) => dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])));
+  assert.match(facts.browser, /^Firefox/);
+  assert.equal(facts.length, "1.5 min");
+  assert.equal(facts["entry page"], "/p");
+  assert.doesNotMatch(await page.evaluate(() => document.querySelector("main").innerText), /null|undefined|\d{4}-\d\d-\d\dT\d\d/);
+  await screenshot(page, "dashboard-session");
+  await page.click("#session-user");
+  await page.waitForSelector("#user-id");
+  assert.equal(await text(page, "#user-id"), v.anon);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("every view at 1280 and 390 px wide, light and dark: no page wider than the screen", async () => {
+  const v = visitors[3];
+  const views = [
+    ["overview", "#overview?last=7d", "#visitors"],
+    ["insights", "#insights?metric=users&last=7d&by=browser&split=name", "#table tbody tr"],
+    ["users", "#users", "#users tbody tr"],
+    ["user", `#user/${v.anon}`, "#timeline .session"],
+    ["sessions", "#sessions?split=browser", "#split tbody tr"],
+    ["session", `#session/${v.session}`, "#session-events tbody tr"],
+    ["funnel", "#funnel?step=$pageview&step=add_to_cart&step=purchase&last=7d", "#funnel tbody tr"],
+    ["paths", "#paths?last=7d", "#paths tbody tr"],
+  ];
+  for (const colorScheme of ["light", "dark"]) {
+    for (const width of [1280, 390]) {
+      const context = await browser.newContext({ viewport: { width, height: 844 }, colorScheme });
+      const page = await context.newPage();
+      const errors = [];
+      page.on("pageerror", (e) => errors.push(e));
+      await page.goto(`${collector.url}/`);
+      await page.fill("input[name=token]", TOKEN);
+      await page.click("button[type=submit]");
+      await page.waitForSelector("#total");
+      const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      const [r, g, b] = background.match(/\d+/g).map(Number);
+      assert.equal(r + g + b < 200, colorScheme === "dark", `a ${colorScheme} background: ${background}`);
+      for (const [name, hash, ready] of views) {
+        await page.goto(`${collector.url}/${hash}`);
+        await page.waitForSelector(ready);
+        await page.waitForTimeout(100); // the chart draws on the next frame
+        const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+        assert.ok(wide <= width, `${name} at ${width} px (${colorScheme}) is ${wide} px wide`);
+        if (name === "overview" || name === "insights" || name === "session" || width === 390) {
+          await screenshot(page, `dashboard-${name}-${width}-${colorScheme}`);
+        }
+      }
+      assert.deepEqual(errors, []);
+      await context.close();
+    }
+  }
 });
 
 test("a saved report reopens from its shared link, without the token; CSV downloads", async () => {
@@ -202,6 +496,7 @@ test("a saved report reopens from its shared link, without the token; CSV downlo
   await other.waitForSelector("#report-name");
   assert.equal(await text(other, "#report-name"), "All events this week");
   assert.equal(await text(other, "#total"), total);
+  assert.doesNotMatch(await other.evaluate(() => document.querySelector("main").innerText), /null/);
   await screenshot(other, "dashboard-shared-report");
   await stranger.close();
 
@@ -248,7 +543,10 @@ async function seedWeek(target) {
         user_id: null,
         session_id: `019ab0b5-8a20-7000-8000-${id}`,
         seq: k + 1,
-        page: { url: "https://shop.example/", path: "/", title: "Shop", referrer: "" },
+        page: k === 1
+          ? { url: "https://shop.example/product/1", path: "/product/1", title: "Product", referrer: "https://shop.example/" }
+          : { url: `https://shop.example/${v % 4 === 0 ? "?utm_source=newsletter&utm_campaign=autumn" : ""}`, path: "/", title: "Shop",
+            referrer: v % 3 === 1 ? "https://www.google.com/" : v % 5 === 2 ? "https://news.ycombinator.com/" : "" },
         props: {},
       }));
       (byBrowser[browserName] ??= []).push(...events);
@@ -283,8 +581,17 @@ test("overview: a week of visitors by browser, the README's screenshot (tests/ar
     const rows = await page.$$eval("#table tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
     const expected = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, String(v)]);
     assert.deepEqual(rows, expected, "one row per browser, largest first");
+    await screenshot(page, "dashboard-week-insights");
+
+    // The Overview page of that week: the README's picture.
+    await page.goto(`${week.url}/#overview?last=7d`);
+    await page.waitForSelector("#visitors");
+    await page.waitForSelector(".chart canvas");
+    assert.equal(await text(page, "#visitors"), String(total));
+    const browsers = await page.$$eval("#browsers tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+    assert.deepEqual(browsers, expected, "the Browsers list, largest first");
     mkdirSync(ARTIFACTS, { recursive: true });
-    await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview.png") });
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview.png"), fullPage: true });
   });
 
 test("funnels, retention and paths: the numbers the visits imply, controls, and errors in place", async () => {
