@@ -13,8 +13,8 @@ mod clickhouse;
 use footfall_collector::config::Durability;
 use footfall_collector::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
 use footfall_collector::store::{
-    bucket_starts, ClickHouse, Field, Filter, InsightsQuery, Interval, Metric, Scope, SessionField,
-    SessionStatsQuery, Sqlite, Store, StoredEvent, UsersQuery,
+    bucket_starts, Bots, ClickHouse, Field, Filter, InsightsQuery, Interval, Metric, Scope,
+    SessionField, SessionStatsQuery, Sqlite, Store, StoredEvent, UsersQuery,
 };
 use std::time::{Duration, Instant};
 
@@ -336,6 +336,70 @@ fn main() {
             4,
         );
     });
+    // The dashboard's Overview page over the past 7 days: its twelve API calls' store work,
+    // one after another (the page sends them at once; two cores answer two at a time).
+    let week =
+        |by: Option<&str>, events: Vec<String>, metric: Metric, interval: Interval| InsightsQuery {
+            metric,
+            from_ms: now - 7 * DAY,
+            to_ms: now,
+            interval,
+            events,
+            by: by.map(|f| Field::parse(f).unwrap()),
+            split: None,
+            filters: Bots::Exclude.filter().into_iter().collect(),
+            sites: Vec::new(),
+            tz: chrono_tz::Tz::UTC,
+        };
+    measure(
+        "overview page: its 12 calls, one after another",
+        250,
+        &mut || {
+            store
+                .insights(&week(None, vec![], Metric::Users, Interval::Day))
+                .unwrap();
+            store
+                .insights(&week(
+                    None,
+                    vec!["$pageview".into()],
+                    Metric::Events,
+                    Interval::Month,
+                ))
+                .unwrap();
+            for split in [None, Some(SessionField::EntryPath)] {
+                store
+                    .session_stats(&SessionStatsQuery {
+                        from_ms: now - 7 * DAY,
+                        to_ms: now,
+                        user: None,
+                        split,
+                        scope: Scope::default(),
+                    })
+                    .unwrap();
+            }
+            store
+                .insights(&week(
+                    Some("path"),
+                    vec!["$pageview".into()],
+                    Metric::Users,
+                    Interval::Day,
+                ))
+                .unwrap();
+            for by in [
+                "referrer_domain",
+                "utm_source",
+                "utm_campaign",
+                "browser",
+                "os",
+                "device",
+                "country",
+            ] {
+                store
+                    .insights(&week(Some(by), vec![], Metric::Users, Interval::Day))
+                    .unwrap();
+            }
+        },
+    );
     println!("| query ({n} events, {users} users) | median | max of {runs} | goal |");
     println!("| --- | ---: | ---: | ---: |");
     for r in rows {
