@@ -52,6 +52,8 @@ struct Sdk {
     registered: js_sys::Object,
     /// The page of the last page view, until it is left.
     shown: Option<Page>,
+    /// The page the next event happened on, when it is not this one (see [`replay_page`]).
+    replayed_page: Option<Page>,
     engagement: Engagement,
 }
 
@@ -169,6 +171,7 @@ pub fn init(options: JsValue) {
             tab_id,
             registered,
             shown: None,
+            replayed_page: None,
             engagement: Engagement::default(),
         })
     });
@@ -300,35 +303,42 @@ fn save_now() {
     });
 }
 
-fn listen_to_the_page() {
-    browser::listen(true, "visibilitychange", |_| {
-        let hidden = browser::is_hidden();
-        with_sdk(|s| {
-            s.engagement.set_hidden(hidden, BrowserClock.now_ms());
-            if hidden {
-                s.tracker.hidden();
-            } else {
-                s.tracker.visible();
-            }
-        });
+/// The tab was hidden or shown again; hidden, what the page holds leaves by beacon.
+fn visibility_changed() {
+    let hidden = browser::is_hidden();
+    with_sdk(|s| {
+        s.engagement.set_hidden(hidden, BrowserClock.now_ms());
         if hidden {
-            send_all_by_beacon();
+            s.tracker.hidden();
+        } else {
+            s.tracker.visible();
         }
     });
+    if hidden {
+        send_all_by_beacon();
+    }
+}
+
+/// The page goes (closed, navigated away, or into the back/forward cache): this tab's
+/// registration ends, the page is left, and the outbox leaves by beacon.
+fn page_hidden() {
+    with_sdk(|s| {
+        if let Some(id) = &s.tab_id {
+            let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
+            session::release_tab(&mut registry, id, BrowserClock.now_ms());
+        }
+    });
+    leave();
+    send_all_by_beacon();
+}
+
+fn listen_to_the_page() {
+    browser::listen(true, "visibilitychange", |_| visibility_changed());
     browser::listen(false, "online", |_| {
         with_sdk(|s| s.retry_at = 0);
         send_queue();
     });
-    browser::listen(false, "pagehide", |_| {
-        with_sdk(|s| {
-            if let Some(id) = &s.tab_id {
-                let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
-                session::release_tab(&mut registry, id, BrowserClock.now_ms());
-            }
-        });
-        leave();
-        send_all_by_beacon();
-    });
+    browser::listen(false, "pagehide", |_| page_hidden());
     // Back from the back/forward cache: this tab is open again.
     browser::listen(false, "pageshow", |e| {
         if browser::persisted(&e) {
@@ -372,7 +382,15 @@ fn props(v: &JsValue) -> RawJson {
 }
 
 fn record(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>) {
-    record_on(kind, name, props, traits, browser::page());
+    record_on(kind, name, props, traits, current_page());
+}
+
+/// The page the event being recorded happened on: this one, or the one given by
+/// [`replay_page`] for a call kept by an earlier page.
+fn current_page() -> Page {
+    with_sdk(|s| s.replayed_page.take())
+        .flatten()
+        .unwrap_or_else(browser::page)
 }
 
 fn record_on(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>, page: Page) {
@@ -442,7 +460,7 @@ fn view(props_: JsValue) {
     let at = REPLAY_AT.with(Cell::get);
     leave();
     REPLAY_AT.with(|c| c.set(at));
-    let page = browser::page();
+    let page = current_page();
     record_on(
         EventType::Page,
         String::new(),
@@ -761,10 +779,40 @@ pub fn get_user_id() -> Option<String> {
     with_sdk(|s| s.tracker.user_id().map(str::to_owned)).flatten()
 }
 
+/// Used by the script tag when the page is hidden (`pagehide` false: `visibilitychange`) or goes
+/// (`pagehide` true) before the SDK had started: it then starts the SDK at once, within that
+/// event, too late for the listeners [`init`] adds to see it, so it calls this instead.
+#[wasm_bindgen(js_name = _hide)]
+pub fn hide(pagehide: bool) {
+    if pagehide {
+        page_hidden();
+    } else {
+        visibility_changed();
+    }
+}
+
+/// Used by the script tag's replay of calls kept by a page that went before its SDK had
+/// started: the next event happened on that page (`{u: url, p: path, t: title, r: referrer}`).
+#[wasm_bindgen(js_name = _replayPage)]
+pub fn replay_page(page: JsValue) {
+    let text = |k| browser::get(&page, k).as_string().unwrap_or_default();
+    let page = Page {
+        url: text("u"),
+        path: text("p"),
+        title: text("t"),
+        referrer: text("r"),
+    };
+    with_sdk(|s| s.replayed_page = Some(page));
+}
+
 /// Used by the loader's replay: the next event happened at `ms` (epoch milliseconds).
+/// `NaN` ends a replayed call: the time and page of the next event are then its own.
 #[wasm_bindgen(js_name = _replayAt)]
 pub fn replay_at(ms: f64) {
     REPLAY_AT.with(|c| c.set(ms.is_finite().then_some(ms as i64)));
+    if !ms.is_finite() {
+        with_sdk(|s| s.replayed_page = None);
+    }
 }
 
 /// Runs under `wasm-bindgen-test` (Node.js): the JS-facing parsing with real `JsValue`s.
