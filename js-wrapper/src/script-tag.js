@@ -18,6 +18,8 @@
   var KEPT = "ff_q";
   var warned = false;
   var sdk = footfall_wasm;
+  // The wasm's host (host.js, included before this file), reached by the wasm as a global.
+  var host = (w.footfall_host = footfallHost(sdk));
   // The wasm's bytes once fetched, and the API once the SDK runs.
   var bytes, api;
 
@@ -79,6 +81,7 @@
     sdk.initSync({ module: module });
     api = {};
     names.forEach(function (m) { api[m] = guard(sdk[m]); });
+    api.flush = guard(host.flush);
     // The endpoint defaults to the origin the script came from.
     var replayed = false;
     api.init = guard(function (options) {

@@ -33,8 +33,15 @@ struct Sdk {
     /// A 429's `Retry-After`: not even `flush()` sends before it.
     not_before: i64,
     retry_timer: Option<Timeout>,
-    /// `flush()` calls waiting for the send in flight to end.
-    idle: Vec<js_sys::Function>,
+    /// The chunk of the send in flight, and when it left.
+    in_flight: Vec<String>,
+    sent_at: i64,
+    /// The drain running sends even while backing off (a `flush()`).
+    drain_now: bool,
+    /// `flush()` calls answered when the drain running ends, and those that wait for it to end
+    /// and then drain again (the send in flight carries only part of their queue).
+    flushes_now: u32,
+    flushes_next: u32,
     /// Sends refused at once while online, in a row; at `BLOCKED_AFTER` the endpoint counts
     /// as blocked (an ad blocker) and this page stops sending.
     instant_failures: u32,
@@ -161,7 +168,11 @@ pub fn init(options: JsValue) {
             retry_at: 0,
             not_before: 0,
             retry_timer: None,
-            idle: Vec::new(),
+            in_flight: Vec::new(),
+            sent_at: 0,
+            drain_now: false,
+            flushes_now: 0,
+            flushes_next: 0,
             instant_failures: 0,
             blocked: false,
             save_scheduled: false,
@@ -286,7 +297,7 @@ fn save_soon() {
     if with_sdk(|s| std::mem::replace(&mut s.save_scheduled, true)) != Some(false) {
         return;
     }
-    wasm_bindgen_futures::spawn_local(async { save_now() });
+    browser::later(browser::Later::Save);
 }
 
 fn save_now() {
@@ -551,37 +562,53 @@ pub fn set_user_properties(traits: JsValue) {
     );
 }
 
-/// Sends what is queued now; the Promise resolves once the collector answered for the events
-/// queued at the call (or a send failed: they stay in the outbox for a retry).
-#[wasm_bindgen]
-pub fn flush() -> js_sys::Promise {
-    wasm_bindgen_futures::future_to_promise(async {
-        // A send in flight carries only part of the queue: wait for it, then send the rest
-        // (now, even while backing off, but never before a 429's Retry-After).
-        if with_sdk(|s| s.sending) == Some(true) {
-            let idle = js_sys::Promise::new(&mut |resolve, _| {
-                with_sdk(|s| s.idle.push(resolve));
-            });
-            let _ = wasm_bindgen_futures::JsFuture::from(idle).await;
+/// `flush()` (the host makes the Promise): sends what is queued now, and calls the host's
+/// `flushed` once the collector answered for the events queued at the call (or a send failed:
+/// they stay in the outbox for a retry). False when the SDK is not started: nothing to wait for.
+#[wasm_bindgen(js_name = _flush)]
+pub fn flush() -> bool {
+    // A send in flight carries only part of the queue: wait for it, then send the rest (now,
+    // even while backing off, but never before a 429's Retry-After).
+    let Some(sending) = with_sdk(|s| {
+        if s.sending {
+            s.flushes_next += 1;
+        } else {
+            s.flushes_now += 1;
         }
-        drain(true).await;
-        Ok(JsValue::UNDEFINED)
-    })
+        s.sending
+    }) else {
+        return false;
+    };
+    if !sending {
+        drain(true);
+    }
+    true
+}
+
+/// What the host runs at the end of the task that asked (see [`browser::later`]).
+#[wasm_bindgen(js_name = _later)]
+pub fn later(what: u32) {
+    match what {
+        0 => save_now(),
+        1 => browser::write_cookies(),
+        _ => drain(false),
+    }
 }
 
 /// Starts a drain after this task, unless one is running or about to (a burst of `track`
 /// calls on a full queue would otherwise start one per call).
 fn send_queue() {
     if with_sdk(|s| s.sending || std::mem::replace(&mut s.drain_queued, true)) == Some(false) {
-        wasm_bindgen_futures::spawn_local(drain(false));
+        browser::later(browser::Later::Drain);
     }
 }
 
 /// Sends the outbox, oldest first, chunk by chunk, until it is empty or a send fails. One
-/// drain at a time per tab.
-async fn drain(now: bool) {
+/// drain at a time per tab; each chunk's answer comes back through [`answered`].
+fn drain(now: bool) {
     if with_sdk(|s| {
         s.drain_queued = false;
+        s.drain_now = now;
         std::mem::replace(&mut s.sending, true)
     }) != Some(false)
     {
@@ -590,46 +617,74 @@ async fn drain(now: bool) {
     if with_sdk(|s| BrowserClock.now_ms() - s.orphans_checked > ORPHANS_EVERY_MS) == Some(true) {
         adopt_orphans();
     }
-    let next = || {
-        with_sdk(|s| {
-            let t = BrowserClock.now_ms();
-            if s.blocked || t < s.not_before || (!now && t < s.retry_at) || !browser::online() {
-                return None;
-            }
-            let chunk = s.outbox.peek(MAX_SEND_BYTES, &s.beaconed);
-            (!chunk.is_empty()).then(|| {
-                let body = s.tracker.batch_body(&chunk);
-                (s.url.clone(), chunk, body)
-            })
-        })
-        .flatten()
-    };
-    while let Some((url, chunk, body)) = next() {
-        let started = BrowserClock.now_ms();
-        let answer = browser::post(&url, &body).await;
-        let took = BrowserClock.now_ms() - started;
-        if with_sdk(|s| s.answered(answer, &chunk, took)) != Some(true) {
-            break;
+    send_next();
+}
+
+fn send_next() {
+    let next = with_sdk(|s| {
+        let t = BrowserClock.now_ms();
+        if s.blocked || t < s.not_before || (!s.drain_now && t < s.retry_at) || !browser::online() {
+            return None;
         }
+        let chunk = s.outbox.peek(MAX_SEND_BYTES, &s.beaconed);
+        if chunk.is_empty() {
+            return None;
+        }
+        let body = s.tracker.batch_body(&chunk);
+        s.in_flight = chunk;
+        s.sent_at = t;
+        Some((s.url.clone(), body))
+    })
+    .flatten();
+    match next {
+        Some((url, body)) => browser::post(&url, &body),
+        None => drained(),
     }
-    let idle = with_sdk(|s| {
-        s.sending = false;
-        std::mem::take(&mut s.idle)
+}
+
+/// The host's answer to the send in flight: the status and `Retry-After` (seconds), or status
+/// 0 when the request did not complete (offline, blocked, CORS refused).
+#[wasm_bindgen(js_name = _answered)]
+pub fn answered(status: u32, retry_after: f64) {
+    let more = with_sdk(|s| {
+        let chunk = std::mem::take(&mut s.in_flight);
+        let took = BrowserClock.now_ms() - s.sent_at;
+        let answer = match status {
+            0 => Err(()),
+            _ => Ok((status.min(999) as u16, retry_after as i64)),
+        };
+        s.answered(answer, &chunk, took)
     });
-    for resolve in idle.unwrap_or_default() {
-        let _ = resolve.call0(&JsValue::UNDEFINED);
+    if more == Some(true) {
+        send_next();
+    } else {
+        drained();
+    }
+}
+
+/// The drain ended: the flushes it answers resolve, the outbox is saved, and flushes that
+/// waited for it drain again.
+fn drained() {
+    let Some((done, again)) = with_sdk(|s| {
+        s.sending = false;
+        let done = std::mem::take(&mut s.flushes_now);
+        s.flushes_now = std::mem::take(&mut s.flushes_next);
+        (done, s.flushes_now > 0)
+    }) else {
+        return;
+    };
+    if done > 0 {
+        browser::flushed(done);
     }
     save_now();
+    if again {
+        drain(true);
+    }
 }
 
 impl Sdk {
     /// Acts on the collector's answer to a chunk; true to send the next one.
-    fn answered(
-        &mut self,
-        answer: Result<(u16, i64), JsValue>,
-        chunk: &[String],
-        took: i64,
-    ) -> bool {
+    fn answered(&mut self, answer: Result<(u16, i64), ()>, chunk: &[String], took: i64) -> bool {
         let wait = match answer {
             Ok((status, _)) if (200..300).contains(&status) => {
                 self.outbox.ack(chunk);

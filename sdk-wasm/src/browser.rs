@@ -1,5 +1,6 @@
-//! The only module that touches `web_sys`: time, cookies, randomness, the page, and sending.
-//! Everything here is a thin shim; decisions are made in the core.
+//! The only module that touches `web_sys`: time, cookies, randomness, the page, and the calls
+//! to the JavaScript host (`js-wrapper/src/host.js`: sending, and running work at the end of
+//! the task). Everything here is a thin shim; decisions are made in the core.
 
 use crate::options::Persistence;
 use crate::platform::{Clock, Entropy, Storage};
@@ -9,8 +10,40 @@ use js_sys::{Array, Object, Reflect};
 use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{HtmlDocument, RequestInit, Response};
+use web_sys::HtmlDocument;
+
+/// The JavaScript host (`js-wrapper/src/host.js`), a global the wrapper sets before the wasm
+/// runs. Only numbers and strings cross: what the host does with them, and its answers, come
+/// back through the `_answered` and `_later` exports.
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = post)]
+    fn host_post(url: &str, body: &str);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = later)]
+    fn host_later(what: u32);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = flushed)]
+    fn host_flushed(count: u32);
+}
+
+/// Work run at the end of the current task (a microtask), through the `_later` export.
+#[derive(Clone, Copy)]
+pub enum Later {
+    /// Write the outbox.
+    Save = 0,
+    /// Set the cookies written in this task.
+    Cookies = 1,
+    /// Start a drain of the outbox.
+    Drain = 2,
+}
+
+pub fn later(what: Later) {
+    host_later(what as u32);
+}
+
+/// Resolves the oldest `count` Promises of `flush()`.
+pub fn flushed(count: u32) {
+    host_flushed(count);
+}
 
 /// Concatenates without `[..].concat()`, whose generic join code costs a kilobyte of wasm.
 pub fn cat(parts: &[&str]) -> String {
@@ -203,7 +236,7 @@ fn end_of_task() {
     if scheduled != Some(false) {
         return;
     }
-    wasm_bindgen_futures::spawn_local(async { write_cookies() });
+    later(Later::Cookies);
 }
 
 /// Sets the cookies written in this task and forgets what was read.
@@ -560,29 +593,10 @@ pub fn origin() -> String {
     text(&location(), "origin")
 }
 
-/// POSTs `body` as `text/plain` (no CORS preflight) and gives the status and `Retry-After`
-/// (seconds), or an error when the request did not complete (offline, blocked, CORS refused).
-pub async fn post(url: &str, body: &str) -> Result<(u16, i64), JsValue> {
-    let w = window().ok_or(JsValue::NULL)?;
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_body(&JsValue::from_str(body));
-    // No `keepalive`: the browser counts every keepalive body still in flight against one
-    // 64 KB budget, which the beacons of a hidden page need. Events a page takes with it are
-    // in the outbox, and leave by beacon.
-    // `fetch` settles with a Response or not at all: no `instanceof` check (one import less).
-    let resp: Response = JsFuture::from(w.fetch_with_str_and_init(url, &init))
-        .await?
-        .unchecked_into();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .ok()
-        .flatten()
-        .and_then(|v| footfall_wire::json::read_i64(v.trim()))
-        .unwrap_or(0);
-    let status = get(&resp, "status").as_f64().unwrap_or(0.0) as u16;
-    Ok((status, retry_after))
+/// POSTs `body` as `text/plain` (no CORS preflight); the answer comes back through the
+/// `_answered` export.
+pub fn post(url: &str, body: &str) {
+    host_post(url, body);
 }
 
 /// Calls `f(replace)` after each `history.pushState` (false) and `replaceState` (true) the page

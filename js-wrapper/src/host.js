@@ -1,0 +1,54 @@
+// The JavaScript host of the wasm: what the SDK asks of the browser that needs a callback or
+// a Promise. Only numbers and strings cross; the answers come back through the wasm's exports
+// `_answered` (a send's status and Retry-After) and `_later` (work at the end of the task).
+// The script tag includes this file as it is; the npm package imports it (`xtask` adds the
+// export). The wasm reaches it as the global `footfall_host`, which the wrapper sets.
+function footfallHost(sdk) {
+  var flushes = [];
+  function call(fn, a, b) {
+    try {
+      fn(a, b);
+    } catch (e) {
+      console.warn("footfall: internal error", e);
+    }
+  }
+  var host = {
+    // POSTs `body` as text/plain (no CORS preflight). No `keepalive`: the browser counts
+    // every keepalive body in flight against one 64 KB budget, which the beacons of a hidden
+    // page need; what a page takes with it is in the outbox and leaves by beacon.
+    post: function (url, body) {
+      fetch(url, { method: "POST", body: body }).then(
+        function (r) {
+          call(sdk._answered, r.status, Number(r.headers.get("retry-after")) || 0);
+        },
+        function () {
+          call(sdk._answered, 0, 0);
+        },
+      );
+    },
+    later: function (what) {
+      queueMicrotask(function () {
+        call(sdk._later, what);
+      });
+    },
+    flushed: function (count) {
+      flushes.splice(0, count).forEach(function (done) {
+        done();
+      });
+    },
+    // `flush()`: resolves once the SDK says the events queued at the call were answered.
+    flush: function () {
+      return new Promise(function (done) {
+        flushes.push(done);
+        var waits = false;
+        try {
+          waits = sdk._flush();
+        } catch (e) {
+          console.warn("footfall: internal error", e);
+        }
+        if (!waits) host.flushed(flushes.length);
+      });
+    },
+  };
+  return host;
+}
