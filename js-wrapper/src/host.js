@@ -1,6 +1,7 @@
 // The JavaScript host of the wasm: what the SDK asks of the browser that needs a callback or
 // a Promise. Only numbers and strings cross; the answers come back through the wasm's exports
-// `_answered` (a send's status and Retry-After) and `_later` (work at the end of the task).
+// `_answered` (a send's status and Retry-After), `_later` (work at the end of the task or
+// after a timer) and `_on` (the page's events).
 // The script tag includes this file as it is; the npm package imports it (`xtask` adds the
 // export). The wasm reaches it as the global `footfall_host`, which the wrapper sets.
 function footfallHost(sdk) {
@@ -29,6 +30,40 @@ function footfallHost(sdk) {
     later: function (what) {
       queueMicrotask(function () {
         call(sdk._later, what);
+      });
+    },
+    timer: function (what, ms) {
+      setTimeout(function () {
+        call(sdk._later, what);
+      }, ms);
+    },
+    // The page's events, for the life of the page, as numbers: see `_on` in api.rs.
+    listen: function (withHistory) {
+      function on(event, target, name) {
+        target.addEventListener(name, function (e) {
+          call(sdk._on, event, e.persisted ? 1 : 0);
+        });
+      }
+      on(0, document, "visibilitychange");
+      on(1, window, "online");
+      on(2, window, "pagehide");
+      on(3, window, "pageshow");
+      ["pointerdown", "keydown", "scroll", "touchstart"].forEach(function (name) {
+        on(4, window, name);
+      });
+      on(7, window, "resize");
+      if (!withHistory) return;
+      on(5, window, "popstate");
+      // The page's pushState/replaceState do what they did, return what they returned and
+      // throw what they threw (then the SDK hears nothing).
+      [["pushState", 5], ["replaceState", 6]].forEach(function (m) {
+        var original = history[m[0]];
+        if (typeof original !== "function") return;
+        history[m[0]] = function (state, title, url) {
+          var r = original.call(history, state, title, url);
+          call(sdk._on, m[1], 0);
+          return r;
+        };
       });
     },
     flushed: function (count) {

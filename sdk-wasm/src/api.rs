@@ -10,7 +10,6 @@ use crate::platform::{uuid_v4, Clock, Entropy, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker, MAX_SEND_BYTES};
 use footfall_wire::{EventType, Page, RawJson, DEFAULT_MAX_EVENT_BYTES};
-use gloo_timers::callback::Timeout;
 use std::cell::{Cell, RefCell};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -20,7 +19,8 @@ type BrowserTracker = Tracker<BrowserClock, BrowserStorage, BrowserEntropy>;
 struct Sdk {
     tracker: BrowserTracker,
     url: String,
-    flush_timer: Option<Timeout>,
+    /// The flush interval's timer is set.
+    flush_timer: bool,
     sending: bool,
     /// Events waiting for the collector's answer, kept in localStorage.
     outbox: Outbox,
@@ -32,7 +32,6 @@ struct Sdk {
     retry_at: i64,
     /// A 429's `Retry-After`: not even `flush()` sends before it.
     not_before: i64,
-    retry_timer: Option<Timeout>,
     /// The chunk of the send in flight, and when it left.
     in_flight: Vec<String>,
     sent_at: i64,
@@ -160,14 +159,13 @@ pub fn init(options: JsValue) {
         *s = Some(Sdk {
             tracker,
             url,
-            flush_timer: None,
+            flush_timer: false,
             sending: false,
             outbox: Outbox::default(),
             beaconed: Vec::new(),
             failures: 0,
             retry_at: 0,
             not_before: 0,
-            retry_timer: None,
             in_flight: Vec::new(),
             sent_at: 0,
             drain_now: false,
@@ -186,11 +184,8 @@ pub fn init(options: JsValue) {
             engagement: Engagement::default(),
         })
     });
-    listen_to_the_page();
-    if auto_pageviews {
-        browser::on_history_change(navigated);
-        browser::listen(false, "popstate", |_| navigated(false));
-    }
+    // The host calls `_on` for each event of the page from now on.
+    browser::listen(auto_pageviews);
     if durable {
         own_outbox();
     }
@@ -343,16 +338,19 @@ fn page_hidden() {
     send_all_by_beacon();
 }
 
-fn listen_to_the_page() {
-    browser::listen(true, "visibilitychange", |_| visibility_changed());
-    browser::listen(false, "online", |_| {
-        with_sdk(|s| s.retry_at = 0);
-        send_queue();
-    });
-    browser::listen(false, "pagehide", |_| page_hidden());
-    // Back from the back/forward cache: this tab is open again.
-    browser::listen(false, "pageshow", |e| {
-        if browser::persisted(&e) {
+/// An event of the page, from the host (`listen` in host.js): `persisted` is 1 for a page
+/// back from the back/forward cache.
+#[wasm_bindgen(js_name = _on)]
+pub fn on(event: u32, persisted: u32) {
+    match event {
+        0 => visibility_changed(),
+        1 => {
+            with_sdk(|s| s.retry_at = 0);
+            send_queue();
+        }
+        2 => page_hidden(),
+        // Back from the back/forward cache: this tab is open again.
+        3 if persisted == 1 => {
             with_sdk(|s| {
                 if s.tab_id.is_some() {
                     let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
@@ -366,14 +364,18 @@ fn listen_to_the_page() {
                 view(JsValue::UNDEFINED);
             }
         }
-    });
-    for event in ["pointerdown", "keydown", "scroll", "touchstart"] {
-        browser::listen(false, event, |_| {
+        // User input: pointer, key, scroll, touch.
+        4 => {
             with_sdk(|s| {
                 s.engagement.input(BrowserClock.now_ms());
                 s.tracker.input();
             });
-        });
+        }
+        // `popstate` and `pushState` (5), `replaceState` (6).
+        5 => navigated(false),
+        6 => navigated(true),
+        7 => browser::resized(),
+        _ => {}
     }
 }
 
@@ -421,16 +423,10 @@ fn record_on(kind: EventType, name: String, props: RawJson, traits: Option<RawJs
             sdk.outbox.push(e);
         }
         let full = sdk.outbox.len() >= sdk.tracker.options.batch_size + sdk.beaconed.len();
-        if !full && sdk.flush_timer.is_none() {
-            let wait = sdk
-                .tracker
-                .options
-                .flush_interval_ms
-                .clamp(0, u32::MAX as i64) as u32;
-            sdk.flush_timer = Some(Timeout::new(wait, || {
-                with_sdk(|sdk| sdk.flush_timer = None);
-                send_queue();
-            }));
+        if !full && !sdk.flush_timer {
+            let wait = sdk.tracker.options.flush_interval_ms;
+            sdk.flush_timer = true;
+            browser::timer(browser::Later::FlushTimer, wait);
         }
         full
     });
@@ -585,13 +581,19 @@ pub fn flush() -> bool {
     true
 }
 
-/// What the host runs at the end of the task that asked (see [`browser::later`]).
+/// What the host runs at the end of the task that asked, or when a timer fires (see
+/// [`browser::Later`]).
 #[wasm_bindgen(js_name = _later)]
 pub fn later(what: u32) {
     match what {
         0 => save_now(),
         1 => browser::write_cookies(),
-        _ => drain(false),
+        2 => drain(false),
+        3 => {
+            with_sdk(|s| s.flush_timer = false);
+            send_queue();
+        }
+        _ => send_queue(),
     }
 }
 
@@ -725,10 +727,7 @@ impl Sdk {
         let jitter = base * i64::from(u16::from_le_bytes(r)) / 65_536;
         let wait = wait.max(base + jitter);
         self.retry_at = BrowserClock.now_ms() + wait;
-        self.retry_timer = Some(Timeout::new(wait as u32, || {
-            with_sdk(|s| s.retry_timer = None);
-            send_queue();
-        }));
+        browser::timer(browser::Later::RetryTimer, wait);
         false
     }
 }

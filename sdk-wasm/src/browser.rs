@@ -23,9 +23,14 @@ extern "C" {
     fn host_later(what: u32);
     #[wasm_bindgen(js_namespace = footfall_host, js_name = flushed)]
     fn host_flushed(count: u32);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = timer)]
+    fn host_timer(what: u32, ms: f64);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = listen)]
+    fn host_listen(history: bool);
 }
 
-/// Work run at the end of the current task (a microtask), through the `_later` export.
+/// Work run through the `_later` export: at the end of the current task (a microtask), or
+/// when a timer fires.
 #[derive(Clone, Copy)]
 pub enum Later {
     /// Write the outbox.
@@ -34,6 +39,22 @@ pub enum Later {
     Cookies = 1,
     /// Start a drain of the outbox.
     Drain = 2,
+    /// The flush interval passed.
+    FlushTimer = 3,
+    /// The backoff after a failed send passed.
+    RetryTimer = 4,
+}
+
+/// Runs `what` after `ms` milliseconds (a `setTimeout`; never cancelled: what it starts checks
+/// whether it is still due).
+pub fn timer(what: Later, ms: i64) {
+    host_timer(what as u32, ms.clamp(0, u32::MAX as i64) as f64);
+}
+
+/// Asks the host to call `_on` for each event of the page from now on: visibility, page hide
+/// and show, online, user input, resize, and with `history`, History API navigations.
+pub fn listen(history: bool) {
+    host_listen(history);
 }
 
 pub fn later(what: Later) {
@@ -536,18 +557,6 @@ pub fn context() -> Context {
         .with(|c| {
             let mut c = c.try_borrow_mut().ok()?;
             let c = c.get_or_insert_with(|| {
-                listen(false, "resize", |_| {
-                    CONTEXT.with(|c| {
-                        if let Some(c) = c
-                            .try_borrow_mut()
-                            .ok()
-                            .as_deref_mut()
-                            .and_then(Option::as_mut)
-                        {
-                            c.viewport = viewport();
-                        }
-                    })
-                });
                 let mut c = fixed_context();
                 c.viewport = viewport();
                 c
@@ -555,6 +564,20 @@ pub fn context() -> Context {
             Some(c.clone())
         })
         .unwrap_or_else(fixed_context)
+}
+
+/// After a `resize`: the viewport of later events.
+pub fn resized() {
+    CONTEXT.with(|c| {
+        if let Some(c) = c
+            .try_borrow_mut()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            c.viewport = viewport();
+        }
+    })
 }
 
 fn viewport() -> String {
@@ -597,30 +620,6 @@ pub fn origin() -> String {
 /// `_answered` export.
 pub fn post(url: &str, body: &str) {
     host_post(url, body);
-}
-
-/// Calls `f(replace)` after each `history.pushState` (false) and `replaceState` (true) the page
-/// makes. The page's call does what it did before, returns what it returned, and throws what it
-/// threw (then `f` is not called).
-pub fn on_history_change(f: fn(bool)) {
-    let Some(history) = window().map(|w| get(&w, "history")) else {
-        return;
-    };
-    for (name, replace) in [("pushState", false), ("replaceState", true)] {
-        let Ok(original) = get(&history, name).dyn_into::<js_sys::Function>() else {
-            continue;
-        };
-        let this = history.clone();
-        let wrapper = Closure::<dyn Fn(JsValue, JsValue, JsValue) -> Result<JsValue, JsValue>>::new(
-            move |state, title, url| {
-                let r = original.call3(&this, &state, &title, &url)?;
-                f(replace);
-                Ok(r)
-            },
-        );
-        let _ = Reflect::set(&history, &name.into(), wrapper.as_ref());
-        wrapper.forget();
-    }
 }
 
 /// `navigator.onLine`.
@@ -676,25 +675,6 @@ pub fn beacon(url: &str, body: &str) -> bool {
 pub fn is_hidden() -> bool {
     // Read by name: web-sys' `VisibilityState` enum costs a conversion in Rust and in the glue.
     document().is_some_and(|d| get(&d, "visibilityState").as_string().as_deref() == Some("hidden"))
-}
-
-/// Calls `f` on every `event` of `target` (`window` or `document`) for the life of the page.
-pub fn listen(on_document: bool, event: &str, f: impl FnMut(web_sys::Event) + 'static) {
-    let closure = Closure::<dyn FnMut(web_sys::Event)>::new(f);
-    let target: Option<web_sys::EventTarget> = if on_document {
-        document().map(Into::into)
-    } else {
-        window().map(Into::into)
-    };
-    if let Some(t) = target {
-        let _ = t.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
-    }
-    closure.forget();
-}
-
-/// `event.persisted` of a `pageshow`/`pagehide` event (a back/forward-cache page).
-pub fn persisted(e: &web_sys::Event) -> bool {
-    get(e, "persisted").as_bool() == Some(true)
 }
 
 /// `JSON.stringify` of a plain object, `None` (with the reason) for anything else.
