@@ -66,6 +66,22 @@ function footfallHost(sdk) {
         };
       });
     },
+    // Web Lock `name` if free: `_locked(id, 1)` while held (with `hold`, for the page's
+    // life), `_locked(id, 0)` if taken; false without Web Locks. The page going (a back/
+    // forward cache entry, in WebKit) rejects a held lock's request: that is expected.
+    lock: function (name, hold, id) {
+      var locks = navigator.locks;
+      if (!locks || typeof locks.request !== "function") return false;
+      try {
+        locks.request(name, { ifAvailable: true }, function (lock) {
+          call(sdk._locked, id, lock ? 1 : 0);
+          if (hold && lock) return new Promise(function () {});
+        }).catch(function () {});
+        return true;
+      } catch (e) {
+        return false;
+      }
+    },
     flushed: function (count) {
       flushes.splice(0, count).forEach(function (done) {
         done();

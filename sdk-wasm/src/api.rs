@@ -41,6 +41,9 @@ struct Sdk {
     /// and then drain again (the send in flight carries only part of their queue).
     flushes_now: u32,
     flushes_next: u32,
+    /// Web Locks asked for and not yet answered (see [`locked`]), and the last ID given.
+    locks: Vec<(u32, LockFor)>,
+    lock_id: u32,
     /// Sends refused at once while online, in a row; at `BLOCKED_AFTER` the endpoint counts
     /// as blocked (an ad blocker) and this page stops sending.
     instant_failures: u32,
@@ -171,6 +174,8 @@ pub fn init(options: JsValue) {
             drain_now: false,
             flushes_now: 0,
             flushes_next: 0,
+            locks: Vec::new(),
+            lock_id: 0,
             instant_failures: 0,
             blocked: false,
             save_scheduled: false,
@@ -227,19 +232,73 @@ fn own_outbox() {
         .unwrap_or_else(|| uuid_v4(&mut BrowserEntropy));
     tab.set("ff_ob", &id);
     let key = browser::cat(&[outbox::PREFIX, &id]);
-    let name = key.clone();
-    let has_locks = browser::try_lock(&name, true, move |granted| {
-        if granted {
-            take_outbox(key);
-        } else {
-            tab.remove("ff_ob");
-            own_outbox();
-        }
-    });
-    if !has_locks {
+    if !ask_lock(&key, true, LockFor::Own(key.clone())) {
         // No Web Locks: the key is ours by the sessionStorage ID alone; others' outboxes are
         // adopted once left unsaved for a long time.
-        take_outbox(browser::cat(&[outbox::PREFIX, &id]));
+        take_outbox(key);
+    }
+}
+
+/// What a Web Lock asked for is for, once the host answers.
+#[derive(Clone)]
+enum LockFor {
+    /// This tab's outbox key, held for the page's life.
+    Own(String),
+    /// The outbox of another tab, to adopt if that tab is gone.
+    Adopt(String),
+}
+
+/// Asks the host for Web Lock `name` if it is free; the answer comes to [`locked`]. False
+/// when there are no Web Locks (then nothing comes).
+fn ask_lock(name: &str, hold: bool, what: LockFor) -> bool {
+    let Some(id) = with_sdk(|s| {
+        s.lock_id += 1;
+        s.locks.push((s.lock_id, what));
+        s.lock_id
+    }) else {
+        return false;
+    };
+    let asked = browser::lock(name, hold, id);
+    if !asked {
+        with_sdk(|s| s.locks.retain(|(k, _)| *k != id));
+    }
+    asked
+}
+
+/// The host's answer to lock request `id`, while the lock is held (`granted` 1) or at once
+/// (0: another tab holds it).
+#[wasm_bindgen(js_name = _locked)]
+pub fn locked(id: u32, granted: u32) {
+    let what = with_sdk(|s| {
+        let mut found = None;
+        s.locks.retain(|(k, w)| {
+            if *k == id && found.is_none() {
+                found = Some(w.clone());
+                return false;
+            }
+            true
+        });
+        found
+    })
+    .flatten();
+    match (what, granted == 1) {
+        (Some(LockFor::Own(key)), true) => take_outbox(key),
+        (Some(LockFor::Own(_)), false) => {
+            // A duplicated tab, which copied the key: it gets one of its own.
+            if let Some(mut tab) = browser::web_storage(false).map(BrowserStorage::Web) {
+                tab.remove("ff_ob");
+            }
+            own_outbox();
+        }
+        (Some(LockFor::Adopt(other)), true) => {
+            if let Some(mut store) = local() {
+                with_sdk(|s| s.outbox.adopt(&mut store, &other));
+                // Saved while the lock is held: the events are never in neither outbox.
+                save_now();
+                send_queue();
+            }
+        }
+        _ => {}
     }
 }
 
@@ -271,17 +330,9 @@ fn adopt_orphans() {
         if other == own {
             continue;
         }
-        let lock_name = other.clone();
-        let has_locks = browser::try_lock(&lock_name, false, move |granted| {
-            if let (true, Some(mut store)) = (granted, local()) {
-                with_sdk(|s| s.outbox.adopt(&mut store, &other));
-                // Saved while the lock is held: the events are never in neither outbox.
-                save_now();
-                send_queue();
-            }
-        });
-        if !has_locks && now - outbox::load(&store, &lock_name).1 > ABANDONED_MS {
-            with_sdk(|s| s.outbox.adopt(&mut store, &lock_name));
+        let has_locks = ask_lock(&other, false, LockFor::Adopt(other.clone()));
+        if !has_locks && now - outbox::load(&store, &other).1 > ABANDONED_MS {
+            with_sdk(|s| s.outbox.adopt(&mut store, &other));
             save_now();
         }
     }

@@ -27,6 +27,8 @@ extern "C" {
     fn host_timer(what: u32, ms: f64);
     #[wasm_bindgen(js_namespace = footfall_host, js_name = listen)]
     fn host_listen(history: bool);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = lock)]
+    fn host_lock(name: &str, hold: bool, id: u32) -> bool;
 }
 
 /// Work run through the `_later` export: at the end of the current task (a microtask), or
@@ -627,30 +629,12 @@ pub fn online() -> bool {
     window().is_none_or(|w| get(&w.navigator(), "onLine").as_bool() == Some(true))
 }
 
-/// Asks the Web Locks API for lock `name` if it is free; `f(granted)` runs while it is held.
-/// With `hold`, a granted lock is kept for the life of the page (the browser frees it when the
-/// page goes, even by a crash). Returns false, without calling `f`, when there are no Web Locks.
-pub fn try_lock(name: &str, hold: bool, f: impl FnOnce(bool) + 'static) -> bool {
-    let Some(locks) = window().map(|w| get(&w.navigator(), "locks")) else {
-        return false;
-    };
-    let Ok(request) = get(&locks, "request").dyn_into::<js_sys::Function>() else {
-        return false;
-    };
-    let options = Object::new();
-    let _ = Reflect::set(&options, &"ifAvailable".into(), &JsValue::TRUE);
-    let callback = Closure::once_into_js(move |lock: JsValue| -> JsValue {
-        let granted = !lock.is_null();
-        f(granted);
-        if hold && granted {
-            js_sys::Promise::new(&mut |_, _| {}).into()
-        } else {
-            JsValue::UNDEFINED
-        }
-    });
-    request
-        .call3(&locks, &name.into(), &options, &callback)
-        .is_ok()
+/// Asks the Web Locks API (through the host) for lock `name` if it is free; the host calls the
+/// `_locked` export with `id` while it is held, or at once when it is not free. With `hold`, a
+/// granted lock is kept for the life of the page (the browser frees it when the page goes,
+/// even by a crash). False, with no call to come, when there are no Web Locks.
+pub fn lock(name: &str, hold: bool, id: u32) -> bool {
+    host_lock(name, hold, id)
 }
 
 /// The keys of localStorage that start with `prefix`.
