@@ -1,9 +1,11 @@
 // The ES module build (`import { init, track } from "footfall"`). It loads the wasm on
 // `init`; calls made before it is ready are queued with their time and replayed in order.
 import loadWasm, * as sdk from "./footfall_sdk.js";
+import { footfallHost } from "./host.js";
 
 let ready = null;
 const queue = [];
+let host = null;
 
 function guard(name, args) {
   try {
@@ -21,6 +23,8 @@ function call(name, args) {
 /** Starts the SDK; resolves once it runs. */
 export function init(options) {
   if (ready) return ready === "done" ? Promise.resolve() : ready;
+  // The wasm's host (host.js), reached by the wasm as a global.
+  host = globalThis.footfall_host = footfallHost(sdk);
   ready = loadWasm({ module_or_path: new URL("./footfall_sdk_bg.wasm", import.meta.url) })
     .then(() => {
       guard("init", [options]);
@@ -45,7 +49,7 @@ export const reset = () => call("reset", []);
 export const optOut = () => call("optOut", []);
 export const optIn = () => call("optIn", []);
 export const isOptedOut = () => (ready === "done" ? guard("isOptedOut", []) : undefined);
-export const flush = () => (ready === "done" ? guard("flush", []) : Promise.resolve());
+export const flush = () => (ready === "done" ? host.flush() : Promise.resolve());
 export const getAnonymousId = () => (ready === "done" ? guard("getAnonymousId", []) : undefined);
 export const getSessionId = () => (ready === "done" ? guard("getSessionId", []) : undefined);
 export const getUserId = () => (ready === "done" ? guard("getUserId", []) : undefined);

@@ -2,6 +2,12 @@
 // `footfall_wasm`). It loads footfall_bg.wasm from beside this script, starts the SDK from the
 // tag's data- attributes, replays the loader's queue, and puts the real API on window.footfall.
 // Every call is guarded: nothing the page does with it can throw into the page.
+//
+// Calls queued before the SDK has started are not lost when the page goes first (closed or
+// navigated right after a `track`): with the wasm's bytes here, the SDK starts at once, inside
+// the `visibilitychange`/`pagehide` event, and the calls leave by beacon with the rest; without
+// them, the calls are kept in localStorage (`ff_q`) with the page they were made on, and the
+// next page load of the site replays them.
 (function (w) {
   var script = document.currentScript;
   var base = script && script.src ? script.src : location.href;
@@ -9,7 +15,13 @@
   var names = ["init", "page", "track", "identify", "setUserProperties", "register",
     "unregister", "reset", "flush", "optOut", "optIn", "isOptedOut", "getAnonymousId",
     "getSessionId", "getUserId"];
+  var KEPT = "ff_q";
   var warned = false;
+  var sdk = footfall_wasm;
+  // The wasm's host (host.js, included before this file), reached by the wasm as a global.
+  var host = (w.footfall_host = footfallHost(sdk));
+  // The wasm's bytes once fetched, and the API once the SDK runs.
+  var bytes, api;
 
   // Calls made while the wasm loads, if the page had no loader snippet.
   if (!w.footfall) {
@@ -30,29 +42,121 @@
     };
   }
 
-  footfall_wasm({ module_or_path: new URL("footfall_bg.wasm", base) }).then(function () {
-    var sdk = footfall_wasm;
-    var api = {};
+  function storage() {
+    try {
+      return w.localStorage;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // One queued call: [time, name, args, flush's resolve?], replayed at its time (and on its
+  // page, for a call kept by an earlier page).
+  function replay(call, page) {
+    var fn = api[call[1]];
+    if (!fn) return;
+    guard(sdk._replayAt)(call[0]);
+    if (page) guard(sdk._replayPage)(page);
+    var result = fn.apply(null, call[2]);
+    guard(sdk._replayAt)(NaN);
+    if (call[3]) Promise.resolve(result).then(call[3], call[3]);
+  }
+
+  // Calls kept by earlier pages of this site that went before their SDK had started, replayed
+  // once this page's SDK runs (their `init` is this page's own).
+  function replayKept() {
+    var s = storage();
+    var kept = s && s.getItem(KEPT);
+    if (!kept) return;
+    s.removeItem(KEPT);
+    JSON.parse(kept).forEach(function (page) {
+      page.q.forEach(function (call) {
+        if (call[1] !== "init" && call[1] !== "flush") replay(call, page);
+      });
+    });
+  }
+
+  function start(module) {
+    if (api) return;
+    sdk.initSync({ module: module });
+    api = {};
     names.forEach(function (m) { api[m] = guard(sdk[m]); });
+    api.flush = guard(host.flush);
     // The endpoint defaults to the origin the script came from.
+    var replayed = false;
     api.init = guard(function (options) {
       var o = {};
       for (var k in options || {}) o[k] = options[k];
       if (!o.endpoint) o.endpoint = origin;
       sdk.init(o);
+      if (!replayed && (sdk.getAnonymousId() !== undefined || sdk.isOptedOut())) {
+        replayed = true;
+        guard(replayKept)();
+      }
     });
     var queued = (w.footfall && w.footfall.q) || [];
     w.footfall = api;
     if (script && script.dataset.key) api.init(script.dataset);
+    queued.forEach(function (call) { replay(call); });
+  }
+
+  // The page is hidden or goes while the SDK has not started: with the bytes here, it starts
+  // now and does what its own listeners, added too late for this event, would have done;
+  // without them, a page that goes keeps its calls for the next load.
+  function leaving(e) {
+    var hide = e.type === "pagehide";
+    if (api || (!hide && document.visibilityState !== "hidden")) return;
+    if (bytes) {
+      guard(start)(bytes);
+      if (api) return guard(sdk._hide)(hide);
+    }
+    var queued = (w.footfall && w.footfall.q) || [];
+    if (hide && queued.length && keepable(queued)) guard(keep)(queued);
+  }
+
+  // Cookieless pages (`persistence: "memory"`) keep nothing.
+  function keepable(queued) {
+    var memory = !!script && script.dataset.persistence === "memory";
     queued.forEach(function (call) {
-      var fn = api[call[1]];
-      if (!fn) return;
-      guard(sdk._replayAt)(call[0]);
-      var result = fn.apply(null, call[2]);
-      guard(sdk._replayAt)(NaN);
-      if (call[3]) Promise.resolve(result).then(call[3], call[3]);
+      var o = call[1] === "init" && call[2][0];
+      if (o && o.persistence) memory = o.persistence === "memory";
     });
-  }).catch(function (e) {
-    console.warn("footfall: the SDK could not load; nothing is tracked", e);
-  });
+    return !memory;
+  }
+
+  function keep(queued) {
+    var s = storage();
+    if (!s) return;
+    var pages = JSON.parse(s.getItem(KEPT) || "[]");
+    pages.push({
+      u: location.href, p: location.pathname, t: document.title, r: document.referrer,
+      // A call whose arguments cannot be written (a cycle) is left out; the SDK would drop it.
+      q: queued.map(function (call) {
+        try {
+          return JSON.parse(JSON.stringify(call.slice(0, 3)));
+        } catch (e) {
+          return [0, ""];
+        }
+      }),
+    });
+    s.setItem(KEPT, JSON.stringify(pages.slice(-10)));
+    w.footfall.q = [];
+  }
+
+  w.addEventListener("pagehide", leaving);
+  document.addEventListener("visibilitychange", leaving);
+
+  fetch(new URL("footfall_bg.wasm", base))
+    .then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.arrayBuffer();
+    })
+    .then(function (b) {
+      bytes = b;
+      return WebAssembly.compile(b);
+    })
+    .then(start)
+    .catch(function (e) {
+      console.warn("footfall: the SDK could not load; nothing is tracked", e);
+    });
 })(window);

@@ -10,7 +10,6 @@ use crate::platform::{uuid_v4, Clock, Entropy, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker, MAX_SEND_BYTES};
 use footfall_wire::{EventType, Page, RawJson, DEFAULT_MAX_EVENT_BYTES};
-use gloo_timers::callback::Timeout;
 use std::cell::{Cell, RefCell};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -20,7 +19,8 @@ type BrowserTracker = Tracker<BrowserClock, BrowserStorage, BrowserEntropy>;
 struct Sdk {
     tracker: BrowserTracker,
     url: String,
-    flush_timer: Option<Timeout>,
+    /// The flush interval's timer is set.
+    flush_timer: bool,
     sending: bool,
     /// Events waiting for the collector's answer, kept in localStorage.
     outbox: Outbox,
@@ -32,9 +32,18 @@ struct Sdk {
     retry_at: i64,
     /// A 429's `Retry-After`: not even `flush()` sends before it.
     not_before: i64,
-    retry_timer: Option<Timeout>,
-    /// `flush()` calls waiting for the send in flight to end.
-    idle: Vec<js_sys::Function>,
+    /// The chunk of the send in flight, and when it left.
+    in_flight: Vec<String>,
+    sent_at: i64,
+    /// The drain running sends even while backing off (a `flush()`).
+    drain_now: bool,
+    /// `flush()` calls answered when the drain running ends, and those that wait for it to end
+    /// and then drain again (the send in flight carries only part of their queue).
+    flushes_now: u32,
+    flushes_next: u32,
+    /// Web Locks asked for and not yet answered (see [`locked`]), and the last ID given.
+    locks: Vec<(u32, LockFor)>,
+    lock_id: u32,
     /// Sends refused at once while online, in a row; at `BLOCKED_AFTER` the endpoint counts
     /// as blocked (an ad blocker) and this page stops sending.
     instant_failures: u32,
@@ -52,6 +61,8 @@ struct Sdk {
     registered: js_sys::Object,
     /// The page of the last page view, until it is left.
     shown: Option<Page>,
+    /// The page the next event happened on, when it is not this one (see [`replay_page`]).
+    replayed_page: Option<Page>,
     engagement: Engagement,
 }
 
@@ -151,15 +162,20 @@ pub fn init(options: JsValue) {
         *s = Some(Sdk {
             tracker,
             url,
-            flush_timer: None,
+            flush_timer: false,
             sending: false,
             outbox: Outbox::default(),
             beaconed: Vec::new(),
             failures: 0,
             retry_at: 0,
             not_before: 0,
-            retry_timer: None,
-            idle: Vec::new(),
+            in_flight: Vec::new(),
+            sent_at: 0,
+            drain_now: false,
+            flushes_now: 0,
+            flushes_next: 0,
+            locks: Vec::new(),
+            lock_id: 0,
             instant_failures: 0,
             blocked: false,
             save_scheduled: false,
@@ -169,14 +185,12 @@ pub fn init(options: JsValue) {
             tab_id,
             registered,
             shown: None,
+            replayed_page: None,
             engagement: Engagement::default(),
         })
     });
-    listen_to_the_page();
-    if auto_pageviews {
-        browser::on_history_change(navigated);
-        browser::listen(false, "popstate", |_| navigated(false));
-    }
+    // The host calls `_on` for each event of the page from now on.
+    browser::listen(auto_pageviews);
     if durable {
         own_outbox();
     }
@@ -218,19 +232,73 @@ fn own_outbox() {
         .unwrap_or_else(|| uuid_v4(&mut BrowserEntropy));
     tab.set("ff_ob", &id);
     let key = browser::cat(&[outbox::PREFIX, &id]);
-    let name = key.clone();
-    let has_locks = browser::try_lock(&name, true, move |granted| {
-        if granted {
-            take_outbox(key);
-        } else {
-            tab.remove("ff_ob");
-            own_outbox();
-        }
-    });
-    if !has_locks {
+    if !ask_lock(&key, true, LockFor::Own(key.clone())) {
         // No Web Locks: the key is ours by the sessionStorage ID alone; others' outboxes are
         // adopted once left unsaved for a long time.
-        take_outbox(browser::cat(&[outbox::PREFIX, &id]));
+        take_outbox(key);
+    }
+}
+
+/// What a Web Lock asked for is for, once the host answers.
+#[derive(Clone)]
+enum LockFor {
+    /// This tab's outbox key, held for the page's life.
+    Own(String),
+    /// The outbox of another tab, to adopt if that tab is gone.
+    Adopt(String),
+}
+
+/// Asks the host for Web Lock `name` if it is free; the answer comes to [`locked`]. False
+/// when there are no Web Locks (then nothing comes).
+fn ask_lock(name: &str, hold: bool, what: LockFor) -> bool {
+    let Some(id) = with_sdk(|s| {
+        s.lock_id += 1;
+        s.locks.push((s.lock_id, what));
+        s.lock_id
+    }) else {
+        return false;
+    };
+    let asked = browser::lock(name, hold, id);
+    if !asked {
+        with_sdk(|s| s.locks.retain(|(k, _)| *k != id));
+    }
+    asked
+}
+
+/// The host's answer to lock request `id`, while the lock is held (`granted` 1) or at once
+/// (0: another tab holds it).
+#[wasm_bindgen(js_name = _locked)]
+pub fn locked(id: u32, granted: u32) {
+    let what = with_sdk(|s| {
+        let mut found = None;
+        s.locks.retain(|(k, w)| {
+            if *k == id && found.is_none() {
+                found = Some(w.clone());
+                return false;
+            }
+            true
+        });
+        found
+    })
+    .flatten();
+    match (what, granted == 1) {
+        (Some(LockFor::Own(key)), true) => take_outbox(key),
+        (Some(LockFor::Own(_)), false) => {
+            // A duplicated tab, which copied the key: it gets one of its own.
+            if let Some(mut tab) = browser::web_storage(false).map(BrowserStorage::Web) {
+                tab.remove("ff_ob");
+            }
+            own_outbox();
+        }
+        (Some(LockFor::Adopt(other)), true) => {
+            if let Some(mut store) = local() {
+                with_sdk(|s| s.outbox.adopt(&mut store, &other));
+                // Saved while the lock is held: the events are never in neither outbox.
+                save_now();
+                send_queue();
+            }
+        }
+        _ => {}
     }
 }
 
@@ -262,17 +330,9 @@ fn adopt_orphans() {
         if other == own {
             continue;
         }
-        let lock_name = other.clone();
-        let has_locks = browser::try_lock(&lock_name, false, move |granted| {
-            if let (true, Some(mut store)) = (granted, local()) {
-                with_sdk(|s| s.outbox.adopt(&mut store, &other));
-                // Saved while the lock is held: the events are never in neither outbox.
-                save_now();
-                send_queue();
-            }
-        });
-        if !has_locks && now - outbox::load(&store, &lock_name).1 > ABANDONED_MS {
-            with_sdk(|s| s.outbox.adopt(&mut store, &lock_name));
+        let has_locks = ask_lock(&other, false, LockFor::Adopt(other.clone()));
+        if !has_locks && now - outbox::load(&store, &other).1 > ABANDONED_MS {
+            with_sdk(|s| s.outbox.adopt(&mut store, &other));
             save_now();
         }
     }
@@ -283,7 +343,7 @@ fn save_soon() {
     if with_sdk(|s| std::mem::replace(&mut s.save_scheduled, true)) != Some(false) {
         return;
     }
-    wasm_bindgen_futures::spawn_local(async { save_now() });
+    browser::later(browser::Later::Save);
 }
 
 fn save_now() {
@@ -300,38 +360,48 @@ fn save_now() {
     });
 }
 
-fn listen_to_the_page() {
-    browser::listen(true, "visibilitychange", |_| {
-        let hidden = browser::is_hidden();
-        with_sdk(|s| {
-            s.engagement.set_hidden(hidden, BrowserClock.now_ms());
-            if hidden {
-                s.tracker.hidden();
-            } else {
-                s.tracker.visible();
-            }
-        });
+/// The tab was hidden or shown again; hidden, what the page holds leaves by beacon.
+fn visibility_changed() {
+    let hidden = browser::is_hidden();
+    with_sdk(|s| {
+        s.engagement.set_hidden(hidden, BrowserClock.now_ms());
         if hidden {
-            send_all_by_beacon();
+            s.tracker.hidden();
+        } else {
+            s.tracker.visible();
         }
     });
-    browser::listen(false, "online", |_| {
-        with_sdk(|s| s.retry_at = 0);
-        send_queue();
-    });
-    browser::listen(false, "pagehide", |_| {
-        with_sdk(|s| {
-            if let Some(id) = &s.tab_id {
-                let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
-                session::release_tab(&mut registry, id, BrowserClock.now_ms());
-            }
-        });
-        leave();
+    if hidden {
         send_all_by_beacon();
+    }
+}
+
+/// The page goes (closed, navigated away, or into the back/forward cache): this tab's
+/// registration ends, the page is left, and the outbox leaves by beacon.
+fn page_hidden() {
+    with_sdk(|s| {
+        if let Some(id) = &s.tab_id {
+            let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
+            session::release_tab(&mut registry, id, BrowserClock.now_ms());
+        }
     });
-    // Back from the back/forward cache: this tab is open again.
-    browser::listen(false, "pageshow", |e| {
-        if browser::persisted(&e) {
+    leave();
+    send_all_by_beacon();
+}
+
+/// An event of the page, from the host (`listen` in host.js): `persisted` is 1 for a page
+/// back from the back/forward cache.
+#[wasm_bindgen(js_name = _on)]
+pub fn on(event: u32, persisted: u32) {
+    match event {
+        0 => visibility_changed(),
+        1 => {
+            with_sdk(|s| s.retry_at = 0);
+            send_queue();
+        }
+        2 => page_hidden(),
+        // Back from the back/forward cache: this tab is open again.
+        3 if persisted == 1 => {
             with_sdk(|s| {
                 if s.tab_id.is_some() {
                     let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
@@ -345,14 +415,18 @@ fn listen_to_the_page() {
                 view(JsValue::UNDEFINED);
             }
         }
-    });
-    for event in ["pointerdown", "keydown", "scroll", "touchstart"] {
-        browser::listen(false, event, |_| {
+        // User input: pointer, key, scroll, touch.
+        4 => {
             with_sdk(|s| {
                 s.engagement.input(BrowserClock.now_ms());
                 s.tracker.input();
             });
-        });
+        }
+        // `popstate` and `pushState` (5), `replaceState` (6).
+        5 => navigated(false),
+        6 => navigated(true),
+        7 => browser::resized(),
+        _ => {}
     }
 }
 
@@ -372,7 +446,15 @@ fn props(v: &JsValue) -> RawJson {
 }
 
 fn record(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>) {
-    record_on(kind, name, props, traits, browser::page());
+    record_on(kind, name, props, traits, current_page());
+}
+
+/// The page the event being recorded happened on: this one, or the one given by
+/// [`replay_page`] for a call kept by an earlier page.
+fn current_page() -> Page {
+    with_sdk(|s| s.replayed_page.take())
+        .flatten()
+        .unwrap_or_else(browser::page)
 }
 
 fn record_on(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>, page: Page) {
@@ -392,16 +474,10 @@ fn record_on(kind: EventType, name: String, props: RawJson, traits: Option<RawJs
             sdk.outbox.push(e);
         }
         let full = sdk.outbox.len() >= sdk.tracker.options.batch_size + sdk.beaconed.len();
-        if !full && sdk.flush_timer.is_none() {
-            let wait = sdk
-                .tracker
-                .options
-                .flush_interval_ms
-                .clamp(0, u32::MAX as i64) as u32;
-            sdk.flush_timer = Some(Timeout::new(wait, || {
-                with_sdk(|sdk| sdk.flush_timer = None);
-                send_queue();
-            }));
+        if !full && !sdk.flush_timer {
+            let wait = sdk.tracker.options.flush_interval_ms;
+            sdk.flush_timer = true;
+            browser::timer(browser::Later::FlushTimer, wait);
         }
         full
     });
@@ -442,7 +518,7 @@ fn view(props_: JsValue) {
     let at = REPLAY_AT.with(Cell::get);
     leave();
     REPLAY_AT.with(|c| c.set(at));
-    let page = browser::page();
+    let page = current_page();
     record_on(
         EventType::Page,
         String::new(),
@@ -533,37 +609,59 @@ pub fn set_user_properties(traits: JsValue) {
     );
 }
 
-/// Sends what is queued now; the Promise resolves once the collector answered for the events
-/// queued at the call (or a send failed: they stay in the outbox for a retry).
-#[wasm_bindgen]
-pub fn flush() -> js_sys::Promise {
-    wasm_bindgen_futures::future_to_promise(async {
-        // A send in flight carries only part of the queue: wait for it, then send the rest
-        // (now, even while backing off, but never before a 429's Retry-After).
-        if with_sdk(|s| s.sending) == Some(true) {
-            let idle = js_sys::Promise::new(&mut |resolve, _| {
-                with_sdk(|s| s.idle.push(resolve));
-            });
-            let _ = wasm_bindgen_futures::JsFuture::from(idle).await;
+/// `flush()` (the host makes the Promise): sends what is queued now, and calls the host's
+/// `flushed` once the collector answered for the events queued at the call (or a send failed:
+/// they stay in the outbox for a retry). False when the SDK is not started: nothing to wait for.
+#[wasm_bindgen(js_name = _flush)]
+pub fn flush() -> bool {
+    // A send in flight carries only part of the queue: wait for it, then send the rest (now,
+    // even while backing off, but never before a 429's Retry-After).
+    let Some(sending) = with_sdk(|s| {
+        if s.sending {
+            s.flushes_next += 1;
+        } else {
+            s.flushes_now += 1;
         }
-        drain(true).await;
-        Ok(JsValue::UNDEFINED)
-    })
+        s.sending
+    }) else {
+        return false;
+    };
+    if !sending {
+        drain(true);
+    }
+    true
+}
+
+/// What the host runs at the end of the task that asked, or when a timer fires (see
+/// [`browser::Later`]).
+#[wasm_bindgen(js_name = _later)]
+pub fn later(what: u32) {
+    match what {
+        0 => save_now(),
+        1 => browser::write_cookies(),
+        2 => drain(false),
+        3 => {
+            with_sdk(|s| s.flush_timer = false);
+            send_queue();
+        }
+        _ => send_queue(),
+    }
 }
 
 /// Starts a drain after this task, unless one is running or about to (a burst of `track`
 /// calls on a full queue would otherwise start one per call).
 fn send_queue() {
     if with_sdk(|s| s.sending || std::mem::replace(&mut s.drain_queued, true)) == Some(false) {
-        wasm_bindgen_futures::spawn_local(drain(false));
+        browser::later(browser::Later::Drain);
     }
 }
 
 /// Sends the outbox, oldest first, chunk by chunk, until it is empty or a send fails. One
-/// drain at a time per tab.
-async fn drain(now: bool) {
+/// drain at a time per tab; each chunk's answer comes back through [`answered`].
+fn drain(now: bool) {
     if with_sdk(|s| {
         s.drain_queued = false;
+        s.drain_now = now;
         std::mem::replace(&mut s.sending, true)
     }) != Some(false)
     {
@@ -572,46 +670,74 @@ async fn drain(now: bool) {
     if with_sdk(|s| BrowserClock.now_ms() - s.orphans_checked > ORPHANS_EVERY_MS) == Some(true) {
         adopt_orphans();
     }
-    let next = || {
-        with_sdk(|s| {
-            let t = BrowserClock.now_ms();
-            if s.blocked || t < s.not_before || (!now && t < s.retry_at) || !browser::online() {
-                return None;
-            }
-            let chunk = s.outbox.peek(MAX_SEND_BYTES, &s.beaconed);
-            (!chunk.is_empty()).then(|| {
-                let body = s.tracker.batch_body(&chunk);
-                (s.url.clone(), chunk, body)
-            })
-        })
-        .flatten()
-    };
-    while let Some((url, chunk, body)) = next() {
-        let started = BrowserClock.now_ms();
-        let answer = browser::post(&url, &body).await;
-        let took = BrowserClock.now_ms() - started;
-        if with_sdk(|s| s.answered(answer, &chunk, took)) != Some(true) {
-            break;
+    send_next();
+}
+
+fn send_next() {
+    let next = with_sdk(|s| {
+        let t = BrowserClock.now_ms();
+        if s.blocked || t < s.not_before || (!s.drain_now && t < s.retry_at) || !browser::online() {
+            return None;
         }
+        let chunk = s.outbox.peek(MAX_SEND_BYTES, &s.beaconed);
+        if chunk.is_empty() {
+            return None;
+        }
+        let body = s.tracker.batch_body(&chunk);
+        s.in_flight = chunk;
+        s.sent_at = t;
+        Some((s.url.clone(), body))
+    })
+    .flatten();
+    match next {
+        Some((url, body)) => browser::post(&url, &body),
+        None => drained(),
     }
-    let idle = with_sdk(|s| {
-        s.sending = false;
-        std::mem::take(&mut s.idle)
+}
+
+/// The host's answer to the send in flight: the status and `Retry-After` (seconds), or status
+/// 0 when the request did not complete (offline, blocked, CORS refused).
+#[wasm_bindgen(js_name = _answered)]
+pub fn answered(status: u32, retry_after: f64) {
+    let more = with_sdk(|s| {
+        let chunk = std::mem::take(&mut s.in_flight);
+        let took = BrowserClock.now_ms() - s.sent_at;
+        let answer = match status {
+            0 => Err(()),
+            _ => Ok((status.min(999) as u16, retry_after as i64)),
+        };
+        s.answered(answer, &chunk, took)
     });
-    for resolve in idle.unwrap_or_default() {
-        let _ = resolve.call0(&JsValue::UNDEFINED);
+    if more == Some(true) {
+        send_next();
+    } else {
+        drained();
+    }
+}
+
+/// The drain ended: the flushes it answers resolve, the outbox is saved, and flushes that
+/// waited for it drain again.
+fn drained() {
+    let Some((done, again)) = with_sdk(|s| {
+        s.sending = false;
+        let done = std::mem::take(&mut s.flushes_now);
+        s.flushes_now = std::mem::take(&mut s.flushes_next);
+        (done, s.flushes_now > 0)
+    }) else {
+        return;
+    };
+    if done > 0 {
+        browser::flushed(done);
     }
     save_now();
+    if again {
+        drain(true);
+    }
 }
 
 impl Sdk {
     /// Acts on the collector's answer to a chunk; true to send the next one.
-    fn answered(
-        &mut self,
-        answer: Result<(u16, i64), JsValue>,
-        chunk: &[String],
-        took: i64,
-    ) -> bool {
+    fn answered(&mut self, answer: Result<(u16, i64), ()>, chunk: &[String], took: i64) -> bool {
         let wait = match answer {
             Ok((status, _)) if (200..300).contains(&status) => {
                 self.outbox.ack(chunk);
@@ -652,10 +778,7 @@ impl Sdk {
         let jitter = base * i64::from(u16::from_le_bytes(r)) / 65_536;
         let wait = wait.max(base + jitter);
         self.retry_at = BrowserClock.now_ms() + wait;
-        self.retry_timer = Some(Timeout::new(wait as u32, || {
-            with_sdk(|s| s.retry_timer = None);
-            send_queue();
-        }));
+        browser::timer(browser::Later::RetryTimer, wait);
         false
     }
 }
@@ -761,10 +884,40 @@ pub fn get_user_id() -> Option<String> {
     with_sdk(|s| s.tracker.user_id().map(str::to_owned)).flatten()
 }
 
+/// Used by the script tag when the page is hidden (`pagehide` false: `visibilitychange`) or goes
+/// (`pagehide` true) before the SDK had started: it then starts the SDK at once, within that
+/// event, too late for the listeners [`init`] adds to see it, so it calls this instead.
+#[wasm_bindgen(js_name = _hide)]
+pub fn hide(pagehide: bool) {
+    if pagehide {
+        page_hidden();
+    } else {
+        visibility_changed();
+    }
+}
+
+/// Used by the script tag's replay of calls kept by a page that went before its SDK had
+/// started: the next event happened on that page (`{u: url, p: path, t: title, r: referrer}`).
+#[wasm_bindgen(js_name = _replayPage)]
+pub fn replay_page(page: JsValue) {
+    let text = |k| browser::get(&page, k).as_string().unwrap_or_default();
+    let page = Page {
+        url: text("u"),
+        path: text("p"),
+        title: text("t"),
+        referrer: text("r"),
+    };
+    with_sdk(|s| s.replayed_page = Some(page));
+}
+
 /// Used by the loader's replay: the next event happened at `ms` (epoch milliseconds).
+/// `NaN` ends a replayed call: the time and page of the next event are then its own.
 #[wasm_bindgen(js_name = _replayAt)]
 pub fn replay_at(ms: f64) {
     REPLAY_AT.with(|c| c.set(ms.is_finite().then_some(ms as i64)));
+    if !ms.is_finite() {
+        with_sdk(|s| s.replayed_page = None);
+    }
 }
 
 /// Runs under `wasm-bindgen-test` (Node.js): the JS-facing parsing with real `JsValue`s.

@@ -1,5 +1,6 @@
-//! The only module that touches `web_sys`: time, cookies, randomness, the page, and sending.
-//! Everything here is a thin shim; decisions are made in the core.
+//! The only module that touches `web_sys`: time, cookies, randomness, the page, and the calls
+//! to the JavaScript host (`js-wrapper/src/host.js`: sending, and running work at the end of
+//! the task). Everything here is a thin shim; decisions are made in the core.
 
 use crate::options::Persistence;
 use crate::platform::{Clock, Entropy, Storage};
@@ -9,8 +10,63 @@ use js_sys::{Array, Object, Reflect};
 use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{HtmlDocument, RequestInit, Response};
+use web_sys::HtmlDocument;
+
+/// The JavaScript host (`js-wrapper/src/host.js`), a global the wrapper sets before the wasm
+/// runs. Only numbers and strings cross: what the host does with them, and its answers, come
+/// back through the `_answered` and `_later` exports.
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = post)]
+    fn host_post(url: &str, body: &str);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = later)]
+    fn host_later(what: u32);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = flushed)]
+    fn host_flushed(count: u32);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = timer)]
+    fn host_timer(what: u32, ms: f64);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = listen)]
+    fn host_listen(history: bool);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = lock)]
+    fn host_lock(name: &str, hold: bool, id: u32) -> bool;
+}
+
+/// Work run through the `_later` export: at the end of the current task (a microtask), or
+/// when a timer fires.
+#[derive(Clone, Copy)]
+pub enum Later {
+    /// Write the outbox.
+    Save = 0,
+    /// Set the cookies written in this task.
+    Cookies = 1,
+    /// Start a drain of the outbox.
+    Drain = 2,
+    /// The flush interval passed.
+    FlushTimer = 3,
+    /// The backoff after a failed send passed.
+    RetryTimer = 4,
+}
+
+/// Runs `what` after `ms` milliseconds (a `setTimeout`; never cancelled: what it starts checks
+/// whether it is still due).
+pub fn timer(what: Later, ms: i64) {
+    host_timer(what as u32, ms.clamp(0, u32::MAX as i64) as f64);
+}
+
+/// Asks the host to call `_on` for each event of the page from now on: visibility, page hide
+/// and show, online, user input, resize, and with `history`, History API navigations.
+pub fn listen(history: bool) {
+    host_listen(history);
+}
+
+pub fn later(what: Later) {
+    host_later(what as u32);
+}
+
+/// Resolves the oldest `count` Promises of `flush()`.
+pub fn flushed(count: u32) {
+    host_flushed(count);
+}
 
 /// Concatenates without `[..].concat()`, whose generic join code costs a kilobyte of wasm.
 pub fn cat(parts: &[&str]) -> String {
@@ -203,7 +259,7 @@ fn end_of_task() {
     if scheduled != Some(false) {
         return;
     }
-    wasm_bindgen_futures::spawn_local(async { write_cookies() });
+    later(Later::Cookies);
 }
 
 /// Sets the cookies written in this task and forgets what was read.
@@ -503,18 +559,6 @@ pub fn context() -> Context {
         .with(|c| {
             let mut c = c.try_borrow_mut().ok()?;
             let c = c.get_or_insert_with(|| {
-                listen(false, "resize", |_| {
-                    CONTEXT.with(|c| {
-                        if let Some(c) = c
-                            .try_borrow_mut()
-                            .ok()
-                            .as_deref_mut()
-                            .and_then(Option::as_mut)
-                        {
-                            c.viewport = viewport();
-                        }
-                    })
-                });
                 let mut c = fixed_context();
                 c.viewport = viewport();
                 c
@@ -522,6 +566,20 @@ pub fn context() -> Context {
             Some(c.clone())
         })
         .unwrap_or_else(fixed_context)
+}
+
+/// After a `resize`: the viewport of later events.
+pub fn resized() {
+    CONTEXT.with(|c| {
+        if let Some(c) = c
+            .try_borrow_mut()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            c.viewport = viewport();
+        }
+    })
 }
 
 fn viewport() -> String {
@@ -560,53 +618,10 @@ pub fn origin() -> String {
     text(&location(), "origin")
 }
 
-/// POSTs `body` as `text/plain` (no CORS preflight) and gives the status and `Retry-After`
-/// (seconds), or an error when the request did not complete (offline, blocked, CORS refused).
-pub async fn post(url: &str, body: &str) -> Result<(u16, i64), JsValue> {
-    let w = window().ok_or(JsValue::NULL)?;
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_body(&JsValue::from_str(body));
-    // No `keepalive`: the browser counts every keepalive body still in flight against one
-    // 64 KB budget, which the beacons of a hidden page need. Events a page takes with it are
-    // in the outbox, and leave by beacon.
-    // `fetch` settles with a Response or not at all: no `instanceof` check (one import less).
-    let resp: Response = JsFuture::from(w.fetch_with_str_and_init(url, &init))
-        .await?
-        .unchecked_into();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .ok()
-        .flatten()
-        .and_then(|v| footfall_wire::json::read_i64(v.trim()))
-        .unwrap_or(0);
-    let status = get(&resp, "status").as_f64().unwrap_or(0.0) as u16;
-    Ok((status, retry_after))
-}
-
-/// Calls `f(replace)` after each `history.pushState` (false) and `replaceState` (true) the page
-/// makes. The page's call does what it did before, returns what it returned, and throws what it
-/// threw (then `f` is not called).
-pub fn on_history_change(f: fn(bool)) {
-    let Some(history) = window().map(|w| get(&w, "history")) else {
-        return;
-    };
-    for (name, replace) in [("pushState", false), ("replaceState", true)] {
-        let Ok(original) = get(&history, name).dyn_into::<js_sys::Function>() else {
-            continue;
-        };
-        let this = history.clone();
-        let wrapper = Closure::<dyn Fn(JsValue, JsValue, JsValue) -> Result<JsValue, JsValue>>::new(
-            move |state, title, url| {
-                let r = original.call3(&this, &state, &title, &url)?;
-                f(replace);
-                Ok(r)
-            },
-        );
-        let _ = Reflect::set(&history, &name.into(), wrapper.as_ref());
-        wrapper.forget();
-    }
+/// POSTs `body` as `text/plain` (no CORS preflight); the answer comes back through the
+/// `_answered` export.
+pub fn post(url: &str, body: &str) {
+    host_post(url, body);
 }
 
 /// `navigator.onLine`.
@@ -614,30 +629,12 @@ pub fn online() -> bool {
     window().is_none_or(|w| get(&w.navigator(), "onLine").as_bool() == Some(true))
 }
 
-/// Asks the Web Locks API for lock `name` if it is free; `f(granted)` runs while it is held.
-/// With `hold`, a granted lock is kept for the life of the page (the browser frees it when the
-/// page goes, even by a crash). Returns false, without calling `f`, when there are no Web Locks.
-pub fn try_lock(name: &str, hold: bool, f: impl FnOnce(bool) + 'static) -> bool {
-    let Some(locks) = window().map(|w| get(&w.navigator(), "locks")) else {
-        return false;
-    };
-    let Ok(request) = get(&locks, "request").dyn_into::<js_sys::Function>() else {
-        return false;
-    };
-    let options = Object::new();
-    let _ = Reflect::set(&options, &"ifAvailable".into(), &JsValue::TRUE);
-    let callback = Closure::once_into_js(move |lock: JsValue| -> JsValue {
-        let granted = !lock.is_null();
-        f(granted);
-        if hold && granted {
-            js_sys::Promise::new(&mut |_, _| {}).into()
-        } else {
-            JsValue::UNDEFINED
-        }
-    });
-    request
-        .call3(&locks, &name.into(), &options, &callback)
-        .is_ok()
+/// Asks the Web Locks API (through the host) for lock `name` if it is free; the host calls the
+/// `_locked` export with `id` while it is held, or at once when it is not free. With `hold`, a
+/// granted lock is kept for the life of the page (the browser frees it when the page goes,
+/// even by a crash). False, with no call to come, when there are no Web Locks.
+pub fn lock(name: &str, hold: bool, id: u32) -> bool {
+    host_lock(name, hold, id)
 }
 
 /// The keys of localStorage that start with `prefix`.
@@ -662,25 +659,6 @@ pub fn beacon(url: &str, body: &str) -> bool {
 pub fn is_hidden() -> bool {
     // Read by name: web-sys' `VisibilityState` enum costs a conversion in Rust and in the glue.
     document().is_some_and(|d| get(&d, "visibilityState").as_string().as_deref() == Some("hidden"))
-}
-
-/// Calls `f` on every `event` of `target` (`window` or `document`) for the life of the page.
-pub fn listen(on_document: bool, event: &str, f: impl FnMut(web_sys::Event) + 'static) {
-    let closure = Closure::<dyn FnMut(web_sys::Event)>::new(f);
-    let target: Option<web_sys::EventTarget> = if on_document {
-        document().map(Into::into)
-    } else {
-        window().map(Into::into)
-    };
-    if let Some(t) = target {
-        let _ = t.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
-    }
-    closure.forget();
-}
-
-/// `event.persisted` of a `pageshow`/`pagehide` event (a back/forward-cache page).
-pub fn persisted(e: &web_sys::Event) -> bool {
-    get(e, "persisted").as_bool() == Some(true)
 }
 
 /// `JSON.stringify` of a plain object, `None` (with the reason) for anything else.

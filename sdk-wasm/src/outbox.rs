@@ -3,7 +3,7 @@
 //!
 //! Each tab owns its own outbox under its own key, so no two tabs ever send the same events.
 //! The outbox of a tab that is gone (closed, crashed) is adopted by the next tab that finds it
-//! (`browser::try_lock` tells a gone owner from a live one). Bounded by count and bytes: when
+//! (`browser::lock` tells a gone owner from a live one). Bounded by count and bytes: when
 //! full, the oldest events go, and are counted.
 
 use crate::platform::Storage;

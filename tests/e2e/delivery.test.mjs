@@ -83,8 +83,11 @@ async function startGateway() {
     /** Every POST /v1/batch: { raw, bytes, encoding, type, events, sentAt, status, at } */
     batches: [],
     held: [],
+    /** When true, GETs of the wasm wait like held batches (a slow network while it loads). */
+    holdWasm: false,
     reset() {
       this.mode = "pass";
+      this.holdWasm = false;
       this.releaseAll();
       this.batches = [];
     },
@@ -103,6 +106,9 @@ async function startGateway() {
     const raw = Buffer.concat(chunks);
     const path = new URL(req.url, "http://gateway").pathname;
     let rec = null;
+    if (req.method === "GET" && path.endsWith("/footfall_bg.wasm") && gw.holdWasm) {
+      await new Promise((r) => gw.held.push(r));
+    }
     if (req.method === "POST" && path === "/v1/batch") {
       rec = {
         raw, bytes: raw.length, encoding: req.headers["content-encoding"] ?? null,
@@ -279,6 +285,72 @@ test("navigating away right after track() delivers the event", { timeout: 30000 
   assert.deepEqual(tally(named(events, "navigated_away")), once("nav-1"));
   assert.deepEqual(page.errors, []);
 });
+
+// ---- Pages that go before the SDK has started ----
+
+/** Opens `url` in a new tab without waiting for the SDK (only for the page's `load`). */
+async function openEarly(context, url) {
+  const page = await context.newPage();
+  page.errors = [];
+  page.on("pageerror", (e) => page.errors.push(e.message));
+  await page.goto(url);
+  return page;
+}
+
+test("the wasm fetched but not started when the page closes: it starts then, and the calls leave by beacon",
+  { timeout: 30000 }, async (t) => {
+    const { context, url } = await setup(t);
+    // A slow device: compiling takes longer than the visit (the bytes are here, the SDK is not).
+    await context.addInitScript(() => {
+      WebAssembly.compile = () => new Promise(() => {});
+    });
+    const wasmFetched = new Promise((resolve) => context.on("requestfinished", (r) => {
+      if (r.url().endsWith("/footfall_bg.wasm")) resolve();
+    }));
+    const page = await openEarly(context, url);
+    await wasmFetched;
+    await sleep(200); // the script has read the response's bytes
+    const queued = await page.evaluate(() => {
+      footfall.track("closed_before_start", { u: "early-1" });
+      return footfall.q.length;
+    });
+    assert.ok(queued >= 1, "the call waits in the loader's queue");
+    await page.close({ runBeforeUnload: true });
+
+    const batch = await eventually(() => gateway.carrying("closed_before_start")[0]);
+    const anon = batch.events.find((e) => e.name === "closed_before_start").anonymous_id;
+    const events = await stored(anon, (ev) => named(ev, "closed_before_start").length > 0);
+    assert.deepEqual(tally(named(events, "closed_before_start")), once("early-1"));
+    assert.equal(named(events, "$pageview").length, 1, "the page view went with it");
+    assert.deepEqual(page.errors, []);
+  });
+
+test("the page closed before the wasm arrived: its calls are kept and sent by the next load, as made",
+  { timeout: 30000 }, async (t) => {
+    const { context, url } = await setup(t);
+    gateway.holdWasm = true;
+    const page = await openEarly(context, url);
+    const madeAt = await page.evaluate(() => {
+      footfall.track("closed_before_wasm", { u: "kept-1" });
+      return Date.now();
+    });
+    const firstUrl = page.url();
+    await page.close({ runBeforeUnload: true });
+    await sleep(300);
+    assert.equal(gateway.carrying("closed_before_wasm").length, 0, "nothing could leave without the SDK");
+    gateway.holdWasm = false;
+    gateway.releaseAll();
+
+    const next = await open(context, url.replace("page.html", "second.html"));
+    const anon = await anonId(next);
+    const events = await stored(anon, (ev) => named(ev, "closed_before_wasm").length > 0);
+    const [kept] = named(events, "closed_before_wasm");
+    assert.deepEqual(tally([kept]), once("kept-1"));
+    assert.equal(kept.url, firstUrl, "recorded on the page it was made on");
+    assert.ok(Math.abs(Date.parse(kept.timestamp) - madeAt) < 2000, "at the time it was made");
+    assert.equal(await next.evaluate(() => localStorage.getItem("ff_q")), null, "replayed once");
+    assert.deepEqual(next.errors, []);
+  });
 
 test("~200 KB queued at hide arrives whole, every request body under 64 KB", { timeout: 60000 }, async (t) => {
   const { context, url } = await setup(t);

@@ -92,6 +92,7 @@ test("npm pack: the tarball holds the module, the wasm and the types", async () 
   assert.deepEqual(files, [
     "package/footfall_sdk.js",
     "package/footfall_sdk_bg.wasm",
+    "package/host.js",
     "package/index.d.ts",
     "package/index.js",
     "package/package.json",

@@ -195,15 +195,17 @@ fn build_sdk(root: &Path) -> Result {
         esm.join("footfall_sdk_bg.wasm"),
     )?;
 
-    // Script tag: wasm-bindgen's glue and our wrapper, minified as one classic script.
+    // Script tag: wasm-bindgen's glue, the wasm's host and our wrapper, minified as one
+    // classic script.
     let glue = minify_names(
         &wasm_opt,
         &dist.join("footfall_bg.wasm"),
         &read(&gen.join("script/footfall.js"))?,
     )?;
+    let host = read(&root.join("js-wrapper/src/host.js"))?;
     let wrapper = read(&root.join("js-wrapper/src/script-tag.js"))?;
     let joined = gen.join("footfall.js");
-    write(&joined, &[glue, wrapper].join("\n"))?;
+    write(&joined, &[glue, host.clone(), wrapper].join("\n"))?;
     minify(root, &joined, &dist.join("footfall.js"))?;
     minify(
         root,
@@ -218,6 +220,12 @@ fn build_sdk(root: &Path) -> Result {
         std::fs::copy(root.join("js-wrapper/src").join(f), esm.join(f))
             .map_err(|e| e.to_string())?;
     }
+    // The host is a plain script (the script tag includes it as it is); the package's copy
+    // exports its one function.
+    write(
+        &esm.join("host.js"),
+        &[host, "export { footfallHost };\n".into()].concat(),
+    )?;
     std::fs::copy(
         root.join("js-wrapper/package.json"),
         esm.join("package.json"),

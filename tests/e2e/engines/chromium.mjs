@@ -11,8 +11,9 @@ export async function launch() {
     args: [
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      // The context's user agent does not reach beacons sent as a page closes; this does, so
-      // those are a person's too, not HeadlessChrome's (a bot's).
+      // Also at launch (as harness.launchChromium): the context's user agent does not reach the
+      // beacons a page sends as it unloads, which would otherwise say HeadlessChrome and be
+      // stored as a bot's (left out of the answers the tests read).
       `--user-agent=${CHROME_UA}`,
     ],
   });
