@@ -54,9 +54,9 @@
       for (const s of ["$pageview", "purchase"]) params.append("step", s);
     }
     loading("the funnel");
-    let choices;
+    let choices, opts;
     try {
-      choices = await stepChoices();
+      [choices, opts] = await Promise.all([stepChoices(), kit.options()]);
     } catch (e) {
       return kit.failed(e);
     }
@@ -76,6 +76,7 @@
       steps.length < 10 ? h("button", { id: "add-step", onclick: () => withSteps([...steps, choices[0]?.[0] || "$pageview"]) }, "Add step") : null,
       select("window", "Within", [["1h", "1 hour"], ["1d", "1 day"], ["7d", "7 days"], ["14d", "14 days"], ["30d", "30 days"]], params.get("window") || "14d", set("window")),
       select("last", "Step 1 during", RANGES, params.get("last") || "", set("last")),
+      select("by", "Break down by", [["", "nothing"], ...opts.fields.map((f) => [f, f])], params.get("by") || "", set("by")),
       botsSwitch("funnel", params));
     await answer("/api/v1/funnel", params, controls, (a) => {
       const first = a.steps[0]?.count || 0;
@@ -89,7 +90,13 @@
             h("td", { class: "num" }, fmt(s.count)),
             h("td", { class: "num" }, pct(s.conversion)),
             h("td", { class: "num" }, i ? pct(s.from_previous) : "–"),
-            h("td", { class: "num" }, s.median_seconds_from_previous == null ? "–" : seconds(s.median_seconds_from_previous)))))));
+            h("td", { class: "num" }, s.median_seconds_from_previous == null ? "–" : seconds(s.median_seconds_from_previous)))))),
+        a.breakdown ? h("div", { class: "scroll" }, h("h3", {}, `By ${a.by}`), h("table", { id: "breakdown" },
+          h("thead", {}, h("tr", {}, h("th", {}, a.by), a.steps.map((s, i) => h("th", { class: "num" }, `${i + 1}. ${s.name}`)), h("th", { class: "num" }, "converted"))),
+          h("tbody", {}, a.breakdown.map((row) => h("tr", {},
+            h("td", {}, row.key ?? "(none)"),
+            row.steps.map((s) => h("td", { class: "num" }, fmt(s.count))),
+            h("td", { class: "num" }, pct(row.steps[row.steps.length - 1].conversion))))))) : null);
     });
   }
 

@@ -301,6 +301,7 @@ fn main() {
                 steps: steps.clone(),
                 filters: Vec::new(),
                 sites: Vec::new(),
+                breakdown: None,
             })
             .unwrap();
         journeys::funnel(hits, 3, start, now, 14 * DAY);
@@ -314,6 +315,7 @@ fn main() {
                 steps: vec![Step::Any, Step::Any],
                 filters: Vec::new(),
                 sites: Vec::new(),
+                breakdown: None,
             })
             .unwrap();
         journeys::retention(hits, &starts);

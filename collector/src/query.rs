@@ -708,12 +708,14 @@ pub async fn funnel(
     let mut steps: Vec<(String, Step)> = Vec::new();
     let mut window_ms = 14 * 86_400_000;
     let mut filters = Vec::new();
+    let mut by = None;
     let scope = scope_and(
         &read_params(&req, &state).await?,
         &state.config,
         "/api/v1/funnel",
         |k, v| {
             match k {
+                "by" => by = Some(parse_field(k, v)?),
                 "step" => steps.push((
                     v.trim().to_owned(),
                     Step::parse(v).map_err(|e| ApiError::param("step", e))?,
@@ -744,14 +746,16 @@ pub async fn funnel(
         steps: steps.iter().map(|(_, s)| s.clone()).collect(),
         filters,
         sites: scope.sites,
+        breakdown: by.clone(),
     };
     let store = state.store.clone();
     let hits = blocking(move || store.step_events(&q)).await?;
-    let counted = journeys::funnel(hits, steps.len(), from_ms, to_ms, window_ms);
+    let found = journeys::funnel(hits, steps.len(), from_ms, to_ms, window_ms);
+    let counted = &found.steps;
     let first = counted.first().map_or(0, |s| s.count).max(1) as f64;
     let answer: Vec<_> = steps
         .iter()
-        .zip(&counted)
+        .zip(counted)
         .enumerate()
         .map(|(k, ((name, _), s))| {
             let before = if k == 0 {
@@ -768,10 +772,28 @@ pub async fn funnel(
             })
         })
         .collect();
+    // With `by`: each value's steps, the people counted under the value of the step 1 event
+    // their counted attempt began with.
+    let breakdown: Option<Vec<_>> = by.as_ref().map(|_| {
+        found
+            .breakdown
+            .iter()
+            .map(|(key, counts)| {
+                let first = counts[0].max(1) as f64;
+                let steps: Vec<_> = counts
+                    .iter()
+                    .map(|&n| json!({"count": n, "conversion": n as f64 / first}))
+                    .collect();
+                json!({"key": key, "steps": steps})
+            })
+            .collect()
+    });
     Ok(HttpResponse::Ok().json(json!({
         "from": rfc3339(from_ms),
         "to": rfc3339(to_ms),
         "window_seconds": window_ms / 1000,
+        "by": by.as_ref().map(Field::name),
+        "breakdown": breakdown,
         "steps": answer,
     })))
 }
@@ -821,6 +843,7 @@ pub async fn retention(
         steps: vec![start.clone(), back.clone()],
         filters,
         sites: scope.sites,
+        breakdown: None,
     };
     let store = state.store.clone();
     let hits = blocking(move || store.step_events(&q)).await?;

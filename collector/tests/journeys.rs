@@ -174,6 +174,8 @@ fn reach(events: &[&StoredEvent], steps: &[Step], k: usize, after: i64, t0: i64)
         .unwrap_or(0)
 }
 
+/// Each step's count, and each browser's (the browser of the step 1 event of the earliest
+/// attempt that went furthest).
 fn brute_funnel(
     events: &[StoredEvent],
     steps: &[Step],
@@ -181,21 +183,33 @@ fn brute_funnel(
     to: i64,
     sites: &[&str],
     keep: &dyn Fn(&StoredEvent) -> bool,
-) -> Vec<u64> {
+) -> (Vec<u64>, BTreeMap<String, Vec<u64>>) {
     let mut counts = vec![0u64; steps.len()];
+    let mut by: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for list in streams(events, sites, keep).values() {
-        let best = list
+        let mut best: Option<(usize, &str)> = None;
+        for e in list
             .iter()
             .filter(|e| e.time_ms >= from && e.time_ms < to)
             .filter(|e| steps[0].matches(&e.name, &e.path))
-            .map(|e| 1 + reach(list, steps, 1, e.time_ms, e.time_ms))
-            .max()
-            .unwrap_or(0);
-        for c in counts.iter_mut().take(best) {
-            *c += 1;
+        {
+            let reached = 1 + reach(list, steps, 1, e.time_ms, e.time_ms);
+            if best.is_none_or(|(b, _)| reached > b) {
+                best = Some((reached, &e.browser));
+            }
+        }
+        let Some((reached, browser)) = best else {
+            continue;
+        };
+        let row = by
+            .entry(browser.to_owned())
+            .or_insert_with(|| vec![0; steps.len()]);
+        for k in 0..reached {
+            counts[k] += 1;
+            row[k] += 1;
         }
     }
-    counts
+    (counts, by)
 }
 
 /// The period of a time: days (or Monday weeks) in the zone since the range's first.
@@ -313,22 +327,29 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
             if let Some(b) = filter {
                 filters.push(Filter::parse(&format!("browser:neq:{b}")).unwrap());
             }
+            // Broken down by browser (a person on two browsers counts under the one their
+            // counted attempt began on).
             let q = StepQuery {
                 from_ms: from,
                 to_ms: to + WINDOW,
                 steps: steps.clone(),
                 filters,
                 sites: sites.iter().map(|s| s.to_string()).collect(),
+                breakdown: Field::parse("browser"),
             };
             let keep = |e: &StoredEvent| filter.is_none_or(|b| e.browser != b);
-            let want = brute_funnel(&events, steps, from, to, &sites, &keep);
+            let (want, want_by) = brute_funnel(&events, steps, from, to, &sites, &keep);
             for s in stores {
-                let got: Vec<u64> =
-                    journeys::funnel(s.step_events(&q).unwrap(), steps.len(), from, to, WINDOW)
-                        .iter()
-                        .map(|s| s.count)
-                        .collect();
+                let found =
+                    journeys::funnel(s.step_events(&q).unwrap(), steps.len(), from, to, WINDOW);
+                let got: Vec<u64> = found.steps.iter().map(|s| s.count).collect();
                 assert_eq!(got, want, "funnel {n} {sites:?} {filter:?}");
+                let by: BTreeMap<String, Vec<u64>> = found
+                    .breakdown
+                    .into_iter()
+                    .map(|(k, v)| (k.unwrap_or_default(), v))
+                    .collect();
+                assert_eq!(by, want_by, "funnel {n} {sites:?} {filter:?} by browser");
             }
             assert!(want[0] > 0, "funnel {n}: nobody started");
             reached_last += want[steps.len() - 1];
@@ -362,6 +383,7 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
             steps: vec![start_step.clone(), back.clone()],
             filters: bots.clone(),
             sites: sites.iter().map(|s| s.to_string()).collect(),
+            breakdown: None,
         };
         let want = brute_retention(&events, &start_step, &back, from, to, week, tz, &sites);
         for s in stores {

@@ -1241,6 +1241,24 @@ async fn funnels_and_retention_answer_as_the_contract_says() {
         before = count;
     }
     assert!(steps[2]["count"].as_u64().unwrap() > 0, "{got}");
+    assert!(got["breakdown"].is_null(), "no breakdown without by");
+    // Broken down by browser: every visit came from one Chrome, so one row equal to the steps.
+    let by = get(
+        &app,
+        &format!("/api/v1/funnel?step=$pageview:/p&step=add_to_cart&step=purchase&from={from}&to={to}&window=1d&by=browser"),
+    )
+    .await;
+    let rows = by["breakdown"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{by}");
+    assert_eq!(rows[0]["key"], "Chrome");
+    let counts = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["count"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(counts(&rows[0]["steps"]), counts(&got["steps"]));
     assert!(steps[1]["median_seconds_from_previous"].as_f64().unwrap() > 0.0);
 
     let got = get(

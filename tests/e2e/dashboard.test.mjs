@@ -603,7 +603,14 @@ test("funnels, retention and paths: the numbers the visits imply, controls, and 
   assert.deepEqual(await counts(), ["12", "10", "3"]);
   assert.deepEqual(await page.$$eval("#funnel tbody tr td:nth-child(4)", (t) => t.map((x) => x.textContent)),
     ["100.0 %", "83.3 %", "25.0 %"]);
+  // Broken down by browser: 6 Chrome and 6 Firefox visitors start; Firefox buys twice (3, 9).
+  await page.selectOption("select[name=by]", "browser");
+  await page.waitForSelector("#breakdown tbody tr");
+  const byBrowser = await page.$$eval("#breakdown tbody tr", (r) => r.map((x) => [...x.cells].map((c) => c.textContent)));
+  assert.deepEqual(byBrowser.map((r) => r.slice(0, 4)).sort(), [["Chrome", "6", "5", "1"], ["Firefox", "6", "5", "2"]]);
   await screenshot(page, "dashboard-funnel");
+  await page.goto(`${collector.url}/#funnel?step=$pageview&step=add_to_cart&step=purchase&last=7d`);
+  await page.waitForSelector("#funnel tbody tr");
   // A step chosen from the picker: purchase → $pageleave instead of add_to_cart.
   await page.selectOption("select[name=step] >> nth=1", "$pageleave");
   await page.waitForFunction(() => document.querySelectorAll("#funnel tbody tr td:nth-child(3)")[1]?.textContent === "12");

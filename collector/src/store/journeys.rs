@@ -2,7 +2,7 @@
 //! finds the events that match a step ([`Store::step_events`]); the rules below run on those,
 //! the same for every store, so SQLite and ClickHouse cannot disagree on them.
 
-use super::Filter;
+use super::{Field, Filter};
 use std::collections::HashMap;
 
 /// One step of a funnel, or the start or return event of retention.
@@ -80,20 +80,37 @@ pub struct StepQuery {
     pub steps: Vec<Step>,
     pub filters: Vec<Filter>,
     pub sites: Vec<String>,
+    /// Each hit's value of this field, for a funnel's breakdown.
+    pub breakdown: Option<Field>,
 }
 
 /// An event that is one or more steps: its person (a number that stands for one person
-/// within one answer), its time and which steps it is (bits).
+/// within one answer), its time, which steps it is (bits) and its breakdown value (a number
+/// into [`StepEvents::keys`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepHit {
     pub person: u64,
     pub time_ms: i64,
     pub mask: u32,
+    pub key: u32,
 }
 
-/// Hits grouped by person, each person's in time order.
-fn by_person(mut hits: Vec<StepHit>) -> Vec<Vec<StepHit>> {
-    hits.sort_unstable_by_key(|h| (h.person, h.time_ms, h.mask));
+/// The events that are steps, and the breakdown values they name (`[None]` without one).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepEvents {
+    pub hits: Vec<StepHit>,
+    pub keys: Vec<Option<String>>,
+}
+
+/// Hits grouped by person, each person's in time order (ties by steps, then by the text of
+/// their breakdown values, so that every store's numbering gives the same order).
+fn by_person(mut hits: Vec<StepHit>, keys: &[Option<String>]) -> Vec<Vec<StepHit>> {
+    let key = |h: &StepHit| keys.get(h.key as usize).cloned().flatten();
+    hits.sort_by(|a, b| {
+        (a.person, a.time_ms, a.mask)
+            .cmp(&(b.person, b.time_ms, b.mask))
+            .then_with(|| key(a).cmp(&key(b)))
+    });
     let mut out: Vec<Vec<StepHit>> = Vec::new();
     let mut last = None;
     for h in hits {
@@ -116,22 +133,31 @@ pub struct FunnelStep {
     pub median_seconds: Option<f64>,
 }
 
+/// A funnel's steps, and with a breakdown each value's counts (people counted under the
+/// value of the step 1 event their counted attempt began with), largest first, at most 20.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Funnel {
+    pub steps: Vec<FunnelStep>,
+    pub breakdown: Vec<(Option<String>, Vec<u64>)>,
+}
+
 /// A funnel over hits of `steps.len()` steps in `[from_ms, to_ms + window_ms]`: a person
 /// counts at step k when, from an occurrence of step 1 in `[from_ms, to_ms)`, they did steps
 /// 2..=k each strictly later than the one before, all at most `window_ms` after step 1. Every
 /// occurrence of step 1 is tried; the one that goes furthest counts.
 pub fn funnel(
-    hits: Vec<StepHit>,
+    events: StepEvents,
     steps: usize,
     from_ms: i64,
     to_ms: i64,
     window_ms: i64,
-) -> Vec<FunnelStep> {
+) -> Funnel {
     let mut counts = vec![0u64; steps];
     let mut gaps: Vec<Vec<i64>> = vec![Vec::new(); steps];
-    for events in by_person(hits) {
-        // The furthest step reached and the times of that attempt's steps.
-        let mut best: (usize, Vec<i64>) = (0, Vec::new());
+    let mut per_key: Vec<Vec<u64>> = vec![vec![0; steps]; events.keys.len().max(1)];
+    for events in by_person(events.hits, &events.keys) {
+        // The furthest step reached, the times of that attempt's steps and its first key.
+        let mut best: (usize, Vec<i64>, u32) = (0, Vec::new(), 0);
         for (i, first) in events.iter().enumerate() {
             if first.mask & 1 == 0 || first.time_ms < from_ms || first.time_ms >= to_ms {
                 continue;
@@ -147,28 +173,38 @@ pub fn funnel(
                 }
             }
             if times.len() > best.0 {
-                best = (times.len(), times);
+                best = (times.len(), times, first.key);
                 if best.0 == steps {
                     break;
                 }
             }
         }
-        let (reached, times) = best;
+        let (reached, times, key) = best;
         for k in 0..reached {
             counts[k] += 1;
+            per_key[key as usize][k] += 1;
             if k > 0 {
                 gaps[k].push(times[k] - times[k - 1]);
             }
         }
     }
-    counts
+    let steps = counts
         .into_iter()
         .zip(gaps)
         .map(|(count, mut gaps)| FunnelStep {
             count,
             median_seconds: median(&mut gaps).map(|ms| ms / 1000.0),
         })
-        .collect()
+        .collect();
+    let mut breakdown: Vec<(Option<String>, Vec<u64>)> = events
+        .keys
+        .into_iter()
+        .zip(per_key)
+        .filter(|(_, c)| c[0] > 0)
+        .collect();
+    breakdown.sort_by(|a, b| b.1[0].cmp(&a.1[0]).then_with(|| a.0.cmp(&b.0)));
+    breakdown.truncate(20);
+    Funnel { steps, breakdown }
 }
 
 /// The median of some times in ms (the mean of the middle two of an even count).
@@ -197,7 +233,7 @@ pub struct Cohort {
 /// the cohort of the period of their first start event, and counts in period k of it when
 /// they did the return event in the k-th period after. Every cohort has a value for each
 /// period up to the range's end.
-pub fn retention(hits: Vec<StepHit>, starts: &[i64]) -> Vec<Cohort> {
+pub fn retention(events: StepEvents, starts: &[i64]) -> Vec<Cohort> {
     let period = |t: i64| starts.partition_point(|&s| s <= t).saturating_sub(1);
     let mut cohorts: Vec<Cohort> = starts
         .iter()
@@ -208,7 +244,7 @@ pub fn retention(hits: Vec<StepHit>, starts: &[i64]) -> Vec<Cohort> {
         })
         .collect();
     let mut returned: Vec<bool> = Vec::new();
-    for events in by_person(hits) {
+    for events in by_person(events.hits, &events.keys) {
         let Some(first) = events.iter().find(|e| e.mask & 1 != 0) else {
             continue;
         };
@@ -388,6 +424,14 @@ mod tests {
             person,
             time_ms,
             mask,
+            key: 0,
+        }
+    }
+
+    fn events(hits: Vec<StepHit>) -> StepEvents {
+        StepEvents {
+            hits,
+            keys: vec![None],
         }
     }
 
@@ -406,7 +450,7 @@ mod tests {
             hit(1, 20, 2),
             hit(1, 400, 2),
         ];
-        let got = funnel(hits, 3, 0, 1000, 100);
+        let got = funnel(events(hits), 3, 0, 1000, 100).steps;
         let counts: Vec<u64> = got.iter().map(|s| s.count).collect();
         assert_eq!(counts, [2, 1, 1]);
         assert_eq!(got[1].median_seconds, Some(0.05));
@@ -417,8 +461,41 @@ mod tests {
     fn step_one_must_be_in_the_range_and_one_event_is_one_step() {
         // Step 1 before the range; one event that is steps 1 and 2 at once.
         let hits = vec![hit(0, -5, 1), hit(0, 1, 2), hit(1, 3, 3), hit(1, 9, 3)];
-        let counts: Vec<u64> = funnel(hits, 2, 0, 10, 50).iter().map(|s| s.count).collect();
+        let counts: Vec<u64> = funnel(events(hits), 2, 0, 10, 50)
+            .steps
+            .iter()
+            .map(|s| s.count)
+            .collect();
         assert_eq!(counts, [1, 1]);
+    }
+
+    #[test]
+    fn a_breakdown_counts_each_person_under_the_attempt_that_counted() {
+        let keyed = |person, time_ms, mask, key| StepHit {
+            person,
+            time_ms,
+            mask,
+            key,
+        };
+        // Person 0 starts on "a" without going on, then on "b" and converts: counted as b.
+        // Person 1 starts on "a" twice and converts the first time.
+        let hits = vec![
+            keyed(0, 1, 1, 1),
+            keyed(0, 5, 1, 2),
+            keyed(0, 6, 2, 0),
+            keyed(1, 1, 1, 1),
+            keyed(1, 2, 2, 0),
+            keyed(1, 3, 1, 1),
+        ];
+        let keys = vec![None, Some("a".to_owned()), Some("b".to_owned())];
+        let got = funnel(StepEvents { hits, keys }, 2, 0, 10, 3);
+        assert_eq!(
+            got.breakdown,
+            [
+                (Some("a".to_owned()), vec![1, 1]),
+                (Some("b".to_owned()), vec![1, 1])
+            ]
+        );
     }
 
     #[test]
@@ -435,7 +512,7 @@ mod tests {
             hit(1, 12, 3),
             hit(1, 35, 2),
         ];
-        let got = retention(hits, &starts);
+        let got = retention(events(hits), &starts);
         assert_eq!(got[0].values, [1, 0, 1, 0]);
         assert_eq!(got[1].values, [1, 0, 1]);
         assert_eq!(got[2].values, [0, 0]);

@@ -776,7 +776,7 @@ pub trait Store: Send + Sync {
     /// A page of people, newest activity first. Blocking.
     fn users(&self, q: &UsersQuery) -> Result<UsersPage, StoreError>;
     /// The events that are steps of a funnel or of retention, for [`journeys`]. Blocking.
-    fn step_events(&self, q: &journeys::StepQuery) -> Result<Vec<journeys::StepHit>, StoreError>;
+    fn step_events(&self, q: &journeys::StepQuery) -> Result<journeys::StepEvents, StoreError>;
     /// The events that user paths walk, with their labels, for [`journeys::paths`]. Blocking.
     fn path_events(
         &self,

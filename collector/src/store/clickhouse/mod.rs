@@ -372,7 +372,7 @@ impl Store for ClickHouse {
         query::users(&self.client, q)
     }
 
-    fn step_events(&self, q: &journeys::StepQuery) -> Result<Vec<journeys::StepHit>, StoreError> {
+    fn step_events(&self, q: &journeys::StepQuery) -> Result<journeys::StepEvents, StoreError> {
         query::step_events(&self.client, q)
     }
 

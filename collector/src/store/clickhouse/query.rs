@@ -361,7 +361,9 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
 pub fn step_events(
     c: &Client,
     q: &journeys::StepQuery,
-) -> Result<Vec<journeys::StepHit>, StoreError> {
+) -> Result<journeys::StepEvents, StoreError> {
+    // The name and the path as one key (a step may be either), the breakdown as the split.
+    const NAME_AND_PATH: &str = "concat(name, '\\0', path)";
     let (source, _) = insights_source(
         &c.database,
         &InsightsQuery {
@@ -370,8 +372,8 @@ pub fn step_events(
             to_ms: q.to_ms,
             interval: Interval::Day,
             events: journeys::Step::names(&q.steps),
-            by: Some(Field::Event("name")),
-            split: Some(Field::Event("path")),
+            by: Some(Field::Event(NAME_AND_PATH)),
+            split: q.breakdown.clone(),
             filters: q.filters.clone(),
             sites: q.sites.clone(),
             tz: chrono_tz::Tz::UTC,
@@ -380,17 +382,28 @@ pub fn step_events(
     let (rows, _) = c.select(&format!(
         "SELECT DISTINCT event_h, person_h, time_ms, key, split FROM ({source})"
     ))?;
-    Ok(rows
+    let mut ids: HashMap<Option<String>, u32> = HashMap::from([(None, 0)]);
+    let mut keys: Vec<Option<String>> = vec![None];
+    let hits = rows
         .iter()
         .filter_map(|r| {
-            let mask = journeys::Step::mask(&q.steps, &s(r, "key"), &s(r, "split"));
+            let both = s(r, "key");
+            let (name, path) = both.split_once('\0').unwrap_or((&both, ""));
+            let mask = journeys::Step::mask(&q.steps, name, path);
+            let value = q.breakdown.as_ref().and_then(|_| non_empty(s(r, "split")));
+            let key = *ids.entry(value).or_insert_with_key(|v| {
+                keys.push(v.clone());
+                keys.len() as u32 - 1
+            });
             (mask != 0).then(|| journeys::StepHit {
                 person: hash(r, "person_h"),
                 time_ms: i(r, "time_ms"),
                 mask,
+                key,
             })
         })
-        .collect())
+        .collect();
+    Ok(journeys::StepEvents { hits, keys })
 }
 
 /// The events that user paths walk, each with its session's hash and its label.

@@ -14,7 +14,7 @@
 //! which the scan then looks up.
 
 use super::sql::{filter_sql, Sql};
-use crate::store::journeys::{Label, PathEvent, PathQuery, Step, StepHit, StepQuery};
+use crate::store::journeys::{Label, PathEvent, PathQuery, Step, StepEvents, StepHit, StepQuery};
 use crate::store::{
     rfc3339, series_from_grid, sort_table, sqlite_real, Field, Filter, Insights, InsightsQuery,
     Metric, Op, SessionField, SessionSplitRow, SessionStats, SessionStatsQuery, SessionTotals,
@@ -406,8 +406,8 @@ impl Index {
         // and the pair of both as one number (a cell key) into `pairs`.
         let mut by_keys: Dict<Option<String>> = Dict::default();
         let mut split_keys: Dict<Option<String>> = Dict::default();
-        let by_of = self.key_fn(c, q, q.by.as_ref(), &mut by_keys)?;
-        let split_of = self.key_fn(c, q, q.split.as_ref(), &mut split_keys)?;
+        let by_of = self.key_fn(c, (q.from_ms, q.to_ms), q.by.as_ref(), &mut by_keys)?;
+        let split_of = self.key_fn(c, (q.from_ms, q.to_ms), q.split.as_ref(), &mut split_keys)?;
         let mut pairs: Dict<(u32, u32)> = Dict::default();
 
         // What is counted: the event itself, its session or its person.
@@ -567,7 +567,7 @@ impl Index {
     }
 
     /// The events that are steps, each with its person's number and which steps it is.
-    pub fn step_events(&self, c: &Connection, q: &StepQuery) -> Result<Vec<StepHit>, StoreError> {
+    pub fn step_events(&self, c: &Connection, q: &StepQuery) -> Result<StepEvents, StoreError> {
         let names = Step::names(&q.steps);
         let pass = self.passing(
             c,
@@ -593,7 +593,9 @@ impl Index {
             .map(|p| Step::mask(&q.steps, "$pageview", p))
             .collect();
         let pageview = self.names.ids.get("$pageview").copied();
-        Ok((0..self.time.len())
+        let mut keys: Dict<Option<String>> = Dict::default();
+        let key_of = self.key_fn(c, (q.from_ms, q.to_ms), q.breakdown.as_ref(), &mut keys)?;
+        let hits = (0..self.time.len())
             .filter(|&i| pass[i])
             .filter_map(|i| {
                 let mut mask = by_name[self.name[i] as usize];
@@ -604,9 +606,15 @@ impl Index {
                     person: u64::from(self.person_of[self.anon[i] as usize]),
                     time_ms: self.time[i],
                     mask,
+                    key: key_of(i),
                 })
             })
-            .collect())
+            .collect();
+        drop(key_of);
+        Ok(StepEvents {
+            hits,
+            keys: keys.values,
+        })
     }
 
     /// The events that user paths walk, each with its session's number and its label.
@@ -886,7 +894,7 @@ impl Index {
     fn key_fn<'a>(
         &'a self,
         c: &Connection,
-        q: &InsightsQuery,
+        (from_ms, to_ms): (i64, i64),
         field: Option<&Field>,
         keys: &mut Dict<Option<String>>,
     ) -> Result<Box<dyn Fn(usize) -> u32 + 'a>, StoreError> {
@@ -923,9 +931,9 @@ impl Index {
                 sql.push("SELECT e.rowid, CAST(")
                     .field(field)
                     .push(" AS TEXT) FROM events e WHERE e.time_ms >= ")
-                    .bind(q.from_ms)
+                    .bind(from_ms)
                     .push(" AND e.time_ms < ")
-                    .bind(q.to_ms);
+                    .bind(to_ms);
                 let mut map = vec![none; self.time.len()];
                 let mut stmt = c.prepare(&sql.text)?;
                 let mut rows = stmt.query(params_from_iter(sql.params.iter()))?;

@@ -407,7 +407,7 @@ impl Store for Sqlite {
         })
     }
 
-    fn step_events(&self, q: &journeys::StepQuery) -> Result<Vec<journeys::StepHit>, StoreError> {
+    fn step_events(&self, q: &journeys::StepQuery) -> Result<journeys::StepEvents, StoreError> {
         self.with_reader(|c| {
             let mut index = self.index.lock().expect("event index");
             index.sync(c)?;
