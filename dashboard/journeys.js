@@ -83,14 +83,15 @@
       return h("div", { class: "card" },
         h("p", { class: "muted" }, `${fmt(first)} people started; ${pct(a.steps[a.steps.length - 1].conversion)} did every step within ${span(a.window_seconds)}.`),
         h("table", { id: "funnel" },
-          h("thead", {}, h("tr", {}, ["step", "", "people", "of step 1", "of the step before", "median time from the step before"].map((t, i) => h("th", { class: i > 1 ? "num" : "" }, t)))),
+          h("thead", {}, h("tr", {}, ["step", "", "people", "of step 1", "of the step before", "median time from the step before", ""].map((t, i) => h("th", { class: i > 1 ? "num" : "" }, t)))),
           h("tbody", {}, a.steps.map((s, i) => h("tr", {},
             h("td", {}, `${i + 1}. ${s.name}`),
             h("td", { class: "barcell" }, styled(h("div", { class: "bar" }), { width: `${first ? (100 * s.count) / first : 0}%` })),
             h("td", { class: "num" }, fmt(s.count)),
             h("td", { class: "num" }, pct(s.conversion)),
             h("td", { class: "num" }, i ? pct(s.from_previous) : "–"),
-            h("td", { class: "num" }, s.median_seconds_from_previous == null ? "–" : seconds(s.median_seconds_from_previous)))))),
+            h("td", { class: "num" }, s.median_seconds_from_previous == null ? "–" : seconds(s.median_seconds_from_previous)),
+            h("td", { class: "num" }, h("a", { class: "dropped", href: droppedHref(params, i + 1) }, i + 1 < a.steps.length ? "who stopped here" : "who did every step")))))),
         a.breakdown ? h("div", { class: "scroll" }, h("h3", {}, `By ${a.by}`), h("table", { id: "breakdown" },
           h("thead", {}, h("tr", {}, h("th", {}, a.by), a.steps.map((s, i) => h("th", { class: "num" }, `${i + 1}. ${s.name}`)), h("th", { class: "num" }, "converted"))),
           h("tbody", {}, a.breakdown.map((row) => h("tr", {},
@@ -98,6 +99,14 @@
             row.steps.map((s) => h("td", { class: "num" }, fmt(s.count))),
             h("td", { class: "num" }, pct(row.steps[row.steps.length - 1].conversion))))))) : null);
     });
+  }
+
+  // The users feed of the people who stopped after step `k` (the funnel's own parameters).
+  function droppedHref(params, k) {
+    const p = new URLSearchParams();
+    for (const key of ["step", "window", "last", "from", "to", "tz", "site", "bots", "filter"]) params.getAll(key).forEach((v) => p.append(key, v));
+    p.set("dropped_after", k);
+    return `#users?${p}`;
   }
 
   // ---- retention ----

@@ -302,6 +302,7 @@ fn main() {
                 filters: Vec::new(),
                 sites: Vec::new(),
                 breakdown: None,
+                people: false,
             })
             .unwrap();
         journeys::funnel(hits, 3, start, now, 14 * DAY);
@@ -316,6 +317,7 @@ fn main() {
                 filters: Vec::new(),
                 sites: Vec::new(),
                 breakdown: None,
+                people: false,
             })
             .unwrap();
         journeys::retention(hits, &starts);

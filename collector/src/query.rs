@@ -326,7 +326,11 @@ pub async fn run_view(
     match view {
         View::Insights => insights_answer(state, parse_insights(pairs, &state.config)?).await,
         View::Users => {
-            let (q, ranking) = parse_users(pairs, &state.config)?;
+            let (pairs, dropped) = take_funnel(pairs)?;
+            let (mut q, ranking) = parse_users(&pairs, &state.config)?;
+            if let Some(dropped) = dropped {
+                q.ids = Some(funnel_people(state, &q, dropped).await?);
+            }
             if let Some(ranking) = ranking {
                 return ranked_users(state, q, ranking).await;
             }
@@ -517,6 +521,100 @@ fn parse_limit(v: &str, max: usize) -> Result<usize, ApiError> {
         .ok_or_else(|| ApiError::param("limit", format!("must be a number from 1 to {max}")))
 }
 
+/// The people of the users feed who stopped at one step of a funnel: `step=` (2 to 10),
+/// `window=`, and `dropped_after=K` (did steps 1..K and not K+1; K = the last step: did every
+/// step).
+struct Dropped {
+    steps: Vec<Step>,
+    window_ms: i64,
+    after: usize,
+}
+
+/// A query string's pairs, in order.
+type Params = Vec<(String, String)>;
+
+/// Takes the funnel parameters of `/api/v1/users` out of the others.
+fn take_funnel(pairs: &[(String, String)]) -> Result<(Params, Option<Dropped>), ApiError> {
+    let mut steps = Vec::new();
+    let mut window_ms = 14 * 86_400_000;
+    let mut after = None;
+    let mut rest = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        match k.as_str() {
+            "step" => steps.push(Step::parse(v).map_err(|e| ApiError::param(k, e))?),
+            "window" => window_ms = parse_duration(k, v)?,
+            "dropped_after" => {
+                after = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| ApiError::param(k, "must be a step number from 1"))?,
+                )
+            }
+            _ => rest.push((k.clone(), v.clone())),
+        }
+    }
+    match after {
+        None if steps.is_empty() => Ok((rest, None)),
+        None => Err(ApiError::param(
+            "dropped_after",
+            "is needed with `step`: the step after which people stopped",
+        )),
+        Some(_) if !(2..=10).contains(&steps.len()) => Err(ApiError::param(
+            "step",
+            "must be given 2 to 10 times with `dropped_after`",
+        )),
+        Some(k) if k > steps.len() => Err(ApiError::param(
+            "dropped_after",
+            format!("must be a step number from 1 to {}", steps.len()),
+        )),
+        Some(after) => Ok((
+            rest,
+            Some(Dropped {
+                steps,
+                window_ms,
+                after,
+            }),
+        )),
+    }
+}
+
+/// Who of the feed's range, sites and filters stopped where `dropped` says (at most 10,000).
+async fn funnel_people(
+    state: &AppState,
+    q: &UsersQuery,
+    dropped: Dropped,
+) -> Result<Vec<String>, ApiError> {
+    let steps = dropped.steps.len();
+    let sq = StepQuery {
+        from_ms: q.from_ms,
+        to_ms: q.to_ms.saturating_add(dropped.window_ms),
+        steps: dropped.steps,
+        filters: q
+            .filters
+            .iter()
+            .cloned()
+            .chain(q.scope.bots.filter())
+            .collect(),
+        sites: q.scope.sites.clone(),
+        breakdown: None,
+        people: true,
+    };
+    let store = state.store.clone();
+    let mut events = blocking(move || store.step_events(&sq)).await?;
+    let people = std::mem::take(&mut events.people);
+    let found = journeys::funnel(events, steps, q.from_ms, q.to_ms, dropped.window_ms);
+    let mut ids: Vec<String> = found
+        .reached
+        .into_iter()
+        .filter(|&(_, reached)| reached == dropped.after)
+        .filter_map(|(p, _)| people.get(&p).cloned())
+        .collect();
+    ids.sort();
+    ids.truncate(10_000);
+    Ok(ids)
+}
+
 /// How `/api/v1/users` ranks people when not by last activity: by their sessions that began
 /// in the range.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -634,6 +732,7 @@ async fn ranked_users(
             ))
         })
         .filter(|r| r.1 >= ranking.min_sessions && r.2 <= ranking.max_avg_seconds)
+        .filter(|r| q.ids.as_ref().is_none_or(|ids| ids.contains(&r.0)))
         .collect();
     rows.sort_by(|a, b| {
         let order = match ranking.sort {
@@ -747,6 +846,7 @@ pub async fn funnel(
         filters,
         sites: scope.sites,
         breakdown: by.clone(),
+        people: false,
     };
     let store = state.store.clone();
     let hits = blocking(move || store.step_events(&q)).await?;
@@ -844,6 +944,7 @@ pub async fn retention(
         filters,
         sites: scope.sites,
         breakdown: None,
+        people: false,
     };
     let store = state.store.clone();
     let hits = blocking(move || store.step_events(&q)).await?;

@@ -174,6 +174,13 @@ fn reach(events: &[&StoredEvent], steps: &[Step], k: usize, after: i64, t0: i64)
         .unwrap_or(0)
 }
 
+/// Each step's count, each browser's, and how far each person got.
+type BruteFunnel = (
+    Vec<u64>,
+    BTreeMap<String, Vec<u64>>,
+    BTreeMap<String, usize>,
+);
+
 /// Each step's count, and each browser's (the browser of the step 1 event of the earliest
 /// attempt that went furthest).
 fn brute_funnel(
@@ -183,10 +190,12 @@ fn brute_funnel(
     to: i64,
     sites: &[&str],
     keep: &dyn Fn(&StoredEvent) -> bool,
-) -> (Vec<u64>, BTreeMap<String, Vec<u64>>) {
+) -> BruteFunnel {
     let mut counts = vec![0u64; steps.len()];
     let mut by: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for list in streams(events, sites, keep).values() {
+    let mut people = BTreeMap::new();
+    for (person, list) in streams(events, sites, keep) {
+        let list = &list;
         let mut best: Option<(usize, &str)> = None;
         for e in list
             .iter()
@@ -201,6 +210,7 @@ fn brute_funnel(
         let Some((reached, browser)) = best else {
             continue;
         };
+        people.insert(person, reached);
         let row = by
             .entry(browser.to_owned())
             .or_insert_with(|| vec![0; steps.len()]);
@@ -209,7 +219,7 @@ fn brute_funnel(
             row[k] += 1;
         }
     }
-    (counts, by)
+    (counts, by, people)
 }
 
 /// The period of a time: days (or Monday weeks) in the zone since the range's first.
@@ -336,12 +346,21 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
                 filters,
                 sites: sites.iter().map(|s| s.to_string()).collect(),
                 breakdown: Field::parse("browser"),
+                people: true,
             };
             let keep = |e: &StoredEvent| filter.is_none_or(|b| e.browser != b);
-            let (want, want_by) = brute_funnel(&events, steps, from, to, &sites, &keep);
+            let (want, want_by, want_people) =
+                brute_funnel(&events, steps, from, to, &sites, &keep);
             for s in stores {
-                let found =
-                    journeys::funnel(s.step_events(&q).unwrap(), steps.len(), from, to, WINDOW);
+                let mut found = s.step_events(&q).unwrap();
+                let names = std::mem::take(&mut found.people);
+                let found = journeys::funnel(found, steps.len(), from, to, WINDOW);
+                let reached: BTreeMap<String, usize> = found
+                    .reached
+                    .iter()
+                    .map(|(p, n)| (names[p].clone(), *n))
+                    .collect();
+                assert_eq!(reached, want_people, "funnel {n}: who reached how far");
                 let got: Vec<u64> = found.steps.iter().map(|s| s.count).collect();
                 assert_eq!(got, want, "funnel {n} {sites:?} {filter:?}");
                 let by: BTreeMap<String, Vec<u64>> = found
@@ -384,6 +403,7 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
             filters: bots.clone(),
             sites: sites.iter().map(|s| s.to_string()).collect(),
             breakdown: None,
+            people: false,
         };
         let want = brute_retention(&events, &start_step, &back, from, to, week, tz, &sites);
         for s in stores {

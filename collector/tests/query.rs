@@ -1242,6 +1242,41 @@ async fn funnels_and_retention_answer_as_the_contract_says() {
     }
     assert!(steps[2]["count"].as_u64().unwrap() > 0, "{got}");
     assert!(got["breakdown"].is_null(), "no breakdown without by");
+    // Who dropped after each step: the users feed of the funnel's people at that step.
+    let funnel = "step=$pageview:/p&step=add_to_cart&step=purchase&window=1d";
+    for k in 1..=3usize {
+        let users = get(
+            &app,
+            &format!("/api/v1/users?{funnel}&dropped_after={k}&from={from}&to={to}&limit=1000"),
+        )
+        .await;
+        let here = steps[k - 1]["count"].as_u64().unwrap();
+        let next = steps.get(k).map_or(0, |s| s["count"].as_u64().unwrap());
+        assert_eq!(
+            users["users"].as_array().unwrap().len() as u64,
+            here - next,
+            "dropped after step {k}"
+        );
+    }
+    for (query, param) in [
+        ("step=a&step=b", "dropped_after"),
+        ("step=a&step=b&dropped_after=3", "dropped_after"),
+        ("step=a&dropped_after=1", "step"),
+    ] {
+        let (status, body) = send(
+            &app,
+            "GET",
+            &format!("/api/v1/users?{query}"),
+            Some("t"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`{param}`")));
+    }
     // Broken down by browser: every visit came from one Chrome, so one row equal to the steps.
     let by = get(
         &app,

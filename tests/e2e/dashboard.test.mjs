@@ -611,6 +611,13 @@ test("funnels, retention and paths: the numbers the visits imply, controls, and 
   await screenshot(page, "dashboard-funnel");
   await page.goto(`${collector.url}/#funnel?step=$pageview&step=add_to_cart&step=purchase&last=7d`);
   await page.waitForSelector("#funnel tbody tr");
+  // Who stopped after adding to the cart: the 7 who did not buy, in the users view.
+  await page.click("#funnel tbody tr:nth-child(2) a.dropped");
+  await page.waitForSelector("#users tbody tr");
+  assert.equal(await page.$$eval("#users tbody tr", (r) => r.length), 7);
+  assert.equal(new URLSearchParams(page.url().split("?")[1]).get("dropped_after"), "2");
+  await page.goBack();
+  await page.waitForSelector("#funnel tbody tr");
   // A step chosen from the picker: purchase → $pageleave instead of add_to_cart.
   await page.selectOption("select[name=step] >> nth=1", "$pageleave");
   await page.waitForFunction(() => document.querySelectorAll("#funnel tbody tr td:nth-child(3)")[1]?.textContent === "12");

@@ -82,6 +82,8 @@ pub struct StepQuery {
     pub sites: Vec<String>,
     /// Each hit's value of this field, for a funnel's breakdown.
     pub breakdown: Option<Field>,
+    /// Whether to name the people of the hits ([`StepEvents::people`]).
+    pub people: bool,
 }
 
 /// An event that is one or more steps: its person (a number that stands for one person
@@ -100,6 +102,8 @@ pub struct StepHit {
 pub struct StepEvents {
     pub hits: Vec<StepHit>,
     pub keys: Vec<Option<String>>,
+    /// With [`StepQuery::people`]: each hit's person number's answer id.
+    pub people: HashMap<u64, String>,
 }
 
 /// Hits grouped by person, each person's in time order (ties by steps, then by the text of
@@ -139,6 +143,8 @@ pub struct FunnelStep {
 pub struct Funnel {
     pub steps: Vec<FunnelStep>,
     pub breakdown: Vec<(Option<String>, Vec<u64>)>,
+    /// Each person who did step 1, with how many steps they reached.
+    pub reached: Vec<(u64, usize)>,
 }
 
 /// A funnel over hits of `steps.len()` steps in `[from_ms, to_ms + window_ms]`: a person
@@ -155,6 +161,7 @@ pub fn funnel(
     let mut counts = vec![0u64; steps];
     let mut gaps: Vec<Vec<i64>> = vec![Vec::new(); steps];
     let mut per_key: Vec<Vec<u64>> = vec![vec![0; steps]; events.keys.len().max(1)];
+    let mut people = Vec::new();
     for events in by_person(events.hits, &events.keys) {
         // The furthest step reached, the times of that attempt's steps and its first key.
         let mut best: (usize, Vec<i64>, u32) = (0, Vec::new(), 0);
@@ -180,6 +187,9 @@ pub fn funnel(
             }
         }
         let (reached, times, key) = best;
+        if reached > 0 {
+            people.push((events[0].person, reached));
+        }
         for k in 0..reached {
             counts[k] += 1;
             per_key[key as usize][k] += 1;
@@ -204,7 +214,11 @@ pub fn funnel(
         .collect();
     breakdown.sort_by(|a, b| b.1[0].cmp(&a.1[0]).then_with(|| a.0.cmp(&b.0)));
     breakdown.truncate(20);
-    Funnel { steps, breakdown }
+    Funnel {
+        steps,
+        breakdown,
+        reached: people,
+    }
 }
 
 /// The median of some times in ms (the mean of the middle two of an even count).
@@ -432,6 +446,7 @@ mod tests {
         StepEvents {
             hits,
             keys: vec![None],
+            people: HashMap::new(),
         }
     }
 
@@ -488,7 +503,18 @@ mod tests {
             keyed(1, 3, 1, 1),
         ];
         let keys = vec![None, Some("a".to_owned()), Some("b".to_owned())];
-        let got = funnel(StepEvents { hits, keys }, 2, 0, 10, 3);
+        let got = funnel(
+            StepEvents {
+                hits,
+                keys,
+                people: HashMap::new(),
+            },
+            2,
+            0,
+            10,
+            3,
+        );
+        assert_eq!(got.reached, [(0, 2), (1, 2)]);
         assert_eq!(
             got.breakdown,
             [

@@ -379,9 +379,18 @@ pub fn step_events(
             tz: chrono_tz::Tz::UTC,
         },
     );
+    let person = if q.people { ", person" } else { "" };
     let (rows, _) = c.select(&format!(
-        "SELECT DISTINCT event_h, person_h, time_ms, key, split FROM ({source})"
+        "SELECT DISTINCT event_h, person_h, time_ms, key, split{person} FROM ({source})"
     ))?;
+    let mut people = HashMap::new();
+    if q.people {
+        for r in &rows {
+            people
+                .entry(hash(r, "person_h"))
+                .or_insert_with(|| s(r, "person"));
+        }
+    }
     let mut ids: HashMap<Option<String>, u32> = HashMap::from([(None, 0)]);
     let mut keys: Vec<Option<String>> = vec![None];
     let hits = rows
@@ -403,7 +412,7 @@ pub fn step_events(
             })
         })
         .collect();
-    Ok(journeys::StepEvents { hits, keys })
+    Ok(journeys::StepEvents { hits, keys, people })
 }
 
 /// The events that user paths walk, each with its session's hash and its label.

@@ -595,7 +595,7 @@ impl Index {
         let pageview = self.names.ids.get("$pageview").copied();
         let mut keys: Dict<Option<String>> = Dict::default();
         let key_of = self.key_fn(c, (q.from_ms, q.to_ms), q.breakdown.as_ref(), &mut keys)?;
-        let hits = (0..self.time.len())
+        let hits: Vec<StepHit> = (0..self.time.len())
             .filter(|&i| pass[i])
             .filter_map(|i| {
                 let mut mask = by_name[self.name[i] as usize];
@@ -611,9 +611,18 @@ impl Index {
             })
             .collect();
         drop(key_of);
+        let mut people = HashMap::new();
+        if q.people {
+            for h in &hits {
+                people
+                    .entry(h.person)
+                    .or_insert_with(|| self.persons.values[h.person as usize].clone());
+            }
+        }
         Ok(StepEvents {
             hits,
             keys: keys.values,
+            people,
         })
     }
 
