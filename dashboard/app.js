@@ -509,12 +509,15 @@
     const search = h("input", { name: "contains", placeholder: "search user or anonymous ID", value: params.get("contains") || "", size: 30 });
     const body = h("tbody", {});
     const more = h("button", { id: "more" }, "More");
+    // Ranked by their sessions in the range ("struggling users": many short sessions first).
+    const ranked = params.has("sort") && params.get("sort") !== "last_seen";
     const add = (p) => {
       body.append(...p.users.map((u) => h("tr", {},
         h("td", {}, h("a", { href: userHref(u.id, params) }, u.id)),
         h("td", {}, u.user_id ? "identified" : "anonymous"),
         h("td", {}, when(u.first_seen)), h("td", {}, when(u.last_seen)),
         h("td", { class: "num" }, fmt(u.session_count ?? 0)),
+        ranked ? [h("td", { class: "num" }, fmt(u.sessions_in_range ?? 0)), h("td", { class: "num" }, seconds(u.avg_session_seconds ?? 0))] : null,
         h("td", {}, propList(u.properties)))));
       more.hidden = !p.next_cursor;
       more.onclick = async () => {
@@ -537,11 +540,13 @@
         const p = new URLSearchParams(params);
         p.set("last", v);
         go("users", p);
+      }), select("sort", "Order", [["", "latest activity"], ["struggling", "struggling: many short sessions"], ["sessions", "most sessions"], ["avg_session", "shortest sessions"]], params.get("sort") || "", (v) => {
+        usersWith(params)((p) => (v ? p.set("sort", v) : p.delete("sort")));
       }), botsSwitch("users", params), h("button", { type: "submit" }, "Search"), h("button", { type: "button", onclick: () => download("/api/v1/users", params) }, "Download CSV")),
       // People who did one of these events, with filters on user, session and event properties.
       opts ? h("div", { class: "card controls", id: "controls" }, eventPicker("Who did", params, opts, usersWith(params)), filterPicker(params, opts, usersWith(params))) : null,
       error ? h("p", { class: "error", id: "error" }, error.message) : h("div", { class: "card scroll" }, page.users.length
-        ? h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["User", "", "First seen", "Last seen", "Sessions", "Properties"].map((t) => h("th", {}, t)))), body)
+        ? h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["User", "", "First seen", "Last seen", "Sessions", ...(ranked ? ["Sessions in range", "Average session"] : []), "Properties"].map((t) => h("th", {}, t)))), body)
         : h("p", { class: "muted" }, "No users active in this range yet."), more));
   }
 

@@ -648,6 +648,17 @@ test("funnels, retention and paths: the numbers the visits imply, controls, and 
   assert.equal(row(["/p", "$pageleave", "(end)"]), 2);
   assert.ok(await page.$$eval("#flow .node", (n) => n.length) >= 5);
   await screenshot(page, "dashboard-paths");
+
+  // Struggling users: ordered by sessions in the range, then the shortest average first; the
+  // two who bounced (30 s from page view to leaving) lead.
+  await page.goto(`${collector.url}/#users?last=7d`);
+  await page.waitForSelector("#users tbody tr");
+  await page.selectOption("select[name=sort]", "struggling");
+  await page.waitForFunction(() => [...document.querySelectorAll("#users thead th")].some((t) => t.textContent === "Average session"));
+  const firstTwo = await page.$$eval("#users tbody tr", (r) => r.slice(0, 3).map((x) => [x.cells[0].textContent, x.cells[6].textContent]));
+  const bounced = visitors.slice(0, 2).map((v) => v.anon).sort();
+  assert.deepEqual(firstTwo.slice(0, 2).map((r) => r[0]).sort(), bounced);
+  assert.deepEqual(firstTwo.map((r) => r[1]), ["30.0 s", "30.0 s", "1.0 min"]);
   assert.deepEqual(errors, []);
   await context.close();
 });
