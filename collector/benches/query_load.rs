@@ -9,6 +9,10 @@
 
 #[path = "../tests/common/clickhouse.rs"]
 mod clickhouse;
+#[path = "../tests/common/rng.rs"]
+mod rng;
+
+use rng::Rng;
 
 use footfall_collector::config::Durability;
 use footfall_collector::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
@@ -26,16 +30,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 fn event(n: u64, t: i64, user: u64, session: u64, seq: i64, rng: &mut Rng) -> StoredEvent {

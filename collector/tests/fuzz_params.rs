@@ -3,24 +3,17 @@
 //! control characters. The collector must answer each with 2xx or a 4xx JSON error, never a
 //! 5xx, and keep answering.
 
+mod common {
+    pub mod rng;
+}
+
+use common::rng::Rng;
+
 use actix_web::{test, web, App};
 use footfall_collector::app::{self, ROUTES};
 use footfall_collector::config::{Args, Config};
 use footfall_collector::state::AppState;
 use serde_json::{json, Value};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-    fn pick<'a>(&mut self, of: &[&'a str]) -> &'a str {
-        of[self.next(of.len() as u64) as usize]
-    }
-}
 
 const NAMES: &[&str] = &[
     "metric",

@@ -5,9 +5,11 @@
 
 mod common {
     pub mod clickhouse;
+    pub mod rng;
 }
 
 use common::clickhouse::ClickHouseServer;
+use common::rng::Rng;
 use footfall_collector::config::Durability;
 use footfall_collector::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
 use footfall_collector::store::*;
@@ -16,16 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 const NAMES: [&str; 4] = ["view_item", "add_to_cart", "checkout", "buy"];
 const PATHS: [&str; 3] = ["/", "/pricing", "/cart"];

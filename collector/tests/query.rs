@@ -2,6 +2,12 @@
 //! deterministic generator sent: users with several browsers, identify part-way through a
 //! visit, bounces, long sessions, sessions across midnight.
 
+mod common {
+    pub mod rng;
+}
+
+use common::rng::Rng;
+
 use actix_web::{test, web, App};
 use footfall_collector::app;
 use footfall_collector::config::{Args, Config};
@@ -29,16 +35,6 @@ struct Ev {
     session: String,
     seq: u64,
     browser: usize,
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 /// Visitors over nine days; returns every event, in the order sent.
@@ -169,6 +165,24 @@ where
     let body: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
     assert_eq!(status, 200, "{uri}: {body}");
     body
+}
+
+/// Sends every event in one batch of the demo site, as a browser of this user agent.
+async fn post_all<S>(app: &S, events: &[Ev], agent: &str)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    let batch = json!({"key": "demo", "events": events.iter().map(wire).collect::<Vec<_>>()});
+    let req = test::TestRequest::post()
+        .uri("/v1/batch")
+        .insert_header(("user-agent", agent))
+        .set_payload(batch.to_string())
+        .to_request();
+    assert_eq!(test::call_service(app, req).await.status(), 200);
 }
 
 fn day(ms: i64) -> String {
@@ -736,13 +750,7 @@ async fn reports_are_saved_shared_by_link_and_deleted() {
 async fn erasing_a_person_removes_every_row_of_every_anonymous_id() {
     let (dir, events, state, _) = setup().await;
     let app = app!(state);
-    let batch = json!({"key": "demo", "events": events.iter().map(wire).collect::<Vec<_>>()});
-    let req = test::TestRequest::post()
-        .uri("/v1/batch")
-        .insert_header(("user-agent", AGENTS[0].1))
-        .set_payload(batch.to_string())
-        .to_request();
-    assert_eq!(test::call_service(&app, req).await.status(), 200);
+    post_all(&app, &events, AGENTS[0].1).await;
     let ann_events = events
         .iter()
         .filter(|e| e.anon == "anon-000" || e.anon == "anon-001")
@@ -1210,13 +1218,7 @@ async fn sites_are_kept_apart_and_the_users_feed_filters() {
 async fn funnels_and_retention_answer_as_the_contract_says() {
     let (_dir, events, state, start) = setup().await;
     let app = app!(state);
-    let batch = json!({"key": "demo", "events": events.iter().map(wire).collect::<Vec<_>>()});
-    let req = test::TestRequest::post()
-        .uri("/v1/batch")
-        .insert_header(("user-agent", AGENTS[0].1))
-        .set_payload(batch.to_string())
-        .to_request();
-    assert_eq!(test::call_service(&app, req).await.status(), 200);
+    post_all(&app, &events, AGENTS[0].1).await;
     let person = people(&events);
     let (from, to) = (day(start), day(start + 10 * DAY));
 
@@ -1406,13 +1408,7 @@ async fn funnels_and_retention_answer_as_the_contract_says() {
 async fn struggling_users_come_first_with_many_short_sessions() {
     let (_dir, events, state, start) = setup().await;
     let app = app!(state);
-    let batch = json!({"key": "demo", "events": events.iter().map(wire).collect::<Vec<_>>()});
-    let req = test::TestRequest::post()
-        .uri("/v1/batch")
-        .insert_header(("user-agent", AGENTS[1].1))
-        .set_payload(batch.to_string())
-        .to_request();
-    assert_eq!(test::call_service(&app, req).await.status(), 200);
+    post_all(&app, &events, AGENTS[1].1).await;
     let person = people(&events);
     let (from, to) = (start + DAY, start + 9 * DAY);
     // Each session's span, then each person's sessions that began in the range.

@@ -9,10 +9,12 @@ mod common {
     pub mod clickhouse;
     pub mod http;
     pub mod process;
+    pub mod rng;
 }
 
 use common::clickhouse::ClickHouseServer;
 use common::http::{post_batch, request};
+use common::rng::Rng;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -73,16 +75,6 @@ impl Drop for Collector {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 

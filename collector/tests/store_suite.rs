@@ -8,27 +8,16 @@
 
 mod common {
     pub mod clickhouse;
+    pub mod rng;
 }
 
 use common::clickhouse::ClickHouseServer;
+use common::rng::Rng;
 use footfall_collector::config::Durability;
 use footfall_collector::store::*;
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-    fn pick<'a>(&mut self, of: &[&'a str]) -> &'a str {
-        of[self.next(of.len() as u64) as usize]
-    }
-}
 
 /// A string with every character that needs escaping somewhere.
 const AWKWARD: &str = "O'Brien \\ \"q\" é😀\ttab";
