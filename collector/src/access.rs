@@ -151,6 +151,14 @@ pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiEr
         .auth_failures
         .check(ip, now)
         .map_err(ApiError::RateLimited)?;
+    // Every call of the query API counts against its address (requests without one, made in
+    // process by tests, do not).
+    if ip.is_some() {
+        state
+            .query_rate
+            .check("api", ip)
+            .map_err(ApiError::RateLimited)?;
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -32,8 +32,9 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     )
 }
 
-/// Batches per minute per (site key, client address), with a burst of a tenth of a minute's
-/// worth (at least 20), so a page sending its queue in several beacons at hide is not cut.
+/// Requests per minute per (key, client address), with a burst of a tenth of a minute's worth
+/// (at least 20): batches per site key, so a page sending its queue in several beacons at hide
+/// is not cut, and query API calls (one key), so a dashboard page's calls at once are not.
 pub struct RateLimit {
     limiter: Option<DefaultKeyedRateLimiter<(String, Option<IpAddr>)>>,
     checks: AtomicU64,

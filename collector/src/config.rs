@@ -63,6 +63,10 @@ pub struct Args {
     #[arg(long, env = "FOOTFALL_RATE_LIMIT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    /// Query API requests per minute allowed from one client address (the dashboard's too); 0 turns the limit off [default: 1200]
+    #[arg(long, env = "FOOTFALL_QUERY_RATE_LIMIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_rate_limit: Option<u32>,
     /// A proxy whose X-Forwarded-For is believed (CIDR); repeatable (env: `,`-separated)
     #[arg(
         long = "trusted-proxy",
@@ -233,6 +237,8 @@ pub struct Config {
     pub dashboard_dir: Option<PathBuf>,
     /// Batches per minute per key and client; 0 is no limit.
     pub rate_limit: u32,
+    /// Query API requests per minute per client address; 0 is no limit.
+    pub query_rate_limit: u32,
     pub trusted_proxies: Vec<IpNet>,
     pub geoip: Option<PathBuf>,
     pub store_ip: bool,
@@ -256,6 +262,7 @@ impl Default for Config {
             demo_dir: None,
             dashboard_dir: None,
             rate_limit: 600,
+            query_rate_limit: 1200,
             trusted_proxies: Vec::new(),
             geoip: None,
             store_ip: false,

@@ -13,6 +13,8 @@ pub struct AppState {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub rate: RateLimit,
+    /// Query API requests per client address (issue #19).
+    pub query_rate: RateLimit,
     pub geo: Option<Geo>,
     pub metrics: Metrics,
     /// Wrong bearer tokens per client address (issue #19).
@@ -27,6 +29,7 @@ impl AppState {
         let geo = config.geoip.as_deref().map(Geo::open).transpose()?;
         Ok(AppState {
             rate: RateLimit::new(config.rate_limit),
+            query_rate: RateLimit::new(config.query_rate_limit),
             geo,
             metrics: Metrics::new(),
             auth_failures: access::Failures::default(),

@@ -701,3 +701,39 @@ async fn a_report_is_renamed_and_its_link_withdrawn_and_made_anew() {
     .await;
     assert_eq!(s, 404);
 }
+
+#[actix_web::test]
+async fn the_query_api_is_rate_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(Args {
+        data_dir: Some(dir.path().into()),
+        admin_token: Some("t".into()),
+        rate_limit: Some(0),
+        query_rate_limit: Some(60),
+        ..Args::default()
+    })
+    .unwrap();
+    let store = footfall_collector::store::open(&config).unwrap();
+    let state = web::Data::new(AppState::new(config, store).unwrap());
+    let app = app!(state);
+    // 60 a minute with a burst of 20: the 21st call at once from one address waits.
+    let (busy, quiet) = (next_peer(), next_peer());
+    let mut answers = Vec::new();
+    for _ in 0..25 {
+        answers.push(call(&app, "get", "/api/v1/events", Some("t"), None, busy).await);
+    }
+    assert!(
+        answers[..20].iter().all(|(s, _, _)| *s == 200),
+        "the burst is answered"
+    );
+    let (status, retry, body) = &answers[24];
+    assert_eq!(*status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate-limited");
+    assert!(retry
+        .as_deref()
+        .and_then(|r| r.parse::<u64>().ok())
+        .is_some_and(|s| s >= 1));
+    // Another address is not held back, and neither are shared links (no token, no limit).
+    let (status, _, _) = call(&app, "get", "/api/v1/events", Some("t"), None, quiet).await;
+    assert_eq!(status, 200);
+}
