@@ -622,6 +622,8 @@ struct Ranking {
     sort: Sort,
     min_sessions: u64,
     max_avg_seconds: f64,
+    /// Where the page starts in the ranking (the cursor `r<offset>`).
+    offset: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -642,6 +644,7 @@ fn parse_users(
         sort: Sort::Struggling,
         min_sessions: 0,
         max_avg_seconds: f64::INFINITY,
+        offset: 0,
     };
     let mut ranked = false;
     let mut cursor = None;
@@ -693,14 +696,10 @@ fn parse_users(
     }
     // Ranked pages go by position: `r<offset>`.
     if let Some(v) = cursor {
-        let offset = v
+        ranking.offset = v
             .strip_prefix('r')
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| ApiError::param("cursor", "is not a cursor of this API"))?;
-        q.cursor = Some(UsersCursor {
-            last_ms: offset,
-            id: String::new(),
-        });
     }
     Ok((q, Some(ranking)))
 }
@@ -742,7 +741,7 @@ async fn ranked_users(
         };
         order.then_with(|| a.0.cmp(&b.0))
     });
-    let mut at = q.cursor.as_ref().map_or(0, |c| c.last_ms.max(0) as usize);
+    let mut at = ranking.offset;
     let mut page = Vec::new();
     while page.len() < q.limit && at < rows.len() {
         let chunk = &rows[at..rows.len().min(at + q.limit - page.len())];

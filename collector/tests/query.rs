@@ -658,6 +658,21 @@ where
     (status, body)
 }
 
+/// Asserts that `uri` is a 400 whose message names `param`.
+async fn refuses<S>(app: &S, uri: &str, param: &str)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    let (status, body) = send(app, "GET", uri, Some("t"), None).await;
+    assert_eq!(status, 400, "{uri}: {body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("`{param}`")), "{uri}: {message}");
+}
+
 #[actix_web::test]
 async fn reports_are_saved_shared_by_link_and_deleted() {
     let (_dir, _events, state, _) = setup().await;
@@ -1265,19 +1280,7 @@ async fn funnels_and_retention_answer_as_the_contract_says() {
         ("step=a&step=b&dropped_after=3", "dropped_after"),
         ("step=a&dropped_after=1", "step"),
     ] {
-        let (status, body) = send(
-            &app,
-            "GET",
-            &format!("/api/v1/users?{query}"),
-            Some("t"),
-            None,
-        )
-        .await;
-        assert_eq!(status, 400, "{query}: {body}");
-        assert!(body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("`{param}`")));
+        refuses(&app, &format!("/api/v1/users?{query}"), param).await;
     }
     // Broken down by browser: every visit came from one Chrome, so one row equal to the steps.
     let by = get(
@@ -1324,35 +1327,10 @@ async fn funnels_and_retention_answer_as_the_contract_says() {
         ("step=a&step=b&site=nowhere", "site"),
         ("step=a&step=b&colour=red", "colour"),
     ] {
-        let (status, body) = send(
-            &app,
-            "GET",
-            &format!("/api/v1/funnel?{query}"),
-            Some("t"),
-            None,
-        )
-        .await;
-        assert_eq!(status, 400, "{query}: {body}");
-        let message = body["error"]["message"].as_str().unwrap();
-        assert!(
-            message.contains(&format!("`{param}`")),
-            "{query}: {message}"
-        );
+        refuses(&app, &format!("/api/v1/funnel?{query}"), param).await;
     }
     for (query, param) in [("interval=month", "interval"), ("tz=Mars/Base", "tz")] {
-        let (status, body) = send(
-            &app,
-            "GET",
-            &format!("/api/v1/retention?{query}"),
-            Some("t"),
-            None,
-        )
-        .await;
-        assert_eq!(status, 400, "{query}: {body}");
-        assert!(body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("`{param}`")));
+        refuses(&app, &format!("/api/v1/retention?{query}"), param).await;
     }
     let (status, _) = send(&app, "GET", "/api/v1/funnel?step=a&step=b", None, None).await;
     assert_eq!(status, 401);
@@ -1388,19 +1366,7 @@ async fn funnels_and_retention_answer_as_the_contract_says() {
         ("start=buy", "start"),
         ("type=clicks", "type"),
     ] {
-        let (status, body) = send(
-            &app,
-            "GET",
-            &format!("/api/v1/paths?{query}"),
-            Some("t"),
-            None,
-        )
-        .await;
-        assert_eq!(status, 400, "{query}: {body}");
-        assert!(body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("`{param}`")));
+        refuses(&app, &format!("/api/v1/paths?{query}"), param).await;
     }
 }
 

@@ -356,28 +356,59 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     })
 }
 
+/// The events the journeys walk (of these names, none: all), once each, with columns
+/// `event_h`, `session_h`, `person_h`, `person`, `time_ms`, `key` (the name and the path,
+/// split by [`name_and_path`]) and `split` (the value of `split`, `''` without one).
+fn journey_source(
+    c: &Client,
+    (from_ms, to_ms): (i64, i64),
+    events: Vec<String>,
+    filters: &[Filter],
+    sites: &[String],
+    split: Option<Field>,
+) -> String {
+    // The name and the path as one key (a step may be either).
+    const NAME_AND_PATH: &str = "concat(name, '\\0', path)";
+    insights_source(
+        &c.database,
+        &InsightsQuery {
+            metric: Metric::Events,
+            from_ms,
+            to_ms,
+            interval: Interval::Day,
+            events,
+            by: Some(Field::Event(NAME_AND_PATH)),
+            split,
+            filters: filters.to_vec(),
+            sites: sites.to_vec(),
+            tz: chrono_tz::Tz::UTC,
+        },
+    )
+    .0
+}
+
+/// The event name and path of a row of [`journey_source`].
+fn name_and_path(r: &Value) -> (String, String) {
+    let both = s(r, "key");
+    match both.split_once('\0') {
+        Some((name, path)) => (name.to_owned(), path.to_owned()),
+        None => (both, String::new()),
+    }
+}
+
 /// The events that are steps, each with its person's hash and which steps it is: the events
 /// an insights query by name and path would count, once each.
 pub fn step_events(
     c: &Client,
     q: &journeys::StepQuery,
 ) -> Result<journeys::StepEvents, StoreError> {
-    // The name and the path as one key (a step may be either), the breakdown as the split.
-    const NAME_AND_PATH: &str = "concat(name, '\\0', path)";
-    let (source, _) = insights_source(
-        &c.database,
-        &InsightsQuery {
-            metric: Metric::Events,
-            from_ms: q.from_ms,
-            to_ms: q.to_ms,
-            interval: Interval::Day,
-            events: journeys::Step::names(&q.steps),
-            by: Some(Field::Event(NAME_AND_PATH)),
-            split: q.breakdown.clone(),
-            filters: q.filters.clone(),
-            sites: q.sites.clone(),
-            tz: chrono_tz::Tz::UTC,
-        },
+    let source = journey_source(
+        c,
+        (q.from_ms, q.to_ms),
+        journeys::Step::names(&q.steps),
+        &q.filters,
+        &q.sites,
+        q.breakdown.clone(),
     );
     let person = if q.people { ", person" } else { "" };
     let (rows, _) = c.select(&format!(
@@ -396,9 +427,8 @@ pub fn step_events(
     let hits = rows
         .iter()
         .filter_map(|r| {
-            let both = s(r, "key");
-            let (name, path) = both.split_once('\0').unwrap_or((&both, ""));
-            let mask = journeys::Step::mask(&q.steps, name, path);
+            let (name, path) = name_and_path(r);
+            let mask = journeys::Step::mask(&q.steps, &name, &path);
             let value = q.breakdown.as_ref().and_then(|_| non_empty(s(r, "split")));
             let key = *ids.entry(value).or_insert_with_key(|v| {
                 keys.push(v.clone());
@@ -420,36 +450,23 @@ pub fn path_events(
     c: &Client,
     q: &journeys::PathQuery,
 ) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError> {
-    let (source, _) = insights_source(
-        &c.database,
-        &InsightsQuery {
-            metric: Metric::Events,
-            from_ms: q.from_ms,
-            to_ms: q.to_ms,
-            interval: Interval::Day,
-            events: if q.pages_only {
-                vec!["$pageview".into()]
-            } else {
-                Vec::new()
-            },
-            by: Some(Field::Event("name")),
-            split: Some(Field::Event("path")),
-            filters: q.filters.clone(),
-            sites: q.sites.clone(),
-            tz: chrono_tz::Tz::UTC,
-        },
-    );
+    let pages = if q.pages_only {
+        vec!["$pageview".into()]
+    } else {
+        Vec::new()
+    };
+    let source = journey_source(c, (q.from_ms, q.to_ms), pages, &q.filters, &q.sites, None);
     let (rows, _) = c.select(&format!(
-        "SELECT DISTINCT event_h, session_h, time_ms, key, split FROM ({source})"
+        "SELECT DISTINCT event_h, session_h, time_ms, key FROM ({source})"
     ))?;
     let mut ids: HashMap<journeys::Label, u32> = HashMap::new();
     let mut labels: Vec<journeys::Label> = Vec::new();
     let events = rows
         .iter()
         .map(|r| {
-            let name = s(r, "key");
+            let (name, path) = name_and_path(r);
             let path = if name == "$pageview" {
-                s(r, "split")
+                path
             } else {
                 String::new()
             };
