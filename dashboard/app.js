@@ -3,8 +3,10 @@
 "use strict";
 (() => {
   const main = document.getElementById("main");
-  const TOKEN_KEY = "footfall_token";
-  let token = localStorage.getItem(TOKEN_KEY) || "";
+  // Signed in by an HttpOnly cookie (POST /api/v1/session), which no script in the page can
+  // read; the page only knows who it is signed in as. Older dashboards kept the token here.
+  const OLD_TOKEN_KEY = "footfall_token";
+  let who = null;
   const cache = {};
 
   // ---- helpers ----
@@ -80,15 +82,16 @@
 
   async function api(path, opts = {}) {
     path = withSite(path, opts);
-    const headers = { authorization: `Bearer ${token}` };
+    const headers = {};
     if (opts.body) headers["content-type"] = "application/json";
     const res = await fetch(path, { ...opts, headers: { ...headers, ...(opts.headers || {}) } });
     if (res.status === 401 && !opts.public) {
-      signIn("The token was refused. Sign in again.");
+      who = null;
+      signIn("The sign-in has ended or the token was revoked. Sign in again.");
       throw new Error("unauthorized");
     }
     const body = res.status === 204 ? null : await res.json();
-    if (!res.ok) throw new Error(body?.error?.message || res.statusText);
+    if (!res.ok) throw Object.assign(new Error(body?.error?.message || res.statusText), { code: body?.error?.code });
     return body;
   }
 
@@ -157,12 +160,12 @@
       h("form", {
         onsubmit: async (e) => {
           e.preventDefault();
-          token = input.value.trim();
           try {
-            await api("/api/v1/events?last=1d");
-            localStorage.setItem(TOKEN_KEY, token);
+            who = await api("/api/v1/session", { method: "POST", body: JSON.stringify({ token: input.value.trim() }), public: true });
             render();
-          } catch (_) { /* signIn() already shown */ }
+          } catch (err) {
+            signIn(err.message === "missing or wrong bearer token" ? "The token was refused." : err.message);
+          }
         },
       }, input, " ", h("button", { class: "primary", type: "submit" }, "Sign in"))));
   }
@@ -224,7 +227,7 @@
   async function download(path, params) {
     const p = new URLSearchParams(params);
     p.set("format", "csv");
-    const res = await fetch(`${path}?${p}`, { headers: { authorization: `Bearer ${token}` } });
+    const res = await fetch(`${path}?${p}`);
     const url = URL.createObjectURL(await res.blob());
     const a = h("a", { href: url, download: "footfall.csv" });
     document.body.append(a);
@@ -235,21 +238,30 @@
   function saveForm(view, params) {
     const name = h("input", { name: "report-name", placeholder: "report name" });
     const shared = h("input", { type: "checkbox", name: "report-shared" });
+    const expiry = expirySelect("report-expiry");
     const out = h("span", { class: "muted", id: "saved" });
     return h("form", {
       class: "controls",
       onsubmit: async (e) => {
         e.preventDefault();
         try {
-          const r = await api("/api/v1/reports", { method: "POST", body: JSON.stringify({ name: name.value, view, query: params.toString(), shared: shared.checked }) });
+          const body = { name: name.value, view, query: params.toString(), shared: shared.checked };
+          if (shared.checked && expiry.value) body.share_expires_at = expiresAt(expiry.value);
+          const r = await api("/api/v1/reports", { method: "POST", body: JSON.stringify(body) });
           const link = `${location.origin}${r.shared ? r.share_url : r.url}`;
           out.replaceChildren("Saved: ", h("a", { href: link, id: "report-link" }, link));
         } catch (err) {
           out.replaceChildren(h("span", { class: "error" }, err.message));
         }
       },
-    }, name, h("label", {}, h("span", {}, "shared by link"), shared), h("button", { type: "submit" }, "Save report"), out);
+    }, name, h("label", {}, h("span", {}, "shared by link"), shared), h("label", {}, h("span", {}, "link expires"), expiry),
+      h("button", { type: "submit" }, "Save report"), out);
   }
+
+  // A shared link's lifetime: never, or days from now.
+  const EXPIRIES = [["", "never"], ["1", "in 1 day"], ["7", "in 7 days"], ["30", "in 30 days"], ["90", "in 90 days"]];
+  const expirySelect = (name, first) => h("select", { name }, (first ? [first, ...EXPIRIES] : EXPIRIES).map(([v, label]) => h("option", { value: v }, label)));
+  const expiresAt = (days) => new Date(Date.now() + Number(days) * 86_400_000).toISOString();
 
   // ---- users / sessions / events ----
   const PRESETS = [["1d", "last 24 hours"], ["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]];
@@ -629,13 +641,27 @@
     } catch (e) {
       return failed(e);
     }
-    show(h("div", { class: "card" }, list.reports.length ? h("table", { id: "reports" }, h("tbody", {}, list.reports.map((r) => h("tr", {},
+    const by = (who) => (who ? ` by ${who}` : "");
+    const link = (r) => {
+      if (!r.shared) return "private";
+      const expiry = expirySelect("share-expiry", ["keep", "change…"]);
+      expiry.addEventListener("change", () => changeReport(r, { share_expires_at: expiry.value ? expiresAt(expiry.value) : null }));
+      const ends = r.share_expires_at ? `expires ${when(r.share_expires_at)}` : "never expires";
+      return h("div", { class: "share-info" },
+        h("a", { href: `${location.origin}${r.share_url}` }, "shared link"),
+        h("div", { class: "muted" }, `made ${when(r.shared_at)}${by(r.shared_by)}; ${ends}`),
+        h("label", {}, h("span", {}, "expiry "), expiry));
+    };
+    show(h("div", { class: "card" }, list.reports.length ? h("div", { class: "scroll" }, h("table", { id: "reports" },
+      h("thead", {}, h("tr", {}, ["Report", "View", "Query", "Saved", "Link", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, list.reports.map((r) => h("tr", {},
       h("td", {}, h("a", { href: r.url }, r.name)), h("td", {}, r.view), h("td", {}, h("code", {}, r.query)),
-      h("td", {}, r.shared ? h("a", { href: `${location.origin}${r.share_url}` }, "shared link") : "private"),
+      h("td", { class: "saved" }, `${when(r.created_at)}${by(r.created_by)}`),
+      h("td", { class: "link" }, link(r)),
       h("td", {},
         h("button", { class: "rename", onclick: (e) => renameReport(r, e.target.closest("tr")) }, "Rename"), " ",
         h("button", { class: "share", onclick: () => changeReport(r, { shared: !r.shared }) }, r.shared ? "Withdraw link" : "Share by link"), " ",
-        h("button", { onclick: async () => { await api(`/api/v1/reports/${r.id}`, { method: "DELETE" }); reports(); } }, "Delete"))))))
+        h("button", { onclick: async () => { await api(`/api/v1/reports/${r.id}`, { method: "DELETE" }); reports(); } }, "Delete")))))))
       : h("p", { class: "muted" }, "No saved reports yet: use “Save report” under a chart.")));
   }
 
@@ -668,6 +694,9 @@
       else show(h("pre", {}, JSON.stringify(r.result, null, 2)));
       main.prepend(h("h1", { id: "report-name" }, r.report.name));
     } catch (e) {
+      if (shared && e.code === "expired") {
+        return show(h("p", { class: "card", id: "expired" }, "This shared link has expired. Ask whoever sent it for a new one."));
+      }
       failed(e);
     }
   }
@@ -744,18 +773,18 @@
   function render() {
     const { parts, params } = route();
     const remembered = localStorage.getItem(SITE_KEY);
-    if (remembered && token && !params.has("site") && parts[0] !== "shared") {
+    if (remembered && who && !params.has("site") && parts[0] !== "shared") {
       params.set("site", remembered);
       history.replaceState(null, "", `#${location.hash.slice(1).split("?")[0] || parts[0]}?${params}`);
     }
     for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href") === `#${parts[0]}`);
     if (parts[0] === "shared") return openReport(parts[1], true);
-    if (!token) return signIn();
+    if (!who) return signIn();
     const out = document.getElementById("signout");
     out.hidden = false;
-    out.onclick = () => {
-      localStorage.removeItem(TOKEN_KEY);
-      token = "";
+    out.onclick = async () => {
+      await fetch("/api/v1/session", { method: "DELETE" });
+      who = null;
       signIn();
     };
     sitePicker(parts, params);
@@ -776,7 +805,21 @@
     route, chart, rangeControls, when, plural, valueText, propList, viewerZone, personCard, filterText, emptyHint, hasDemoSite };
   window.footfallKit = kit;
 
+  // Who the cookie signs in, if anyone; a token an older dashboard left in localStorage is
+  // exchanged for the cookie once and removed.
+  async function start() {
+    const old = localStorage.getItem(OLD_TOKEN_KEY);
+    localStorage.removeItem(OLD_TOKEN_KEY);
+    const res = old
+      ? await fetch("/api/v1/session", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: old }) })
+      : route().parts[0] === "shared" ? null : await fetch("/api/v1/session");
+    who = res && res.ok ? await res.json() : null;
+    if (res && res.status === 401 && (await res.json()).error?.message !== "not signed in") {
+      return signIn("The sign-in has ended or the token was refused. Sign in again.");
+    }
+    render();
+  }
   window.addEventListener("hashchange", render);
   // After every script of the page ran, so that the views they add can be opened first.
-  window.addEventListener("DOMContentLoaded", render);
+  window.addEventListener("DOMContentLoaded", start);
 })();

@@ -49,6 +49,14 @@ impl Caller {
         }
     }
 
+    /// Who, for people to read: `admin`, or an API token's name and ID.
+    pub fn label(&self) -> String {
+        match self {
+            Caller::Admin => "admin".into(),
+            Caller::Token(t) => format!("{} (token {})", t.name, t.id),
+        }
+    }
+
     /// Only the admin token and `admin`-scope tokens may change anything or manage tokens.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self.sites() {
@@ -142,9 +150,83 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Who sent `Authorization: Bearer <token>`: the admin, a live API token, or `401`
-/// (`429` once the address sent too many wrong tokens).
+/// The dashboard's sign-in cookie: the token, hex-encoded, `HttpOnly` so that no script in the
+/// page can read it (see [`crate::session`]).
+pub const COOKIE: &str = "footfall_token";
+
+/// Who sent `Authorization: Bearer <token>` (or, from the dashboard, the sign-in cookie): the
+/// admin, a live API token, or `401` (`429` once the address sent too many wrong tokens).
 pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.trim().to_owned());
+    let given = match bearer {
+        Some(b) => b,
+        None => match req.cookie(COOKIE).and_then(|c| unhex(c.value())) {
+            Some(t) => {
+                same_origin(req)?;
+                t
+            }
+            None => String::new(),
+        },
+    };
+    identify(req, state, &given).await
+}
+
+/// A request that carries the sign-in cookie and changes something must come from the
+/// collector's own pages. `SameSite=Strict` keeps other sites' requests from carrying it; this
+/// also turns away other origins of the same site (a sibling subdomain), by the browser's
+/// `Sec-Fetch-Site`, or where a browser does not send that, by `Origin` against `Host`.
+fn same_origin(req: &HttpRequest) -> Result<(), ApiError> {
+    if matches!(
+        *req.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    ) {
+        return Ok(());
+    }
+    let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let ok = match (h("sec-fetch-site"), h("origin")) {
+        (Some(site), _) => site == "same-origin",
+        (None, Some(origin)) => {
+            let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            Some(host) == h("host")
+        }
+        (None, None) => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "a signed-in dashboard may only change things from its own pages".into(),
+        ))
+    }
+}
+
+/// Text as hex digits, for a cookie value that holds any token.
+pub fn to_hex(text: &str) -> String {
+    hex(text.as_bytes())
+}
+
+fn unhex(v: &str) -> Option<String> {
+    if !v.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..v.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(v.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The caller that `given` names (empty for none), counted against the client's address.
+pub async fn identify(
+    req: &HttpRequest,
+    state: &AppState,
+    given: &str,
+) -> Result<Caller, ApiError> {
     let now = chrono::Utc::now().timestamp_millis();
     let ip = client_ip(req, &state.config.trusted_proxies);
     state
@@ -159,14 +241,7 @@ pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiEr
             .check("api", ip)
             .map_err(ApiError::RateLimited)?;
     }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let given = given.trim();
     let admin = state.config.admin_token.as_deref().unwrap_or_default();
     if !admin.is_empty() && constant_time_eq(given.as_bytes(), admin.as_bytes()) {
         return Ok(Caller::Admin);
@@ -174,7 +249,7 @@ pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiEr
     let found = if given.starts_with("ff_") {
         let store = state.store.clone();
         let tokens = web::block(move || store.tokens()).await??;
-        let wanted = hash(&given);
+        let wanted = hash(given);
         // Every hash is compared, all the way, whichever matches.
         tokens.into_iter().fold(None, |found, t| {
             if constant_time_eq(t.hash.as_bytes(), wanted.as_bytes()) {

@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{assets, ingest, query, tokens};
+use crate::{assets, ingest, query, session, tokens};
 use actix_web::{web, HttpResponse};
 
 /// Who may call a route (issue #19; product.md "Access").
@@ -38,7 +38,7 @@ macro_rules! routes {
         }),*];
 
         fn routes(cfg: &mut web::ServiceConfig) {
-            $(cfg.route($path, web::$method().to($handler));)*
+            $(cfg.route($path, web::$method().to($handler).wrap(no_store()));)*
         }
     };
 }
@@ -68,6 +68,16 @@ routes! {
     get "/api/v1/tokens" => tokens::list, Admin;
     post "/api/v1/tokens" => tokens::create, Admin;
     delete "/api/v1/tokens/{id}" => tokens::revoke, Admin;
+    post "/api/v1/session" => session::sign_in, Public;
+    get "/api/v1/session" => session::current, Read;
+    delete "/api/v1/session" => session::sign_out, Public;
+}
+
+/// API answers are about people and change by the minute: no browser or proxy keeps them (a
+/// cached `410` would outlive a shared link's lifted expiry, a cached answer a sign-out).
+fn no_store() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((actix_web::http::header::CACHE_CONTROL, "no-store"))
 }
 
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {

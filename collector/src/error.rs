@@ -24,6 +24,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A shared link past its expiry.
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("too many requests; retry after {0} s")]
@@ -75,6 +78,7 @@ impl ApiError {
             ApiError::OriginNotAllowed(_) => "origin-not-allowed",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
+            ApiError::Gone(_) => "expired",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::RateLimited(_) => "rate-limited",
             ApiError::Unavailable { .. } => "unavailable",
@@ -95,6 +99,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized | ApiError::UnknownKey(_) => StatusCode::UNAUTHORIZED,
             ApiError::OriginNotAllowed(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

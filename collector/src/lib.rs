@@ -11,6 +11,7 @@ pub mod geo;
 pub mod ingest;
 pub mod metrics;
 pub mod query;
+pub mod session;
 pub mod state;
 pub mod store;
 pub mod tokens;

@@ -1226,22 +1226,49 @@ pub async fn property_values(
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewReport {
     name: String,
     view: String,
     query: String,
     #[serde(default)]
     shared: bool,
+    /// When a shared link stops working; never if absent.
+    share_expires_at: Option<String>,
 }
 
 fn report_json(r: &crate::store::Report) -> serde_json::Value {
+    let share = r.share.as_ref();
     json!({
         "id": r.id, "name": r.name, "view": r.view, "query": r.query,
-        "shared": r.share_token.is_some(),
-        "share_url": r.share_token.as_ref().map(|t| format!("/#shared/{t}")),
         "url": format!("/#report/{}", r.id),
         "created_at": r.created_at,
+        "created_by": Some(&r.created_by).filter(|b| !b.is_empty()),
+        "shared": share.is_some(),
+        "share_url": share.map(|s| format!("/#shared/{}", s.token)),
+        "shared_by": share.map(|s| &s.by).filter(|b| !b.is_empty()),
+        "shared_at": share.map(|s| rfc3339(s.at_ms)),
+        "share_expires_at": share.and_then(|s| s.expires_ms).map(rfc3339),
     })
+}
+
+/// A new link for `report`, made by `caller`, open until `expires_ms`.
+fn new_share(caller: &Caller, expires_ms: Option<i64>) -> crate::store::Share {
+    crate::store::Share {
+        token: uuid::Uuid::new_v4().simple().to_string(),
+        by: caller.label(),
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        expires_ms,
+    }
+}
+
+/// `share_expires_at` of a request body: an RFC 3339 time or a date, in the future.
+fn share_expiry(v: &str) -> Result<i64, ApiError> {
+    let ms = parse_instant("share_expires_at", v)?;
+    if ms <= chrono::Utc::now().timestamp_millis() {
+        return Err(ApiError::param("share_expires_at", "must be in the future"));
+    }
+    Ok(ms)
 }
 
 /// `POST /api/v1/reports`: saves a view and its query, private or shared by link.
@@ -1250,12 +1277,13 @@ pub async fn save_report(
     body: web::Json<NewReport>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state).await?;
+    let caller = authorize(&req, &state).await?;
     let NewReport {
         name,
         view,
         query,
         shared,
+        share_expires_at,
     } = body.into_inner();
     let v = View::parse(&view)
         .ok_or_else(|| ApiError::param("view", "must be insights, users or sessions"))?;
@@ -1270,14 +1298,21 @@ pub async fn save_report(
         View::Users => parse_users(&pairs, &state.config).map(|_| ())?,
         View::Sessions => parse_session_stats(&pairs, &state.config).map(|_| ())?,
     }
-    let token = || uuid::Uuid::new_v4().simple().to_string();
+    let expires_ms = share_expires_at.as_deref().map(share_expiry).transpose()?;
+    if expires_ms.is_some() && !shared {
+        return Err(ApiError::param(
+            "share_expires_at",
+            "is for a shared report (set `shared` too)",
+        ));
+    }
     let report = crate::store::Report {
-        id: token()[..12].to_owned(),
+        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
         name: name.trim().to_owned(),
         view,
         query,
-        share_token: shared.then(token),
         created_at: rfc3339(chrono::Utc::now().timestamp_millis()),
+        created_by: caller.label(),
+        share: shared.then(|| new_share(&caller, expires_ms)),
     };
     state.store.save_report(report.clone()).await??;
     Ok(HttpResponse::Created().json(report_json(&report)))
@@ -1288,6 +1323,14 @@ pub async fn save_report(
 pub struct ReportChange {
     name: Option<String>,
     shared: Option<bool>,
+    /// A time or date sets when the link stops working; `null` keeps it open.
+    #[serde(default, deserialize_with = "present")]
+    share_expires_at: Option<Option<String>>,
+}
+
+/// A field that is present (maybe `null`) is `Some`, one that is absent `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
 }
 
 /// `PATCH /api/v1/reports/{id}`: renames a report, shares it (a new link) or withdraws its link
@@ -1298,9 +1341,18 @@ pub async fn change_report(
     body: web::Json<ReportChange>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state).await?;
+    let caller = authorize(&req, &state).await?;
     let id = id.into_inner();
-    let ReportChange { name, shared } = body.into_inner();
+    let ReportChange {
+        name,
+        shared,
+        share_expires_at,
+    } = body.into_inner();
+    let expiry = match share_expires_at {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(v)) => Some(Some(share_expiry(&v)?)),
+    };
     let store = state.store.clone();
     let lookup = id.clone();
     let mut report = blocking(move || store.report(&lookup, false))
@@ -1313,11 +1365,22 @@ pub async fn change_report(
         report.name = name.trim().to_owned();
     }
     match shared {
-        Some(true) if report.share_token.is_none() => {
-            report.share_token = Some(uuid::Uuid::new_v4().simple().to_string())
+        Some(true) if report.share.is_none() => {
+            report.share = Some(new_share(&caller, expiry.flatten()))
         }
-        Some(false) => report.share_token = None,
+        Some(false) => report.share = None,
         _ => {}
+    }
+    if let Some(expires_ms) = expiry {
+        match report.share.as_mut() {
+            Some(share) => share.expires_ms = expires_ms,
+            None => {
+                return Err(ApiError::param(
+                    "share_expires_at",
+                    "is for a shared report, and this one is not shared",
+                ))
+            }
+        }
     }
     state.store.save_report(report.clone()).await??;
     Ok(HttpResponse::Ok().json(report_json(&report)))
@@ -1372,6 +1435,14 @@ async fn open_report(
     let report = blocking(move || store.report(&lookup, shared))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no report {key:?}")))?;
+    let expired = report
+        .share
+        .as_ref()
+        .and_then(|s| s.expires_ms)
+        .is_some_and(|ms| ms <= chrono::Utc::now().timestamp_millis());
+    if shared && expired {
+        return Err(ApiError::Gone("this shared link has expired".into()));
+    }
     let view =
         View::parse(&report.view).ok_or_else(|| ApiError::NotFound("unknown view".into()))?;
     let pairs = match caller {

@@ -41,7 +41,7 @@ fn next_peer() -> std::net::SocketAddr {
         .unwrap()
 }
 
-/// Status, `Retry-After` and the JSON body (`null` if not JSON).
+/// Status, headers and the JSON body (`null` if not JSON).
 async fn call<S>(
     app: &S,
     method: &str,
@@ -49,7 +49,7 @@ async fn call<S>(
     token: Option<&str>,
     body: Option<Value>,
     peer: std::net::SocketAddr,
-) -> (u16, Option<String>, Value)
+) -> (u16, Headers, Value)
 where
     S: actix_web::dev::Service<
         actix_http::Request,
@@ -73,13 +73,19 @@ where
         req = req.set_json(b);
     }
     let r = test::call_service(app, req.to_request()).await;
-    let status = r.status().as_u16();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
     let body = serde_json::from_slice(&test::read_body(r).await).unwrap_or(Value::Null);
-    (status, retry, body)
+    (status, Headers(headers), body)
+}
+
+/// An answer's headers.
+#[derive(Debug)]
+struct Headers(actix_web::http::header::HeaderMap);
+
+impl Headers {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|v| v.to_str().unwrap().to_owned())
+    }
 }
 
 /// Visitors on both sites over the past day: `a-N` on a (`ann@a.example` identified), `b-N`
@@ -166,6 +172,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         }
         ("patch", "/api/v1/reports/{id}") => Some(json!({"name": "renamed"})),
         ("post", "/api/v1/tokens") => Some(json!({"name": "n", "scope": "read", "sites": ["a"]})),
+        ("post", "/api/v1/session") => Some(json!({"token": "t"})),
         _ => None,
     }
 }
@@ -218,7 +225,7 @@ async fn every_route_answers_every_role_as_its_access_says() {
             .replace("{id}", "no-such-id")
             .replace("{token}", "no-such-token");
         for (role, token, kind) in &roles {
-            let (status, _, body) = call(
+            let (status, headers, body) = call(
                 &app,
                 route.method,
                 &uri,
@@ -228,6 +235,8 @@ async fn every_route_answers_every_role_as_its_access_says() {
             )
             .await;
             let what = format!("{} {} by {role}: {status} {body}", route.method, route.path);
+            let cache = headers.get("cache-control");
+            assert_eq!(cache.as_deref(), Some("no-store"), "{what}");
             assert!(status < 500, "{what}");
             if status >= 400 {
                 assert!(body["error"]["code"].is_string(), "{what}");
@@ -539,7 +548,11 @@ async fn repeated_wrong_tokens_from_one_address_are_429() {
         (s, v["error"]["code"].as_str()),
         (429, Some("rate-limited"))
     );
-    let secs: u64 = retry.expect("Retry-After").parse().unwrap();
+    let secs: u64 = retry
+        .get("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&secs), "{secs}");
     // Even the right token waits from that address: guessing must not go on.
     assert_eq!(
@@ -644,6 +657,316 @@ async fn the_dashboard_allows_no_inline_script_and_no_framing() {
 }
 
 #[actix_web::test]
+async fn the_dashboard_signs_in_with_an_http_only_cookie_that_writes_only_from_its_own_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app!(state);
+    let peer = next_peer();
+    let (reader, reader_id) = create_token(&app, "wall screen", "read", &["a"]).await;
+
+    // Signing in answers who, and sets a cookie no script can read, sent to the API only.
+    let sign_in = |token: &str| {
+        test::TestRequest::post()
+            .uri("/api/v1/session")
+            .peer_addr(peer)
+            .set_json(json!({ "token": token }))
+            .to_request()
+    };
+    let r = test::call_service(&app, sign_in(&reader)).await;
+    assert_eq!(r.status(), 200);
+    let set = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for part in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/api/",
+        "Max-Age=2592000",
+    ] {
+        assert!(set.contains(part), "{part} in {set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP here: {set}");
+    assert!(
+        !set.contains(&reader),
+        "the cookie does not hold the secret as text: {set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let body: Value = test::read_body_json(r).await;
+    assert_eq!(
+        body,
+        json!({"caller": format!("wall screen (token {reader_id})"), "scope": "read", "sites": ["a"]})
+    );
+
+    // The cookie reads as the token would, limited to the token's sites.
+    let with_cookie = |req: test::TestRequest| {
+        req.peer_addr(peer)
+            .insert_header(("cookie", cookie.clone()))
+    };
+    let get = |uri: &str| with_cookie(test::TestRequest::get().uri(uri)).to_request();
+    assert_eq!(
+        test::call_service(&app, get("/api/v1/session"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        test::call_service(&app, get("/api/v1/insights?metric=users&last=7d"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        test::call_service(&app, get("/api/v1/insights?metric=users&last=7d&site=b"))
+            .await
+            .status(),
+        403
+    );
+
+    // Over HTTPS (as the proxy says) the cookie is Secure.
+    let r = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/api/v1/session")
+            .peer_addr(peer)
+            .insert_header(("x-forwarded-proto", "https"))
+            .set_json(json!({ "token": "t" }))
+            .to_request(),
+    )
+    .await;
+    let admin_set = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(admin_set.contains("Secure"), "{admin_set}");
+    let admin_cookie = admin_set.split(';').next().unwrap().to_owned();
+
+    // A write carried by the cookie goes through from the dashboard's own origin only.
+    let save = |site: Option<&str>, origin: Option<&str>| {
+        let mut req = test::TestRequest::post()
+            .uri("/api/v1/reports")
+            .peer_addr(peer)
+            .insert_header(("host", "collector.test"))
+            .insert_header(("cookie", admin_cookie.clone()))
+            .set_json(json!({"name": "r", "view": "insights", "query": "metric=users"}));
+        if let Some(s) = site {
+            req = req.insert_header(("sec-fetch-site", s));
+        }
+        if let Some(o) = origin {
+            req = req.insert_header(("origin", o));
+        }
+        req.to_request()
+    };
+    for (site, origin, status) in [
+        (Some("same-origin"), Some("https://collector.test"), 201),
+        (Some("same-site"), Some("https://blog.collector.test"), 403),
+        (Some("cross-site"), Some("https://evil.example"), 403),
+        (None, Some("https://evil.example"), 403),
+        (None, Some("https://collector.test"), 201),
+    ] {
+        let got = test::call_service(&app, save(site, origin)).await.status();
+        assert_eq!(got, status, "Sec-Fetch-Site {site:?}, Origin {origin:?}");
+    }
+
+    // Wrong tokens are refused and counted; a revoked token's cookie stops at once; signing out
+    // clears the cookie; with nothing at all the session says "not signed in".
+    let r = test::call_service(&app, sign_in("ff_wrong")).await;
+    assert_eq!(r.status(), 401);
+    test::call_service(
+        &app,
+        test::TestRequest::delete()
+            .uri(&format!("/api/v1/tokens/{reader_id}"))
+            .insert_header(("Authorization", "Bearer t"))
+            .to_request(),
+    )
+    .await;
+    let r = test::call_service(&app, get("/api/v1/session")).await;
+    assert_eq!(r.status(), 401);
+    let out = test::call_service(
+        &app,
+        test::TestRequest::delete()
+            .uri("/api/v1/session")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(out.status(), 204);
+    let cleared = out.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        cleared.starts_with("footfall_token=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    let r = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/v1/session")
+            .peer_addr(peer)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let body: Value = test::read_body_json(r).await;
+    assert_eq!(body["error"]["message"], "not signed in");
+}
+
+#[actix_web::test]
+async fn a_shared_link_names_who_made_it_and_when_and_stops_at_its_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app!(state);
+    let peer = next_peer();
+    let (_, _, dana) = call(
+        &app,
+        "post",
+        "/api/v1/tokens",
+        Some("t"),
+        Some(json!({"name": "Dana's laptop", "scope": "admin"})),
+        peer,
+    )
+    .await;
+    let (dana_id, dana) = (
+        dana["id"].as_str().unwrap(),
+        dana["token"].as_str().unwrap(),
+    );
+    let now = || chrono::Utc::now().timestamp_millis();
+    let ms = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("{v}")))
+            .unwrap()
+            .timestamp_millis()
+    };
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let report = |body: Value, token: &str| {
+        let token = token.to_owned();
+        let mut b = json!({"name": "Weekly", "view": "insights", "query": "metric=users"});
+        b.as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        let app = &app;
+        async move { call(app, "post", "/api/v1/reports", Some(&token), Some(b), peer).await }
+    };
+    let by_link = |r: &Value| {
+        let link = r["share_url"].as_str().unwrap();
+        format!("/api/v1/shared/{}", link.trim_start_matches("/#shared/"))
+    };
+
+    // Saved and shared by an admin-scope token: both name it; the link's time is now.
+    let before = now();
+    let (s, _, r) = report(json!({"shared": true}), dana).await;
+    assert_eq!(s, 201, "{r}");
+    let label = format!("Dana's laptop (token {dana_id})");
+    assert_eq!(
+        (&r["created_by"], &r["shared_by"]),
+        (&json!(label), &json!(label))
+    );
+    assert!((before..=now()).contains(&ms(&r["shared_at"])), "{r}");
+    assert_eq!(r["share_expires_at"], Value::Null, "no expiry unless asked");
+    let (_, _, listed) = call(&app, "get", "/api/v1/reports", Some("t"), None, peer).await;
+    assert_eq!(listed["reports"][0]["shared_by"], json!(label), "{listed}");
+
+    // A link that expires: open before, `410 expired` after, open again once the expiry is
+    // lifted; by token the report stays open throughout.
+    let expires = now() + 1_500;
+    let (s, _, r) = report(
+        json!({"shared": true, "share_expires_at": iso(expires)}),
+        "t",
+    )
+    .await;
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["created_by"], json!("admin"));
+    assert_eq!(ms(&r["share_expires_at"]), expires);
+    assert_eq!(
+        call(&app, "get", &by_link(&r), None, None, peer).await.0,
+        200
+    );
+    std::thread::sleep(std::time::Duration::from_millis(
+        (expires - now()).max(0) as u64 + 50,
+    ));
+    let (s, _, e) = call(&app, "get", &by_link(&r), None, None, peer).await;
+    assert_eq!((s, &e["error"]["code"]), (410, &json!("expired")), "{e}");
+    let id = r["id"].as_str().unwrap();
+    let uri = format!("/api/v1/reports/{id}");
+    assert_eq!(call(&app, "get", &uri, Some("t"), None, peer).await.0, 200);
+    let (s, _, lifted) = call(
+        &app,
+        "patch",
+        &uri,
+        Some("t"),
+        Some(json!({"share_expires_at": null})),
+        peer,
+    )
+    .await;
+    assert_eq!(
+        (s, &lifted["share_expires_at"]),
+        (200, &Value::Null),
+        "{lifted}"
+    );
+    assert_eq!(lifted["share_url"], r["share_url"], "the same link");
+    assert_eq!(
+        call(&app, "get", &by_link(&r), None, None, peer).await.0,
+        200
+    );
+    let later = now() + 86_400_000;
+    let (s, _, set) = call(
+        &app,
+        "patch",
+        &uri,
+        Some("t"),
+        Some(json!({"share_expires_at": iso(later)})),
+        peer,
+    )
+    .await;
+    assert_eq!((s, ms(&set["share_expires_at"])), (200, later));
+    assert_eq!(
+        call(&app, "get", &by_link(&r), None, None, peer).await.0,
+        200
+    );
+
+    // Expiries in the past, of a report not shared, or unreadable are refused by name.
+    for (body, status) in [
+        (
+            json!({"shared": true, "share_expires_at": "2020-01-01"}),
+            400,
+        ),
+        (json!({"share_expires_at": iso(later)}), 400),
+        (json!({"shared": true, "share_expires_at": "soon"}), 400),
+    ] {
+        let (s, _, e) = report(body.clone(), "t").await;
+        assert_eq!(s, status, "{body}: {e}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains("share_expires_at"), "{e}");
+    }
+    let (s, _, _) = call(
+        &app,
+        "patch",
+        &uri,
+        Some("t"),
+        Some(json!({"shared": false})),
+        peer,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, e) = call(
+        &app,
+        "patch",
+        &uri,
+        Some("t"),
+        Some(json!({"share_expires_at": iso(later)})),
+        peer,
+    )
+    .await;
+    assert_eq!(s, 400, "not shared: {e}");
+}
+
+#[actix_web::test]
 async fn a_report_is_renamed_and_its_link_withdrawn_and_made_anew() {
     let dir = tempfile::tempdir().unwrap();
     let state = state(dir.path());
@@ -730,7 +1053,7 @@ async fn the_query_api_is_rate_limited_per_address() {
     assert_eq!(*status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate-limited");
     assert!(retry
-        .as_deref()
+        .get("retry-after")
         .and_then(|r| r.parse::<u64>().ok())
         .is_some_and(|s| s >= 1));
     // Another address is not held back, and neither are shared links (no token, no limit).

@@ -632,8 +632,14 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
             name: format!("Report {n} {AWKWARD}"),
             view: "insights".into(),
             query: "metric=users&last=30d&by=browser".into(),
-            share_token: (n == 1).then(|| "tok'en".into()),
             created_at: footfall_collector::store::rfc3339(start + n as i64 * 1000),
+            created_by: ["admin", "Dana's \"laptop\" (token x)", ""][n].into(),
+            share: (n > 0).then(|| footfall_collector::store::Share {
+                token: ["", "tok'en", "t3"][n].into(),
+                by: "admin".into(),
+                at_ms: start + 5_000,
+                expires_ms: (n == 2).then_some(start + 86_400_000),
+            }),
         };
         for s in stores {
             s.save_report(r.clone()).blocking_recv().unwrap().unwrap();
@@ -642,6 +648,13 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     let mut renamed = stores[0].report("r1", false).unwrap().unwrap();
     renamed.name = "renamed".into();
     renamed.created_at = footfall_collector::store::rfc3339(start + 99_000);
+    renamed.created_by = "someone else".into();
+    renamed.share = Some(footfall_collector::store::Share {
+        token: "shared later".into(),
+        by: "Dana (token d)".into(),
+        at_ms: start + 7_000,
+        expires_ms: Some(start + 9_000),
+    });
     for s in stores {
         s.save_report(renamed.clone())
             .blocking_recv()
@@ -652,6 +665,15 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     same("report by token", &|s| {
         format!("{:?}", s.report("tok'en", true).unwrap())
     });
+    same("report shared later", &|s| {
+        format!("{:?}", s.report("shared later", true).unwrap())
+    });
+    let later = stores[0].report("shared later", true).unwrap().unwrap();
+    assert_eq!(
+        later.created_by, "admin",
+        "the owner is kept from the first save"
+    );
+    assert_eq!(later.share.unwrap().expires_ms, Some(start + 9_000));
     same("report by id", &|s| {
         format!("{:?}", s.report("r1", false).unwrap())
     });

@@ -97,6 +97,25 @@ test("sign in is required, and a wrong token is refused", async () => {
   await page.close();
 });
 
+test("the token stays out of reach of page scripts: an HttpOnly cookie, nothing in storage; sign out ends it (#19)", async () => {
+  const { context, page, errors } = await signedIn();
+  const seen = await page.evaluate(() => ({ cookie: document.cookie, storage: JSON.stringify({ ...localStorage, ...sessionStorage }) }));
+  assert.doesNotMatch(seen.cookie, /footfall_token/);
+  assert.ok(!seen.storage.includes(TOKEN), "no token in web storage");
+  const [cookie] = (await context.cookies()).filter((c) => c.name === "footfall_token");
+  assert.ok(cookie && cookie.httpOnly && cookie.sameSite === "Strict" && cookie.path === "/api/", JSON.stringify(cookie));
+  await page.reload();
+  await page.waitForSelector("#total"); // still signed in
+  await page.click("#signout");
+  await page.waitForSelector("input[name=token]");
+  await page.reload();
+  await page.waitForSelector("input[name=token]");
+  assert.equal(await page.$(".error"), null, "a plain sign-in form, no error");
+  assert.deepEqual((await context.cookies()).filter((c) => c.name === "footfall_token"), []);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("insights: users, a filter, a split, the chart and sample users", async () => {
   const { context, page, errors } = await signedIn();
   assert.equal(await text(page, "#total"), "12", "12 visitors in the last 7 days");
@@ -486,6 +505,7 @@ test("a saved report reopens from its shared link, without the token; CSV downlo
 
   await page.fill("input[name=report-name]", "All events this week");
   await page.check("input[name=report-shared]");
+  await page.selectOption("select[name=report-expiry]", "7");
   await page.click("text=Save report");
   const link = await page.getAttribute("#report-link", "href");
   assert.match(link, /#shared\//);
@@ -503,6 +523,15 @@ test("a saved report reopens from its shared link, without the token; CSV downlo
   await page.click('header a[href="#reports"]');
   await page.waitForSelector("#reports tr");
   assert.equal(await text(page, "#reports tr td a"), "All events this week");
+  // Who saved and shared it, and when the link ends: a week from now, in the viewer's words.
+  const row = page.locator("#reports tbody tr", { hasText: "All events this week" });
+  assert.match(await row.locator("td.saved").innerText(), / by admin$/);
+  const linkInfo = await row.locator("td.link").innerText();
+  assert.match(linkInfo, /made .+ by admin; expires /);
+  const listed = await (await fetch(`${collector.url}/api/v1/reports`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
+  const saved = listed.reports.find((r) => r.name === "All events this week");
+  const days = (Date.parse(saved.share_expires_at) - Date.parse(saved.shared_at)) / 86_400_000;
+  assert.ok(Math.abs(days - 7) < 0.01, `expires 7 days after it was shared, not ${days}`);
   await context.close();
 });
 
@@ -749,6 +778,26 @@ test("a saved report is renamed and its link withdrawn from the reports page (#1
     .some((tr) => tr.textContent.includes("Users, renamed") && tr.textContent.includes("private")));
   const token = link.split("#shared/")[1];
   assert.equal((await fetch(`${collector.url}/api/v1/shared/${token}`)).status, 404);
+
+  // A link past its expiry tells its visitor so, and the owner can lift the expiry.
+  const soon = await (await fetch(`${collector.url}/api/v1/reports`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ name: "Short-lived", view: "sessions", query: "last=7d", shared: true, share_expires_at: new Date(Date.now() + 1000).toISOString() }),
+  })).json();
+  await new Promise((r) => setTimeout(r, 1200));
+  const stranger = await browser.newContext();
+  const visitor = await stranger.newPage();
+  await visitor.goto(`${collector.url}${soon.share_url}`);
+  await visitor.waitForSelector("#expired");
+  await page.reload();
+  const short = page.locator("#reports tbody tr", { hasText: "Short-lived" });
+  await short.locator("select[name=share-expiry]").selectOption("");
+  await page.waitForFunction(() => [...document.querySelectorAll("#reports tr")]
+    .some((tr) => tr.textContent.includes("Short-lived") && tr.textContent.includes("never expires")));
+  await visitor.reload();
+  await visitor.waitForSelector("#report-name");
+  await stranger.close();
   assert.deepEqual(errors, []);
   await context.close();
 });

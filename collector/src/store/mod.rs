@@ -742,9 +742,25 @@ pub struct Report {
     pub view: String,
     /// The query string of the view's API call, e.g. `metric=users&last=30d&by=browser`.
     pub query: String,
-    /// Set when the report is shared: anyone with the link can see it.
-    pub share_token: Option<String>,
     pub created_at: String,
+    /// Who saved it: `admin` (the collector's admin token) or an API token's name and ID;
+    /// empty for reports saved before owners were recorded.
+    pub created_by: String,
+    /// Set while the report is shared: anyone with the link can see its aggregates.
+    pub share: Option<Share>,
+}
+
+/// A report's shared link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Share {
+    /// The secret in the link, `/#shared/{token}`.
+    pub token: String,
+    /// Who shared it, as [`Report::created_by`].
+    pub by: String,
+    /// When the link was made (Unix ms).
+    pub at_ms: i64,
+    /// After this (Unix ms) the link answers `410 expired`; `None` for never.
+    pub expires_ms: Option<i64>,
 }
 
 /// An API token as stored: never its secret, only the secret's SHA-256 (hex).

@@ -101,10 +101,36 @@ const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// How long the writer waits for ClickHouse before it spools the batches instead.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Creates the database and tables if missing.
+/// Columns added to a table after its first release: (table, column, type). Added when missing,
+/// so an older database is upgraded in place (`ADD COLUMN IF NOT EXISTS` is newer than 18.16).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // Who saved a report; who shared it, when, and until when (issue #19).
+    ("reports", "created_by", "String"),
+    ("reports", "shared_by", "String"),
+    ("reports", "shared_ms", "Int64"),
+    ("reports", "share_expires_ms", "Int64"),
+];
+
+/// Creates the database and tables if missing, and adds missing columns.
 fn create_schema(client: &Client) -> Result<(), ChError> {
     for stmt in SCHEMA {
         client.execute(&stmt.replace("{db}", &client.database))?;
+    }
+    let (rows, _) = client.select(&format!(
+        "SELECT table, name FROM system.columns WHERE database = {}",
+        http::lit(&client.database)
+    ))?;
+    let has = |table: &str, column: &str| {
+        rows.iter()
+            .any(|r| r["table"].as_str() == Some(table) && r["name"].as_str() == Some(column))
+    };
+    for (table, column, kind) in ADDED_COLUMNS {
+        if !has(table, column) {
+            client.execute(&format!(
+                "ALTER TABLE {}.{table} ADD COLUMN {column} {kind}",
+                client.database
+            ))?;
+        }
     }
     Ok(())
 }

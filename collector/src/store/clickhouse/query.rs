@@ -1042,10 +1042,15 @@ pub fn save_report(c: &Client, r: &Report, ver: u64, deleted: bool) -> Result<()
     let created_ms = chrono::DateTime::parse_from_rfc3339(&r.created_at)
         .map(|t| t.timestamp_millis())
         .unwrap_or_default();
+    let share = r.share.as_ref();
     let row = serde_json::json!({
         "id": r.id, "name": r.name, "view": r.view, "query": r.query,
-        "share_token": r.share_token.clone().unwrap_or_default(),
-        "created_ms": created_ms, "deleted": u8::from(deleted), "ver": ver,
+        "share_token": share.map(|s| s.token.as_str()).unwrap_or_default(),
+        "created_ms": created_ms, "created_by": r.created_by,
+        "shared_by": share.map(|s| s.by.as_str()).unwrap_or_default(),
+        "shared_ms": share.map(|s| s.at_ms).unwrap_or_default(),
+        "share_expires_ms": share.and_then(|s| s.expires_ms).unwrap_or_default(),
+        "deleted": u8::from(deleted), "ver": ver,
     });
     c.insert("reports", format!("{row}\n").into_bytes())?;
     Ok(())
@@ -1061,6 +1066,8 @@ pub fn reports(c: &Client, only: Option<(&str, bool)>) -> Result<Vec<Report>, St
     let (rows, _) = c.select(&format!(
         "SELECT id, argMax(name, ver) AS n, argMax(view, ver) AS v, argMax(query, ver) AS q,
                 argMax(share_token, ver) AS token, min(created_ms) AS created,
+                argMin(created_by, ver) AS owner, argMax(shared_by, ver) AS sharer,
+                argMax(shared_ms, ver) AS shared, argMax(share_expires_ms, ver) AS expires,
                 argMax(deleted, ver) AS d
          FROM {}.reports GROUP BY id HAVING d = 0 {having} ORDER BY created DESC",
         c.database
@@ -1072,8 +1079,14 @@ pub fn reports(c: &Client, only: Option<(&str, bool)>) -> Result<Vec<Report>, St
             name: s(r, "n"),
             view: s(r, "v"),
             query: s(r, "q"),
-            share_token: non_empty(s(r, "token")),
             created_at: rfc3339(i(r, "created")),
+            created_by: s(r, "owner"),
+            share: non_empty(s(r, "token")).map(|token| Share {
+                token,
+                by: s(r, "sharer"),
+                at_ms: i(r, "shared"),
+                expires_ms: Some(i(r, "expires")).filter(|&ms| ms != 0),
+            }),
         })
         .collect())
 }

@@ -517,12 +517,27 @@ impl Store for Sqlite {
             let created = chrono::DateTime::parse_from_rfc3339(&r.created_at)
                 .map(|t| t.timestamp_millis())
                 .unwrap_or_default();
+            let share = r.share.as_ref();
             tx.execute(
-                "INSERT INTO reports (id, name, view, query, share_token, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO reports (id, name, view, query, share_token, created_ms, created_by,
+                                      shared_by, shared_ms, share_expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(id) DO UPDATE SET name = excluded.name, view = excluded.view,
-                   query = excluded.query, share_token = excluded.share_token",
-                params![r.id, r.name, r.view, r.query, r.share_token, created],
+                   query = excluded.query, share_token = excluded.share_token,
+                   shared_by = excluded.shared_by, shared_ms = excluded.shared_ms,
+                   share_expires_ms = excluded.share_expires_ms",
+                params![
+                    r.id,
+                    r.name,
+                    r.view,
+                    r.query,
+                    share.map(|s| &s.token),
+                    created,
+                    r.created_by,
+                    share.map(|s| s.by.as_str()).unwrap_or_default(),
+                    share.map(|s| s.at_ms),
+                    share.and_then(|s| s.expires_ms),
+                ],
             )?;
             Ok(())
         })
@@ -535,10 +550,9 @@ impl Store for Sqlite {
 
     fn reports(&self) -> Result<Vec<Report>, StoreError> {
         self.with_reader(|c| {
-            Ok(c.prepare(
-                "SELECT id, name, view, query, share_token, created_ms FROM reports
-                 ORDER BY created_ms DESC",
-            )?
+            Ok(c.prepare(&format!(
+                "SELECT {REPORT_COLUMNS} FROM reports ORDER BY created_ms DESC"
+            ))?
             .query_map([], report_row)?
             .collect::<Result<_, _>>()?)
         })
@@ -548,10 +562,7 @@ impl Store for Sqlite {
         let column = if shared { "share_token" } else { "id" };
         self.with_reader(|c| {
             Ok(c.query_row(
-                &format!(
-                    "SELECT id, name, view, query, share_token, created_ms FROM reports
-                     WHERE {column} = ?1"
-                ),
+                &format!("SELECT {REPORT_COLUMNS} FROM reports WHERE {column} = ?1"),
                 [id],
                 report_row,
             )
@@ -619,14 +630,27 @@ fn token_row(r: &rusqlite::Row) -> rusqlite::Result<ApiToken> {
     })
 }
 
+const REPORT_COLUMNS: &str = "id, name, view, query, share_token, created_ms, created_by, \
+                              shared_by, shared_ms, share_expires_ms";
+
 fn report_row(r: &rusqlite::Row) -> rusqlite::Result<Report> {
+    let token: Option<String> = r.get(4)?;
     Ok(Report {
         id: r.get(0)?,
         name: r.get(1)?,
         view: r.get(2)?,
         query: r.get(3)?,
-        share_token: r.get(4)?,
         created_at: rfc3339(r.get(5)?),
+        created_by: r.get(6)?,
+        share: match token {
+            Some(token) => Some(Share {
+                token,
+                by: r.get(7)?,
+                at_ms: r.get::<_, Option<i64>>(8)?.unwrap_or_default(),
+                expires_ms: r.get(9)?,
+            }),
+            None => None,
+        },
     })
 }
 

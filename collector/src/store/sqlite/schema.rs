@@ -5,8 +5,18 @@ use rusqlite::Connection;
 /// The schema, one migration per step; `PRAGMA user_version` counts the steps applied.
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9,
+    SCHEMA_V9, SCHEMA_V10,
 ];
+
+/// Reports record who saved them, and a shared link who made it, when, and when it expires
+/// (issue #19). Links made before this step count as made when their report was saved.
+const SCHEMA_V10: &str = r#"
+ALTER TABLE reports ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE reports ADD COLUMN shared_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE reports ADD COLUMN shared_ms INTEGER;
+ALTER TABLE reports ADD COLUMN share_expires_ms INTEGER;
+UPDATE reports SET shared_ms = created_ms WHERE share_token IS NOT NULL;
+"#;
 
 /// API tokens (issue #19): the SHA-256 of each secret, never the secret; `sites` is a JSON
 /// array of site keys. Revoking deletes the row.
