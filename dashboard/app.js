@@ -585,20 +585,70 @@
           h("td", {}, propList(e.props)))))))))));
   }
 
+  // Session statistics take no time zone: the range is already instants.
+  const SESSION_KEYS = ["last", "from", "to", "site", "bots", "user"];
+  const sessionQuery = (params, extra = {}) => {
+    const q = new URLSearchParams();
+    for (const k of SESSION_KEYS) params.getAll(k).forEach((v) => q.append(k, v));
+    for (const [k, v] of Object.entries(extra)) q.set(k, v);
+    return q;
+  };
+
   async function sessions(params, readOnly) {
     if (!params.get("last") && !params.get("from")) params.set("last", "7d");
     if (!readOnly) loading("sessions");
-    let s, overTime;
+    let s, overTime, list;
     // The chart: sessions over the same range, sites and bots (insights, metric=sessions).
-    const q = new URLSearchParams({ metric: "sessions", tz: viewerZone, interval: params.get("last") === "1d" ? "hour" : "day" });
+    const q = new URLSearchParams({ metric: "sessions", tz: params.get("tz") || viewerZone, interval: params.get("last") === "1d" ? "hour" : "day" });
     for (const k of ["last", "from", "to", "site", "bots"]) params.getAll(k).forEach((v) => q.append(k, v));
+    const stats = sessionQuery(params);
+    if (params.get("split")) stats.set("split", params.get("split"));
     try {
-      [s, overTime] = await Promise.all([api(`/api/v1/sessions/stats?${params}`), params.get("user") ? null : api(`/api/v1/insights?${q}`)]);
+      [s, overTime, list] = await Promise.all([
+        api(`/api/v1/sessions/stats?${stats}`),
+        params.get("user") ? null : api(`/api/v1/insights?${q}`),
+        readOnly ? null : api(`/api/v1/sessions?${sessionQuery(params, { limit: params.get("limit") || 25 })}`),
+      ]);
     } catch (e) {
       if (e.message === "unauthorized") return;
       return sessionsView(params, null, readOnly, null, e);
     }
-    return sessionsView(params, s, readOnly, overTime);
+    sessionsView(params, s, readOnly, overTime);
+    if (list && list.sessions.length) main.append(sessionList(params, list));
+  }
+
+  // The paged list: newest first, each row opens the session's page; "More" adds the next page
+  // (`limit=` in the view's URL sets the page size, 25 by default).
+  function sessionList(params, first) {
+    const body = h("tbody", {});
+    const more = h("button", { id: "more-sessions" }, "More sessions");
+    const add = (page) => {
+      body.append(...page.sessions.map((r) => h("tr", {},
+        h("td", {}, h("a", { href: `#session/${encodeURIComponent(r.session_id)}${params.get("bots") ? `?bots=${params.get("bots")}` : ""}` }, when(r.started_at, params.get("tz")))),
+        h("td", {}, h("a", { href: userHref(r.user, params) }, r.user)),
+        h("td", { class: "num" }, seconds(r.duration_seconds)),
+        h("td", { class: "num" }, fmt(r.events)),
+        h("td", { class: "num" }, fmt(r.pageviews)),
+        h("td", {}, r.entry_path || "—"),
+        h("td", {}, [r.browser, r.os].filter(Boolean).join(" · ") || "—"),
+        h("td", {}, r.country || "—"))));
+      more.hidden = !page.next_cursor;
+      more.onclick = async () => {
+        more.disabled = true;
+        try {
+          add(await api(`/api/v1/sessions?${sessionQuery(params, { limit: params.get("limit") || 25, cursor: page.next_cursor })}`));
+        } catch (e) {
+          more.replaceWith(h("p", { class: "error" }, e.message));
+        }
+        more.disabled = false;
+      };
+    };
+    add(first);
+    return h("div", { class: "card" }, h("h3", {}, "Sessions"),
+      h("div", { class: "scroll" }, h("table", { id: "session-list" },
+        h("thead", {}, h("tr", {}, ["Started", "Visitor", "Length", "Events", "Page views", "Entry page", "Browser", "Country"].map((t, i) => h("th", { class: i >= 2 && i <= 4 ? "num" : "" }, t)))),
+        body)),
+      more);
   }
 
   // With `error`, the controls and the error under them, so a bad choice is undone from the page.
@@ -609,14 +659,20 @@
       go("sessions", p);
     };
     const split = params.get("split") || "";
+    // What the statistics were asked (a report saves it; the CSV answers it).
+    const asked = sessionQuery(params, split ? { split } : {});
     const stat = (id, v, label) => h("div", {}, h("div", { class: "big", id }, v), h("div", { class: "muted" }, label));
     show(
       readOnly ? h("h2", {}, "Shared report") : h("div", { class: "card controls" },
-        select("last", "During", [["1d", "last 24 hours"], ["7d", "last 7 days"], ["30d", "last 30 days"], ["90d", "last 90 days"]], params.get("last") || "", set("last")),
+        rangeControls(params, (change) => {
+          const p = new URLSearchParams(params);
+          change(p);
+          go("sessions", p);
+        }),
         select("split", "Split by", [["", "none"], ["browser", "browser"], ["os", "OS"], ["device", "device"], ["country", "country"], ["entry_path", "entry page"], ["user", "user"], ["site", "site"]], split, set("split")),
         botsSwitch("sessions", params),
-        h("button", { onclick: () => download("/api/v1/sessions/stats", params) }, "Download CSV"),
-        saveForm("sessions", params)),
+        h("button", { onclick: () => download("/api/v1/sessions/stats", asked) }, "Download CSV"),
+        saveForm("sessions", asked)),
       error ? h("p", { class: "error", id: "error" }, error.message) : null,
       error ? null : h("div", { class: "card stats" },
         stat("total-sessions", fmt(s.total_sessions), "sessions"),

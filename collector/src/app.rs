@@ -63,6 +63,7 @@ routes! {
     patch "/api/v1/reports/{id}" => query::change_report, Admin;
     delete "/api/v1/reports/{id}" => query::delete_report, Admin;
     get "/api/v1/shared/{token}" => query::shared_report, Public;
+    get "/api/v1/sessions" => query::sessions, Read;
     get "/api/v1/sessions/stats" => query::session_stats, Read;
     get "/api/v1/sessions/{id}" => query::session, Read;
     get "/api/v1/tokens" => tokens::list, Admin;

@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
 use crate::store::{
     rfc3339, Bots, Field, Filter, InsightsQuery, Interval, Metric, Scope, SessionField,
-    SessionStatsQuery, UsersCursor, UsersQuery,
+    SessionListQuery, SessionStatsQuery, UsersCursor, UsersQuery,
 };
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -1100,6 +1100,56 @@ pub async fn session_stats(
     let (pairs, csv) = format_param(read_params(&req, &state).await?)?;
     let answer = run_view(&state, View::Sessions, &pairs).await?;
     respond(answer, csv.then_some(View::Sessions))
+}
+
+fn parse_session_list(
+    pairs: &[(String, String)],
+    config: &Config,
+) -> Result<SessionListQuery, ApiError> {
+    let mut range = Range::default();
+    let mut q = SessionListQuery {
+        from_ms: 0,
+        to_ms: 0,
+        user: None,
+        scope: Scope::default(),
+        limit: 50,
+        after: None,
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            _ if range.take(k, v)? => {}
+            _ if take_scope(&mut q.scope, k, v, config)? => {}
+            "user" => q.user = Some(v.clone()),
+            "limit" => q.limit = parse_limit(v, 1000)?,
+            "cursor" => {
+                q.after = Some(
+                    v.split_once(':')
+                        .and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())))
+                        .ok_or_else(|| ApiError::param("cursor", "is not a cursor of this API"))?,
+                )
+            }
+            _ => return Err(ApiError::param(k, "is not a parameter of /api/v1/sessions")),
+        }
+    }
+    (q.from_ms, q.to_ms) = range.resolve(WEEK_MS)?;
+    Ok(q)
+}
+
+/// `GET /api/v1/sessions`: the sessions that started in the range, newest first, a page at a
+/// time (`next_cursor`).
+pub async fn sessions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = parse_session_list(&read_params(&req, &state).await?, &state.config)?;
+    let store = state.store.clone();
+    let page = blocking(move || store.sessions(&q)).await?;
+    let next = page
+        .more
+        .then(|| page.sessions.last())
+        .flatten()
+        .map(|r| format!("{}:{}", r.started_ms, r.session_id));
+    Ok(HttpResponse::Ok().json(json!({ "sessions": page.sessions, "next_cursor": next })))
 }
 
 /// `GET /api/v1/sessions/{id}`: one session with its events.

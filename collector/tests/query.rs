@@ -1456,3 +1456,93 @@ async fn struggling_users_come_first_with_many_short_sessions() {
     let (status, body) = send(&app, "GET", "/api/v1/users?sort=loudest", Some("t"), None).await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[actix_web::test]
+async fn the_session_list_pages_through_every_session_newest_first() {
+    let (_dir, events, state, start) = setup().await;
+    let app = app!(state);
+    post_all(&app, &events, AGENTS[1].1).await;
+    let person = people(&events);
+    let (from, to) = (start + DAY, start + 8 * DAY);
+    // Each session from the raw events: first and last time, events, page views, its person.
+    type Span<'a> = (i64, i64, u64, u64, &'a String);
+    let mut spans: BTreeMap<&String, Span> = BTreeMap::new();
+    for e in &events {
+        let s = spans
+            .entry(&e.session)
+            .or_insert((e.t, e.t, 0, 0, &person[&e.anon]));
+        s.0 = s.0.min(e.t);
+        s.1 = s.1.max(e.t);
+        s.2 += 1;
+        s.3 += u64::from(e.kind == "page");
+    }
+    let mut want: Vec<(&String, &Span)> = spans
+        .iter()
+        .filter(|(_, s)| s.0 >= from && s.0 < to)
+        .map(|(id, s)| (*id, s))
+        .collect();
+    want.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let range = format!("from={}&to={}", iso(from), iso(to));
+
+    // Pages of 9 until no cursor: every session once, newest first, as the raw events say.
+    let (mut got, mut cursor, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = get(&app, &format!("/api/v1/sessions?limit=9&{range}{cursor}")).await;
+        pages += 1;
+        got.extend(page["sessions"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={}", c.replace('+', "%2B")),
+            None => break,
+        }
+    }
+    assert!(want.len() > 20 && pages > 2, "{} sessions", want.len());
+    assert_eq!(got.len(), want.len());
+    for (g, (id, (first, last, n, pv, who))) in got.iter().zip(&want) {
+        assert_eq!(g["session_id"], json!(id));
+        assert_eq!(g["started_at"], json!(iso(*first)));
+        assert_eq!(g["ended_at"], json!(iso(*last)));
+        assert_eq!(g["duration_seconds"], json!((last - first) as f64 / 1000.0));
+        assert_eq!(
+            (g["events"].as_u64(), g["pageviews"].as_u64()),
+            (Some(*n), Some(*pv))
+        );
+        assert_eq!(g["user"], json!(who));
+        assert_eq!(
+            g["browser"],
+            json!(AGENTS[1].0),
+            "the browser the events came from"
+        );
+    }
+    let stats = get(&app, &format!("/api/v1/sessions/stats?{range}")).await;
+    assert_eq!(stats["total_sessions"], json!(want.len()));
+
+    // One person's sessions; a session of the list opens by its ID.
+    let ann = get(
+        &app,
+        &format!("/api/v1/sessions?limit=1000&{range}&user=ann@example.com"),
+    )
+    .await;
+    let ann: Vec<&Value> = ann["sessions"].as_array().unwrap().iter().collect();
+    let mine = want.iter().filter(|w| w.1 .4 == "ann@example.com").count();
+    assert!(mine > 0);
+    assert_eq!(ann.len(), mine);
+    let id = ann[0]["session_id"].as_str().unwrap();
+    let one = get(&app, &format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(
+        one["session"]["events"].as_array().unwrap().len() as u64,
+        ann[0]["events"].as_u64().unwrap()
+    );
+
+    for (query, param) in [
+        ("limit=0", "limit"),
+        ("cursor=nope", "cursor"),
+        ("split=browser", "split"),
+    ] {
+        refuses(&app, &format!("/api/v1/sessions?{query}"), param).await;
+    }
+}

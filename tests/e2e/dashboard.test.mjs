@@ -420,10 +420,41 @@ test("users list and session statistics with drill-down by user", async () => {
   await context.close();
 });
 
-test("sessions: a chart over time; a person's page and a session's page, readable, in order", async () => {
+test("sessions: a chart over time, the paged session list, a custom range; a person's page and a session's page", async () => {
   const { context, page, errors } = await signedIn();
   await page.click('header a[href="#sessions"]');
   await page.waitForSelector("#sessions-chart .chart canvas");
+
+  // The list, five at a time: newest first ("now" of each visitor's batch is corrected by the
+  // collector's clock at arrival, so of one day's visitors the last sent is the newest), "More"
+  // to the end.
+  await page.goto(`${collector.url}/#sessions?last=7d&limit=5`);
+  await page.waitForSelector("#session-list tbody tr");
+  const rows = () => page.$$eval("#session-list tbody tr td:nth-child(2)", (t) => t.map((x) => x.textContent));
+  assert.equal((await rows()).length, 5);
+  await page.click("#more-sessions");
+  await page.waitForFunction(() => document.querySelectorAll("#session-list tbody tr").length === 10);
+  await page.click("#more-sessions");
+  await page.waitForFunction(() => document.querySelectorAll("#session-list tbody tr").length === 12);
+  assert.equal(await page.isHidden("#more-sessions"), true, "no more after the last page");
+  assert.deepEqual(await rows(), [9, 6, 3, 0, 10, 7, 4, 1, 11, 8, 5, 2].map((v) => visitors[v].anon));
+  assert.doesNotMatch(await page.evaluate(() => document.querySelector("#session-list").innerText), /null|undefined|\d{4}-\d\d-\d\dT/);
+
+  // A custom range of two days, in the viewer's zone: the sessions of yesterday and today.
+  const zone = await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+  const day = (ms) => new Date(ms).toLocaleDateString("en-CA", { timeZone: zone });
+  await page.selectOption("select[name=last]", "custom");
+  await page.waitForSelector("#range");
+  await page.fill("#range input[name=from]", day(visitors[1].start));
+  await page.fill("#range input[name=to]", day(visitors[0].start));
+  await page.click("#range button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#total-sessions")?.textContent === "8");
+  await page.waitForFunction(() => document.querySelectorAll("#session-list tbody tr").length === 5);
+  assert.deepEqual(await rows(), [9, 6, 3, 0, 10].map((v) => visitors[v].anon));
+  await page.click("#session-list tbody tr a");
+  await page.waitForSelector("#session-events tbody tr");
+  assert.equal(await page.evaluate(() => location.hash), `#session/${visitors[9].session}`);
+
   const v = visitors[3]; // views the page, adds to the cart, buys, leaves
   await page.goto(`${collector.url}/#user/${v.anon}`);
   await page.waitForSelector("#timeline .session");

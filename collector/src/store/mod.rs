@@ -668,6 +668,53 @@ impl SessionField {
     }
 }
 
+/// `GET /api/v1/sessions`: sessions that started in `[from_ms, to_ms)`, newest first, a page
+/// at a time.
+#[derive(Debug, Clone)]
+pub struct SessionListQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Only this person's sessions (user ID or anonymous ID).
+    pub user: Option<String>,
+    pub scope: Scope,
+    pub limit: usize,
+    /// The last row of the previous page: its start and session ID.
+    pub after: Option<(i64, String)>,
+}
+
+/// One row of the session list: a session as [`SessionStatsQuery`] counts it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionRow {
+    pub session_id: String,
+    pub site: String,
+    /// The person: the user ID the anonymous ID joined, else the anonymous ID.
+    pub user: String,
+    pub anonymous_id: String,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_seconds: f64,
+    pub events: u64,
+    pub pageviews: u64,
+    /// One page view and no other event but its `$pageleave`.
+    pub bounce: bool,
+    /// Path, browser, OS, device and country of the session's first event.
+    pub entry_path: Option<String>,
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub device: Option<String>,
+    pub country: Option<String>,
+    /// Unix ms of the start, for the cursor.
+    #[serde(skip)]
+    pub started_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionRow>,
+    /// More sessions follow this page.
+    pub more: bool,
+}
+
 /// `GET /api/v1/sessions/stats`: sessions that started in `[from_ms, to_ms)`.
 #[derive(Debug, Clone)]
 pub struct SessionStatsQuery {
@@ -800,6 +847,8 @@ pub trait Store: Send + Sync {
     ) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError>;
     /// Session count, time and bounce rate. Blocking.
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError>;
+    /// Sessions one page at a time, newest first (ties by session ID).
+    fn sessions(&self, q: &SessionListQuery) -> Result<SessionPage, StoreError>;
     /// One session with its events (those `scope` counts). Blocking.
     fn session(&self, id: &str, scope: &Scope) -> Result<Option<SessionView>, StoreError>;
     /// Deletes every row of a person (all their anonymous IDs), for privacy requests.

@@ -409,6 +409,10 @@ impl Store for ClickHouse {
         query::path_events(&self.client, q)
     }
 
+    fn sessions(&self, q: &SessionListQuery) -> Result<SessionPage, StoreError> {
+        query::sessions(&self.client, q)
+    }
+
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
         query::session_stats(&self.client, q)
     }

@@ -911,6 +911,85 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
     })
 }
 
+/// The session list: as [`session_stats`] finds sessions, newest first, ties by session ID.
+pub fn sessions(c: &Client, q: &SessionListQuery) -> Result<SessionPage, StoreError> {
+    let db = &c.database;
+    let (from, to) = (q.from_ms, q.to_ms);
+    let counted = q.scope.sql("device", "site", lit);
+    let mut only = Vec::new();
+    if let Some(user) = &q.user {
+        only.push(format!("person = {}", lit(user)));
+    }
+    if let Some((ms, id)) = &q.after {
+        only.push(format!(
+            "(start_ms < {ms} OR (start_ms = {ms} AND sid > {}))",
+            lit(id)
+        ));
+    }
+    let only = if only.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", only.join(" AND "))
+    };
+    let first = |col: &str| format!("argMin({col}, time_ms) AS first_{col}");
+    let (rows, _) = c.select(&format!(
+        "SELECT *, {person} AS person FROM (
+            SELECT any(session_id) AS sid, min(time_ms) AS start_ms, max(time_ms) AS end_ms,
+                   uniqExact(cityHash64(event_id)) AS events,
+                   uniqExactIf(cityHash64(event_id), type = 'page') AS pages,
+                   uniqExactIf(cityHash64(event_id), name = '$pageleave') AS leaves,
+                   argMin(anonymous_id, time_ms) AS anon, cityHash64(anon) AS anon_h,
+                   {site}, {path}, {browser}, {os}, {device}, {country}
+            FROM {db}.events
+            WHERE {counted}
+              AND cityHash64(session_id) IN (SELECT cityHash64(session_id) FROM {db}.events
+                                             WHERE time_ms >= {from} AND time_ms < {to}
+                                               AND {counted})
+            GROUP BY cityHash64(session_id)
+            HAVING start_ms >= {from} AND start_ms < {to}) AS e
+         ANY LEFT JOIN {aliases} USING anon_h
+         {only}
+         ORDER BY start_ms DESC, sid LIMIT {}",
+        q.limit + 1,
+        person = person("anon"),
+        aliases = aliases_h(db),
+        site = first("site"),
+        path = first("path"),
+        browser = first("browser"),
+        os = first("os"),
+        device = first("device"),
+        country = first("country"),
+    ))?;
+    let more = rows.len() > q.limit;
+    let sessions = rows
+        .iter()
+        .take(q.limit)
+        .map(|r| {
+            let (start, end) = (i(r, "start_ms"), i(r, "end_ms"));
+            let (events, pages, leaves) = (u(r, "events"), u(r, "pages"), u(r, "leaves"));
+            SessionRow {
+                session_id: s(r, "sid"),
+                site: s(r, "first_site"),
+                user: s(r, "person"),
+                anonymous_id: s(r, "anon"),
+                started_at: rfc3339(start),
+                ended_at: rfc3339(end),
+                duration_seconds: (end - start) as f64 / 1000.0,
+                events,
+                pageviews: pages,
+                bounce: pages == 1 && events == 1 + leaves,
+                entry_path: non_empty(s(r, "first_path")),
+                browser: non_empty(s(r, "first_browser")),
+                os: non_empty(s(r, "first_os")),
+                device: non_empty(s(r, "first_device")),
+                country: non_empty(s(r, "first_country")),
+                started_ms: start,
+            }
+        })
+        .collect();
+    Ok(SessionPage { sessions, more })
+}
+
 pub fn session(c: &Client, id: &str, scope: &Scope) -> Result<Option<SessionView>, StoreError> {
     let (sessions, _) = load_sessions(
         c,

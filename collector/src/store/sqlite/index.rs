@@ -17,8 +17,8 @@ use super::sql::{filter_sql, Sql};
 use crate::store::journeys::{Label, PathEvent, PathQuery, Step, StepEvents, StepHit, StepQuery};
 use crate::store::{
     rfc3339, series_from_grid, sort_table, sqlite_real, Field, Filter, Insights, InsightsQuery,
-    Metric, Op, SessionField, SessionSplitRow, SessionStats, SessionStatsQuery, SessionTotals,
-    StoreError, TableRow, UsersQuery,
+    Metric, Op, Scope, SessionField, SessionListQuery, SessionPage, SessionRow, SessionSplitRow,
+    SessionStats, SessionStatsQuery, SessionTotals, StoreError, TableRow, UsersQuery,
 };
 use rusqlite::{params_from_iter, Connection};
 use std::collections::HashMap;
@@ -103,6 +103,17 @@ pub(super) struct Selection<'a> {
     /// Site keys (none: any).
     pub sites: &'a [String],
     pub filters: &'a [Filter],
+}
+
+/// A session over the events a query keeps: first and last time, counts, its first event.
+#[derive(Clone, Copy)]
+struct Span {
+    start: i64,
+    end: i64,
+    events: u32,
+    pages: u32,
+    leaves: u32,
+    first: usize,
 }
 
 #[derive(Default)]
@@ -767,16 +778,8 @@ impl Index {
     /// session summed from its events: from its first to its last event; a bounce has one
     /// page view and nothing else but its `$pageleave`. Its browser, OS, device, country and
     /// entry path are those of its first event.
-    pub fn session_stats(&self, q: &SessionStatsQuery) -> SessionStats {
-        #[derive(Clone, Copy)]
-        struct Span {
-            start: i64,
-            end: i64,
-            events: u32,
-            pages: u32,
-            leaves: u32,
-            first: usize,
-        }
+    /// Every session's span over the events `scope` keeps (`events == 0`: none kept).
+    fn spans(&self, scope: &Scope) -> Vec<Span> {
         let mut spans = vec![
             Span {
                 start: i64::MAX,
@@ -803,7 +806,7 @@ impl Index {
             .tuples
             .values
             .iter()
-            .map(|t| q.scope.keeps(&t[device_at], &t[site_at]))
+            .map(|t| scope.keeps(&t[device_at], &t[site_at]))
             .collect();
         for i in 0..self.time.len() {
             if !counted[self.dims[i] as usize] {
@@ -820,6 +823,101 @@ impl Index {
             s.pages += u32::from(page[self.dims[i] as usize]);
             s.leaves += u32::from(Some(self.name[i]) == leave);
         }
+        spans
+    }
+
+    /// The sessions that started in the range, newest first, ties by session ID: the spans
+    /// before the cursor, and enough of them (whole groups of equal start) for a page, with
+    /// their IDs read from SQLite by the rowid of their first event.
+    pub fn session_list(
+        &self,
+        c: &Connection,
+        q: &SessionListQuery,
+    ) -> Result<SessionPage, StoreError> {
+        let spans = self.spans(&q.scope);
+        let only = q.user.as_ref().map(|u| self.persons.ids.get(u).copied());
+        let person = |s: &Span| self.person_of[self.anon[s.first] as usize];
+        let before = q.after.as_ref().map_or(i64::MAX, |(ms, _)| *ms);
+        let mut found: Vec<&Span> = spans
+            .iter()
+            .filter(|s| s.events > 0 && s.start >= q.from_ms && s.start < q.to_ms)
+            .filter(|s| s.start <= before)
+            .filter(|s| only.is_none_or(|p| p == Some(person(s))))
+            .collect();
+        found.sort_unstable_by_key(|s| std::cmp::Reverse(s.start));
+        // Whole groups of equal start until the page and one more row are surely inside (the
+        // cursor's own group counts for nothing until its IDs are known).
+        let (mut upto, mut surely) = (0, 0);
+        while upto < found.len() && surely <= q.limit {
+            let start = found[upto].start;
+            let group = found[upto..]
+                .iter()
+                .take_while(|s| s.start == start)
+                .count();
+            upto += group;
+            if start != before {
+                surely += group;
+            }
+        }
+        found.truncate(upto);
+        let mut ids: HashMap<i64, String> = HashMap::new();
+        for chunk in found.chunks(500) {
+            let rowids: Vec<String> = chunk
+                .iter()
+                .map(|s| self.rowid[s.first].to_string())
+                .collect();
+            let mut stmt = c.prepare(&format!(
+                "SELECT rowid, session_id FROM events WHERE rowid IN ({})",
+                rowids.join(",")
+            ))?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                ids.insert(r.get(0)?, r.get(1)?);
+            }
+        }
+        let mut rows: Vec<(&Span, &str)> = found
+            .iter()
+            .filter_map(|s| Some((*s, ids.get(&self.rowid[s.first])?.as_str())))
+            .filter(|(s, id)| match &q.after {
+                Some((ms, after)) => s.start < *ms || (s.start == *ms && *id > after.as_str()),
+                None => true,
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.start.cmp(&a.0.start).then_with(|| a.1.cmp(b.1)));
+        let more = rows.len() > q.limit;
+        rows.truncate(q.limit);
+        let text = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        let sessions = rows
+            .into_iter()
+            .map(|(s, id)| {
+                let dims = &self.tuples.values[self.dims[s.first] as usize];
+                let at = |d: &str| text(&dims[dim(d)]);
+                SessionRow {
+                    session_id: id.to_owned(),
+                    site: dims[dim("site")].clone(),
+                    user: self.persons.values[person(s) as usize].clone(),
+                    anonymous_id: self.anons.values[self.anon[s.first] as usize].clone(),
+                    started_at: rfc3339(s.start),
+                    ended_at: rfc3339(s.end),
+                    duration_seconds: (s.end - s.start) as f64 / 1000.0,
+                    events: u64::from(s.events),
+                    pageviews: u64::from(s.pages),
+                    bounce: s.pages == 1 && s.events - 1 - s.leaves == 0,
+                    entry_path: text(&self.paths.values[self.path[s.first] as usize]),
+                    browser: at("browser"),
+                    os: at("os"),
+                    device: at("device"),
+                    country: at("country"),
+                    started_ms: s.start,
+                }
+            })
+            .collect();
+        Ok(SessionPage { sessions, more })
+    }
+
+    pub fn session_stats(&self, q: &SessionStatsQuery) -> SessionStats {
+        let spans = self.spans(&q.scope);
+        let column = dim;
         let person = |s: &Span| self.person_of[self.anon[s.first] as usize];
         let only = q.user.as_ref().map(|u| self.persons.ids.get(u).copied());
         let dim_at = match q.split {

@@ -434,6 +434,14 @@ impl Store for Sqlite {
         })
     }
 
+    fn sessions(&self, q: &SessionListQuery) -> Result<SessionPage, StoreError> {
+        self.with_reader(|c| {
+            let mut index = self.index.lock().expect("event index");
+            index.sync(c)?;
+            index.session_list(c, q)
+        })
+    }
+
     fn session(&self, id: &str, scope: &Scope) -> Result<Option<SessionView>, StoreError> {
         self.with_reader(|c| {
             let filter = format!("session_id = ? AND {}", scope.sql("device", "site", lit));
