@@ -18,7 +18,7 @@ use footfall_collector::config::Durability;
 use footfall_collector::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
 use footfall_collector::store::{
     bucket_starts, Bots, ClickHouse, Field, Filter, InsightsQuery, Interval, Metric, Scope,
-    SessionField, SessionStatsQuery, Sqlite, Store, StoredEvent, UsersQuery,
+    SessionField, SessionListQuery, SessionStatsQuery, Sqlite, Store, StoredEvent, UsersQuery,
 };
 use std::time::{Duration, Instant};
 
@@ -87,6 +87,23 @@ fn event(n: u64, t: i64, user: u64, session: u64, seq: i64, rng: &mut Rng) -> St
         city: String::new(),
         ip: None,
     }
+}
+
+/// Runs every call on `width` threads at once, each taking the next call when done, and
+/// returns when all are.
+fn together(calls: &[Box<dyn Fn() + Sync + '_>], width: usize) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..width.min(calls.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match calls.get(i) {
+                    Some(call) => call(),
+                    None => break,
+                }
+            });
+        }
+    });
 }
 
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration) {
@@ -194,7 +211,12 @@ fn main() {
         t.elapsed().as_secs_f64() * 1e3
     );
     let mut rows = Vec::new();
+    // QUERY_ONLY=TEXT times only the questions whose name holds TEXT (for a profiler).
+    let only = std::env::var("QUERY_ONLY").unwrap_or_default();
     let mut measure = |name: &str, goal_ms: u64, f: &mut dyn FnMut()| {
+        if !name.contains(&only) {
+            return;
+        }
         let (median, max) = time(runs, f);
         rows.push(format!(
             "| {name} | {:.1} ms | {:.1} ms | {goal_ms} ms |",
@@ -334,8 +356,10 @@ fn main() {
             4,
         );
     });
-    // The dashboard's Overview page over the past 7 days: its twelve API calls' store work,
-    // one after another (the page sends them at once; two cores answer two at a time).
+    // The dashboard's views, each as the page asks: every call of the view sent at once, six at
+    // a time as a browser sends them to one host (the collector answers each on its blocking
+    // pool, so two cores share them), timed until the last answer; and, for comparison, the
+    // Overview's calls one after another.
     let week =
         |by: Option<&str>, events: Vec<String>, metric: Metric, interval: Interval| InsightsQuery {
             metric,
@@ -349,55 +373,128 @@ fn main() {
             sites: Vec::new(),
             tz: chrono_tz::Tz::UTC,
         };
+    let store = &*store;
+    type Call<'a> = Box<dyn Fn() + Sync + 'a>;
+    let stats = move |split: Option<SessionField>| -> Call {
+        Box::new(move || {
+            store
+                .session_stats(&SessionStatsQuery {
+                    from_ms: now - 7 * DAY,
+                    to_ms: now,
+                    user: None,
+                    split,
+                    scope: Scope::default(),
+                })
+                .unwrap();
+        })
+    };
+    let ask = move |q: InsightsQuery| -> Call {
+        Box::new(move || {
+            store.insights(&q).unwrap();
+        })
+    };
+    let feed = move |days: i64, limit: usize| -> Call {
+        Box::new(move || {
+            store
+                .users(&UsersQuery {
+                    from_ms: now - days * DAY,
+                    to_ms: now,
+                    limit,
+                    cursor: None,
+                    contains: None,
+                    scope: Scope::default(),
+                    events: Vec::new(),
+                    filters: Vec::new(),
+                    ids: None,
+                })
+                .unwrap();
+        })
+    };
+    let mut overview: Vec<Call> = vec![
+        ask(week(None, vec![], Metric::Users, Interval::Day)),
+        ask(week(
+            None,
+            vec!["$pageview".into()],
+            Metric::Events,
+            Interval::Month,
+        )),
+        stats(None),
+        stats(Some(SessionField::EntryPath)),
+        ask(week(
+            Some("path"),
+            vec!["$pageview".into()],
+            Metric::Users,
+            Interval::Day,
+        )),
+    ];
+    for by in [
+        "referrer_domain",
+        "utm_source",
+        "utm_campaign",
+        "browser",
+        "os",
+        "device",
+        "country",
+    ] {
+        overview.push(ask(week(Some(by), vec![], Metric::Users, Interval::Day)));
+    }
+    let scope = Scope::default();
+    let insights_view: Vec<Call> = vec![
+        ask(daily(None, vec![])),
+        feed(30, 6),
+        Box::new(|| {
+            store.event_names(now - 90 * DAY, now, &scope).unwrap();
+        }),
+        Box::new(|| {
+            store.property_keys(now - 90 * DAY, now, &scope).unwrap();
+        }),
+    ];
+    let sessions_view: Vec<Call> = vec![
+        stats(None),
+        ask(week(None, vec![], Metric::Sessions, Interval::Day)),
+        Box::new(move || {
+            store
+                .sessions(&SessionListQuery {
+                    from_ms: now - 7 * DAY,
+                    to_ms: now,
+                    user: None,
+                    scope: Scope::default(),
+                    limit: 25,
+                    after: None,
+                })
+                .unwrap();
+        }),
+    ];
+    let users_view: Vec<Call> = vec![feed(7, 50)];
+    measure("event names, 90 days (the pickers)", 250, &mut || {
+        store.event_names(now - 90 * DAY, now, &scope).unwrap();
+    });
+    measure("property keys, 90 days (the pickers)", 250, &mut || {
+        store.property_keys(now - 90 * DAY, now, &scope).unwrap();
+    });
     measure(
-        "overview page: its 12 calls, one after another",
+        &format!(
+            "overview page: its {} calls, one after another",
+            overview.len()
+        ),
         250,
-        &mut || {
-            store
-                .insights(&week(None, vec![], Metric::Users, Interval::Day))
-                .unwrap();
-            store
-                .insights(&week(
-                    None,
-                    vec!["$pageview".into()],
-                    Metric::Events,
-                    Interval::Month,
-                ))
-                .unwrap();
-            for split in [None, Some(SessionField::EntryPath)] {
-                store
-                    .session_stats(&SessionStatsQuery {
-                        from_ms: now - 7 * DAY,
-                        to_ms: now,
-                        user: None,
-                        split,
-                        scope: Scope::default(),
-                    })
-                    .unwrap();
-            }
-            store
-                .insights(&week(
-                    Some("path"),
-                    vec!["$pageview".into()],
-                    Metric::Users,
-                    Interval::Day,
-                ))
-                .unwrap();
-            for by in [
-                "referrer_domain",
-                "utm_source",
-                "utm_campaign",
-                "browser",
-                "os",
-                "device",
-                "country",
-            ] {
-                store
-                    .insights(&week(Some(by), vec![], Metric::Users, Interval::Day))
-                    .unwrap();
-            }
-        },
+        &mut || overview.iter().for_each(|call| call()),
     );
+    for (view, calls) in [
+        ("overview page", &overview),
+        ("insights page (30 days)", &insights_view),
+        ("sessions page (7 days)", &sessions_view),
+        ("users page (7 days)", &users_view),
+    ] {
+        measure(
+            &format!(
+                "{view}: its {} calls at once, as the page sends them",
+                calls.len()
+            ),
+            250,
+            &mut || together(calls, 6),
+        );
+    }
     println!("| query ({n} events, {users} users) | median | max of {runs} | goal |");
     println!("| --- | ---: | ---: | ---: |");
     for r in rows {

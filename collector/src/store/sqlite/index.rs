@@ -21,7 +21,10 @@ use crate::store::{
     SessionStats, SessionStatsQuery, SessionTotals, StoreError, TableRow, UsersQuery,
 };
 use rusqlite::{params_from_iter, Connection};
-use std::collections::HashMap;
+
+/// The index's maps hash numbers and short strings by the million per query: with foldhash's
+/// fast hasher (seeded per map), not SipHash, which took a tenth of a query's time.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::hash::{Hash, Hasher};
 
 /// The event columns held as one dictionary of tuples (most events share a handful).
@@ -161,6 +164,18 @@ fn hash64(s: &str) -> u64 {
 
 impl Index {
     /// Reads what was committed since the last call (everything after an erasure).
+    /// Whether the store holds rows, aliases or erasures the index has not read yet.
+    pub fn stale(&self, c: &Connection) -> Result<bool, StoreError> {
+        let (erasures, event, alias): (i64, i64, i64) = c.query_row(
+            "SELECT (SELECT value FROM counters WHERE name = 'erasures'),
+                    (SELECT IFNULL(MAX(rowid), 0) FROM events),
+                    (SELECT IFNULL(MAX(rowid), 0) FROM aliases)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(erasures != self.erasures || event > self.last_event || alias > self.last_alias)
+    }
+
     pub fn sync(&mut self, c: &Connection) -> Result<(), StoreError> {
         c.execute_batch("BEGIN")?;
         let result = self.sync_in(c);
@@ -437,9 +452,12 @@ impl Index {
         // The passing events as (bucket, pair) grouped by what they count (a counting sort):
         // then each entity's few hits are deduplicated on their own, with no large sort or
         // hash set. And each person's last time, for the samples.
+        // The passing events' numbers, once: both passes below walk them, not all `n`.
+        let passed: Vec<usize> = (0..n).filter(|&i| pass[i]).collect();
+        drop(pass);
         let mut start = vec![0u32; domain + 1];
         let mut last_seen = vec![i64::MIN; self.persons.values.len()];
-        for i in (0..n).filter(|&i| pass[i]) {
+        for &i in &passed {
             start[entity(i) as usize + 1] += 1;
             let person = self.person_of[self.anon[i] as usize] as usize;
             last_seen[person] = last_seen[person].max(self.time[i]);
@@ -449,7 +467,7 @@ impl Index {
         }
         let mut fill = start.clone();
         let mut hits = vec![(0u32, 0u32); start[domain] as usize];
-        for i in (0..n).filter(|&i| pass[i]) {
+        for &i in &passed {
             let e = entity(i) as usize;
             let bucket = starts
                 .partition_point(|&s| s <= self.time[i])
@@ -463,7 +481,7 @@ impl Index {
         // How many counted entities have a hit in each cell, where `cell` names a hit's cell
         // (or none): each entity counts once per cell.
         let count = |cell: &dyn Fn(u32, u32) -> Option<u64>| -> HashMap<u64, u64> {
-            let mut per_cell: HashMap<u64, u64> = HashMap::new();
+            let mut per_cell: HashMap<u64, u64> = HashMap::default();
             let mut seen: Vec<u64> = Vec::new();
             for &e in &counted {
                 seen.clear();
@@ -622,7 +640,7 @@ impl Index {
             })
             .collect();
         drop(key_of);
-        let mut people = HashMap::new();
+        let mut people = std::collections::HashMap::new();
         if q.people {
             for h in &hits {
                 people
@@ -655,7 +673,7 @@ impl Index {
             },
         )?;
         let pageview = self.names.ids.get("$pageview").copied();
-        let mut ids: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut ids: HashMap<(u32, u32), u32> = HashMap::default();
         let mut labels: Vec<Label> = Vec::new();
         let mut events = Vec::new();
         for i in (0..self.time.len()).filter(|&i| pass[i]) {
@@ -860,7 +878,7 @@ impl Index {
             }
         }
         found.truncate(upto);
-        let mut ids: HashMap<i64, String> = HashMap::new();
+        let mut ids: HashMap<i64, String> = HashMap::default();
         for chunk in found.chunks(500) {
             let rowids: Vec<String> = chunk
                 .iter()
@@ -915,6 +933,34 @@ impl Index {
         Ok(SessionPage { sessions, more })
     }
 
+    /// Event names in the range with their counts, most frequent first (ties by name), at most
+    /// 500: as `SELECT name, COUNT(*) … GROUP BY name` reads them, in one pass over the arrays.
+    pub fn event_names(&self, from_ms: i64, to_ms: i64, scope: &Scope) -> Vec<(String, u64)> {
+        let (device_at, site_at) = (dim("device"), dim("site"));
+        let kept: Vec<bool> = self
+            .tuples
+            .values
+            .iter()
+            .map(|t| scope.keeps(&t[device_at], &t[site_at]))
+            .collect();
+        let mut counts = vec![0u64; self.names.values.len()];
+        for i in 0..self.time.len() {
+            let t = self.time[i];
+            if t >= from_ms && t < to_ms && kept[self.dims[i] as usize] {
+                counts[self.name[i] as usize] += 1;
+            }
+        }
+        let mut names: Vec<(String, u64)> = counts
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, n)| n > 0)
+            .map(|(id, n)| (self.names.values[id].clone(), n))
+            .collect();
+        names.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        names.truncate(500);
+        names
+    }
+
     pub fn session_stats(&self, q: &SessionStatsQuery) -> SessionStats {
         let spans = self.spans(&q.scope);
         let column = dim;
@@ -947,7 +993,7 @@ impl Index {
         #[derive(Default, Clone, Copy)]
         struct Sum(u64, i64, u64);
         let mut all = Sum::default();
-        let mut per_key: HashMap<&str, Sum> = HashMap::new();
+        let mut per_key: HashMap<&str, Sum> = HashMap::default();
         for s in spans.iter().filter(|s| s.events > 0) {
             if s.start < q.from_ms || s.start >= q.to_ms {
                 continue;

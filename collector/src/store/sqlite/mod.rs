@@ -20,7 +20,7 @@ use schema::migrate;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use writer::{span_columns, write_loop, Job, Work};
 
 pub struct Sqlite {
@@ -28,7 +28,7 @@ pub struct Sqlite {
     pending: Arc<AtomicUsize>,
     readers: Mutex<Vec<Connection>>,
     path: std::path::PathBuf,
-    index: Arc<Mutex<Index>>,
+    index: Arc<RwLock<Index>>,
 }
 
 impl Sqlite {
@@ -64,13 +64,13 @@ impl Sqlite {
             .spawn(move || write_loop(conn, rx, &counter))
             .expect("spawn the sqlite writer");
         // Build the event index now rather than on the first query.
-        let index = Arc::new(Mutex::new(Index::default()));
+        let index = Arc::new(RwLock::new(Index::default()));
         let (warm, reader) = (index.clone(), read_only(&path)?);
         std::thread::Builder::new()
             .name("event-index".into())
             .spawn(move || {
                 let t = std::time::Instant::now();
-                let mut index = warm.lock().expect("event index");
+                let mut index = warm.write().expect("event index");
                 match index.sync(&reader) {
                     Ok(()) => log::info!(
                         "event index: {} events read in {} ms",
@@ -88,6 +88,20 @@ impl Sqlite {
             path,
             index,
         })
+    }
+
+    /// The event index, brought up to date with what `c` sees. Queries share it (a read lock
+    /// each, so the dashboard's calls run side by side on every core); reading new rows into it
+    /// takes it alone, and only when there are new rows.
+    fn fresh_index(
+        &self,
+        c: &Connection,
+    ) -> Result<std::sync::RwLockReadGuard<'_, Index>, StoreError> {
+        let stale = self.index.read().expect("event index").stale(c)?;
+        if stale {
+            self.index.write().expect("event index").sync(c)?;
+        }
+        Ok(self.index.read().expect("event index"))
     }
 
     fn with_reader<T>(
@@ -117,8 +131,7 @@ impl Sqlite {
     fn users_from_events(&self, q: &UsersQuery) -> Result<UsersPage, StoreError> {
         self.with_reader(|c| {
             let mut rows = {
-                let mut index = self.index.lock().expect("event index");
-                index.sync(c)?;
+                let index = self.fresh_index(c)?;
                 index.people(c, q)?
             };
             let next = (rows.len() > q.limit).then(|| {
@@ -312,8 +325,7 @@ impl Store for Sqlite {
     fn insights(&self, q: &InsightsQuery) -> Result<Insights, StoreError> {
         let starts = bucket_starts(q.from_ms, q.to_ms, q.interval, q.tz);
         self.with_reader(|c| {
-            let mut index = self.index.lock().expect("event index");
-            index.sync(c)?;
+            let index = self.fresh_index(c)?;
             index.insights(c, q, &starts)
         })
     }
@@ -409,8 +421,7 @@ impl Store for Sqlite {
 
     fn step_events(&self, q: &journeys::StepQuery) -> Result<journeys::StepEvents, StoreError> {
         self.with_reader(|c| {
-            let mut index = self.index.lock().expect("event index");
-            index.sync(c)?;
+            let index = self.fresh_index(c)?;
             index.step_events(c, q)
         })
     }
@@ -420,24 +431,21 @@ impl Store for Sqlite {
         q: &journeys::PathQuery,
     ) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError> {
         self.with_reader(|c| {
-            let mut index = self.index.lock().expect("event index");
-            index.sync(c)?;
+            let index = self.fresh_index(c)?;
             index.path_events(c, q)
         })
     }
 
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
         self.with_reader(|c| {
-            let mut index = self.index.lock().expect("event index");
-            index.sync(c)?;
+            let index = self.fresh_index(c)?;
             Ok(index.session_stats(q))
         })
     }
 
     fn sessions(&self, q: &SessionListQuery) -> Result<SessionPage, StoreError> {
         self.with_reader(|c| {
-            let mut index = self.index.lock().expect("event index");
-            index.sync(c)?;
+            let index = self.fresh_index(c)?;
             index.session_list(c, q)
         })
     }
@@ -456,19 +464,7 @@ impl Store for Sqlite {
         to_ms: i64,
         scope: &Scope,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        self.with_reader(|c| {
-            let names = c
-                .prepare(&format!(
-                    "SELECT name, COUNT(*) FROM events WHERE time_ms >= ?1 AND time_ms < ?2
-                     AND {} GROUP BY name ORDER BY 2 DESC, 1 LIMIT 500",
-                    scope.sql("device", "site", lit)
-                ))?
-                .query_map([from_ms, to_ms], |r| {
-                    Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
-                })?
-                .collect::<Result<_, _>>()?;
-            Ok(names)
-        })
+        self.with_reader(|c| Ok(self.fresh_index(c)?.event_names(from_ms, to_ms, scope)))
     }
 
     fn property_keys(
