@@ -1,6 +1,7 @@
 //! The ClickHouse insert path on a real server: rows go in `RowBinary` and come back exactly
 //! as sent (quotes, newlines, backslashes, tabs, unicode, empty strings, NULLs, arrays); the
-//! duplicate check finds an event stored by an earlier group, by a group still in flight, by
+//! duplicate check finds an event stored by the same batch, by an earlier group (many batches
+//! at once, overlapping, so groups follow each other while one is in flight), by
 //! another collector, and by a database made before `event_ids` existed; a batch spooled
 //! while ClickHouse was away and retried meanwhile through another collector is stored once.
 
@@ -194,7 +195,7 @@ fn odd_strings_arrive_exactly_as_sent() {
 }
 
 #[test]
-fn duplicates_are_found_across_groups_in_flight_and_collectors() {
+fn duplicates_are_found_within_a_batch_across_groups_and_across_collectors() {
     let server = ClickHouseServer::start();
     let url = server.url("dups");
     let (dir_x, dir_y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -205,8 +206,8 @@ fn duplicates_are_found_across_groups_in_flight_and_collectors() {
     let stored = insert(&x, vec![event(1, now), event(2, now), event(1, now)]);
     assert_eq!(stored, [true, true, false]);
 
-    // Many batches at once, overlapping: they form several groups, some checked while the
-    // group before is still in flight. Each ID is new exactly once, and stored once.
+    // Many batches at once, overlapping: they form several groups, each gathered while the
+    // one before is in flight. Each ID is new exactly once, and stored once.
     let waiting: Vec<_> = (0..60u64)
         .map(|b| {
             let events = (0..200u64)

@@ -1,15 +1,13 @@
 //! The writer thread: groups waiting batches into one INSERT block, spools what ClickHouse
 //! cannot take, and replays the spool in order once it can.
 //!
-//! Live groups go through a pipeline of two steps, so ClickHouse always has the next block
-//! ready: while one group's INSERT is in flight (on the inserter thread), the writer gathers
-//! the batches that arrived meanwhile, asks ClickHouse which of their event IDs it has (the
-//! IDs go as external data, checked against `event_ids`), and encodes the new rows in
-//! `RowBinary`. Only then does it wait for the insert in flight, answer its batches, and send
-//! the next block. IDs of the block in flight count as stored for the next one, so a retry
-//! that arrives during the insert is a duplicate as it would be after it. One insert at a
-//! time keeps the order the spool relies on: a group whose insert fails is spooled before
-//! anything after it.
+//! Live groups go through a pipeline of two steps: while one group's INSERT is in flight (on
+//! the inserter thread), the writer gathers the batches that arrive meanwhile, so the next
+//! block is as large as the wait allowed. Once the insert is done, the writer answers its
+//! batches, asks ClickHouse which of the gathered event IDs it has (the IDs go as external
+//! data, checked against `event_ids`), encodes the new rows in `RowBinary` and sends them. One
+//! insert at a time keeps the order the spool relies on: a group whose insert fails is spooled
+//! before anything after it.
 
 use super::http::{Client, External};
 use super::rowbinary;
@@ -48,12 +46,10 @@ struct Blocks {
     events: Vec<u8>,
 }
 
-/// A group ready to send: its blocks, whether each row was new, the new rows' event IDs and
-/// the aliases written.
+/// A group ready to send: its blocks, whether each row was new, and the aliases written.
 struct Prepared {
     blocks: Blocks,
     outcome: Vec<bool>,
-    ids: HashSet<String>,
     aliases: Vec<(String, String)>,
 }
 
@@ -62,7 +58,6 @@ struct InFlight {
     jobs: Vec<Job>,
     n: usize,
     outcome: Vec<bool>,
-    ids: HashSet<String>,
     aliases: Vec<(String, String)>,
 }
 
@@ -74,6 +69,13 @@ fn send_blocks(client: &Client, blocks: Blocks) -> Result<(), ChError> {
         client.insert_binary("events", rowbinary::EVENT_COLUMNS, blocks.events)?;
     }
     Ok(())
+}
+
+/// How often the writer looks whether the insert in flight is done while it gathers.
+const POLL: Duration = Duration::from_millis(2);
+
+fn no_inserter() -> ChError {
+    ChError::Unreachable("the inserter thread is gone".into())
 }
 
 /// The inserter thread: sends each group's blocks as they come and answers with the outcome;
@@ -168,46 +170,62 @@ impl Writer {
 
     pub fn run(mut self, rx: mpsc::Receiver<Job>) {
         loop {
-            let first = if self.in_flight.is_some() {
-                // An insert is in flight: take what waits, else wait for the insert.
-                match rx.try_recv() {
-                    Ok(job) => Some(job),
-                    Err(mpsc::TryRecvError::Empty) => {
-                        self.finish();
-                        None
-                    }
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        self.finish();
-                        return;
-                    }
-                }
-            } else if self.spool.is_empty() {
-                match rx.recv() {
-                    Ok(job) => Some(job),
-                    Err(_) => return,
-                }
-            } else {
-                let wait = self
-                    .last_attempt
-                    .map_or(Duration::ZERO, |t| RETRY.saturating_sub(t.elapsed()));
-                match rx.recv_timeout(wait) {
-                    Ok(job) => Some(job),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-            };
-            if let Some(first) = first {
-                let mut jobs = vec![first];
-                let mut n = jobs[0].rows.len();
-                while n < MAX_GROUP_EVENTS {
-                    match rx.try_recv() {
+            let mut jobs = Vec::new();
+            let mut n = 0;
+            // An insert is in flight: gather what arrives until it is done.
+            while self.in_flight.is_some() {
+                match self.inserted.try_recv() {
+                    Ok(result) => self.answer(result),
+                    Err(mpsc::TryRecvError::Empty) if n >= MAX_GROUP_EVENTS => self.finish(),
+                    Err(mpsc::TryRecvError::Empty) => match rx.recv_timeout(POLL) {
                         Ok(job) => {
                             n += job.rows.len();
                             jobs.push(job);
                         }
-                        Err(_) => break,
-                    }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            self.finish();
+                            if !jobs.is_empty() {
+                                self.write(jobs, n);
+                                self.finish();
+                            }
+                            return;
+                        }
+                    },
+                    Err(mpsc::TryRecvError::Disconnected) => self.answer(Err(no_inserter())),
                 }
+            }
+            if jobs.is_empty() {
+                let first = if self.spool.is_empty() {
+                    match rx.recv() {
+                        Ok(job) => Some(job),
+                        Err(_) => return,
+                    }
+                } else {
+                    let wait = self
+                        .last_attempt
+                        .map_or(Duration::ZERO, |t| RETRY.saturating_sub(t.elapsed()));
+                    match rx.recv_timeout(wait) {
+                        Ok(job) => Some(job),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                };
+                if let Some(job) = first {
+                    n += job.rows.len();
+                    jobs.push(job);
+                }
+            }
+            while n < MAX_GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        n += job.rows.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !jobs.is_empty() {
                 self.write(jobs, n);
             }
             if self.in_flight.is_none()
@@ -219,58 +237,51 @@ impl Writer {
         }
     }
 
-    /// Stores a group: into ClickHouse when nothing waits in the spool and it answers, else
-    /// into the spool. Prepares the group while the one before is in flight, then waits for
-    /// that one and sends this one. Each job is answered once its rows are durable.
+    /// Stores a group (nothing in flight): into ClickHouse, sent on the inserter thread, when
+    /// nothing waits in the spool and it answers, else into the spool. Each job is answered
+    /// once its rows are durable.
     fn write(&mut self, jobs: Vec<Job>, n: usize) {
         let mut jobs = jobs;
         if self.spool.is_empty() {
             let rows: Vec<&Row> = jobs.iter().flat_map(|j| &j.rows).collect();
             let prepared = self.prepare(&rows, false);
             drop(rows);
-            self.finish();
             match prepared {
-                Ok(p) if self.spool.is_empty() => {
-                    let Prepared {
-                        blocks,
-                        outcome,
-                        ids,
-                        aliases,
-                    } = p;
-                    match self.inserts.send(blocks) {
-                        Ok(()) => {
-                            self.in_flight = Some(InFlight {
-                                jobs,
-                                n,
-                                outcome,
-                                ids,
-                                aliases,
-                            });
-                            return;
-                        }
-                        Err(_) => self
-                            .start_spooling(n, &ChError::Unreachable("no inserter thread".into())),
+                Ok(Prepared {
+                    blocks,
+                    outcome,
+                    aliases,
+                }) => match self.inserts.send(blocks) {
+                    Ok(()) => {
+                        self.in_flight = Some(InFlight {
+                            jobs,
+                            n,
+                            outcome,
+                            aliases,
+                        });
+                        return;
                     }
-                }
-                // The group before failed and was spooled: this one goes behind it.
-                Ok(_) => {}
+                    Err(_) => self.start_spooling(n, &no_inserter()),
+                },
                 Err(e) => self.start_spooling(n, &e),
             }
-        } else {
-            self.finish();
         }
         self.spool_jobs(jobs.drain(..));
     }
 
-    /// Waits for the insert in flight, if any, and answers its jobs; spools them if it failed.
+    /// Waits for the insert in flight, if any, and answers its jobs.
     fn finish(&mut self) {
+        if self.in_flight.is_some() {
+            let result = self.inserted.recv().unwrap_or_else(|_| Err(no_inserter()));
+            self.answer(result);
+        }
+    }
+
+    /// Answers the jobs of the insert in flight with its result; spools them if it failed.
+    fn answer(&mut self, result: Result<(), ChError>) {
         let Some(sent) = self.in_flight.take() else {
             return;
         };
-        let result = self
-            .inserted
-            .recv()
-            .unwrap_or_else(|_| Err(ChError::Unreachable("no inserter thread".into())));
         match result {
             Ok(()) => {
                 self.pending.fetch_sub(sent.n, Ordering::Relaxed);
@@ -444,7 +455,7 @@ impl Writer {
         Ok(())
     }
 
-    /// The blocks that store rows not stored yet (nor in flight), and the aliases they imply;
+    /// The blocks that store rows not stored yet, and the aliases they imply;
     /// for each row, whether it is new. Replayed rows (`replayed`) of a person erased after
     /// they arrived are dropped.
     fn prepare(&mut self, rows: &[&Row], replayed: bool) -> Result<Prepared, ChError> {
@@ -483,15 +494,7 @@ impl Writer {
         };
         let rows: Vec<&Row> = rows.iter().copied().filter(|r| !gone(r)).collect();
         let mut existing = self.stored_ids(rows.iter().map(|r| r.event_id.as_str()))?;
-        if let Some(f) = &self.in_flight {
-            existing.extend(
-                rows.iter()
-                    .filter(|r| f.ids.contains(&r.event_id))
-                    .map(|r| r.event_id.clone()),
-            );
-        }
         let mut outcome = Vec::with_capacity(rows.len());
-        let mut ids = HashSet::new();
         let mut events = Vec::with_capacity(rows.len() * 512);
         let mut aliases: HashMap<(&str, &str), (i64, &str)> = HashMap::new();
         for r in &rows {
@@ -500,7 +503,6 @@ impl Writer {
             if !new {
                 continue;
             }
-            ids.insert(r.event_id.clone());
             rowbinary::event(&mut events, r);
             if let Some(user) = &r.user_id {
                 let key = (r.anonymous_id.as_str(), user.as_str());
@@ -528,7 +530,6 @@ impl Writer {
                 events,
             },
             outcome,
-            ids,
             aliases: written,
         })
     }
