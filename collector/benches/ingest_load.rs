@@ -7,7 +7,9 @@
 //! `LOAD_SECONDS` (default 10), `LOAD_CLIENTS` (default 32), `LOAD_MAX_EVENTS` (default
 //! 5,000,000), `LOAD_DURABILITY` (`process` or `power`), `LOAD_STORE` (`sqlite`, the default,
 //! or `clickhouse`: a ClickHouse server started for the run, as the tests start it),
-//! `LOAD_COLLECTOR` (the collector binary to run; default: this build's)).
+//! `LOAD_COLLECTORS` (default 1: with ClickHouse, that many collector processes share it, the
+//! clients spread over them in turn), `LOAD_COLLECTOR` (the collector binary to run; default:
+//! this build's)).
 
 #[path = "../tests/common/clickhouse.rs"]
 mod clickhouse;
@@ -114,43 +116,56 @@ fn main() {
     let max_events: u64 = env_or("LOAD_MAX_EVENTS", 5_000_000);
     let durability: String = env_or("LOAD_DURABILITY", "process".to_owned());
     let store: String = env_or("LOAD_STORE", "sqlite".to_owned());
+    let collectors: usize = env_or("LOAD_COLLECTORS", 1);
+    assert!(
+        collectors == 1 || store == "clickhouse",
+        "LOAD_COLLECTORS above 1 needs LOAD_STORE=clickhouse (SQLite is one collector's file)"
+    );
     let server = (store == "clickhouse").then(clickhouse::ClickHouseServer::start);
-    let dir = tempfile::tempdir().unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..collectors)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
     // `LOAD_COLLECTOR`: another build of the collector, to compare two versions in turns.
     let collector = std::env::var("LOAD_COLLECTOR")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_footfall-collector").to_owned());
-    let mut command = Command::new(collector);
-    if let Some(server) = &server {
-        command.args(["--clickhouse", &server.url("bench")]);
+    let mut children = Vec::new();
+    let mut addrs = Vec::new();
+    for dir in &dirs {
+        let mut command = Command::new(&collector);
+        if let Some(server) = &server {
+            command.args(["--clickhouse", &server.url("bench")]);
+        }
+        let mut child = command
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--rate-limit",
+                "0",
+                "--admin-token",
+                "bench",
+            ])
+            .args(["--durability", &durability])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the collector");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr: SocketAddr = line
+            .trim()
+            .strip_prefix("footfall listening on http://")
+            .expect("the collector's URL")
+            .parse()
+            .unwrap();
+        children.push(child);
+        addrs.push(addr);
     }
-    let mut child = command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-            "--admin-token",
-            "bench",
-        ])
-        .args(["--durability", &durability])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the collector");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("footfall listening on http://")
-        .expect("the collector's URL")
-        .parse()
-        .unwrap();
     println!(
-        "ingest load: {clients} clients, {seconds} s, store {store}, durability {durability}, collector at {addr}"
+        "ingest load: {clients} clients, {seconds} s, store {store}, durability {durability}, collectors at {addrs:?}"
     );
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -159,6 +174,7 @@ fn main() {
     let workers: Vec<_> = (0..clients)
         .map(|c| {
             let (stop, events_done) = (stop.clone(), events_done.clone());
+            let addr = addrs[c as usize % addrs.len()];
             std::thread::spawn(move || {
                 let mut conn = Conn::open(addr);
                 let mut seq = 0u64;
@@ -210,25 +226,43 @@ fn main() {
         failures += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let rss = peak_rss_kib(child.id());
-    child.kill().ok();
-    child.wait().ok();
+    // The machine's load while the bench ran (other work on it slows it down).
+    println!(
+        "load average at the end: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    // The largest collector's peak: each is a process of its own.
+    let rss = children
+        .iter()
+        .map(|c| peak_rss_kib(c.id()))
+        .max()
+        .unwrap_or(0);
+    for mut child in children {
+        child.kill().ok();
+        child.wait().ok();
+    }
     if let Some(server) = &server {
-        let stored = server.query("SELECT uniqExact(event_id) FROM bench.events");
-        println!("events in ClickHouse: {}", stored.trim());
+        let stored = server.query("SELECT uniqExact(event_id), count() FROM bench.events");
+        println!(
+            "events in ClickHouse (distinct, rows): {}",
+            stored.trim().replace('\t', ", ")
+        );
     }
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let events = events_done.load(Ordering::Relaxed);
     println!();
     println!(
-        "| clients | batches | events | events/s | p50 ms | p99 ms | peak RSS MB | failures |"
+        "| collectors | clients | batches | events | events/s | events/s per collector | p50 ms | p99 ms | peak RSS MB | failures |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     println!(
-        "| {clients} | {} | {events} | {:.0} | {:.2} | {:.2} | {:.1} | {failures} |",
+        "| {collectors} | {clients} | {} | {events} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} | {failures} |",
         latencies.len(),
         events as f64 / elapsed,
+        events as f64 / elapsed / collectors as f64,
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         rss as f64 / 1024.0,

@@ -3,8 +3,11 @@
 Debian installs ClickHouse 18.16; the store's SQL must also run on current ClickHouse, which
 cannot be downloaded on these machines. chDB (on PyPI) is the current ClickHouse engine as a
 library, without a server: this file gives it the part of the HTTP interface the collector uses
-(`GET /ping`; `POST /` with the statement in the body, or in `?query=` with the rows in the body;
-settings as URL parameters; errors as a non-200 status with ClickHouse's message). The SQL
+(`GET /ping`; `POST /` with the statement in the body, or in `?query=` with the rows in the body,
+as text or in a binary format; external data as `multipart/form-data` parts with `NAME_structure`
+and `NAME_format` parameters; settings as URL parameters; errors as a non-200 status with
+ClickHouse's message). Binary rows and external data pass through temporary files, read with
+`FROM INFILE` (chDB's queries are text). The SQL
 engine, its functions, table engines, merges and mutations are ClickHouse's own, in the version
 chDB ships.
 
@@ -12,7 +15,10 @@ Run: python server.py --port PORT --path DIR   (the tests start it: FOOTFALL_TES
 """
 
 import argparse
+import os
+import re
 import sys
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -21,6 +27,34 @@ from chdb import session as chs
 
 # Parameters of the HTTP interface that are not settings.
 NOT_SETTINGS = {"query", "database", "user", "password", "default_format"}
+
+# An INSERT whose rows come in the body in a binary format.
+BINARY_INSERT = re.compile(r"^\s*(INSERT\s+INTO\s+.+?)\s+FORMAT\s+(RowBinary|Native)\s*$", re.I | re.S)
+
+
+def multipart(content_type, body):
+    """The parts of a `multipart/form-data` body: (field name, bytes)."""
+    m = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not m:
+        raise ValueError("multipart body without a boundary")
+    delimiter = b"--" + m.group(1).encode()
+    parts = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, data = chunk.partition(b"\r\n\r\n")
+        name = re.search(rb'name="([^"]*)"', head)
+        if name:
+            parts.append((name.group(1).decode(), data[:-2] if data.endswith(b"\r\n") else data))
+    return parts
+
+
+def spill(data):
+    """Writes bytes to a temporary file for `FROM INFILE`; returns its path."""
+    fd, path = tempfile.mkstemp(prefix="chdb-rows-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
 
 
 def repair_empty_totals(text):
@@ -73,24 +107,50 @@ def main():
         def run(self, body):
             params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
             sql = params.get("query", "")
-            text = body.decode("utf-8")
-            sql = f"{sql}\n{text}" if sql else text
-            settings = ", ".join(
-                f"{k} = {v if v.lstrip('-').isdigit() else repr(v)}"
-                for k, v in params.items()
-                if k not in NOT_SETTINGS
-            )
+            external = []  # (table name, structure, format, file)
+            files = []
+            content_type = self.headers.get("Content-Type", "")
             try:
+                if content_type.startswith("multipart/form-data"):
+                    for name, data in multipart(content_type, body):
+                        path = spill(data)
+                        files.append(path)
+                        external.append((name, params[f"{name}_structure"], params.get(f"{name}_format", "TabSeparated"), path))
+                    body = b""
+                binary = BINARY_INSERT.match(sql) if body else None
+                if binary:
+                    path = spill(body)
+                    files.append(path)
+                    sql = f"{binary.group(1)} FROM INFILE '{path}' FORMAT {binary.group(2)}"
+                else:
+                    text = body.decode("utf-8")
+                    sql = f"{sql}\n{text}" if sql else text
+                ext_params = {f"{n}_{k}" for n, *_ in external for k in ("structure", "format")}
+                settings = ", ".join(
+                    f"{k} = {v if v.lstrip('-').isdigit() else repr(v)}"
+                    for k, v in params.items()
+                    if k not in NOT_SETTINGS and k not in ext_params
+                )
                 with lock:
                     if "database" in params:
                         sess.query(f"USE {params['database']}")
                     if settings:
                         sess.query(f"SET {settings}")
-                    out = sess.query(sql, "TabSeparated")
+                    try:
+                        for name, structure, fmt, path in external:
+                            sess.query(f"CREATE TEMPORARY TABLE {name} ({structure}) ENGINE = Memory")
+                            sess.query(f"INSERT INTO {name} FROM INFILE '{path}' FORMAT {fmt}")
+                        out = sess.query(sql, "TabSeparated")
+                    finally:
+                        for name, *_ in external:
+                            sess.query(f"DROP TEMPORARY TABLE IF EXISTS {name}")
                 text = out.bytes().decode("utf-8") if out is not None else ""
                 self.answer(200, repair_empty_totals(text))
             except Exception as e:  # ClickHouse's own error, as its server would send it
                 self.answer(500, str(e))
+            finally:
+                for path in files:
+                    os.unlink(path)
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print(f"chDB {sess.query('SELECT version()', 'TabSeparated').bytes().decode().strip()} on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)

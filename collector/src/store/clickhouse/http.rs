@@ -1,5 +1,6 @@
-//! ClickHouse's HTTP interface: one blocking client, SQL in the request body, rows in and out
-//! as JSON, and the escaping of every value that goes into SQL text.
+//! ClickHouse's HTTP interface: one blocking client, SQL in the request body, rows out as JSON,
+//! rows in as JSON or `RowBinary` (the ingest path), tables sent along with a query as external
+//! data, and the escaping of every value that goes into SQL text.
 //!
 //! The URL names the server, the credentials and the database:
 //! `http://[USER[:PASSWORD]@]HOST:PORT[/DATABASE][?database=DATABASE]` (default database
@@ -99,9 +100,21 @@ impl Client {
     }
 
     fn post(&self, url: &str, body: Vec<u8>) -> Result<String, ChError> {
+        self.post_typed(url, None, body)
+    }
+
+    fn post_typed(
+        &self,
+        url: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<String, ChError> {
         let mut req = self.agent.post(url);
         if let Some(a) = &self.authorization {
             req = req.header("Authorization", a);
+        }
+        if let Some(t) = content_type {
+            req = req.header("Content-Type", t);
         }
         let mut resp = req
             .send(&body[..])
@@ -134,22 +147,86 @@ impl Client {
         self.post(&url, rows).map(drop)
     }
 
+    /// Inserts rows in `RowBinary` into `table`'s `columns` in one block.
+    pub fn insert_binary(&self, table: &str, columns: &str, rows: Vec<u8>) -> Result<(), ChError> {
+        let query = format!(
+            "INSERT INTO {}.{table} ({columns}) FORMAT RowBinary",
+            self.database
+        );
+        let url = format!("{}&query={}", self.endpoint, percent_encode(&query));
+        self.post(&url, rows).map(drop)
+    }
+
+    /// Runs a SELECT that reads `data` as a table of its own (ClickHouse's external data: sent
+    /// beside the query, never parsed as SQL, so a large set costs no query text), and returns
+    /// its rows as [`Client::select`] does.
+    pub fn select_with(
+        &self,
+        sql: &str,
+        data: &External,
+    ) -> Result<Vec<serde_json::Value>, ChError> {
+        let boundary = loop {
+            let mut salt = [0u8; 12];
+            getrandom::fill(&mut salt).map_err(|e| ChError::Unreachable(e.to_string()))?;
+            let b: String = salt.iter().map(|b| format!("{b:02x}")).collect();
+            let b = format!("footfall-{b}");
+            if !data.rows.windows(b.len()).any(|w| w == b.as_bytes()) {
+                break b;
+            }
+        };
+        let name = data.name;
+        let mut body = Vec::with_capacity(data.rows.len() + 256);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&data.rows);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let url = format!(
+            "{}&query={}&{name}_structure={}&{name}_format=RowBinary",
+            self.endpoint,
+            percent_encode(&format!("{sql}\nFORMAT JSON")),
+            percent_encode(data.structure),
+        );
+        let text = self.post_typed(
+            &url,
+            Some(&format!("multipart/form-data; boundary={boundary}")),
+            body,
+        )?;
+        Ok(rows_of(&text)?.0)
+    }
+
     /// Runs a SELECT and returns its rows (and the `WITH TOTALS` row, if any).
     pub fn select(
         &self,
         sql: &str,
     ) -> Result<(Vec<serde_json::Value>, Option<serde_json::Value>), ChError> {
         let text = self.execute(&format!("{sql}\nFORMAT JSON"))?;
-        let mut answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            let start: String = text.chars().take(200).collect();
-            ChError::Answer(format!("{e} in {start:?}"))
-        })?;
-        let rows = match answer.get_mut("data").map(serde_json::Value::take) {
-            Some(serde_json::Value::Array(rows)) => rows,
-            _ => return Err(ChError::Answer("no data".into())),
-        };
-        Ok((rows, answer.get_mut("totals").map(serde_json::Value::take)))
+        rows_of(&text)
     }
+}
+
+/// A table sent with a query as external data: its name in the query, its columns
+/// (`name Type, ...`) and its rows in `RowBinary`.
+pub struct External<'a> {
+    pub name: &'a str,
+    pub structure: &'a str,
+    pub rows: Vec<u8>,
+}
+
+/// The rows (and the `WITH TOTALS` row, if any) of an answer in `FORMAT JSON`.
+fn rows_of(text: &str) -> Result<(Vec<serde_json::Value>, Option<serde_json::Value>), ChError> {
+    let mut answer: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        let start: String = text.chars().take(200).collect();
+        ChError::Answer(format!("{e} in {start:?}"))
+    })?;
+    let rows = match answer.get_mut("data").map(serde_json::Value::take) {
+        Some(serde_json::Value::Array(rows)) => rows,
+        _ => return Err(ChError::Answer("no data".into())),
+    };
+    Ok((rows, answer.get_mut("totals").map(serde_json::Value::take)))
 }
 
 /// A ClickHouse string literal: quoted, with backslash, quote and control bytes escaped.

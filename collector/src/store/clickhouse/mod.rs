@@ -18,6 +18,12 @@
 //!   An anonymous ID joined to several user IDs belongs to the one of its earliest event.
 //!   Written before the events of the same batch, so an event is never stored without its
 //!   alias.
+//! - `event_ids`: every stored event ID, one short column in ID order, filled by the
+//!   materialized view `event_ids_feed` inside each INSERT into `events`: what the writer's
+//!   duplicate check reads, so it costs no read of `events` whatever order that table keeps.
+//!   A database made before it gets it filled from `events` once, on start. It keeps the IDs
+//!   of erased events (random IDs, nothing of the person), so a late retry of an erased event
+//!   is a duplicate rather than the person back.
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
 //! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
@@ -26,9 +32,11 @@
 //!   `deleted = 1`.
 //!
 //! **Writes** go through one writer thread per collector, which takes every batch waiting and
-//! sends them as one `INSERT` block (after asking which of their `event_id`s are already
-//! stored, which is how duplicates are reported; two collectors racing on the same event may
-//! both store it, and queries deduplicate). When ClickHouse cannot take a block, it is
+//! sends them as one `INSERT` block in `RowBinary` (after asking which of their `event_id`s
+//! are already in `event_ids`, the IDs sent as external data; that is how duplicates are
+//! reported; two collectors racing on the same event may both store it, and queries
+//! deduplicate). One block is in flight while the next group is gathered, checked and encoded
+//! (see [`writer`]). When ClickHouse cannot take a block, it is
 //! appended to the spool and fsynced instead (see [`spool`]: unreachable, an error, or no answer
 //! within 15 s); while the spool holds anything,
 //! new batches go behind it, and the writer replays it in order as soon as ClickHouse answers.
@@ -47,6 +55,7 @@
 
 mod http;
 mod query;
+mod rowbinary;
 mod spool;
 mod writer;
 
@@ -94,6 +103,13 @@ const SCHEMA: &[&str] = &[
         id String, name String, hash String, sites String, scope String,
         created_ms Int64, last_used_ms Int64, deleted UInt8, ver UInt64
     ) ENGINE = ReplacingMergeTree(ver) ORDER BY (id, deleted)",
+    // The ingest path's duplicate check reads this, not `events`: one short column in the
+    // order of the IDs, filled by the view inside each INSERT into `events`. Databases made
+    // before it are filled once from `events` ([`create_schema`]).
+    "CREATE TABLE IF NOT EXISTS {db}.event_ids (event_id String)
+    ENGINE = ReplacingMergeTree ORDER BY event_id",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.event_ids_feed TO {db}.event_ids
+    AS SELECT event_id FROM {db}.events",
 ];
 
 /// How long a query may take before it fails.
@@ -111,10 +127,29 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("reports", "share_expires_ms", "Int64"),
 ];
 
-/// Creates the database and tables if missing, and adds missing columns.
+/// Creates the database and tables if missing, and adds missing columns. A database made
+/// before `event_ids` existed gets it filled from `events` once, when it is created (events
+/// stored meanwhile through the view may be there twice, which its merges remove and the
+/// duplicate check does not mind).
 fn create_schema(client: &Client) -> Result<(), ChError> {
+    let db = &client.database;
+    let had_event_ids = client
+        .select(&format!(
+            "SELECT count() AS n FROM system.tables WHERE database = {} AND name = 'event_ids'",
+            http::lit(db)
+        ))?
+        .0
+        .first()
+        .and_then(|r| r["n"].as_u64())
+        .unwrap_or(0)
+        > 0;
     for stmt in SCHEMA {
-        client.execute(&stmt.replace("{db}", &client.database))?;
+        client.execute(&stmt.replace("{db}", db))?;
+    }
+    if !had_event_ids {
+        client.execute(&format!(
+            "INSERT INTO {db}.event_ids SELECT event_id FROM {db}.events"
+        ))?;
     }
     let (rows, _) = client.select(&format!(
         "SELECT table, name FROM system.columns WHERE database = {}",

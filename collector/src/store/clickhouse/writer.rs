@@ -1,7 +1,16 @@
 //! The writer thread: groups waiting batches into one INSERT block, spools what ClickHouse
 //! cannot take, and replays the spool in order once it can.
+//!
+//! Live groups go through a pipeline of two steps: while one group's INSERT is in flight (on
+//! the inserter thread), the writer gathers the batches that arrive meanwhile, so the next
+//! block is as large as the wait allowed. Once the insert is done, the writer answers its
+//! batches, asks ClickHouse which of the gathered event IDs it has (the IDs go as external
+//! data, checked against `event_ids`), encodes the new rows in `RowBinary` and sends them. One
+//! insert at a time keeps the order the spool relies on: a group whose insert fails is spooled
+//! before anything after it.
 
-use super::http::{list, Client};
+use super::http::{Client, External};
+use super::rowbinary;
 use super::spool::{Spool, SpoolError};
 use super::{create_schema, ChError, InsertOutcome, Row, StoreError};
 use std::collections::{HashMap, HashSet};
@@ -30,6 +39,66 @@ pub struct Job {
     pub reply: oneshot::Sender<InsertOutcome>,
 }
 
+/// The INSERT blocks of one group, in `RowBinary`, aliases first: an event is never stored
+/// without the alias it implies.
+struct Blocks {
+    aliases: Vec<u8>,
+    events: Vec<u8>,
+}
+
+/// A group ready to send: its blocks, whether each row was new, and the aliases written.
+struct Prepared {
+    blocks: Blocks,
+    outcome: Vec<bool>,
+    aliases: Vec<(String, String)>,
+}
+
+/// The group whose insert is in flight, and whom to answer once it is done.
+struct InFlight {
+    jobs: Vec<Job>,
+    n: usize,
+    outcome: Vec<bool>,
+    aliases: Vec<(String, String)>,
+}
+
+fn send_blocks(client: &Client, blocks: Blocks) -> Result<(), ChError> {
+    if !blocks.aliases.is_empty() {
+        client.insert_binary("aliases", rowbinary::ALIAS_COLUMNS, blocks.aliases)?;
+    }
+    if !blocks.events.is_empty() {
+        client.insert_binary("events", rowbinary::EVENT_COLUMNS, blocks.events)?;
+    }
+    Ok(())
+}
+
+/// How often the writer looks whether the insert in flight is done while it gathers.
+const POLL: Duration = Duration::from_millis(2);
+
+fn no_inserter() -> ChError {
+    ChError::Unreachable("the inserter thread is gone".into())
+}
+
+/// The inserter thread: sends each group's blocks as they come and answers with the outcome;
+/// ends when the writer does.
+fn inserter(client: Arc<Client>) -> (mpsc::Sender<Blocks>, mpsc::Receiver<Result<(), ChError>>) {
+    let (tx, rx) = mpsc::channel::<Blocks>();
+    let (done_tx, done) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("clickhouse-inserter".into())
+        .spawn(move || {
+            for blocks in rx {
+                if done_tx.send(send_blocks(&client, blocks)).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread every send fails at once, and each group goes to the spool.
+        log::error!("clickhouse: cannot start the inserter thread: {e}");
+    }
+    (tx, done)
+}
+
 pub struct Writer {
     client: Arc<Client>,
     spool: Spool,
@@ -52,6 +121,10 @@ pub struct Writer {
     refused_for: Duration,
     /// When the current outage began spooling, and what it spooled since.
     spooling: Option<(Instant, u64, u64)>,
+    /// The inserter thread's queue and answers, and the group it is sending.
+    inserts: mpsc::Sender<Blocks>,
+    inserted: mpsc::Receiver<Result<(), ChError>>,
+    in_flight: Option<InFlight>,
 }
 
 impl Writer {
@@ -62,7 +135,11 @@ impl Writer {
         erasures: Arc<AtomicU64>,
         schema_ready: bool,
     ) -> Writer {
+        let (inserts, inserted) = inserter(client.clone());
         let w = Writer {
+            inserts,
+            inserted,
+            in_flight: None,
             client,
             pending,
             schema_ready,
@@ -93,68 +170,149 @@ impl Writer {
 
     pub fn run(mut self, rx: mpsc::Receiver<Job>) {
         loop {
-            let first = if self.spool.is_empty() {
-                match rx.recv() {
-                    Ok(job) => Some(job),
-                    Err(_) => return,
-                }
-            } else {
-                let wait = self
-                    .last_attempt
-                    .map_or(Duration::ZERO, |t| RETRY.saturating_sub(t.elapsed()));
-                match rx.recv_timeout(wait) {
-                    Ok(job) => Some(job),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-            };
-            if let Some(first) = first {
-                let mut jobs = vec![first];
-                let mut n = jobs[0].rows.len();
-                while n < MAX_GROUP_EVENTS {
-                    match rx.try_recv() {
+            let mut jobs = Vec::new();
+            let mut n = 0;
+            // An insert is in flight: gather what arrives until it is done.
+            while self.in_flight.is_some() {
+                match self.inserted.try_recv() {
+                    Ok(result) => self.answer(result),
+                    Err(mpsc::TryRecvError::Empty) if n >= MAX_GROUP_EVENTS => self.finish(),
+                    Err(mpsc::TryRecvError::Empty) => match rx.recv_timeout(POLL) {
                         Ok(job) => {
                             n += job.rows.len();
                             jobs.push(job);
                         }
-                        Err(_) => break,
-                    }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            self.finish();
+                            if !jobs.is_empty() {
+                                self.write(jobs, n);
+                                self.finish();
+                            }
+                            return;
+                        }
+                    },
+                    Err(mpsc::TryRecvError::Disconnected) => self.answer(Err(no_inserter())),
                 }
+            }
+            if jobs.is_empty() {
+                let first = if self.spool.is_empty() {
+                    match rx.recv() {
+                        Ok(job) => Some(job),
+                        Err(_) => return,
+                    }
+                } else {
+                    let wait = self
+                        .last_attempt
+                        .map_or(Duration::ZERO, |t| RETRY.saturating_sub(t.elapsed()));
+                    match rx.recv_timeout(wait) {
+                        Ok(job) => Some(job),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                };
+                if let Some(job) = first {
+                    n += job.rows.len();
+                    jobs.push(job);
+                }
+            }
+            while n < MAX_GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        n += job.rows.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !jobs.is_empty() {
                 self.write(jobs, n);
             }
-            if !self.spool.is_empty() && self.last_attempt.is_none_or(|t| t.elapsed() >= RETRY) {
+            if self.in_flight.is_none()
+                && !self.spool.is_empty()
+                && self.last_attempt.is_none_or(|t| t.elapsed() >= RETRY)
+            {
                 self.replay();
             }
         }
     }
 
-    /// Stores a group: into ClickHouse when nothing waits in the spool and it answers, else
-    /// into the spool. Each job is answered once its rows are durable.
+    /// Stores a group (nothing in flight): into ClickHouse, sent on the inserter thread, when
+    /// nothing waits in the spool and it answers, else into the spool. Each job is answered
+    /// once its rows are durable.
     fn write(&mut self, jobs: Vec<Job>, n: usize) {
         let mut jobs = jobs;
         if self.spool.is_empty() {
             let rows: Vec<&Row> = jobs.iter().flat_map(|j| &j.rows).collect();
-            match self.store(&rows, false) {
-                Ok(stored) => {
-                    self.pending.fetch_sub(n, Ordering::Relaxed);
-                    let mut stored = stored.into_iter();
-                    for job in jobs {
-                        let outcome = stored.by_ref().take(job.rows.len()).collect();
-                        let _ = job.reply.send(Ok(outcome));
+            let prepared = self.prepare(&rows, false);
+            drop(rows);
+            match prepared {
+                Ok(Prepared {
+                    blocks,
+                    outcome,
+                    aliases,
+                }) => match self.inserts.send(blocks) {
+                    Ok(()) => {
+                        self.in_flight = Some(InFlight {
+                            jobs,
+                            n,
+                            outcome,
+                            aliases,
+                        });
+                        return;
                     }
-                    return;
-                }
-                Err(e) => {
-                    log::warn!(
-                        "clickhouse cannot take {n} events ({e}); spooling to disk until it is back"
-                    );
-                    self.spooling = Some((Instant::now(), 0, 0));
-                    self.last_attempt = Some(Instant::now());
-                }
+                    Err(_) => self.start_spooling(n, &no_inserter()),
+                },
+                Err(e) => self.start_spooling(n, &e),
             }
         }
-        // Into the spool, one record per job so a full spool refuses only what does not fit.
-        for job in jobs.drain(..) {
+        self.spool_jobs(jobs.drain(..));
+    }
+
+    /// Waits for the insert in flight, if any, and answers its jobs.
+    fn finish(&mut self) {
+        if self.in_flight.is_some() {
+            let result = self.inserted.recv().unwrap_or_else(|_| Err(no_inserter()));
+            self.answer(result);
+        }
+    }
+
+    /// Answers the jobs of the insert in flight with its result; spools them if it failed.
+    fn answer(&mut self, result: Result<(), ChError>) {
+        let Some(sent) = self.in_flight.take() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                self.pending.fetch_sub(sent.n, Ordering::Relaxed);
+                let mut stored = sent.outcome.into_iter();
+                for job in sent.jobs {
+                    let outcome = stored.by_ref().take(job.rows.len()).collect();
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                if self.aliases_written.len() > 200_000 {
+                    self.aliases_written.clear();
+                }
+                self.aliases_written.extend(sent.aliases);
+            }
+            Err(e) => {
+                self.start_spooling(sent.n, &e);
+                self.spool_jobs(sent.jobs.into_iter());
+            }
+        }
+    }
+
+    fn start_spooling(&mut self, n: usize, e: &ChError) {
+        log::warn!("clickhouse cannot take {n} events ({e}); spooling to disk until it is back");
+        if self.spooling.is_none() {
+            self.spooling = Some((Instant::now(), 0, 0));
+        }
+        self.last_attempt = Some(Instant::now());
+    }
+
+    /// Into the spool, one record per job so a full spool refuses only what does not fit.
+    fn spool_jobs(&mut self, jobs: impl Iterator<Item = Job>) {
+        for job in jobs {
             let len = job.rows.len();
             let outcome = self.spool_rows(&job.rows).map(|()| vec![true; len]);
             self.pending.fetch_sub(len, Ordering::Relaxed);
@@ -210,7 +368,7 @@ impl Writer {
                 .filter_map(|l| serde_json::from_slice(l).ok())
                 .collect();
             let refs: Vec<&Row> = rows.iter().collect();
-            match self.store(&refs, true) {
+            match self.store_now(&refs) {
                 Ok(_) => {
                     self.refusals = 0;
                     self.first_refusal = None;
@@ -289,9 +447,18 @@ impl Writer {
         Ok(path)
     }
 
-    /// Stores rows not stored yet, and the aliases they imply; for each row, whether it was
-    /// new. Replayed rows (`replayed`) of a person erased after they arrived are dropped.
-    fn store(&mut self, rows: &[&Row], replayed: bool) -> Result<Vec<bool>, ChError> {
+    /// Stores replayed rows not stored yet, and the aliases they imply, at once.
+    fn store_now(&mut self, rows: &[&Row]) -> Result<(), ChError> {
+        let p = self.prepare(rows, true)?;
+        send_blocks(&self.client, p.blocks)?;
+        self.aliases_written.extend(p.aliases);
+        Ok(())
+    }
+
+    /// The blocks that store rows not stored yet, and the aliases they imply;
+    /// for each row, whether it is new. Replayed rows (`replayed`) of a person erased after
+    /// they arrived are dropped.
+    fn prepare(&mut self, rows: &[&Row], replayed: bool) -> Result<Prepared, ChError> {
         if !self.schema_ready {
             create_schema(&self.client)?;
             self.schema_ready = true;
@@ -326,33 +493,17 @@ impl Writer {
                 .any(|id| erased.get(id.as_str()).is_some_and(|&t| r.server_ms <= t))
         };
         let rows: Vec<&Row> = rows.iter().copied().filter(|r| !gone(r)).collect();
-        let rows = rows.as_slice();
-        let db = &self.client.database;
-        let ids: HashSet<&String> = rows.iter().map(|r| &r.event_id).collect();
-        let mut existing: HashSet<String> = HashSet::new();
-        let ids: Vec<&String> = ids.into_iter().collect();
-        for chunk in ids.chunks(20_000) {
-            let (found, _) = self.client.select(&format!(
-                "SELECT DISTINCT event_id FROM {db}.events WHERE event_id IN {}",
-                list(chunk.iter().copied())
-            ))?;
-            existing.extend(
-                found
-                    .into_iter()
-                    .filter_map(|r| r["event_id"].as_str().map(str::to_owned)),
-            );
-        }
+        let mut existing = self.stored_ids(rows.iter().map(|r| r.event_id.as_str()))?;
         let mut outcome = Vec::with_capacity(rows.len());
-        let mut body = Vec::new();
+        let mut events = Vec::with_capacity(rows.len() * 512);
         let mut aliases: HashMap<(&str, &str), (i64, &str)> = HashMap::new();
-        for r in rows {
+        for r in &rows {
             let new = existing.insert(r.event_id.clone());
             outcome.push(new);
             if !new {
                 continue;
             }
-            serde_json::to_writer(&mut body, r).expect("rows serialize");
-            body.push(b'\n');
+            rowbinary::event(&mut events, r);
             if let Some(user) = &r.user_id {
                 let key = (r.anonymous_id.as_str(), user.as_str());
                 let first = aliases.entry(key).or_insert((r.time_ms, &r.event_id));
@@ -361,7 +512,7 @@ impl Writer {
                 }
             }
         }
-        let mut alias_body = Vec::new();
+        let mut alias_block = Vec::new();
         let mut written = Vec::new();
         for ((anon, user), (time_ms, event_id)) in aliases {
             if self
@@ -370,25 +521,49 @@ impl Writer {
             {
                 continue;
             }
-            let row = serde_json::json!({
-                "anonymous_id": anon, "user_id": user, "time_ms": time_ms, "event_id": event_id,
-            });
-            serde_json::to_writer(&mut alias_body, &row).expect("rows serialize");
-            alias_body.push(b'\n');
+            rowbinary::alias(&mut alias_block, anon, user, time_ms, event_id);
             written.push((anon.to_owned(), user.to_owned()));
         }
-        // Aliases first: an event is never stored without the alias it implies.
-        if !alias_body.is_empty() {
-            self.client.insert("aliases", alias_body)?;
+        Ok(Prepared {
+            blocks: Blocks {
+                aliases: alias_block,
+                events,
+            },
+            outcome,
+            aliases: written,
+        })
+    }
+
+    /// Which of these event IDs ClickHouse has: the IDs go as external data, checked
+    /// against `event_ids` (one short column, in ID order).
+    fn stored_ids<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<HashSet<String>, ChError> {
+        let mut data = Vec::new();
+        let mut any = false;
+        for id in ids {
+            rowbinary::string(&mut data, id);
+            any = true;
         }
-        if !body.is_empty() {
-            self.client.insert("events", body)?;
+        if !any {
+            return Ok(HashSet::new());
         }
-        if self.aliases_written.len() > 200_000 {
-            self.aliases_written.clear();
-        }
-        self.aliases_written.extend(written);
-        Ok(outcome)
+        let found = self.client.select_with(
+            &format!(
+                "SELECT DISTINCT event_id FROM {}.event_ids WHERE event_id IN incoming",
+                self.client.database
+            ),
+            &External {
+                name: "incoming",
+                structure: "event_id String",
+                rows: data,
+            },
+        )?;
+        Ok(found
+            .into_iter()
+            .filter_map(|r| r["event_id"].as_str().map(str::to_owned))
+            .collect())
     }
 
     /// The latest erase of each anonymous ID or user ID of these rows.
@@ -398,25 +573,32 @@ impl Writer {
             ids.insert(&r.anonymous_id);
             ids.extend(r.user_id.as_ref());
         }
-        let ids: Vec<&String> = ids.into_iter().collect();
-        let mut out = HashMap::new();
-        for chunk in ids.chunks(20_000) {
-            let (found, _) = self.client.select(&format!(
+        let mut data = Vec::new();
+        for id in &ids {
+            rowbinary::string(&mut data, id);
+        }
+        let found = self.client.select_with(
+            &format!(
                 "SELECT id, max(erased_ms) AS t FROM (
                    SELECT anonymous_id AS id, erased_ms FROM {db}.erasures
                    UNION ALL SELECT user_id AS id, erased_ms FROM {db}.erasures WHERE user_id != '')
-                 WHERE id IN {ids} GROUP BY id",
+                 WHERE id IN incoming GROUP BY id",
                 db = self.client.database,
-                ids = list(chunk.iter().copied())
-            ))?;
-            for r in found {
-                let t = r["t"]
-                    .as_i64()
-                    .or_else(|| r["t"].as_str().and_then(|s| s.parse().ok()))
-                    .unwrap_or_default();
-                if let Some(id) = r["id"].as_str() {
-                    out.insert(id.to_owned(), t);
-                }
+            ),
+            &External {
+                name: "incoming",
+                structure: "id String",
+                rows: data,
+            },
+        )?;
+        let mut out = HashMap::new();
+        for r in found {
+            let t = r["t"]
+                .as_i64()
+                .or_else(|| r["t"].as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or_default();
+            if let Some(id) = r["id"].as_str() {
+                out.insert(id.to_owned(), t);
             }
         }
         Ok(out)

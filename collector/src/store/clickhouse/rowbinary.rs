@@ -1,0 +1,172 @@
+//! Rows in ClickHouse's `RowBinary` format, the insert path's wire format: each value in its
+//! column's binary form, one row after another, columns in the order the `INSERT` names them.
+//!
+//! Only the types the ingest tables use, all read alike by 18.16 and current ClickHouse:
+//! `String` (LEB128 length, then the bytes), `Nullable(T)` (a byte, 1 for NULL, else 0 and
+//! the value), `Array(T)` (LEB128 length, then the elements), `UInt8`, `Int64`, `UInt64` and
+//! `Float64` (little-endian). No `DateTime64` (18.16 has none; times are `Int64` milliseconds)
+//! and no `LowCardinality` (the tables declare none; it changes nothing in RowBinary anyway).
+//! Strings go as their bytes: quotes, newlines and the rest need no escaping.
+
+use super::Row;
+
+/// The columns of `events` in the order [`event`] writes them; the `INSERT` names them, so
+/// columns the table gains later (with defaults) do not break older writers.
+pub const EVENT_COLUMNS: &str = "event_id, site, type, name, time_ms, client_ms, server_ms, \
+    anonymous_id, user_id, session_id, seq, url, path, title, referrer, screen, viewport, \
+    language, timezone, sdk, props, traits, browser, browser_version, os, device, bot_reason, \
+    referrer_domain, utm_source, utm_medium, utm_campaign, utm_term, utm_content, country, \
+    region, city, ip, prop_keys, prop_values, prop_nums, prop_reals, trait_keys, trait_values, \
+    trait_nums, trait_reals, ver";
+
+/// The columns of `aliases` in the order [`alias`] writes them.
+pub const ALIAS_COLUMNS: &str = "anonymous_id, user_id, time_ms, event_id";
+
+fn leb128(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    leb128(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn nullable_string(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(1),
+        Some(s) => {
+            out.push(0);
+            string(out, s);
+        }
+    }
+}
+
+fn strings(out: &mut Vec<u8>, items: &[String]) {
+    leb128(out, items.len() as u64);
+    for s in items {
+        string(out, s);
+    }
+}
+
+fn bytes(out: &mut Vec<u8>, items: &[u8]) {
+    leb128(out, items.len() as u64);
+    out.extend_from_slice(items);
+}
+
+fn floats(out: &mut Vec<u8>, items: &[f64]) {
+    leb128(out, items.len() as u64);
+    for f in items {
+        out.extend_from_slice(&f.to_le_bytes());
+    }
+}
+
+fn i64(out: &mut Vec<u8>, n: i64) {
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+/// Appends one row of `events` ([`EVENT_COLUMNS`]).
+pub fn event(out: &mut Vec<u8>, r: &Row) {
+    for s in [&r.event_id, &r.site, &r.kind, &r.name] {
+        string(out, s);
+    }
+    for n in [r.time_ms, r.client_ms, r.server_ms] {
+        i64(out, n);
+    }
+    string(out, &r.anonymous_id);
+    nullable_string(out, r.user_id.as_deref());
+    string(out, &r.session_id);
+    i64(out, r.seq);
+    for s in [
+        &r.url,
+        &r.path,
+        &r.title,
+        &r.referrer,
+        &r.screen,
+        &r.viewport,
+        &r.language,
+        &r.timezone,
+        &r.sdk,
+        &r.props,
+    ] {
+        string(out, s);
+    }
+    nullable_string(out, r.traits.as_deref());
+    for s in [&r.browser, &r.browser_version, &r.os, &r.device] {
+        string(out, s);
+    }
+    nullable_string(out, r.bot_reason.as_deref());
+    for s in [
+        &r.referrer_domain,
+        &r.utm_source,
+        &r.utm_medium,
+        &r.utm_campaign,
+        &r.utm_term,
+        &r.utm_content,
+        &r.country,
+        &r.region,
+        &r.city,
+    ] {
+        string(out, s);
+    }
+    nullable_string(out, r.ip.as_deref());
+    strings(out, &r.prop_keys);
+    strings(out, &r.prop_values);
+    bytes(out, &r.prop_nums);
+    floats(out, &r.prop_reals);
+    strings(out, &r.trait_keys);
+    strings(out, &r.trait_values);
+    bytes(out, &r.trait_nums);
+    floats(out, &r.trait_reals);
+    out.extend_from_slice(&r.ver.to_le_bytes());
+}
+
+/// Appends one row of `aliases` ([`ALIAS_COLUMNS`]).
+pub fn alias(out: &mut Vec<u8>, anonymous_id: &str, user_id: &str, time_ms: i64, event_id: &str) {
+    string(out, anonymous_id);
+    string(out, user_id);
+    i64(out, time_ms);
+    string(out, event_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_are_leb128_and_strings_their_bytes() {
+        let mut out = Vec::new();
+        string(&mut out, "");
+        string(&mut out, "é'\n");
+        assert_eq!(out, [0, 4, 0xc3, 0xa9, b'\'', b'\n']);
+        let mut out = Vec::new();
+        string(&mut out, &"x".repeat(300));
+        assert_eq!(&out[..2], [0xac, 0x02]);
+        assert_eq!(out.len(), 302);
+        let mut out = Vec::new();
+        nullable_string(&mut out, None);
+        nullable_string(&mut out, Some("a"));
+        assert_eq!(out, [1, 0, 1, b'a']);
+    }
+
+    #[test]
+    fn the_column_list_names_every_field_of_a_row_once() {
+        let row = Row::new(crate::store::StoredEvent::default());
+        let fields: std::collections::BTreeSet<String> = match serde_json::to_value(&row) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            other => panic!("a row serializes as an object: {other:?}"),
+        };
+        let columns: Vec<&str> = EVENT_COLUMNS.split(',').map(str::trim).collect();
+        let named: std::collections::BTreeSet<String> =
+            columns.iter().map(|c| c.to_string()).collect();
+        assert_eq!(named.len(), columns.len(), "a column named twice");
+        assert_eq!(named, fields);
+    }
+}
