@@ -4,7 +4,8 @@
 //! - the core ([`platform`], [`options`], [`session`], [`engagement`], [`tracker`], [`outbox`]): plain Rust that knows
 //!   nothing of the browser; it takes time, storage and randomness through small traits, so every
 //!   rule runs in native `cargo test` with a fake clock;
-//! - `browser`: the only code that touches `web_sys`, kept thin;
+//! - `browser`: the only way out of the wasm, the JavaScript host's functions (only numbers
+//!   and strings cross), kept thin;
 //! - `api`: the `#[wasm_bindgen]` functions the JavaScript wrapper calls (`init`, `track`, ...).
 //!
 //! Size: every panic message that formats a value (an index out of bounds, a slice range, a
