@@ -351,7 +351,7 @@ function footfallHost(sdk) {
   // with a warning); properties become JSON text.
   var registered = {};
   function text(v) {
-    return typeof v === "string" ? v : "";
+    return typeof v === "string" ? v.trim() : "";
   }
   // A plain object as JSON text, "" for none (null or undefined); false, with a warning, for
   // anything else.
@@ -387,7 +387,7 @@ function footfallHost(sdk) {
       var v = o[name];
       if (name === "endpoint" && (!v || typeof v !== "string")) v = location.origin;
       var t = typeof v;
-      if (t === "string") return v;
+      if (t === "string") return i < 5 ? v : v.trim();
       if (i < 5) return "\u0001";
       if (t === "number") return isFinite(v) ? String(Math.trunc(v)) : "\u0001";
       return t === "boolean" ? String(v) : "\u0001";

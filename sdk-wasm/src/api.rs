@@ -3,6 +3,9 @@
 //! JSON text, the options as one list. Bad input is dropped with one `console.warn` and the
 //! SDK keeps working.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use crate::browser::{self, BrowserClock, BrowserEntropy, BrowserStorage, Want};
 use crate::engagement::Engagement;
 use crate::options::{Options, Persistence, SessionScope};
@@ -10,8 +13,8 @@ use crate::outbox::{self, Outbox};
 use crate::platform::{uuid_v4, Clock, Entropy, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker, MAX_SEND_BYTES};
+use core::cell::RefCell;
 use footfall_wire::{EventType, Page, RawJson, DEFAULT_MAX_EVENT_BYTES};
-use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 
 type BrowserTracker = Tracker<BrowserClock, BrowserStorage, BrowserEntropy>;
@@ -77,12 +80,16 @@ struct Sdk {
     engagement: Engagement,
 }
 
-thread_local! {
-    static SDK: RefCell<Option<Sdk>> = const { RefCell::new(None) };
-}
+/// The one place the SDK's state lives (no `thread_local!`: the wasm is built without `std`).
+struct State(RefCell<Option<Sdk>>);
+
+// SAFETY: the wasm runs on one thread (built without atomics): nothing shares it.
+unsafe impl Sync for State {}
+
+static SDK: State = State(RefCell::new(None));
 
 fn with_sdk<R>(f: impl FnOnce(&mut Sdk) -> R) -> Option<R> {
-    SDK.with(|s| s.try_borrow_mut().ok()?.as_mut().map(f))
+    SDK.0.try_borrow_mut().ok()?.as_mut().map(f)
 }
 
 /// Starts the SDK from the host's list of options (see [`Options::parse`]). A second call is
@@ -126,8 +133,8 @@ pub fn init(options: &str) {
     } else {
         None
     };
-    SDK.with(|s| {
-        let Ok(mut s) = s.try_borrow_mut() else {
+    {
+        let Ok(mut s) = SDK.0.try_borrow_mut() else {
             return;
         };
         *s = Some(Sdk {
@@ -163,8 +170,8 @@ pub fn init(options: &str) {
             replayed_page: None,
             replay_at,
             engagement: Engagement::default(),
-        })
-    });
+        });
+    }
     // The host calls `_on` for each event of the page from now on.
     browser::listen(auto_pageviews);
     if durable {
@@ -315,7 +322,7 @@ fn adopt_orphans() {
 
 /// Writes the outbox at the end of this task (once for a burst of calls).
 fn save_soon() {
-    if with_sdk(|s| std::mem::replace(&mut s.save_scheduled, true)) != Some(false) {
+    if with_sdk(|s| core::mem::replace(&mut s.save_scheduled, true)) != Some(false) {
         return;
     }
     browser::later(browser::Later::Save);
@@ -327,7 +334,7 @@ fn save_now() {
         if let Some(mut store) = s.local {
             s.outbox.save(&mut store, BrowserClock.now_ms());
         }
-        if s.outbox.dropped > 0 && !std::mem::replace(&mut s.full_warned, true) {
+        if s.outbox.dropped > 0 && !core::mem::replace(&mut s.full_warned, true) {
             browser::warn(
                 "the outbox is full (1,000 events or 512 KB); dropping the oldest unsent",
             );
@@ -500,8 +507,12 @@ fn leave() {
         return;
     };
     // The registered properties with `engaged_ms` last (it wins over a registered one).
-    let mut props = registered().0;
-    props.pop();
+    let registered = registered().0;
+    let mut props = String::from(
+        registered
+            .get(..registered.len().saturating_sub(1))
+            .unwrap_or("{"),
+    );
     if props.len() > 1 {
         props.push(',');
     }
@@ -533,9 +544,8 @@ fn navigated(replace: bool) {
     }
 }
 
-/// A name of 1 to 200 characters, trimmed.
-fn name_of(text: &str) -> Option<String> {
-    let n = text.trim();
+/// A name of 1 to 200 characters (the host trims it).
+fn name_of(n: &str) -> Option<String> {
     (!n.is_empty() && n.len() <= 200).then(|| n.to_owned())
 }
 
@@ -614,7 +624,7 @@ pub fn later(what: u32) {
 /// Starts a drain after this task, unless one is running or about to (a burst of `track`
 /// calls on a full queue would otherwise start one per call).
 fn send_queue() {
-    if with_sdk(|s| s.sending || std::mem::replace(&mut s.drain_queued, true)) == Some(false) {
+    if with_sdk(|s| s.sending || core::mem::replace(&mut s.drain_queued, true)) == Some(false) {
         browser::later(browser::Later::Drain);
     }
 }
@@ -625,7 +635,7 @@ fn drain(now: bool) {
     if with_sdk(|s| {
         s.drain_queued = false;
         s.drain_now = now;
-        std::mem::replace(&mut s.sending, true)
+        core::mem::replace(&mut s.sending, true)
     }) != Some(false)
     {
         return;
@@ -663,7 +673,7 @@ fn send_next() {
 #[wasm_bindgen(js_name = _answered)]
 pub fn answered(status: u32, retry_after: f64) {
     let more = with_sdk(|s| {
-        let chunk = std::mem::take(&mut s.in_flight);
+        let chunk = core::mem::take(&mut s.in_flight);
         let took = BrowserClock.now_ms() - s.sent_at;
         let answer = match status {
             0 => Err(()),
@@ -683,8 +693,8 @@ pub fn answered(status: u32, retry_after: f64) {
 fn drained() {
     let Some((done, again)) = with_sdk(|s| {
         s.sending = false;
-        let done = std::mem::take(&mut s.flushes_now);
-        s.flushes_now = std::mem::take(&mut s.flushes_next);
+        let done = core::mem::take(&mut s.flushes_now);
+        s.flushes_now = core::mem::take(&mut s.flushes_next);
         (done, s.flushes_now > 0)
     }) else {
         return;

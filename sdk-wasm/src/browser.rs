@@ -4,6 +4,9 @@
 //! runs timers and listeners, and its answers come back through the wasm's exports. Nothing
 //! here decides anything: the decisions are made in the core.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use crate::platform::{Clock, Entropy, Storage};
 use footfall_wire::{Context, Page};
 use wasm_bindgen::prelude::*;
@@ -180,7 +183,7 @@ pub fn local_keys(prefix: &str) -> Vec<String> {
 /// The first `N` lines of `text`, missing ones empty.
 fn lines<const N: usize>(text: &str) -> [String; N] {
     let mut it = text.split(['\n']);
-    std::array::from_fn(|_| it.next().unwrap_or("").to_owned())
+    core::array::from_fn(|_| it.next().unwrap_or("").to_owned())
 }
 
 /// The page an event happens on (the host reads the URL and title each time, the path and

@@ -1,6 +1,9 @@
 //! The options of `footfall.init` (product.md §1, "Options and defaults"). Every default is
 //! written here once.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 /// How sessions are shared between the tabs of one browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionScope {
@@ -83,8 +86,16 @@ impl Options {
         self.hidden_grace_ms = self.hidden_grace_ms.max(0);
         self.batch_size = self.batch_size.clamp(1, 500);
         self.flush_interval_ms = self.flush_interval_ms.max(100);
-        while self.endpoint.ends_with('/') {
-            self.endpoint.pop();
+        // By bytes: `pop` and `trim_end_matches` bring Unicode decoding into the wasm.
+        let slashes = self
+            .endpoint
+            .bytes()
+            .rev()
+            .take_while(|&b| b == b'/')
+            .count();
+        let kept = self.endpoint.len() - slashes;
+        if let Some(e) = self.endpoint.get(..kept) {
+            self.endpoint = e.to_owned();
         }
         self
     }
@@ -112,9 +123,10 @@ pub const NAMES: [&str; 14] = [
 /// Marks an option not given (or of a type it does not take) in the host's list.
 pub const ABSENT: &str = "\u{1}";
 
-/// A whole number (integer parsing only: Rust's float parser would add kilobytes to the wasm).
+/// A whole number (integer parsing only: Rust's float parser would add kilobytes to the wasm;
+/// the host trims the text).
 fn num(v: Option<&str>) -> Option<i64> {
-    footfall_wire::json::read_i64(v?.trim())
+    footfall_wire::json::read_i64(v?)
 }
 
 /// `true`, `false`, or present with no value (a bare `data-` attribute) for true.

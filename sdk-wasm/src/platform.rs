@@ -2,6 +2,9 @@
 //! randomness. The browser layer implements these over `Date.now`, cookies and
 //! `crypto.getRandomValues`; tests implement them in memory.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use uuid::Builder;
 
 /// Wall-clock time in milliseconds since the Unix epoch.

@@ -1,6 +1,9 @@
 //! The tracker: identity, event building and the send queue. It owns no browser object; the
 //! browser layer hands it the page and context of each event and sends what it drains.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use crate::options::{Options, SessionScope};
 use crate::platform::{uuid_v4, uuid_v7, Clock, Entropy, Storage};
 use crate::session::{Rules, Sessions, SESSION_KEY};
@@ -281,7 +284,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             n += 1;
         }
         // By iterator, not `drain(..n)`: its range check would bring `core::fmt` into the wasm.
-        let mut queue = std::mem::take(&mut self.queue).into_iter();
+        let mut queue = core::mem::take(&mut self.queue).into_iter();
         let chunk = queue.by_ref().take(n).collect();
         self.queue = queue.collect();
         chunk
