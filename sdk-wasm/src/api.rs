@@ -444,8 +444,7 @@ fn record_on(kind: EventType, name: String, props: RawJson, traits: Option<RawJs
             page,
             at_ms: sdk.replay_at.take(),
         };
-        sdk.tracker.record(o, browser::context());
-        for e in sdk.tracker.take_chunk(usize::MAX) {
+        if let Some(e) = sdk.tracker.record(o, browser::context()) {
             sdk.outbox.push(e);
         }
         let full = sdk.outbox.len() >= sdk.tracker.options.batch_size + sdk.beaconed.len();
