@@ -261,3 +261,23 @@ pub fn beacon(url: &str, body: &str) -> bool {
 pub fn lock(name: &str, hold: bool, id: u32) -> bool {
     host_lock(name, hold, id)
 }
+
+/// Runs under `wasm-bindgen-test` (Node.js): what the wasm makes of the host's lines.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn pages_come_from_the_hosts_lines() {
+        let p = page_from("https://s.example/a?b=1\n/a\nA title\nhttps://r.example/");
+        assert_eq!(p.url, "https://s.example/a?b=1");
+        assert_eq!(p.path, "/a");
+        assert_eq!(p.title, "A title");
+        assert_eq!(p.referrer, "https://r.example/");
+        // Missing lines are empty, extra ones ignored.
+        let short = page_from("https://s.example/");
+        assert_eq!((short.path.as_str(), short.referrer.as_str()), ("", ""));
+        assert_eq!(page_from("u\np\nt\nr\nmore").referrer, "r");
+    }
+}
