@@ -9,7 +9,7 @@ let host = null;
 
 function guard(name, args) {
   try {
-    return sdk[name].apply(null, args);
+    return host.api[name].apply(null, args);
   } catch (e) {
     console.warn("footfall: internal error, call ignored", e);
   }

@@ -55,10 +55,10 @@
   function replay(call, page) {
     var fn = api[call[1]];
     if (!fn) return;
-    guard(sdk._replayAt)(call[0]);
-    if (page) guard(sdk._replayPage)(page);
+    guard(host.api._replayAt)(call[0]);
+    if (page) guard(host.api._replayPage)(page);
     var result = fn.apply(null, call[2]);
-    guard(sdk._replayAt)(NaN);
+    guard(host.api._replayAt)(NaN);
     if (call[3]) Promise.resolve(result).then(call[3], call[3]);
   }
 
@@ -80,15 +80,14 @@
     if (api) return;
     sdk.initSync({ module: module });
     api = {};
-    names.forEach(function (m) { api[m] = guard(sdk[m]); });
-    api.flush = guard(host.flush);
+    names.forEach(function (m) { api[m] = guard(host.api[m]); });
     // The endpoint defaults to the origin the script came from.
     var replayed = false;
     api.init = guard(function (options) {
       var o = {};
       for (var k in options || {}) o[k] = options[k];
       if (!o.endpoint) o.endpoint = origin;
-      sdk.init(o);
+      host.api.init(o);
       if (!replayed && (sdk.getAnonymousId() !== undefined || sdk.isOptedOut())) {
         replayed = true;
         guard(replayKept)();

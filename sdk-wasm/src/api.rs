@@ -1,24 +1,35 @@
-//! The JavaScript API of product.md §1, as `#[wasm_bindgen]` exports. Arguments arrive as
-//! `JsValue` so that no call can throw on a wrong type: bad input is dropped with one
-//! `console.warn` and the SDK keeps working.
+//! The wasm's exports: the JavaScript API of product.md §1 behind the host's adapter
+//! (`api` in host.js), which hands in only strings and numbers: the properties already as
+//! JSON text, the options as one list. Bad input is dropped with one `console.warn` and the
+//! SDK keeps working.
 
-use crate::browser::{self, BrowserClock, BrowserEntropy, BrowserStorage};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use crate::browser::{self, BrowserClock, BrowserEntropy, BrowserStorage, Want};
 use crate::engagement::Engagement;
 use crate::options::{Options, Persistence, SessionScope};
 use crate::outbox::{self, Outbox};
 use crate::platform::{uuid_v4, Clock, Entropy, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker, MAX_SEND_BYTES};
+use core::cell::RefCell;
 use footfall_wire::{EventType, Page, RawJson, DEFAULT_MAX_EVENT_BYTES};
-use std::cell::{Cell, RefCell};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 type BrowserTracker = Tracker<BrowserClock, BrowserStorage, BrowserEntropy>;
 
+/// Everything the SDK holds while a page runs: one struct, one thread-local.
 struct Sdk {
     tracker: BrowserTracker,
     url: String,
+    /// localStorage (for the outboxes), sessionStorage (for this tab's outbox key), and the
+    /// registry of open tabs (localStorage, memory without it).
+    local: Option<BrowserStorage>,
+    session: Option<BrowserStorage>,
+    registry: BrowserStorage,
+    /// This tab's own storage (the session in `"tab"` scope).
+    tab: BrowserStorage,
     /// The flush interval's timer is set.
     flush_timer: bool,
     sending: bool,
@@ -57,91 +68,52 @@ struct Sdk {
     full_warned: bool,
     /// This tab's ID in `"tab"` scope (registered while the page is shown).
     tab_id: Option<String>,
-    /// The properties of `register`, merged into every event's props.
-    registered: js_sys::Object,
+    /// The properties of `register`, as JSON text (the host merges them into the page's
+    /// calls; the SDK's own events carry them from here).
+    registered: String,
     /// The page of the last page view, until it is left.
     shown: Option<Page>,
     /// The page the next event happened on, when it is not this one (see [`replay_page`]).
     replayed_page: Option<Page>,
+    /// When set, the next event happened at this time (a call queued before the SDK loaded).
+    replay_at: Option<i64>,
     engagement: Engagement,
 }
 
-thread_local! {
-    static SDK: RefCell<Option<Sdk>> = const { RefCell::new(None) };
-    /// When set, the next event happened at this time (a call queued before the SDK loaded).
-    static REPLAY_AT: Cell<Option<i64>> = const { Cell::new(None) };
-}
+/// The one place the SDK's state lives (no `thread_local!`: the wasm is built without `std`).
+struct State(RefCell<Option<Sdk>>);
+
+// SAFETY: the wasm runs on one thread (built without atomics): nothing shares it.
+unsafe impl Sync for State {}
+
+static SDK: State = State(RefCell::new(None));
 
 fn with_sdk<R>(f: impl FnOnce(&mut Sdk) -> R) -> Option<R> {
-    SDK.with(|s| s.try_borrow_mut().ok()?.as_mut().map(f))
+    SDK.0.try_borrow_mut().ok()?.as_mut().map(f)
 }
 
-/// A whole number from a number or a numeric string (`data-` attributes are strings). Integer
-/// parsing only: Rust's float parser would add kilobytes to the wasm.
-fn num(v: &JsValue) -> Option<i64> {
-    match v.as_f64() {
-        Some(n) if n.is_finite() => Some(n as i64),
-        Some(_) => None,
-        None => footfall_wire::json::read_i64(v.as_string()?.trim()),
-    }
-}
-
-fn flag(v: &JsValue) -> Option<bool> {
-    v.as_bool().or_else(|| match v.as_string()?.as_str() {
-        "true" | "" => Some(true),
-        "false" => Some(false),
-        _ => None,
-    })
-}
-
-fn read_options(o: &JsValue) -> Options {
-    let d = Options::default();
-    let s = |k: &str| browser::get(o, k).as_string();
-    let n = |k: &str, default: i64| num(&browser::get(o, k)).unwrap_or(default);
-    let b = |k: &str, default: bool| flag(&browser::get(o, k)).unwrap_or(default);
-    Options {
-        key: s("key").unwrap_or_default(),
-        endpoint: s("endpoint")
-            .filter(|e| !e.is_empty())
-            .unwrap_or_else(browser::origin),
-        session_timeout_ms: n("sessionTimeout", d.session_timeout_ms),
-        max_session_duration_ms: n("maxSessionDuration", d.max_session_duration_ms),
-        session_scope: match s("sessionScope").as_deref() {
-            Some("tab") => SessionScope::Tab,
-            _ => SessionScope::Browser,
-        },
-        end_session_on_hidden: flag(&browser::get(o, "endSessionOnHidden")),
-        hidden_grace_ms: n("hiddenGrace", d.hidden_grace_ms),
-        auto_pageviews: b("autoPageviews", d.auto_pageviews),
-        track_engagement: b("trackEngagement", d.track_engagement),
-        batch_size: n("batchSize", d.batch_size as i64).max(1) as usize,
-        flush_interval_ms: n("flushInterval", d.flush_interval_ms),
-        persistence: match s("persistence").as_deref() {
-            Some("localStorage") => Persistence::LocalStorage,
-            Some("memory") => Persistence::Memory,
-            _ => Persistence::Cookie,
-        },
-        cookie_domain: s("cookieDomain"),
-        respect_dnt: b("respectDnt", d.respect_dnt),
-    }
-}
-
-/// Starts the SDK. A second call is ignored with a warning.
+/// Starts the SDK from the host's list of options (see [`Options::parse`]). A second call is
+/// ignored with a warning.
 #[wasm_bindgen]
-pub fn init(options: JsValue) {
+pub fn init(options: &str) {
     if with_sdk(|_| ()).is_some() {
         browser::warn("init was called twice; kept the first");
         return;
     }
-    let options = read_options(&options);
+    let options = Options::parse(options);
     if options.key.is_empty() {
         browser::warn("init needs a `key`; not started");
         return;
     }
-    let shared = browser::shared_storage(options.persistence, options.cookie_domain.as_deref());
-    let mut tab = browser::tab_storage(options.persistence);
+    let (shared_want, tab_want) = match options.persistence {
+        Persistence::Cookie => (Want::Cookie, Want::Session),
+        Persistence::LocalStorage => (Want::Local, Want::Session),
+        Persistence::Memory => (Want::Memory, Want::Memory),
+    };
+    let shared = BrowserStorage::open_any(shared_want, options.cookie_domain.as_deref());
+    let mut tab = BrowserStorage::open_any(tab_want, None);
+    let mut registry = BrowserStorage::open_any(Want::Local, None);
     let tab_id = (options.session_scope == SessionScope::Tab).then(|| {
-        let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
         let now = BrowserClock.now_ms();
         session::claim_tab(&mut tab, &mut registry, &mut BrowserEntropy, now)
     });
@@ -149,19 +121,29 @@ pub fn init(options: JsValue) {
     let tracker = Tracker::new(options, BrowserClock, shared, tab, BrowserEntropy, dnt);
     let registered = tracker
         .registered()
-        .and_then(|r| js_sys::JSON::parse(&r).ok())
-        .and_then(|r| r.dyn_into::<js_sys::Object>().ok())
-        .unwrap_or_default();
+        .filter(|r| r.starts_with('{'))
+        .unwrap_or_else(|| "{}".into());
     let url = browser::cat(&[&tracker.options.endpoint, "/v1/batch"]);
     let auto_pageviews = tracker.options.auto_pageviews;
     let durable = tracker.options.persistence != Persistence::Memory;
-    SDK.with(|s| {
-        let Ok(mut s) = s.try_borrow_mut() else {
+    let replay_at = if auto_pageviews {
+        // The first page view happened when the navigation started, before any call the page
+        // made while the SDK loaded.
+        browser::page_load_ms()
+    } else {
+        None
+    };
+    {
+        let Ok(mut s) = SDK.0.try_borrow_mut() else {
             return;
         };
         *s = Some(Sdk {
             tracker,
             url,
+            local: BrowserStorage::open(Want::LocalOnly, None),
+            session: BrowserStorage::open(Want::SessionOnly, None),
+            registry,
+            tab,
             flush_timer: false,
             sending: false,
             outbox: Outbox::default(),
@@ -186,21 +168,17 @@ pub fn init(options: JsValue) {
             registered,
             shown: None,
             replayed_page: None,
+            replay_at,
             engagement: Engagement::default(),
-        })
-    });
+        });
+    }
     // The host calls `_on` for each event of the page from now on.
     browser::listen(auto_pageviews);
     if durable {
         own_outbox();
     }
     if auto_pageviews {
-        // The first page view happened when the navigation started, before any call the page
-        // made while the SDK loaded.
-        if let Some(t) = browser::page_load_ms() {
-            REPLAY_AT.with(|c| c.set(Some(t)));
-        }
-        view(JsValue::UNDEFINED);
+        view(None);
     }
 }
 
@@ -216,7 +194,11 @@ const ORPHANS_EVERY_MS: i64 = 10_000;
 const ABANDONED_MS: i64 = 10 * 60 * 1000;
 
 fn local() -> Option<BrowserStorage> {
-    browser::web_storage(true).map(BrowserStorage::Web)
+    with_sdk(|s| s.local).flatten()
+}
+
+fn session_store() -> Option<BrowserStorage> {
+    with_sdk(|s| s.session).flatten()
 }
 
 /// Takes this tab's outbox key (from sessionStorage, so a reload keeps it), under a Web Lock
@@ -224,7 +206,7 @@ fn local() -> Option<BrowserStorage> {
 /// is gone, and sends. A duplicated tab, which copied the key, finds the lock taken and gets
 /// a key of its own.
 fn own_outbox() {
-    let Some(mut tab) = browser::web_storage(false).map(BrowserStorage::Web) else {
+    let Some(mut tab) = session_store() else {
         return;
     };
     let id = tab
@@ -285,7 +267,7 @@ pub fn locked(id: u32, granted: u32) {
         (Some(LockFor::Own(key)), true) => take_outbox(key),
         (Some(LockFor::Own(_)), false) => {
             // A duplicated tab, which copied the key: it gets one of its own.
-            if let Some(mut tab) = browser::web_storage(false).map(BrowserStorage::Web) {
+            if let Some(mut tab) = session_store() {
                 tab.remove("ff_ob");
             }
             own_outbox();
@@ -340,7 +322,7 @@ fn adopt_orphans() {
 
 /// Writes the outbox at the end of this task (once for a burst of calls).
 fn save_soon() {
-    if with_sdk(|s| std::mem::replace(&mut s.save_scheduled, true)) != Some(false) {
+    if with_sdk(|s| core::mem::replace(&mut s.save_scheduled, true)) != Some(false) {
         return;
     }
     browser::later(browser::Later::Save);
@@ -349,10 +331,10 @@ fn save_soon() {
 fn save_now() {
     with_sdk(|s| {
         s.save_scheduled = false;
-        if let Some(mut store) = local() {
+        if let Some(mut store) = s.local {
             s.outbox.save(&mut store, BrowserClock.now_ms());
         }
-        if s.outbox.dropped > 0 && !std::mem::replace(&mut s.full_warned, true) {
+        if s.outbox.dropped > 0 && !core::mem::replace(&mut s.full_warned, true) {
             browser::warn(
                 "the outbox is full (1,000 events or 512 KB); dropping the oldest unsent",
             );
@@ -381,8 +363,7 @@ fn visibility_changed() {
 fn page_hidden() {
     with_sdk(|s| {
         if let Some(id) = &s.tab_id {
-            let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
-            session::release_tab(&mut registry, id, BrowserClock.now_ms());
+            session::release_tab(&mut s.registry, id, BrowserClock.now_ms());
         }
     });
     leave();
@@ -404,15 +385,14 @@ pub fn on(event: u32, persisted: u32) {
         3 if persisted == 1 => {
             with_sdk(|s| {
                 if s.tab_id.is_some() {
-                    let mut registry = browser::shared_storage(Persistence::LocalStorage, None);
-                    let mut tab = browser::tab_storage(s.tracker.options.persistence);
                     let now = BrowserClock.now_ms();
-                    let id = session::claim_tab(&mut tab, &mut registry, &mut BrowserEntropy, now);
+                    let id =
+                        session::claim_tab(&mut s.tab, &mut s.registry, &mut BrowserEntropy, now);
                     s.tab_id = Some(id);
                 }
             });
             if with_sdk(|s| s.tracker.options.auto_pageviews) == Some(true) {
-                view(JsValue::UNDEFINED);
+                view(None);
             }
         }
         // User input: pointer, key, scroll, touch.
@@ -425,23 +405,20 @@ pub fn on(event: u32, persisted: u32) {
         // `popstate` and `pushState` (5), `replaceState` (6).
         5 => navigated(false),
         6 => navigated(true),
-        7 => browser::resized(),
         _ => {}
     }
 }
 
-fn props(v: &JsValue) -> RawJson {
-    match browser::stringify_object(v) {
-        Ok(Some(s)) if s.len() <= DEFAULT_MAX_EVENT_BYTES / 2 => RawJson(s),
-        Ok(Some(_)) => {
-            browser::warn("properties larger than 16 KB; ignored them");
-            RawJson::empty_object()
-        }
-        Ok(None) => RawJson::empty_object(),
-        Err(why) => {
-            browser::warn(why);
-            RawJson::empty_object()
-        }
+/// Properties as the host hands them: JSON text of an object, or empty for none.
+fn props(text: &str) -> RawJson {
+    if text.len() > DEFAULT_MAX_EVENT_BYTES / 2 {
+        browser::warn("properties larger than 16 KB; ignored them");
+        return RawJson::empty_object();
+    }
+    if text.starts_with('{') {
+        RawJson(text.into())
+    } else {
+        RawJson::empty_object()
     }
 }
 
@@ -458,19 +435,16 @@ fn current_page() -> Page {
 }
 
 fn record_on(kind: EventType, name: String, props: RawJson, traits: Option<RawJson>, page: Page) {
-    let at_ms = REPLAY_AT.with(Cell::take);
     let full = with_sdk(|sdk| {
-        let context = browser::context();
         let o = Occurrence {
             kind,
             name,
             props,
             traits,
             page,
-            at_ms,
+            at_ms: sdk.replay_at.take(),
         };
-        sdk.tracker.record(o, context);
-        for e in sdk.tracker.take_chunk(usize::MAX) {
+        if let Some(e) = sdk.tracker.record(o, browser::context()) {
             sdk.outbox.push(e);
         }
         let full = sdk.outbox.len() >= sdk.tracker.options.batch_size + sdk.beaconed.len();
@@ -489,40 +463,29 @@ fn record_on(kind: EventType, name: String, props: RawJson, traits: Option<RawJs
     }
 }
 
-/// Event properties: the registered ones, overridden by the call's own.
-fn event_props(v: &JsValue) -> RawJson {
-    let registered = with_sdk(|s| s.registered.clone()).unwrap_or_default();
-    if js_sys::Object::keys(&registered).length() == 0 {
-        return props(v);
-    }
-    if let Err(why) = browser::stringify_object(v) {
-        browser::warn(why);
-        return props(&registered);
-    }
-    let merged = js_sys::Object::assign(&js_sys::Object::new(), &registered);
-    if v.is_object() {
-        js_sys::Object::assign(&merged, &v.clone().unchecked_into());
-    }
-    props(&merged)
+/// The registered properties, for the SDK's own events.
+fn registered() -> RawJson {
+    RawJson(with_sdk(|s| s.registered.clone()).unwrap_or_else(|| "{}".into()))
 }
 
-/// Records a page view.
+/// Records a page view; `props` is JSON text with the registered properties merged in.
 #[wasm_bindgen]
-pub fn page(props_: JsValue) {
-    view(props_);
+pub fn page(props_: &str) {
+    view(Some(props(props_)));
 }
 
-/// A page view: the page shown before is left, and the new one's engaged time starts.
-fn view(props_: JsValue) {
+/// A page view (with the registered properties when `props` is `None`): the page shown before
+/// is left, and the new one's engaged time starts.
+fn view(props: Option<RawJson>) {
     // A call replayed from before the SDK loaded: the leave happened when the view did.
-    let at = REPLAY_AT.with(Cell::get);
+    let at = with_sdk(|s| s.replay_at).flatten();
     leave();
-    REPLAY_AT.with(|c| c.set(at));
+    with_sdk(|s| s.replay_at = at);
     let page = current_page();
     record_on(
         EventType::Page,
         String::new(),
-        event_props(&props_),
+        props.unwrap_or_else(registered),
         None,
         page.clone(),
     );
@@ -542,12 +505,23 @@ fn leave() {
     }) else {
         return;
     };
-    let props = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&props, &"engaged_ms".into(), &(engaged as f64).into());
+    // The registered properties with `engaged_ms` last (it wins over a registered one).
+    let registered = registered().0;
+    let mut props = String::from(
+        registered
+            .get(..registered.len().saturating_sub(1))
+            .unwrap_or("{"),
+    );
+    if props.len() > 1 {
+        props.push(',');
+    }
+    props.push_str("\"engaged_ms\":");
+    footfall_wire::json::write_u64(&mut props, engaged.max(0) as u64);
+    props.push('}');
     record_on(
         EventType::Track,
         "$pageleave".into(),
-        event_props(&props),
+        RawJson(props),
         None,
         page,
     );
@@ -565,47 +539,46 @@ fn navigated(replace: bool) {
         Some(p) => p.url.split(['#']).next() != now.url.split(['#']).next(),
     });
     if changed == Some(true) {
-        view(JsValue::UNDEFINED);
+        view(None);
     }
 }
 
-/// Records a custom event.
+/// A name of 1 to 200 characters (the host trims it).
+fn name_of(n: &str) -> Option<String> {
+    (!n.is_empty() && n.len() <= 200).then(|| n.to_owned())
+}
+
+/// Records a custom event; `props` is JSON text with the registered properties merged in.
 #[wasm_bindgen]
-pub fn track(name: JsValue, props_: JsValue) {
-    match name.as_string().map(|n| n.trim().to_owned()) {
-        Some(n) if !n.is_empty() && n.len() <= 200 => {
-            record(EventType::Track, n, event_props(&props_), None)
-        }
-        _ => browser::warn("track needs a name: a string of 1 to 200 characters; dropped it"),
+pub fn track(name: &str, props_: &str) {
+    match name_of(name) {
+        Some(n) => record(EventType::Track, n, props(props_), None),
+        None => browser::warn("track needs a name: a string of 1 to 200 characters; dropped it"),
     }
 }
 
 /// Attaches a known user ID to this visitor from now on; traits become user properties.
 #[wasm_bindgen]
-pub fn identify(user_id: JsValue, traits: JsValue) {
-    match user_id.as_string().map(|n| n.trim().to_owned()) {
-        Some(u) if !u.is_empty() && u.len() <= 200 => {
-            let traits = props(&traits);
-            record(
-                EventType::Identify,
-                u,
-                RawJson::empty_object(),
-                Some(traits),
-            )
-        }
-        _ => browser::warn("identify needs a user ID: a string of 1 to 200 characters; ignored"),
+pub fn identify(user_id: &str, traits: &str) {
+    match name_of(user_id) {
+        Some(u) => record(
+            EventType::Identify,
+            u,
+            RawJson::empty_object(),
+            Some(props(traits)),
+        ),
+        None => browser::warn("identify needs a user ID: a string of 1 to 200 characters; ignored"),
     }
 }
 
 /// Sets user properties (last write wins per key).
 #[wasm_bindgen(js_name = setUserProperties)]
-pub fn set_user_properties(traits: JsValue) {
-    let traits = props(&traits);
+pub fn set_user_properties(traits: &str) {
     record(
         EventType::Set,
         String::new(),
         RawJson::empty_object(),
-        Some(traits),
+        Some(props(traits)),
     );
 }
 
@@ -638,7 +611,6 @@ pub fn flush() -> bool {
 pub fn later(what: u32) {
     match what {
         0 => save_now(),
-        1 => browser::write_cookies(),
         2 => drain(false),
         3 => {
             with_sdk(|s| s.flush_timer = false);
@@ -651,7 +623,7 @@ pub fn later(what: u32) {
 /// Starts a drain after this task, unless one is running or about to (a burst of `track`
 /// calls on a full queue would otherwise start one per call).
 fn send_queue() {
-    if with_sdk(|s| s.sending || std::mem::replace(&mut s.drain_queued, true)) == Some(false) {
+    if with_sdk(|s| s.sending || core::mem::replace(&mut s.drain_queued, true)) == Some(false) {
         browser::later(browser::Later::Drain);
     }
 }
@@ -662,7 +634,7 @@ fn drain(now: bool) {
     if with_sdk(|s| {
         s.drain_queued = false;
         s.drain_now = now;
-        std::mem::replace(&mut s.sending, true)
+        core::mem::replace(&mut s.sending, true)
     }) != Some(false)
     {
         return;
@@ -700,7 +672,7 @@ fn send_next() {
 #[wasm_bindgen(js_name = _answered)]
 pub fn answered(status: u32, retry_after: f64) {
     let more = with_sdk(|s| {
-        let chunk = std::mem::take(&mut s.in_flight);
+        let chunk = core::mem::take(&mut s.in_flight);
         let took = BrowserClock.now_ms() - s.sent_at;
         let answer = match status {
             0 => Err(()),
@@ -720,8 +692,8 @@ pub fn answered(status: u32, retry_after: f64) {
 fn drained() {
     let Some((done, again)) = with_sdk(|s| {
         s.sending = false;
-        let done = std::mem::take(&mut s.flushes_now);
-        s.flushes_now = std::mem::take(&mut s.flushes_next);
+        let done = core::mem::take(&mut s.flushes_now);
+        s.flushes_now = core::mem::take(&mut s.flushes_next);
         (done, s.flushes_now > 0)
     }) else {
         return;
@@ -808,33 +780,21 @@ fn send_all_by_beacon() {
     }
 }
 
-/// Adds properties to every later event, kept across page loads.
-#[wasm_bindgen]
-pub fn register(props_: JsValue) {
-    match browser::stringify_object(&props_) {
-        Ok(Some(_)) => {
-            with_sdk(|s| {
-                js_sys::Object::assign(&s.registered, &props_.unchecked_into());
-                let json = props(&s.registered);
-                s.tracker.set_registered(json.as_str());
-            });
-        }
-        Ok(None) => {}
-        Err(why) => browser::warn(why),
-    }
+/// The registered properties as JSON text (`{}` for none, or before `init`): the host keeps
+/// them as an object to merge into the page's calls.
+#[wasm_bindgen(js_name = _registered)]
+pub fn get_registered() -> String {
+    registered().0
 }
 
-/// Stops adding `key` to events.
-#[wasm_bindgen]
-pub fn unregister(key: JsValue) {
-    let Some(key) = key.as_string() else {
-        browser::warn("unregister needs a property name (a string); ignored");
-        return;
-    };
+/// `register`/`unregister` changed the registered properties (the host's object, as JSON
+/// text): kept across page loads.
+#[wasm_bindgen(js_name = _register)]
+pub fn set_registered(json: &str) {
+    let json = props(json);
     with_sdk(|s| {
-        let _ = js_sys::Reflect::delete_property(&s.registered, &JsValue::from_str(&key));
-        let json = props(&s.registered);
         s.tracker.set_registered(json.as_str());
+        s.registered = json.0;
     });
 }
 
@@ -843,7 +803,7 @@ pub fn unregister(key: JsValue) {
 pub fn reset() {
     with_sdk(|s| {
         s.tracker.reset();
-        s.registered = js_sys::Object::new();
+        s.registered = "{}".into();
     });
 }
 
@@ -852,7 +812,7 @@ pub fn reset() {
 pub fn opt_out() {
     with_sdk(|s| {
         s.tracker.opt_out();
-        s.registered = js_sys::Object::new();
+        s.registered = "{}".into();
         s.outbox.clear();
     });
     save_now();
@@ -897,16 +857,11 @@ pub fn hide(pagehide: bool) {
 }
 
 /// Used by the script tag's replay of calls kept by a page that went before its SDK had
-/// started: the next event happened on that page (`{u: url, p: path, t: title, r: referrer}`).
+/// started: the next event happened on that page (its URL, path, title and referrer, one a
+/// line).
 #[wasm_bindgen(js_name = _replayPage)]
-pub fn replay_page(page: JsValue) {
-    let text = |k| browser::get(&page, k).as_string().unwrap_or_default();
-    let page = Page {
-        url: text("u"),
-        path: text("p"),
-        title: text("t"),
-        referrer: text("r"),
-    };
+pub fn replay_page(page: &str) {
+    let page = browser::page_from(page);
     with_sdk(|s| s.replayed_page = Some(page));
 }
 
@@ -914,90 +869,10 @@ pub fn replay_page(page: JsValue) {
 /// `NaN` ends a replayed call: the time and page of the next event are then its own.
 #[wasm_bindgen(js_name = _replayAt)]
 pub fn replay_at(ms: f64) {
-    REPLAY_AT.with(|c| c.set(ms.is_finite().then_some(ms as i64)));
-    if !ms.is_finite() {
-        with_sdk(|s| s.replayed_page = None);
-    }
-}
-
-/// Runs under `wasm-bindgen-test` (Node.js): the JS-facing parsing with real `JsValue`s.
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use js_sys::{Object, Reflect};
-    use wasm_bindgen_test::wasm_bindgen_test;
-
-    fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
-        let o = Object::new();
-        for (k, v) in pairs {
-            Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
+    with_sdk(|s| {
+        s.replay_at = ms.is_finite().then_some(ms as i64);
+        if !ms.is_finite() {
+            s.replayed_page = None;
         }
-        o.into()
-    }
-
-    #[wasm_bindgen_test]
-    fn options_come_from_numbers_strings_and_booleans() {
-        // As the script tag gives them: every value a string.
-        let o = read_options(&obj(&[
-            ("key", "shop".into()),
-            ("endpoint", "https://c.example".into()),
-            ("sessionTimeout", "600000".into()),
-            ("sessionScope", "tab".into()),
-            ("autoPageviews", "false".into()),
-            ("batchSize", JsValue::from_f64(5.0)),
-        ]));
-        assert_eq!(o.key, "shop");
-        assert_eq!(o.endpoint, "https://c.example");
-        assert_eq!(o.session_timeout_ms, 600_000);
-        assert_eq!(o.session_scope, SessionScope::Tab);
-        assert!(!o.auto_pageviews);
-        assert_eq!(o.batch_size, 5);
-        assert_eq!(
-            o.max_session_duration_ms,
-            Options::default().max_session_duration_ms
-        );
-    }
-
-    #[wasm_bindgen_test]
-    fn nonsense_options_fall_back_to_defaults() {
-        let o = read_options(&obj(&[
-            ("key", JsValue::from_f64(3.0)),
-            ("sessionTimeout", "soon".into()),
-            ("batchSize", JsValue::from_f64(f64::NAN)),
-            ("autoPageviews", JsValue::from_f64(1.0)),
-        ]));
-        assert_eq!(o.key, "");
-        assert_eq!(o.session_timeout_ms, Options::default().session_timeout_ms);
-        assert_eq!(o.batch_size, Options::default().batch_size);
-        assert!(o.auto_pageviews);
-        // Not even an object.
-        assert_eq!(read_options(&JsValue::from_str("x")).key, "");
-    }
-
-    #[wasm_bindgen_test]
-    fn properties_must_be_plain_serialisable_objects() {
-        assert_eq!(props(&JsValue::UNDEFINED).as_str(), "{}");
-        assert_eq!(
-            props(&obj(&[("plan", "pro".into())])).as_str(),
-            r#"{"plan":"pro"}"#
-        );
-        assert_eq!(props(&JsValue::from_str("x")).as_str(), "{}");
-        assert_eq!(props(&js_sys::Array::new().into()).as_str(), "{}");
-        let cyclic = obj(&[]);
-        Reflect::set(&cyclic, &"me".into(), &cyclic).unwrap();
-        assert_eq!(props(&cyclic).as_str(), "{}");
-        let huge = obj(&[("x", "y".repeat(40_000).into())]);
-        assert_eq!(props(&huge).as_str(), "{}");
-    }
-
-    #[wasm_bindgen_test]
-    fn calls_before_init_or_with_bad_arguments_do_not_throw() {
-        track(JsValue::from_f64(1.0), JsValue::NULL);
-        track("before_init".into(), JsValue::UNDEFINED);
-        identify(JsValue::NULL, JsValue::NULL);
-        assert_eq!(get_anonymous_id(), None);
-        assert_eq!(get_session_id(), None);
-        init(JsValue::UNDEFINED);
-        assert_eq!(get_anonymous_id(), None, "no key, not started");
-    }
+    });
 }

@@ -6,6 +6,9 @@
 //! page hidden never counts; a reader who scrolls now and then counts the whole time, a page
 //! left open in a visible window without input stops counting after half a minute.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 /// How long one input keeps the user counted as active.
 pub const ACTIVE_FOR_MS: i64 = 30_000;
 

@@ -4,7 +4,8 @@
 //! - the core ([`platform`], [`options`], [`session`], [`engagement`], [`tracker`], [`outbox`]): plain Rust that knows
 //!   nothing of the browser; it takes time, storage and randomness through small traits, so every
 //!   rule runs in native `cargo test` with a fake clock;
-//! - `browser`: the only code that touches `web_sys`, kept thin;
+//! - `browser`: the only way out of the wasm, the JavaScript host's functions (only numbers
+//!   and strings cross), kept thin;
 //! - `api`: the `#[wasm_bindgen]` functions the JavaScript wrapper calls (`init`, `track`, ...).
 //!
 //! Size: every panic message that formats a value (an index out of bounds, a slice range, a
@@ -12,6 +13,18 @@
 //! that ships uses `get` rather than indexing or slicing, `retain` or iterators rather than
 //! `drain(..n)`, `try_borrow_mut`, hand-written digits (`footfall_wire::json`), and one-char
 //! arrays as patterns (`split([';'])`: the single-`char` searcher has a range check).
+#![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
+
+extern crate alloc;
+
+/// What `std`'s prelude gives, from `alloc`: the wasm that ships is built without `std`
+/// (`--no-default-features`, as `cargo xtask build` does; tests and clippy keep the `std`
+/// feature, which their dev-dependencies need), so the modules name these here.
+pub(crate) mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::string::String;
+    pub use alloc::vec::Vec;
+}
 
 pub mod engagement;
 pub mod options;
@@ -33,3 +46,13 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 
 /// `footfall-web/<version>`, sent in every event's context.
 pub const SDK_VERSION: &str = concat!("footfall-web/", env!("CARGO_PKG_VERSION"));
+
+/// Without `std`, the wasm's panics stop it at once: no message is formatted (the host's
+/// guard catches the trap). What is left of `core::fmt` is the integer formatting of
+/// `alloc`'s out-of-memory message, which stable Rust cannot replace; `cargo xtask build`
+/// fails if any other formatting or panic-message code reaches the wasm.
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}

@@ -1,6 +1,9 @@
 //! The options of `footfall.init` (product.md §1, "Options and defaults"). Every default is
 //! written here once.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 /// How sessions are shared between the tabs of one browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionScope {
@@ -83,10 +86,94 @@ impl Options {
         self.hidden_grace_ms = self.hidden_grace_ms.max(0);
         self.batch_size = self.batch_size.clamp(1, 500);
         self.flush_interval_ms = self.flush_interval_ms.max(100);
-        while self.endpoint.ends_with('/') {
-            self.endpoint.pop();
+        // By bytes: `pop` and `trim_end_matches` bring Unicode decoding into the wasm.
+        let slashes = self
+            .endpoint
+            .bytes()
+            .rev()
+            .take_while(|&b| b == b'/')
+            .count();
+        let kept = self.endpoint.len() - slashes;
+        if let Some(e) = self.endpoint.get(..kept) {
+            self.endpoint = e.to_owned();
         }
         self
+    }
+}
+
+/// The option names in the order the host lists their values (`init` in host.js). The first
+/// five take strings only.
+pub const NAMES: [&str; 14] = [
+    "key",
+    "endpoint",
+    "sessionScope",
+    "persistence",
+    "cookieDomain",
+    "sessionTimeout",
+    "maxSessionDuration",
+    "endSessionOnHidden",
+    "hiddenGrace",
+    "autoPageviews",
+    "trackEngagement",
+    "batchSize",
+    "flushInterval",
+    "respectDnt",
+];
+
+/// Marks an option not given (or of a type it does not take) in the host's list.
+pub const ABSENT: &str = "\u{1}";
+
+/// A whole number (integer parsing only: Rust's float parser would add kilobytes to the wasm;
+/// the host trims the text).
+fn num(v: Option<&str>) -> Option<i64> {
+    footfall_wire::json::read_i64(v?)
+}
+
+/// `true`, `false`, or present with no value (a bare `data-` attribute) for true.
+fn flag(v: Option<&str>) -> Option<bool> {
+    match v? {
+        "true" | "" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+impl Options {
+    /// The options from the host's list: one value a line, in the order of [`NAMES`], each a
+    /// string as given (numbers as whole numbers, booleans as `true`/`false`) or [`ABSENT`].
+    /// What does not parse falls back to its default.
+    pub fn parse(text: &str) -> Options {
+        let d = Options::default();
+        let mut values = text.split(['\n']).map(|v| (v != ABSENT).then_some(v));
+        let mut next = || values.next().flatten();
+        let key = next().unwrap_or_default().to_owned();
+        let endpoint = next().unwrap_or_default().to_owned();
+        let session_scope = match next() {
+            Some("tab") => SessionScope::Tab,
+            _ => SessionScope::Browser,
+        };
+        let persistence = match next() {
+            Some("localStorage") => Persistence::LocalStorage,
+            Some("memory") => Persistence::Memory,
+            _ => Persistence::Cookie,
+        };
+        let cookie_domain = next().map(str::to_owned);
+        Options {
+            key,
+            endpoint,
+            session_scope,
+            persistence,
+            cookie_domain,
+            session_timeout_ms: num(next()).unwrap_or(d.session_timeout_ms),
+            max_session_duration_ms: num(next()).unwrap_or(d.max_session_duration_ms),
+            end_session_on_hidden: flag(next()),
+            hidden_grace_ms: num(next()).unwrap_or(d.hidden_grace_ms),
+            auto_pageviews: flag(next()).unwrap_or(d.auto_pageviews),
+            track_engagement: flag(next()).unwrap_or(d.track_engagement),
+            batch_size: num(next()).unwrap_or(d.batch_size as i64).max(1) as usize,
+            flush_interval_ms: num(next()).unwrap_or(d.flush_interval_ms),
+            respect_dnt: flag(next()).unwrap_or(d.respect_dnt),
+        }
     }
 }
 
@@ -123,5 +210,64 @@ mod tests {
         assert_eq!(o.max_session_duration_ms, 1_000);
         assert_eq!(o.batch_size, 1);
         assert_eq!(o.endpoint, "https://c.example");
+    }
+
+    fn list(pairs: &[(&str, &str)]) -> String {
+        let values: Vec<&str> = NAMES
+            .iter()
+            .map(|n| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map_or(ABSENT, |(_, v)| *v)
+            })
+            .collect();
+        values.join("\n")
+    }
+
+    #[test]
+    fn options_come_from_the_hosts_list() {
+        // As the script tag gives them: every value a string.
+        let o = Options::parse(&list(&[
+            ("key", "shop"),
+            ("endpoint", "https://c.example"),
+            ("sessionTimeout", "600000"),
+            ("sessionScope", "tab"),
+            ("autoPageviews", "false"),
+            ("endSessionOnHidden", ""),
+            ("batchSize", "5"),
+            ("persistence", "memory"),
+        ]));
+        assert_eq!(o.key, "shop");
+        assert_eq!(o.endpoint, "https://c.example");
+        assert_eq!(o.session_timeout_ms, 600_000);
+        assert_eq!(o.session_scope, SessionScope::Tab);
+        assert_eq!(o.persistence, Persistence::Memory);
+        assert!(!o.auto_pageviews);
+        assert_eq!(o.end_session_on_hidden, Some(true));
+        assert_eq!(o.batch_size, 5);
+        assert_eq!(o.cookie_domain, None);
+        assert_eq!(
+            o.max_session_duration_ms,
+            Options::default().max_session_duration_ms
+        );
+    }
+
+    #[test]
+    fn nonsense_options_fall_back_to_defaults() {
+        let o = Options::parse(&list(&[
+            ("sessionTimeout", "soon"),
+            ("batchSize", "NaN"),
+            ("autoPageviews", "1"),
+            ("respectDnt", "yes"),
+        ]));
+        assert_eq!(o.key, "");
+        assert_eq!(o.session_timeout_ms, Options::default().session_timeout_ms);
+        assert_eq!(o.batch_size, Options::default().batch_size);
+        assert!(o.auto_pageviews);
+        assert!(!o.respect_dnt);
+        // Not even a list.
+        assert_eq!(Options::parse("").key, "");
+        assert_eq!(Options::parse("x").batch_size, DEFAULT_BATCH_SIZE);
     }
 }

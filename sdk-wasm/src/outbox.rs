@@ -6,6 +6,9 @@
 //! (`browser::lock` tells a gone owner from a live one). Bounded by count and bytes: when
 //! full, the oldest events go, and are counted.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use crate::platform::Storage;
 
 /// Most events kept.

@@ -2,7 +2,8 @@
 //! randomness. The browser layer implements these over `Date.now`, cookies and
 //! `crypto.getRandomValues`; tests implement them in memory.
 
-use uuid::Builder;
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 /// Wall-clock time in milliseconds since the Unix epoch.
 pub trait Clock {
@@ -21,23 +22,46 @@ pub trait Entropy {
     fn fill(&mut self, buf: &mut [u8]);
 }
 
-fn hyphenated(u: uuid::Uuid) -> String {
-    let mut buf = uuid::Uuid::encode_buffer();
-    u.hyphenated().encode_lower(&mut buf).to_owned()
+/// The 16 bytes as `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, by hand: the `uuid` crate's
+/// builders and formatting cost more wasm than this (the tests check both agree).
+fn hyphenated(b: &[u8; 16]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = Vec::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text.push(b'-');
+        }
+        text.push(HEX[usize::from(x >> 4)]);
+        text.push(HEX[usize::from(x & 15)]);
+    }
+    // SAFETY: hex digits and hyphens only, all ASCII.
+    unsafe { String::from_utf8_unchecked(text) }
+}
+
+/// Sets the version nibble and the RFC 9562 variant bits.
+fn versioned(mut b: [u8; 16], version: u8) -> String {
+    b[6] = (b[6] & 0x0f) | (version << 4);
+    b[8] = (b[8] & 0x3f) | 0x80;
+    hyphenated(&b)
 }
 
 /// A random (version 4) UUID, as text.
 pub fn uuid_v4(rng: &mut impl Entropy) -> String {
     let mut b = [0u8; 16];
     rng.fill(&mut b);
-    hyphenated(Builder::from_random_bytes(b).into_uuid())
+    versioned(b, 4)
 }
 
-/// A time-ordered (version 7) UUID for `now_ms`, as text.
+/// A time-ordered (version 7) UUID for `now_ms`, as text: 48 bits of milliseconds, then
+/// random bits.
 pub fn uuid_v7(rng: &mut impl Entropy, now_ms: i64) -> String {
-    let mut b = [0u8; 10];
-    rng.fill(&mut b);
-    hyphenated(Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &b).into_uuid())
+    let mut b = [0u8; 16];
+    let (time, random) = b.split_at_mut(6);
+    for (i, t) in time.iter_mut().enumerate() {
+        *t = ((now_ms.max(0) as u64) >> (40 - 8 * i)) as u8;
+    }
+    rng.fill(random);
+    versioned(b, 7)
 }
 
 #[cfg(test)]
@@ -116,5 +140,23 @@ mod tests {
         let b = uuid_v7(&mut rng, 2_000);
         assert_eq!(&a[14..15], "7");
         assert!(a < b, "{a} < {b}");
+    }
+
+    #[test]
+    fn uuids_match_the_uuid_crates() {
+        use uuid::Builder;
+        for seed in 1..50 {
+            let mut bytes = [0u8; 16];
+            SeqEntropy(seed).fill(&mut bytes);
+            let theirs = Builder::from_random_bytes(bytes).into_uuid().to_string();
+            assert_eq!(uuid_v4(&mut SeqEntropy(seed)), theirs);
+            let ms = 1_795_428_000_000 + seed as i64 * 7_777;
+            let mut random = [0u8; 10];
+            SeqEntropy(seed).fill(&mut random);
+            let theirs = Builder::from_unix_timestamp_millis(ms as u64, &random)
+                .into_uuid()
+                .to_string();
+            assert_eq!(uuid_v7(&mut SeqEntropy(seed), ms), theirs);
+        }
     }
 }

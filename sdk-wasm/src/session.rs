@@ -4,6 +4,9 @@
 //! advances the same one. Expiry is decided from timestamps at the next activity, never by a
 //! timer: a background tab whose timers were throttled still gets it right.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use crate::platform::{uuid_v7, Clock, Entropy, Storage};
 use footfall_wire::json::{read_i64, read_u64, write_u64};
 

@@ -1,5 +1,9 @@
-//! The tracker: identity, event building and the send queue. It owns no browser object; the
-//! browser layer hands it the page and context of each event and sends what it drains.
+//! The tracker: identity, sessions and event building. It owns no browser object; the browser
+//! layer hands it the page and context of each event and puts the event it returns in the
+//! outbox.
+
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 use crate::options::{Options, SessionScope};
 use crate::platform::{uuid_v4, uuid_v7, Clock, Entropy, Storage};
@@ -36,8 +40,6 @@ pub struct Tracker<C, S, E> {
     dnt: bool,
     hidden_at: Option<i64>,
     last_input_ms: Option<i64>,
-    /// Events not yet acknowledged, each already encoded as JSON.
-    queue: Vec<String>,
 }
 
 /// What the page tells the tracker about one event.
@@ -74,7 +76,6 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             user_id: None,
             hidden_at: None,
             last_input_ms: None,
-            queue: Vec::new(),
         };
         t.load_identity();
         t
@@ -127,7 +128,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         self.dnt || self.shared.get(OPT_OUT_KEY).as_deref() == Some("1")
     }
 
-    /// Consent withdrawn: forget everything (cookie, user, session, queue) but the opt-out.
+    /// Consent withdrawn: forget everything (cookie, user, session) but the opt-out.
     pub fn opt_out(&mut self) {
         self.shared.set(OPT_OUT_KEY, "1");
         for key in [ANON_KEY, USER_KEY, REGISTERED_KEY, SESSION_KEY] {
@@ -136,7 +137,6 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         self.tab.remove(SESSION_KEY);
         self.anonymous_id.clear();
         self.user_id = None;
-        self.queue.clear();
     }
 
     /// Consent given again: a new anonymous visitor from now on.
@@ -228,11 +228,10 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         }
     }
 
-    /// Records one event; returns true when the queue has reached `batchSize`. Opted out,
-    /// nothing is recorded.
-    pub fn record(&mut self, o: Occurrence, context: Context) -> bool {
+    /// Records one event: its JSON, for the outbox. Opted out, nothing is recorded.
+    pub fn record(&mut self, o: Occurrence, context: Context) -> Option<String> {
         if self.is_opted_out() {
-            return false;
+            return None;
         }
         let session = self.touch(true);
         let now = self.clock.now_ms();
@@ -260,40 +259,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             props: o.props,
             traits: o.traits,
         };
-        self.queue.push(json::event_to_string(&event));
-        self.queue.len() >= self.options.batch_size
-    }
-
-    pub fn queued(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Takes queued events for one send, in order, up to `max_bytes` of body. An event larger
-    /// than that alone is sent alone (the collector will say what it thinks of it).
-    pub fn take_chunk(&mut self, max_bytes: usize) -> Vec<String> {
-        let mut size = 128;
-        let mut n = 0;
-        for e in &self.queue {
-            if n > 0 && size + e.len() + 1 > max_bytes {
-                break;
-            }
-            size += e.len() + 1;
-            n += 1;
-        }
-        // By iterator, not `drain(..n)`: its range check would bring `core::fmt` into the wasm.
-        let mut queue = std::mem::take(&mut self.queue).into_iter();
-        let chunk = queue.by_ref().take(n).collect();
-        self.queue = queue.collect();
-        chunk
-    }
-
-    /// Puts events whose send failed back at the front of the queue.
-    pub fn requeue(&mut self, mut events: Vec<String>) {
-        if self.is_opted_out() {
-            return;
-        }
-        events.append(&mut self.queue);
-        self.queue = events;
+        Some(json::event_to_string(&event))
     }
 
     /// The body of one batch around already-encoded events.
@@ -370,14 +336,10 @@ mod tests {
         let store = MemStorage::default();
         let clock = FakeClock::at(T0);
         let mut t = tracker(&store, &clock);
-        assert!(!t.record(track("a"), Context::default()));
+        let mut chunk = vec![t.record(track("a"), Context::default()).unwrap()];
         clock.advance(1000);
-        assert!(!t.record(track("b"), Context::default()));
-        assert!(
-            t.record(track("c"), Context::default()),
-            "batchSize reached"
-        );
-        let chunk = t.take_chunk(MAX_SEND_BYTES);
+        chunk.push(t.record(track("b"), Context::default()).unwrap());
+        chunk.push(t.record(track("c"), Context::default()).unwrap());
         let body = t.batch_body(&chunk);
         let env: Envelope = serde_json::from_str(&body).unwrap();
         assert_eq!(env.key, "demo");
@@ -393,38 +355,6 @@ mod tests {
             .all(|e| Some(e.anonymous_id.as_str()) == t.anonymous_id()));
         assert_eq!(env.events[1].timestamp, "2026-11-23T10:00:01.000Z");
         assert_eq!(env.events[0].props.as_str(), r#"{"plan":"pro"}"#);
-        assert_eq!(t.queued(), 0);
-    }
-
-    #[test]
-    fn chunks_stay_under_the_limit_and_keep_order() {
-        let store = MemStorage::default();
-        let clock = FakeClock::at(T0);
-        let mut t = tracker(&store, &clock);
-        for i in 0..50 {
-            t.record(track(&"x".repeat(1000 + i)), Context::default());
-        }
-        let mut seen = 0;
-        while t.queued() > 0 {
-            let chunk = t.take_chunk(8 * 1024);
-            assert!(t.batch_body(&chunk).len() <= 8 * 1024);
-            seen += chunk.len();
-        }
-        assert_eq!(seen, 50);
-    }
-
-    #[test]
-    fn requeued_events_go_first() {
-        let store = MemStorage::default();
-        let clock = FakeClock::at(T0);
-        let mut t = tracker(&store, &clock);
-        t.record(track("a"), Context::default());
-        let chunk = t.take_chunk(MAX_SEND_BYTES);
-        t.record(track("b"), Context::default());
-        t.requeue(chunk);
-        let again = t.take_chunk(MAX_SEND_BYTES);
-        assert!(again[0].contains("\"name\":\"a\""));
-        assert!(again[1].contains("\"name\":\"b\""));
     }
 
     #[test]
@@ -432,7 +362,7 @@ mod tests {
         let store = MemStorage::default();
         let clock = FakeClock::at(T0);
         let mut t = tracker(&store, &clock);
-        t.record(
+        let identify = t.record(
             Occurrence {
                 kind: EventType::Identify,
                 name: "ann@example.com".into(),
@@ -441,8 +371,8 @@ mod tests {
             },
             Context::default(),
         );
-        t.record(track("after"), Context::default());
-        let chunk = t.take_chunk(MAX_SEND_BYTES);
+        let after = t.record(track("after"), Context::default());
+        let chunk = [identify.unwrap(), after.unwrap()];
         let body = t.batch_body(&chunk);
         let env: Envelope = serde_json::from_str(&body).unwrap();
         assert_eq!(env.events[0].name, "$identify");
@@ -509,9 +439,21 @@ mod rule_tests {
         a.t.opt_out();
         assert!(a.t.is_opted_out());
         assert_eq!(a.t.anonymous_id(), None);
-        assert_eq!(a.t.queued(), 0);
-        a.event();
-        assert_eq!(a.t.queued(), 0, "nothing recorded while opted out");
+        assert_eq!(
+            a.t.record(
+                Occurrence {
+                    kind: EventType::Track,
+                    name: "e".into(),
+                    props: RawJson::empty_object(),
+                    traits: None,
+                    page: Page::default(),
+                    at_ms: None,
+                },
+                Context::default(),
+            ),
+            None,
+            "nothing recorded while opted out"
+        );
         let keys: Vec<String> = shared.0.borrow().keys().cloned().collect();
         assert_eq!(keys, [OPT_OUT_KEY], "only the opt-out is stored");
         // Kept across page loads.
@@ -710,6 +652,7 @@ mod fixture_tests {
             title: "P".into(),
             referrer: String::new(),
         };
+        let mut chunk = Vec::new();
         for (kind, name, traits) in [
             (EventType::Page, "", None),
             (EventType::Track, "signup_clicked", None),
@@ -719,7 +662,7 @@ mod fixture_tests {
                 Some(RawJson(r#"{"plan":"pro"}"#.into())),
             ),
         ] {
-            t.record(
+            chunk.extend(t.record(
                 Occurrence {
                     kind,
                     name: name.into(),
@@ -729,9 +672,8 @@ mod fixture_tests {
                     at_ms: None,
                 },
                 Context::default(),
-            );
+            ));
         }
-        let chunk = t.take_chunk(MAX_SEND_BYTES);
         let ours: Value = serde_json::from_str(&t.batch_body(&chunk)).unwrap();
         assert_eq!(keys(&ours), keys(&golden));
         for (mine, gold) in ours["events"]

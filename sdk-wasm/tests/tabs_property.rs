@@ -107,7 +107,7 @@ fn run(scope: SessionScope, ops: &[Op]) -> Vec<(usize, Event, i64)> {
             Op::Wait(ms) => clock.0.set(clock.0.get() + ms),
             Op::Input(t) => tabs[t].input(),
             Op::Event(t) => {
-                tabs[t].record(
+                let json = tabs[t].record(
                     Occurrence {
                         kind: EventType::Track,
                         name: "e".into(),
@@ -118,8 +118,7 @@ fn run(scope: SessionScope, ops: &[Op]) -> Vec<(usize, Event, i64)> {
                     },
                     Context::default(),
                 );
-                let chunk = tabs[t].take_chunk(usize::MAX);
-                let e: Event = serde_json::from_str(&chunk[0]).unwrap();
+                let e: Event = serde_json::from_str(&json.unwrap()).unwrap();
                 out.push((t, e, clock.0.get()));
             }
         }

@@ -2,6 +2,9 @@
 //! little to the SDK's wasm. Its output is checked against serde's reading in the tests.
 //! With it, the decimal reader the SDK uses for the numbers in its stored state.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use crate::{Batch, Context, Event, Page};
 
 /// Appends `s` as a JSON string literal (quotes included).

@@ -4,6 +4,19 @@
 //! The SDK writes JSON with the dependency-free encoder in [`json`] (serde's serializer would
 //! cost kilobytes of wasm); the collector reads it with serde (feature `serde`). Golden fixtures
 //! under `tests/fixtures/` hold both sides to the same bytes.
+#![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
+
+extern crate alloc;
+
+/// What `std`'s prelude gives, from `alloc`: the SDK builds the wasm without `std` (see
+/// sdk-wasm/src/lib.rs), so the modules name these here.
+pub(crate) mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::string::String;
+    pub use alloc::vec::Vec;
+}
+
+use prelude::*;
 
 pub mod json;
 pub mod time;
@@ -48,7 +61,7 @@ impl Serialize for RawJson {
 #[cfg(feature = "serde")]
 impl<'de> Deserialize<'de> for RawJson {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        let raw = alloc::boxed::Box::<serde_json::value::RawValue>::deserialize(d)?;
         Ok(RawJson(raw.get().to_owned()))
     }
 }

@@ -1,6 +1,9 @@
 //! RFC 3339 timestamps in UTC with milliseconds (`2026-11-23T10:00:01.004Z`), written without
 //! `core::fmt` so the SDK can use it cheaply.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 /// Days since 1970-01-01 to a (year, month, day) civil date (proleptic Gregorian).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
