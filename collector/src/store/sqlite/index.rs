@@ -796,6 +796,16 @@ impl Index {
     /// session summed from its events: from its first to its last event; a bounce has one
     /// page view and nothing else but its `$pageleave`. Its browser, OS, device, country and
     /// entry path are those of its first event.
+    /// For each dimension tuple, whether `scope` keeps its events (by device and site).
+    fn kept_by(&self, scope: &Scope) -> Vec<bool> {
+        let (device_at, site_at) = (dim("device"), dim("site"));
+        self.tuples
+            .values
+            .iter()
+            .map(|t| scope.keeps(&t[device_at], &t[site_at]))
+            .collect()
+    }
+
     /// Every session's span over the events `scope` keeps (`events == 0`: none kept).
     fn spans(&self, scope: &Scope) -> Vec<Span> {
         let mut spans = vec![
@@ -818,14 +828,7 @@ impl Index {
             .map(|t| t[type_at] == "page")
             .collect();
         let leave = self.names.ids.get("$pageleave").copied();
-        let device_at = column("device");
-        let site_at = column("site");
-        let counted: Vec<bool> = self
-            .tuples
-            .values
-            .iter()
-            .map(|t| scope.keeps(&t[device_at], &t[site_at]))
-            .collect();
+        let counted = self.kept_by(scope);
         for i in 0..self.time.len() {
             if !counted[self.dims[i] as usize] {
                 continue;
@@ -936,13 +939,7 @@ impl Index {
     /// Event names in the range with their counts, most frequent first (ties by name), at most
     /// 500: as `SELECT name, COUNT(*) … GROUP BY name` reads them, in one pass over the arrays.
     pub fn event_names(&self, from_ms: i64, to_ms: i64, scope: &Scope) -> Vec<(String, u64)> {
-        let (device_at, site_at) = (dim("device"), dim("site"));
-        let kept: Vec<bool> = self
-            .tuples
-            .values
-            .iter()
-            .map(|t| scope.keeps(&t[device_at], &t[site_at]))
-            .collect();
+        let kept = self.kept_by(scope);
         let mut counts = vec![0u64; self.names.values.len()];
         for i in 0..self.time.len() {
             let t = self.time[i];
