@@ -139,7 +139,9 @@ impl Client {
         &self,
         sql: &str,
     ) -> Result<(Vec<serde_json::Value>, Option<serde_json::Value>), ChError> {
-        let text = self.execute(&format!("{sql}\nFORMAT JSON"))?;
+        // In the store's database: `joinGet` names its table without one.
+        let url = format!("{}&database={}", self.endpoint, self.database);
+        let text = self.post(&url, format!("{sql}\nFORMAT JSON").into_bytes())?;
         let mut answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             let start: String = text.chars().take(200).collect();
             ChError::Answer(format!("{e} in {start:?}"))

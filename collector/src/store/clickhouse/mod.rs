@@ -18,6 +18,9 @@
 //!   An anonymous ID joined to several user IDs belongs to the one of its earliest event.
 //!   Written before the events of the same batch, so an event is never stored without its
 //!   alias.
+//! - `persons_*`: the person map, each identified anonymous ID's user ID as a `Join` table
+//!   that queries read with `joinGet` (see [`persons`]): derived from `aliases`, rebuilt by the
+//!   first query after `aliases` changed; no migration (built on first use, safe to drop).
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
 //! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
@@ -46,6 +49,7 @@
 //! erase of their own and at least once a minute (for erases by other collectors).
 
 mod http;
+mod persons;
 mod query;
 mod spool;
 mod writer;
