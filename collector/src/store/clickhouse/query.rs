@@ -6,7 +6,7 @@
 //! SQLite's SQL does (text compared byte-wise, numbers as SQLite casts them); duplicates of an
 //! event not merged away yet are counted once.
 
-use super::http::{float, list, lit, Client};
+use super::http::{float, list, lit, unescape, Client};
 use super::{persons, StoreError};
 use crate::store::*;
 use serde_json::Value;
@@ -388,17 +388,32 @@ fn journey_source(
     .0
 }
 
-/// The event name and path of a row of [`journey_source`].
-fn name_and_path(r: &Value) -> (String, String) {
-    let both = s(r, "key");
-    match both.split_once('\0') {
+/// The event name and path of the `key` of a row of [`journey_source`].
+fn name_and_path(key: &str) -> (String, String) {
+    match key.split_once('\0') {
         Some((name, path)) => (name.to_owned(), path.to_owned()),
-        None => (both, String::new()),
+        None => (key.to_owned(), String::new()),
     }
 }
 
+/// The rows of a `TabSeparated` answer, each as its fields (still escaped).
+fn tsv_rows(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines().map(|line| line.split('\t').collect())
+}
+
+/// Field `n` of a `TabSeparated` row as a number (0 if missing).
+fn tsv_num<T: std::str::FromStr + Default>(row: &[&str], n: usize) -> T {
+    row.get(n).and_then(|f| f.parse().ok()).unwrap_or_default()
+}
+
+/// Field `n` of a `TabSeparated` row as the text it stands for.
+fn tsv_text(row: &[&str], n: usize) -> String {
+    unescape(row.get(n).copied().unwrap_or_default())
+}
+
 /// The events that are steps, each with its person's hash and which steps it is: the events
-/// an insights query by name and path would count, once each.
+/// an insights query by name and path would count, once each. Read as `TabSeparated`, which
+/// costs a fraction of JSON for the millions of rows a retention question reads.
 pub fn step_events(
     c: &Client,
     q: &journeys::StepQuery,
@@ -413,37 +428,37 @@ pub fn step_events(
         q.breakdown.clone(),
     );
     let person = if q.people { ", person" } else { "" };
-    let (rows, _) = c.select(&format!(
-        "SELECT DISTINCT event_h, person_h, time_ms, key, split{person} FROM ({source})"
+    let text = c.select_tsv(&format!(
+        "SELECT DISTINCT person_h, time_ms, key, split{person}, event_h FROM ({source})"
     ))?;
     let mut people = HashMap::new();
-    if q.people {
-        for r in &rows {
-            people
-                .entry(hash(r, "person_h"))
-                .or_insert_with(|| s(r, "person"));
-        }
-    }
     let mut ids: HashMap<Option<String>, u32> = HashMap::from([(None, 0)]);
     let mut keys: Vec<Option<String>> = vec![None];
-    let hits = rows
-        .iter()
-        .filter_map(|r| {
-            let (name, path) = name_and_path(r);
-            let mask = journeys::Step::mask(&q.steps, &name, &path);
-            let value = q.breakdown.as_ref().and_then(|_| non_empty(s(r, "split")));
-            let key = *ids.entry(value).or_insert_with_key(|v| {
-                keys.push(v.clone());
-                keys.len() as u32 - 1
-            });
-            (mask != 0).then(|| journeys::StepHit {
-                person: hash(r, "person_h"),
-                time_ms: i(r, "time_ms"),
+    let mut hits = Vec::new();
+    for r in tsv_rows(&text) {
+        let person_h: u64 = tsv_num(&r, 0);
+        if q.people {
+            people.entry(person_h).or_insert_with(|| tsv_text(&r, 4));
+        }
+        let (name, path) = name_and_path(&tsv_text(&r, 2));
+        let mask = journeys::Step::mask(&q.steps, &name, &path);
+        let value = q
+            .breakdown
+            .as_ref()
+            .and_then(|_| non_empty(tsv_text(&r, 3)));
+        let key = *ids.entry(value).or_insert_with_key(|v| {
+            keys.push(v.clone());
+            keys.len() as u32 - 1
+        });
+        if mask != 0 {
+            hits.push(journeys::StepHit {
+                person: person_h,
+                time_ms: tsv_num(&r, 1),
                 mask,
                 key,
-            })
-        })
-        .collect();
+            });
+        }
+    }
     Ok(journeys::StepEvents { hits, keys, people })
 }
 
@@ -467,15 +482,14 @@ pub fn path_events(
         &q.sites,
         None,
     );
-    let (rows, _) = c.select(&format!(
-        "SELECT DISTINCT event_h, session_h, time_ms, key FROM ({source})"
+    let text = c.select_tsv(&format!(
+        "SELECT DISTINCT session_h, time_ms, key, event_h FROM ({source})"
     ))?;
     let mut ids: HashMap<journeys::Label, u32> = HashMap::new();
     let mut labels: Vec<journeys::Label> = Vec::new();
-    let events = rows
-        .iter()
+    let events = tsv_rows(&text)
         .map(|r| {
-            let (name, path) = name_and_path(r);
+            let (name, path) = name_and_path(&tsv_text(&r, 2));
             let path = if name == "$pageview" {
                 path
             } else {
@@ -486,20 +500,13 @@ pub fn path_events(
                 labels.len() as u32 - 1
             });
             journeys::PathEvent {
-                session: hash(r, "session_h"),
-                time_ms: i(r, "time_ms"),
+                session: tsv_num(&r, 0),
+                time_ms: tsv_num(&r, 1),
                 label,
             }
         })
         .collect();
     Ok((events, labels))
-}
-
-/// A UInt64 column (JSON output quotes 64-bit numbers).
-fn hash(r: &Value, k: &str) -> u64 {
-    r[k].as_u64()
-        .or_else(|| r[k].as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or_default()
 }
 
 /// The five people with the latest matching events. First from the latest 1,000 matching
