@@ -741,6 +741,103 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     });
     assert_eq!(stores[1].reports().unwrap().len(), 2);
 
+    // Identified late, after every answer above was read: an identify of anon-003 (never
+    // identified) arrives, dated before its first event, and anon-009 (never identified)
+    // turns out to be a known user on another browser. Both change person in every answer,
+    // their earlier events included.
+    let (known_anon, known_user) = events
+        .iter()
+        .filter(|e| e.anonymous_id.as_str() > "anon-001")
+        .find_map(|e| Some((e.anonymous_id.clone(), e.user_id.clone()?)))
+        .unwrap();
+    let mut both = vec![known_anon, "anon-009".to_owned()];
+    both.sort();
+    let mut late = Vec::new();
+    for (n, anon, user) in [
+        (0, "anon-003", "late@example.com"),
+        (1, "anon-009", known_user.as_str()),
+    ] {
+        assert!(events
+            .iter()
+            .all(|e| e.anonymous_id != anon || e.user_id.is_none()));
+        let times: Vec<i64> = events
+            .iter()
+            .filter(|e| e.anonymous_id == anon)
+            .map(|e| e.time_ms)
+            .collect();
+        let mut t = times.iter().min().unwrap() - 1;
+        while events.iter().any(|e| e.time_ms == t) {
+            t -= 1;
+        }
+        let mut e = blank(format!("019ab0b4-0000-7000-8000-ffff0000000{n}"));
+        e.kind = "identify";
+        e.name = "$identify".into();
+        e.time_ms = t;
+        e.client_ms = t;
+        e.server_ms = end + n;
+        e.anonymous_id = anon.into();
+        e.user_id = Some(user.into());
+        e.session_id = format!("sess-late-{n}");
+        e.seq = 1;
+        e.traits = Some(format!(r#"{{"plan":"late{n}"}}"#));
+        late.push(e);
+    }
+    for s in stores {
+        insert(s, late.clone());
+    }
+    for metric in metrics {
+        let q = query(
+            metric,
+            Interval::Day,
+            tzs[1],
+            fields(&["user.plan"])[0].clone(),
+            Vec::new(),
+        );
+        same("insights after a late identify", &|s| {
+            format!("{:?}", s.insights(&q).unwrap())
+        });
+    }
+    let everyone = UsersQuery {
+        from_ms: start,
+        to_ms: end,
+        limit: 1000,
+        cursor: None,
+        contains: None,
+        scope: scope(Bots::Include),
+        events: Vec::new(),
+        filters: Vec::new(),
+        ids: None,
+    };
+    same("users after a late identify", &|s| {
+        format!("{:?}", s.users(&everyone).unwrap())
+    });
+    let filtered = UsersQuery {
+        filters: vec![Filter::parse("user.plan:exists").unwrap()],
+        ..everyone.clone()
+    };
+    same("filtered users after a late identify", &|s| {
+        format!("{:?}", s.users(&filtered).unwrap())
+    });
+    same("sessions after a late identify", &|s| {
+        let q = SessionStatsQuery {
+            from_ms: start,
+            to_ms: end,
+            user: None,
+            split: Some(SessionField::User),
+            scope: scope(Bots::Include),
+        };
+        format!("{:?}", s.session_stats(&q).unwrap())
+    });
+    let identified_late = stores[1].users(&everyone).unwrap();
+    assert!(identified_late
+        .users
+        .iter()
+        .any(|u| u.id == "late@example.com" && u.anonymous_ids == ["anon-003"]));
+    assert!(identified_late
+        .users
+        .iter()
+        .any(|u| u.id == known_user && u.anonymous_ids == both));
+
     // Erasure: a person on two browsers, by user ID, and a visitor never identified.
     for person in ["ann@example.com", "anon-005"] {
         let erased: Vec<Erased> = stores

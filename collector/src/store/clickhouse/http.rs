@@ -198,12 +198,22 @@ impl Client {
         Ok(rows_of(&text)?.0)
     }
 
+    /// Runs a SELECT and returns its answer as `TabSeparated` text (a row a line, fields
+    /// split by tabs, text escaped as [`unescape`] reads it): for answers of millions of rows,
+    /// which JSON makes several times dearer to write and read.
+    pub fn select_tsv(&self, sql: &str) -> Result<String, ChError> {
+        let url = format!("{}&database={}", self.endpoint, self.database);
+        self.post(&url, format!("{sql}\nFORMAT TabSeparated").into_bytes())
+    }
+
     /// Runs a SELECT and returns its rows (and the `WITH TOTALS` row, if any).
     pub fn select(
         &self,
         sql: &str,
     ) -> Result<(Vec<serde_json::Value>, Option<serde_json::Value>), ChError> {
-        let text = self.execute(&format!("{sql}\nFORMAT JSON"))?;
+        // In the store's database: `joinGet` names its table without one.
+        let url = format!("{}&database={}", self.endpoint, self.database);
+        let text = self.post(&url, format!("{sql}\nFORMAT JSON").into_bytes())?;
         rows_of(&text)
     }
 }
@@ -227,6 +237,33 @@ fn rows_of(text: &str) -> Result<(Vec<serde_json::Value>, Option<serde_json::Val
         _ => return Err(ChError::Answer("no data".into())),
     };
     Ok((rows, answer.get_mut("totals").map(serde_json::Value::take)))
+}
+
+/// A field of a `TabSeparated` answer as the text it stands for: ClickHouse writes a
+/// backslash before `\b \f \n \r \t \0` (as `b f n r t 0`) and before `\\` and quotes.
+pub fn unescape(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_owned();
+    }
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('0') => out.push('\0'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// A ClickHouse string literal: quoted, with backslash, quote and control bytes escaped.
@@ -307,6 +344,15 @@ mod tests {
     fn literals_escape_what_clickhouse_reads_specially() {
         assert_eq!(lit("a'b\\c"), r"'a\'b\\c'");
         assert_eq!(lit("x\ny\0\u{1}é"), "'x\\ny\\0\\x01é'");
+    }
+
+    #[test]
+    fn tab_separated_fields_unescape_to_their_text() {
+        assert_eq!(unescape("plain é"), "plain é");
+        assert_eq!(
+            unescape(r"\$pageview\0/p\ta\nb\\c\'d\b\f\r"),
+            "$pageview\0/p\ta\nb\\c'd\u{8}\u{c}\r"
+        );
     }
 
     const T: Duration = Duration::from_secs(1);

@@ -24,6 +24,9 @@
 //!   A database made before it gets it filled from `events` once, on start. It keeps the IDs
 //!   of erased events (random IDs, nothing of the person), so a late retry of an erased event
 //!   is a duplicate rather than the person back.
+//! - `persons_*`: the person map, each identified anonymous ID's user ID as a `Join` table
+//!   that queries read with `joinGet` (see [`persons`]): derived from `aliases`, rebuilt by the
+//!   first query after `aliases` changed; no migration (built on first use, safe to drop).
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
 //! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
@@ -54,6 +57,7 @@
 //! erase of their own and at least once a minute (for erases by other collectors).
 
 mod http;
+mod persons;
 mod query;
 mod rowbinary;
 mod spool;
@@ -133,6 +137,9 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 /// duplicate check does not mind).
 fn create_schema(client: &Client) -> Result<(), ChError> {
     let db = &client.database;
+    // The database first: every SELECT runs in it.
+    let (database, tables) = SCHEMA.split_first().expect("the schema");
+    client.execute(&database.replace("{db}", db))?;
     let had_event_ids = client
         .select(&format!(
             "SELECT count() AS n FROM system.tables WHERE database = {} AND name = 'event_ids'",
@@ -143,7 +150,7 @@ fn create_schema(client: &Client) -> Result<(), ChError> {
         .and_then(|r| r["n"].as_u64())
         .unwrap_or(0)
         > 0;
-    for stmt in SCHEMA {
+    for stmt in tables {
         client.execute(&stmt.replace("{db}", db))?;
     }
     if !had_event_ids {

@@ -6,8 +6,8 @@
 //! SQLite's SQL does (text compared byte-wise, numbers as SQLite casts them); duplicates of an
 //! event not merged away yet are counted once.
 
-use super::http::{float, list, lit, Client};
-use super::StoreError;
+use super::http::{float, list, lit, unescape, Client};
+use super::{persons, StoreError};
 use crate::store::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -22,23 +22,23 @@ fn aliases(db: &str, key: &str) -> String {
     )
 }
 
-/// [`aliases`] keyed by the 64-bit hash of the anonymous ID (`anon_h`), with the user ID and
-/// its hash (`alias_h`, 0 when the anonymous ID was never identified): joins and distinct
-/// counts on numbers instead of strings. Two different IDs share a hash with odds of about
-/// n²/2⁶⁵ (3 in a million at 10 million IDs) — the SQLite event index counts sessions the same
-/// way.
-fn aliases_h(db: &str) -> String {
+/// The columns `alias_user` (the user ID, `''` when the anonymous ID was never identified)
+/// and `alias_h` (its hash, 0 for none) of a row with `anon_h` (the 64-bit hash of the
+/// anonymous ID), read from the person map `pm` (see [`persons`]): distinct counts on numbers
+/// instead of strings. Two different IDs share a hash with odds of about n²/2⁶⁵ (3 in a
+/// million at 10 million IDs) — the SQLite event index counts sessions the same way.
+fn person_cols(pm: &str) -> String {
     format!(
-        "(SELECT cityHash64(anonymous_id) AS anon_h, alias_user, cityHash64(alias_user) AS alias_h
-          FROM (SELECT anonymous_id, argMin(user_id, (time_ms, event_id)) AS alias_user
-                FROM {db}.aliases GROUP BY anonymous_id)) AS a"
+        "{} AS alias_user, {} AS alias_h",
+        persons::get(pm, "alias_user", "anon_h"),
+        persons::get(pm, "alias_h", "anon_h")
     )
 }
 
-/// The hashed person of a row joined with [`aliases_h`].
+/// The hashed person of a row with [`person_cols`].
 const PERSON_H: &str = "if(alias_h = 0, anon_h, alias_h)";
 
-/// The person of a row joined with [`aliases`] on `anon`.
+/// The person of a row with `alias_user` (from [`aliases`] or [`person_cols`]) and `anon`.
 fn person(anon: &str) -> String {
     format!("if(alias_user = '', {anon}, alias_user)")
 }
@@ -149,20 +149,19 @@ fn cond(f: &Filter, v: &Value4) -> String {
 }
 
 /// Per person, the latest value of user property `k` (columns `up{n}_*`).
-fn user_prop_table(db: &str, k: &str, n: usize) -> String {
+fn user_prop_table(db: &str, pm: &str, k: &str, n: usize) -> String {
     let at = format!("indexOf(trait_keys, {})", lit(k));
     format!(
         "(SELECT person_h, argMax(v, time_ms) AS up{n}_v, argMax(nm, time_ms) AS up{n}_n,
                 argMax(r, time_ms) AS up{n}_r, toUInt8(1) AS up{n}_h
           FROM (SELECT {PERSON_H} AS person_h, time_ms, trait_values[{at}] AS v,
                        trait_nums[{at}] AS nm, trait_reals[{at}] AS r
-                FROM (SELECT cityHash64(anonymous_id) AS anon_h, time_ms, trait_keys,
-                             trait_values, trait_nums, trait_reals
-                      FROM {db}.events WHERE has(trait_keys, {key})) AS e
-                ANY LEFT JOIN {aliases} USING anon_h)
+                FROM (SELECT cityHash64(anonymous_id) AS anon_h, {person_cols}, time_ms,
+                             trait_keys, trait_values, trait_nums, trait_reals
+                      FROM {db}.events WHERE has(trait_keys, {key})))
           GROUP BY person_h)",
         key = lit(k),
-        aliases = aliases_h(db),
+        person_cols = person_cols(pm),
     )
 }
 
@@ -171,7 +170,7 @@ fn user_prop_table(db: &str, k: &str, n: usize) -> String {
 /// `person`, `time_ms`, `key` (the `by` value, `''` for none) and `split` (the same for
 /// `split`).
 /// Also the condition on `events` alone, when the query has no `user.KEY` filter.
-fn insights_source(db: &str, q: &InsightsQuery) -> (String, Option<String>) {
+fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<String>) {
     let mut user_keys: Vec<String> = Vec::new();
     let mut user_n = |k: &str| match user_keys.iter().position(|x| x == k) {
         Some(n) => n,
@@ -214,17 +213,16 @@ fn insights_source(db: &str, q: &InsightsQuery) -> (String, Option<String>) {
         "SELECT event_h, session_h, time_ms, raw0, raw1, anonymous_id, alias_user,
                 {PERSON_H} AS person_h
          FROM (SELECT cityHash64(event_id) AS event_h, cityHash64(session_id) AS session_h,
-                      anonymous_id, cityHash64(anonymous_id) AS anon_h, time_ms,
+                      anonymous_id, cityHash64(anonymous_id) AS anon_h, {person_cols}, time_ms,
                       {raw0} AS raw0, {raw1} AS raw1
-               FROM {db}.events WHERE {conds}) AS e
-         ANY LEFT JOIN {aliases} USING anon_h",
+               FROM {db}.events WHERE {conds})",
         conds = event_conds.join(" AND "),
-        aliases = aliases_h(db),
+        person_cols = person_cols(pm),
     );
     for (n, k) in user_keys.iter().enumerate() {
         sql = format!(
             "SELECT * FROM ({sql}) AS l ANY LEFT JOIN {} AS r USING person_h",
-            user_prop_table(db, k, n)
+            user_prop_table(db, pm, k, n)
         );
     }
     let where_ = if user_conds.is_empty() {
@@ -266,7 +264,8 @@ fn bucket_index(q: &InsightsQuery, label: &str, starts: &[i64]) -> usize {
 pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     let db = &c.database;
     let starts = bucket_starts(q.from_ms, q.to_ms, q.interval, q.tz);
-    let (source, events_only) = insights_source(db, q);
+    let pm = persons::current(c)?;
+    let (source, events_only) = insights_source(db, &pm, q);
     let entity = match q.metric {
         Metric::Events => "event_h",
         Metric::Sessions => "session_h",
@@ -347,7 +346,7 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
             .collect(),
     };
     sort_table(&mut table, q.by.is_none());
-    let sample_users = sample_users(c, &source, events_only.as_deref())?;
+    let sample_users = sample_users(c, &pm, &source, events_only.as_deref())?;
     Ok(Insights {
         total,
         series,
@@ -361,6 +360,7 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
 /// split by [`name_and_path`]) and `split` (the value of `split`, `''` without one).
 fn journey_source(
     c: &Client,
+    pm: &str,
     (from_ms, to_ms): (i64, i64),
     events: Vec<String>,
     filters: &[Filter],
@@ -371,6 +371,7 @@ fn journey_source(
     const NAME_AND_PATH: &str = "concat(name, '\\0', path)";
     insights_source(
         &c.database,
+        pm,
         &InsightsQuery {
             metric: Metric::Events,
             from_ms,
@@ -387,23 +388,39 @@ fn journey_source(
     .0
 }
 
-/// The event name and path of a row of [`journey_source`].
-fn name_and_path(r: &Value) -> (String, String) {
-    let both = s(r, "key");
-    match both.split_once('\0') {
+/// The event name and path of the `key` of a row of [`journey_source`].
+fn name_and_path(key: &str) -> (String, String) {
+    match key.split_once('\0') {
         Some((name, path)) => (name.to_owned(), path.to_owned()),
-        None => (both, String::new()),
+        None => (key.to_owned(), String::new()),
     }
 }
 
+/// The rows of a `TabSeparated` answer, each as its fields (still escaped).
+fn tsv_rows(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines().map(|line| line.split('\t').collect())
+}
+
+/// Field `n` of a `TabSeparated` row as a number (0 if missing).
+fn tsv_num<T: std::str::FromStr + Default>(row: &[&str], n: usize) -> T {
+    row.get(n).and_then(|f| f.parse().ok()).unwrap_or_default()
+}
+
+/// Field `n` of a `TabSeparated` row as the text it stands for.
+fn tsv_text(row: &[&str], n: usize) -> String {
+    unescape(row.get(n).copied().unwrap_or_default())
+}
+
 /// The events that are steps, each with its person's hash and which steps it is: the events
-/// an insights query by name and path would count, once each.
+/// an insights query by name and path would count, once each. Read as `TabSeparated`, which
+/// costs a fraction of JSON for the millions of rows a retention question reads.
 pub fn step_events(
     c: &Client,
     q: &journeys::StepQuery,
 ) -> Result<journeys::StepEvents, StoreError> {
     let source = journey_source(
         c,
+        &persons::current(c)?,
         (q.from_ms, q.to_ms),
         journeys::Step::names(&q.steps),
         &q.filters,
@@ -411,37 +428,37 @@ pub fn step_events(
         q.breakdown.clone(),
     );
     let person = if q.people { ", person" } else { "" };
-    let (rows, _) = c.select(&format!(
-        "SELECT DISTINCT event_h, person_h, time_ms, key, split{person} FROM ({source})"
+    let text = c.select_tsv(&format!(
+        "SELECT DISTINCT person_h, time_ms, key, split{person}, event_h FROM ({source})"
     ))?;
     let mut people = HashMap::new();
-    if q.people {
-        for r in &rows {
-            people
-                .entry(hash(r, "person_h"))
-                .or_insert_with(|| s(r, "person"));
-        }
-    }
     let mut ids: HashMap<Option<String>, u32> = HashMap::from([(None, 0)]);
     let mut keys: Vec<Option<String>> = vec![None];
-    let hits = rows
-        .iter()
-        .filter_map(|r| {
-            let (name, path) = name_and_path(r);
-            let mask = journeys::Step::mask(&q.steps, &name, &path);
-            let value = q.breakdown.as_ref().and_then(|_| non_empty(s(r, "split")));
-            let key = *ids.entry(value).or_insert_with_key(|v| {
-                keys.push(v.clone());
-                keys.len() as u32 - 1
-            });
-            (mask != 0).then(|| journeys::StepHit {
-                person: hash(r, "person_h"),
-                time_ms: i(r, "time_ms"),
+    let mut hits = Vec::new();
+    for r in tsv_rows(&text) {
+        let person_h: u64 = tsv_num(&r, 0);
+        if q.people {
+            people.entry(person_h).or_insert_with(|| tsv_text(&r, 4));
+        }
+        let (name, path) = name_and_path(&tsv_text(&r, 2));
+        let mask = journeys::Step::mask(&q.steps, &name, &path);
+        let value = q
+            .breakdown
+            .as_ref()
+            .and_then(|_| non_empty(tsv_text(&r, 3)));
+        let key = *ids.entry(value).or_insert_with_key(|v| {
+            keys.push(v.clone());
+            keys.len() as u32 - 1
+        });
+        if mask != 0 {
+            hits.push(journeys::StepHit {
+                person: person_h,
+                time_ms: tsv_num(&r, 1),
                 mask,
                 key,
-            })
-        })
-        .collect();
+            });
+        }
+    }
     Ok(journeys::StepEvents { hits, keys, people })
 }
 
@@ -455,16 +472,24 @@ pub fn path_events(
     } else {
         Vec::new()
     };
-    let source = journey_source(c, (q.from_ms, q.to_ms), pages, &q.filters, &q.sites, None);
-    let (rows, _) = c.select(&format!(
-        "SELECT DISTINCT event_h, session_h, time_ms, key FROM ({source})"
+    let pm = persons::current(c)?;
+    let source = journey_source(
+        c,
+        &pm,
+        (q.from_ms, q.to_ms),
+        pages,
+        &q.filters,
+        &q.sites,
+        None,
+    );
+    let text = c.select_tsv(&format!(
+        "SELECT DISTINCT session_h, time_ms, key, event_h FROM ({source})"
     ))?;
     let mut ids: HashMap<journeys::Label, u32> = HashMap::new();
     let mut labels: Vec<journeys::Label> = Vec::new();
-    let events = rows
-        .iter()
+    let events = tsv_rows(&text)
         .map(|r| {
-            let (name, path) = name_and_path(r);
+            let (name, path) = name_and_path(&tsv_text(&r, 2));
             let path = if name == "$pageview" {
                 path
             } else {
@@ -475,20 +500,13 @@ pub fn path_events(
                 labels.len() as u32 - 1
             });
             journeys::PathEvent {
-                session: hash(r, "session_h"),
-                time_ms: i(r, "time_ms"),
+                session: tsv_num(&r, 0),
+                time_ms: tsv_num(&r, 1),
                 label,
             }
         })
         .collect();
     Ok((events, labels))
-}
-
-/// A UInt64 column (JSON output quotes 64-bit numbers).
-fn hash(r: &Value, k: &str) -> u64 {
-    r[k].as_u64()
-        .or_else(|| r[k].as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or_default()
 }
 
 /// The five people with the latest matching events. First from the latest 1,000 matching
@@ -497,6 +515,7 @@ fn hash(r: &Value, k: &str) -> u64 {
 /// grouping every matching event by person.
 fn sample_users(
     c: &Client,
+    pm: &str,
     source: &str,
     events_only: Option<&str>,
 ) -> Result<Vec<String>, StoreError> {
@@ -511,10 +530,14 @@ fn sample_users(
             let mut unique = anons.clone();
             unique.sort();
             unique.dedup();
+            if unique.is_empty() {
+                unique.push(String::new());
+            }
             let (found, _) = c.select(&format!(
-                "SELECT a, alias_user FROM {} WHERE a IN {}",
-                aliases(db, "a"),
-                list(&unique)
+                "SELECT a, {alias_user} AS alias_user
+                 FROM (SELECT arrayJoin([{anons}]) AS a) WHERE alias_user != ''",
+                alias_user = persons::get(pm, "alias_user", "cityHash64(a)"),
+                anons = unique.iter().map(|a| lit(a)).collect::<Vec<_>>().join(","),
             ))?;
             let person_of: HashMap<String, String> = found
                 .iter()
@@ -669,22 +692,22 @@ pub fn user(c: &Client, id: &str, scope: &Scope) -> Result<Option<UserDetail>, S
 
 /// People: `id`, `uid` (the user ID, `''` if none), `first_ms`, `last_ms`, from the events
 /// `scope` counts.
-fn people(db: &str, scope: &Scope) -> String {
+fn people(db: &str, pm: &str, scope: &Scope) -> String {
     format!(
         "SELECT if(uid = '', anon, uid) AS id, uid, first_ms, last_ms FROM (
            SELECT any(anonymous_id) AS anon, any(alias_user) AS uid, min(time_ms) AS first_ms,
                   max(time_ms) AS last_ms
-           FROM (SELECT anonymous_id, cityHash64(anonymous_id) AS anon_h, time_ms
-                 FROM {db}.events WHERE {counted}) AS e
-           ANY LEFT JOIN {aliases} USING anon_h
+           FROM (SELECT anonymous_id, cityHash64(anonymous_id) AS anon_h, {person_cols}, time_ms
+                 FROM {db}.events WHERE {counted})
            GROUP BY {PERSON_H})",
-        aliases = aliases_h(db),
+        person_cols = person_cols(pm),
         counted = scope.sql("device", "site", lit),
     )
 }
 
 pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
     let db = &c.database;
+    let pm = persons::current(c)?;
     let mut conds = vec![format!(
         "last_ms >= {} AND first_ms < {}",
         q.from_ms, q.to_ms
@@ -700,6 +723,7 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
         // People with an event in the range that passes, as insights select events.
         let (matched, _) = insights_source(
             db,
+            &pm,
             &InsightsQuery {
                 metric: Metric::Users,
                 from_ms: q.from_ms,
@@ -733,7 +757,7 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
     }
     let (rows, _) = c.select(&format!(
         "SELECT * FROM ({people}) WHERE {conds} ORDER BY last_ms DESC, id ASC LIMIT {limit}",
-        people = people(db, &q.scope),
+        people = people(db, &pm, &q.scope),
         conds = conds.join(" AND "),
         limit = q.limit + 1
     ))?;
@@ -840,49 +864,71 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
     Ok(UsersPage { users, next })
 }
 
-pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
-    let db = &c.database;
-    let key0 = match q.split {
-        Some(SessionField::Browser) => "browser",
-        Some(SessionField::Os) => "os",
-        Some(SessionField::Device) => "device",
-        Some(SessionField::Country) => "country",
-        Some(SessionField::EntryPath) => "path",
-        Some(SessionField::Site) => "site",
-        Some(SessionField::User) | None => "''",
-    };
-    let key = match q.split {
-        Some(SessionField::User) => "person",
-        _ => "key0",
-    };
-    let only = match &q.user {
-        Some(user) => format!("WHERE person = {}", lit(user)),
-        None => String::new(),
-    };
-    let (from, to) = (q.from_ms, q.to_ms);
-    let counted = q.scope.sql("device", "site", lit);
-    let (rows, totals) = c.select(&format!(
-        "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
-                sum(pages = 1 AND events = 1 + leaves) AS bounces
-         FROM (SELECT *, {person} AS person FROM (
-            SELECT min(time_ms) AS start_ms, max(time_ms) AS end_ms,
+/// Sessions that started in `[from, to)` over the events `scope` keeps, a row each: `sid`,
+/// `start_ms`, `end_ms`, distinct `events`, `pages` and `leaves`, the first event's `anon` and
+/// its `person` (through the person map `pm`), and for each of `first` the first event's value
+/// as `first_COLUMN`.
+fn session_spans(
+    db: &str,
+    pm: &str,
+    scope: &Scope,
+    (from, to): (i64, i64),
+    first: &[&str],
+) -> String {
+    let counted = scope.sql("device", "site", lit);
+    let firsts: String = first
+        .iter()
+        .map(|col| format!(", argMin({col}, time_ms) AS first_{col}"))
+        .collect();
+    format!(
+        "SELECT *, {person} AS person FROM (
+            SELECT any(session_id) AS sid, min(time_ms) AS start_ms, max(time_ms) AS end_ms,
                    uniqExact(cityHash64(event_id)) AS events,
                    uniqExactIf(cityHash64(event_id), type = 'page') AS pages,
                    uniqExactIf(cityHash64(event_id), name = '$pageleave') AS leaves,
                    argMin(anonymous_id, time_ms) AS anon, cityHash64(anon) AS anon_h,
-                   argMin({key0}, time_ms) AS key0
+                   {alias_user} AS alias_user {firsts}
             FROM {db}.events
             WHERE {counted}
               AND cityHash64(session_id) IN (SELECT cityHash64(session_id) FROM {db}.events
                                              WHERE time_ms >= {from} AND time_ms < {to}
                                                AND {counted})
             GROUP BY cityHash64(session_id)
-            HAVING start_ms >= {from} AND start_ms < {to}) AS e
-          ANY LEFT JOIN {aliases} USING anon_h)
-         {only}
-         GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000",
+            HAVING start_ms >= {from} AND start_ms < {to})",
         person = person("anon"),
-        aliases = aliases_h(db),
+        alias_user = persons::get(pm, "alias_user", "anon_h"),
+    )
+}
+
+pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
+    let pm = persons::current(c)?;
+    let (first, key) = match q.split {
+        Some(SessionField::Browser) => (Some("browser"), "first_browser"),
+        Some(SessionField::Os) => (Some("os"), "first_os"),
+        Some(SessionField::Device) => (Some("device"), "first_device"),
+        Some(SessionField::Country) => (Some("country"), "first_country"),
+        Some(SessionField::EntryPath) => (Some("path"), "first_path"),
+        Some(SessionField::Site) => (Some("site"), "first_site"),
+        Some(SessionField::User) => (None, "person"),
+        None => (None, "''"),
+    };
+    let only = match &q.user {
+        Some(user) => format!("WHERE person = {}", lit(user)),
+        None => String::new(),
+    };
+    let spans = session_spans(
+        &c.database,
+        &pm,
+        &q.scope,
+        (q.from_ms, q.to_ms),
+        first.as_slice(),
+    );
+    let (rows, totals) = c.select(&format!(
+        "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
+                sum(pages = 1 AND events = 1 + leaves) AS bounces
+         FROM ({spans})
+         {only}
+         GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000"
     ))?;
     let totals_of = |r: &Value| {
         let n = u(r, "n");
@@ -913,9 +959,7 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
 
 /// The session list: as [`session_stats`] finds sessions, newest first, ties by session ID.
 pub fn sessions(c: &Client, q: &SessionListQuery) -> Result<SessionPage, StoreError> {
-    let db = &c.database;
-    let (from, to) = (q.from_ms, q.to_ms);
-    let counted = q.scope.sql("device", "site", lit);
+    let pm = persons::current(c)?;
     let mut only = Vec::new();
     if let Some(user) = &q.user {
         only.push(format!("person = {}", lit(user)));
@@ -931,34 +975,16 @@ pub fn sessions(c: &Client, q: &SessionListQuery) -> Result<SessionPage, StoreEr
     } else {
         format!("WHERE {}", only.join(" AND "))
     };
-    let first = |col: &str| format!("argMin({col}, time_ms) AS first_{col}");
+    let spans = session_spans(
+        &c.database,
+        &pm,
+        &q.scope,
+        (q.from_ms, q.to_ms),
+        &["site", "path", "browser", "os", "device", "country"],
+    );
     let (rows, _) = c.select(&format!(
-        "SELECT *, {person} AS person FROM (
-            SELECT any(session_id) AS sid, min(time_ms) AS start_ms, max(time_ms) AS end_ms,
-                   uniqExact(cityHash64(event_id)) AS events,
-                   uniqExactIf(cityHash64(event_id), type = 'page') AS pages,
-                   uniqExactIf(cityHash64(event_id), name = '$pageleave') AS leaves,
-                   argMin(anonymous_id, time_ms) AS anon, cityHash64(anon) AS anon_h,
-                   {site}, {path}, {browser}, {os}, {device}, {country}
-            FROM {db}.events
-            WHERE {counted}
-              AND cityHash64(session_id) IN (SELECT cityHash64(session_id) FROM {db}.events
-                                             WHERE time_ms >= {from} AND time_ms < {to}
-                                               AND {counted})
-            GROUP BY cityHash64(session_id)
-            HAVING start_ms >= {from} AND start_ms < {to}) AS e
-         ANY LEFT JOIN {aliases} USING anon_h
-         {only}
-         ORDER BY start_ms DESC, sid LIMIT {}",
-        q.limit + 1,
-        person = person("anon"),
-        aliases = aliases_h(db),
-        site = first("site"),
-        path = first("path"),
-        browser = first("browser"),
-        os = first("os"),
-        device = first("device"),
-        country = first("country"),
+        "SELECT * FROM ({spans}) {only} ORDER BY start_ms DESC, sid LIMIT {}",
+        q.limit + 1
     ))?;
     let more = rows.len() > q.limit;
     let sessions = rows
@@ -1025,6 +1051,7 @@ pub fn property_keys(
     scope: &Scope,
 ) -> Result<PropertyKeys, StoreError> {
     let db = &c.database;
+    let pm = persons::current(c)?;
     let counted = scope.sql("device", "site", lit);
     let counts = |rows: Vec<Value>| -> Vec<KeyCount> {
         rows.iter()
@@ -1044,16 +1071,16 @@ pub fn property_keys(
     let (user, _) = c.select(&format!(
         "SELECT k, uniqExact(person) AS n FROM (
             SELECT {person} AS person, trait_keys
-            FROM (SELECT anonymous_id, trait_keys FROM {db}.events WHERE notEmpty(trait_keys)) AS e
-            ANY LEFT JOIN {aliases} USING anonymous_id)
+            FROM (SELECT anonymous_id, {alias_user} AS alias_user, trait_keys
+                  FROM {db}.events WHERE notEmpty(trait_keys)))
          ARRAY JOIN trait_keys AS k
          WHERE person IN (SELECT id FROM ({people})
                           WHERE last_ms >= {from_ms} AND first_ms < {to_ms}
                           ORDER BY last_ms DESC LIMIT 5000)
          GROUP BY k ORDER BY n DESC, k LIMIT 200",
         person = person("anonymous_id"),
-        aliases = aliases(db, "anonymous_id"),
-        people = people(db, scope),
+        alias_user = persons::get(&pm, "alias_user", "cityHash64(anonymous_id)"),
+        people = people(db, &pm, scope),
     ))?;
     Ok(PropertyKeys {
         columns: column_names(),
