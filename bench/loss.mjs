@@ -11,24 +11,36 @@
 // query API is polled (bounded, 20 s) for the stored "loss" events, and the two sets compared.
 // It is a measurement: it exits 0 whatever the loss, 1 only when the harness itself broke.
 //
+// With LOSS_VISITORS=never-return, every page is a visitor who never comes back: a fresh
+// profile (browser context) of its own, one `track` made right after the page's load event
+// (before the SDK's wasm is ready, so the call waits in the script tag's queue) or right after
+// the SDK is ready, and the page ended at once by closing, closing after beforeunload, or
+// navigating to another origin. Nothing is ever sent by a next visit: what the page did not get
+// out as it went is lost.
+//
 // Run: node bench/loss.mjs
 // Env: LOSS_PAGES (default 30), LOSS_CONTEXTS (4), LOSS_CONCURRENCY (pages at once, 6),
+//      LOSS_VISITORS (`never-return`, or unset for the mixed pages above),
 //      LOSS_SEED (default: random; printed, to replay a run), FOOTFALL_COLLECTOR_BIN, CHROMIUM.
-// Takes about 30–60 s at the defaults; hard limit 3 min.
-import { startCollector, launchChromium, serveTestPage, sdkReady } from "../tests/e2e/harness.mjs";
+// Takes about 30–60 s at the defaults; hard limit 3 min plus 0.3 s a page.
+import { startCollector, startSite, launchChromium, serveTestPage, sdkReady } from "../tests/e2e/harness.mjs";
 
 const PAGES = Number(process.env.LOSS_PAGES ?? 30);
 const CONTEXTS = Math.max(1, Math.min(PAGES, Number(process.env.LOSS_CONTEXTS ?? 4)));
 const CONCURRENCY = Math.max(1, Number(process.env.LOSS_CONCURRENCY ?? 6));
 const SEED = Number(process.env.LOSS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const SETTLE_MS = 20_000;
-const ENDINGS = ["close", "close-after-beforeunload", "other-origin", "about-blank", "reload", "crash"];
+const NEVER_RETURN = process.env.LOSS_VISITORS === "never-return";
+const ENDINGS = NEVER_RETURN
+  ? ["close", "close-after-beforeunload", "other-origin"]
+  : ["close", "close-after-beforeunload", "other-origin", "about-blank", "reload", "crash"];
 const OTHER_ORIGIN = "http://other-origin.invalid";
 
+const LIMIT_MS = 180_000 + 300 * PAGES;
 const watchdog = setTimeout(() => {
-  console.error("loss: the harness gave up after 180 s");
+  console.error(`loss: the harness gave up after ${LIMIT_MS / 1000} s`);
   process.exit(1);
-}, 180_000);
+}, LIMIT_MS);
 watchdog.unref();
 
 /** mulberry32: a small seeded PRNG, so a run can be replayed with LOSS_SEED. */
@@ -55,10 +67,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const pct = (n, d) => (d ? `${((100 * n) / d).toFixed(2)} %` : "n/a");
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
-/** A browser context with the test page (and a page on another origin) routed in it. */
-async function newContext(browser, collector) {
+/** A browser context with the test page (served by the site, on an origin of its own) and a
+ *  page on another origin routed in it. */
+async function newContext(browser, site) {
   const context = await browser.newContext();
-  const url = await serveTestPage(context, collector.url);
+  const url = await serveTestPage(context, site);
   await context.route(`${OTHER_ORIGIN}/**`, (route) =>
     route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>elsewhere</title><p>elsewhere</p>" }));
   return { context, url };
@@ -67,6 +80,37 @@ async function newContext(browser, collector) {
 /** Every expected k: its page, how that page ended, when it was tracked (epoch ms). */
 const expected = new Map();
 const pageLog = [];
+
+/** A never-returning visitor's page: load, one `track` right after the load event or right
+ *  after the SDK is ready, and the end at once. */
+async function visitOnce(context, url, index) {
+  const ending = endingOf[index];
+  const when = rand() < 0.5 ? "right after load" : "right after ready";
+  const page = await context.newPage();
+  const log = { index, ending, when, tracked: 0, startedAt: Date.now(), endedAt: 0 };
+  pageLog.push(log);
+  await page.goto(url);
+  if (when === "right after ready") await sdkReady(page);
+  const k = `${index}-0`;
+  await page.evaluate((k) => footfall.track("loss", { k }), k);
+  expected.set(k, { page: index, ending, when, at: Date.now() });
+  log.tracked = 1;
+  log.endedAt = Date.now();
+  switch (ending) {
+    case "close":
+      await page.close();
+      break;
+    case "close-after-beforeunload": {
+      const closed = new Promise((r) => page.once("close", r));
+      await page.close({ runBeforeUnload: true });
+      await Promise.race([closed, sleep(5000)]);
+      break;
+    }
+    case "other-origin":
+      await page.goto(`${OTHER_ORIGIN}/bye.html`);
+      break;
+  }
+}
 
 /** One page's life: load, random actions, abrupt end. Returns when the page has ended. */
 async function livePage(context, url, index) {
@@ -175,7 +219,10 @@ async function storedKs(collector) {
 
 // All pages come from one IP here; the collector's per-client rate limit (600 batches/min by
 // default) is meant for one visitor, so it is turned off to measure the SDK's delivery alone.
-const collector = await startCollector(["--rate-limit", "0"]);
+// The bench reads every person back through the query API from one address, past its rate
+// limit too.
+const collector = await startCollector(["--rate-limit", "0", "--query-rate-limit", "0"]);
+const site = await startSite(collector.url);
 let browser;
 let exitCode = 0;
 try {
@@ -185,16 +232,16 @@ try {
     `seed ${SEED} (LOSS_SEED=${SEED} replays the plan), Chromium ${browser.version()}`);
 
   const contexts = [];
-  for (let c = 0; c < CONTEXTS; c++) contexts.push(await newContext(browser, collector));
+  for (let c = 0; c < (NEVER_RETURN ? 0 : CONTEXTS); c++) contexts.push(await newContext(browser, site));
   let next = 0;
   const harnessErrors = [];
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, PAGES) }, async () => {
     while (next < PAGES) {
       const i = next++;
-      const own = endingOf[i] === "crash" ? await newContext(browser, collector) : null;
+      const own = NEVER_RETURN || endingOf[i] === "crash" ? await newContext(browser, site) : null;
       const { context, url } = own ?? contexts[i % CONTEXTS];
       try {
-        await livePage(context, url, i);
+        await (NEVER_RETURN ? visitOnce : livePage)(context, url, i);
       } catch (e) {
         harnessErrors.push(`page ${i}: ${e.message.split("\n")[0]}`);
       }
@@ -250,6 +297,14 @@ try {
     console.log(`  ${ending.padEnd(26)} ${String(pages).padStart(3)} pages, ${String(ks.length).padStart(4)} events, ` +
       `lost ${String(l).padStart(4)} (${pct(l, ks.length)}) on ${lostPages} pages`);
   }
+  if (NEVER_RETURN) {
+    console.log("\nby when the visitor tracked:");
+    for (const when of ["right after load", "right after ready"]) {
+      const ks = [...expected.entries()].filter(([, v]) => v.when === when).map(([k]) => k);
+      const l = ks.filter((k) => !counts.has(k)).length;
+      console.log(`  ${when.padEnd(18)} ${String(ks.length).padStart(5)} events, lost ${String(l).padStart(4)} (${pct(l, ks.length)})`);
+    }
+  }
   console.log("\nby how long before its page ended the event was tracked:");
   const ends = new Map(pageLog.map((p) => [p.index, p.endedAt]));
   for (const [lo, hi, label] of [[0, 500, "< 0.5 s"], [500, 5000, "0.5–5 s"], [5000, Infinity, "≥ 5 s"]]) {
@@ -270,6 +325,7 @@ try {
   exitCode = 1;
 } finally {
   await browser?.close().catch(() => {});
+  await site.close();
   await collector.stop();
 }
 process.exit(exitCode);
