@@ -22,7 +22,7 @@
 // Env: LOSS_PAGES (default 30), LOSS_CONTEXTS (4), LOSS_CONCURRENCY (pages at once, 6),
 //      LOSS_VISITORS (`never-return`, or unset for the mixed pages above),
 //      LOSS_SEED (default: random; printed, to replay a run), FOOTFALL_COLLECTOR_BIN, CHROMIUM.
-// Takes about 30–60 s at the defaults; hard limit 3 min plus 0.3 s a page.
+// Takes about 30–60 s at the defaults; hard limit 3 min plus 1 s a page.
 import { startCollector, startSite, launchChromium, serveTestPage, sdkReady } from "../tests/e2e/harness.mjs";
 
 const PAGES = Number(process.env.LOSS_PAGES ?? 30);
@@ -36,7 +36,7 @@ const ENDINGS = NEVER_RETURN
   : ["close", "close-after-beforeunload", "other-origin", "about-blank", "reload", "crash"];
 const OTHER_ORIGIN = "http://other-origin.invalid";
 
-const LIMIT_MS = 180_000 + 300 * PAGES;
+const LIMIT_MS = 180_000 + 1_000 * PAGES;
 const watchdog = setTimeout(() => {
   console.error(`loss: the harness gave up after ${LIMIT_MS / 1000} s`);
   process.exit(1);
