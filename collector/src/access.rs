@@ -154,24 +154,29 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// page can read it (see [`crate::session`]).
 pub const COOKIE: &str = "footfall_token";
 
-/// Who sent `Authorization: Bearer <token>` (or, from the dashboard, the sign-in cookie): the
-/// admin, a live API token, or `401` (`429` once the address sent too many wrong tokens).
-pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+/// The token a request carries: its `Authorization: Bearer` header's, else the dashboard's
+/// sign-in cookie's (and whether it came from the cookie); `None` if neither.
+pub fn credential(req: &HttpRequest) -> Option<(String, bool)> {
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|v| v.trim().to_owned());
-    let given = match bearer {
-        Some(b) => b,
-        None => match req.cookie(COOKIE).and_then(|c| unhex(c.value())) {
-            Some(t) => {
+        .map(|v| (v.trim().to_owned(), false));
+    bearer.or_else(|| Some((unhex(req.cookie(COOKIE)?.value())?, true)))
+}
+
+/// Who sent `Authorization: Bearer <token>` (or, from the dashboard, the sign-in cookie): the
+/// admin, a live API token, or `401` (`429` once the address sent too many wrong tokens).
+pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    let given = match credential(req) {
+        Some((token, from_cookie)) => {
+            if from_cookie {
                 same_origin(req)?;
-                t
             }
-            None => String::new(),
-        },
+            token
+        }
+        None => String::new(),
     };
     identify(req, state, &given).await
 }

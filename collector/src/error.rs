@@ -15,6 +15,9 @@ pub enum ApiError {
     BadRequest(&'static str, String),
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// No credential at all where the dashboard asks who is signed in.
+    #[error("not signed in")]
+    NotSignedIn,
     #[error("unknown site key {0:?}")]
     UnknownKey(String),
     #[error("origin {0:?} is not allowed to send for this key")]
@@ -73,7 +76,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(code, _) => code,
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::NotSignedIn => "unauthorized",
             ApiError::UnknownKey(_) => "unknown-key",
             ApiError::OriginNotAllowed(_) => "origin-not-allowed",
             ApiError::Forbidden(_) => "forbidden",
@@ -96,7 +99,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized | ApiError::UnknownKey(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::NotSignedIn | ApiError::UnknownKey(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::OriginNotAllowed(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Gone(_) => StatusCode::GONE,
@@ -116,7 +121,7 @@ impl ResponseError for ApiError {
             } => {
                 r.insert_header(("Retry-After", secs.to_string()));
             }
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized | ApiError::NotSignedIn => {
                 r.insert_header(("WWW-Authenticate", "Bearer"));
             }
             _ => {}

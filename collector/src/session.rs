@@ -66,14 +66,8 @@ pub async fn current(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let given = req
-        .headers()
-        .contains_key(actix_web::http::header::AUTHORIZATION)
-        || req.cookie(COOKIE).is_some();
-    if !given {
-        return Ok(HttpResponse::Unauthorized()
-            .insert_header(("WWW-Authenticate", "Bearer"))
-            .json(json!({"error": {"code": "unauthorized", "message": "not signed in"}})));
+    if access::credential(&req).is_none() {
+        return Err(ApiError::NotSignedIn);
     }
     let caller = access::caller(&req, &state).await?;
     Ok(HttpResponse::Ok().json(who(&caller)))
