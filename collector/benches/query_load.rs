@@ -319,6 +319,7 @@ fn main() {
                 sites: Vec::new(),
                 breakdown: None,
                 people: false,
+                periods: None,
             })
             .unwrap();
         journeys::funnel(hits, 3, start, now, 14 * DAY);
@@ -334,6 +335,11 @@ fn main() {
                 sites: Vec::new(),
                 breakdown: None,
                 people: false,
+                periods: Some(journeys::Periods {
+                    starts: starts.clone(),
+                    interval: Interval::Day,
+                    tz: chrono_tz::Tz::UTC,
+                }),
             })
             .unwrap();
         journeys::retention(hits, &starts);

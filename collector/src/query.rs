@@ -599,6 +599,7 @@ async fn funnel_people(
         sites: q.scope.sites.clone(),
         breakdown: None,
         people: true,
+        periods: None,
     };
     let store = state.store.clone();
     let mut events = blocking(move || store.step_events(&sq)).await?;
@@ -846,6 +847,7 @@ pub async fn funnel(
         sites: scope.sites,
         breakdown: by.clone(),
         people: false,
+        periods: None,
     };
     let store = state.store.clone();
     let hits = blocking(move || store.step_events(&q)).await?;
@@ -944,6 +946,11 @@ pub async fn retention(
         sites: scope.sites,
         breakdown: None,
         people: false,
+        periods: Some(journeys::Periods {
+            starts: starts.clone(),
+            interval,
+            tz,
+        }),
     };
     let store = state.store.clone();
     let hits = blocking(move || store.step_events(&q)).await?;

@@ -339,6 +339,7 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
                 sites: sites.iter().map(|s| s.to_string()).collect(),
                 breakdown: Field::parse("browser"),
                 people: true,
+                periods: None,
             };
             let keep = |e: &StoredEvent| filter.is_none_or(|b| e.browser != b);
             let (want, want_by, want_people) =
@@ -396,6 +397,11 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
             sites: sites.iter().map(|s| s.to_string()).collect(),
             breakdown: None,
             people: false,
+            periods: Some(journeys::Periods {
+                starts: starts.clone(),
+                interval,
+                tz,
+            }),
         };
         let want = brute_retention(&events, &start_step, &back, from, to, week, tz, &sites);
         for s in stores {

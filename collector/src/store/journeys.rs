@@ -2,7 +2,7 @@
 //! finds the events that match a step ([`Store::step_events`]); the rules below run on those,
 //! the same for every store, so SQLite and ClickHouse cannot disagree on them.
 
-use super::{Field, Filter};
+use super::{Field, Filter, Interval};
 use std::collections::HashMap;
 
 /// One step of a funnel, or the start or return event of retention.
@@ -84,6 +84,19 @@ pub struct StepQuery {
     pub breakdown: Option<Field>,
     /// Whether to name the people of the hits ([`StepEvents::people`]).
     pub people: bool,
+    /// For [`retention`]: its periods. A store may then give, of each person, only their
+    /// earliest start event and one return event in each period that has one: all that
+    /// [`retention`] reads of them.
+    pub periods: Option<Periods>,
+}
+
+/// The periods of a retention question: days or weeks in a time zone, as `starts`
+/// ([`super::bucket_starts`]).
+#[derive(Debug, Clone)]
+pub struct Periods {
+    pub starts: Vec<i64>,
+    pub interval: Interval,
+    pub tz: chrono_tz::Tz,
 }
 
 /// An event that is one or more steps: its person (a number that stands for one person

@@ -35,6 +35,21 @@ fn person_cols(pm: &str) -> String {
     )
 }
 
+/// The events of `[from_ms, to_ms)`: on `time_ms`, and on the UTC day that leads the sort key
+/// of `events` (ClickHouse 18.16 does not derive a condition on `intDiv(time_ms, …)` from one
+/// on `time_ms`), so that a range reads the granules of its days only. Both divisions
+/// truncate, ClickHouse's and Rust's alike, and truncation keeps the order, so the day
+/// condition holds for every event of the range.
+fn in_range(from_ms: i64, to_ms: i64) -> String {
+    const DAY: i64 = 86_400_000;
+    format!(
+        "time_ms >= {from_ms} AND time_ms < {to_ms}
+         AND intDiv(time_ms, {DAY}) >= {} AND intDiv(time_ms, {DAY}) <= {}",
+        from_ms / DAY,
+        to_ms.saturating_sub(1) / DAY
+    )
+}
+
 /// The hashed person of a row with [`person_cols`].
 const PERSON_H: &str = "if(alias_h = 0, anon_h, alias_h)";
 
@@ -156,7 +171,7 @@ fn user_prop_table(db: &str, pm: &str, k: &str, n: usize) -> String {
                 argMax(r, time_ms) AS up{n}_r, toUInt8(1) AS up{n}_h
           FROM (SELECT {PERSON_H} AS person_h, time_ms, trait_values[{at}] AS v,
                        trait_nums[{at}] AS nm, trait_reals[{at}] AS r
-                FROM (SELECT cityHash64(anonymous_id) AS anon_h, {person_cols}, time_ms,
+                FROM (SELECT anon_h, {person_cols}, time_ms,
                              trait_keys, trait_values, trait_nums, trait_reals
                       FROM {db}.events WHERE has(trait_keys, {key})))
           GROUP BY person_h)",
@@ -166,7 +181,8 @@ fn user_prop_table(db: &str, pm: &str, k: &str, n: usize) -> String {
 }
 
 /// The events an insights query counts, one row each (duplicates included), with columns
-/// `event_h`, `session_h`, `person_h` (hashes of the event ID, session ID and person),
+/// `event_h`, `session_h`, `anon_h`, `person_h` (hashes of the event ID, session ID,
+/// anonymous ID and person),
 /// `person`, `time_ms`, `key` (the `by` value, `''` for none) and `split` (the same for
 /// `split`).
 /// Also the condition on `events` alone, when the query has no `user.KEY` filter.
@@ -179,10 +195,7 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
             user_keys.len() - 1
         }
     };
-    let mut event_conds = vec![format!(
-        "time_ms >= {} AND time_ms < {}",
-        q.from_ms, q.to_ms
-    )];
+    let mut event_conds = vec![in_range(q.from_ms, q.to_ms)];
     if !q.events.is_empty() {
         event_conds.push(format!("name IN {}", list(&q.events)));
     }
@@ -210,10 +223,9 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
         .collect();
     let [(raw0, key), (raw1, split)] = <[(String, String); 2]>::try_from(keys).expect("two");
     let mut sql = format!(
-        "SELECT event_h, session_h, time_ms, raw0, raw1, anonymous_id, alias_user,
+        "SELECT event_h, session_h, time_ms, raw0, raw1, anonymous_id, anon_h, alias_user,
                 {PERSON_H} AS person_h
-         FROM (SELECT cityHash64(event_id) AS event_h, cityHash64(session_id) AS session_h,
-                      anonymous_id, cityHash64(anonymous_id) AS anon_h, {person_cols}, time_ms,
+         FROM (SELECT event_h, session_h, anonymous_id, anon_h, {person_cols}, time_ms,
                       {raw0} AS raw0, {raw1} AS raw1
                FROM {db}.events WHERE {conds})",
         conds = event_conds.join(" AND "),
@@ -232,8 +244,8 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
     };
     let events_only = user_conds.is_empty().then(|| event_conds.join(" AND "));
     let sql = format!(
-        "SELECT event_h, session_h, person_h, {person} AS person, time_ms, {key} AS key,
-                {split} AS split
+        "SELECT event_h, session_h, anon_h, person_h, {person} AS person, time_ms,
+                {key} AS key, {split} AS split
          FROM ({sql}) {where_}",
         person = person("anonymous_id"),
     );
@@ -411,28 +423,61 @@ fn tsv_text(row: &[&str], n: usize) -> String {
     unescape(row.get(n).copied().unwrap_or_default())
 }
 
+/// The SQL of [`journeys::Step::mask`] over the `key` of a row of [`journey_source`]: which
+/// of `steps` the event is, as bits, so that an answer carries numbers, not names and paths.
+fn mask_sql(steps: &[journeys::Step]) -> String {
+    use journeys::Step;
+    let bits: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let is = match step {
+                Step::Any => "1".to_owned(),
+                // The name, then the separator: no other name starts so.
+                Step::Event(name) => format!(
+                    "substring(key, 1, {}) = {}",
+                    name.len() + 1,
+                    lit(&format!("{name}\0"))
+                ),
+                Step::Page(path) => format!("key = {}", lit(&format!("$pageview\0{path}"))),
+            };
+            format!("{}*toUInt32({is})", 1u64 << i)
+        })
+        .collect();
+    format!("({})", bits.join(" + "))
+}
+
 /// The events that are steps, each with its person's hash and which steps it is: the events
-/// an insights query by name and path would count, once each. Read as `TabSeparated`, which
-/// costs a fraction of JSON for the millions of rows a retention question reads.
+/// an insights query by name and path would count. Copies of an event not merged away yet
+/// are not removed here: a copy has its original's person, time, steps and values, and the
+/// funnel and retention rules give the same answer with or without it. Read as
+/// `TabSeparated` numbers (text only for a breakdown value or a person asked for).
 pub fn step_events(
     c: &Client,
     q: &journeys::StepQuery,
 ) -> Result<journeys::StepEvents, StoreError> {
+    let pm = persons::current(c)?;
     let source = journey_source(
         c,
-        &persons::current(c)?,
+        &pm,
         (q.from_ms, q.to_ms),
         journeys::Step::names(&q.steps),
         &q.filters,
         &q.sites,
         q.breakdown.clone(),
     );
-    let person = if q.people { ", person" } else { "" };
+    let mask = mask_sql(&q.steps);
+    if let (Some(period), Some(p)) = (retention_period(q), &q.periods) {
+        return retention_hits(c, &pm, &source, &mask, period, &p.starts);
+    }
+    let split = if q.breakdown.is_some() { "split" } else { "''" };
+    let person = if q.people { "person" } else { "''" };
     let text = c.select_tsv(&format!(
-        "SELECT DISTINCT person_h, time_ms, key, split{person}, event_h FROM ({source})"
+        "SELECT person_h, time_ms, mask, {split}, {person}
+         FROM (SELECT *, {mask} AS mask FROM ({source})) WHERE mask != 0"
     ))?;
     let mut people = HashMap::new();
-    let mut ids: HashMap<Option<String>, u32> = HashMap::from([(None, 0)]);
+    let mut ids: HashMap<&str, u32> = HashMap::from([("", 0)]);
     let mut keys: Vec<Option<String>> = vec![None];
     let mut hits = Vec::new();
     for r in tsv_rows(&text) {
@@ -440,26 +485,114 @@ pub fn step_events(
         if q.people {
             people.entry(person_h).or_insert_with(|| tsv_text(&r, 4));
         }
-        let (name, path) = name_and_path(&tsv_text(&r, 2));
-        let mask = journeys::Step::mask(&q.steps, &name, &path);
-        let value = q
-            .breakdown
-            .as_ref()
-            .and_then(|_| non_empty(tsv_text(&r, 3)));
-        let key = *ids.entry(value).or_insert_with_key(|v| {
-            keys.push(v.clone());
+        let value = r.get(3).copied().unwrap_or_default();
+        let key = *ids.entry(value).or_insert_with(|| {
+            keys.push(non_empty(unescape(value)));
             keys.len() as u32 - 1
         });
-        if mask != 0 {
-            hits.push(journeys::StepHit {
-                person: person_h,
-                time_ms: tsv_num(&r, 1),
-                mask,
-                key,
-            });
-        }
+        hits.push(journeys::StepHit {
+            person: person_h,
+            time_ms: tsv_num(&r, 1),
+            mask: tsv_num(&r, 2),
+            key,
+        });
     }
     Ok(journeys::StepEvents { hits, keys, people })
+}
+
+/// For a retention question ([`journeys::StepQuery::periods`]) of days or weeks, without a
+/// breakdown or people: an event's period as SQL (its day or week in the time zone, counted
+/// from the first period's), and how many periods there are.
+fn retention_period(q: &journeys::StepQuery) -> Option<(String, usize)> {
+    let p = q.periods.as_ref()?;
+    let first = *p.starts.first()?;
+    if q.breakdown.is_some() || q.people {
+        return None;
+    }
+    let number = match p.interval {
+        Interval::Day => "toRelativeDayNum",
+        Interval::Week => "toRelativeWeekNum",
+        Interval::Hour | Interval::Month => return None,
+    };
+    let tz = lit(p.tz.name());
+    let n = p.starts.len();
+    Some((
+        format!(
+            "toUInt64(greatest(0, least({last}, {number}(toDateTime(intDiv(time_ms, 1000)), {tz})
+                 - {number}(toDateTime(intDiv({first}, 1000)), {tz}))))",
+            last = n - 1,
+        ),
+        n,
+    ))
+}
+
+/// Retention's hits, reduced in ClickHouse to a row per anonymous ID: its earliest start
+/// event, and the periods it has return events in as bits (64 periods a column); each
+/// anonymous ID's person is looked up once, on the row left. A return is given as an event
+/// at its period's start: all [`journeys::retention`] reads of a return is its period, and
+/// that it is later than the person's first start, which holds for every period after the
+/// first start's (the only ones counted).
+fn retention_hits(
+    c: &Client,
+    pm: &str,
+    source: &str,
+    mask: &str,
+    (period, n): (String, usize),
+    starts: &[i64],
+) -> Result<journeys::StepEvents, StoreError> {
+    let words = n.div_ceil(64);
+    let bits: String = (0..words)
+        .map(|w| {
+            format!(
+                ", groupBitOr(if(bitAnd(mask, 2) != 0 AND intDiv(p, 64) = {w},
+                                 bitShiftLeft(toUInt64(1), p % 64), toUInt64(0))) AS w{w}"
+            )
+        })
+        .collect();
+    let cols: String = (0..words).map(|w| format!(", w{w}")).collect();
+    let text = c.select_tsv(&format!(
+        "SELECT if(alias_h = 0, anon_h, alias_h) AS person_h, first, has_first {cols}
+         FROM (SELECT anon_h, {alias_h} AS alias_h, first, has_first {cols}
+               FROM (SELECT anon_h,
+                            minIf(time_ms, bitAnd(mask, 1) != 0) AS first,
+                            max(bitAnd(mask, 1)) AS has_first {bits}
+                     FROM (SELECT anon_h, time_ms, {mask} AS mask, {period} AS p
+                           FROM ({source}))
+                     WHERE mask != 0
+                     GROUP BY anon_h))",
+        alias_h = persons::get(pm, "alias_h", "anon_h"),
+    ))?;
+    let mut hits = Vec::new();
+    for r in tsv_rows(&text) {
+        let person: u64 = tsv_num(&r, 0);
+        if tsv_num::<u32>(&r, 2) != 0 {
+            let time_ms = tsv_num(&r, 1);
+            hits.push(journeys::StepHit {
+                person,
+                time_ms,
+                mask: 1,
+                key: 0,
+            });
+        }
+        for w in 0..words {
+            let mut bits: u64 = tsv_num(&r, 3 + w);
+            while bits != 0 {
+                let p = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                hits.push(journeys::StepHit {
+                    person,
+                    time_ms: starts[p.min(starts.len() - 1)],
+                    mask: 2,
+                    key: 0,
+                });
+            }
+        }
+    }
+    Ok(journeys::StepEvents {
+        hits,
+        keys: vec![None],
+        people: HashMap::new(),
+    })
 }
 
 /// The events that user paths walk, each with its session's hash and its label.
@@ -485,19 +618,25 @@ pub fn path_events(
     let text = c.select_tsv(&format!(
         "SELECT DISTINCT session_h, time_ms, key, event_h FROM ({source})"
     ))?;
+    // Labels by the text of their key as it came, then by what it stands for (two keys
+    // stand for one label when an event other than a page view has different paths).
+    let mut seen: HashMap<&str, u32> = HashMap::new();
     let mut ids: HashMap<journeys::Label, u32> = HashMap::new();
     let mut labels: Vec<journeys::Label> = Vec::new();
     let events = tsv_rows(&text)
         .map(|r| {
-            let (name, path) = name_and_path(&tsv_text(&r, 2));
-            let path = if name == "$pageview" {
-                path
-            } else {
-                String::new()
-            };
-            let label = *ids.entry((name, path)).or_insert_with_key(|k| {
-                labels.push(k.clone());
-                labels.len() as u32 - 1
+            let raw = r.get(2).copied().unwrap_or_default();
+            let label = *seen.entry(raw).or_insert_with(|| {
+                let (name, path) = name_and_path(&unescape(raw));
+                let path = if name == "$pageview" {
+                    path
+                } else {
+                    String::new()
+                };
+                *ids.entry((name, path)).or_insert_with_key(|k| {
+                    labels.push(k.clone());
+                    labels.len() as u32 - 1
+                })
             });
             journeys::PathEvent {
                 session: tsv_num(&r, 0),
@@ -697,7 +836,7 @@ fn people(db: &str, pm: &str, scope: &Scope) -> String {
         "SELECT if(uid = '', anon, uid) AS id, uid, first_ms, last_ms FROM (
            SELECT any(anonymous_id) AS anon, any(alias_user) AS uid, min(time_ms) AS first_ms,
                   max(time_ms) AS last_ms
-           FROM (SELECT anonymous_id, cityHash64(anonymous_id) AS anon_h, {person_cols}, time_ms
+           FROM (SELECT anonymous_id, anon_h, {person_cols}, time_ms
                  FROM {db}.events WHERE {counted})
            GROUP BY {PERSON_H})",
         person_cols = person_cols(pm),
@@ -883,20 +1022,20 @@ fn session_spans(
     format!(
         "SELECT *, {person} AS person FROM (
             SELECT any(session_id) AS sid, min(time_ms) AS start_ms, max(time_ms) AS end_ms,
-                   uniqExact(cityHash64(event_id)) AS events,
-                   uniqExactIf(cityHash64(event_id), type = 'page') AS pages,
-                   uniqExactIf(cityHash64(event_id), name = '$pageleave') AS leaves,
-                   argMin(anonymous_id, time_ms) AS anon, cityHash64(anon) AS anon_h,
+                   uniqExact(event_h) AS events,
+                   uniqExactIf(event_h, type = 'page') AS pages,
+                   uniqExactIf(event_h, name = '$pageleave') AS leaves,
+                   argMin(anonymous_id, time_ms) AS anon, cityHash64(anon) AS first_anon_h,
                    {alias_user} AS alias_user {firsts}
             FROM {db}.events
             WHERE {counted}
-              AND cityHash64(session_id) IN (SELECT cityHash64(session_id) FROM {db}.events
-                                             WHERE time_ms >= {from} AND time_ms < {to}
-                                               AND {counted})
-            GROUP BY cityHash64(session_id)
+              AND session_h IN (SELECT session_h FROM {db}.events
+                                WHERE {range} AND {counted})
+            GROUP BY session_h
             HAVING start_ms >= {from} AND start_ms < {to})",
         person = person("anon"),
-        alias_user = persons::get(pm, "alias_user", "anon_h"),
+        alias_user = persons::get(pm, "alias_user", "first_anon_h"),
+        range = in_range(from, to),
     )
 }
 
@@ -1035,10 +1174,11 @@ pub fn event_names(
     scope: &Scope,
 ) -> Result<Vec<(String, u64)>, StoreError> {
     let (rows, _) = c.select(&format!(
-        "SELECT name, uniqExact(event_id) AS n FROM {}.events
-         WHERE time_ms >= {from_ms} AND time_ms < {to_ms} AND {}
+        "SELECT name, uniqExact(event_h) AS n FROM {}.events
+         WHERE {} AND {}
          GROUP BY name ORDER BY n DESC, name LIMIT 500",
         c.database,
+        in_range(from_ms, to_ms),
         scope.sql("device", "site", lit)
     ))?;
     Ok(rows.iter().map(|r| (s(r, "name"), u(r, "n"))).collect())
@@ -1053,6 +1193,7 @@ pub fn property_keys(
     let db = &c.database;
     let pm = persons::current(c)?;
     let counted = scope.sql("device", "site", lit);
+    let range = in_range(from_ms, to_ms);
     let counts = |rows: Vec<Value>| -> Vec<KeyCount> {
         rows.iter()
             .map(|r| KeyCount {
@@ -1064,14 +1205,14 @@ pub fn property_keys(
     let (event, _) = c.select(&format!(
         "SELECT k, count() AS n FROM (
             SELECT prop_keys FROM {db}.events
-            WHERE time_ms >= {from_ms} AND time_ms < {to_ms} AND {counted}
-            ORDER BY time_ms DESC LIMIT 1 BY event_id LIMIT 5000)
+            WHERE {range} AND {counted}
+            ORDER BY time_ms DESC LIMIT 1 BY event_h LIMIT 5000)
          ARRAY JOIN prop_keys AS k GROUP BY k ORDER BY n DESC, k LIMIT 200"
     ))?;
     let (user, _) = c.select(&format!(
         "SELECT k, uniqExact(person) AS n FROM (
             SELECT {person} AS person, trait_keys
-            FROM (SELECT anonymous_id, {alias_user} AS alias_user, trait_keys
+            FROM (SELECT anonymous_id, anon_h, {alias_user} AS alias_user, trait_keys
                   FROM {db}.events WHERE notEmpty(trait_keys)))
          ARRAY JOIN trait_keys AS k
          WHERE person IN (SELECT id FROM ({people})
@@ -1079,7 +1220,7 @@ pub fn property_keys(
                           ORDER BY last_ms DESC LIMIT 5000)
          GROUP BY k ORDER BY n DESC, k LIMIT 200",
         person = person("anonymous_id"),
-        alias_user = persons::get(&pm, "alias_user", "cityHash64(anonymous_id)"),
+        alias_user = persons::get(&pm, "alias_user", "anon_h"),
         people = people(db, &pm, scope),
     ))?;
     Ok(PropertyKeys {
