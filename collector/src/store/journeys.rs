@@ -359,10 +359,12 @@ pub fn paths(
 ) -> Paths {
     let text: Vec<String> = labels.iter().map(label_text).collect();
     let mut events = events;
+    // Ties by text, then by label, so that copies of an event are next to each other.
     events.sort_unstable_by(|a, b| {
         (a.session, a.time_ms)
             .cmp(&(b.session, b.time_ms))
             .then_with(|| text[a.label as usize].cmp(&text[b.label as usize]))
+            .then_with(|| a.label.cmp(&b.label))
     });
     let mut counts: HashMap<Vec<u32>, u64> = HashMap::new();
     let (end, begin) = (u32::MAX, u32::MAX - 1);

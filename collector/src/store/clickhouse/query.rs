@@ -595,7 +595,9 @@ fn retention_hits(
     })
 }
 
-/// The events that user paths walk, each with its session's hash and its label.
+/// The events that user paths walk, each with its session's hash and its label. Copies of an
+/// event not merged away yet are not removed: a copy lands next to its original in
+/// [`journeys::paths`]' order, and an event repeated in a row counts once.
 pub fn path_events(
     c: &Client,
     q: &journeys::PathQuery,
@@ -615,9 +617,7 @@ pub fn path_events(
         &q.sites,
         None,
     );
-    let text = c.select_tsv(&format!(
-        "SELECT DISTINCT session_h, time_ms, key, event_h FROM ({source})"
-    ))?;
+    let text = c.select_tsv(&format!("SELECT session_h, time_ms, key FROM ({source})"))?;
     // Labels by the text of their key as it came, then by what it stands for (two keys
     // stand for one label when an event other than a page view has different paths).
     let mut seen: HashMap<&str, u32> = HashMap::new();
