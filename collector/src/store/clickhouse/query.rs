@@ -408,6 +408,18 @@ fn name_and_path(key: &str) -> (String, String) {
     }
 }
 
+/// The rows of a `TabSeparated` answer of `N` columns, each as its fields (still escaped;
+/// `""` for a missing one), without an allocation per row.
+fn tsv_fixed<const N: usize>(text: &str) -> impl Iterator<Item = [&str; N]> {
+    text.lines().map(|line| {
+        let mut row = [""; N];
+        for (slot, field) in row.iter_mut().zip(line.split('\t')) {
+            *slot = field;
+        }
+        row
+    })
+}
+
 /// The rows of a `TabSeparated` answer, each as its fields (still escaped).
 fn tsv_rows(text: &str) -> impl Iterator<Item = Vec<&str>> {
     text.lines().map(|line| line.split('\t').collect())
@@ -480,12 +492,12 @@ pub fn step_events(
     let mut ids: HashMap<&str, u32> = HashMap::from([("", 0)]);
     let mut keys: Vec<Option<String>> = vec![None];
     let mut hits = Vec::new();
-    for r in tsv_rows(&text) {
+    for r in tsv_fixed::<5>(&text) {
         let person_h: u64 = tsv_num(&r, 0);
         if q.people {
             people.entry(person_h).or_insert_with(|| tsv_text(&r, 4));
         }
-        let value = r.get(3).copied().unwrap_or_default();
+        let value = r[3];
         let key = *ids.entry(value).or_insert_with(|| {
             keys.push(non_empty(unescape(value)));
             keys.len() as u32 - 1
@@ -623,9 +635,9 @@ pub fn path_events(
     let mut seen: HashMap<&str, u32> = HashMap::new();
     let mut ids: HashMap<journeys::Label, u32> = HashMap::new();
     let mut labels: Vec<journeys::Label> = Vec::new();
-    let events = tsv_rows(&text)
+    let events = tsv_fixed::<3>(&text)
         .map(|r| {
-            let raw = r.get(2).copied().unwrap_or_default();
+            let raw = r[2];
             let label = *seen.entry(raw).or_insert_with(|| {
                 let (name, path) = name_and_path(&unescape(raw));
                 let path = if name == "$pageview" {
