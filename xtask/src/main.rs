@@ -216,6 +216,7 @@ fn build_sdk(root: &Path) -> Result {
     let joined = gen.join("footfall.js");
     write(&joined, &[glue, host.clone(), wrapper].join("\n"))?;
     minify(root, &joined, &dist.join("footfall.js"))?;
+    embed_wasm(&dist.join("footfall.js"), &dist.join("footfall_bg.wasm"))?;
     minify(
         root,
         &root.join("js-wrapper/src/loader.js"),
@@ -241,6 +242,38 @@ fn build_sdk(root: &Path) -> Result {
     )
     .map_err(|e| e.to_string())?;
     sync_dir(&dist, &root.join(DIST))
+}
+
+/// The string in script-tag.js that stands for the wasm's bytes.
+const WASM_PLACEHOLDER: &str = "\"@FOOTFALL_WASM_BYTES@\"";
+
+/// Writes the wasm into the minified script-tag build in place of [`WASM_PLACEHOLDER`], as a
+/// string literal with one character per byte: U+0000 to U+00FF, only backslash, quote, LF and
+/// CR escaped. The page has the bytes as soon as the script runs (no second request that can
+/// still be on its way when the page goes), and gzip finds in it the same repeats as in the
+/// wasm: the file is served as UTF-8, so a byte from 0x80 up takes two.
+fn embed_wasm(script: &Path, wasm: &Path) -> Result {
+    let js = read(script)?;
+    let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    if js.matches(WASM_PLACEHOLDER).count() != 1 {
+        return Err(format!(
+            "{}: expected the placeholder {WASM_PLACEHOLDER} exactly once",
+            script.display()
+        ));
+    }
+    let mut literal = String::with_capacity(bytes.len() * 5 / 4 + 2);
+    literal.push('"');
+    for b in bytes {
+        match b {
+            b'\\' => literal.push_str("\\\\"),
+            b'"' => literal.push_str("\\\""),
+            b'\n' => literal.push_str("\\n"),
+            b'\r' => literal.push_str("\\r"),
+            _ => literal.push(char::from(b)),
+        }
+    }
+    literal.push('"');
+    write(script, &js.replace(WASM_PLACEHOLDER, &literal))
 }
 
 /// Makes `to` hold exactly the files of `from`, writing only those whose bytes differ.
