@@ -10,7 +10,7 @@
 // `visibilitychange`/`pagehide` event, and the calls leave by beacon with the rest. Only if it
 // cannot start there are the calls kept in localStorage (`ff_q`) with the page they were made
 // on, for the next page load of the site to replay.
-(function (w) {
+(function (w, wasm) {
   var script = document.currentScript;
   var base = script && script.src ? script.src : location.href;
   var origin = new URL(base).origin;
@@ -22,16 +22,21 @@
   var sdk = footfall_wasm;
   // The wasm's host (host.js, included before this file), reached by the wasm as a global.
   var host = (w.footfall_host = footfallHost(sdk));
-  // The wasm's bytes: the build (`cargo xtask build`) replaces this string with the wasm, one
-  // character per byte (U+0000 to U+00FF; only backslash, quote, LF and CR escaped), which
-  // keeps the file's gzip close to that of the wasm alone.
-  var bytes = decode("@FOOTFALL_WASM_BYTES@");
+  // The wasm's bytes, from the string at the end of this file.
+  var bytes = decode(wasm);
   // The API once the SDK runs.
   var api;
 
   function decode(s) {
+    // What windows-1252 reads the bytes 0x80 to 0x9F as (the others read as their own code).
+    var C1 = "\u20ac\x81\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\x8d" +
+      "\u017d\x8f\x90\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153" +
+      "\x9d\u017e\u0178";
     var b = new Uint8Array(s.length);
-    for (var i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
+    for (var i = 0; i < s.length; i++) {
+      var c = s.charCodeAt(i);
+      b[i] = c < 256 ? c : 128 + C1.indexOf(s[i]);
+    }
     return b;
   }
 
@@ -162,4 +167,8 @@
     .catch(function (e) {
       console.warn("footfall: the SDK could not load; nothing is tracked", e);
     });
-})(window);
+  // The build (`cargo xtask build`) replaces this string with the wasm as it is, each byte one
+  // byte of the file (only backslash, single quote, LF and CR escaped), so its gzip is close to
+  // that of the wasm and the JS apart (closer with the bytes last). The file is ASCII but for
+  // those bytes and served as windows-1252, which reads each byte as one character.
+})(window, "@FOOTFALL_WASM_BYTES@");
