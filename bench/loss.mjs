@@ -16,13 +16,18 @@
 // (before the SDK's wasm is ready, so the call waits in the script tag's queue) or right after
 // the SDK is ready, and the page ended at once by closing, closing after beforeunload, or
 // navigating to another origin. Nothing is ever sent by a next visit: what the page did not get
-// out as it went is lost.
+// out as it went is lost. The profile's browser context stays open LOSS_LINGER_MS (3 s) after its
+// page ended, as a visitor's browser keeps running after one tab closed: closing the context at
+// once would also cancel the beacons and keepalive requests the page handed to the browser.
 //
 // Run: node bench/loss.mjs
 // Env: LOSS_PAGES (default 30), LOSS_CONTEXTS (4), LOSS_CONCURRENCY (pages at once, 6),
 //      LOSS_VISITORS (`never-return`, or unset for the mixed pages above),
+//      LOSS_LINGER_MS (3000: how long a page's own context stays open after the page ended),
+//      LOSS_WHEN (never-return only: `load` or `ready` to track only at that moment; default both),
 //      LOSS_SEED (default: random; printed, to replay a run), FOOTFALL_COLLECTOR_BIN, CHROMIUM.
-// Takes about 30–60 s at the defaults; hard limit 3 min plus 1 s a page.
+// Takes about 30–60 s at the defaults; hard limit 3 min plus 3 s a page (a loaded machine runs
+// never-returning pages, a fresh context each, at about 1.5 s a page with 8 at a time).
 import { startCollector, startSite, launchChromium, serveTestPage, sdkReady } from "../tests/e2e/harness.mjs";
 
 const PAGES = Number(process.env.LOSS_PAGES ?? 30);
@@ -35,8 +40,11 @@ const ENDINGS = NEVER_RETURN
   ? ["close", "close-after-beforeunload", "other-origin"]
   : ["close", "close-after-beforeunload", "other-origin", "about-blank", "reload", "crash"];
 const OTHER_ORIGIN = "http://other-origin.invalid";
+const LINGER_MS = Number(process.env.LOSS_LINGER_MS ?? 3000);
+const WHENS = { load: ["right after load"], ready: ["right after ready"] }[process.env.LOSS_WHEN] ??
+  ["right after load", "right after ready"];
 
-const LIMIT_MS = 180_000 + 1_000 * PAGES;
+const LIMIT_MS = 180_000 + 3_000 * PAGES;
 const watchdog = setTimeout(() => {
   console.error(`loss: the harness gave up after ${LIMIT_MS / 1000} s`);
   process.exit(1);
@@ -85,7 +93,7 @@ const pageLog = [];
  *  after the SDK is ready, and the end at once. */
 async function visitOnce(context, url, index) {
   const ending = endingOf[index];
-  const when = rand() < 0.5 ? "right after load" : "right after ready";
+  const when = WHENS[Math.floor(rand() * WHENS.length)];
   const page = await context.newPage();
   const log = { index, ending, when, tracked: 0, startedAt: Date.now(), endedAt: 0 };
   pageLog.push(log);
@@ -229,12 +237,14 @@ try {
   browser = await launchChromium();
   const t0 = Date.now();
   console.log(`loss: ${PAGES} pages over ${CONTEXTS} browser contexts (and one more per crash page), ${CONCURRENCY} at a time, ` +
+    `a page's own context closed ${LINGER_MS} ms after the page ended, ` +
     `seed ${SEED} (LOSS_SEED=${SEED} replays the plan), Chromium ${browser.version()}`);
 
   const contexts = [];
   for (let c = 0; c < (NEVER_RETURN ? 0 : CONTEXTS); c++) contexts.push(await newContext(browser, site));
   let next = 0;
   const harnessErrors = [];
+  const lingering = [];
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, PAGES) }, async () => {
     while (next < PAGES) {
       const i = next++;
@@ -245,9 +255,10 @@ try {
       } catch (e) {
         harnessErrors.push(`page ${i}: ${e.message.split("\n")[0]}`);
       }
-      await own?.context.close();
+      if (own) lingering.push(sleep(LINGER_MS).then(() => own.context.close()));
     }
   }));
+  await Promise.all(lingering);
   // Pages that reloaded are still open: closing the contexts ends them (like closing the window).
   for (const { context } of contexts) await context.close();
   const tEnded = Date.now();

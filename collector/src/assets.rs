@@ -285,6 +285,11 @@ fn serve(req: &HttpRequest, source: &Source, path: &str, cache: Cache) -> HttpRe
 }
 
 fn content_type(path: &str) -> &'static str {
+    // The script-tag SDK holds its wasm's bytes as they are (xtask's `embed_wasm`): read as
+    // windows-1252, each byte is one character.
+    if path.rsplit('/').next() == Some("footfall.js") {
+        return "text/javascript; charset=windows-1252";
+    }
     match path.rsplit('.').next().unwrap_or_default() {
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "wasm" => "application/wasm",

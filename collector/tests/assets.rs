@@ -66,6 +66,13 @@ async fn the_sdk_is_served_to_any_origin_from_the_binary() {
         } else {
             assert_eq!(cache, "public, max-age=300", "{path}");
         }
+        if path.ends_with("footfall.js") {
+            // The wasm inside it is its bytes as they are, each read as one character.
+            assert_eq!(
+                header(&r, "content-type"),
+                "text/javascript; charset=windows-1252"
+            );
+        }
         if path.ends_with(".wasm") {
             assert_eq!(header(&r, "content-type"), "application/wasm");
             let body = test::read_body(r).await;

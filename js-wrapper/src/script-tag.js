@@ -1,14 +1,16 @@
 // The script-tag build: appended to wasm-bindgen's `no-modules` output (which defines
-// `footfall_wasm`). It loads footfall_bg.wasm from beside this script, starts the SDK from the
-// tag's data- attributes, replays the loader's queue, and puts the real API on window.footfall.
-// Every call is guarded: nothing the page does with it can throw into the page.
+// `footfall_wasm`). It compiles the wasm whose bytes the build wrote into this file, starts the
+// SDK from the tag's data- attributes, replays the loader's queue, and puts the real API on
+// window.footfall. Every call is guarded: nothing the page does with it can throw into the page.
 //
 // Calls queued before the SDK has started are not lost when the page goes first (closed or
-// navigated right after a `track`): with the wasm's bytes here, the SDK starts at once, inside
-// the `visibilitychange`/`pagehide` event, and the calls leave by beacon with the rest; without
-// them, the calls are kept in localStorage (`ff_q`) with the page they were made on, and the
-// next page load of the site replays them.
-(function (w) {
+// navigated right after a `track`): the wasm's bytes are here from the moment this script runs
+// (a separate fetch of footfall_bg.wasm had mostly not finished by the load event), so if the
+// compile has not finished yet, the SDK starts at once, compiled synchronously inside the
+// `visibilitychange`/`pagehide` event, and the calls leave by beacon with the rest. Only if it
+// cannot start there are the calls kept in localStorage (`ff_q`) with the page they were made
+// on, for the next page load of the site to replay.
+(function (w, wasm) {
   var script = document.currentScript;
   var base = script && script.src ? script.src : location.href;
   var origin = new URL(base).origin;
@@ -20,8 +22,23 @@
   var sdk = footfall_wasm;
   // The wasm's host (host.js, included before this file), reached by the wasm as a global.
   var host = (w.footfall_host = footfallHost(sdk));
-  // The wasm's bytes once fetched, and the API once the SDK runs.
-  var bytes, api;
+  // The wasm's bytes, from the string at the end of this file.
+  var bytes = decode(wasm);
+  // The API once the SDK runs.
+  var api;
+
+  function decode(s) {
+    // What windows-1252 reads the bytes 0x80 to 0x9F as (the others read as their own code).
+    var C1 = "\u20ac\x81\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\x8d" +
+      "\u017d\x8f\x90\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153" +
+      "\x9d\u017e\u0178";
+    var b = new Uint8Array(s.length);
+    for (var i = 0; i < s.length; i++) {
+      var c = s.charCodeAt(i);
+      b[i] = c < 256 ? c : 128 + C1.indexOf(s[i]);
+    }
+    return b;
+  }
 
   // Calls made while the wasm loads, if the page had no loader snippet.
   if (!w.footfall) {
@@ -99,16 +116,15 @@
     queued.forEach(function (call) { replay(call); });
   }
 
-  // The page is hidden or goes while the SDK has not started: with the bytes here, it starts
-  // now and does what its own listeners, added too late for this event, would have done;
-  // without them, a page that goes keeps its calls for the next load.
+  // The page is hidden or goes while the SDK has not started (its compile still running): it
+  // starts now, from the bytes, and does what its own listeners, added too late for this
+  // event, would have done. If it cannot start, a page that goes keeps its calls for the next
+  // load.
   function leaving(e) {
     var hide = e.type === "pagehide";
     if (api || (!hide && document.visibilityState !== "hidden")) return;
-    if (bytes) {
-      guard(start)(bytes);
-      if (api) return guard(sdk._hide)(hide);
-    }
+    guard(start)(bytes);
+    if (api) return guard(sdk._hide)(hide);
     var queued = (w.footfall && w.footfall.q) || [];
     if (hide && queued.length && keepable(queued)) guard(keep)(queued);
   }
@@ -145,17 +161,14 @@
   w.addEventListener("pagehide", leaving);
   document.addEventListener("visibilitychange", leaving);
 
-  fetch(new URL("footfall_bg.wasm", base))
-    .then(function (r) {
-      if (!r.ok) throw new Error("HTTP " + r.status);
-      return r.arrayBuffer();
-    })
-    .then(function (b) {
-      bytes = b;
-      return WebAssembly.compile(b);
-    })
+  // Compiled off the main thread; the page does not wait for it.
+  WebAssembly.compile(bytes)
     .then(start)
     .catch(function (e) {
       console.warn("footfall: the SDK could not load; nothing is tracked", e);
     });
-})(window);
+  // The build (`cargo xtask build`) replaces this string with the wasm as it is, each byte one
+  // byte of the file (only backslash, single quote, LF and CR escaped), so its gzip is close to
+  // that of the wasm and the JS apart (closer with the bytes last). The file is ASCII but for
+  // those bytes and served as windows-1252, which reads each byte as one character.
+})(window, "@FOOTFALL_WASM_BYTES@");

@@ -216,6 +216,7 @@ fn build_sdk(root: &Path) -> Result {
     let joined = gen.join("footfall.js");
     write(&joined, &[glue, host.clone(), wrapper].join("\n"))?;
     minify(root, &joined, &dist.join("footfall.js"))?;
+    embed_wasm(&dist.join("footfall.js"), &dist.join("footfall_bg.wasm"))?;
     minify(
         root,
         &root.join("js-wrapper/src/loader.js"),
@@ -241,6 +242,51 @@ fn build_sdk(root: &Path) -> Result {
     )
     .map_err(|e| e.to_string())?;
     sync_dir(&dist, &root.join(DIST))
+}
+
+/// The string in script-tag.js that stands for the wasm's bytes.
+const WASM_PLACEHOLDER: &str = "\"@FOOTFALL_WASM_BYTES@\"";
+
+/// Writes the wasm into the minified script-tag build in place of [`WASM_PLACEHOLDER`], as a
+/// string literal of its bytes as they are (only backslash, `'`, LF and CR escaped). The page
+/// has the bytes as soon as the script runs (no second request that can still be on its way
+/// when the page goes), and gzip sees the wasm's own bytes. The script is ASCII apart from
+/// them and served as windows-1252 (collector/src/assets.rs), which reads each byte as one
+/// character; script-tag.js maps the 27 that it reads as others back.
+fn embed_wasm(script: &Path, wasm: &Path) -> Result {
+    let js = read(script)?;
+    let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    if !js.is_ascii() {
+        return Err(format!("{}: not ASCII", script.display()));
+    }
+    let Some((before, after)) = js.split_once(WASM_PLACEHOLDER) else {
+        return Err(format!(
+            "{}: no placeholder {WASM_PLACEHOLDER}",
+            script.display()
+        ));
+    };
+    if after.contains(WASM_PLACEHOLDER) {
+        return Err(format!(
+            "{}: the placeholder {WASM_PLACEHOLDER} twice",
+            script.display()
+        ));
+    }
+    let mut out = Vec::with_capacity(js.len() + bytes.len() + bytes.len() / 64);
+    out.extend_from_slice(before.as_bytes());
+    // In single quotes: the wasm has few (hundreds of double quotes: `local.tee`).
+    out.push(b'\'');
+    for b in bytes {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\'' => out.extend_from_slice(b"\\'"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'\'');
+    out.extend_from_slice(after.as_bytes());
+    std::fs::write(script, out).map_err(|e| format!("{}: {e}", script.display()))
 }
 
 /// Makes `to` hold exactly the files of `from`, writing only those whose bytes differ.

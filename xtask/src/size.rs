@@ -1,6 +1,6 @@
 //! The SDK's size report: raw, gzip and brotli bytes of what a page downloads (the script-tag
-//! build: footfall.js and footfall_bg.wasm), checked against the budget in
-//! `js-wrapper/size-budget.txt`.
+//! build: footfall.js, with the wasm written into it), checked against the budget in
+//! `js-wrapper/size-budget.txt`. footfall_bg.wasm, still served on its own, is listed apart.
 
 use crate::{read, Result, DIST};
 use std::io::Write;
@@ -36,13 +36,13 @@ pub fn report(root: &Path, enforce: bool) -> Result<usize> {
             .map_err(|e| format!("{}: {e} (build the SDK first)", dist.join(name).display()))?;
         let row = (bytes.len(), gzip(&bytes), brotli(&bytes));
         println!("    {name:<20} {:>9} {:>9} {:>9}", row.0, row.1, row.2);
-        if name != "loader.js" {
+        if name == "footfall.js" {
             total = (total.0 + row.0, total.1 + row.1, total.2 + row.2);
         }
     }
     println!(
         "    {:<20} {:>9} {:>9} {:>9}   ({:.1} KB gzipped; the goal is 12 KB)",
-        "wasm + js",
+        "script tag",
         total.0,
         total.1,
         total.2,
