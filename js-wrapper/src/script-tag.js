@@ -5,11 +5,10 @@
 //
 // Calls queued before the SDK has started are not lost when the page goes first (closed or
 // navigated right after a `track`): the wasm's bytes are here from the moment this script runs
-// (a separate fetch of footfall_bg.wasm had mostly not finished by the load event), so if the
-// compile has not finished yet, the SDK starts at once, compiled synchronously inside the
-// `visibilitychange`/`pagehide` event, and the calls leave by beacon with the rest. Only if it
-// cannot start there are the calls kept in localStorage (`ff_q`) with the page they were made
-// on, for the next page load of the site to replay.
+// (a separate fetch of footfall_bg.wasm had mostly not finished by the load event), and the
+// SDK starts from them before this script ends. Only if it cannot (the bytes mangled, and the
+// wasm beside this file not fetched and compiled yet) are the calls kept in localStorage
+// (`ff_q`) with the page they were made on, for the next page load of the site to replay.
 (function (w, wasm) {
   var script = document.currentScript;
   var base = script && script.src ? script.src : location.href;
@@ -116,14 +115,14 @@
     queued.forEach(function (call) { replay(call); });
   }
 
-  // The page is hidden or goes while the SDK has not started (its compile still running): it
-  // starts now, from the bytes, and does what its own listeners, added too late for this
-  // event, would have done. If it cannot start, a page that goes keeps its calls for the next
-  // load.
+  // The page is hidden or goes while the SDK has not started (the fallback's compile still
+  // running): it starts now, from the fetched bytes, and does what its own listeners, added
+  // too late for this event, would have done. If it cannot start, a page that goes keeps its
+  // calls for the next load.
   function leaving(e) {
     var hide = e.type === "pagehide";
     if (api || (!hide && document.visibilityState !== "hidden")) return;
-    guard(start)(bytes);
+    if (bytes) guard(start)(bytes);
     if (api) return guard(sdk._hide)(hide);
     var queued = (w.footfall && w.footfall.q) || [];
     if (hide && queued.length && keepable(queued)) guard(keep)(queued);
@@ -161,12 +160,32 @@
   w.addEventListener("pagehide", leaving);
   document.addEventListener("visibilitychange", leaving);
 
-  // Compiled off the main thread; the page does not wait for it.
-  WebAssembly.compile(bytes)
-    .then(start)
-    .catch(function (e) {
-      console.warn("footfall: the SDK could not load; nothing is tracked", e);
-    });
+  // Started at once, from the bytes in hand: a synchronous compile (about 3 ms of the main
+  // thread for 36 KB) before this script ends, so no page can go with its calls still queued.
+  // Bytes that do not compile were read under another charset (a copy of this file served as
+  // UTF-8, say): then the wasm file beside this script is fetched instead, as before the
+  // bytes were embedded, and a page that goes before it has compiled starts the SDK inside
+  // `pagehide` from the fetched bytes, or keeps its calls for the next load.
+  try {
+    start(bytes);
+  } catch (e) {
+    bytes = null;
+  }
+  if (!api) {
+    fetch(new URL("footfall_bg.wasm", base))
+      .then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.arrayBuffer();
+      })
+      .then(function (b) {
+        bytes = b;
+        return WebAssembly.compile(b);
+      })
+      .then(start)
+      .catch(function (e) {
+        console.warn("footfall: the SDK could not load; nothing is tracked", e);
+      });
+  }
   // The build (`cargo xtask build`) replaces this string with the wasm as it is, each byte one
   // byte of the file (only backslash, single quote, LF and CR escaped), so its gzip is close to
   // that of the wasm and the JS apart (closer with the bytes last). The file is ASCII but for

@@ -60,6 +60,40 @@ test("a page with COEP require-corp (cross-origin isolated) loads the SDK and tr
   await context.close();
 });
 
+test("a copy of footfall.js that the site serves itself as UTF-8 still loads: the wasm beside it is fetched", async () => {
+  // A site owner who copies the SDK to their own server, which labels every script UTF-8: the
+  // wasm's bytes inside the file then read as other characters, do not compile, and the script
+  // falls back to footfall_bg.wasm next to it.
+  const js = Buffer.from(await (await fetch(`${collector.url}/sdk/footfall.js`)).arrayBuffer());
+  const wasm = Buffer.from(await (await fetch(`${collector.url}/sdk/footfall_bg.wasm`)).arrayBuffer());
+  site.page("/static/footfall.js", js, { "content-type": "text/javascript; charset=utf-8" });
+  site.page("/static/footfall_bg.wasm", wasm, { "content-type": "application/wasm" });
+  const html = testPageHtml(collector.url).replace(`${collector.url}/sdk/footfall.js`, `${site.url}/static/footfall.js`);
+  assert.ok(html.includes(`${site.url}/static/footfall.js`));
+  const url = site.page("/self-hosted.html", html);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+  const fetched = [];
+  page.on("response", (r) => {
+    if (r.url().startsWith(`${site.url}/static/`)) fetched.push(new URL(r.url()).pathname);
+  });
+  await page.goto(url);
+  await sdkReady(page);
+  assert.deepEqual(fetched, ["/static/footfall.js", "/static/footfall_bg.wasm"]);
+  const anonymousId = await page.evaluate(() => footfall.getAnonymousId());
+  await page.click("#buy");
+  await page.evaluate(() => footfall.flush());
+  const events = await eventually(async () => {
+    const ev = await storedEvents(collector, anonymousId);
+    return ev.some((e) => e.name === "buy") && ev;
+  });
+  assert.deepEqual(events.map((e) => e.name), ["$pageview", "buy"]);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 test("the collector's refusals reach a page of another origin: a 400 and a 429 with Retry-After", async () => {
   const url = site.page("/plain.html", "<!doctype html><title>plain</title><p>A page of the site.</p>");
   const context = await browser.newContext();

@@ -75,10 +75,11 @@ use std::sync::{mpsc, Arc, Mutex};
 /// The tables, `{db}` replaced by the database name.
 const SCHEMA: &[&str] = &[
     "CREATE DATABASE IF NOT EXISTS {db}",
-    // Sorted by UTC day, site and name, so that a question reads only the granules of its
-    // days (each query names the day as well as the time: `query::in_range`) and of its event
-    // names. A table made before this order (`ORDER BY event_id`) answers the same, reading
-    // everything; README, "Scaling out", has the one-shot rebuild. Copies of an event are
+    // Sorted by UTC day, site and anonymous ID (its hash), so that a question reads only the
+    // granules of its days (each query names the day as well as the time: `query::in_range`),
+    // and a visitor's events of a day lie together for the grouping by person and session. A
+    // table made before this order (`ORDER BY event_id`) answers the same, reading everything;
+    // README, "Scale-out with ClickHouse", has the one-shot rebuild. Copies of an event are
     // merged away when they share a day, and counted once by every query either way.
     "CREATE TABLE IF NOT EXISTS {db}.events (
         event_id String, site String, type String, name String,
@@ -100,7 +101,7 @@ const SCHEMA: &[&str] = &[
         session_h UInt64 MATERIALIZED cityHash64(session_id),
         anon_h UInt64 MATERIALIZED cityHash64(anonymous_id)
     ) ENGINE = ReplacingMergeTree(ver)
-    ORDER BY (intDiv(time_ms, 86400000), site, name, event_id)",
+    ORDER BY (intDiv(time_ms, 86400000), site, anon_h, event_id)",
     "CREATE TABLE IF NOT EXISTS {db}.aliases (
         anonymous_id String, user_id String, time_ms Int64, event_id String
     ) ENGINE = ReplacingMergeTree ORDER BY (anonymous_id, user_id)",
