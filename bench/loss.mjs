@@ -243,6 +243,8 @@ try {
   const contexts = [];
   for (let c = 0; c < (NEVER_RETURN ? 0 : CONTEXTS); c++) contexts.push(await newContext(browser, site));
   let next = 0;
+  let done = 0;
+  const started = Date.now();
   const harnessErrors = [];
   const lingering = [];
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, PAGES) }, async () => {
@@ -256,6 +258,10 @@ try {
         harnessErrors.push(`page ${i}: ${e.message.split("\n")[0]}`);
       }
       if (own) lingering.push(sleep(LINGER_MS).then(() => own.context.close()));
+      done++;
+      if (done % 100 === 0 || done === PAGES) {
+        console.log(`  ${done} of ${PAGES} pages ended (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+      }
     }
   }));
   await Promise.all(lingering);

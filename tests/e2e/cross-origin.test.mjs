@@ -24,6 +24,17 @@ after(async () => {
   await site?.close();
 });
 
+/** Clicks the page's Buy button and answers the visitor's stored events once it is there. */
+async function buyStored(page) {
+  const anonymousId = await page.evaluate(() => footfall.getAnonymousId());
+  await page.click("#buy");
+  await page.evaluate(() => footfall.flush());
+  return eventually(async () => {
+    const ev = await storedEvents(collector, anonymousId);
+    return ev.some((e) => e.name === "buy") && ev;
+  });
+}
+
 test("a page with COEP require-corp (cross-origin isolated) loads the SDK and tracks", async () => {
   const url = site.page("/isolated.html", testPageHtml(collector.url), {
     "cross-origin-embedder-policy": "require-corp",
@@ -47,13 +58,7 @@ test("a page with COEP require-corp (cross-origin isolated) loads the SDK and tr
   assert.deepEqual(sdkFiles, [["/sdk/footfall.js", 200]],
     "the script, with its wasm inside, came from the collector (one request)");
 
-  const anonymousId = await page.evaluate(() => footfall.getAnonymousId());
-  await page.click("#buy");
-  await page.evaluate(() => footfall.flush());
-  const events = await eventually(async () => {
-    const ev = await storedEvents(collector, anonymousId);
-    return ev.some((e) => e.name === "buy") && ev;
-  });
+  const events = await buyStored(page);
   assert.deepEqual(events.map((e) => e.name), ["$pageview", "buy"]);
   assert.equal(events[0].url, url, "stored with the isolated page's URL");
   assert.deepEqual(problems, [], "nothing was blocked or failed in the page");
@@ -82,13 +87,7 @@ test("a copy of footfall.js that the site serves itself as UTF-8 still loads: th
   await page.goto(url);
   await sdkReady(page);
   assert.deepEqual(fetched, ["/static/footfall.js", "/static/footfall_bg.wasm"]);
-  const anonymousId = await page.evaluate(() => footfall.getAnonymousId());
-  await page.click("#buy");
-  await page.evaluate(() => footfall.flush());
-  const events = await eventually(async () => {
-    const ev = await storedEvents(collector, anonymousId);
-    return ev.some((e) => e.name === "buy") && ev;
-  });
+  const events = await buyStored(page);
   assert.deepEqual(events.map((e) => e.name), ["$pageview", "buy"]);
   assert.deepEqual(problems, []);
   await context.close();
