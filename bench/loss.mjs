@@ -104,20 +104,7 @@ async function visitOnce(context, url, index) {
   expected.set(k, { page: index, ending, when, at: Date.now() });
   log.tracked = 1;
   log.endedAt = Date.now();
-  switch (ending) {
-    case "close":
-      await page.close();
-      break;
-    case "close-after-beforeunload": {
-      const closed = new Promise((r) => page.once("close", r));
-      await page.close({ runBeforeUnload: true });
-      await Promise.race([closed, sleep(5000)]);
-      break;
-    }
-    case "other-origin":
-      await page.goto(`${OTHER_ORIGIN}/bye.html`);
-      break;
-  }
+  await endPage(page, ending, context, url);
 }
 
 /** One page's life: load, random actions, abrupt end. Returns when the page has ended. */
@@ -164,6 +151,11 @@ async function livePage(context, url, index) {
   }
   await sleep(lastPause);
   log.endedAt = Date.now();
+  await endPage(page, ending, context, url);
+}
+
+/** Ends a page as `ending` says, at once. */
+async function endPage(page, ending, context, url) {
   switch (ending) {
     case "close":
       await page.close();
