@@ -7,6 +7,7 @@
 #[allow(unused_imports)]
 use crate::prelude::*;
 
+use crate::delivery::{Later, Net};
 use crate::platform::{Clock, Entropy, Storage};
 use footfall_wire::{Context, Page};
 use wasm_bindgen::prelude::*;
@@ -54,39 +55,45 @@ extern "C" {
     fn host_lock(name: &str, hold: bool, id: u32) -> bool;
 }
 
-/// Work run through the `_later` export: at the end of the current task (a microtask), or
-/// when a timer fires.
-#[derive(Clone, Copy)]
-pub enum Later {
-    /// Write the outbox.
-    Save = 0,
-    /// Start a drain of the outbox.
-    Drain = 2,
-    /// The flush interval passed.
-    FlushTimer = 3,
-    /// The backoff after a failed send passed.
-    RetryTimer = 4,
-}
+/// The delivery's way out (see [`crate::delivery`]): the host's `fetch`, `sendBeacon`,
+/// timers and end-of-task work; answers come back through the `_answered` and `_later`
+/// exports.
+pub struct BrowserNet;
 
-/// Runs `what` after `ms` milliseconds (a `setTimeout`; never cancelled: what it starts checks
-/// whether it is still due).
-pub fn timer(what: Later, ms: i64) {
-    host_timer(what as u32, ms.clamp(0, u32::MAX as i64) as f64);
+impl Net for BrowserNet {
+    fn now_ms(&self) -> i64 {
+        now() as i64
+    }
+    fn online(&self) -> bool {
+        online()
+    }
+    fn random_u16(&mut self) -> u16 {
+        rnd() as u16
+    }
+    fn post(&mut self, url: &str, body: &str) {
+        host_post(url, body);
+    }
+    fn beacon(&mut self, url: &str, body: &str) -> bool {
+        host_beacon(url, body)
+    }
+    fn later(&mut self, what: Later) {
+        host_later(what as u32);
+    }
+    fn timer(&mut self, what: Later, ms: i64) {
+        host_timer(what as u32, ms.clamp(0, u32::MAX as i64) as f64);
+    }
+    fn flushed(&mut self, count: u32) {
+        host_flushed(count);
+    }
+    fn warn(&mut self, msg: &str) {
+        host_warn(msg);
+    }
 }
 
 /// Asks the host to call `_on` for each event of the page from now on: visibility, page hide
 /// and show, online, user input, and with `history`, History API navigations.
 pub fn listen(history: bool) {
     host_listen(history);
-}
-
-pub fn later(what: Later) {
-    host_later(what as u32);
-}
-
-/// Resolves the oldest `count` Promises of `flush()`.
-pub fn flushed(count: u32) {
-    host_flushed(count);
 }
 
 /// Concatenates without `[..].concat()`, whose generic join code costs a kilobyte of wasm.
@@ -241,17 +248,6 @@ pub fn do_not_track() -> bool {
 pub fn page_load_ms() -> Option<i64> {
     let t = t0();
     (t > 0.0).then_some(t as i64)
-}
-
-/// POSTs `body` as `text/plain` (no CORS preflight); the answer comes back through the
-/// `_answered` export.
-pub fn post(url: &str, body: &str) {
-    host_post(url, body);
-}
-
-/// `navigator.sendBeacon`: true when the browser queued it.
-pub fn beacon(url: &str, body: &str) -> bool {
-    host_beacon(url, body)
 }
 
 /// Asks the Web Locks API (through the host) for lock `name` if it is free; the host calls the

@@ -1,9 +1,10 @@
 //! The Footfall browser SDK.
 //!
 //! Three layers, as in product.md §1:
-//! - the core ([`platform`], [`options`], [`session`], [`engagement`], [`tracker`], [`outbox`]): plain Rust that knows
-//!   nothing of the browser; it takes time, storage and randomness through small traits, so every
-//!   rule runs in native `cargo test` with a fake clock;
+//! - the core ([`platform`], [`options`], [`session`], [`engagement`], [`tracker`], [`outbox`],
+//!   [`delivery`]): plain Rust that knows nothing of the browser; it takes time, storage,
+//!   randomness and the network through small traits, so every rule runs in native
+//!   `cargo test` with a fake clock;
 //! - `browser`: the only way out of the wasm, the JavaScript host's functions (only numbers
 //!   and strings cross), kept thin;
 //! - `api`: the `#[wasm_bindgen]` functions the JavaScript wrapper calls (`init`, `track`, ...).
@@ -26,6 +27,7 @@ pub(crate) mod prelude {
     pub use alloc::vec::Vec;
 }
 
+pub mod delivery;
 pub mod engagement;
 pub mod options;
 pub mod outbox;

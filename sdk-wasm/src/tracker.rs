@@ -19,8 +19,6 @@ pub const REGISTERED_KEY: &str = "ff_reg";
 /// Storage key of the opt-out (`"1"`), the one thing kept for an opted-out visitor.
 pub const OPT_OUT_KEY: &str = "ff_optout";
 
-/// Largest body of one send: beacons are limited to 64 KB, keep a margin for the envelope.
-pub const MAX_SEND_BYTES: usize = 60 * 1024;
 /// User input counts as activity at most this often.
 pub const INPUT_THROTTLE_MS: i64 = 5_000;
 
@@ -261,16 +259,6 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         };
         Some(json::event_to_string(&event))
     }
-
-    /// The body of one batch around already-encoded events.
-    pub fn batch_body(&self, events: &[String]) -> String {
-        let sent_at = time::rfc3339_millis(self.clock.now_ms());
-        json::batch_from_encoded(
-            &self.options.key,
-            &sent_at,
-            events.iter().map(String::as_str),
-        )
-    }
 }
 
 #[cfg(test)]
@@ -340,7 +328,7 @@ mod tests {
         clock.advance(1000);
         chunk.push(t.record(track("b"), Context::default()).unwrap());
         chunk.push(t.record(track("c"), Context::default()).unwrap());
-        let body = t.batch_body(&chunk);
+        let body = crate::delivery::batch_body(&t.options.key, t.now_ms(), &chunk);
         let env: Envelope = serde_json::from_str(&body).unwrap();
         assert_eq!(env.key, "demo");
         let seqs: Vec<u64> = env.events.iter().map(|e| e.seq).collect();
@@ -373,7 +361,7 @@ mod tests {
         );
         let after = t.record(track("after"), Context::default());
         let chunk = [identify.unwrap(), after.unwrap()];
-        let body = t.batch_body(&chunk);
+        let body = crate::delivery::batch_body(&t.options.key, t.now_ms(), &chunk);
         let env: Envelope = serde_json::from_str(&body).unwrap();
         assert_eq!(env.events[0].name, "$identify");
         assert_eq!(env.events[0].user_id.as_deref(), Some("ann@example.com"));
@@ -674,7 +662,12 @@ mod fixture_tests {
                 Context::default(),
             ));
         }
-        let ours: Value = serde_json::from_str(&t.batch_body(&chunk)).unwrap();
+        let ours: Value = serde_json::from_str(&crate::delivery::batch_body(
+            &t.options.key,
+            t.now_ms(),
+            &chunk,
+        ))
+        .unwrap();
         assert_eq!(keys(&ours), keys(&golden));
         for (mine, gold) in ours["events"]
             .as_array()
