@@ -15,7 +15,7 @@ use crate::delivery::{Delivery, Later};
 use crate::engagement::Engagement;
 use crate::options::{Options, Persistence, SessionScope};
 use crate::outbox;
-use crate::platform::{uuid_v4, Clock, Storage};
+use crate::platform::{fields, uuid_v4, Clock, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker};
 use core::cell::RefCell;
@@ -380,7 +380,7 @@ impl Sdk {
         let changed = match &self.shown {
             None => true,
             Some(p) if replace => p.path != now.path,
-            Some(p) => p.url.split(['#']).next() != now.url.split(['#']).next(),
+            Some(p) => fields(&p.url, b'#').next() != fields(&now.url, b'#').next(),
         };
         if changed {
             self.view(None);

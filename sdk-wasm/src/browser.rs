@@ -8,7 +8,7 @@
 use crate::prelude::*;
 
 use crate::delivery::{Later, Net};
-use crate::platform::{Clock, Entropy, Storage};
+use crate::platform::{fields, Clock, Entropy, Storage};
 use footfall_wire::{Context, Page};
 use wasm_bindgen::prelude::*;
 
@@ -180,8 +180,7 @@ impl Storage for BrowserStorage {
 
 /// The keys of localStorage that start with `prefix`.
 pub fn local_keys(prefix: &str) -> Vec<String> {
-    keys(prefix)
-        .split(['\n'])
+    fields(&keys(prefix), b'\n')
         .filter(|k| !k.is_empty())
         .map(String::from)
         .collect()
@@ -189,7 +188,7 @@ pub fn local_keys(prefix: &str) -> Vec<String> {
 
 /// The first `N` lines of `text`, missing ones empty.
 fn lines<const N: usize>(text: &str) -> [String; N] {
-    let mut it = text.split(['\n']);
+    let mut it = fields(text, b'\n');
     core::array::from_fn(|_| it.next().unwrap_or("").to_owned())
 }
 

@@ -29,6 +29,7 @@ pub(crate) mod prelude {
 
 pub mod delivery;
 pub mod engagement;
+pub mod heap;
 pub mod options;
 pub mod outbox;
 pub mod platform;
@@ -40,11 +41,12 @@ mod api;
 #[cfg(target_arch = "wasm32")]
 mod browser;
 
-/// Talc instead of the standard library's dlmalloc: the same boundary-tagged, binned design
-/// (freed memory is reused, which a page open for hours needs), in a few kilobytes less wasm.
+/// The allocator of [`heap`]: size classes with free lists, a few hundred bytes of wasm.
 #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: heap::Heap<heap::WasmMemory> = heap::Heap(core::cell::UnsafeCell::new(
+    heap::Classes::new(heap::WasmMemory),
+));
 
 /// `footfall-web/<version>`, sent in every event's context.
 pub const SDK_VERSION: &str = concat!("footfall-web/", env!("CARGO_PKG_VERSION"));

@@ -144,7 +144,7 @@ impl Options {
     /// What does not parse falls back to its default.
     pub fn parse(text: &str) -> Options {
         let d = Options::default();
-        let mut values = text.split(['\n']).map(|v| (v != ABSENT).then_some(v));
+        let mut values = crate::platform::fields(text, b'\n').map(|v| (v != ABSENT).then_some(v));
         let mut next = || values.next().flatten();
         let key = next().unwrap_or_default().to_owned();
         let endpoint = next().unwrap_or_default().to_owned();

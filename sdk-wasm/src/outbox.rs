@@ -38,7 +38,7 @@ pub struct Outbox {
 /// The events kept under `key`, and when they were saved.
 pub fn load(storage: &impl Storage, key: &str) -> (Vec<String>, i64) {
     let text = storage.get(key).unwrap_or_default();
-    let mut lines = text.split(['\n']);
+    let mut lines = crate::platform::fields(&text, b'\n');
     let saved_ms = lines
         .next()
         .and_then(|l| l.strip_prefix('t'))

@@ -7,7 +7,7 @@
 #[allow(unused_imports)]
 use crate::prelude::*;
 
-use crate::platform::{uuid_v7, Clock, Entropy, Storage};
+use crate::platform::{fields, uuid_v7, Clock, Entropy, Storage};
 use footfall_wire::json::{read_i64, read_u64, write_u64};
 
 /// Storage key of the session state.
@@ -45,7 +45,7 @@ impl Session {
     }
 
     pub fn decode(text: &str) -> Option<Session> {
-        let mut parts = text.split(['.']);
+        let mut parts = fields(text, b'.');
         let id = parts.next().filter(|id| id.len() == 36)?.to_owned();
         let started_ms = read_i64(parts.next()?)?;
         let last_ms = read_i64(parts.next()?)?;
@@ -121,13 +121,11 @@ impl Sessions {
 }
 
 fn live_tabs(registry: &impl Storage, now_ms: i64) -> Vec<(String, i64)> {
-    registry
-        .get(TABS_KEY)
-        .unwrap_or_default()
-        .split([','])
+    fields(&registry.get(TABS_KEY).unwrap_or_default(), b',')
         .filter_map(|e| {
-            let (id, since) = e.split_once([':'])?;
-            let since = read_i64(since)?;
+            let mut parts = fields(e, b':');
+            let id = parts.next()?;
+            let since = read_i64(parts.next()?)?;
             (now_ms - since < TAB_ENTRY_TTL_MS).then(|| (id.to_owned(), since))
         })
         .collect()
