@@ -400,23 +400,23 @@ function footfallHost(sdk) {
     init: function (o) {
       sdk.init(options(o));
       try {
-        var r = JSON.parse(sdk._registered());
+        var r = JSON.parse(sdk._get(3));
         registered = r && typeof r === "object" && !Array.isArray(r) ? r : {};
       } catch (e) {
         registered = {};
       }
     },
     page: function (props) {
-      sdk.page(merged(props));
+      sdk._record(0, "", merged(props));
     },
     track: function (name, props) {
-      sdk.track(text(name), merged(props));
+      sdk._record(1, text(name), merged(props));
     },
     identify: function (userId, traits) {
-      sdk.identify(text(userId), json(traits) || "");
+      sdk._record(2, text(userId), json(traits) || "");
     },
     setUserProperties: function (traits) {
-      sdk.setUserProperties(json(traits) || "");
+      sdk._record(3, "", json(traits) || "");
     },
     // Adds properties to every later event, kept across page loads.
     register: function (props) {
@@ -440,9 +440,16 @@ function footfallHost(sdk) {
     },
     optIn: sdk.optIn,
     isOptedOut: sdk.isOptedOut,
-    getAnonymousId: sdk.getAnonymousId,
-    getSessionId: sdk.getSessionId,
-    getUserId: sdk.getUserId,
+    // "" (none) reads as undefined.
+    getAnonymousId: function () {
+      return sdk._get(0) || undefined;
+    },
+    getSessionId: function () {
+      return sdk._get(1) || undefined;
+    },
+    getUserId: function () {
+      return sdk._get(2) || undefined;
+    },
     flush: host.flush,
     _hide: sdk._hide,
     _replayAt: sdk._replayAt,

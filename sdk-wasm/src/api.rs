@@ -426,53 +426,35 @@ fn props(text: &str) -> RawJson {
     }
 }
 
-/// Records a page view; `props` is JSON text with the registered properties merged in.
-#[wasm_bindgen]
-pub fn page(props_: &str) {
-    let p = props(props_);
-    recording(|s| s.view(Some(p)));
-}
-
 /// A name of 1 to 200 characters (the host trims it).
 fn name_of(n: &str) -> Option<String> {
     (!n.is_empty() && n.len() <= 200).then(|| n.to_owned())
 }
 
-/// Records a custom event; `props` is JSON text with the registered properties merged in.
-#[wasm_bindgen]
-pub fn track(name: &str, props_: &str) {
-    match name_of(name) {
-        Some(n) => {
-            let p = props(props_);
-            recording(|s| s.record(EventType::Track, n, p, None));
+/// The calls that record, as the host's adapter makes them: `kind` 0 `page(props)`, 1
+/// `track(name, props)`, 2 `identify(name, traits)`, 3 `setUserProperties(traits)`; `json`
+/// is the properties' JSON text (with the registered ones merged in for `page` and `track`).
+#[wasm_bindgen(js_name = _record)]
+pub fn record(kind: u32, name: &str, json: &str) {
+    let name = match (kind, name_of(name)) {
+        (0 | 3, _) => String::new(),
+        (_, Some(n)) => n,
+        (1, None) => {
+            return browser::warn("track needs a name: a string of 1 to 200 characters; dropped it")
         }
-        None => browser::warn("track needs a name: a string of 1 to 200 characters; dropped it"),
-    }
-}
-
-/// Attaches a known user ID to this visitor from now on; traits become user properties.
-#[wasm_bindgen]
-pub fn identify(user_id: &str, traits: &str) {
-    match name_of(user_id) {
-        Some(u) => {
-            let t = props(traits);
-            recording(|s| s.record(EventType::Identify, u, RawJson::empty_object(), Some(t)));
+        (_, None) => {
+            return browser::warn(
+                "identify needs a user ID: a string of 1 to 200 characters; ignored",
+            )
         }
-        None => browser::warn("identify needs a user ID: a string of 1 to 200 characters; ignored"),
-    }
-}
-
-/// Sets user properties (last write wins per key).
-#[wasm_bindgen(js_name = setUserProperties)]
-pub fn set_user_properties(traits: &str) {
-    let t = props(traits);
-    recording(|s| {
-        s.record(
-            EventType::Set,
-            String::new(),
-            RawJson::empty_object(),
-            Some(t),
-        )
+    };
+    let p = props(json);
+    recording(|s| match kind {
+        0 => s.view(Some(p)),
+        1 => s.record(EventType::Track, name, p, None),
+        // Traits become user properties.
+        2 => s.record(EventType::Identify, name, RawJson::empty_object(), Some(p)),
+        _ => s.record(EventType::Set, name, RawJson::empty_object(), Some(p)),
     });
 }
 
@@ -500,13 +482,6 @@ pub fn answered(status: u32, retry_after: f64) {
         s.delivery
             .answered(status.min(999), retry_after as i64, &mut BrowserNet)
     });
-}
-
-/// The registered properties as JSON text (`{}` for none, or before `init`): the host keeps
-/// them as an object to merge into the page's calls.
-#[wasm_bindgen(js_name = _registered)]
-pub fn get_registered() -> String {
-    with_sdk(|s| s.registered.clone()).unwrap_or_else(|| "{}".into())
 }
 
 /// `register`/`unregister` changed the registered properties (the host's object, as JSON
@@ -550,19 +525,19 @@ pub fn is_opted_out() -> bool {
     with_sdk(|s| s.tracker.is_opted_out()) == Some(true)
 }
 
-#[wasm_bindgen(js_name = getAnonymousId)]
-pub fn get_anonymous_id() -> Option<String> {
-    with_sdk(|s| s.tracker.anonymous_id().map(str::to_owned)).flatten()
-}
-
-#[wasm_bindgen(js_name = getSessionId)]
-pub fn get_session_id() -> Option<String> {
-    with_sdk(|s| s.tracker.session_id()).flatten()
-}
-
-#[wasm_bindgen(js_name = getUserId)]
-pub fn get_user_id() -> Option<String> {
-    with_sdk(|s| s.tracker.user_id().map(str::to_owned)).flatten()
+/// What the page can read: `what` 0 the anonymous ID, 1 the session ID, 2 the user ID, 3 the
+/// registered properties as JSON text (the host keeps them as an object to merge into the
+/// page's calls); empty for none, or before `init`.
+#[wasm_bindgen(js_name = _get)]
+pub fn get(what: u32) -> String {
+    with_sdk(|s| match what {
+        0 => s.tracker.anonymous_id().map(str::to_owned),
+        1 => s.tracker.session_id(),
+        2 => s.tracker.user_id().map(str::to_owned),
+        _ => Some(s.registered.clone()),
+    })
+    .flatten()
+    .unwrap_or_default()
 }
 
 /// Used by the script tag when the page is hidden (`pagehide` false: `visibilitychange`) or
