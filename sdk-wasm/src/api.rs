@@ -326,7 +326,7 @@ impl Sdk {
             at_ms: self.replay_at.take(),
         };
         if let Some(e) = self.tracker.record(o, browser::context()) {
-            self.delivery.push(e, &mut BrowserNet);
+            self.delivery.push(&e, &mut BrowserNet);
         }
     }
 

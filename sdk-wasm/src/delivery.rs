@@ -76,13 +76,10 @@ pub trait Net {
     fn warn(&mut self, msg: &str);
 }
 
-/// A batch's JSON text: the site's key, when it was sent, and the encoded events.
-pub fn batch_body(key: &str, now_ms: i64, events: &[String]) -> String {
-    json::batch_from_encoded(
-        key,
-        &time::rfc3339_millis(now_ms),
-        events.iter().map(String::as_str),
-    )
+/// A batch's JSON text: the site's key, when it was sent, and the encoded events (one a
+/// line).
+pub fn batch_body(key: &str, now_ms: i64, events: &str) -> String {
+    json::batch_from_encoded(key, &time::rfc3339_millis(now_ms), outbox::lines(events))
 }
 
 pub struct Delivery<S> {
@@ -102,10 +99,10 @@ pub struct Delivery<S> {
     /// A drain is asked for at the end of this task and has not started yet.
     drain_queued: bool,
     save_queued: bool,
-    /// IDs of events this page sent by beacon: not sent again by it.
-    beaconed: Vec<String>,
-    /// The chunk in flight, and when it left.
-    in_flight: Vec<String>,
+    /// IDs of events this page sent by beacon, one after another: not sent again by it.
+    beaconed: String,
+    /// The chunk in flight (its events, one a line), and when it left.
+    in_flight: String,
     sent_at: i64,
     /// Sends that failed in a row, and when the next may go.
     failures: u32,
@@ -147,8 +144,8 @@ impl<S: Storage> Delivery<S> {
             sending: false,
             drain_queued: false,
             save_queued: false,
-            beaconed: Vec::new(),
-            in_flight: Vec::new(),
+            beaconed: String::new(),
+            in_flight: String::new(),
             sent_at: 0,
             failures: 0,
             retry_at: 0,
@@ -164,10 +161,10 @@ impl<S: Storage> Delivery<S> {
 
     /// An event was recorded: it waits in the outbox (saved at the end of the task) until a
     /// batch is full or the flush interval passes.
-    pub fn push(&mut self, event: String, net: &mut impl Net) {
+    pub fn push(&mut self, event: &str, net: &mut impl Net) {
         self.outbox.push(event);
         self.save_soon(net);
-        if self.outbox.len() >= self.batch_size + self.beaconed.len() {
+        if self.outbox.len() >= self.batch_size + self.beaconed.len() / outbox::ID_LEN {
             self.send_soon(net);
         } else if !core::mem::replace(&mut self.flush_timer, true) {
             net.timer(Later::FlushTimer, self.flush_interval_ms);
@@ -279,7 +276,7 @@ impl<S: Storage> Delivery<S> {
         &mut self,
         status: u32,
         retry_after_s: i64,
-        chunk: &[String],
+        chunk: &str,
         took: i64,
         net: &mut impl Net,
     ) -> bool {
@@ -354,8 +351,7 @@ impl<S: Storage> Delivery<S> {
             if !net.beacon(&self.url, &batch_body(&self.key, net.now_ms(), &chunk)) {
                 return self.send_soon(net);
             }
-            self.beaconed
-                .extend(chunk.iter().map(|e| outbox::id_of(e).to_owned()));
+            self.beaconed.push_str(&outbox::ids(&chunk));
         }
     }
 
@@ -492,7 +488,7 @@ mod tests {
             self.track_padded(0);
         }
         fn track_padded(&mut self, pad: usize) {
-            self.d.push(event(self.n, pad), &mut self.net);
+            self.d.push(&event(self.n, pad), &mut self.net);
             self.n += 1;
         }
         /// The end of the task: what it queued runs, in order, until nothing is left.
@@ -525,7 +521,7 @@ mod tests {
             ids(self.net.posts.last().expect("a post"))
         }
         fn stored(&self) -> usize {
-            crate::outbox::load(&self.store, KEY).0.len()
+            crate::outbox::lines(&crate::outbox::load(&self.store, KEY).0).count()
         }
         fn retry_wait(&self) -> i64 {
             self.net
@@ -823,7 +819,7 @@ mod tests {
         let mut p = page(10);
         let mut other = Outbox::default();
         other.own(&p.store, "ff_outbox_gone".into());
-        other.push(event(100, 0));
+        other.push(&event(100, 0));
         other.save(&mut p.store, T0 - 60_000);
         p.track();
         p.d.adopt("ff_outbox_gone", &mut p.net);

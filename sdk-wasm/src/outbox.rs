@@ -5,11 +5,16 @@
 //! The outbox of a tab that is gone (closed, crashed) is adopted by the next tab that finds it
 //! (`browser::lock` tells a gone owner from a live one). Bounded by count and bytes: when
 //! full, the oldest events go, and are counted.
+//!
+//! The events are one text, one event's JSON a line (JSON text has no raw line breaks), as
+//! they are stored: a push appends, a save writes the text as it is, and a chunk to send is a
+//! run of its lines. Sets of events (a chunk in flight, the events a page sent by beacon) are
+//! texts too: lines, or event IDs one after another.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
 
-use crate::platform::Storage;
+use crate::platform::{fields, Storage};
 
 /// Most events kept.
 pub const MAX_EVENTS: usize = 1000;
@@ -17,43 +22,70 @@ pub const MAX_EVENTS: usize = 1000;
 pub const MAX_BYTES: usize = 512 * 1024;
 /// Storage keys of outboxes start with this, then the owning tab's ID.
 pub const PREFIX: &str = "ff_outbox_";
+/// An `event_id`'s length (a UUID's text).
+pub const ID_LEN: usize = 36;
 
 /// The `event_id` of an encoded event (it comes first: `{"event_id":"…"`).
 pub fn id_of(event: &str) -> &str {
-    event.get(13..49).unwrap_or(event)
+    event.get(13..13 + ID_LEN).unwrap_or(event)
+}
+
+/// The events of a text, one a line.
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    fields(text, b'\n').filter(|l| l.starts_with('{'))
+}
+
+/// Whether `ids` (event IDs one after another) holds `id`.
+pub fn has_id(ids: &str, id: &str) -> bool {
+    ids.as_bytes().chunks(ID_LEN).any(|x| x == id.as_bytes())
+}
+
+/// The IDs of a text of events, one after another.
+pub fn ids(text: &str) -> String {
+    let mut out = String::new();
+    for e in lines(text) {
+        out.push_str(id_of(e));
+    }
+    out
 }
 
 #[derive(Default)]
 pub struct Outbox {
     /// Where it is kept; `None` while not owned yet, or in memory persistence.
     key: Option<String>,
-    events: Vec<String>,
+    /// The events, oldest first, one a line.
+    text: String,
+    count: usize,
     /// Events dropped because the outbox was full.
     pub dropped: usize,
     dirty: bool,
-    /// Bytes of all events, kept so that a push costs the same however full the outbox is.
-    bytes: usize,
 }
 
-/// The events kept under `key`, and when they were saved.
-pub fn load(storage: &impl Storage, key: &str) -> (Vec<String>, i64) {
+/// The events kept under `key` (one a line), and when they were saved.
+pub fn load(storage: &impl Storage, key: &str) -> (String, i64) {
     let text = storage.get(key).unwrap_or_default();
-    let mut lines = crate::platform::fields(&text, b'\n');
-    let saved_ms = lines
+    let saved_ms = fields(&text, b'\n')
         .next()
         .and_then(|l| l.strip_prefix('t'))
         .and_then(footfall_wire::json::read_i64)
         .unwrap_or(0);
-    let events = lines
-        .filter(|l| l.starts_with('{'))
-        .map(String::from)
-        .collect();
+    let mut events = String::new();
+    for e in lines(&text) {
+        push_line(&mut events, e);
+    }
     (events, saved_ms)
+}
+
+fn push_line(text: &mut String, line: &str) {
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(line);
 }
 
 impl Outbox {
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.count
     }
 
     /// Where it is kept, once owned.
@@ -62,80 +94,93 @@ impl Outbox {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.count == 0
     }
 
-    pub fn push(&mut self, event: String) {
-        self.bytes += event.len();
-        self.events.push(event);
+    /// The events, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = &str> {
+        lines(&self.text)
+    }
+
+    pub fn push(&mut self, event: &str) {
+        push_line(&mut self.text, event);
+        self.count += 1;
         self.dirty = true;
-        if self.events.len() > MAX_EVENTS || self.bytes > MAX_BYTES {
-            self.bound();
+        self.bound();
+    }
+
+    /// Puts `older` (events, one a line) before the outbox's own.
+    fn prepend(&mut self, mut older: String) {
+        if !older.is_empty() {
+            if !self.text.is_empty() {
+                older.push('\n');
+            }
+            older.push_str(&self.text);
+            self.text = older;
+            self.count = self.events().count();
+            self.dirty = true;
+        }
+        self.bound();
+    }
+
+    /// Drops the oldest events while there are more than [`MAX_EVENTS`] or [`MAX_BYTES`].
+    fn bound(&mut self) {
+        let (mut count, mut cut) = (self.count, 0);
+        for e in lines(&self.text) {
+            if count <= MAX_EVENTS && self.text.len() - cut <= MAX_BYTES {
+                break;
+            }
+            cut += e.len() + 1;
+            count -= 1;
+        }
+        if cut > 0 {
+            self.dropped += self.count - count;
+            self.count = count;
+            self.text = String::from(self.text.get(cut..).unwrap_or_default());
+            self.dirty = true;
         }
     }
 
-    fn bound(&mut self) {
-        self.bytes = self.events.iter().map(String::len).sum();
-        let before = self.events.len();
-        let mut left = before;
-        let bytes = &mut self.bytes;
-        // Oldest first; `retain` rather than indexing and `drain`, whose bounds checks would
-        // bring `core::fmt` into the wasm.
-        self.events.retain(|e| {
-            let drop = left > MAX_EVENTS || *bytes > MAX_BYTES;
-            if drop {
-                *bytes -= e.len();
-                left -= 1;
-            }
-            !drop
-        });
-        self.dropped += before - left;
-        self.dirty = true;
-    }
-
-    /// Events from the oldest, skipping `except`, up to `max_bytes` of body (at least one).
-    pub fn peek(&self, max_bytes: usize, except: &[String]) -> Vec<String> {
-        let mut size = 128;
-        let mut out = Vec::new();
-        for e in self
-            .events
-            .iter()
-            .filter(|e| !except.iter().any(|x| x == id_of(e)))
-        {
-            if !out.is_empty() && size + e.len() + 1 > max_bytes {
+    /// Events from the oldest, skipping those whose ID is in `except` (IDs one after another),
+    /// up to `max_bytes` of body (at least one): their lines.
+    pub fn peek(&self, max_bytes: usize, except: &str) -> String {
+        let mut out = String::new();
+        for e in self.events().filter(|e| !has_id(except, id_of(e))) {
+            if !out.is_empty() && 128 + out.len() + e.len() + 1 > max_bytes {
                 break;
             }
-            size += e.len() + 1;
-            out.push(e.clone());
+            push_line(&mut out, e);
         }
         out
     }
 
-    /// Removes events the collector answered for.
-    pub fn ack(&mut self, sent: &[String]) {
-        let ids: Vec<&str> = sent.iter().map(|e| id_of(e)).collect();
-        self.events.retain(|e| !ids.contains(&id_of(e)));
-        self.bytes = self.events.iter().map(String::len).sum();
+    /// Removes the events of `sent` (lines), which the collector answered for.
+    pub fn ack(&mut self, sent: &str) {
+        let (sent, mut kept, mut count) = (ids(sent), String::new(), 0);
+        for e in self.events().filter(|e| !has_id(&sent, id_of(e))) {
+            push_line(&mut kept, e);
+            count += 1;
+        }
+        self.text = kept;
+        self.count = count;
         self.dirty = true;
     }
 
     /// Takes ownership of `key`: what an earlier page of this tab left there goes first.
     pub fn own(&mut self, storage: &impl Storage, key: String) {
-        let (mut events, _) = load(storage, &key);
-        events.append(&mut self.events);
-        self.events = events;
+        self.prepend(load(storage, &key).0);
         self.key = Some(key);
-        self.bound();
     }
 
     /// Takes in the outbox of a tab that is gone; its events go before ours.
     pub fn adopt(&mut self, storage: &mut impl Storage, key: &str) {
-        let (mut events, _) = load(storage, key);
+        let (theirs, _) = load(storage, key);
         storage.remove(key);
-        events.retain(|e| !self.events.iter().any(|x| id_of(x) == id_of(e)));
-        events.append(&mut self.events);
-        self.events = events;
-        self.bound();
+        let (ours, mut older) = (ids(&self.text), String::new());
+        for e in lines(&theirs).filter(|e| !has_id(&ours, id_of(e))) {
+            push_line(&mut older, e);
+        }
+        self.prepend(older);
     }
 
     /// Writes the outbox to its key, if it changed.
@@ -143,15 +188,14 @@ impl Outbox {
         let Some(key) = self.key.as_deref().filter(|_| self.dirty) else {
             return;
         };
-        if self.events.is_empty() {
+        if self.text.is_empty() {
             storage.remove(key);
         } else {
-            let mut text = String::from("t");
+            let mut text = String::with_capacity(self.text.len() + 16);
+            text.push('t');
             footfall_wire::json::write_u64(&mut text, now_ms.max(0) as u64);
-            for e in &self.events {
-                text.push('\n');
-                text.push_str(e);
-            }
+            text.push('\n');
+            text.push_str(&self.text);
             storage.set(key, &text);
         }
         self.dirty = false;
@@ -159,13 +203,9 @@ impl Outbox {
 
     /// Forgets every event (opt-out), in storage too at the next save.
     pub fn clear(&mut self) {
-        self.events.clear();
-        self.bytes = 0;
+        self.text.clear();
+        self.count = 0;
         self.dirty = true;
-    }
-
-    pub fn events(&self) -> &[String] {
-        &self.events
     }
 }
 
@@ -181,27 +221,38 @@ mod tests {
         )
     }
 
+    fn ids_of<'a>(events: impl Iterator<Item = &'a str>) -> Vec<String> {
+        events.map(|e| id_of(e).to_owned()).collect()
+    }
+
+    fn ids_n(ns: &[usize]) -> Vec<String> {
+        ns.iter().map(|&n| id_of(&ev(n, 0)).to_owned()).collect()
+    }
+
     #[test]
     fn events_survive_a_reload_until_acknowledged() {
         let mut store = MemStorage::default();
         let mut a = Outbox::default();
         a.own(&store, "ff_outbox_t1".into());
         for n in 0..5 {
-            a.push(ev(n, 10));
+            a.push(&ev(n, 10));
         }
         a.save(&mut store, 1_000);
-        let sent = a.peek(usize::MAX, &[]);
-        assert_eq!(sent.len(), 5);
-        a.ack(&sent[..2]);
+        let sent = a.peek(usize::MAX, "");
+        assert_eq!(ids_of(lines(&sent)), ids_n(&[0, 1, 2, 3, 4]));
+        let first_two: Vec<&str> = lines(&sent).take(2).collect();
+        a.ack(&first_two.join("\n"));
+        assert_eq!(a.len(), 3);
         a.save(&mut store, 2_000);
 
         // The page reloads: a new outbox with an event recorded before it owned the key.
         let mut b = Outbox::default();
-        b.push(ev(9, 10));
+        b.push(&ev(9, 10));
         b.own(&store, "ff_outbox_t1".into());
-        let ids: Vec<&str> = b.events().iter().map(|e| id_of(e)).collect();
-        assert_eq!(ids, [2, 3, 4, 9].map(|n| id_of(&ev(n, 0)).to_owned()));
-        b.ack(&b.peek(usize::MAX, &[]));
+        assert_eq!(ids_of(b.events()), ids_n(&[2, 3, 4, 9]));
+        assert_eq!(b.len(), 4);
+        b.ack(&b.peek(usize::MAX, ""));
+        assert!(b.is_empty());
         b.save(&mut store, 3_000);
         assert_eq!(
             store.get("ff_outbox_t1"),
@@ -211,25 +262,37 @@ mod tests {
     }
 
     #[test]
+    fn stored_text_is_the_save_time_then_one_event_a_line() {
+        let mut store = MemStorage::default();
+        let mut o = Outbox::default();
+        o.own(&store, "ff_outbox_t".into());
+        o.push(&ev(1, 0));
+        o.push(&ev(2, 0));
+        o.save(&mut store, 77);
+        let text = store.get("ff_outbox_t").unwrap();
+        assert_eq!(text, format!("t77\n{}\n{}", ev(1, 0), ev(2, 0)));
+        // Lines that are not events (a damaged or older text) are skipped.
+        store.set("ff_outbox_t", &format!("t5\n\ngarbage\n{}\n", ev(3, 0)));
+        let (events, saved) = load(&store, "ff_outbox_t");
+        assert_eq!((events, saved), (ev(3, 0), 5));
+    }
+
+    #[test]
     fn a_gone_tabs_outbox_is_adopted_once() {
         let mut store = MemStorage::default();
         let mut gone = Outbox::default();
         gone.own(&store, "ff_outbox_old".into());
-        gone.push(ev(1, 0));
-        gone.push(ev(2, 0));
+        gone.push(&ev(1, 0));
+        gone.push(&ev(2, 0));
         gone.save(&mut store, 5);
         assert_eq!(load(&store, "ff_outbox_old").1, 5);
         let mut me = Outbox::default();
         me.own(&store, "ff_outbox_me".into());
-        me.push(ev(2, 0));
-        me.push(ev(3, 0));
+        me.push(&ev(2, 0));
+        me.push(&ev(3, 0));
         me.adopt(&mut store, "ff_outbox_old");
         assert_eq!(me.len(), 3, "no event twice");
-        assert_eq!(
-            id_of(&me.events()[0]),
-            id_of(&ev(1, 0)),
-            "older events first"
-        );
+        assert_eq!(ids_of(me.events()), ids_n(&[1, 2, 3]), "older events first");
         assert_eq!(store.get("ff_outbox_old"), None);
     }
 
@@ -237,29 +300,41 @@ mod tests {
     fn full_outboxes_drop_the_oldest_and_count_them() {
         let mut o = Outbox::default();
         for n in 0..MAX_EVENTS + 10 {
-            o.push(ev(n, 0));
+            o.push(&ev(n, 0));
         }
         assert_eq!(o.len(), MAX_EVENTS);
+        assert_eq!(o.events().count(), MAX_EVENTS);
         assert_eq!(o.dropped, 10);
-        assert_eq!(id_of(&o.events()[0]), id_of(&ev(10, 0)));
+        assert_eq!(o.events().next().map(id_of), Some(ids_n(&[10])[0].as_str()));
         let mut o = Outbox::default();
         for n in 0..200 {
-            o.push(ev(n, 4096));
+            o.push(&ev(n, 4096));
         }
-        assert!(o.events().iter().map(String::len).sum::<usize>() <= MAX_BYTES);
-        assert!(o.dropped > 0);
+        assert!(o.events().map(|e| e.len() + 1).sum::<usize>() <= MAX_BYTES + 1);
+        assert_eq!(o.len(), o.events().count());
+        assert_eq!(o.dropped, 200 - o.len());
+        assert_eq!(
+            o.events().last().map(id_of),
+            Some(ids_n(&[199])[0].as_str()),
+            "the newest kept"
+        );
     }
 
     #[test]
     fn chunks_skip_beaconed_events_and_stay_under_the_limit() {
         let mut o = Outbox::default();
         for n in 0..10 {
-            o.push(ev(n, 1000));
+            o.push(&ev(n, 1000));
         }
-        let skip = vec![id_of(&ev(0, 0)).to_owned()];
+        let skip = ids_n(&[0, 2]).concat();
         let chunk = o.peek(4000, &skip);
-        assert_eq!(chunk.len(), 3);
-        assert_eq!(id_of(&chunk[0]), id_of(&ev(1, 0)));
-        assert_eq!(o.peek(10, &[]).len(), 1, "one event alone even when larger");
+        assert_eq!(ids_of(lines(&chunk)), ids_n(&[1, 3, 4]));
+        assert_eq!(
+            lines(&o.peek(10, "")).count(),
+            1,
+            "one event alone even when larger"
+        );
+        assert!(has_id(&skip, &ids_n(&[2])[0]));
+        assert!(!has_id(&skip, &ids_n(&[1])[0]));
     }
 }

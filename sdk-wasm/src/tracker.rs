@@ -328,7 +328,7 @@ mod tests {
         clock.advance(1000);
         chunk.push(t.record(track("b"), Context::default()).unwrap());
         chunk.push(t.record(track("c"), Context::default()).unwrap());
-        let body = crate::delivery::batch_body(&t.options.key, t.now_ms(), &chunk);
+        let body = crate::delivery::batch_body(&t.options.key, t.now_ms(), &chunk.join("\n"));
         let env: Envelope = serde_json::from_str(&body).unwrap();
         assert_eq!(env.key, "demo");
         let seqs: Vec<u64> = env.events.iter().map(|e| e.seq).collect();
@@ -361,7 +361,7 @@ mod tests {
         );
         let after = t.record(track("after"), Context::default());
         let chunk = [identify.unwrap(), after.unwrap()];
-        let body = crate::delivery::batch_body(&t.options.key, t.now_ms(), &chunk);
+        let body = crate::delivery::batch_body(&t.options.key, t.now_ms(), &chunk.join("\n"));
         let env: Envelope = serde_json::from_str(&body).unwrap();
         assert_eq!(env.events[0].name, "$identify");
         assert_eq!(env.events[0].user_id.as_deref(), Some("ann@example.com"));
@@ -665,7 +665,7 @@ mod fixture_tests {
         let ours: Value = serde_json::from_str(&crate::delivery::batch_body(
             &t.options.key,
             t.now_ms(),
-            &chunk,
+            &chunk.join("\n"),
         ))
         .unwrap();
         assert_eq!(keys(&ours), keys(&golden));
