@@ -120,28 +120,30 @@ impl Sessions {
     }
 }
 
-fn live_tabs(registry: &impl Storage, now_ms: i64) -> Vec<(String, i64)> {
-    fields(&registry.get(TABS_KEY).unwrap_or_default(), b',')
-        .filter_map(|e| {
-            let mut parts = fields(e, b':');
-            let id = parts.next()?;
-            let since = read_i64(parts.next()?)?;
-            (now_ms - since < TAB_ENTRY_TTL_MS).then(|| (id.to_owned(), since))
-        })
-        .collect()
-}
-
-fn write_tabs(registry: &mut impl Storage, tabs: &[(String, i64)]) {
-    let mut s = String::new();
-    for (i, (id, since)) in tabs.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
+/// The registry's entries (`id:since`, comma-separated) of tabs registered less than a week
+/// ago, without `id`'s if `drop`; and whether `id` was among them.
+fn live_tabs(registry: &impl Storage, now_ms: i64, id: &str, drop: bool) -> (String, bool) {
+    let (mut live, mut found) = (String::new(), false);
+    for entry in fields(&registry.get(TABS_KEY).unwrap_or_default(), b',') {
+        let mut parts = fields(entry, b':');
+        let this = parts.next() == Some(id);
+        if parts
+            .next()
+            .and_then(read_i64)
+            .is_none_or(|since| now_ms - since >= TAB_ENTRY_TTL_MS)
+        {
+            continue;
         }
-        s.push_str(id);
-        s.push(':');
-        write_u64(&mut s, (*since).max(0) as u64);
+        found |= this;
+        if this && drop {
+            continue;
+        }
+        if !live.is_empty() {
+            live.push(',');
+        }
+        live.push_str(entry);
     }
-    registry.set(TABS_KEY, &s);
+    (live, found)
 }
 
 /// Decides which tab this page load is, in `"tab"` scope. `tab` is the tab's own storage
@@ -156,26 +158,31 @@ pub fn claim_tab(
     rng: &mut impl Entropy,
     now_ms: i64,
 ) -> String {
-    let mut live = live_tabs(registry, now_ms);
-    let id = match tab.get(TAB_KEY) {
-        Some(id) if !live.iter().any(|(l, _)| *l == id) => id,
-        Some(_) => {
+    let kept = tab.get(TAB_KEY).unwrap_or_default();
+    let (mut live, taken) = live_tabs(registry, now_ms, &kept, false);
+    let id = if kept.is_empty() || taken {
+        // A duplicate (its copied ID still registered) drops the session it copied.
+        if taken {
             tab.remove(SESSION_KEY);
-            crate::platform::uuid_v4(rng)
         }
-        None => crate::platform::uuid_v4(rng),
+        crate::platform::uuid_v4(rng)
+    } else {
+        kept
     };
     tab.set(TAB_KEY, &id);
-    live.push((id.clone(), now_ms));
-    write_tabs(registry, &live);
+    if !live.is_empty() {
+        live.push(',');
+    }
+    live.push_str(&id);
+    live.push(':');
+    write_u64(&mut live, now_ms.max(0) as u64);
+    registry.set(TABS_KEY, &live);
     id
 }
 
 /// The tab leaves (`pagehide`): a reload or navigation will claim the same ID again.
 pub fn release_tab(registry: &mut impl Storage, id: &str, now_ms: i64) {
-    let mut live = live_tabs(registry, now_ms);
-    live.retain(|(l, _)| l != id);
-    write_tabs(registry, &live);
+    registry.set(TABS_KEY, &live_tabs(registry, now_ms, id, true).0);
 }
 
 #[cfg(test)]
@@ -329,6 +336,14 @@ mod tests {
             None,
             "the copied session is not shared"
         );
+        // The original stays registered: a second copy is a duplicate too; the duplicate's
+        // leaving removes its own entry only.
+        let mut again = MemStorage::default();
+        again.set(TAB_KEY, &a);
+        assert_ne!(claim_tab(&mut again, &mut registry, &mut rng, T0 + 4), a);
+        release_tab(&mut registry, &b, T0 + 5);
+        let tabs = registry.get(TABS_KEY).unwrap();
+        assert!(tabs.contains(&a) && !tabs.contains(&b), "{tabs}");
         // A tab that crashed a week ago no longer blocks its ID.
         let mut old = MemStorage::default();
         let c = claim_tab(&mut old, &mut registry, &mut rng, T0);
