@@ -19,6 +19,7 @@ use crate::platform::{fields, uuid_v4, Clock, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker};
 use core::cell::RefCell;
+use footfall_wire::json::{read_u64, write_u64};
 use footfall_wire::{EventType, Page, RawJson, DEFAULT_MAX_EVENT_BYTES};
 use wasm_bindgen::prelude::*;
 
@@ -40,8 +41,12 @@ struct Sdk {
     /// This tab's own storage (the session in `"tab"` scope).
     tab: BrowserStorage,
     /// Web Locks asked for and not yet answered (see [`locked`]), and the last ID given.
-    locks: Vec<(u32, LockFor)>,
+    /// One line each, `id:name`; a name that is `own_key` is this tab's own outbox key, any
+    /// other the outbox of another tab, to adopt if that tab is gone.
+    locks: String,
     lock_id: u32,
+    /// The key this tab asked to own.
+    own_key: String,
     /// When [`Sdk::adopt_orphans`] last looked.
     orphans_checked: i64,
     /// This tab's ID in `"tab"` scope (registered while the page is shown).
@@ -56,14 +61,6 @@ struct Sdk {
     /// When set, the next event happened at this time (a call queued before the SDK loaded).
     replay_at: Option<i64>,
     engagement: Engagement,
-}
-
-/// What a Web Lock asked for is for, once the host answers.
-enum LockFor {
-    /// This tab's outbox key, held for the page's life.
-    Own(String),
-    /// The outbox of another tab, to adopt if that tab is gone.
-    Adopt(String),
 }
 
 /// The one place the SDK's state lives (no `thread_local!`: the wasm is built without `std`).
@@ -135,8 +132,9 @@ pub fn init(options: &str) {
         session: BrowserStorage::open(Want::SessionOnly, None),
         registry,
         tab,
-        locks: Vec::new(),
+        locks: String::new(),
         lock_id: 0,
+        own_key: String::new(),
         orphans_checked: 0,
         tab_id,
         registered,
@@ -171,7 +169,8 @@ impl Sdk {
             .unwrap_or_else(|| uuid_v4(&mut BrowserEntropy));
         tab.set("ff_ob", &id);
         let key = browser::cat(&[outbox::PREFIX, &id]);
-        if !self.ask_lock(&key, true, LockFor::Own(key.clone())) {
+        self.own_key = key.clone();
+        if !self.ask_lock(&key, true) {
             // No Web Locks: the key is ours by the sessionStorage ID alone; others' outboxes
             // are adopted once left unsaved for a long time.
             self.take_outbox(key);
@@ -180,30 +179,45 @@ impl Sdk {
 
     /// Asks the host for Web Lock `name` if it is free; the answer comes to [`locked`]. False
     /// when there are no Web Locks (then nothing comes).
-    fn ask_lock(&mut self, name: &str, hold: bool, what: LockFor) -> bool {
+    fn ask_lock(&mut self, name: &str, hold: bool) -> bool {
         self.lock_id += 1;
         let asked = browser::lock(name, hold, self.lock_id);
         if asked {
-            self.locks.push((self.lock_id, what));
+            write_u64(&mut self.locks, self.lock_id.into());
+            self.locks.push(':');
+            self.locks.push_str(name);
+            self.locks.push('\n');
         }
         asked
     }
 
     fn locked(&mut self, id: u32, granted: bool) {
-        let Some(at) = self.locks.iter().position(|(k, _)| *k == id) else {
-            return;
-        };
-        match (self.locks.swap_remove(at).1, granted) {
-            (LockFor::Own(key), true) => self.take_outbox(key),
-            (LockFor::Own(_), false) => {
+        let (mut name, mut rest) = (None, String::new());
+        for line in fields(&self.locks, b'\n').filter(|l| !l.is_empty()) {
+            let n = fields(line, b':').next().unwrap_or_default();
+            match line.get(n.len() + 1..) {
+                Some(key) if name.is_none() && read_u64(n) == Some(id.into()) => {
+                    name = Some(String::from(key));
+                }
+                _ => {
+                    rest.push_str(line);
+                    rest.push('\n');
+                }
+            }
+        }
+        self.locks = rest;
+        let Some(name) = name else { return };
+        match (name == self.own_key, granted) {
+            (true, true) => self.take_outbox(name),
+            (true, false) => {
                 // A duplicated tab, which copied the key: it gets one of its own.
                 if let Some(tab) = &mut self.session {
                     tab.remove("ff_ob");
                 }
                 self.own_outbox();
             }
-            (LockFor::Adopt(other), true) => self.delivery.adopt(&other, &mut BrowserNet),
-            (LockFor::Adopt(_), false) => {}
+            (false, true) => self.delivery.adopt(&name, &mut BrowserNet),
+            (false, false) => {}
         }
     }
 
@@ -228,18 +242,19 @@ impl Sdk {
         let Some(own) = self.delivery.outbox.key().map(str::to_owned) else {
             return;
         };
-        for other in browser::local_keys(outbox::PREFIX) {
-            if other == own {
+        let keys = browser::local_keys(outbox::PREFIX);
+        for other in fields(&keys, b'\n') {
+            if other.is_empty() || other == own {
                 continue;
             }
-            if !self.ask_lock(&other, false, LockFor::Adopt(other.clone()))
+            if !self.ask_lock(other, false)
                 && self
                     .delivery
                     .local
                     .as_ref()
-                    .is_some_and(|s| now - outbox::load(s, &other).1 > ABANDONED_MS)
+                    .is_some_and(|s| now - outbox::load(s, other).1 > ABANDONED_MS)
             {
-                self.delivery.adopt(&other, &mut BrowserNet);
+                self.delivery.adopt(other, &mut BrowserNet);
             }
         }
     }
@@ -360,7 +375,7 @@ impl Sdk {
             props.push(',');
         }
         props.push_str("\"engaged_ms\":");
-        footfall_wire::json::write_u64(&mut props, engaged.max(0) as u64);
+        write_u64(&mut props, engaged.max(0) as u64);
         props.push('}');
         self.record_on(
             EventType::Track,

@@ -178,12 +178,9 @@ impl Storage for BrowserStorage {
     }
 }
 
-/// The keys of localStorage that start with `prefix`.
-pub fn local_keys(prefix: &str) -> Vec<String> {
-    fields(&keys(prefix), b'\n')
-        .filter(|k| !k.is_empty())
-        .map(String::from)
-        .collect()
+/// The keys of localStorage that start with `prefix`, one a line.
+pub fn local_keys(prefix: &str) -> String {
+    keys(prefix)
 }
 
 /// The first `N` lines of `text`, missing ones empty.
