@@ -20,7 +20,7 @@ use crate::session;
 use crate::tracker::{Occurrence, Tracker};
 use core::cell::RefCell;
 use footfall_wire::json::{read_u64, write_u64};
-use footfall_wire::{EventType, Page, RawJson, DEFAULT_MAX_EVENT_BYTES};
+use footfall_wire::{EventType, RawJson, DEFAULT_MAX_EVENT_BYTES};
 use wasm_bindgen::prelude::*;
 
 type BrowserTracker = Tracker<BrowserClock, BrowserStorage, BrowserEntropy>;
@@ -54,10 +54,11 @@ struct Sdk {
     /// The properties of `register`, as JSON text (the host merges them into the page's
     /// calls; the SDK's own events carry them from here).
     registered: String,
-    /// The page of the last page view, until it is left.
-    shown: Option<Page>,
+    /// The page of the last page view, until it is left (the host's lines: URL, path, title,
+    /// referrer).
+    shown: Option<String>,
     /// The page the next event happened on, when it is not this one (see [`replay_page`]).
-    replayed_page: Option<Page>,
+    replayed_page: Option<String>,
     /// When set, the next event happened at this time (a call queued before the SDK loaded).
     replay_at: Option<i64>,
     engagement: Engagement,
@@ -320,7 +321,7 @@ impl Sdk {
 
     /// The page the event being recorded happened on: this one, or the one given by
     /// [`replay_page`] for a call kept by an earlier page.
-    fn current_page(&mut self) -> Page {
+    fn current_page(&mut self) -> String {
         self.replayed_page.take().unwrap_or_else(browser::page)
     }
 
@@ -330,7 +331,7 @@ impl Sdk {
         name: String,
         props: RawJson,
         traits: Option<RawJson>,
-        page: Page,
+        page: String,
     ) {
         let o = Occurrence {
             kind,
@@ -340,7 +341,7 @@ impl Sdk {
             page,
             at_ms: self.replay_at.take(),
         };
-        if let Some(e) = self.tracker.record(o, browser::context()) {
+        if let Some(e) = self.tracker.record(o, &browser::context()) {
             self.delivery.push(&e, &mut BrowserNet);
         }
     }
@@ -392,11 +393,14 @@ impl Sdk {
     /// the state of the page they show.
     fn navigated(&mut self, replace: bool) {
         let now = browser::page();
-        let changed = match &self.shown {
-            None => true,
-            Some(p) if replace => p.path != now.path,
-            Some(p) => fields(&p.url, b'#').next() != fields(&now.url, b'#').next(),
+        // Line 0 is the URL, line 1 the path.
+        let part = |page: &str| {
+            let line = fields(page, b'\n')
+                .nth(usize::from(replace))
+                .unwrap_or_default();
+            String::from(fields(line, b'#').next().unwrap_or_default())
         };
+        let changed = self.shown.as_deref().is_none_or(|p| part(p) != part(&now));
         if changed {
             self.view(None);
         }
@@ -574,8 +578,7 @@ pub fn hide(pagehide: bool) {
 /// line).
 #[wasm_bindgen(js_name = _replayPage)]
 pub fn replay_page(page: &str) {
-    let page = browser::page_from(page);
-    with_sdk(|s| s.replayed_page = Some(page));
+    with_sdk(|s| s.replayed_page = Some(page.into()));
 }
 
 /// Used by the loader's replay: the next event happened at `ms` (epoch milliseconds).

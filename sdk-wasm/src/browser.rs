@@ -8,8 +8,7 @@
 use crate::prelude::*;
 
 use crate::delivery::{Later, Net};
-use crate::platform::{fields, Clock, Entropy, Storage};
-use footfall_wire::{Context, Page};
+use crate::platform::{Clock, Entropy, Storage};
 use wasm_bindgen::prelude::*;
 
 /// The JavaScript host, a global the wrapper sets before the wasm runs. None of these throws.
@@ -183,40 +182,16 @@ pub fn local_keys(prefix: &str) -> String {
     keys(prefix)
 }
 
-/// The first `N` lines of `text`, missing ones empty.
-fn lines<const N: usize>(text: &str) -> [String; N] {
-    let mut it = fields(text, b'\n');
-    core::array::from_fn(|_| it.next().unwrap_or("").to_owned())
+/// The page an event happens on: its URL, path, title and referrer, one a line (the host
+/// reads the URL and title each time, the path and referrer when the URL changed).
+pub fn page() -> String {
+    host_page()
 }
 
-/// The page an event happens on (the host reads the URL and title each time, the path and
-/// referrer when the URL changed).
-pub fn page() -> Page {
-    page_from(&host_page())
-}
-
-/// A page from its URL, path, title and referrer, one a line.
-pub fn page_from(text: &str) -> Page {
-    let [url, path, title, referrer] = lines(text);
-    Page {
-        url,
-        path,
-        title,
-        referrer,
-    }
-}
-
-/// Screen, viewport, language and time zone (the host reads the viewport again after each
-/// `resize`), and the SDK's version.
-pub fn context() -> Context {
-    let [screen, viewport, language, timezone] = lines(&host_context());
-    Context {
-        screen,
-        viewport,
-        language,
-        timezone,
-        sdk: crate::SDK_VERSION.into(),
-    }
+/// Screen, viewport, language and time zone, one a line (the host reads the viewport again
+/// after each `resize`).
+pub fn context() -> String {
+    host_context()
 }
 
 /// What the host knows of the browser, as bits: online, hidden, Do Not Track or Global
@@ -252,24 +227,4 @@ pub fn page_load_ms() -> Option<i64> {
 /// even by a crash). False, with no call to come, when there are no Web Locks.
 pub fn lock(name: &str, hold: bool, id: u32) -> bool {
     host_lock(name, hold, id)
-}
-
-/// Runs under `wasm-bindgen-test` (Node.js): what the wasm makes of the host's lines.
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use wasm_bindgen_test::wasm_bindgen_test;
-
-    #[wasm_bindgen_test]
-    fn pages_come_from_the_hosts_lines() {
-        let p = page_from("https://s.example/a?b=1\n/a\nA title\nhttps://r.example/");
-        assert_eq!(p.url, "https://s.example/a?b=1");
-        assert_eq!(p.path, "/a");
-        assert_eq!(p.title, "A title");
-        assert_eq!(p.referrer, "https://r.example/");
-        // Missing lines are empty, extra ones ignored.
-        let short = page_from("https://s.example/");
-        assert_eq!((short.path.as_str(), short.referrer.as_str()), ("", ""));
-        assert_eq!(page_from("u\np\nt\nr\nmore").referrer, "r");
-    }
 }

@@ -6,9 +6,10 @@
 use crate::prelude::*;
 
 use crate::options::{Options, SessionScope};
+use crate::platform::fields;
 use crate::platform::{uuid_v4, uuid_v7, Clock, Entropy, Storage};
 use crate::session::{Rules, Sessions, SESSION_KEY};
-use footfall_wire::{json, time, Context, Event, EventType, Page, RawJson};
+use footfall_wire::{json, time, EventType, RawJson};
 
 /// Storage key of the anonymous ID (the `ff_id` cookie).
 pub const ANON_KEY: &str = "ff_id";
@@ -46,7 +47,8 @@ pub struct Occurrence {
     pub name: String,
     pub props: RawJson,
     pub traits: Option<RawJson>,
-    pub page: Page,
+    /// The page's URL, path, title and referrer, one a line (as the host reads them).
+    pub page: String,
     /// When it happened, if earlier than now (calls queued before the SDK loaded).
     pub at_ms: Option<i64>,
 }
@@ -227,7 +229,8 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
     }
 
     /// Records one event: its JSON, for the outbox. Opted out, nothing is recorded.
-    pub fn record(&mut self, o: Occurrence, context: Context) -> Option<String> {
+    /// `context` is the screen, viewport, language and time zone, one a line.
+    pub fn record(&mut self, o: Occurrence, context: &str) -> Option<String> {
         if self.is_opted_out() {
             return None;
         }
@@ -238,26 +241,73 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             self.user_id = Some(o.name.clone());
             self.shared.set(USER_KEY, &o.name);
         }
-        let event = Event {
-            event_id: uuid_v7(&mut self.rng, at),
-            kind: o.kind,
-            name: match o.kind {
-                EventType::Page => "$pageview".into(),
-                EventType::Identify => "$identify".into(),
-                EventType::Set => "$set".into(),
-                EventType::Track => o.name,
-            },
-            timestamp: time::rfc3339_millis(at),
-            anonymous_id: self.anonymous_id.clone(),
-            user_id: self.user_id.clone(),
-            session_id: session.id,
-            seq: session.seq,
-            page: o.page,
-            context,
-            props: o.props,
-            traits: o.traits,
+        // The JSON of product.md's event, written at once (`event_id` first: see
+        // `outbox::id_of`).
+        let mut e = String::with_capacity(1024);
+        let mut put = |parts: &[&str]| {
+            for p in parts {
+                e.push_str(p);
+            }
         };
-        Some(json::event_to_string(&event))
+        put(&[
+            "{\"event_id\":\"",
+            &uuid_v7(&mut self.rng, at),
+            "\",\"type\":\"",
+            o.kind.as_str(),
+            "\",\"name\":",
+        ]);
+        json::write_str(
+            &mut e,
+            match o.kind {
+                EventType::Page => "$pageview",
+                EventType::Identify => "$identify",
+                EventType::Set => "$set",
+                EventType::Track => &o.name,
+            },
+        );
+        e.push_str(",\"timestamp\":\"");
+        e.push_str(&time::rfc3339_millis(at));
+        e.push_str("\",\"anonymous_id\":");
+        json::write_str(&mut e, &self.anonymous_id);
+        e.push_str(",\"user_id\":");
+        match &self.user_id {
+            Some(u) => json::write_str(&mut e, u),
+            None => e.push_str("null"),
+        }
+        e.push_str(",\"session_id\":");
+        json::write_str(&mut e, &session.id);
+        e.push_str(",\"seq\":");
+        json::write_u64(&mut e, session.seq);
+        e.push_str(",\"page\":");
+        lines_as_object(&mut e, &["url", "path", "title", "referrer"], &o.page);
+        e.push_str("},\"context\":");
+        lines_as_object(
+            &mut e,
+            &["screen", "viewport", "language", "timezone"],
+            context,
+        );
+        e.push_str(",\"sdk\":\"");
+        e.push_str(crate::SDK_VERSION);
+        e.push_str("\"},\"props\":");
+        e.push_str(o.props.as_str());
+        if let Some(t) = &o.traits {
+            e.push_str(",\"traits\":");
+            e.push_str(t.as_str());
+        }
+        e.push('}');
+        Some(e)
+    }
+}
+
+/// Writes `{"key":"line",...` (unclosed) from `keys` and the lines of `text`, missing lines
+/// empty, extra ones ignored.
+fn lines_as_object(out: &mut String, keys: &[&str], text: &str) {
+    let mut values = fields(text, b'\n');
+    for (i, k) in keys.iter().enumerate() {
+        out.push(if i == 0 { '{' } else { ',' });
+        json::write_str(out, k);
+        out.push(':');
+        json::write_str(out, values.next().unwrap_or_default());
     }
 }
 
@@ -294,14 +344,12 @@ mod tests {
             name: name.into(),
             props: RawJson(r#"{"plan":"pro"}"#.into()),
             traits: None,
-            page: Page {
-                url: "http://c.test/p".into(),
-                path: "/p".into(),
-                ..Page::default()
-            },
+            page: "http://c.test/p\n/p".into(),
             at_ms: None,
         }
     }
+
+    use footfall_wire::Event;
 
     #[derive(serde::Deserialize)]
     struct Envelope {
@@ -324,10 +372,10 @@ mod tests {
         let store = MemStorage::default();
         let clock = FakeClock::at(T0);
         let mut t = tracker(&store, &clock);
-        let mut chunk = vec![t.record(track("a"), Context::default()).unwrap()];
+        let mut chunk = vec![t.record(track("a"), "").unwrap()];
         clock.advance(1000);
-        chunk.push(t.record(track("b"), Context::default()).unwrap());
-        chunk.push(t.record(track("c"), Context::default()).unwrap());
+        chunk.push(t.record(track("b"), "").unwrap());
+        chunk.push(t.record(track("c"), "").unwrap());
         let body = crate::delivery::batch_body(&t.options.key, t.now_ms(), &chunk.join("\n"));
         let env: Envelope = serde_json::from_str(&body).unwrap();
         assert_eq!(env.key, "demo");
@@ -346,6 +394,40 @@ mod tests {
     }
 
     #[test]
+    fn page_and_context_come_from_the_hosts_lines() {
+        let store = MemStorage::default();
+        let clock = FakeClock::at(T0);
+        let mut t = tracker(&store, &clock);
+        let full = Occurrence {
+            page: "https://s.example/a?b=1\n/a\nA \"title\"\nhttps://r.example/".into(),
+            ..track("a")
+        };
+        let e: Event = serde_json::from_str(
+            &t.record(full, "1920x1080\n800x600\nde-CH\nEurope/Zurich\nmore")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(e.page.url, "https://s.example/a?b=1");
+        assert_eq!(e.page.path, "/a");
+        assert_eq!(e.page.title, "A \"title\"");
+        assert_eq!(e.page.referrer, "https://r.example/");
+        assert_eq!(e.context.screen, "1920x1080");
+        assert_eq!(e.context.viewport, "800x600");
+        assert_eq!(e.context.language, "de-CH");
+        assert_eq!(e.context.timezone, "Europe/Zurich", "extra lines ignored");
+        assert_eq!(e.context.sdk, crate::SDK_VERSION);
+        // Missing lines are empty.
+        let short = Occurrence {
+            page: "https://s.example/".into(),
+            ..track("b")
+        };
+        let e: Event = serde_json::from_str(&t.record(short, "").unwrap()).unwrap();
+        assert_eq!(e.page.url, "https://s.example/");
+        assert_eq!((e.page.path.as_str(), e.page.referrer.as_str()), ("", ""));
+        assert_eq!(e.context.screen, "");
+    }
+
+    #[test]
     fn identify_sets_the_user_on_later_events_and_across_loads() {
         let store = MemStorage::default();
         let clock = FakeClock::at(T0);
@@ -357,9 +439,9 @@ mod tests {
                 traits: Some(RawJson(r#"{"plan":"pro"}"#.into())),
                 ..track("")
             },
-            Context::default(),
+            "",
         );
-        let after = t.record(track("after"), Context::default());
+        let after = t.record(track("after"), "");
         let chunk = [identify.unwrap(), after.unwrap()];
         let body = crate::delivery::batch_body(&t.options.key, t.now_ms(), &chunk.join("\n"));
         let env: Envelope = serde_json::from_str(&body).unwrap();
@@ -408,10 +490,10 @@ mod rule_tests {
                     name: "e".into(),
                     props: RawJson::empty_object(),
                     traits: None,
-                    page: Page::default(),
+                    page: String::new(),
                     at_ms: None,
                 },
-                Context::default(),
+                "",
             );
             self.t.session_id()
         }
@@ -434,10 +516,10 @@ mod rule_tests {
                     name: "e".into(),
                     props: RawJson::empty_object(),
                     traits: None,
-                    page: Page::default(),
+                    page: String::new(),
                     at_ms: None,
                 },
-                Context::default(),
+                "",
             ),
             None,
             "nothing recorded while opted out"
@@ -493,10 +575,10 @@ mod rule_tests {
                 name: "ann".into(),
                 props: RawJson::empty_object(),
                 traits: None,
-                page: Page::default(),
+                page: String::new(),
                 at_ms: None,
             },
-            Context::default(),
+            "",
         );
         a.t.set_registered(r#"{"plan":"pro"}"#);
         let anon = a.t.anonymous_id().unwrap().to_owned();
@@ -634,12 +716,7 @@ mod fixture_tests {
             SeqEntropy(11),
             false,
         );
-        let page = Page {
-            url: "https://shop.example/p?utm_source=x".into(),
-            path: "/p".into(),
-            title: "P".into(),
-            referrer: String::new(),
-        };
+        let page = String::from("https://shop.example/p?utm_source=x\n/p\nP\n");
         let mut chunk = Vec::new();
         for (kind, name, traits) in [
             (EventType::Page, "", None),
@@ -659,7 +736,7 @@ mod fixture_tests {
                     page: page.clone(),
                     at_ms: None,
                 },
-                Context::default(),
+                "",
             ));
         }
         let ours: Value = serde_json::from_str(&crate::delivery::batch_body(

@@ -9,7 +9,7 @@
 use footfall_sdk::options::{Options, SessionScope};
 use footfall_sdk::platform::{Clock, Entropy, Storage};
 use footfall_sdk::tracker::{Occurrence, Tracker};
-use footfall_wire::{Context, Event, EventType, Page, RawJson};
+use footfall_wire::{Event, EventType, RawJson};
 use proptest::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -113,10 +113,10 @@ fn run(scope: SessionScope, ops: &[Op]) -> Vec<(usize, Event, i64)> {
                         name: "e".into(),
                         props: RawJson::empty_object(),
                         traits: None,
-                        page: Page::default(),
+                        page: String::new(),
                         at_ms: None,
                     },
-                    Context::default(),
+                    "",
                 );
                 let e: Event = serde_json::from_str(&json.unwrap()).unwrap();
                 out.push((t, e, clock.0.get()));
