@@ -2,12 +2,13 @@
 //! disk spool for the times it cannot be reached.
 //!
 //! **Tables** (created on start, `CREATE TABLE IF NOT EXISTS`; see [`SCHEMA`]):
-//! - `events`: a `ReplacingMergeTree` ordered by `event_id` alone, so a retried or replayed
-//!   event is one key whatever its receive time (which differs between retries and so must not
-//!   be part of the key). Not partitioned: copies of an event always meet in a merge, and no
-//!   batch, however odd its clients' clocks, can touch more partitions than ClickHouse allows in
-//!   one insert (current releases refuse over 100, which would stall the spool on that batch).
-//!   Merges remove duplicates eventually; until then every query deduplicates
+//! - `events`: a `ReplacingMergeTree` ordered by UTC day of the event time, site, anonymous
+//!   ID hash and `event_id` (the receive time, which differs between retries, is not part of
+//!   the key, so copies of an event of the same day are one key). Not partitioned: no batch,
+//!   however odd its clients' clocks, can touch more partitions than ClickHouse allows in one
+//!   insert (current releases refuse over 100, which would stall the spool on that batch).
+//!   Merges remove duplicates of a day eventually; until then, and for copies whose event
+//!   times fall on two days, every query deduplicates
 //!   itself: counts are `uniqExact(event_id)`, lists keep one row per `event_id`. Of two
 //!   copies that differ (two collectors receiving the same retried batch), the one received
 //!   first wins (`ver` is higher for an earlier receive time). Event properties are stored
