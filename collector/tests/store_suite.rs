@@ -890,6 +890,42 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
     same("sessions after erase", &|s| {
         format!("{:?}", s.session_stats(&q).unwrap())
     });
+    // Ann comes back on her first browser and signs in again: the alias is written anew (the
+    // ClickHouse writer had written it before the erase), and she is one person with only the
+    // new visit.
+    let mut back = blank("019ab0b4-0000-7000-8000-ffffffff0001".into());
+    back.kind = "page";
+    back.name = "$pageview".into();
+    back.anonymous_id = "anon-000".into();
+    back.session_id = "sess-000-back".into();
+    back.time_ms = end + HOUR;
+    back.server_ms = back.time_ms;
+    let mut signed_in = back.clone();
+    signed_in.event_id = "019ab0b4-0000-7000-8000-ffffffff0002".into();
+    signed_in.kind = "identify";
+    signed_in.name = "$identify".into();
+    signed_in.user_id = Some("ann@example.com".into());
+    signed_in.time_ms += 1;
+    signed_in.server_ms += 1;
+    for s in stores {
+        assert_eq!(
+            insert(s, vec![back.clone(), signed_in.clone()]),
+            [true, true]
+        );
+    }
+    same("erased user back", &|s| {
+        format!(
+            "{:?}",
+            s.user("ann@example.com", &scope(Bots::Include)).unwrap()
+        )
+    });
+    let ann = stores[0]
+        .user("ann@example.com", &scope(Bots::Include))
+        .unwrap()
+        .expect("Ann by user ID after returning");
+    assert_eq!(ann.user.anonymous_ids, ["anon-000"]);
+    let events: usize = ann.sessions.iter().map(|s| s.events.len()).sum();
+    assert_eq!(events, 2, "only the visit after the erase");
 
     // API tokens: saved, used, revoked; a use recorded after a revocation does not revive the
     // token, even once ClickHouse has merged the versions.

@@ -892,3 +892,64 @@ pub trait Store: Send + Sync {
 pub fn rfc3339(ms: i64) -> String {
     footfall_wire::time::rfc3339_millis(ms)
 }
+
+#[cfg(test)]
+mod layout {
+    //! The stores' boundary as a test: neither store's folder names the other's modules or
+    //! type; what both need lives beside them in `store/` (buckets, journeys, SQLite's cast).
+
+    use std::path::Path;
+
+    /// The code lines (not comments) of every file in `store/NAME/`.
+    fn code_of(name: &str) -> Vec<(String, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/store")
+            .join(name);
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines() {
+                let code = line.split("//").next().unwrap_or_default();
+                out.push((path.display().to_string(), code.to_owned()));
+            }
+        }
+        assert!(out.len() > 100, "no code found in {}", dir.display());
+        out
+    }
+
+    /// Whether `code` names `word` as a path segment or type (`rusqlite` is not `sqlite`).
+    fn names(code: &str, word: &str) -> bool {
+        code.match_indices(word).any(|(i, _)| {
+            let before = code[..i].chars().next_back();
+            let after = code[i + word.len()..].chars().next();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    }
+
+    #[test]
+    fn neither_store_uses_the_other() {
+        for (file, code) in code_of("sqlite") {
+            for word in ["clickhouse", "ClickHouse"] {
+                assert!(
+                    !names(&code, word),
+                    "{file} uses the ClickHouse store: {code}"
+                );
+            }
+        }
+        for (file, code) in code_of("clickhouse") {
+            for word in ["sqlite", "Sqlite"] {
+                assert!(!names(&code, word), "{file} uses the SQLite store: {code}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_use_is_seen() {
+        assert!(names("use super::super::clickhouse::query;", "clickhouse"));
+        assert!(names("crate::store::Sqlite::open(p)", "Sqlite"));
+        assert!(!names("rusqlite::Connection::open_in_memory()", "sqlite"));
+        assert!(!names("super::sqlite_real(&text)", "sqlite"));
+    }
+}

@@ -2,12 +2,13 @@
 //! disk spool for the times it cannot be reached.
 //!
 //! **Tables** (created on start, `CREATE TABLE IF NOT EXISTS`; see [`SCHEMA`]):
-//! - `events`: a `ReplacingMergeTree` ordered by `event_id` alone, so a retried or replayed
-//!   event is one key whatever its receive time (which differs between retries and so must not
-//!   be part of the key). Not partitioned: copies of an event always meet in a merge, and no
-//!   batch, however odd its clients' clocks, can touch more partitions than ClickHouse allows in
-//!   one insert (current releases refuse over 100, which would stall the spool on that batch).
-//!   Merges remove duplicates eventually; until then every query deduplicates
+//! - `events`: a `ReplacingMergeTree` ordered by UTC day of the event time, site, anonymous
+//!   ID hash and `event_id` (the receive time, which differs between retries, is not part of
+//!   the key, so copies of an event of the same day are one key). Not partitioned: no batch,
+//!   however odd its clients' clocks, can touch more partitions than ClickHouse allows in one
+//!   insert (current releases refuse over 100, which would stall the spool on that batch).
+//!   Merges remove duplicates of a day eventually; until then, and for copies whose event
+//!   times fall on two days, every query deduplicates
 //!   itself: counts are `uniqExact(event_id)`, lists keep one row per `event_id`. Of two
 //!   copies that differ (two collectors receiving the same retried batch), the one received
 //!   first wins (`ver` is higher for an earlier receive time). Event properties are stored
@@ -50,11 +51,13 @@
 //! properties are the latest value of each key by event time.
 //!
 //! **Erasing** runs `ALTER TABLE ... DELETE` and waits for the mutations to finish, so the
-//! answer comes when the data is gone from every query. It first notes the person's anonymous
-//! IDs and user ID in `erasures`, with the time: a spool replayed later (by this collector or
-//! another that was cut off from ClickHouse) drops the person's events received before it,
-//! so an erased person does not come back. Writers forget which aliases they wrote on an
-//! erase of their own and at least once a minute (for erases by other collectors).
+//! answer comes when the data is gone from every query. It notes the person's anonymous IDs
+//! and user ID in `erasures`, with the time, before the deletes and again once they are done:
+//! a spool replayed later (by this collector or another that was cut off from ClickHouse)
+//! drops the person's events received before the erase ended and keeps those received after
+//! (a new visit), so an erased person does not come back. Writers forget which aliases they
+//! wrote whenever the count of `erasures` rows changed, so a returning person's alias is
+//! written again whichever collector erased them.
 
 mod http;
 mod persons;
@@ -354,8 +357,6 @@ pub struct ClickHouse {
     writer: Mutex<mpsc::Sender<writer::Job>>,
     pending: Arc<AtomicUsize>,
     gauges: Arc<SpoolGauges>,
-    /// Erases this collector ran: the writer forgets its aliases when it changes.
-    erasures: Arc<AtomicU64>,
     /// Versions of report rows: increasing within this process, and across processes as far
     /// as their clocks agree.
     report_ver: AtomicU64,
@@ -381,14 +382,7 @@ impl ClickHouse {
         let gauges = spool.gauges.clone();
         let (tx, rx) = mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
-        let erasures = Arc::new(AtomicU64::new(0));
-        let w = writer::Writer::new(
-            write_client,
-            spool,
-            pending.clone(),
-            erasures.clone(),
-            schema_ready,
-        );
+        let w = writer::Writer::new(write_client, spool, pending.clone(), schema_ready);
         std::thread::Builder::new()
             .name("clickhouse-writer".into())
             .spawn(move || w.run(rx))
@@ -398,7 +392,6 @@ impl ClickHouse {
             writer: Mutex::new(tx),
             pending,
             gauges,
-            erasures,
             report_ver: AtomicU64::new(0),
         })
     }
@@ -491,12 +484,7 @@ impl Store for ClickHouse {
 
     fn erase(&self, person: &str) -> oneshot::Receiver<Result<Erased, StoreError>> {
         let person = person.to_owned();
-        let erasures = self.erasures.clone();
-        self.background(move |c| {
-            let erased = query::erase(c, &person);
-            erasures.fetch_add(1, Ordering::Relaxed);
-            erased
-        })
+        self.background(move |c| query::erase(c, &person))
     }
 
     fn event_names(

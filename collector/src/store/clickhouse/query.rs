@@ -1261,17 +1261,22 @@ pub fn erase(c: &Client, person: &str) -> Result<Erased, StoreError> {
         "SELECT uniqExact(event_id) AS n FROM {db}.events WHERE {which}"
     ))?;
     let events = rows.first().map_or(0, |r| u(r, "n"));
-    // Noted first, so that no spool replayed from now on brings the person back.
-    let now = chrono::Utc::now().timestamp_millis();
-    let mut noted = Vec::new();
-    for a in &anonymous_ids {
-        let row = serde_json::json!({
-            "anonymous_id": a, "user_id": user.clone().unwrap_or_default(), "erased_ms": now,
-        });
-        serde_json::to_writer(&mut noted, &row).expect("plain data");
-        noted.push(b'\n');
-    }
-    c.insert("erasures", noted)?;
+    // Noted first, so that no spool replayed from now on brings the person back; and again
+    // once the deletes are done, with that time: the replay rule then covers what arrived
+    // while they ran, and every writer forgets the aliases it wrote before the end (the count
+    // of `erasures` rows changed after the last alias the deletes could reach).
+    let note = |at_ms: i64| {
+        let mut noted = Vec::new();
+        for a in &anonymous_ids {
+            let row = serde_json::json!({
+                "anonymous_id": a, "user_id": user.clone().unwrap_or_default(), "erased_ms": at_ms,
+            });
+            serde_json::to_writer(&mut noted, &row).expect("plain data");
+            noted.push(b'\n');
+        }
+        c.insert("erasures", noted)
+    };
+    note(chrono::Utc::now().timestamp_millis())?;
     c.execute(&format!("ALTER TABLE {db}.events DELETE WHERE {which}"))?;
     c.execute(&format!("ALTER TABLE {db}.aliases DELETE WHERE {which}"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
@@ -1291,6 +1296,7 @@ pub fn erase(c: &Client, person: &str) -> Result<Erased, StoreError> {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    note(chrono::Utc::now().timestamp_millis())?;
     Ok(Erased {
         events,
         anonymous_ids,

@@ -14,7 +14,7 @@ use super::rowbinary;
 use super::spool::{Spool, SpoolError};
 use super::{create_schema, ChError, InsertOutcome, Row, StoreError};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -30,9 +30,6 @@ const MAX_REFUSALS: u32 = 5;
 const REFUSED_FOR: Duration = Duration::from_secs(600);
 /// Longest the writer replays before it looks at new batches again.
 const REPLAY_SLICE: Duration = Duration::from_millis(500);
-/// How long the writer trusts its memory of the aliases it wrote: another collector's erase
-/// may have deleted them since.
-const ALIASES_FOR: Duration = Duration::from_secs(60);
 
 pub struct Job {
     pub rows: Vec<Row>,
@@ -104,12 +101,11 @@ pub struct Writer {
     spool: Spool,
     pending: Arc<AtomicUsize>,
     schema_ready: bool,
-    /// (anonymous ID, user ID) pairs already written to `aliases` by this writer, since when,
-    /// and the count of this collector's erases then.
+    /// (anonymous ID, user ID) pairs already written to `aliases` by this writer, and the
+    /// count of `erasures` rows when it last looked: any erase, by any collector, changes
+    /// that count, and the pairs are forgotten (see [`Writer::forget_aliases_if_erased`]).
     aliases_written: HashSet<(String, String)>,
-    aliases_since: Instant,
-    erasures_seen: u64,
-    erasures: Arc<AtomicU64>,
+    erasures_seen: Option<u64>,
     last_attempt: Option<Instant>,
     /// Consecutive times ClickHouse refused the first spooled batch, since when.
     refusals: u32,
@@ -132,7 +128,6 @@ impl Writer {
         client: Arc<Client>,
         spool: Spool,
         pending: Arc<AtomicUsize>,
-        erasures: Arc<AtomicU64>,
         schema_ready: bool,
     ) -> Writer {
         let (inserts, inserted) = inserter(client.clone());
@@ -144,9 +139,7 @@ impl Writer {
             pending,
             schema_ready,
             aliases_written: HashSet::new(),
-            aliases_since: Instant::now(),
-            erasures_seen: 0,
-            erasures,
+            erasures_seen: None,
             last_attempt: None,
             refusals: 0,
             one_by_one: 0,
@@ -463,12 +456,6 @@ impl Writer {
             create_schema(&self.client)?;
             self.schema_ready = true;
         }
-        let erasures = self.erasures.load(Ordering::Relaxed);
-        if erasures != self.erasures_seen || self.aliases_since.elapsed() > ALIASES_FOR {
-            self.aliases_written.clear();
-            self.aliases_since = Instant::now();
-            self.erasures_seen = erasures;
-        }
         let mut erased = if replayed {
             self.erased(rows)?
         } else {
@@ -512,6 +499,12 @@ impl Writer {
                 }
             }
         }
+        let remembered = aliases
+            .keys()
+            .any(|&(a, u)| self.aliases_written.contains(&(a.to_owned(), u.to_owned())));
+        if remembered {
+            self.forget_aliases_if_erased()?;
+        }
         let mut alias_block = Vec::new();
         let mut written = Vec::new();
         for ((anon, user), (time_ms, event_id)) in aliases {
@@ -532,6 +525,27 @@ impl Writer {
             outcome,
             aliases: written,
         })
+    }
+
+    /// Forgets the aliases written so far if anyone erased anyone since the writer last
+    /// looked (the count of `erasures` rows changed): the erase may have deleted them, and a
+    /// returning person's alias must then be written again. Asked only when a group would
+    /// skip an alias, so a group of new aliases costs no extra query.
+    ///
+    /// An erase notes its rows before its deletes and again once they are done
+    /// ([`super::query::erase`]), so an alias written while the deletes ran (and perhaps
+    /// deleted by them) is forgotten at the next look after the erase ends.
+    fn forget_aliases_if_erased(&mut self) -> Result<(), ChError> {
+        let count = self.client.select_tsv(&format!(
+            "SELECT count() FROM {}.erasures",
+            self.client.database
+        ))?;
+        let count = count.trim().parse::<u64>().ok();
+        if count.is_none() || count != self.erasures_seen {
+            self.aliases_written.clear();
+            self.erasures_seen = count;
+        }
+        Ok(())
     }
 
     /// Which of these event IDs ClickHouse has: the IDs go as external data, checked

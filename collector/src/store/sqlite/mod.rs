@@ -5,8 +5,15 @@
 //! event survives a `kill -9` of the collector (WAL with `synchronous=NORMAL`; the stricter
 //! `FULL` would also survive power loss at a cost per commit). Reads use a small pool of
 //! read-only connections, which WAL lets run beside the writer.
+//!
+//! The folder: [`schema`] (the migrations), [`writer`] (the group-commit thread), [`rollups`]
+//! (the `sessions` and `people` tables each commit updates), [`sql`] (SQL text with its
+//! parameters, filters as conditions) and [`index`] (the in-memory event index insights read).
+//! This file opens the store and answers the [`Store`] trait. Nothing here uses the ClickHouse
+//! store; what both share lives in `store/` (a test in `store/mod.rs` holds that line).
 
 mod index;
+mod rollups;
 mod schema;
 mod sql;
 mod writer;
@@ -15,13 +22,14 @@ use index::Index;
 
 use super::*;
 use crate::config::Durability;
+use rollups::span_columns;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 use schema::migrate;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
-use writer::{span_columns, write_loop, Job, Work};
+use writer::{write_loop, Job, Work};
 
 pub struct Sqlite {
     writer: Mutex<mpsc::Sender<Work>>,
