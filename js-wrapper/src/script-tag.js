@@ -1,7 +1,7 @@
-// The script-tag build: appended to wasm-bindgen's `no-modules` output (which defines
-// `footfall_wasm`). It compiles the wasm whose bytes the build wrote into this file, starts the
-// SDK from the tag's data- attributes, replays the loader's queue, and puts the real API on
-// window.footfall. Every call is guarded: nothing the page does with it can throw into the page.
+// The script-tag build: bundled after wasm-bindgen's glue (whose exports the build gathers as
+// `footfall_wasm`) and the host (host.js). It compiles the wasm whose bytes the
+// build wrote into this file, starts the SDK from the tag's data- attributes, replays the
+// loader's queue, and puts the real API on window.footfall. Every call is guarded: nothing the page does with it can throw into the page.
 //
 // Calls queued before the SDK has started are not lost when the page goes first (closed or
 // navigated right after a `track`): the wasm's bytes are here from the moment this script runs
