@@ -1,5 +1,5 @@
 // The script-tag build: bundled after wasm-bindgen's glue (whose exports the build gathers as
-// `footfall_wasm`) and the host (host.js). It compiles the wasm whose bytes the
+// `footfall_wasm`) and the host (host.js and its rooms). It compiles the wasm whose bytes the
 // build wrote into this file, starts the SDK from the tag's data- attributes, replays the
 // loader's queue, and puts the real API on window.footfall. Every call is guarded: nothing the page does with it can throw into the page.
 //

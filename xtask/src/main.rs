@@ -202,15 +202,15 @@ fn build_sdk(root: &Path) -> Result {
     // Script tag: wasm-bindgen's glue, the wasm's host and our wrapper, bundled by esbuild
     // into one classic script. The glue is the ES module one: the bundle takes only what the
     // wrapper uses of it (`initSync` and the exports, not the asynchronous loader that fetches
-    // a wasm), and the whole is one function (`--format=iife`), so the glue's and the host's
-    // top-level names are shortened and none is left on the page.
+    // a wasm), and the whole is one function (`--format=iife`), so the glue's, the host's and
+    // its rooms' top-level names are shortened and none is left on the page.
     let glue = minify_names(
         &wasm_opt,
         &dist.join("footfall_bg.wasm"),
         &read(&gen.join("script/footfall.js"))?,
     )?;
     write(&gen.join("script/glue.js"), &glue)?;
-    let host = read(&root.join("js-wrapper/src/host.js"))?;
+    let host = host_js(root)?;
     let wrapper = read(&root.join("js-wrapper/src/script-tag.js"))?;
     let joined = gen.join("script/footfall.entry.js");
     write(
@@ -244,7 +244,7 @@ fn build_sdk(root: &Path) -> Result {
             .map_err(|e| e.to_string())?;
     }
     // The host is a plain script (the script tag includes it as it is); the package's copy
-    // exports its one function.
+    // is the same rooms and composer, exporting the one function.
     write(
         &esm.join("host.js"),
         &[host, "export { footfallHost };\n".into()].concat(),
@@ -255,6 +255,42 @@ fn build_sdk(root: &Path) -> Result {
     )
     .map_err(|e| e.to_string())?;
     sync_dir(&dist, &root.join(DIST))
+}
+
+/// The rooms of the wasm's JavaScript host (`js-wrapper/src/host/`), one per browser facility,
+/// each a plain script declaring one function; `host.js` puts them together.
+const HOST_ROOMS: &[&str] = &[
+    "cookie.js",
+    "storage.js",
+    "net.js",
+    "page.js",
+    "locks.js",
+    "tasks.js",
+    "api.js",
+];
+
+/// The host as one plain script: its rooms, then `host.js`, which declares `footfallHost`.
+fn host_js(root: &Path) -> Result<String> {
+    let src = root.join("js-wrapper/src");
+    // A room added to the folder but not to the list would be left out of the build.
+    let mut found: Vec<String> = std::fs::read_dir(src.join("host"))
+        .map_err(|e| format!("js-wrapper/src/host: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    found.sort();
+    let mut listed: Vec<String> = HOST_ROOMS.iter().map(|r| r.to_string()).collect();
+    listed.sort();
+    if found != listed {
+        return Err(format!(
+            "js-wrapper/src/host holds {found:?}, the build lists {listed:?} (HOST_ROOMS)"
+        ));
+    }
+    let mut parts = Vec::new();
+    for room in HOST_ROOMS {
+        parts.push(read(&src.join("host").join(room))?);
+    }
+    parts.push(read(&src.join("host.js"))?);
+    Ok(parts.join("\n"))
 }
 
 /// The glue's exports as the object `footfall_wasm` that script-tag.js hands the host: named
