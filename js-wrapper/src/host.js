@@ -17,7 +17,7 @@ function footfallHost(sdk) {
   }
   var host = Object.assign(
     {
-      warn: function (msg) {
+      warn(msg) {
         console.warn("footfall: " + msg);
       },
     },

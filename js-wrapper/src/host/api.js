@@ -38,7 +38,7 @@ function footfallApi(sdk, host) {
     "trackEngagement", "batchSize", "flushInterval", "respectDnt"];
   function options(o) {
     o = o && typeof o === "object" ? o : {};
-    return OPTIONS.map(function (name, i) {
+    return OPTIONS.map((name, i) => {
       var v = o[name];
       if (name === "endpoint" && (!v || typeof v !== "string")) v = location.origin;
       var t = typeof v;
@@ -52,7 +52,7 @@ function footfallApi(sdk, host) {
     registered = {};
   }
   return {
-    init: function (o) {
+    init(o) {
       sdk.init(options(o));
       try {
         var r = JSON.parse(sdk._registered());
@@ -61,35 +61,35 @@ function footfallApi(sdk, host) {
         registered = {};
       }
     },
-    page: function (props) {
+    page(props) {
       sdk.page(merged(props));
     },
-    track: function (name, props) {
+    track(name, props) {
       sdk.track(text(name), merged(props));
     },
-    identify: function (userId, traits) {
+    identify(userId, traits) {
       sdk.identify(text(userId), json(traits) || "");
     },
-    setUserProperties: function (traits) {
+    setUserProperties(traits) {
       sdk.setUserProperties(json(traits) || "");
     },
     // Adds properties to every later event, kept across page loads.
-    register: function (props) {
+    register(props) {
       if (!json(props)) return;
       Object.assign(registered, props);
       sdk._register(json(registered) || "{}");
     },
     // Stops adding `key` to events.
-    unregister: function (key) {
+    unregister(key) {
       if (typeof key !== "string") return warn("unregister needs a property name (a string); ignored");
       delete registered[key];
       sdk._register(json(registered) || "{}");
     },
-    reset: function () {
+    reset() {
       sdk.reset();
       resetRegistered();
     },
-    optOut: function () {
+    optOut() {
       sdk.optOut();
       resetRegistered();
     },
@@ -102,7 +102,7 @@ function footfallApi(sdk, host) {
     _hide: sdk._hide,
     _replayAt: sdk._replayAt,
     // The page a kept call was made on: `{u: url, p: path, t: title, r: referrer}`.
-    _replayPage: function (p) {
+    _replayPage(p) {
       sdk._replayPage([p.u, p.p, p.t, p.r].map(text).join("\n"));
     },
   };

@@ -10,7 +10,7 @@ function footfallCookies() {
   function task() {
     if (!pending) {
       pending = { read: null, writes: {} };
-      queueMicrotask(function () {
+      queueMicrotask(() => {
         var done = pending;
         pending = null;
         for (var k in done.writes) document.cookie = done.writes[k][1];
@@ -52,7 +52,7 @@ function footfallCookies() {
   }
   return {
     probe: probe,
-    jar: function (domain) {
+    jar(domain) {
       var tail = location.protocol === "https:" ? "; SameSite=Lax; Secure" : "; SameSite=Lax";
       var attr = domain && domain !== "auto" ? "; Domain=" + domain : widest(location.hostname, tail);
       function write(key, value, age) {
@@ -62,16 +62,16 @@ function footfallCookies() {
         ];
       }
       return {
-        get: function (key) {
+        get(key) {
           var t = task();
           if (key in t.writes) return t.writes[key][0];
           if (t.read === null) t.read = document.cookie;
           return find(t.read, key);
         },
-        set: function (key, value) {
+        set(key, value) {
           write(key, value, "31536000");
         },
-        del: function (key) {
+        del(key) {
           write(key, "", "0");
         },
       };

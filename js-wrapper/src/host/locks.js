@@ -5,16 +5,16 @@ function footfallLocks(call) {
     // Web Lock `name` if free: `_locked(id, 1)` while held (with `hold`, for the page's
     // life), `_locked(id, 0)` if taken; false without Web Locks. The page going (a back/
     // forward cache entry, in WebKit) rejects a held lock's request: that is expected.
-    lock: function (name, hold, id) {
+    lock(name, hold, id) {
       var locks = navigator.locks;
       if (!locks || typeof locks.request !== "function") return false;
       try {
         locks
-          .request(name, { ifAvailable: true }, function (lock) {
+          .request(name, { ifAvailable: true }, (lock) => {
             call("_locked", id, lock ? 1 : 0);
-            if (hold && lock) return new Promise(function () {});
+            if (hold && lock) return new Promise(() => {});
           })
-          .catch(function () {});
+          .catch(() => {});
         return true;
       } catch (e) {
         return false;

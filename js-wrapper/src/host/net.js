@@ -7,17 +7,13 @@ function footfallNet(call) {
     // POSTs `body` as text/plain (no CORS preflight). No `keepalive`: the browser counts
     // every keepalive body in flight against one 64 KB budget, which the beacons of a hidden
     // page need; what a page takes with it is in the outbox and leaves by beacon.
-    post: function (url, body) {
+    post(url, body) {
       fetch(url, { method: "POST", body: body }).then(
-        function (r) {
-          call("_answered", r.status, Number(r.headers.get("retry-after")) || 0);
-        },
-        function () {
-          call("_answered", 0, 0);
-        },
+        (r) => call("_answered", r.status, Number(r.headers.get("retry-after")) || 0),
+        () => call("_answered", 0, 0),
       );
     },
-    beacon: function (url, body) {
+    beacon(url, body) {
       try {
         return navigator.sendBeacon(url, body) === true;
       } catch (e) {

@@ -13,12 +13,10 @@ function footfallPage(call) {
     return Math.max(0, (o && o[w]) | 0) + "x" + Math.max(0, (o && o[h]) | 0);
   }
   function on(event, target, name) {
-    target.addEventListener(name, function (e) {
-      call("_on", event, e.persisted ? 1 : 0);
-    });
+    target.addEventListener(name, (e) => call("_on", event, e.persisted ? 1 : 0));
   }
   return {
-    page: function () {
+    page() {
       var href = location.href;
       if (href !== shown.u || !href) {
         shown.p = location.pathname;
@@ -27,7 +25,7 @@ function footfallPage(call) {
       }
       return href + "\n" + shown.p + "\n" + document.title + "\n" + shown.r;
     },
-    context: function () {
+    context() {
       if (!fixed) {
         var tz = "";
         try {
@@ -39,7 +37,7 @@ function footfallPage(call) {
       return fixed[0] + "\n" + viewport + "\n" + fixed[1] + "\n" + fixed[2];
     },
     // Bits: 1 online, 2 hidden, 4 Do Not Track or Global Privacy Control.
-    facts: function () {
+    facts() {
       var n = navigator;
       return (
         (n.onLine === true ? 1 : 0) |
@@ -48,26 +46,22 @@ function footfallPage(call) {
       );
     },
     // When the page's navigation started (0 when unknown).
-    t0: function () {
+    t0() {
       return (window.performance && performance.timeOrigin) || 0;
     },
     // The page's events, for the life of the page, as numbers: see `_on` in api.rs.
-    listen: function (withHistory) {
+    listen(withHistory) {
       on(0, document, "visibilitychange");
       on(1, window, "online");
       on(2, window, "pagehide");
       on(3, window, "pageshow");
-      ["pointerdown", "keydown", "scroll", "touchstart"].forEach(function (name) {
-        on(4, window, name);
-      });
-      window.addEventListener("resize", function () {
-        viewport = null;
-      });
+      ["pointerdown", "keydown", "scroll", "touchstart"].forEach((name) => on(4, window, name));
+      window.addEventListener("resize", () => (viewport = null));
       if (!withHistory) return;
       on(5, window, "popstate");
       // The page's pushState/replaceState do what they did, return what they returned and
       // throw what they threw (then the SDK hears nothing).
-      [["pushState", 5], ["replaceState", 6]].forEach(function (m) {
+      [["pushState", 5], ["replaceState", 6]].forEach((m) => {
         var original = history[m[0]];
         if (typeof original !== "function") return;
         history[m[0]] = function (state, title, url) {

@@ -24,15 +24,15 @@ function footfallStorage(cookies) {
   }
   function webStore(s) {
     return {
-      get: function (key) {
+      get(key) {
         return absent(s.getItem(key));
       },
-      set: function (key, value) {
+      set(key, value) {
         try {
           s.setItem(key, value);
         } catch (e) {}
       },
-      del: function (key) {
+      del(key) {
         s.removeItem(key);
       },
     };
@@ -41,15 +41,15 @@ function footfallStorage(cookies) {
     var m = Object.create(null);
     var local = web("localStorage");
     return {
-      get: function (key) {
+      get(key) {
         if (key === "ff_optout") return local ? absent(local.getItem(key)) : undefined;
         return m[key];
       },
-      set: function (key, value) {
+      set(key, value) {
         if (key !== "ff_optout") m[key] = value;
         else if (local) webStore(local).set(key, value);
       },
-      del: function (key) {
+      del(key) {
         if (key !== "ff_optout") delete m[key];
         else if (local) local.removeItem(key);
       },
@@ -67,7 +67,7 @@ function footfallStorage(cookies) {
     // `which`: 0 cookies, else localStorage, else memory; 1 localStorage, else memory; 2 memory;
     // 3 sessionStorage, else memory; 4 localStorage or nothing (-1); 5 sessionStorage or
     // nothing. `domain`: the cookies' domain ("" or "auto": the widest that works).
-    open: function (which, domain) {
+    open(which, domain) {
       var s = null;
       var ok = false;
       try {
@@ -82,17 +82,17 @@ function footfallStorage(cookies) {
       stores.push(s);
       return stores.length - 1;
     },
-    sget: function (h, key) {
+    sget(h, key) {
       return store(h, "get", key);
     },
-    sset: function (h, key, value) {
+    sset(h, key, value) {
       store(h, "set", key, value);
     },
-    sdel: function (h, key) {
+    sdel(h, key) {
       store(h, "del", key);
     },
     // The keys of localStorage that start with `prefix`, one a line.
-    keys: function (prefix) {
+    keys(prefix) {
       var s = web("localStorage");
       var out = [];
       for (var i = 0; s && i < s.length; i++) {

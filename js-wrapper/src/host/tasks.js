@@ -9,7 +9,7 @@ function footfallTasks(call) {
   var used = 64;
   var tasks = {
     now: Date.now,
-    rnd: function () {
+    rnd() {
       if (used >= 64) {
         try {
           crypto.getRandomValues(pool);
@@ -22,23 +22,17 @@ function footfallTasks(call) {
       pool[used++] = 0;
       return x;
     },
-    later: function (what) {
-      queueMicrotask(function () {
-        call("_later", what);
-      });
+    later(what) {
+      queueMicrotask(() => call("_later", what));
     },
-    timer: function (what, ms) {
-      setTimeout(function () {
-        call("_later", what);
-      }, ms);
+    timer(what, ms) {
+      setTimeout(() => call("_later", what), ms);
     },
-    flushed: function (count) {
-      flushes.splice(0, count).forEach(function (done) {
-        done();
-      });
+    flushed(count) {
+      flushes.splice(0, count).forEach((done) => done());
     },
-    flush: function () {
-      return new Promise(function (done) {
+    flush() {
+      return new Promise((done) => {
         flushes.push(done);
         if (!call("_flush")) tasks.flushed(flushes.length);
       });
