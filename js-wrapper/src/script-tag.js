@@ -1,7 +1,7 @@
-// The script-tag build: appended to wasm-bindgen's `no-modules` output (which defines
-// `footfall_wasm`). It compiles the wasm whose bytes the build wrote into this file, starts the
-// SDK from the tag's data- attributes, replays the loader's queue, and puts the real API on
-// window.footfall. Every call is guarded: nothing the page does with it can throw into the page.
+// The script-tag build: bundled after wasm-bindgen's glue (whose exports the build gathers as
+// `footfall_wasm`) and the host (host.js and its rooms). It compiles the wasm whose bytes the
+// build wrote into this file, starts the SDK from the tag's data- attributes, replays the
+// loader's queue, and puts the real API on window.footfall. Every call is guarded: nothing the page does with it can throw into the page.
 //
 // Calls queued before the SDK has started are not lost when the page goes first (closed or
 // navigated right after a `track`): the wasm's bytes are here from the moment this script runs
@@ -27,10 +27,9 @@
   var api;
 
   function decode(s) {
-    // What windows-1252 reads the bytes 0x80 to 0x9F as (the others read as their own code).
-    var C1 = "\u20ac\x81\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\x8d" +
-      "\u017d\x8f\x90\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153" +
-      "\x9d\u017e\u0178";
+    // What windows-1252 reads the bytes 0x80 to 0x9F as (the others read as their own code),
+    // from the browser's own decoder, the one that read this file.
+    var C1 = new TextDecoder("windows-1252").decode(new Uint8Array(32).map((_, i) => 128 + i));
     var b = new Uint8Array(s.length);
     for (var i = 0; i < s.length; i++) {
       var c = s.charCodeAt(i);
@@ -42,15 +41,17 @@
   // Calls made while the wasm loads, if the page had no loader snippet.
   if (!w.footfall) {
     w.footfall = { q: [] };
-    names.forEach(function (m) {
-      w.footfall[m] = function () { w.footfall.q.push([Date.now(), m, [].slice.call(arguments)]); };
+    names.forEach((m) => {
+      w.footfall[m] = (...args) => {
+        w.footfall.q.push([Date.now(), m, args]);
+      };
     });
   }
 
   function guard(fn) {
-    return function () {
+    return (...args) => {
       try {
-        return fn.apply(null, arguments);
+        return fn(...args);
       } catch (e) {
         if (!warned) console.warn("footfall: internal error, call ignored", e);
         warned = true;
@@ -85,8 +86,8 @@
     var kept = s && s.getItem(KEPT);
     if (!kept) return;
     s.removeItem(KEPT);
-    JSON.parse(kept).forEach(function (page) {
-      page.q.forEach(function (call) {
+    JSON.parse(kept).forEach((page) => {
+      page.q.forEach((call) => {
         if (call[1] !== "init" && call[1] !== "flush") replay(call, page);
       });
     });
@@ -96,10 +97,10 @@
     if (api) return;
     sdk.initSync({ module: module });
     api = {};
-    names.forEach(function (m) { api[m] = guard(host.api[m]); });
+    names.forEach((m) => (api[m] = guard(host.api[m])));
     // The endpoint defaults to the origin the script came from.
     var replayed = false;
-    api.init = guard(function (options) {
+    api.init = guard((options) => {
       var o = {};
       for (var k in options || {}) o[k] = options[k];
       if (!o.endpoint) o.endpoint = origin;
@@ -112,7 +113,7 @@
     var queued = (w.footfall && w.footfall.q) || [];
     w.footfall = api;
     if (script && script.dataset.key) api.init(script.dataset);
-    queued.forEach(function (call) { replay(call); });
+    queued.forEach((call) => replay(call));
   }
 
   // The page is hidden or goes while the SDK has not started (the fallback's compile still
@@ -131,7 +132,7 @@
   // Cookieless pages (`persistence: "memory"`) keep nothing.
   function keepable(queued) {
     var memory = !!script && script.dataset.persistence === "memory";
-    queued.forEach(function (call) {
+    queued.forEach((call) => {
       var o = call[1] === "init" && call[2][0];
       if (o && o.persistence) memory = o.persistence === "memory";
     });
@@ -145,7 +146,7 @@
     pages.push({
       u: location.href, p: location.pathname, t: document.title, r: document.referrer,
       // A call whose arguments cannot be written (a cycle) is left out; the SDK would drop it.
-      q: queued.map(function (call) {
+      q: queued.map((call) => {
         try {
           return JSON.parse(JSON.stringify(call.slice(0, 3)));
         } catch (e) {
@@ -173,16 +174,16 @@
   }
   if (!api) {
     fetch(new URL("footfall_bg.wasm", base))
-      .then(function (r) {
+      .then((r) => {
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.arrayBuffer();
       })
-      .then(function (b) {
+      .then((b) => {
         bytes = b;
         return WebAssembly.compile(b);
       })
       .then(start)
-      .catch(function (e) {
+      .catch((e) => {
         console.warn("footfall: the SDK could not load; nothing is tracked", e);
       });
   }

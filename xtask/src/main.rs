@@ -149,12 +149,7 @@ fn build_sdk(root: &Path) -> Result {
             .arg(gen.join(out))
             .arg(&wasm))
     };
-    bindgen(
-        "no-modules",
-        "script",
-        "footfall",
-        &["--no-modules-global", "footfall_wasm"],
-    )?;
+    bindgen("web", "script", "footfall", &[])?;
     bindgen("web", "esm", "footfall_sdk", &[])?;
     // wasm-bindgen keeps the names, which the guard reads.
     guard::no_fmt(&gen.join("script/footfall_bg.wasm"))?;
@@ -204,23 +199,41 @@ fn build_sdk(root: &Path) -> Result {
         esm.join("footfall_sdk_bg.wasm"),
     )?;
 
-    // Script tag: wasm-bindgen's glue, the wasm's host and our wrapper, minified as one
-    // classic script.
+    // Script tag: wasm-bindgen's glue, the wasm's host and our wrapper, bundled by esbuild
+    // into one classic script. The glue is the ES module one: the bundle takes only what the
+    // wrapper uses of it (`initSync` and the exports, not the asynchronous loader that fetches
+    // a wasm), and the whole is one function (`--format=iife`), so the glue's, the host's and
+    // its rooms' top-level names are shortened and none is left on the page.
     let glue = minify_names(
         &wasm_opt,
         &dist.join("footfall_bg.wasm"),
         &read(&gen.join("script/footfall.js"))?,
     )?;
-    let host = read(&root.join("js-wrapper/src/host.js"))?;
+    write(&gen.join("script/glue.js"), &glue)?;
+    let host = host_js(root)?;
     let wrapper = read(&root.join("js-wrapper/src/script-tag.js"))?;
-    let joined = gen.join("footfall.js");
-    write(&joined, &[glue, host.clone(), wrapper].join("\n"))?;
-    minify(root, &joined, &dist.join("footfall.js"))?;
+    let joined = gen.join("script/footfall.entry.js");
+    write(
+        &joined,
+        &[script_glue_import(&glue)?, host.clone(), wrapper].join("\n"),
+    )?;
+    minify(
+        root,
+        &joined,
+        &dist.join("footfall.js"),
+        // The loader left out names `import.meta`, which a classic script does not have.
+        &[
+            "--bundle",
+            "--format=iife",
+            "--log-override:empty-import-meta=silent",
+        ],
+    )?;
     embed_wasm(&dist.join("footfall.js"), &dist.join("footfall_bg.wasm"))?;
     minify(
         root,
         &root.join("js-wrapper/src/loader.js"),
         &dist.join("loader.js"),
+        &[],
     )?;
 
     // npm package: wasm-bindgen's ES module glue, our wrapper, types, manifest.
@@ -231,7 +244,7 @@ fn build_sdk(root: &Path) -> Result {
             .map_err(|e| e.to_string())?;
     }
     // The host is a plain script (the script tag includes it as it is); the package's copy
-    // exports its one function.
+    // is the same rooms and composer, exporting the one function.
     write(
         &esm.join("host.js"),
         &[host, "export { footfallHost };\n".into()].concat(),
@@ -242,6 +255,60 @@ fn build_sdk(root: &Path) -> Result {
     )
     .map_err(|e| e.to_string())?;
     sync_dir(&dist, &root.join(DIST))
+}
+
+/// The rooms of the wasm's JavaScript host (`js-wrapper/src/host/`), one per browser facility,
+/// each a plain script declaring one function; `host.js` puts them together.
+const HOST_ROOMS: &[&str] = &[
+    "cookie.js",
+    "storage.js",
+    "net.js",
+    "page.js",
+    "locks.js",
+    "tasks.js",
+    "api.js",
+];
+
+/// The host as one plain script: its rooms, then `host.js`, which declares `footfallHost`.
+fn host_js(root: &Path) -> Result<String> {
+    let src = root.join("js-wrapper/src");
+    // A room added to the folder but not to the list would be left out of the build.
+    let mut found: Vec<String> = std::fs::read_dir(src.join("host"))
+        .map_err(|e| format!("js-wrapper/src/host: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    found.sort();
+    let mut listed: Vec<String> = HOST_ROOMS.iter().map(|r| r.to_string()).collect();
+    listed.sort();
+    if found != listed {
+        return Err(format!(
+            "js-wrapper/src/host holds {found:?}, the build lists {listed:?} (HOST_ROOMS)"
+        ));
+    }
+    let mut parts = Vec::new();
+    for room in HOST_ROOMS {
+        parts.push(read(&src.join("host").join(room))?);
+    }
+    parts.push(read(&src.join("host.js"))?);
+    Ok(parts.join("\n"))
+}
+
+/// The glue's exports as the object `footfall_wasm` that script-tag.js hands the host: named
+/// imports (the default export, the glue's asynchronous loader, is left out of the bundle).
+fn script_glue_import(glue: &str) -> Result<String> {
+    let mut names: Vec<&str> = glue
+        .lines()
+        .filter_map(|l| l.strip_prefix("export function "))
+        .filter_map(|l| l.split('(').next())
+        .collect();
+    if !glue.contains("export { initSync, __wbg_init as default };") {
+        return Err("the glue does not export initSync as expected".into());
+    }
+    names.push("initSync");
+    let list = names.join(", ");
+    Ok(format!(
+        "import {{ {list} }} from \"./glue.js\";\nconst footfall_wasm = {{ {list} }};\n"
+    ))
 }
 
 /// The string in script-tag.js that stands for the wasm's bytes.
@@ -410,10 +477,11 @@ fn minify_names(wasm_opt: &Path, wasm: &Path, glue: &str) -> Result<String> {
     Ok(js.replace(&quoted, "\"a\": import0"))
 }
 
-fn minify(root: &Path, from: &Path, to: &Path) -> Result {
+fn minify(root: &Path, from: &Path, to: &Path, extra: &[&str]) -> Result {
     run(Command::new(root.join("node_modules/.bin/esbuild"))
         .arg(from)
         .args(["--minify", "--target=es2019", "--log-level=warning"])
+        .args(extra)
         .arg(format!("--outfile={}", to.display())))
 }
 

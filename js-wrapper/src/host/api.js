@@ -1,0 +1,110 @@
+// The API room: the public API of product.md §1 over the wasm's exports. It turns the page's
+// arguments into strings before they cross: strings stay strings (anything else becomes "",
+// which the SDK refuses with a warning), properties become JSON text with the registered ones
+// merged in, the options one list. `host` gives `warn(message)` and `flush()`.
+function footfallApi(sdk, host) {
+  var warn = host.warn;
+  var registered = {};
+  function text(v) {
+    return typeof v === "string" ? v.trim() : "";
+  }
+  // A plain object as JSON text, "" for none (null or undefined); false, with a warning, for
+  // anything else.
+  function json(v) {
+    if (v == null) return "";
+    if (typeof v !== "object" || Array.isArray(v)) {
+      warn("properties must be a plain object; ignored them");
+      return false;
+    }
+    try {
+      return JSON.stringify(v);
+    } catch (e) {
+      warn("properties could not be serialised (a cycle or a BigInt?); ignored them");
+      return false;
+    }
+  }
+  // An event's properties: the registered ones, overridden by the call's own.
+  function merged(v) {
+    var own = json(v);
+    var none = true;
+    for (var k in registered) none = false;
+    if (none) return own || "";
+    return json(own ? Object.assign({}, registered, v) : registered) || "";
+  }
+  // The options as one list, in the order of `NAMES` in options.rs; "\u0001" for one not
+  // given or of a type it does not take (the first five take strings only).
+  var OPTIONS = ["key", "endpoint", "sessionScope", "persistence", "cookieDomain",
+    "sessionTimeout", "maxSessionDuration", "endSessionOnHidden", "hiddenGrace", "autoPageviews",
+    "trackEngagement", "batchSize", "flushInterval", "respectDnt"];
+  function options(o) {
+    o = o && typeof o === "object" ? o : {};
+    return OPTIONS.map((name, i) => {
+      var v = o[name];
+      if (name === "endpoint" && (!v || typeof v !== "string")) v = location.origin;
+      var t = typeof v;
+      if (t === "string") return i < 5 ? v : v.trim();
+      if (i < 5) return "\u0001";
+      if (t === "number") return isFinite(v) ? String(Math.trunc(v)) : "\u0001";
+      return t === "boolean" ? String(v) : "\u0001";
+    }).join("\n");
+  }
+  function resetRegistered() {
+    registered = {};
+  }
+  return {
+    init(o) {
+      sdk.init(options(o));
+      try {
+        var r = JSON.parse(sdk._get(3));
+        registered = r && typeof r === "object" && !Array.isArray(r) ? r : {};
+      } catch (e) {
+        registered = {};
+      }
+    },
+    page(props) {
+      sdk._record(0, "", merged(props));
+    },
+    track(name, props) {
+      sdk._record(1, text(name), merged(props));
+    },
+    identify(userId, traits) {
+      sdk._record(2, text(userId), json(traits) || "");
+    },
+    setUserProperties(traits) {
+      sdk._record(3, "", json(traits) || "");
+    },
+    // Adds properties to every later event, kept across page loads.
+    register(props) {
+      if (!json(props)) return;
+      Object.assign(registered, props);
+      sdk._register(json(registered) || "{}");
+    },
+    // Stops adding `key` to events.
+    unregister(key) {
+      if (typeof key !== "string") return warn("unregister needs a property name (a string); ignored");
+      delete registered[key];
+      sdk._register(json(registered) || "{}");
+    },
+    reset() {
+      sdk.reset();
+      resetRegistered();
+    },
+    optOut() {
+      sdk.optOut();
+      resetRegistered();
+    },
+    optIn: sdk.optIn,
+    isOptedOut: sdk.isOptedOut,
+    // "" (none) reads as undefined.
+    getAnonymousId: () => sdk._get(0) || undefined,
+    getSessionId: () => sdk._get(1) || undefined,
+    getUserId: () => sdk._get(2) || undefined,
+    flush: host.flush,
+    _hide: sdk._hide,
+    _replayAt: sdk._replayAt,
+    // The page a kept call was made on: `{u: url, p: path, t: title, r: referrer}`.
+    _replayPage(p) {
+      sdk._replayPage([p.u, p.p, p.t, p.r].map(text).join("\n"));
+    },
+  };
+}

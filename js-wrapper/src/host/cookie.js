@@ -1,0 +1,80 @@
+// The cookie room: first-party cookies, 365 days, SameSite=Lax, Secure on https, on the widest
+// domain where a cookie reads back (or the one given). `document.cookie` is slow (a read right
+// after a write costs Chromium about a millisecond), so within one task they are read once and
+// written once, at its end; no other tab runs in between within a task, so what other tabs see
+// is the same. `footfallCookies()` answers `{ probe(attrs), jar(domain) }`: `probe` tells
+// whether a cookie with those attributes reads back, `jar` is the store that `open(0)` of the
+// storage room hands out (`get`, `set`, `del`).
+function footfallCookies() {
+  var pending = null;
+  function task() {
+    if (!pending) {
+      pending = { read: null, writes: {} };
+      queueMicrotask(() => {
+        var done = pending;
+        pending = null;
+        for (var k in done.writes) document.cookie = done.writes[k][1];
+      });
+    }
+    return pending;
+  }
+  // The value of `key` in `all` (`document.cookie`), "" when it does not decode, undefined
+  // when absent.
+  function find(all, key) {
+    var parts = all.split(";");
+    for (var i = 0; i < parts.length; i++) {
+      var kv = parts[i].replace(/^\s+/, "");
+      if (kv.slice(0, key.length + 1) === key + "=") {
+        try {
+          return decodeURIComponent(kv.slice(key.length + 1));
+        } catch (e) {
+          return "";
+        }
+      }
+    }
+  }
+  function probe(attrs) {
+    document.cookie = "ff_probe=1; Path=/" + attrs;
+    var ok = find(document.cookie, "ff_probe") !== undefined;
+    document.cookie = "ff_probe=; Path=/; Max-Age=0" + attrs;
+    return ok;
+  }
+  // `example.com` before `a.example.com` (never the bare suffix): the widest domain on which a
+  // cookie reads back. Host-only (empty) for IPs and single labels.
+  function widest(host, tail) {
+    if (/^[\d.]*$/.test(host) || host.indexOf(":") >= 0 || host.indexOf(".") < 0) return "";
+    var labels = host.split(".");
+    for (var i = labels.length - 2; i >= 0; i--) {
+      var attr = "; Domain=" + labels.slice(i).join(".");
+      if (probe(attr + tail)) return attr;
+    }
+    return "";
+  }
+  return {
+    probe: probe,
+    jar(domain) {
+      var tail = location.protocol === "https:" ? "; SameSite=Lax; Secure" : "; SameSite=Lax";
+      var attr = domain && domain !== "auto" ? "; Domain=" + domain : widest(location.hostname, tail);
+      function write(key, value, age) {
+        task().writes[key] = [
+          age === "0" ? undefined : value,
+          key + "=" + encodeURIComponent(value) + "; Path=/; Max-Age=" + age + attr + tail,
+        ];
+      }
+      return {
+        get(key) {
+          var t = task();
+          if (key in t.writes) return t.writes[key][0];
+          if (t.read === null) t.read = document.cookie;
+          return find(t.read, key);
+        },
+        set(key, value) {
+          write(key, value, "31536000");
+        },
+        del(key) {
+          write(key, "", "0");
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,98 @@
+// The host's API room (js-wrapper/src/host/api.js) alone in Chromium, over a stub of the
+// wasm's exports that records what crosses: the options as one list (in the order of `NAMES`
+// in options.rs, "\u0001" for one not given or of a wrong type), names as trimmed strings,
+// properties as JSON text with the registered ones merged in, warnings (through the host's
+// `warn`) for what is not a plain object, and no throw into the page.
+// Run: node --test tests/e2e/host-api.test.mjs
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { launchChromium } from "./harness.mjs";
+import { openRoom } from "./rooms.mjs";
+
+const NONE = "\u0001";
+let browser, context, page;
+before(async () => {
+  browser = await launchChromium();
+  context = await browser.newContext();
+  page = await openRoom(context, "https://shop.footfall.test/", ["api"]);
+  await page.evaluate(() => {
+    // The wasm's exports the room calls, each recording its arguments.
+    // `_get(3)` is the registered properties, `_get(0..2)` the anonymous, session and user IDs.
+    const sdk = { _get: (what) => (calls.push(["_get", what]), (what === 3 ? answers.registered : answers.ids?.[what]) ?? "") };
+    for (const name of ["init", "_record", "_register", "reset", "optOut", "_replayPage"]) {
+      sdk[name] = (...args) => void calls.push([name, ...args]);
+    }
+    const host = { warn: (m) => void calls.push(["warn", m]), flush: () => Promise.resolve("flushed") };
+    window.api = footfallApi(sdk, host);
+  });
+});
+after(async () => {
+  await browser?.close();
+});
+
+const crossed = () => page.evaluate(() => calls.splice(0));
+
+test("init: the options as one list; the endpoint defaults to the page's origin; registered properties read back", async () => {
+  await page.evaluate(() => {
+    answers.registered = '{"plan":"pro"}';
+    api.init({ key: " demo ", sessionScope: "tab", sessionTimeout: 45.9, endSessionOnHidden: true, hiddenGrace: -3, autoPageviews: false, batchSize: "20", flushInterval: Infinity, persistence: 3, respectDnt: false });
+  });
+  const [init, registered] = await crossed();
+  assert.equal(init[0], "init");
+  assert.deepEqual(init[1].split("\n"), [
+    " demo ", "https://shop.footfall.test", "tab", NONE, NONE, "45", NONE, "true", "-3", "false", NONE, "20", NONE, "false",
+  ]);
+  assert.deepEqual(registered, ["_get", 3]);
+  await page.evaluate(() => api.track("  buy ", { n: 1 }));
+  assert.deepEqual(await crossed(), [["_record", 1, "buy", '{"plan":"pro","n":1}']], "registered merged, the call's own win");
+});
+
+test("register and unregister keep the registered properties; reset forgets them", async () => {
+  await page.evaluate(() => {
+    api.register({ a: 1 });
+    api.unregister("plan");
+    api.page();
+    api.reset();
+    api.page({ b: 2 });
+  });
+  assert.deepEqual(await crossed(), [
+    ["_register", '{"plan":"pro","a":1}'],
+    ["_register", '{"a":1}'],
+    ["_record", 0, "", '{"a":1}'],
+    ["reset"],
+    ["_record", 0, "", '{"b":2}'],
+  ]);
+});
+
+test("what is not a plain object is dropped with a warning, never thrown; names that are not strings become \"\"", async () => {
+  await page.evaluate(() => {
+    const cycle = {};
+    cycle.self = cycle;
+    api.track("a", [1, 2]);
+    api.track("b", cycle);
+    api.track(42, { n: 1n });
+    api.identify(null, "x");
+    api.unregister(7);
+    api._replayPage({ u: "https://shop.footfall.test/p", p: "/p", t: " T ", r: 5 });
+  });
+  const plain = ["warn", "properties must be a plain object; ignored them"];
+  const cycle = ["warn", "properties could not be serialised (a cycle or a BigInt?); ignored them"];
+  assert.deepEqual(await crossed(), [
+    plain, ["_record", 1, "a", ""],
+    cycle, ["_record", 1, "b", ""],
+    cycle, ["_record", 1, "", ""],
+    plain, ["_record", 2, "", ""],
+    ["warn", "unregister needs a property name (a string); ignored"],
+    ["_replayPage", "https://shop.footfall.test/p\n/p\nT\n"],
+  ]);
+  assert.equal(await page.evaluate(() => api.flush()), "flushed", "flush() is the host's");
+});
+
+test("the IDs read back as strings, and none as undefined", async () => {
+  const got = await page.evaluate(() => {
+    answers.ids = ["anon-1", "", "ann"];
+    return [api.getAnonymousId(), api.getSessionId(), api.getUserId()];
+  });
+  assert.deepEqual(got, ["anon-1", undefined, "ann"]);
+  assert.deepEqual(await crossed(), [["_get", 0], ["_get", 1], ["_get", 2]]);
+});

@@ -1,0 +1,63 @@
+// The host's tasks room (js-wrapper/src/host/tasks.js) alone in Chromium: random words, work
+// at the end of the task (`later`) and after a timer (`timer`) reaching `_later`, and
+// `flush()`'s Promises, resolved when the wasm says so (`flushed`) or at once when it has
+// nothing to send (`_flush` false).
+// Run: node --test tests/e2e/host-tasks.test.mjs
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { launchChromium } from "./harness.mjs";
+import { openRoom } from "./rooms.mjs";
+
+let browser, context, page;
+before(async () => {
+  browser = await launchChromium();
+  context = await browser.newContext();
+  page = await openRoom(context, "https://shop.footfall.test/", ["tasks"]);
+  await page.evaluate(() => (window.tasks = footfallTasks(call)));
+});
+after(async () => {
+  await browser?.close();
+});
+
+test("rnd: unsigned 32-bit words, not repeated; now: the clock", async () => {
+  const got = await page.evaluate(() => ({ words: Array.from({ length: 200 }, () => tasks.rnd()), now: tasks.now(), real: Date.now() }));
+  assert.ok(got.words.every((w) => Number.isInteger(w) && w >= 0 && w < 2 ** 32));
+  assert.equal(new Set(got.words).size, 200);
+  assert.ok(got.now <= got.real, "read from the same clock");
+});
+
+test("later: at the end of the task, before a timer; timer: after one", async () => {
+  const order = await page.evaluate(async () => {
+    calls.length = 0;
+    const order = [];
+    tasks.timer(7, 0);
+    tasks.later(3);
+    order.push(calls.length);
+    await new Promise((r) => setTimeout(r, 50));
+    order.push(...calls.map((c) => [c[0], c[1]]));
+    return order;
+  });
+  assert.deepEqual(order, [0, ["_later", 3], ["_later", 7]]);
+});
+
+test("flush: resolves when the wasm says the calls before it were answered, at once when it has nothing", async () => {
+  const got = await page.evaluate(async () => {
+    calls.length = 0;
+    const done = [];
+    answers._flush = true;
+    tasks.flush().then(() => done.push("a"));
+    tasks.flush().then(() => done.push("b"));
+    await new Promise((r) => setTimeout(r, 10));
+    const before = done.slice();
+    tasks.flushed(1);
+    await new Promise((r) => setTimeout(r, 10));
+    const one = done.slice();
+    answers._flush = false;
+    await tasks.flush();
+    return { before, one, all: done, calls: calls.map((c) => c[0]) };
+  });
+  assert.deepEqual(got.before, [], "not before the wasm says so");
+  assert.deepEqual(got.one, ["a"], "flushed(1) resolves the oldest");
+  assert.deepEqual(got.all, ["a", "b"], "nothing left to send: every flush still waiting resolves");
+  assert.deepEqual(got.calls, ["_flush", "_flush", "_flush"]);
+});
