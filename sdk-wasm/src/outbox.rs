@@ -53,8 +53,11 @@ pub fn ids(text: &str) -> String {
 pub struct Outbox {
     /// Where it is kept; `None` while not owned yet, or in memory persistence.
     key: Option<String>,
-    /// The events, oldest first, one a line.
+    /// The events, oldest first, one a line, from `start` on: the oldest events are dropped by
+    /// moving `start`, and the text is copied only once half of it is dropped (a full outbox
+    /// drops one event a push).
     text: String,
+    start: usize,
     count: usize,
     /// Events dropped because the outbox was full.
     pub dropped: usize,
@@ -97,12 +100,20 @@ impl Outbox {
         self.count == 0
     }
 
+    /// The events' text, one a line.
+    fn live(&self) -> &str {
+        self.text.get(self.start..).unwrap_or_default()
+    }
+
     /// The events, oldest first.
     pub fn events(&self) -> impl Iterator<Item = &str> {
-        lines(&self.text)
+        lines(self.live())
     }
 
     pub fn push(&mut self, event: &str) {
+        if self.count == 0 {
+            self.clear();
+        }
         push_line(&mut self.text, event);
         self.count += 1;
         self.dirty = true;
@@ -112,11 +123,12 @@ impl Outbox {
     /// Puts `older` (events, one a line) before the outbox's own.
     fn prepend(&mut self, mut older: String) {
         if !older.is_empty() {
-            if !self.text.is_empty() {
+            if !self.is_empty() {
                 older.push('\n');
             }
-            older.push_str(&self.text);
+            older.push_str(self.live());
             self.text = older;
+            self.start = 0;
             self.count = self.events().count();
             self.dirty = true;
         }
@@ -125,9 +137,13 @@ impl Outbox {
 
     /// Drops the oldest events while there are more than [`MAX_EVENTS`] or [`MAX_BYTES`].
     fn bound(&mut self) {
+        if self.count <= MAX_EVENTS && self.live().len() <= MAX_BYTES {
+            return;
+        }
         let (mut count, mut cut) = (self.count, 0);
-        for e in lines(&self.text) {
-            if count <= MAX_EVENTS && self.text.len() - cut <= MAX_BYTES {
+        let live = self.live();
+        for e in lines(live) {
+            if count <= MAX_EVENTS && live.len() - cut <= MAX_BYTES {
                 break;
             }
             cut += e.len() + 1;
@@ -136,7 +152,11 @@ impl Outbox {
         if cut > 0 {
             self.dropped += self.count - count;
             self.count = count;
-            self.text = String::from(self.text.get(cut..).unwrap_or_default());
+            self.start += cut;
+            if self.start > self.text.len() / 2 {
+                self.text = String::from(self.live());
+                self.start = 0;
+            }
             self.dirty = true;
         }
     }
@@ -162,6 +182,7 @@ impl Outbox {
             count += 1;
         }
         self.text = kept;
+        self.start = 0;
         self.count = count;
         self.dirty = true;
     }
@@ -176,7 +197,7 @@ impl Outbox {
     pub fn adopt(&mut self, storage: &mut impl Storage, key: &str) {
         let (theirs, _) = load(storage, key);
         storage.remove(key);
-        let (ours, mut older) = (ids(&self.text), String::new());
+        let (ours, mut older) = (ids(self.live()), String::new());
         for e in lines(&theirs).filter(|e| !has_id(&ours, id_of(e))) {
             push_line(&mut older, e);
         }
@@ -188,14 +209,14 @@ impl Outbox {
         let Some(key) = self.key.as_deref().filter(|_| self.dirty) else {
             return;
         };
-        if self.text.is_empty() {
+        if self.is_empty() {
             storage.remove(key);
         } else {
-            let mut text = String::with_capacity(self.text.len() + 16);
+            let mut text = String::with_capacity(self.live().len() + 16);
             text.push('t');
             footfall_wire::json::write_u64(&mut text, now_ms.max(0) as u64);
             text.push('\n');
-            text.push_str(&self.text);
+            text.push_str(self.live());
             storage.set(key, &text);
         }
         self.dirty = false;
@@ -204,6 +225,7 @@ impl Outbox {
     /// Forgets every event (opt-out), in storage too at the next save.
     pub fn clear(&mut self) {
         self.text.clear();
+        self.start = 0;
         self.count = 0;
         self.dirty = true;
     }
@@ -318,6 +340,16 @@ mod tests {
             Some(ids_n(&[199])[0].as_str()),
             "the newest kept"
         );
+        // What is stored is what is kept, however far the text's start moved.
+        let mut store = MemStorage::default();
+        o.own(&store, "ff_outbox_full".into());
+        o.save(&mut store, 1);
+        let (stored, _) = load(&store, "ff_outbox_full");
+        assert_eq!(ids_of(lines(&stored)), ids_of(o.events()));
+        o.ack(&o.peek(usize::MAX, ""));
+        assert!(o.is_empty());
+        o.push(&ev(500, 0));
+        assert_eq!(ids_of(o.events()), ids_n(&[500]));
     }
 
     #[test]
