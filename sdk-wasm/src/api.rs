@@ -1,7 +1,7 @@
-//! The wasm's exports: the JavaScript API of product.md §1 behind the host's adapter
-//! (`api` in host.js), which hands in only strings and numbers: the properties already as
-//! JSON text, the options as one list. Bad input is dropped with one `console.warn` and the
-//! SDK keeps working.
+//! The wasm's exports: the JavaScript API of product.md §1 behind the host's adapter (the
+//! api room, `js-wrapper/src/host/api.js`), which hands in only strings and numbers: the
+//! properties already as JSON text, the options as one list. Bad input is dropped with one
+//! `console.warn` and the SDK keeps working.
 //!
 //! Each export borrows the one state ([`Sdk`]) once and runs a method of it; the host never
 //! calls back into the wasm while an export runs (its answers come in later tasks), so no
@@ -425,8 +425,8 @@ pub fn locked(id: u32, granted: u32) {
     with_sdk(|s| s.locked(id, granted == 1));
 }
 
-/// An event of the page, from the host (`listen` in host.js): `persisted` is 1 for a page
-/// back from the back/forward cache.
+/// An event of the page, from the host (`listen` in `host/page.js`): `persisted` is 1 for a
+/// page back from the back/forward cache.
 #[wasm_bindgen(js_name = _on)]
 pub fn on(event: u32, persisted: u32) {
     with_sdk(|s| s.on(event, persisted));

@@ -1,8 +1,8 @@
-//! The wasm's only way out: the functions of the JavaScript host (`js-wrapper/src/host.js`),
-//! and the core's traits ([`Clock`], [`Storage`], [`Entropy`]) over them. Only numbers and
-//! UTF-8 strings cross; the host reads and writes cookies, storage and the page, sends, and
-//! runs timers and listeners, and its answers come back through the wasm's exports. Nothing
-//! here decides anything: the decisions are made in the core.
+//! The wasm's only way out: the functions of the JavaScript host (`js-wrapper/src/host/`),
+//! and the core's traits ([`Clock`], [`Storage`], [`Entropy`], the delivery's [`Net`]) over
+//! them. Only numbers and UTF-8 strings cross; the host reads and writes cookies, storage and
+//! the page, sends, and runs timers and listeners, and its answers come back through the
+//! wasm's exports. Nothing here decides anything: the decisions are made in the core.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -131,7 +131,7 @@ impl Entropy for BrowserEntropy {
     }
 }
 
-/// Which storage to open (see `open` in host.js).
+/// Which storage to open (see `open` in `host/storage.js`).
 #[derive(Clone, Copy)]
 pub enum Want {
     /// Cookies, else localStorage, else memory.

@@ -101,8 +101,8 @@ impl Options {
     }
 }
 
-/// The option names in the order the host lists their values (`init` in host.js). The first
-/// five take strings only.
+/// The option names in the order the host lists their values (`options` in `host/api.js`).
+/// The first five take strings only.
 pub const NAMES: [&str; 14] = [
     "key",
     "endpoint",
