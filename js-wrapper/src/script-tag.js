@@ -95,7 +95,7 @@
 
   function start(module) {
     if (api) return;
-    sdk.initSync({ module: module });
+    sdk.initSync(module);
     api = {};
     names.forEach((m) => (api[m] = guard(host.api[m])));
     // The endpoint defaults to the origin the script came from.
