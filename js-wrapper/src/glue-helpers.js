@@ -11,7 +11,8 @@ let WASM_VECTOR_LEN = 0;
 const cachedTextEncoder = new TextEncoder();
 const cachedTextDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
-// Views of the wasm's memory, made again once it has grown (its old buffer is then detached).
+// Views of the wasm's memory, made again once it has grown (its old buffer is then detached,
+// of length 0; a detached buffer's DataView throws on its own length, its buffer does not).
 let cachedUint8ArrayMemory0 = null;
 function getUint8ArrayMemory0() {
   if (!cachedUint8ArrayMemory0 || !cachedUint8ArrayMemory0.byteLength) {
@@ -21,7 +22,7 @@ function getUint8ArrayMemory0() {
 }
 let cachedDataViewMemory0 = null;
 function getDataViewMemory0() {
-  if (!cachedDataViewMemory0 || cachedDataViewMemory0.buffer !== wasm.memory.buffer) {
+  if (!cachedDataViewMemory0 || !cachedDataViewMemory0.buffer.byteLength) {
     cachedDataViewMemory0 = new DataView(wasm.memory.buffer);
   }
   return cachedDataViewMemory0;
