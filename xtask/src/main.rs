@@ -818,3 +818,36 @@ fn test(root: &Path) -> Result {
     println!("\nall checks passed in {:.0} s", t.elapsed().as_secs_f64());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A glue laid out as wasm-bindgen's: export wrappers and the import object, then helpers.
+    const GLUE: &str = "export function init(s) {\n    const ptr0 = passStringToWasm0(s);\n}\n\
+        function __wbg_get_imports() {\n    return {};\n}\n\
+        let cachedDataViewMemory0 = null;\n\
+        function passStringToWasm0(arg) {\n    return 0;\n}\n\
+        function unusedHelper() {}\n\
+        export { initSync, __wbg_init as default };\n";
+
+    #[test]
+    fn the_glue_keeps_its_head_and_takes_the_helpers_file() {
+        let helpers = "function passStringToWasm0(arg) {}\nexport { initSync };\n";
+        let js = script_glue(GLUE, helpers).unwrap();
+        assert!(js.starts_with("export function init(s)"));
+        assert!(js.contains("function __wbg_get_imports()"));
+        assert!(js.ends_with(helpers));
+        assert!(!js.contains("unusedHelper") && !js.contains("__wbg_init"));
+    }
+
+    #[test]
+    fn the_glue_fails_without_a_helper_its_head_uses_or_its_layout() {
+        let err = script_glue(GLUE, "export { initSync };\n").unwrap_err();
+        assert!(err.contains("passStringToWasm0"), "{err}");
+        let moved = GLUE.replace("let cachedDataViewMemory0", "let cachedView");
+        assert!(script_glue(&moved, "").is_err());
+        let other_end = GLUE.replace("__wbg_init as default", "__wbg_init as load");
+        assert!(script_glue(&other_end, "").is_err());
+    }
+}
