@@ -13,14 +13,13 @@
   var script = document.currentScript;
   var base = script && script.src ? script.src : location.href;
   var origin = new URL(base).origin;
-  var names = ["init", "page", "track", "identify", "setUserProperties", "register",
-    "unregister", "reset", "flush", "optOut", "optIn", "isOptedOut", "getAnonymousId",
-    "getSessionId", "getUserId"];
   var KEPT = "ff_q";
   var warned = false;
   var sdk = footfall_wasm;
   // The wasm's host (host.js, included before this file), reached by the wasm as a global.
   var host = (w.footfall_host = footfallHost(sdk));
+  // The public API's names: the API room's, but its `_` ones (for this file only).
+  var names = Object.keys(host.api).filter((m) => m[0] !== "_");
   // The wasm's bytes, from the string at the end of this file.
   var bytes = decode(wasm);
   // The API once the SDK runs.
@@ -95,7 +94,7 @@
 
   function start(module) {
     if (api) return;
-    sdk.initSync({ module: module });
+    sdk.initSync(module);
     api = {};
     names.forEach((m) => (api[m] = guard(host.api[m])));
     // The endpoint defaults to the origin the script came from.

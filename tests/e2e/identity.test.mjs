@@ -391,3 +391,29 @@ test("1,000 calls with bad arguments never reach the page, and the SDK keeps wor
     const events = await stored(anonymousId, (ev) => ev.some((e) => e.name === "after_fuzz"));
     assert.deepEqual(events.find((e) => e.name === "after_fuzz").props, { ok: true });
   });
+
+// Strings cross into the wasm as UTF-8 (ASCII byte by byte, the rest through `encodeInto`)
+// and back through the decoder: names, user IDs and properties beyond ASCII arrive as written.
+test("names, user IDs and properties beyond ASCII arrive as written", { timeout: 30000 }, async () => {
+  const context = await newContext();
+  const batches = recordBatches(context);
+  const page = await open(context, demo());
+  const user = "jos\u00e9@\u4f8b\u3048.jp";
+  const name = "caf\u00e9 \u2615 \u540d\u524d \ud83d\ude00";
+  const props = { "cl\u00e9": "gr\u00fcne \u2713", emoji: "\ud83d\udc4d", ascii: "plain", mixed: "a\u00e9b" };
+  const userId = await page.evaluate(([u, n, p]) => {
+    footfall.identify(u);
+    footfall.register({ "r\u00e9gion": "\u00cele-de-France" });
+    footfall.track(n, p);
+    return footfall.getUserId();
+  }, [user, name, props]);
+  assert.equal(userId, user, "the user ID reads back from the wasm as written");
+  await page.evaluate(() => footfall.flush());
+  const sent = await eventually(() => batches.events.find((e) => e.props?.ascii === "plain"));
+  assert.equal(sent.name, name);
+  assert.equal(sent.user_id, user);
+  for (const [k, v] of Object.entries({ ...props, "r\u00e9gion": "\u00cele-de-France" })) {
+    assert.equal(sent.props[k], v, `property ${k}`);
+  }
+  assert.deepEqual(page.errors, []);
+});

@@ -206,14 +206,17 @@ fn build_sdk(root: &Path) -> Result {
     )?;
 
     // Script tag: wasm-bindgen's glue, the wasm's host and our wrapper, bundled by esbuild
-    // into one classic script. The glue is the ES module one: the bundle takes only what the
-    // wrapper uses of it (`initSync` and the exports, not the asynchronous loader that fetches
-    // a wasm), and the whole is one function (`--format=iife`), so the glue's, the host's and
-    // its rooms' top-level names are shortened and none is left on the page.
+    // into one classic script. The glue is the ES module one, its helpers and loaders replaced
+    // by glue-helpers.js (`script_glue`), and the whole is one function (`--format=iife`), so
+    // the glue's, the host's and its rooms' top-level names are shortened and none is left on
+    // the page.
     let glue = minify_names(
         &wasm_opt,
         &dist.join("footfall_bg.wasm"),
-        &read(&gen.join("script/footfall.js"))?,
+        &script_glue(
+            &read(&gen.join("script/footfall.js"))?,
+            &read(&root.join("js-wrapper/src/glue-helpers.js"))?,
+        )?,
     )?;
     write(&gen.join("script/glue.js"), &glue)?;
     let host = host_js(root)?;
@@ -299,15 +302,59 @@ fn host_js(root: &Path) -> Result<String> {
     Ok(parts.join("\n"))
 }
 
+/// Where wasm-bindgen's glue passes from its import object to its helpers.
+const GLUE_HELPERS_START: &str = "\nlet cachedDataViewMemory0 = null;\n";
+
+/// wasm-bindgen's glue for the script tag: its export wrappers and import object as they are,
+/// then `js-wrapper/src/glue-helpers.js` in place of its helpers and loaders. Fails if the
+/// glue is not laid out as expected, or if the head uses a helper the file does not define.
+fn script_glue(glue: &str, helpers: &str) -> Result<String> {
+    let Some((head, tail)) = glue.split_once(GLUE_HELPERS_START) else {
+        return Err("the glue's helpers do not start as expected".into());
+    };
+    if !head.contains("function __wbg_get_imports()")
+        || !tail
+            .trim_end()
+            .ends_with("export { initSync, __wbg_init as default };")
+    {
+        return Err("the glue is not laid out as expected".into());
+    }
+    let defined = |text: &str, name: &str| {
+        text.contains(&format!("\nfunction {name}("))
+            || text.contains(&format!("\nlet {name} "))
+            || text.contains(&format!("\nconst {name} "))
+    };
+    let tail = format!("\n{tail}");
+    let names = tail
+        .lines()
+        .filter_map(|l| {
+            let l = l
+                .strip_prefix("function ")
+                .or_else(|| l.strip_prefix("let "));
+            l?.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+        })
+        .filter(|name| !name.is_empty() && head.contains(name));
+    let helpers = format!("\n{helpers}");
+    for name in names {
+        if !defined(&helpers, name) {
+            return Err(format!(
+                "js-wrapper/src/glue-helpers.js lacks the glue's {name}"
+            ));
+        }
+    }
+    Ok([head, helpers.as_str()].concat())
+}
+
 /// The glue's exports as the object `footfall_wasm` that script-tag.js hands the host: named
-/// imports (the default export, the glue's asynchronous loader, is left out of the bundle).
+/// imports, and `initSync` from glue-helpers.js.
 fn script_glue_import(glue: &str) -> Result<String> {
     let mut names: Vec<&str> = glue
         .lines()
         .filter_map(|l| l.strip_prefix("export function "))
         .filter_map(|l| l.split('(').next())
         .collect();
-    if !glue.contains("export { initSync, __wbg_init as default };") {
+    if !glue.contains("export { initSync };") {
         return Err("the glue does not export initSync as expected".into());
     }
     names.push("initSync");
@@ -776,4 +823,37 @@ fn test(root: &Path) -> Result {
     )?;
     println!("\nall checks passed in {:.0} s", t.elapsed().as_secs_f64());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A glue laid out as wasm-bindgen's: export wrappers and the import object, then helpers.
+    const GLUE: &str = "export function init(s) {\n    const ptr0 = passStringToWasm0(s);\n}\n\
+        function __wbg_get_imports() {\n    return {};\n}\n\
+        let cachedDataViewMemory0 = null;\n\
+        function passStringToWasm0(arg) {\n    return 0;\n}\n\
+        function unusedHelper() {}\n\
+        export { initSync, __wbg_init as default };\n";
+
+    #[test]
+    fn the_glue_keeps_its_head_and_takes_the_helpers_file() {
+        let helpers = "function passStringToWasm0(arg) {}\nexport { initSync };\n";
+        let js = script_glue(GLUE, helpers).unwrap();
+        assert!(js.starts_with("export function init(s)"));
+        assert!(js.contains("function __wbg_get_imports()"));
+        assert!(js.ends_with(helpers));
+        assert!(!js.contains("unusedHelper") && !js.contains("__wbg_init"));
+    }
+
+    #[test]
+    fn the_glue_fails_without_a_helper_its_head_uses_or_its_layout() {
+        let err = script_glue(GLUE, "export { initSync };\n").unwrap_err();
+        assert!(err.contains("passStringToWasm0"), "{err}");
+        let moved = GLUE.replace("let cachedDataViewMemory0", "let cachedView");
+        assert!(script_glue(&moved, "").is_err());
+        let other_end = GLUE.replace("__wbg_init as default", "__wbg_init as load");
+        assert!(script_glue(&other_end, "").is_err());
+    }
 }

@@ -6,17 +6,21 @@
 // whether a cookie with those attributes reads back, `jar` is the store that `open(0)` of the
 // storage room hands out (`get`, `set`, `del`).
 function footfallCookies() {
-  var pending = null;
+  // This task's writes by key ([value read back, cookie string]; null outside a task) and its
+  // read of `document.cookie` (null until read).
+  var writes = null;
+  var read = null;
   function task() {
-    if (!pending) {
-      pending = { read: null, writes: {} };
+    if (!writes) {
+      writes = {};
+      read = null;
       queueMicrotask(() => {
-        var done = pending;
-        pending = null;
-        for (var k in done.writes) document.cookie = done.writes[k][1];
+        var done = writes;
+        writes = null;
+        for (var k in done) document.cookie = done[k][1];
       });
     }
-    return pending;
+    return writes;
   }
   // The value of `key` in `all` (`document.cookie`), "" when it does not decode, undefined
   // when absent.
@@ -56,17 +60,17 @@ function footfallCookies() {
       var tail = location.protocol === "https:" ? "; SameSite=Lax; Secure" : "; SameSite=Lax";
       var attr = domain && domain !== "auto" ? "; Domain=" + domain : widest(location.hostname, tail);
       function write(key, value, age) {
-        task().writes[key] = [
+        task()[key] = [
           age === "0" ? undefined : value,
           key + "=" + encodeURIComponent(value) + "; Path=/; Max-Age=" + age + attr + tail,
         ];
       }
       return {
         get(key) {
-          var t = task();
-          if (key in t.writes) return t.writes[key][0];
-          if (t.read === null) t.read = document.cookie;
-          return find(t.read, key);
+          var w = task();
+          if (key in w) return w[key][0];
+          if (read === null) read = document.cookie;
+          return find(read, key);
         },
         set(key, value) {
           write(key, value, "31536000");

@@ -5,7 +5,9 @@
 // History API. `call(name, a, b)` calls a wasm export (guarded by host.js).
 function footfallPage(call) {
   // The URL and title read each time, the path when the URL changed, the referrer once.
-  var shown = { u: "", p: "", r: null };
+  var shownUrl = "";
+  var shownPath = "";
+  var referrer = null;
   // Screen, language and time zone, read once; the viewport again after `resize`.
   var fixed = null;
   var viewport = null;
@@ -18,12 +20,12 @@ function footfallPage(call) {
   return {
     page() {
       var href = location.href;
-      if (href !== shown.u || !href) {
-        shown.p = location.pathname;
-        if (shown.r === null) shown.r = document.referrer;
-        shown.u = href;
+      if (href !== shownUrl || !href) {
+        shownPath = location.pathname;
+        if (referrer === null) referrer = document.referrer;
+        shownUrl = href;
       }
-      return href + "\n" + shown.p + "\n" + document.title + "\n" + shown.r;
+      return href + "\n" + shownPath + "\n" + document.title + "\n" + referrer;
     },
     context() {
       if (!fixed) {

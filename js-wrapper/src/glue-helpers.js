@@ -1,0 +1,67 @@
+// wasm-bindgen's helpers, shorter, for the script tag only: the build (`cargo xtask build`)
+// keeps the glue's export wrappers and import object (the boundary, as wasm-bindgen wrote
+// them) and puts this file in place of the helpers after them. Same names and the same work,
+// without what the script tag never reaches: the asynchronous loader, `initSync`'s older
+// argument form, `passStringToWasm0` without `realloc`, the fallback for a `TextEncoder`
+// without `encodeInto` (every browser with WebAssembly and the rest of the SDK's needs has it)
+// and the decoder's renewal after 2 GB decoded (a Safari limit no page of events reaches).
+// The npm package keeps wasm-bindgen's glue as it is.
+let wasm;
+let WASM_VECTOR_LEN = 0;
+const cachedTextEncoder = new TextEncoder();
+const cachedTextDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
+// Views of the wasm's memory, made again once it has grown (its old buffer is then detached,
+// of length 0; a detached buffer's DataView throws on its own length, its buffer does not).
+let cachedUint8ArrayMemory0 = null;
+function getUint8ArrayMemory0() {
+  if (!cachedUint8ArrayMemory0 || !cachedUint8ArrayMemory0.byteLength) {
+    cachedUint8ArrayMemory0 = new Uint8Array(wasm.memory.buffer);
+  }
+  return cachedUint8ArrayMemory0;
+}
+let cachedDataViewMemory0 = null;
+function getDataViewMemory0() {
+  if (!cachedDataViewMemory0 || !cachedDataViewMemory0.buffer.byteLength) {
+    cachedDataViewMemory0 = new DataView(wasm.memory.buffer);
+  }
+  return cachedDataViewMemory0;
+}
+
+function getStringFromWasm0(ptr, len) {
+  ptr = ptr >>> 0;
+  return cachedTextDecoder.decode(getUint8ArrayMemory0().subarray(ptr, ptr + len));
+}
+
+function isLikeNone(x) {
+  return x == null;
+}
+
+// `arg` as UTF-8 in the wasm's memory: its ASCII start copied byte by byte, the rest (if any)
+// encoded into room for three bytes a character, then shrunk to what was written.
+function passStringToWasm0(arg, malloc, realloc) {
+  let len = arg.length;
+  let ptr = malloc(len, 1) >>> 0;
+  const mem = getUint8ArrayMemory0();
+  let offset = 0;
+  let code;
+  while (offset < len && (code = arg.charCodeAt(offset)) < 128) mem[ptr + offset++] = code;
+  if (offset < len) {
+    arg = arg.slice(offset);
+    ptr = realloc(ptr, len, (len = offset + arg.length * 3), 1) >>> 0;
+    const view = getUint8ArrayMemory0().subarray(ptr + offset, ptr + len);
+    offset += cachedTextEncoder.encodeInto(arg, view).written;
+    ptr = realloc(ptr, len, offset, 1) >>> 0;
+  }
+  WASM_VECTOR_LEN = offset;
+  return ptr;
+}
+
+// Starts the wasm from its bytes or its compiled module.
+function initSync(module) {
+  if (!(module instanceof WebAssembly.Module)) module = new WebAssembly.Module(module);
+  wasm = new WebAssembly.Instance(module, __wbg_get_imports()).exports;
+  wasm.__wbindgen_start();
+}
+
+export { initSync };
