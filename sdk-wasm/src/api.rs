@@ -450,11 +450,19 @@ fn name_of(n: &str) -> Option<String> {
     (!n.is_empty() && n.len() <= 200).then(|| n.to_owned())
 }
 
-/// The calls that record, as the host's adapter makes them: `kind` 0 `page(props)`, 1
-/// `track(name, props)`, 2 `identify(name, traits)`, 3 `setUserProperties(traits)`; `json`
-/// is the properties' JSON text (with the registered ones merged in for `page` and `track`).
+/// The calls that hand in text, as the host's adapter makes them (one export for all: each
+/// string export costs its own glue): `kind` 0 `page(props)`, 1 `track(name, props)`, 2
+/// `identify(name, traits)`, 3 `setUserProperties(traits)`, where `json` is the properties'
+/// JSON text (with the registered ones merged in for `page` and `track`); 4 `register` and
+/// `unregister` (`json`: all the registered properties now); 5 the page of a replayed call
+/// (`name`: see [`replay_page`]).
 #[wasm_bindgen(js_name = _record)]
 pub fn record(kind: u32, name: &str, json: &str) {
+    match kind {
+        4 => return set_registered(json),
+        5 => return replay_page(name),
+        _ => {}
+    }
     let name = match (kind, name_of(name)) {
         (0 | 3, _) => String::new(),
         (_, Some(n)) => n,
@@ -505,8 +513,7 @@ pub fn answered(status: u32, retry_after: f64) {
 
 /// `register`/`unregister` changed the registered properties (the host's object, as JSON
 /// text): kept across page loads.
-#[wasm_bindgen(js_name = _register)]
-pub fn set_registered(json: &str) {
+fn set_registered(json: &str) {
     let json = props(json);
     with_sdk(|s| {
         s.tracker.set_registered(json.as_str());
@@ -514,34 +521,29 @@ pub fn set_registered(json: &str) {
     });
 }
 
-/// Logout: new anonymous ID and session; user ID and registered properties cleared.
-#[wasm_bindgen]
-pub fn reset() {
-    with_sdk(|s| {
-        s.tracker.reset();
-        s.clear_registered();
-    });
-}
-
-/// Withdraws consent: nothing is sent or stored from now on but the opt-out itself.
-#[wasm_bindgen(js_name = optOut)]
-pub fn opt_out() {
-    with_sdk(|s| {
-        s.tracker.opt_out();
-        s.clear_registered();
-        s.delivery.clear(&mut BrowserNet);
-    });
-}
-
-/// Gives consent again.
-#[wasm_bindgen(js_name = optIn)]
-pub fn opt_in() {
-    with_sdk(|s| s.tracker.opt_in());
-}
-
-#[wasm_bindgen(js_name = isOptedOut)]
-pub fn is_opted_out() -> bool {
-    with_sdk(|s| s.tracker.is_opted_out()) == Some(true)
+/// The calls without arguments: `what` 0 `reset()` (logout: new anonymous ID and session,
+/// user ID and registered properties cleared), 1 `optOut()` (nothing is sent or stored from
+/// now on but the opt-out itself), 2 `optIn()`, 3 `isOptedOut()`, the one that answers.
+#[wasm_bindgen(js_name = _act)]
+pub fn act(what: u32) -> bool {
+    with_sdk(|s| match what {
+        0 => {
+            s.tracker.reset();
+            s.clear_registered();
+            false
+        }
+        1 => {
+            s.tracker.opt_out();
+            s.clear_registered();
+            s.delivery.clear(&mut BrowserNet);
+            false
+        }
+        2 => {
+            s.tracker.opt_in();
+            false
+        }
+        _ => s.tracker.is_opted_out(),
+    }) == Some(true)
 }
 
 /// What the page can read: `what` 0 the anonymous ID, 1 the session ID, 2 the user ID, 3 the
@@ -576,8 +578,7 @@ pub fn hide(pagehide: bool) {
 /// Used by the script tag's replay of calls kept by a page that went before its SDK had
 /// started: the next event happened on that page (its URL, path, title and referrer, one a
 /// line).
-#[wasm_bindgen(js_name = _replayPage)]
-pub fn replay_page(page: &str) {
+fn replay_page(page: &str) {
     with_sdk(|s| s.replayed_page = Some(page.into()));
 }
 

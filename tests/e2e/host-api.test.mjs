@@ -19,9 +19,12 @@ before(async () => {
     // The wasm's exports the room calls, each recording its arguments.
     // `_get(3)` is the registered properties, `_get(0..2)` the anonymous, session and user IDs.
     const sdk = { _get: (what) => (calls.push(["_get", what]), (what === 3 ? answers.registered : answers.ids?.[what]) ?? "") };
-    for (const name of ["init", "_record", "_register", "reset", "optOut", "_replayPage"]) {
+    for (const name of ["init", "_record", "_act"]) {
       sdk[name] = (...args) => void calls.push([name, ...args]);
     }
+    // `_act(3)` is `isOptedOut()`, the one that answers.
+    const act = sdk._act;
+    sdk._act = (what) => (act(what), what === 3 && answers.optedOut === true);
     const host = { warn: (m) => void calls.push(["warn", m]), flush: () => Promise.resolve("flushed") };
     window.api = footfallApi(sdk, host);
   });
@@ -56,10 +59,10 @@ test("register and unregister keep the registered properties; reset forgets them
     api.page({ b: 2 });
   });
   assert.deepEqual(await crossed(), [
-    ["_register", '{"plan":"pro","a":1}'],
-    ["_register", '{"a":1}'],
+    ["_record", 4, "", '{"plan":"pro","a":1}'],
+    ["_record", 4, "", '{"a":1}'],
     ["_record", 0, "", '{"a":1}'],
-    ["reset"],
+    ["_act", 0],
     ["_record", 0, "", '{"b":2}'],
   ]);
 });
@@ -83,7 +86,7 @@ test("what is not a plain object is dropped with a warning, never thrown; names 
     cycle, ["_record", 1, "", ""],
     plain, ["_record", 2, "", ""],
     ["warn", "unregister needs a property name (a string); ignored"],
-    ["_replayPage", "https://shop.footfall.test/p\n/p\nT\n"],
+    ["_record", 5, "https://shop.footfall.test/p\n/p\nT\n", ""],
   ]);
   assert.equal(await page.evaluate(() => api.flush()), "flushed", "flush() is the host's");
 });
@@ -95,4 +98,17 @@ test("the IDs read back as strings, and none as undefined", async () => {
   });
   assert.deepEqual(got, ["anon-1", undefined, "ann"]);
   assert.deepEqual(await crossed(), [["_get", 0], ["_get", 1], ["_get", 2]]);
+});
+
+test("optOut, optIn and isOptedOut cross as one export, the last answering", async () => {
+  const got = await page.evaluate(() => {
+    answers.optedOut = true;
+    api.optOut();
+    const out = api.isOptedOut();
+    answers.optedOut = false;
+    api.optIn();
+    return [out, api.isOptedOut()];
+  });
+  assert.deepEqual(got, [true, false]);
+  assert.deepEqual(await crossed(), [["_act", 1], ["_act", 3], ["_act", 2], ["_act", 3]]);
 });

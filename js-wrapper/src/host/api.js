@@ -77,24 +77,26 @@ function footfallApi(sdk, host) {
     register(props) {
       if (!json(props)) return;
       Object.assign(registered, props);
-      sdk._register(json(registered) || "{}");
+      sdk._record(4, "", json(registered) || "{}");
     },
     // Stops adding `key` to events.
     unregister(key) {
       if (typeof key !== "string") return warn("unregister needs a property name (a string); ignored");
       delete registered[key];
-      sdk._register(json(registered) || "{}");
+      sdk._record(4, "", json(registered) || "{}");
     },
     reset() {
-      sdk.reset();
+      sdk._act(0);
       resetRegistered();
     },
     optOut() {
-      sdk.optOut();
+      sdk._act(1);
       resetRegistered();
     },
-    optIn: sdk.optIn,
-    isOptedOut: sdk.isOptedOut,
+    optIn() {
+      sdk._act(2);
+    },
+    isOptedOut: () => sdk._act(3),
     // "" (none) reads as undefined.
     getAnonymousId: () => sdk._get(0) || undefined,
     getSessionId: () => sdk._get(1) || undefined,
@@ -104,7 +106,7 @@ function footfallApi(sdk, host) {
     _replayAt: sdk._replayAt,
     // The page a kept call was made on: `{u: url, p: path, t: title, r: referrer}`.
     _replayPage(p) {
-      sdk._replayPage([p.u, p.p, p.t, p.r].map(text).join("\n"));
+      sdk._record(5, [p.u, p.p, p.t, p.r].map(text).join("\n"), "");
     },
   };
 }
