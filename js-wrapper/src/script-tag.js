@@ -123,7 +123,7 @@
     var hide = e.type === "pagehide";
     if (api || (!hide && document.visibilityState !== "hidden")) return;
     if (bytes) guard(start)(bytes);
-    if (api) return guard(sdk._hide)(hide);
+    if (api) return guard(sdk._act)(hide ? 5 : 4);
     var queued = (w.footfall && w.footfall.q) || [];
     if (hide && queued.length && keepable(queued)) guard(keep)(queued);
   }

@@ -406,6 +406,17 @@ impl Sdk {
         }
     }
 
+    /// The page was hidden (`pagehide` false: `visibilitychange`) or went (`pagehide` true)
+    /// before the SDK had started: the script tag then starts it at once, within that event,
+    /// too late for the listeners [`init`] adds to see it, so it asks for this instead.
+    fn hidden(&mut self, pagehide: bool) {
+        if pagehide {
+            self.page_hidden();
+        } else {
+            self.visibility_changed();
+        }
+    }
+
     fn later(&mut self, what: Later) {
         if what == Later::Drain && now() - self.orphans_checked > ORPHANS_EVERY_MS {
             self.adopt_orphans();
@@ -485,15 +496,6 @@ pub fn record(kind: u32, name: &str, json: &str) {
     });
 }
 
-/// `flush()` (the host makes the Promise): sends what is queued now, and calls the host's
-/// `flushed` once the collector answered for the events queued at the call (or a send
-/// failed: they stay in the outbox for a retry). False when the SDK is not started: nothing
-/// to wait for.
-#[wasm_bindgen(js_name = _flush)]
-pub fn flush() -> bool {
-    with_sdk(|s| s.delivery.flush(&mut BrowserNet)).is_some()
-}
-
 /// What the host runs at the end of the task that asked, or when a timer fires (see
 /// [`Later`]).
 #[wasm_bindgen(js_name = _later)]
@@ -521,9 +523,12 @@ fn set_registered(json: &str) {
     });
 }
 
-/// The calls without arguments: `what` 0 `reset()` (logout: new anonymous ID and session,
-/// user ID and registered properties cleared), 1 `optOut()` (nothing is sent or stored from
-/// now on but the opt-out itself), 2 `optIn()`, 3 `isOptedOut()`, the one that answers.
+/// The calls without text: `what` 0 `reset()` (logout: new anonymous ID and session, user
+/// ID and registered properties cleared), 1 `optOut()` (nothing is sent or stored from now on
+/// but the opt-out itself), 2 `optIn()`, 3 `isOptedOut()`; 4 and 5 the page hidden
+/// (`visibilitychange`) or gone (`pagehide`) before the SDK had started (see [`Sdk::hidden`]);
+/// 6 `flush()`, true when the host is to wait for `flushed` (false before `init`: nothing to
+/// wait for). The answer of 3 and 6 is the return value; the others return false.
 #[wasm_bindgen(js_name = _act)]
 pub fn act(what: u32) -> bool {
     with_sdk(|s| match what {
@@ -542,7 +547,15 @@ pub fn act(what: u32) -> bool {
             s.tracker.opt_in();
             false
         }
-        _ => s.tracker.is_opted_out(),
+        3 => s.tracker.is_opted_out(),
+        4 | 5 => {
+            s.hidden(what == 5);
+            false
+        }
+        _ => {
+            s.delivery.flush(&mut BrowserNet);
+            true
+        }
     }) == Some(true)
 }
 
@@ -559,20 +572,6 @@ pub fn get(what: u32) -> String {
     })
     .flatten()
     .unwrap_or_default()
-}
-
-/// Used by the script tag when the page is hidden (`pagehide` false: `visibilitychange`) or
-/// goes (`pagehide` true) before the SDK had started: it then starts the SDK at once, within
-/// that event, too late for the listeners [`init`] adds to see it, so it calls this instead.
-#[wasm_bindgen(js_name = _hide)]
-pub fn hide(pagehide: bool) {
-    with_sdk(|s| {
-        if pagehide {
-            s.page_hidden();
-        } else {
-            s.visibility_changed();
-        }
-    });
 }
 
 /// Used by the script tag's replay of calls kept by a page that went before its SDK had

@@ -102,7 +102,6 @@ function footfallApi(sdk, host) {
     getSessionId: () => sdk._get(1) || undefined,
     getUserId: () => sdk._get(2) || undefined,
     flush: host.flush,
-    _hide: sdk._hide,
     _replayAt: sdk._replayAt,
     // The page a kept call was made on: `{u: url, p: path, t: title, r: referrer}`.
     _replayPage(p) {
