@@ -19,7 +19,7 @@ use crate::platform::{fields, uuid_v4, Clock, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker};
 use core::cell::RefCell;
-use footfall_wire::json::{read_u64, write_u64};
+use footfall_wire::json::write_u64;
 use footfall_wire::{EventType, RawJson, DEFAULT_MAX_EVENT_BYTES};
 use wasm_bindgen::prelude::*;
 
@@ -40,12 +40,9 @@ struct Sdk {
     registry: BrowserStorage,
     /// This tab's own storage (the session in `"tab"` scope).
     tab: BrowserStorage,
-    /// Web Locks asked for and not yet answered (see [`locked`]), and the last ID given.
-    /// One line each, `id:name`; a name that is `own_key` is this tab's own outbox key, any
-    /// other the outbox of another tab, to adopt if that tab is gone.
-    locks: String,
-    lock_id: u32,
-    /// The key this tab asked to own.
+    /// The key this tab asked to own. The answer to a Web Lock of that name is about this
+    /// tab's own outbox; any other name is the outbox of another tab, to adopt if that tab is
+    /// gone (see [`locked`]).
     own_key: String,
     /// When [`Sdk::adopt_orphans`] last looked.
     orphans_checked: i64,
@@ -133,8 +130,6 @@ pub fn init(options: &str) {
         session: BrowserStorage::open(Want::SessionOnly, None),
         registry,
         tab,
-        locks: String::new(),
-        lock_id: 0,
         own_key: String::new(),
         orphans_checked: 0,
         tab_id,
@@ -181,33 +176,11 @@ impl Sdk {
     /// Asks the host for Web Lock `name` if it is free; the answer comes to [`locked`]. False
     /// when there are no Web Locks (then nothing comes).
     fn ask_lock(&mut self, name: &str, hold: bool) -> bool {
-        self.lock_id += 1;
-        let asked = browser::lock(name, hold, self.lock_id);
-        if asked {
-            write_u64(&mut self.locks, self.lock_id.into());
-            self.locks.push(':');
-            self.locks.push_str(name);
-            self.locks.push('\n');
-        }
-        asked
+        browser::lock(name, hold)
     }
 
-    fn locked(&mut self, id: u32, granted: bool) {
-        let (mut name, mut rest) = (None, String::new());
-        for line in fields(&self.locks, b'\n').filter(|l| !l.is_empty()) {
-            let n = fields(line, b':').next().unwrap_or_default();
-            match line.get(n.len() + 1..) {
-                Some(key) if name.is_none() && read_u64(n) == Some(id.into()) => {
-                    name = Some(String::from(key));
-                }
-                _ => {
-                    rest.push_str(line);
-                    rest.push('\n');
-                }
-            }
-        }
-        self.locks = rest;
-        let Some(name) = name else { return };
+    fn locked(&mut self, name: &str, granted: bool) {
+        let name = String::from(name);
         match (name == self.own_key, granted) {
             (true, true) => self.take_outbox(name),
             (true, false) => {
@@ -429,11 +402,11 @@ impl Sdk {
     }
 }
 
-/// The host's answer to lock request `id`, while the lock is held (`granted` 1) or at once
-/// (0: another tab holds it).
+/// The host's answer to the request for Web Lock `name` (one answer a request), while the
+/// lock is held (`granted` 1) or at once (0: another tab holds it).
 #[wasm_bindgen(js_name = _locked)]
-pub fn locked(id: u32, granted: u32) {
-    with_sdk(|s| s.locked(id, granted == 1));
+pub fn locked(name: &str, granted: u32) {
+    with_sdk(|s| s.locked(name, granted == 1));
 }
 
 /// An event of the page, from the host (`listen` in `host/page.js`): `persisted` is 1 for a

@@ -51,7 +51,7 @@ extern "C" {
     #[wasm_bindgen(js_namespace = footfall_host, js_name = listen)]
     fn host_listen(history: bool);
     #[wasm_bindgen(js_namespace = footfall_host, js_name = lock)]
-    fn host_lock(name: &str, hold: bool, id: u32) -> bool;
+    fn host_lock(name: &str, hold: bool) -> bool;
 }
 
 /// The delivery's way out (see [`crate::delivery`]): the host's `fetch`, `sendBeacon`,
@@ -222,9 +222,9 @@ pub fn page_load_ms() -> Option<i64> {
 }
 
 /// Asks the Web Locks API (through the host) for lock `name` if it is free; the host calls the
-/// `_locked` export with `id` while it is held, or at once when it is not free. With `hold`, a
-/// granted lock is kept for the life of the page (the browser frees it when the page goes,
-/// even by a crash). False, with no call to come, when there are no Web Locks.
-pub fn lock(name: &str, hold: bool, id: u32) -> bool {
-    host_lock(name, hold, id)
+/// `_locked` export with `name` while it is held, or at once when it is not free. With
+/// `hold`, a granted lock is kept for the life of the page (the browser frees it when the page
+/// goes, even by a crash). False, with no call to come, when there are no Web Locks.
+pub fn lock(name: &str, hold: bool) -> bool {
+    host_lock(name, hold)
 }
