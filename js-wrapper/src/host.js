@@ -3,7 +3,7 @@
 // (page, context and history), locks.js, tasks.js (time, randomness, later work, flush) and
 // api.js (the public API). Only numbers and strings cross; the wasm reaches these functions as
 // the global `footfall_host` (the wrapper sets it), and the answers come back through its
-// exports `_answered`, `_later`, `_on`, `_locked` and `_act`, each called through `call`,
+// exports `_on`, `_locked` and `_act`, each called through `call`,
 // which keeps the wasm's failures from throwing into the page. `host.api` is the public API.
 // The build (`cargo xtask build`) puts the rooms before this file: the script tag includes
 // them as they are; the npm package's host.js exports `footfallHost`.

@@ -255,13 +255,13 @@ impl Sdk {
         self.delivery.beacon_all(&mut BrowserNet);
     }
 
-    fn on(&mut self, event: u32, persisted: u32) {
+    fn on(&mut self, event: u32, x: f64) {
         match event {
             0 => self.visibility_changed(),
             1 => self.delivery.online(&mut BrowserNet),
             2 => self.page_hidden(),
             // Back from the back/forward cache: this tab is open again.
-            3 if persisted == 1 => {
+            3 if x == 1.0 => {
                 if self.tab_id.is_some() {
                     let id = session::claim_tab(
                         &mut self.tab,
@@ -283,6 +283,21 @@ impl Sdk {
             // `popstate` and `pushState` (5), `replaceState` (6).
             5 => self.navigated(false),
             6 => self.navigated(true),
+            7 => self.later(Later::from_u32(x as u32)),
+            // The loader's replay: the next event happened at `x` (epoch milliseconds); `NaN`
+            // ends a replayed call, and the time and page of the next event are then its own.
+            8 => {
+                self.replay_at = x.is_finite().then_some(x as i64);
+                if !x.is_finite() {
+                    self.replayed_page = None;
+                }
+            }
+            // The answer to the send in flight: 1000 + its status (1000 when the request did
+            // not complete: offline, blocked, CORS refused), `x` its `Retry-After` (seconds).
+            1000.. => {
+                let status = (event - 1000).min(999);
+                self.delivery.answered(status, x as i64, &mut BrowserNet);
+            }
             _ => {}
         }
     }
@@ -409,11 +424,15 @@ pub fn locked(name: &str, granted: u32) {
     with_sdk(|s| s.locked(name, granted == 1));
 }
 
-/// An event of the page, from the host (`listen` in `host/page.js`): `persisted` is 1 for a
-/// page back from the back/forward cache.
+/// What the host tells the wasm, one export for all (each export costs its own glue and its
+/// own borrow of the state): `event` 0 to 6 an event of the page (`listen` in `host/page.js`;
+/// for 3, `pageshow`, `x` is 1 for a page back from the back/forward cache); 7 the work for
+/// later that the host was asked for has come (`x` its [`Later`] number: at the end of the
+/// task, or a timer); 8 the next event is a call the loader kept, made at `x`; 1000 and up
+/// the answer to a send (see [`Sdk::on`]).
 #[wasm_bindgen(js_name = _on)]
-pub fn on(event: u32, persisted: u32) {
-    with_sdk(|s| s.on(event, persisted));
+pub fn on(event: u32, x: f64) {
+    with_sdk(|s| s.on(event, x));
 }
 
 /// Properties as the host hands them: JSON text of an object, or empty for none.
@@ -466,23 +485,6 @@ pub fn record(kind: u32, name: &str, json: &str) {
         // Traits become user properties.
         2 => s.record(EventType::Identify, name, RawJson::empty_object(), Some(p)),
         _ => s.record(EventType::Set, name, RawJson::empty_object(), Some(p)),
-    });
-}
-
-/// What the host runs at the end of the task that asked, or when a timer fires (see
-/// [`Later`]).
-#[wasm_bindgen(js_name = _later)]
-pub fn later(what: u32) {
-    with_sdk(|s| s.later(Later::from_u32(what)));
-}
-
-/// The host's answer to the send in flight: the status and `Retry-After` (seconds), or
-/// status 0 when the request did not complete (offline, blocked, CORS refused).
-#[wasm_bindgen(js_name = _answered)]
-pub fn answered(status: u32, retry_after: f64) {
-    with_sdk(|s| {
-        s.delivery
-            .answered(status.min(999), retry_after as i64, &mut BrowserNet)
     });
 }
 
@@ -552,16 +554,4 @@ pub fn get(what: u32) -> String {
 /// line).
 fn replay_page(page: &str) {
     with_sdk(|s| s.replayed_page = Some(page.into()));
-}
-
-/// Used by the loader's replay: the next event happened at `ms` (epoch milliseconds).
-/// `NaN` ends a replayed call: the time and page of the next event are then its own.
-#[wasm_bindgen(js_name = _replayAt)]
-pub fn replay_at(ms: f64) {
-    with_sdk(|s| {
-        s.replay_at = ms.is_finite().then_some(ms as i64);
-        if !ms.is_finite() {
-            s.replayed_page = None;
-        }
-    });
 }

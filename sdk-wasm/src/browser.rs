@@ -55,7 +55,7 @@ extern "C" {
 }
 
 /// The delivery's way out (see [`crate::delivery`]): the host's `fetch`, `sendBeacon`,
-/// timers and end-of-task work; answers come back through the `_answered` and `_later`
+/// timers and end-of-task work; answers come back through the `_on`
 /// exports.
 pub struct BrowserNet;
 

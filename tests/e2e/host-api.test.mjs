@@ -19,7 +19,7 @@ before(async () => {
     // The wasm's exports the room calls, each recording its arguments.
     // `_get(3)` is the registered properties, `_get(0..2)` the anonymous, session and user IDs.
     const sdk = { _get: (what) => (calls.push(["_get", what]), (what === 3 ? answers.registered : answers.ids?.[what]) ?? "") };
-    for (const name of ["init", "_record", "_act"]) {
+    for (const name of ["init", "_record", "_act", "_on"]) {
       sdk[name] = (...args) => void calls.push([name, ...args]);
     }
     // `_act(3)` is `isOptedOut()`, the one that answers.
@@ -77,6 +77,8 @@ test("what is not a plain object is dropped with a warning, never thrown; names 
     api.identify(null, "x");
     api.unregister(7);
     api._replayPage({ u: "https://shop.footfall.test/p", p: "/p", t: " T ", r: 5 });
+    api._replayAt(1764470000123);
+    api._replayAt(NaN);
   });
   const plain = ["warn", "properties must be a plain object; ignored them"];
   const cycle = ["warn", "properties could not be serialised (a cycle or a BigInt?); ignored them"];
@@ -87,6 +89,8 @@ test("what is not a plain object is dropped with a warning, never thrown; names 
     plain, ["_record", 2, "", ""],
     ["warn", "unregister needs a property name (a string); ignored"],
     ["_record", 5, "https://shop.footfall.test/p\n/p\nT\n", ""],
+    ["_on", 8, 1764470000123],
+    ["_on", 8, NaN],
   ]);
   assert.equal(await page.evaluate(() => api.flush()), "flushed", "flush() is the host's");
 });

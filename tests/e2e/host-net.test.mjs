@@ -1,7 +1,7 @@
 // The host's net room (js-wrapper/src/host/net.js) alone in Chromium, on a site's page, against
 // the real collector binary on another origin (`FOOTFALL_COLLECTOR_BIN`): `post` is a text/plain
-// POST with no CORS preflight whose status and Retry-After reach `_answered` (status 0 when the
-// request fails); `beacon` answers whether the browser took the body.
+// POST with no CORS preflight whose status and Retry-After reach `_on(1000 + status, retryAfter)`
+// (status 0 when the request fails); `beacon` answers whether the browser took the body.
 // Run: FOOTFALL_COLLECTOR_BIN=target/debug/footfall-collector node --test tests/e2e/host-net.test.mjs
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -45,20 +45,20 @@ async function netPage() {
   return { context, page, requests };
 }
 
-test("post: a text/plain POST without preflight; 200 then 429 with its Retry-After reach _answered", async () => {
+test("post: a text/plain POST without preflight; 200 then 429 with its Retry-After reach _on(1000 + status)", async () => {
   const { context, page, requests } = await netPage();
   const url = `${collector.url}/v1/batch`;
   // One at a time, until the collector's limit refuses one (after a burst of 20).
   let calls = [];
-  for (let i = 1; i <= 30 && !calls.some((c) => c[1] !== 200); i++) {
+  for (let i = 1; i <= 30 && !calls.some((c) => c[1] !== 1200); i++) {
     await page.evaluate(([u, b]) => net.post(u, b), [url, batch()]);
     calls = await eventually(() => page.evaluate((n) => (calls.length === n ? calls : null), i));
   }
   const refused = calls.pop();
   assert.ok(calls.length >= 1);
-  for (const c of calls) assert.deepEqual(c, ["_answered", 200, 0], "accepted, no Retry-After");
-  assert.equal(refused[0], "_answered");
-  assert.equal(refused[1], 429);
+  for (const c of calls) assert.deepEqual(c, ["_on", 1200, 0], "accepted, no Retry-After");
+  assert.equal(refused[0], "_on");
+  assert.equal(refused[1], 1429);
   assert.ok(Number.isInteger(refused[2]) && refused[2] > 0, `Retry-After in seconds: ${refused[2]}`);
   const toCollector = requests.filter((r) => r.url() === url);
   assert.equal(toCollector.length, calls.length + 1);
@@ -73,7 +73,7 @@ test("post: a request that fails answers status 0", async () => {
   const port = await closedPort();
   await page.evaluate((u) => net.post(u, "{}"), `http://127.0.0.1:${port}/v1/batch`);
   const calls = await eventually(() => page.evaluate(() => (calls.length ? calls : null)));
-  assert.deepEqual(calls, [["_answered", 0, 0]]);
+  assert.deepEqual(calls, [["_on", 1000, 0]]);
   await context.close();
 });
 

@@ -1,5 +1,5 @@
 // The host's tasks room (js-wrapper/src/host/tasks.js) alone in Chromium: random words, work
-// at the end of the task (`later`) and after a timer (`timer`) reaching `_later`, and
+// at the end of the task (`later`) and after a timer (`timer`) reaching `_on(7, what)`, and
 // `flush()`'s Promises, resolved when the wasm says so (`flushed`) or at once when it has
 // nothing to send (`_act(6)`, the wasm's flush, false).
 // Run: node --test tests/e2e/host-tasks.test.mjs
@@ -34,10 +34,10 @@ test("later: at the end of the task, before a timer; timer: after one", async ()
     tasks.later(3);
     order.push(calls.length);
     await new Promise((r) => setTimeout(r, 50));
-    order.push(...calls.map((c) => [c[0], c[1]]));
+    order.push(...calls.map((c) => [c[0], c[1], c[2]]));
     return order;
   });
-  assert.deepEqual(order, [0, ["_later", 3], ["_later", 7]]);
+  assert.deepEqual(order, [0, ["_on", 7, 3], ["_on", 7, 7]]);
 });
 
 test("flush: resolves when the wasm says the calls before it were answered, at once when it has nothing", async () => {

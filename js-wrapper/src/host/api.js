@@ -102,7 +102,8 @@ function footfallApi(sdk, host) {
     getSessionId: () => sdk._get(1) || undefined,
     getUserId: () => sdk._get(2) || undefined,
     flush: host.flush,
-    _replayAt: sdk._replayAt,
+    // The next call was made at `ms` (a call kept while the SDK loaded); NaN: the calls of now.
+    _replayAt: (ms) => sdk._on(8, ms),
     // The page a kept call was made on: `{u: url, p: path, t: title, r: referrer}`.
     _replayPage(p) {
       sdk._record(5, [p.u, p.p, p.t, p.r].map(text).join("\n"), "");

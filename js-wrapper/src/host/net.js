@@ -1,5 +1,5 @@
 // The net room: the SDK's requests to the collector. `post` answers through the wasm's
-// `_answered(status, retryAfter)` (status 0 when the request failed, retryAfter in seconds, 0
+// `_on(1000 + status, retryAfter)` (status 0 when the request failed, retryAfter in seconds, 0
 // when the answer had none); `beacon` says whether the browser took the body. `call(name, a,
 // b)` calls the wasm's export `name` (guarded by host.js). No function here throws.
 function footfallNet(call) {
@@ -9,8 +9,8 @@ function footfallNet(call) {
     // page need; what a page takes with it is in the outbox and leaves by beacon.
     post(url, body) {
       fetch(url, { method: "POST", body: body }).then(
-        (r) => call("_answered", r.status, Number(r.headers.get("retry-after")) || 0),
-        () => call("_answered", 0, 0),
+        (r) => call("_on", 1000 + r.status, Number(r.headers.get("retry-after")) || 0),
+        () => call("_on", 1000, 0),
       );
     },
     beacon(url, body) {

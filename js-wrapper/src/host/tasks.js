@@ -1,5 +1,5 @@
 // The tasks room: time, randomness, work for later and `flush()`'s Promises. `later` runs
-// the wasm's `_later(what)` at the end of the task, `timer` after `ms`; `flush()` resolves once
+// the wasm's `_on(7, what)` at the end of the task, `timer` after `ms`; `flush()` resolves once
 // the wasm says (`flushed(count)`) that the events queued at the call were answered. `call(name,
 // a, b)` calls a wasm export (guarded by host.js).
 function footfallTasks(call) {
@@ -23,10 +23,10 @@ function footfallTasks(call) {
       return x;
     },
     later(what) {
-      queueMicrotask(() => call("_later", what));
+      queueMicrotask(() => call("_on", 7, what));
     },
     timer(what, ms) {
-      setTimeout(() => call("_later", what), ms);
+      setTimeout(() => call("_on", 7, what), ms);
     },
     flushed(count) {
       flushes.splice(0, count).forEach((done) => done());
