@@ -3,14 +3,14 @@
 // (page, context and history), locks.js, tasks.js (time, randomness, later work, flush) and
 // api.js (the public API). Only numbers and strings cross; the wasm reaches these functions as
 // the global `footfall_host` (the wrapper sets it), and the answers come back through its
-// exports `_on`, `_locked` and `_act`, each called through `call`,
+// exports `_on` and `_record`, each called through `call`,
 // which keeps the wasm's failures from throwing into the page. `host.api` is the public API.
 // The build (`cargo xtask build`) puts the rooms before this file: the script tag includes
 // them as they are; the npm package's host.js exports `footfallHost`.
 function footfallHost(sdk) {
-  function call(name, a, b) {
+  function call(name, a, b, c) {
     try {
-      return sdk[name](a, b);
+      return sdk[name](a, b, c);
     } catch (e) {
       console.warn("footfall: internal error", e);
     }

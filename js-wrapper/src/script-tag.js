@@ -104,7 +104,7 @@
       for (var k in options || {}) o[k] = options[k];
       if (!o.endpoint) o.endpoint = origin;
       host.api.init(o);
-      if (!replayed && (sdk._get(0) || sdk._act(3))) {
+      if (!replayed && (sdk._get(0) || sdk._on(23, 0))) {
         replayed = true;
         guard(replayKept)();
       }
@@ -123,7 +123,7 @@
     var hide = e.type === "pagehide";
     if (api || (!hide && document.visibilityState !== "hidden")) return;
     if (bytes) guard(start)(bytes);
-    if (api) return guard(sdk._act)(hide ? 5 : 4);
+    if (api) return guard(sdk._on)(hide ? 25 : 24, 0);
     var queued = (w.footfall && w.footfall.q) || [];
     if (hide && queued.length && keepable(queued)) guard(keep)(queued);
   }

@@ -42,7 +42,7 @@ struct Sdk {
     tab: BrowserStorage,
     /// The key this tab asked to own. The answer to a Web Lock of that name is about this
     /// tab's own outbox; any other name is the outbox of another tab, to adopt if that tab is
-    /// gone (see [`locked`]).
+    /// gone (see [`Sdk::locked`]).
     own_key: String,
     /// When [`Sdk::adopt_orphans`] last looked.
     orphans_checked: i64,
@@ -86,8 +86,7 @@ fn now() -> i64 {
 
 /// Starts the SDK from the host's list of options (see [`Options::parse`]). A second call is
 /// ignored with a warning.
-#[wasm_bindgen]
-pub fn init(options: &str) {
+fn init(options: &str) {
     let Ok(mut state) = SDK.0.try_borrow_mut() else {
         return;
     };
@@ -173,7 +172,7 @@ impl Sdk {
         }
     }
 
-    /// Asks the host for Web Lock `name` if it is free; the answer comes to [`locked`]. False
+    /// Asks the host for Web Lock `name` if it is free; the answer comes to [`Sdk::locked`]. False
     /// when there are no Web Locks (then nothing comes).
     fn ask_lock(&mut self, name: &str, hold: bool) -> bool {
         browser::lock(name, hold)
@@ -417,22 +416,22 @@ impl Sdk {
     }
 }
 
-/// The host's answer to the request for Web Lock `name` (one answer a request), while the
-/// lock is held (`granted` 1) or at once (0: another tab holds it).
-#[wasm_bindgen(js_name = _locked)]
-pub fn locked(name: &str, granted: u32) {
-    with_sdk(|s| s.locked(name, granted == 1));
-}
-
 /// What the host tells the wasm, one export for all (each export costs its own glue and its
 /// own borrow of the state): `event` 0 to 6 an event of the page (`listen` in `host/page.js`;
 /// for 3, `pageshow`, `x` is 1 for a page back from the back/forward cache); 7 the work for
 /// later that the host was asked for has come (`x` its [`Later`] number: at the end of the
-/// task, or a timer); 8 the next event is a call the loader kept, made at `x`; 1000 and up
-/// the answer to a send (see [`Sdk::on`]).
+/// task, or a timer); 8 the next event is a call the loader kept, made at `x`; 20 to 26 the
+/// calls without text (see [`act`]), whose answer is the return value (false for the others);
+/// 1000 and up the answer to a send (see [`Sdk::on`]).
 #[wasm_bindgen(js_name = _on)]
-pub fn on(event: u32, x: f64) {
-    with_sdk(|s| s.on(event, x));
+pub fn on(event: u32, x: f64) -> bool {
+    with_sdk(|s| match event {
+        20..=26 => act(s, event - 20),
+        _ => {
+            s.on(event, x);
+            false
+        }
+    }) == Some(true)
 }
 
 /// Properties as the host hands them: JSON text of an object, or empty for none.
@@ -458,12 +457,19 @@ fn name_of(n: &str) -> Option<String> {
 /// `identify(name, traits)`, 3 `setUserProperties(traits)`, where `json` is the properties'
 /// JSON text (with the registered ones merged in for `page` and `track`); 4 `register` and
 /// `unregister` (`json`: all the registered properties now); 5 the page of a replayed call
-/// (`name`: see [`replay_page`]).
+/// (`name`: see [`replay_page`]); 6 and 7 the host's answer to the request for Web Lock
+/// `name` (one answer a request): 6 while the lock is held, 7 at once when another tab holds
+/// it; 8 `init` (`json`: the options as the host lists them, see [`init`]).
 #[wasm_bindgen(js_name = _record)]
 pub fn record(kind: u32, name: &str, json: &str) {
     match kind {
         4 => return set_registered(json),
         5 => return replay_page(name),
+        8 => return init(json),
+        6 | 7 => {
+            with_sdk(|s| s.locked(name, kind == 6));
+            return;
+        }
         _ => {}
     }
     let name = match (kind, name_of(name)) {
@@ -498,15 +504,15 @@ fn set_registered(json: &str) {
     });
 }
 
-/// The calls without text: `what` 0 `reset()` (logout: new anonymous ID and session, user
-/// ID and registered properties cleared), 1 `optOut()` (nothing is sent or stored from now on
-/// but the opt-out itself), 2 `optIn()`, 3 `isOptedOut()`; 4 and 5 the page hidden
-/// (`visibilitychange`) or gone (`pagehide`) before the SDK had started (see [`Sdk::hidden`]);
-/// 6 `flush()`, true when the host is to wait for `flushed` (false before `init`: nothing to
-/// wait for). The answer of 3 and 6 is the return value; the others return false.
-#[wasm_bindgen(js_name = _act)]
-pub fn act(what: u32) -> bool {
-    with_sdk(|s| match what {
+/// The calls without text (through [`on`], as `20 + what`): `what` 0 `reset()` (logout: new
+/// anonymous ID and session, user ID and registered properties cleared), 1 `optOut()`
+/// (nothing is sent or stored from now on but the opt-out itself), 2 `optIn()`, 3
+/// `isOptedOut()`; 4 and 5 the page hidden (`visibilitychange`) or gone (`pagehide`) before
+/// the SDK had started (see [`Sdk::hidden`]); 6 `flush()`, true when the host is to wait for
+/// `flushed` (false before `init`: nothing to wait for). The answer of 3 and 6 is the return
+/// value; the others return false.
+fn act(s: &mut Sdk, what: u32) -> bool {
+    match what {
         0 => {
             s.tracker.reset();
             s.clear_registered();
@@ -531,7 +537,7 @@ pub fn act(what: u32) -> bool {
             s.delivery.flush(&mut BrowserNet);
             true
         }
-    }) == Some(true)
+    }
 }
 
 /// What the page can read: `what` 0 the anonymous ID, 1 the session ID, 2 the user ID, 3 the

@@ -222,7 +222,7 @@ pub fn page_load_ms() -> Option<i64> {
 }
 
 /// Asks the Web Locks API (through the host) for lock `name` if it is free; the host calls the
-/// `_locked` export with `name` while it is held, or at once when it is not free. With
+/// `_record` export (kind 6 or 7) with `name` while it is held, or at once when it is not free. With
 /// `hold`, a granted lock is kept for the life of the page (the browser frees it when the page
 /// goes, even by a crash). False, with no call to come, when there are no Web Locks.
 pub fn lock(name: &str, hold: bool) -> bool {

@@ -1,6 +1,6 @@
 // The host's locks room (js-wrapper/src/host/locks.js) alone in Chromium, two tabs of one site:
-// a free Web Lock is granted (`_locked(name, 1)`) and, with `hold`, held for the page's life; a
-// held one is taken (`_locked(name, 0)`); each request is answered once; without Web Locks (a page that is not a secure
+// a free Web Lock is granted (`_record(6, name, "")`) and, with `hold`, held for the page's life; a
+// held one is taken (`_record(7, name, "")`); each request is answered once; without Web Locks (a page that is not a secure
 // context) `lock` answers false.
 // Run: node --test tests/e2e/host-locks.test.mjs
 import { test, before, after } from "node:test";
@@ -17,7 +17,7 @@ after(async () => {
 });
 
 /**
- * Asks for the lock `name` on `page`; answers what `lock` returned and the `_locked` calls that
+ * Asks for the lock `name` on `page`; answers what `lock` returned and the `_record` calls that
  * came for it (once one came, and a moment more for a second that must not come).
  */
 async function lock(page, name, hold) {
@@ -33,15 +33,15 @@ test("granted, held for the page's life, taken in another tab, granted again onc
   const url = "https://shop.footfall.test/";
   const first = await openRoom(context, url, ["locks"]);
   const second = await openRoom(context, url, ["locks"]);
-  assert.deepEqual(await lock(first, "ff_send", true), [true, ["_locked", "ff_send", 1]], "granted");
-  assert.deepEqual(await lock(second, "ff_send", false), [true, ["_locked", "ff_send", 0]], "held by the first tab: taken");
-  assert.deepEqual(await lock(second, "ff_outbox_b", false), [true, ["_locked", "ff_outbox_b", 1]], "another name: granted");
-  assert.deepEqual(await lock(second, "ff_send", false), [true, ["_locked", "ff_send", 0]], "still held");
+  assert.deepEqual(await lock(first, "ff_send", true), [true, ["_record", 6, "ff_send", ""]], "granted");
+  assert.deepEqual(await lock(second, "ff_send", false), [true, ["_record", 7, "ff_send", ""]], "held by the first tab: taken");
+  assert.deepEqual(await lock(second, "ff_outbox_b", false), [true, ["_record", 6, "ff_outbox_b", ""]], "another name: granted");
+  assert.deepEqual(await lock(second, "ff_send", false), [true, ["_record", 7, "ff_send", ""]], "still held");
   await first.close();
   // The browser lets a closed page's locks go a little later: asked again until granted.
-  await eventually(async () => (await lock(second, "ff_send", false))[1][2] === 1);
+  await eventually(async () => (await lock(second, "ff_send", false))[1][1] === 6);
   // Without `hold`, it is let go once granted.
-  assert.deepEqual(await lock(second, "ff_send", false), [true, ["_locked", "ff_send", 1]], "not held: granted again");
+  assert.deepEqual(await lock(second, "ff_send", false), [true, ["_record", 6, "ff_send", ""]], "not held: granted again");
   await context.close();
 });
 

@@ -1,7 +1,7 @@
 // The host's tasks room (js-wrapper/src/host/tasks.js) alone in Chromium: random words, work
 // at the end of the task (`later`) and after a timer (`timer`) reaching `_on(7, what)`, and
 // `flush()`'s Promises, resolved when the wasm says so (`flushed`) or at once when it has
-// nothing to send (`_act(6)`, the wasm's flush, false).
+// nothing to send (`_on(26, 0)`, the wasm's flush, false).
 // Run: node --test tests/e2e/host-tasks.test.mjs
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -44,7 +44,7 @@ test("flush: resolves when the wasm says the calls before it were answered, at o
   const got = await page.evaluate(async () => {
     calls.length = 0;
     const done = [];
-    answers._act = true;
+    answers._on = true;
     tasks.flush().then(() => done.push("a"));
     tasks.flush().then(() => done.push("b"));
     await new Promise((r) => setTimeout(r, 10));
@@ -52,12 +52,12 @@ test("flush: resolves when the wasm says the calls before it were answered, at o
     tasks.flushed(1);
     await new Promise((r) => setTimeout(r, 10));
     const one = done.slice();
-    answers._act = false;
+    answers._on = false;
     await tasks.flush();
     return { before, one, all: done, calls: calls.map((c) => c.slice(0, 2)) };
   });
   assert.deepEqual(got.before, [], "not before the wasm says so");
   assert.deepEqual(got.one, ["a"], "flushed(1) resolves the oldest");
   assert.deepEqual(got.all, ["a", "b"], "nothing left to send: every flush still waiting resolves");
-  assert.deepEqual(got.calls, [["_act", 6], ["_act", 6], ["_act", 6]], "`_act(6)` is the wasm's flush");
+  assert.deepEqual(got.calls, [["_on", 26], ["_on", 26], ["_on", 26]], "`_on(26)` is the wasm's flush");
 });

@@ -1,7 +1,8 @@
 // Shared pieces of the host rooms' tests (host-*.test.mjs): a page that loads one room's file
 // of js-wrapper/src/host/ alone, as it is, with a stub of the wasm's exports that the room
-// calls back (`call(name, a, b)`, recorded in `window.calls`; its answers from
-// `window.answers[name]`). The stub is the boundary under test; the browser facility is real.
+// calls back (`call(name, a, b, c)`, recorded in `window.calls` with the arguments given; its
+// answers from `window.answers[name]`). The stub is the boundary under test; the browser
+// facility is real.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "./harness.mjs";
@@ -18,8 +19,8 @@ export function roomHtml(names, body = "") {
 <script>
 window.calls = [];
 window.answers = {};
-function call(name, a, b) {
-  calls.push([name, a, b]);
+function call(name, ...args) {
+  calls.push([name, ...args]);
   return answers[name];
 }
 </script>

@@ -53,7 +53,7 @@ function footfallApi(sdk, host) {
   }
   return {
     init(o) {
-      sdk.init(options(o));
+      sdk._record(8, "", options(o));
       try {
         var r = JSON.parse(sdk._get(3));
         registered = r && typeof r === "object" && !Array.isArray(r) ? r : {};
@@ -86,17 +86,17 @@ function footfallApi(sdk, host) {
       sdk._record(4, "", json(registered) || "{}");
     },
     reset() {
-      sdk._act(0);
+      sdk._on(20, 0);
       resetRegistered();
     },
     optOut() {
-      sdk._act(1);
+      sdk._on(21, 0);
       resetRegistered();
     },
     optIn() {
-      sdk._act(2);
+      sdk._on(22, 0);
     },
-    isOptedOut: () => sdk._act(3),
+    isOptedOut: () => sdk._on(23, 0),
     // "" (none) reads as undefined.
     getAnonymousId: () => sdk._get(0) || undefined,
     getSessionId: () => sdk._get(1) || undefined,

@@ -1,9 +1,9 @@
 // The locks room: Web Locks, which the SDK uses so that one tab of a site sends the shared
-// outbox. `call(name, a, b)` calls a wasm export (guarded by host.js).
+// outbox. `call(name, a, b, c)` calls a wasm export (guarded by host.js).
 function footfallLocks(call) {
   return {
-    // Web Lock `name` if free: `_locked(name, 1)` while held (with `hold`, for the page's
-    // life), `_locked(name, 0)` if taken; false without Web Locks. The page going (a back/
+    // Web Lock `name` if free: `_record(6, name, "")` while held (with `hold`, for the
+    // page's life), `_record(7, name, "")` if taken; false without Web Locks. The page going (a back/
     // forward cache entry, in WebKit) rejects a held lock's request: that is expected.
     lock(name, hold) {
       var locks = navigator.locks;
@@ -11,7 +11,7 @@ function footfallLocks(call) {
       try {
         locks
           .request(name, { ifAvailable: true }, (lock) => {
-            call("_locked", name, lock ? 1 : 0);
+            call("_record", lock ? 6 : 7, name, "");
             if (hold && lock) return new Promise(() => {});
           })
           .catch(() => {});

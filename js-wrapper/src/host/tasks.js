@@ -34,7 +34,7 @@ function footfallTasks(call) {
     flush() {
       return new Promise((done) => {
         flushes.push(done);
-        if (!call("_act", 6)) tasks.flushed(flushes.length);
+        if (!call("_on", 26, 0)) tasks.flushed(flushes.length);
       });
     },
   };
