@@ -123,7 +123,8 @@ pub struct StepEvents {
 /// their breakdown values, so that every store's numbering gives the same order).
 fn by_person(mut hits: Vec<StepHit>, keys: &[Option<String>]) -> Vec<Vec<StepHit>> {
     let key = |h: &StepHit| keys.get(h.key as usize).cloned().flatten();
-    hits.sort_by(|a, b| {
+    // Unstable: hits equal in all of these are the same for the rules.
+    hits.sort_unstable_by(|a, b| {
         (a.person, a.time_ms, a.mask)
             .cmp(&(b.person, b.time_ms, b.mask))
             .then_with(|| key(a).cmp(&key(b)))

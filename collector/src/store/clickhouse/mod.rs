@@ -471,15 +471,6 @@ impl Store for ClickHouse {
         query::path_events(&self.client, q)
     }
 
-    fn funnel(
-        &self,
-        q: &journeys::StepQuery,
-        to_ms: i64,
-        window_ms: i64,
-    ) -> Result<journeys::Funnel, StoreError> {
-        journey_sql::funnel(&self.client, q, to_ms, window_ms)
-    }
-
     fn retention(
         &self,
         q: &journeys::StepQuery,

@@ -6,7 +6,7 @@
 //! SQLite's SQL does (text compared byte-wise, numbers as SQLite casts them); duplicates of an
 //! event not merged away yet are counted once.
 
-use super::http::{float, list, lit, unescape, Client};
+use super::http::{float, list, lit, unescape, ChError, Client};
 use super::{persons, StoreError};
 use crate::store::*;
 use serde_json::Value;
@@ -183,8 +183,8 @@ fn user_prop_table(db: &str, pm: &str, k: &str, n: usize) -> String {
 /// The events an insights query counts, one row each (duplicates included), with columns
 /// `event_h`, `session_h`, `anon_h`, `person_h` (hashes of the event ID, session ID,
 /// anonymous ID and person),
-/// `person`, `time_ms`, `key` (the `by` value, `''` for none) and `split` (the same for
-/// `split`).
+/// `person`, `time_ms`, `key` (the `by` value, `''` for none), `split` (the same for
+/// `split`), `name` and `path` (ClickHouse reads only the columns a query uses).
 /// Also the condition on `events` alone, when the query has no `user.KEY` filter.
 fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<String>) {
     let mut user_keys: Vec<String> = Vec::new();
@@ -224,9 +224,9 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
     let [(raw0, key), (raw1, split)] = <[(String, String); 2]>::try_from(keys).expect("two");
     let mut sql = format!(
         "SELECT event_h, session_h, time_ms, raw0, raw1, anonymous_id, anon_h, alias_user,
-                {PERSON_H} AS person_h
+                {PERSON_H} AS person_h, name, path
          FROM (SELECT event_h, session_h, anonymous_id, anon_h, {person_cols}, time_ms,
-                      {raw0} AS raw0, {raw1} AS raw1
+                      {raw0} AS raw0, {raw1} AS raw1, name, path
                FROM {db}.events WHERE {conds})",
         conds = event_conds.join(" AND "),
         person_cols = person_cols(pm),
@@ -245,7 +245,7 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
     let events_only = user_conds.is_empty().then(|| event_conds.join(" AND "));
     let sql = format!(
         "SELECT event_h, session_h, anon_h, person_h, {person} AS person, time_ms,
-                {key} AS key, {split} AS split
+                {key} AS key, {split} AS split, name, path
          FROM ({sql}) {where_}",
         person = person("anonymous_id"),
     );
@@ -430,13 +430,9 @@ pub(super) fn tsv_num<T: std::str::FromStr + Default>(row: &[&str], n: usize) ->
     row.get(n).and_then(|f| f.parse().ok()).unwrap_or_default()
 }
 
-/// Field `n` of a `TabSeparated` row as the text it stands for.
-pub(super) fn tsv_text(row: &[&str], n: usize) -> String {
-    unescape(row.get(n).copied().unwrap_or_default())
-}
-
-/// The SQL of [`journeys::Step::mask`] over the `key` of a row of [`journey_source`]: which
-/// of `steps` the event is, as bits, so that an answer carries numbers, not names and paths.
+/// The SQL of [`journeys::Step::mask`] over the `name` and `path` of a row of
+/// [`journey_source`]: which of `steps` the event is, as bits, so that an answer carries
+/// numbers, not names and paths.
 pub(super) fn mask_sql(steps: &[journeys::Step]) -> String {
     use journeys::Step;
     let bits: Vec<String> = steps
@@ -445,13 +441,8 @@ pub(super) fn mask_sql(steps: &[journeys::Step]) -> String {
         .map(|(i, step)| {
             let is = match step {
                 Step::Any => "1".to_owned(),
-                // The name, then the separator: no other name starts so.
-                Step::Event(name) => format!(
-                    "substring(key, 1, {}) = {}",
-                    name.len() + 1,
-                    lit(&format!("{name}\0"))
-                ),
-                Step::Page(path) => format!("key = {}", lit(&format!("$pageview\0{path}"))),
+                Step::Event(name) => format!("name = {}", lit(name)),
+                Step::Page(path) => format!("(name = '$pageview' AND path = {})", lit(path)),
             };
             format!("{}*toUInt32({is})", 1u64 << i)
         })
@@ -481,32 +472,71 @@ pub fn step_events(
     let mask = mask_sql(&q.steps);
     let split = if q.breakdown.is_some() { "split" } else { "''" };
     let person = if q.people { "person" } else { "''" };
-    let text = c.select_tsv(&format!(
-        "SELECT person_h, time_ms, mask, {split}, {person}
-         FROM (SELECT *, {mask} AS mask FROM ({source})) WHERE mask != 0"
+    let rows = c.select_binary(&format!(
+        "SELECT person_h, time_ms, toUInt32(mask), {split}, {person}
+         FROM (SELECT person_h, time_ms, {split}, {person}, {mask} AS mask FROM ({source}))
+         WHERE mask != 0"
     ))?;
     let mut people = HashMap::new();
-    let mut ids: HashMap<&str, u32> = HashMap::from([("", 0)]);
+    let mut ids: HashMap<&[u8], u32> = HashMap::new();
     let mut keys: Vec<Option<String>> = vec![None];
     let mut hits = Vec::new();
-    for r in tsv_fixed::<5>(&text) {
-        let person_h: u64 = tsv_num(&r, 0);
+    let mut r = RowBinary(&rows);
+    let bad = || StoreError::ClickHouse(ChError::Answer("a step row cut short".into()));
+    while !r.0.is_empty() {
+        let person_h = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let time_ms = i64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let mask = u32::from_le_bytes(r.take().ok_or_else(bad)?);
+        let value = r.text().ok_or_else(bad)?;
+        let name = r.text().ok_or_else(bad)?;
         if q.people {
-            people.entry(person_h).or_insert_with(|| tsv_text(&r, 4));
+            people
+                .entry(person_h)
+                .or_insert_with(|| String::from_utf8_lossy(name).into_owned());
         }
-        let value = r[3];
-        let key = *ids.entry(value).or_insert_with(|| {
-            keys.push(non_empty(unescape(value)));
-            keys.len() as u32 - 1
-        });
+        let key = if value.is_empty() {
+            0
+        } else {
+            *ids.entry(value).or_insert_with(|| {
+                keys.push(non_empty(String::from_utf8_lossy(value).into_owned()));
+                keys.len() as u32 - 1
+            })
+        };
         hits.push(journeys::StepHit {
             person: person_h,
-            time_ms: tsv_num(&r, 1),
-            mask: tsv_num(&r, 2),
+            time_ms,
+            mask,
             key,
         });
     }
     Ok(journeys::StepEvents { hits, keys, people })
+}
+
+/// A reader of a `RowBinary` answer ([`Client::select_binary`]): what is left of it.
+struct RowBinary<'a>(&'a [u8]);
+
+impl<'a> RowBinary<'a> {
+    /// The next `N` bytes (a number, little-endian).
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    /// The next text: its length in LEB128, then its bytes.
+    fn text(&mut self) -> Option<&'a [u8]> {
+        let mut len = 0usize;
+        for shift in (0..64).step_by(7) {
+            let [b] = self.take::<1>()?;
+            len |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                let (text, rest) = self.0.split_at_checked(len)?;
+                self.0 = rest;
+                return Some(text);
+            }
+        }
+        None
+    }
 }
 
 /// The periods of a retention question ([`journeys::StepQuery::periods`]) of days or weeks,
