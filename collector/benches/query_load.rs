@@ -310,57 +310,46 @@ fn main() {
         .map(|s| Step::parse(s).unwrap())
         .collect();
     measure("funnel, 3 steps, 30 days, 14 d window", 250, &mut || {
-        let hits = store
-            .step_events(&StepQuery {
-                from_ms: start,
-                to_ms: now + 14 * DAY,
-                steps: steps.clone(),
-                filters: Vec::new(),
-                sites: Vec::new(),
-                breakdown: None,
-                people: false,
-                periods: None,
-            })
-            .unwrap();
-        journeys::funnel(hits, 3, start, now, 14 * DAY);
+        let q = StepQuery {
+            from_ms: start,
+            to_ms: now + 14 * DAY,
+            steps: steps.clone(),
+            filters: Vec::new(),
+            sites: Vec::new(),
+            breakdown: None,
+            people: false,
+            periods: None,
+        };
+        store.funnel(&q, now, 14 * DAY).unwrap();
     });
     let starts = bucket_starts(start, now, Interval::Day, chrono_tz::Tz::UTC);
     measure("retention, daily cohorts, 30 days", 250, &mut || {
-        let hits = store
-            .step_events(&StepQuery {
-                from_ms: start,
-                to_ms: now,
-                steps: vec![Step::Any, Step::Any],
-                filters: Vec::new(),
-                sites: Vec::new(),
-                breakdown: None,
-                people: false,
-                periods: Some(journeys::Periods {
-                    starts: starts.clone(),
-                    interval: Interval::Day,
-                    tz: chrono_tz::Tz::UTC,
-                }),
-            })
-            .unwrap();
-        journeys::retention(hits, &starts);
+        let q = StepQuery {
+            from_ms: start,
+            to_ms: now,
+            steps: vec![Step::Any, Step::Any],
+            filters: Vec::new(),
+            sites: Vec::new(),
+            breakdown: None,
+            people: false,
+            periods: Some(journeys::Periods {
+                starts: starts.clone(),
+                interval: Interval::Day,
+                tz: chrono_tz::Tz::UTC,
+            }),
+        };
+        store.retention(&q, &starts).unwrap();
     });
     measure("paths after a page view, 4 deep, 7 days", 250, &mut || {
-        let (events, labels) = store
-            .path_events(&PathQuery {
-                from_ms: now - 7 * DAY,
-                to_ms: now,
-                pages_only: false,
-                filters: Vec::new(),
-                sites: Vec::new(),
-            })
-            .unwrap();
-        journeys::paths(
-            events,
-            &labels,
-            &Step::Event("$pageview".into()),
-            Direction::After,
-            4,
-        );
+        let q = PathQuery {
+            from_ms: now - 7 * DAY,
+            to_ms: now,
+            pages_only: false,
+            filters: Vec::new(),
+            sites: Vec::new(),
+        };
+        let start = Step::Event("$pageview".into());
+        store.paths(&q, &start, Direction::After, 4).unwrap();
     });
     // The dashboard's views, each as the page asks: every call of the view sent at once, six at
     // a time as a browser sends them to one host (the collector answers each on its blocking

@@ -850,8 +850,7 @@ pub async fn funnel(
         periods: None,
     };
     let store = state.store.clone();
-    let hits = blocking(move || store.step_events(&q)).await?;
-    let found = journeys::funnel(hits, steps.len(), from_ms, to_ms, window_ms);
+    let found = blocking(move || store.funnel(&q, to_ms, window_ms)).await?;
     let counted = &found.steps;
     let first = counted.first().map_or(0, |s| s.count).max(1) as f64;
     let answer: Vec<_> = steps
@@ -953,8 +952,8 @@ pub async fn retention(
         }),
     };
     let store = state.store.clone();
-    let hits = blocking(move || store.step_events(&q)).await?;
-    let cohorts: Vec<_> = journeys::retention(hits, &starts)
+    let cohorts: Vec<_> = blocking(move || store.retention(&q, &starts))
+        .await?
         .into_iter()
         .map(|c| {
             json!({
@@ -1043,8 +1042,7 @@ pub async fn paths(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         sites: scope.sites,
     };
     let store = state.store.clone();
-    let (events, labels) = blocking(move || store.path_events(&q)).await?;
-    let found = journeys::paths(events, &labels, &start, direction, depth);
+    let found = blocking(move || store.paths(&q, &start, direction, depth)).await?;
     Ok(HttpResponse::Ok().json(json!({
         "from": rfc3339(from_ms),
         "to": rfc3339(to_ms),

@@ -378,6 +378,26 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
                     .map(|(k, v)| (k.unwrap_or_default(), v))
                     .collect();
                 assert_eq!(by, want_by, "funnel {n} {sites:?} {filter:?} by browser");
+                // The store's own funnel (ClickHouse works it out in SQL), with and without
+                // the breakdown: the same counts, medians and values as the rules give.
+                for breakdown in [q.breakdown.clone(), None] {
+                    let q = StepQuery {
+                        people: false,
+                        breakdown: breakdown.clone(),
+                        ..q.clone()
+                    };
+                    let want =
+                        journeys::funnel(s.step_events(&q).unwrap(), steps.len(), from, to, WINDOW);
+                    let got = s.funnel(&q, to, WINDOW).unwrap();
+                    assert_eq!(
+                        got.steps, want.steps,
+                        "funnel {n} {sites:?} {filter:?} {breakdown:?}"
+                    );
+                    assert_eq!(
+                        got.breakdown, want.breakdown,
+                        "funnel {n} {breakdown:?} values"
+                    );
+                }
             }
             assert!(want[0] > 0, "funnel {n}: nobody started");
             reached_last += want[steps.len() - 1];
@@ -421,11 +441,18 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
         };
         let want = brute_retention(&events, &start_step, &back, from, to, week, tz, &sites);
         for s in stores {
-            let got: Vec<Vec<u64>> = journeys::retention(s.step_events(&q).unwrap(), &starts)
+            let got = s.retention(&q, &starts).unwrap();
+            assert!(got.iter().zip(&starts).all(|(c, &t)| c.start_ms == t));
+            let got: Vec<Vec<u64>> = got.into_iter().map(|c| c.values).collect();
+            assert_eq!(got, want, "retention {start_step:?} {back:?} {tz}");
+            let by_rules: Vec<Vec<u64>> = journeys::retention(s.step_events(&q).unwrap(), &starts)
                 .into_iter()
                 .map(|c| c.values)
                 .collect();
-            assert_eq!(got, want, "retention {start_step:?} {back:?} {tz}");
+            assert_eq!(
+                by_rules, want,
+                "retention by the rules {start_step:?} {back:?} {tz}"
+            );
         }
         returned += want.iter().map(|c| c[1..].iter().sum::<u64>()).sum::<u64>();
     }
@@ -482,7 +509,10 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
         assert!(!want.is_empty(), "{start_step:?}: no paths");
         for s in stores {
             let (found, labels) = s.path_events(&q).unwrap();
-            let got = journeys::paths(found, &labels, &start_step, direction, depth);
+            let by_rules = journeys::paths(found, &labels, &start_step, direction, depth);
+            // The store's own walk (ClickHouse's in SQL): the whole answer as the rules give it.
+            let got = s.paths(&q, &start_step, direction, depth).unwrap();
+            assert_eq!(got, by_rules, "paths from {start_step:?} {direction:?}");
             let got: BTreeMap<Vec<String>, u64> = got.paths.into_iter().collect();
             // The answer keeps the 50 most common: compare those.
             let mut top: Vec<(&Vec<String>, &u64)> = want.iter().collect();

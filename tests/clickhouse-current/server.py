@@ -29,6 +29,8 @@ from chdb import session as chs
 NOT_SETTINGS = {"query", "database", "user", "password", "default_format"}
 
 # An INSERT whose rows come in the body in a binary format.
+# A SELECT answered in RowBinary: its bytes go back as they are.
+BINARY_SELECT = re.compile(r"\bFORMAT\s+RowBinary\s*$", re.I)
 BINARY_INSERT = re.compile(r"^\s*(INSERT\s+INTO\s+.+?)\s+FORMAT\s+(RowBinary|Native)\s*$", re.I | re.S)
 
 
@@ -87,7 +89,7 @@ def main():
             pass
 
         def answer(self, status, text):
-            body = text.encode()
+            body = text if isinstance(text, bytes) else text.encode()
             self.send_response(status)
             self.send_header("Content-Type", "text/plain; charset=UTF-8")
             self.send_header("Content-Length", str(len(body)))
@@ -144,8 +146,11 @@ def main():
                     finally:
                         for name, *_ in external:
                             sess.query(f"DROP TEMPORARY TABLE IF EXISTS {name}")
-                text = out.bytes().decode("utf-8") if out is not None else ""
-                self.answer(200, repair_empty_totals(text))
+                data = out.bytes() if out is not None else b""
+                if BINARY_SELECT.search(sql):
+                    self.answer(200, data)
+                else:
+                    self.answer(200, repair_empty_totals(data.decode("utf-8")))
             except Exception as e:  # ClickHouse's own error, as its server would send it
                 self.answer(500, str(e))
             finally:

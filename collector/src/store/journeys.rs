@@ -123,7 +123,8 @@ pub struct StepEvents {
 /// their breakdown values, so that every store's numbering gives the same order).
 fn by_person(mut hits: Vec<StepHit>, keys: &[Option<String>]) -> Vec<Vec<StepHit>> {
     let key = |h: &StepHit| keys.get(h.key as usize).cloned().flatten();
-    hits.sort_by(|a, b| {
+    // Unstable: hits equal in all of these are the same for the rules.
+    hits.sort_unstable_by(|a, b| {
         (a.person, a.time_ms, a.mask)
             .cmp(&(b.person, b.time_ms, b.mask))
             .then_with(|| key(a).cmp(&key(b)))
@@ -219,19 +220,19 @@ pub fn funnel(
             median_seconds: median(&mut gaps).map(|ms| ms / 1000.0),
         })
         .collect();
-    let mut breakdown: Vec<(Option<String>, Vec<u64>)> = events
-        .keys
-        .into_iter()
-        .zip(per_key)
-        .filter(|(_, c)| c[0] > 0)
-        .collect();
-    breakdown.sort_by(|a, b| b.1[0].cmp(&a.1[0]).then_with(|| a.0.cmp(&b.0)));
-    breakdown.truncate(20);
     Funnel {
         steps,
-        breakdown,
+        breakdown: top_values(events.keys.into_iter().zip(per_key).collect()),
         reached: people,
     }
+}
+
+/// A breakdown's values that somebody started with, largest first (ties by value), at most 20.
+pub fn top_values(mut values: Vec<(Option<String>, Vec<u64>)>) -> Vec<(Option<String>, Vec<u64>)> {
+    values.retain(|(_, c)| c[0] > 0);
+    values.sort_by(|a, b| b.1[0].cmp(&a.1[0]).then_with(|| a.0.cmp(&b.0)));
+    values.truncate(20);
+    values
 }
 
 /// The median of some times in ms (the mean of the middle two of an even count).
@@ -241,11 +242,16 @@ fn median(v: &mut [i64]) -> Option<f64> {
     }
     v.sort_unstable();
     let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2] as f64
+    Some(middle(v[(n - 1) / 2], v[n / 2]))
+}
+
+/// A median from the middle two of some sorted times in ms (one and the same of an odd count).
+pub fn middle(low: i64, high: i64) -> f64 {
+    if low == high {
+        low as f64
     } else {
-        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
-    })
+        (low + high) as f64 / 2.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,11 +412,21 @@ pub fn paths(
         l if l == begin => BEGIN.to_owned(),
         l => text[l as usize].clone(),
     };
+    let counts = counts
+        .into_iter()
+        .map(|(path, n)| (path.into_iter().map(name).collect(), n))
+        .collect();
+    summarize_paths(sessions, counts, depth)
+}
+
+/// The answer of [`paths`] from the paths the sessions took, as the texts of their labels
+/// with how many sessions took each (two labels of one text, such as an event named like a
+/// page, stay two entries), out of `sessions` sessions with the start event.
+pub fn summarize_paths(sessions: u64, counts: Vec<(Vec<String>, u64)>, depth: usize) -> Paths {
     let mut nodes: Vec<HashMap<String, u64>> = vec![HashMap::new(); depth + 2];
     let mut links: HashMap<(usize, String, String), u64> = HashMap::new();
     let mut all: Vec<(Vec<String>, u64)> = Vec::with_capacity(counts.len());
     for (path, n) in counts {
-        let path: Vec<String> = path.into_iter().map(name).collect();
         for (d, l) in path.iter().enumerate() {
             *nodes[d].entry(l.clone()).or_default() += n;
             if let Some(next) = path.get(d + 1) {

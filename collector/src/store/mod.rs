@@ -845,6 +845,46 @@ pub trait Store: Send + Sync {
         &self,
         q: &journeys::PathQuery,
     ) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError>;
+    /// A funnel of the steps of `q` begun in `[q.from_ms, to_ms)` within `window_ms`
+    /// ([`journeys::funnel`] over [`Store::step_events`]; a store may work it out where its
+    /// events are, to the same answer, and then give [`journeys::Funnel::reached`] only
+    /// with [`journeys::StepQuery::people`]). Blocking.
+    fn funnel(
+        &self,
+        q: &journeys::StepQuery,
+        to_ms: i64,
+        window_ms: i64,
+    ) -> Result<journeys::Funnel, StoreError> {
+        let hits = self.step_events(q)?;
+        Ok(journeys::funnel(
+            hits,
+            q.steps.len(),
+            q.from_ms,
+            to_ms,
+            window_ms,
+        ))
+    }
+    /// Retention's cohorts in the periods that begin at `starts` ([`journeys::retention`]
+    /// over [`Store::step_events`], or worked out by the store to the same answer). Blocking.
+    fn retention(
+        &self,
+        q: &journeys::StepQuery,
+        starts: &[i64],
+    ) -> Result<Vec<journeys::Cohort>, StoreError> {
+        Ok(journeys::retention(self.step_events(q)?, starts))
+    }
+    /// User paths ([`journeys::paths`] over [`Store::path_events`], or worked out by the
+    /// store to the same answer). Blocking.
+    fn paths(
+        &self,
+        q: &journeys::PathQuery,
+        start: &journeys::Step,
+        direction: journeys::Direction,
+        depth: usize,
+    ) -> Result<journeys::Paths, StoreError> {
+        let (events, labels) = self.path_events(q)?;
+        Ok(journeys::paths(events, &labels, start, direction, depth))
+    }
     /// Session count, time and bounce rate. Blocking.
     fn session_stats(&self, q: &SessionStatsQuery) -> Result<SessionStats, StoreError>;
     /// Sessions one page at a time, newest first (ties by session ID).

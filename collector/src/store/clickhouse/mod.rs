@@ -60,6 +60,7 @@
 //! written again whichever collector erased them.
 
 mod http;
+mod journey_sql;
 mod persons;
 mod query;
 mod rowbinary;
@@ -468,6 +469,24 @@ impl Store for ClickHouse {
         q: &journeys::PathQuery,
     ) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError> {
         query::path_events(&self.client, q)
+    }
+
+    fn retention(
+        &self,
+        q: &journeys::StepQuery,
+        starts: &[i64],
+    ) -> Result<Vec<journeys::Cohort>, StoreError> {
+        journey_sql::retention(&self.client, q, starts)
+    }
+
+    fn paths(
+        &self,
+        q: &journeys::PathQuery,
+        start: &journeys::Step,
+        direction: journeys::Direction,
+        depth: usize,
+    ) -> Result<journeys::Paths, StoreError> {
+        journey_sql::paths(&self.client, q, start, direction, depth)
     }
 
     fn sessions(&self, q: &SessionListQuery) -> Result<SessionPage, StoreError> {

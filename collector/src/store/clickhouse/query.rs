@@ -6,7 +6,7 @@
 //! SQLite's SQL does (text compared byte-wise, numbers as SQLite casts them); duplicates of an
 //! event not merged away yet are counted once.
 
-use super::http::{float, list, lit, unescape, Client};
+use super::http::{float, list, lit, unescape, ChError, Client};
 use super::{persons, StoreError};
 use crate::store::*;
 use serde_json::Value;
@@ -183,8 +183,8 @@ fn user_prop_table(db: &str, pm: &str, k: &str, n: usize) -> String {
 /// The events an insights query counts, one row each (duplicates included), with columns
 /// `event_h`, `session_h`, `anon_h`, `person_h` (hashes of the event ID, session ID,
 /// anonymous ID and person),
-/// `person`, `time_ms`, `key` (the `by` value, `''` for none) and `split` (the same for
-/// `split`).
+/// `person`, `time_ms`, `key` (the `by` value, `''` for none), `split` (the same for
+/// `split`), `name` and `path` (ClickHouse reads only the columns a query uses).
 /// Also the condition on `events` alone, when the query has no `user.KEY` filter.
 fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<String>) {
     let mut user_keys: Vec<String> = Vec::new();
@@ -224,9 +224,9 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
     let [(raw0, key), (raw1, split)] = <[(String, String); 2]>::try_from(keys).expect("two");
     let mut sql = format!(
         "SELECT event_h, session_h, time_ms, raw0, raw1, anonymous_id, anon_h, alias_user,
-                {PERSON_H} AS person_h
+                {PERSON_H} AS person_h, name, path
          FROM (SELECT event_h, session_h, anonymous_id, anon_h, {person_cols}, time_ms,
-                      {raw0} AS raw0, {raw1} AS raw1
+                      {raw0} AS raw0, {raw1} AS raw1, name, path
                FROM {db}.events WHERE {conds})",
         conds = event_conds.join(" AND "),
         person_cols = person_cols(pm),
@@ -245,7 +245,7 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
     let events_only = user_conds.is_empty().then(|| event_conds.join(" AND "));
     let sql = format!(
         "SELECT event_h, session_h, anon_h, person_h, {person} AS person, time_ms,
-                {key} AS key, {split} AS split
+                {key} AS key, {split} AS split, name, path
          FROM ({sql}) {where_}",
         person = person("anonymous_id"),
     );
@@ -370,7 +370,7 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
 /// The events the journeys walk (of these names, none: all), once each, with columns
 /// `event_h`, `session_h`, `person_h`, `person`, `time_ms`, `key` (the name and the path,
 /// split by [`name_and_path`]) and `split` (the value of `split`, `''` without one).
-fn journey_source(
+pub(super) fn journey_source(
     c: &Client,
     pm: &str,
     (from_ms, to_ms): (i64, i64),
@@ -421,23 +421,19 @@ fn tsv_fixed<const N: usize>(text: &str) -> impl Iterator<Item = [&str; N]> {
 }
 
 /// The rows of a `TabSeparated` answer, each as its fields (still escaped).
-fn tsv_rows(text: &str) -> impl Iterator<Item = Vec<&str>> {
+pub(super) fn tsv_rows(text: &str) -> impl Iterator<Item = Vec<&str>> {
     text.lines().map(|line| line.split('\t').collect())
 }
 
 /// Field `n` of a `TabSeparated` row as a number (0 if missing).
-fn tsv_num<T: std::str::FromStr + Default>(row: &[&str], n: usize) -> T {
+pub(super) fn tsv_num<T: std::str::FromStr + Default>(row: &[&str], n: usize) -> T {
     row.get(n).and_then(|f| f.parse().ok()).unwrap_or_default()
 }
 
-/// Field `n` of a `TabSeparated` row as the text it stands for.
-fn tsv_text(row: &[&str], n: usize) -> String {
-    unescape(row.get(n).copied().unwrap_or_default())
-}
-
-/// The SQL of [`journeys::Step::mask`] over the `key` of a row of [`journey_source`]: which
-/// of `steps` the event is, as bits, so that an answer carries numbers, not names and paths.
-fn mask_sql(steps: &[journeys::Step]) -> String {
+/// The SQL of [`journeys::Step::mask`] over the `name` and `path` of a row of
+/// [`journey_source`]: which of `steps` the event is, as bits, so that an answer carries
+/// numbers, not names and paths.
+pub(super) fn mask_sql(steps: &[journeys::Step]) -> String {
     use journeys::Step;
     let bits: Vec<String> = steps
         .iter()
@@ -445,13 +441,8 @@ fn mask_sql(steps: &[journeys::Step]) -> String {
         .map(|(i, step)| {
             let is = match step {
                 Step::Any => "1".to_owned(),
-                // The name, then the separator: no other name starts so.
-                Step::Event(name) => format!(
-                    "substring(key, 1, {}) = {}",
-                    name.len() + 1,
-                    lit(&format!("{name}\0"))
-                ),
-                Step::Page(path) => format!("key = {}", lit(&format!("$pageview\0{path}"))),
+                Step::Event(name) => format!("name = {}", lit(name)),
+                Step::Page(path) => format!("(name = '$pageview' AND path = {})", lit(path)),
             };
             format!("{}*toUInt32({is})", 1u64 << i)
         })
@@ -479,43 +470,106 @@ pub fn step_events(
         q.breakdown.clone(),
     );
     let mask = mask_sql(&q.steps);
-    if let (Some(period), Some(p)) = (retention_period(q), &q.periods) {
-        return retention_hits(c, &pm, &source, &mask, period, &p.starts);
-    }
     let split = if q.breakdown.is_some() { "split" } else { "''" };
     let person = if q.people { "person" } else { "''" };
-    let text = c.select_tsv(&format!(
-        "SELECT person_h, time_ms, mask, {split}, {person}
-         FROM (SELECT *, {mask} AS mask FROM ({source})) WHERE mask != 0"
+    let rows = c.select_binary(&format!(
+        "SELECT person_h, time_ms, toUInt32(mask), {split}, {person}
+         FROM (SELECT person_h, time_ms, {split}, {person}, {mask} AS mask FROM ({source}))
+         WHERE mask != 0"
     ))?;
     let mut people = HashMap::new();
-    let mut ids: HashMap<&str, u32> = HashMap::from([("", 0)]);
+    let mut ids: HashMap<&[u8], u32> = HashMap::new();
     let mut keys: Vec<Option<String>> = vec![None];
     let mut hits = Vec::new();
-    for r in tsv_fixed::<5>(&text) {
-        let person_h: u64 = tsv_num(&r, 0);
+    let mut r = RowBinary(&rows);
+    let bad = || StoreError::ClickHouse(ChError::Answer("a step row cut short".into()));
+    while !r.0.is_empty() {
+        let person_h = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let time_ms = i64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let mask = u32::from_le_bytes(r.take().ok_or_else(bad)?);
+        let value = r.text().ok_or_else(bad)?;
+        let name = r.text().ok_or_else(bad)?;
         if q.people {
-            people.entry(person_h).or_insert_with(|| tsv_text(&r, 4));
+            people
+                .entry(person_h)
+                .or_insert_with(|| String::from_utf8_lossy(name).into_owned());
         }
-        let value = r[3];
-        let key = *ids.entry(value).or_insert_with(|| {
-            keys.push(non_empty(unescape(value)));
-            keys.len() as u32 - 1
-        });
+        let key = if value.is_empty() {
+            0
+        } else {
+            *ids.entry(value).or_insert_with(|| {
+                keys.push(non_empty(String::from_utf8_lossy(value).into_owned()));
+                keys.len() as u32 - 1
+            })
+        };
         hits.push(journeys::StepHit {
             person: person_h,
-            time_ms: tsv_num(&r, 1),
-            mask: tsv_num(&r, 2),
+            time_ms,
+            mask,
             key,
         });
     }
     Ok(journeys::StepEvents { hits, keys, people })
 }
 
-/// For a retention question ([`journeys::StepQuery::periods`]) of days or weeks, without a
-/// breakdown or people: an event's period as SQL (its day or week in the time zone, counted
-/// from the first period's), and how many periods there are.
-fn retention_period(q: &journeys::StepQuery) -> Option<(String, usize)> {
+/// A reader of a `RowBinary` answer ([`Client::select_binary`]): what is left of it.
+struct RowBinary<'a>(&'a [u8]);
+
+impl<'a> RowBinary<'a> {
+    /// The next `N` bytes (a number, little-endian).
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    /// The next text: its length in LEB128, then its bytes.
+    fn text(&mut self) -> Option<&'a [u8]> {
+        let mut len = 0usize;
+        for shift in (0..64).step_by(7) {
+            let [b] = self.take::<1>()?;
+            len |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                let (text, rest) = self.0.split_at_checked(len)?;
+                self.0 = rest;
+                return Some(text);
+            }
+        }
+        None
+    }
+}
+
+/// The periods of a retention question ([`journeys::StepQuery::periods`]) of days or weeks,
+/// without a breakdown or people, as SQL: see [`Period::sql`].
+pub(super) struct Period {
+    number: &'static str,
+    tz: String,
+    first: i64,
+    /// How many periods there are.
+    pub count: usize,
+}
+
+impl Period {
+    /// The period of a time in ms (column `col`) as SQL: its day or week in the time zone,
+    /// counted from the first period's, kept within the periods.
+    pub fn sql(&self, col: &str) -> String {
+        let Period {
+            number,
+            tz,
+            first,
+            count,
+        } = self;
+        format!(
+            "toUInt64(greatest(0, least({last}, {number}(toDateTime(intDiv({col}, 1000)), {tz})
+                 - {number}(toDateTime(intDiv({first}, 1000)), {tz}))))",
+            last = count - 1,
+        )
+    }
+}
+
+/// The periods of `q` as [`Period`], if they are days or weeks and `q` has no breakdown and
+/// names no people.
+pub(super) fn retention_period(q: &journeys::StepQuery) -> Option<Period> {
     let p = q.periods.as_ref()?;
     let first = *p.starts.first()?;
     if q.breakdown.is_some() || q.people {
@@ -526,84 +580,11 @@ fn retention_period(q: &journeys::StepQuery) -> Option<(String, usize)> {
         Interval::Week => "toRelativeWeekNum",
         Interval::Hour | Interval::Month => return None,
     };
-    let tz = lit(p.tz.name());
-    let n = p.starts.len();
-    Some((
-        format!(
-            "toUInt64(greatest(0, least({last}, {number}(toDateTime(intDiv(time_ms, 1000)), {tz})
-                 - {number}(toDateTime(intDiv({first}, 1000)), {tz}))))",
-            last = n - 1,
-        ),
-        n,
-    ))
-}
-
-/// Retention's hits, reduced in ClickHouse to a row per anonymous ID: its earliest start
-/// event, and the periods it has return events in as bits (64 periods a column); each
-/// anonymous ID's person is looked up once, on the row left. A return is given as an event
-/// at its period's start: all [`journeys::retention`] reads of a return is its period, and
-/// that it is later than the person's first start, which holds for every period after the
-/// first start's (the only ones counted).
-fn retention_hits(
-    c: &Client,
-    pm: &str,
-    source: &str,
-    mask: &str,
-    (period, n): (String, usize),
-    starts: &[i64],
-) -> Result<journeys::StepEvents, StoreError> {
-    let words = n.div_ceil(64);
-    let bits: String = (0..words)
-        .map(|w| {
-            format!(
-                ", groupBitOr(if(bitAnd(mask, 2) != 0 AND intDiv(p, 64) = {w},
-                                 bitShiftLeft(toUInt64(1), p % 64), toUInt64(0))) AS w{w}"
-            )
-        })
-        .collect();
-    let cols: String = (0..words).map(|w| format!(", w{w}")).collect();
-    let text = c.select_tsv(&format!(
-        "SELECT if(alias_h = 0, anon_h, alias_h) AS person_h, first, has_first {cols}
-         FROM (SELECT anon_h, {alias_h} AS alias_h, first, has_first {cols}
-               FROM (SELECT anon_h,
-                            minIf(time_ms, bitAnd(mask, 1) != 0) AS first,
-                            max(bitAnd(mask, 1)) AS has_first {bits}
-                     FROM (SELECT anon_h, time_ms, {mask} AS mask, {period} AS p
-                           FROM ({source}))
-                     WHERE mask != 0
-                     GROUP BY anon_h))",
-        alias_h = persons::get(pm, "alias_h", "anon_h"),
-    ))?;
-    let mut hits = Vec::new();
-    for r in tsv_rows(&text) {
-        let person: u64 = tsv_num(&r, 0);
-        if tsv_num::<u32>(&r, 2) != 0 {
-            let time_ms = tsv_num(&r, 1);
-            hits.push(journeys::StepHit {
-                person,
-                time_ms,
-                mask: 1,
-                key: 0,
-            });
-        }
-        for w in 0..words {
-            let mut bits: u64 = tsv_num(&r, 3 + w);
-            while bits != 0 {
-                let p = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                hits.push(journeys::StepHit {
-                    person,
-                    time_ms: starts[p.min(starts.len() - 1)],
-                    mask: 2,
-                    key: 0,
-                });
-            }
-        }
-    }
-    Ok(journeys::StepEvents {
-        hits,
-        keys: vec![None],
-        people: HashMap::new(),
+    Some(Period {
+        number,
+        tz: lit(p.tz.name()),
+        first,
+        count: p.starts.len(),
     })
 }
 
