@@ -28,6 +28,11 @@
 //! - `persons_*`: the person map, each identified anonymous ID's user ID as a `Join` table
 //!   that queries read with `joinGet` (see [`persons`]): derived from `aliases`, rebuilt by the
 //!   first query after `aliases` changed; no migration (built on first use, safe to drop).
+//! - `users_hourly` and `session_rollup`: the rollups ([`ROLLUPS`]), filled by materialized
+//!   views inside each INSERT into `events` and keyed by the anonymous ID's hash, so that
+//!   insights counting users read whole hours from thousands of rows and session statistics
+//!   one row per session, persons mapped through the person map at query time. Made, and
+//!   filled from `events` once, on the first start on a database from before them.
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
 //! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
@@ -160,6 +165,96 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The rollups (issue #16): (table, its `CREATE`, the view that feeds it inside each INSERT into
+/// `events`, and the `SELECT` over `events` that both the view and the one-shot backfill run).
+/// Created after [`ADDED_COLUMNS`], so a view never reads a column an old `events` lacks. Both
+/// are duplicate-safe: a replayed event adds a row that says nothing new (`users_hourly` is a
+/// set of keys; `session_rollup` holds min/max/argMin and distinct-count states), so a copy
+/// of an event, or a backfill that overlaps what the view already wrote, changes no answer.
+/// Rows are keyed by the anonymous ID's hash, never by the person: a later identify changes
+/// no row, queries map anonymous IDs to people through the person map ([`persons`]).
+const ROLLUPS: &[(&str, &str, &str)] = &[
+    (
+        // Who was there, per UTC hour, site and the dimensions insights split by: insights
+        // counting users with no filter beyond these columns read it for whole hours.
+        "users_hourly",
+        "CREATE TABLE IF NOT EXISTS {db}.users_hourly (
+            hour Int64, site String, device String, browser String, os String, country String,
+            anon_h UInt64
+        ) ENGINE = ReplacingMergeTree ORDER BY (hour, site, device, browser, os, country, anon_h)",
+        "SELECT intDiv(time_ms, 3600000) AS hour, site, device, browser, os, country,
+                cityHash64(anonymous_id) AS anon_h
+         FROM {db}.events GROUP BY hour, site, device, browser, os, country, anon_h",
+    ),
+    (
+        // Each session's span, distinct event counts and first values, per site and device
+        // (what a scope keeps or drops): session statistics and the session list merge a
+        // session's rows at query time.
+        "session_rollup",
+        "CREATE TABLE IF NOT EXISTS {db}.session_rollup (
+            session_h UInt64, site String, device String, anon_h UInt64,
+            s_sid AggregateFunction(any, String),
+            s_start AggregateFunction(min, Int64),
+            s_end AggregateFunction(max, Int64),
+            s_events AggregateFunction(uniqExact, UInt64),
+            s_pages AggregateFunction(uniqExactIf, UInt64, UInt8),
+            s_leaves AggregateFunction(uniqExactIf, UInt64, UInt8),
+            s_anon AggregateFunction(argMin, String, Int64),
+            s_site AggregateFunction(argMin, String, Int64),
+            s_path AggregateFunction(argMin, String, Int64),
+            s_browser AggregateFunction(argMin, String, Int64),
+            s_os AggregateFunction(argMin, String, Int64),
+            s_device AggregateFunction(argMin, String, Int64),
+            s_country AggregateFunction(argMin, String, Int64)
+        ) ENGINE = AggregatingMergeTree ORDER BY (session_h, site, device, anon_h)",
+        "SELECT cityHash64(session_id) AS session_h, site, device,
+                cityHash64(anonymous_id) AS anon_h,
+                anyState(session_id) AS s_sid, minState(time_ms) AS s_start,
+                maxState(time_ms) AS s_end, uniqExactState(cityHash64(event_id)) AS s_events,
+                uniqExactIfState(cityHash64(event_id), type = 'page') AS s_pages,
+                uniqExactIfState(cityHash64(event_id), name = '$pageleave') AS s_leaves,
+                argMinState(anonymous_id, time_ms) AS s_anon,
+                argMinState(site, time_ms) AS s_site, argMinState(path, time_ms) AS s_path,
+                argMinState(browser, time_ms) AS s_browser, argMinState(os, time_ms) AS s_os,
+                argMinState(device, time_ms) AS s_device,
+                argMinState(country, time_ms) AS s_country
+         FROM {db}.events GROUP BY session_h, site, device, anon_h",
+    ),
+];
+
+/// The rollups' tables, which an erase deletes from as from `events`.
+const ROLLUP_TABLES: [&str; 2] = ["users_hourly", "session_rollup"];
+
+/// Creates the rollups and their views if missing. A rollup made now on a database that
+/// already holds events is filled from `events` once (the backfill), after its view exists,
+/// so nothing inserted meanwhile is missed (what both wrote twice changes no answer).
+fn create_rollups(client: &Client) -> Result<(), ChError> {
+    let db = &client.database;
+    let (rows, _) = client.select(&format!(
+        "SELECT name FROM system.tables WHERE database = {}",
+        http::lit(db)
+    ))?;
+    let exists = |t: &str| rows.iter().any(|r| r["name"].as_str() == Some(t));
+    for (table, create, select) in ROLLUPS {
+        let had = exists(table);
+        let select = select.replace("{db}", db);
+        client.execute(&create.replace("{db}", db))?;
+        client.execute(&format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_feed TO {db}.{table} AS {select}"
+        ))?;
+        if !had {
+            let started = std::time::Instant::now();
+            log::info!("clickhouse: filling the rollup {db}.{table} from {db}.events once");
+            client.execute(&format!("INSERT INTO {db}.{table} {select}"))?;
+            log::info!(
+                "clickhouse: rollup {db}.{table} filled in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Creates the database and tables if missing, and adds missing columns. A database made
 /// before `event_ids` existed gets it filled from `events` once, when it is created (events
 /// stored meanwhile through the view may be there twice, which its merges remove and the
@@ -203,7 +298,7 @@ fn create_schema(client: &Client) -> Result<(), ChError> {
             ))?;
         }
     }
-    Ok(())
+    create_rollups(client)
 }
 
 /// One event as a row of `events` (and of a spool record).
