@@ -197,6 +197,7 @@ fn a_database_ordered_by_event_id_answers_the_same_before_and_after_the_rebuild(
         server.query(&format!("DROP TABLE layout.{table}_feed"));
         server.query(&format!("DROP TABLE layout.{table}"));
     }
+    server.query("DROP TABLE layout.rollups_filled");
     server.query("DROP TABLE layout.events");
     server.query("RENAME TABLE layout.events_v0 TO layout.events");
     assert_eq!(columns(&server, "layout"), "");

@@ -2,7 +2,8 @@
 //! users counted per hour, day and week with `by`, `split`, bots, sites and partial hours at
 //! the ends of a range, and session statistics and lists, must be SQLite's answers exactly,
 //! through duplicates replayed, an identify arriving later that merges two anonymous IDs into
-//! one person, and a database whose rollups are made and filled from `events` on start.
+//! one person, and a database whose rollups are made and filled from `events` on start (and
+//! filled again after a fill cut short).
 //! A row slipped into the rollup behind the store's back must change the answer: the rollup
 //! is what these answers read.
 
@@ -262,11 +263,22 @@ fn rollups_answer_as_sqlite_does() {
             server.query(&format!("DROP TABLE rollups.{table}_feed"));
             server.query(&format!("DROP TABLE rollups.{table}"));
         }
+        server.query("DROP TABLE rollups.rollups_filled");
         let fresh = insert(&old, more.clone());
         assert_eq!(fresh, insert(&sqlite, more.clone()));
     }
     let ch = ClickHouse::open(&url, dir.path(), 1 << 30).unwrap();
     same("rollups filled on start", &sqlite, &ch);
+    assert_eq!(
+        server.query("SELECT rollup FROM rollups.rollups_filled ORDER BY rollup"),
+        "session_rollup\nusers_hourly\n"
+    );
+    // A fill that was cut short (its row in `rollups_filled` never written) runs again whole
+    // on the next start, over what it had written.
+    drop(ch);
+    server.query("DROP TABLE rollups.rollups_filled");
+    let ch = ClickHouse::open(&url, dir.path(), 1 << 30).unwrap();
+    same("rollups filled twice", &sqlite, &ch);
 
     // What the answers read: a user slipped into the rollup alone (an anonymous ID no event
     // has) at a whole hour is counted, so the rollup is the source, not the raw events.

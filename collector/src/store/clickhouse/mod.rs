@@ -225,33 +225,83 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
 /// The rollups' tables, which an erase deletes from as from `events`.
 const ROLLUP_TABLES: [&str; 2] = ["users_hourly", "session_rollup"];
 
-/// Creates the rollups and their views if missing. A rollup made now on a database that
-/// already holds events is filled from `events` once (the backfill), after its view exists,
-/// so nothing inserted meanwhile is missed (what both wrote twice changes no answer).
+/// Events per statement of a backfill (whole UTC days each, so at least a day's).
+const FILL_CHUNK: u64 = 2_000_000;
+
+/// Creates the rollups and their views if missing, and fills each from `events` once (the
+/// backfill), after its view exists, so nothing inserted meanwhile is missed (what both wrote
+/// twice changes no answer). A rollup counts as filled once its row is in `rollups_filled`,
+/// written after the last statement of its fill: a fill cut short (a stop, a timeout) is run
+/// again whole on the next start, which the rollups' duplicate safety allows.
 fn create_rollups(client: &Client) -> Result<(), ChError> {
     let db = &client.database;
-    let (rows, _) = client.select(&format!(
-        "SELECT name FROM system.tables WHERE database = {}",
-        http::lit(db)
+    client.execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {db}.rollups_filled (rollup String, filled_ms Int64)
+         ENGINE = MergeTree ORDER BY rollup"
     ))?;
-    let exists = |t: &str| rows.iter().any(|r| r["name"].as_str() == Some(t));
+    let (rows, _) = client.select(&format!("SELECT DISTINCT rollup FROM {db}.rollups_filled"))?;
+    let filled = |t: &str| rows.iter().any(|r| r["rollup"].as_str() == Some(t));
     for (table, create, select) in ROLLUPS {
-        let had = exists(table);
         let select = select.replace("{db}", db);
         client.execute(&create.replace("{db}", db))?;
         client.execute(&format!(
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_feed TO {db}.{table} AS {select}"
         ))?;
-        if !had {
-            let started = std::time::Instant::now();
-            log::info!("clickhouse: filling the rollup {db}.{table} from {db}.events once");
-            client.execute(&format!("INSERT INTO {db}.{table} {select}"))?;
-            log::info!(
-                "clickhouse: rollup {db}.{table} filled in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
+        if !filled(table) {
+            fill(client, table, &select)?;
+            let now = chrono::Utc::now().timestamp_millis();
+            client.execute(&format!(
+                "INSERT INTO {db}.rollups_filled VALUES ({}, {now})",
+                http::lit(table)
+            ))?;
         }
     }
+    Ok(())
+}
+
+/// Fills rollup `table` from `events` by `select` (its view's), a few whole UTC days per
+/// statement, with the progress in the log.
+fn fill(client: &Client, table: &str, select: &str) -> Result<(), ChError> {
+    let db = &client.database;
+    let num = |v: &serde_json::Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or_default()
+    };
+    let (days, _) = client.select(&format!(
+        "SELECT intDiv(time_ms, 86400000) AS d, count() AS n FROM {db}.events GROUP BY d ORDER BY d"
+    ))?;
+    let days: Vec<(i64, u64)> = days
+        .iter()
+        .map(|r| (num(&r["d"]), num(&r["n"]).max(0) as u64))
+        .collect();
+    let total: u64 = days.iter().map(|d| d.1).sum();
+    let (head, group) = select.split_once(" GROUP BY ").expect("a grouped select");
+    let started = std::time::Instant::now();
+    log::info!("clickhouse: filling the rollup {db}.{table} from {total} events once");
+    let (mut done, mut from, mut count) = (0u64, None, 0u64);
+    for (n, &(day, events)) in days.iter().enumerate() {
+        let first = *from.get_or_insert(day);
+        count += events;
+        if count < FILL_CHUNK && n + 1 < days.len() {
+            continue;
+        }
+        client.execute(&format!(
+            "INSERT INTO {db}.{table} {head}
+             WHERE intDiv(time_ms, 86400000) >= {first} AND intDiv(time_ms, 86400000) <= {day}
+             GROUP BY {group}"
+        ))?;
+        done += count;
+        (from, count) = (None, 0);
+        log::info!(
+            "clickhouse: rollup {db}.{table}: {done} of {total} events ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    log::info!(
+        "clickhouse: rollup {db}.{table} filled in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
