@@ -35,8 +35,15 @@ fn visitor(v: u64, ids: &mut u64) -> Vec<StoredEvent> {
     for s in 0..3u64 {
         let mut t = START + (s as i64) * DAY + (v as i64 * 37 + s as i64 * 11) % 1400 * MINUTE;
         for p in 0..(1 + (v + s) % 4) {
-            for (kind, name) in [("page", "$pageview"), ("track", "$pageleave")] {
-                if kind == "track" && (v + p).is_multiple_of(2) {
+            for (kind, name) in [
+                ("page", "$pageview"),
+                ("track", "play"),
+                ("track", "$pageleave"),
+            ] {
+                // Some one-page sessions play (no bounce), some leave (a bounce still).
+                if (name == "play" && v % 5 != 1)
+                    || (name == "$pageleave" && (v + p).is_multiple_of(2))
+                {
                     continue;
                 }
                 *ids += 1;

@@ -30,7 +30,7 @@
 //!   first query after `aliases` changed; no migration (built on first use, safe to drop).
 //! - `users_hourly` and `session_rollup`: the rollups ([`ROLLUPS`]), filled by materialized
 //!   views inside each INSERT into `events` and keyed by the anonymous ID's hash, so that
-//!   insights counting users read whole hours from thousands of rows and session statistics
+//!   insights counting users read whole hours from far fewer rows and session statistics
 //!   one row per session, persons mapped through the person map at query time. Made, and
 //!   filled from `events` once, on the first start on a database from before them.
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
@@ -187,18 +187,24 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
          FROM {db}.events GROUP BY hour, site, device, browser, os, country, anon_h",
     ),
     (
-        // Each session's span, distinct event counts and first values, per site and device
-        // (what a scope keeps or drops): session statistics and the session list merge a
-        // session's rows at query time.
+        // Each session's span, first values and whether it bounced, per site and device
+        // (what a scope keeps or drops); session statistics merge a session's rows at query
+        // time. A bounce is one distinct page view and one distinct event that is not a page
+        // leave (SQLite's `pages = 1 AND events = 1 + leaves` said otherwise): each "exactly
+        // one" is the least and greatest event ID hash of its kind being equal, states of a
+        // fixed size that a copy of an event leaves as they were.
         "session_rollup",
         "CREATE TABLE IF NOT EXISTS {db}.session_rollup (
             session_h UInt64, site String, device String, anon_h UInt64,
             s_sid AggregateFunction(any, String),
             s_start AggregateFunction(min, Int64),
             s_end AggregateFunction(max, Int64),
-            s_events AggregateFunction(uniqExact, UInt64),
-            s_pages AggregateFunction(uniqExactIf, UInt64, UInt8),
-            s_leaves AggregateFunction(uniqExactIf, UInt64, UInt8),
+            s_has_page AggregateFunction(max, UInt8),
+            s_page_min AggregateFunction(minIf, UInt64, UInt8),
+            s_page_max AggregateFunction(maxIf, UInt64, UInt8),
+            s_has_stay AggregateFunction(max, UInt8),
+            s_stay_min AggregateFunction(minIf, UInt64, UInt8),
+            s_stay_max AggregateFunction(maxIf, UInt64, UInt8),
             s_anon AggregateFunction(argMin, String, Int64),
             s_site AggregateFunction(argMin, String, Int64),
             s_path AggregateFunction(argMin, String, Int64),
@@ -210,9 +216,12 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
         "SELECT cityHash64(session_id) AS session_h, site, device,
                 cityHash64(anonymous_id) AS anon_h,
                 anyState(session_id) AS s_sid, minState(time_ms) AS s_start,
-                maxState(time_ms) AS s_end, uniqExactState(cityHash64(event_id)) AS s_events,
-                uniqExactIfState(cityHash64(event_id), type = 'page') AS s_pages,
-                uniqExactIfState(cityHash64(event_id), name = '$pageleave') AS s_leaves,
+                maxState(time_ms) AS s_end, maxState(toUInt8(type = 'page')) AS s_has_page,
+                minIfState(cityHash64(event_id), type = 'page') AS s_page_min,
+                maxIfState(cityHash64(event_id), type = 'page') AS s_page_max,
+                maxState(toUInt8(name != '$pageleave')) AS s_has_stay,
+                minIfState(cityHash64(event_id), name != '$pageleave') AS s_stay_min,
+                maxIfState(cityHash64(event_id), name != '$pageleave') AS s_stay_max,
                 argMinState(anonymous_id, time_ms) AS s_anon,
                 argMinState(site, time_ms) AS s_site, argMinState(path, time_ms) AS s_path,
                 argMinState(browser, time_ms) AS s_browser, argMinState(os, time_ms) AS s_os,

@@ -1102,10 +1102,8 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
 
 /// Sessions that started in `[from, to)` over the events `scope` keeps, a row each: `sid`,
 /// `start_ms`, `end_ms`, distinct `events`, `pages` and `leaves`, the first event's `anon` and
-/// its `person` (through the person map `pm`), and for each of `first` (`site`, `path`,
-/// `browser`, `os`, `device` or `country`) the first event's value as `first_COLUMN`. Read
-/// from `session_rollup`, a session's rows (one per site, device and anonymous ID, and per
-/// insert until merged) merged here: the same as grouping the session's events.
+/// its `person` (through the person map `pm`), and for each of `first` the first event's value
+/// as `first_COLUMN`.
 fn session_spans(
     db: &str,
     pm: &str,
@@ -1116,21 +1114,62 @@ fn session_spans(
     let counted = scope.sql("device", "site", lit);
     let firsts: String = first
         .iter()
-        .map(|col| format!(", argMinMerge(s_{col}) AS first_{col}"))
+        .map(|col| format!(", argMin({col}, time_ms) AS first_{col}"))
         .collect();
     format!(
         "SELECT *, {person} AS person FROM (
-            SELECT anyMerge(s_sid) AS sid, minMerge(s_start) AS start_ms,
-                   maxMerge(s_end) AS end_ms, uniqExactMerge(s_events) AS events,
-                   uniqExactIfMerge(s_pages) AS pages, uniqExactIfMerge(s_leaves) AS leaves,
-                   argMinMerge(s_anon) AS anon, cityHash64(anon) AS first_anon_h,
+            SELECT any(session_id) AS sid, min(time_ms) AS start_ms, max(time_ms) AS end_ms,
+                   uniqExact(event_h) AS events,
+                   uniqExactIf(event_h, type = 'page') AS pages,
+                   uniqExactIf(event_h, name = '$pageleave') AS leaves,
+                   argMin(anonymous_id, time_ms) AS anon, cityHash64(anon) AS first_anon_h,
                    {alias_user} AS alias_user {firsts}
-            FROM {db}.session_rollup
+            FROM {db}.events
             WHERE {counted}
+              AND session_h IN (SELECT session_h FROM {db}.events
+                                WHERE {range} AND {counted})
             GROUP BY session_h
             HAVING start_ms >= {from} AND start_ms < {to})",
         person = person("anon"),
         alias_user = persons::get(pm, "alias_user", "first_anon_h"),
+        range = in_range(from, to),
+    )
+}
+
+/// The sessions [`session_spans`] finds, a row each with only what statistics need:
+/// `start_ms`, `end_ms`, `bounce` (1 or 0), `first_COLUMN` for `first` (`site`, `path`,
+/// `browser`, `os`, `device` or `country`) and, if `person`, the first event's `person`. Read
+/// from `session_rollup`: a session's rows (one per site, device and anonymous ID, and per
+/// insert until merged) merged here, which is grouping the session's events.
+fn session_stat_rows(
+    db: &str,
+    pm: &str,
+    scope: &Scope,
+    (from, to): (i64, i64),
+    first: Option<&str>,
+    person: bool,
+) -> String {
+    let counted = scope.sql("device", "site", lit);
+    let mut cols = String::new();
+    if let Some(col) = first {
+        cols += &format!(", argMinMerge(s_{col}) AS first_{col}");
+    }
+    if person {
+        cols += &format!(
+            ", argMinMerge(s_anon) AS anon, {} AS alias_user, {} AS person",
+            persons::get(pm, "alias_user", "cityHash64(anon)"),
+            self::person("anon")
+        );
+    }
+    format!(
+        "SELECT minMerge(s_start) AS start_ms, maxMerge(s_end) AS end_ms,
+                maxMerge(s_has_page) = 1 AND minIfMerge(s_page_min) = maxIfMerge(s_page_max)
+                AND maxMerge(s_has_stay) = 1 AND minIfMerge(s_stay_min) = maxIfMerge(s_stay_max)
+                AS bounce {cols}
+         FROM {db}.session_rollup
+         WHERE {counted}
+         GROUP BY session_h
+         HAVING start_ms >= {from} AND start_ms < {to}"
     )
 }
 
@@ -1150,16 +1189,17 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
         Some(user) => format!("WHERE person = {}", lit(user)),
         None => String::new(),
     };
-    let spans = session_spans(
+    let spans = session_stat_rows(
         &c.database,
         &pm,
         &q.scope,
         (q.from_ms, q.to_ms),
-        first.as_slice(),
+        first,
+        q.user.is_some() || q.split == Some(SessionField::User),
     );
     let (rows, totals) = c.select(&format!(
         "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
-                sum(pages = 1 AND events = 1 + leaves) AS bounces
+                sum(bounce) AS bounces
          FROM ({spans})
          {only}
          GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000"
