@@ -196,7 +196,6 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
         "session_rollup",
         "CREATE TABLE IF NOT EXISTS {db}.session_rollup (
             session_h UInt64, site String, device String, anon_h UInt64,
-            s_sid AggregateFunction(any, String),
             s_start AggregateFunction(min, Int64),
             s_end AggregateFunction(max, Int64),
             s_has_page AggregateFunction(max, UInt8),
@@ -215,7 +214,7 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
         ) ENGINE = AggregatingMergeTree ORDER BY (session_h, site, device, anon_h)",
         "SELECT cityHash64(session_id) AS session_h, site, device,
                 cityHash64(anonymous_id) AS anon_h,
-                anyState(session_id) AS s_sid, minState(time_ms) AS s_start,
+                minState(time_ms) AS s_start,
                 maxState(time_ms) AS s_end, maxState(toUInt8(type = 'page')) AS s_has_page,
                 minIfState(cityHash64(event_id), type = 'page') AS s_page_min,
                 maxIfState(cityHash64(event_id), type = 'page') AS s_page_max,
