@@ -796,6 +796,7 @@ fn test(root: &Path) -> Result {
             .args(["--test", "store_suite", "--test", "scale_out"])
             .args(["--test", "journeys", "--test", "erase_clickhouse"])
             .args(["--test", "ingest_clickhouse", "--test", "layout_clickhouse"])
+            .args(["--test", "rollups_clickhouse"])
             .env("FOOTFALL_TEST_CLICKHOUSE", "current")
             .env("FOOTFALL_CHDB_PYTHON", python))
     })?;

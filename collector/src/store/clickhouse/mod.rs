@@ -28,6 +28,11 @@
 //! - `persons_*`: the person map, each identified anonymous ID's user ID as a `Join` table
 //!   that queries read with `joinGet` (see [`persons`]): derived from `aliases`, rebuilt by the
 //!   first query after `aliases` changed; no migration (built on first use, safe to drop).
+//! - `users_hourly` and `session_rollup`: the rollups ([`ROLLUPS`]), filled by materialized
+//!   views inside each INSERT into `events` and keyed by the anonymous ID's hash, so that
+//!   insights counting users read whole hours from far fewer rows and session statistics
+//!   one row per session, persons mapped through the person map at query time. Made, and
+//!   filled from `events` once, on the first start on a database from before them.
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
 //! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
@@ -161,6 +166,154 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The rollups (issue #16): (table, its `CREATE`, the view that feeds it inside each INSERT into
+/// `events`, and the `SELECT` over `events` that both the view and the one-shot backfill run).
+/// Created after [`ADDED_COLUMNS`], so a view never reads a column an old `events` lacks. Both
+/// are duplicate-safe: a replayed event adds a row that says nothing new (`users_hourly` is a
+/// set of keys; `session_rollup` holds min/max/argMin and distinct-count states), so a copy
+/// of an event, or a backfill that overlaps what the view already wrote, changes no answer.
+/// Rows are keyed by the anonymous ID's hash, never by the person: a later identify changes
+/// no row, queries map anonymous IDs to people through the person map ([`persons`]).
+const ROLLUPS: &[(&str, &str, &str)] = &[
+    (
+        // Who was there, per UTC hour, site and the dimensions insights split by: insights
+        // counting users with no filter beyond these columns read it for whole hours.
+        "users_hourly",
+        "CREATE TABLE IF NOT EXISTS {db}.users_hourly (
+            hour Int64, site String, device String, browser String, os String, country String,
+            anon_h UInt64
+        ) ENGINE = ReplacingMergeTree ORDER BY (hour, site, device, browser, os, country, anon_h)",
+        "SELECT intDiv(time_ms, 3600000) AS hour, site, device, browser, os, country,
+                cityHash64(anonymous_id) AS anon_h
+         FROM {db}.events GROUP BY hour, site, device, browser, os, country, anon_h",
+    ),
+    (
+        // Each session's span, first values and whether it bounced, per site and device
+        // (what a scope keeps or drops); session statistics merge a session's rows at query
+        // time. A bounce is one distinct page view and one distinct event that is not a page
+        // leave (SQLite's `pages = 1 AND events = 1 + leaves` said otherwise): each "exactly
+        // one" is the least and greatest event ID hash of its kind being equal, states of a
+        // fixed size that a copy of an event leaves as they were.
+        "session_rollup",
+        "CREATE TABLE IF NOT EXISTS {db}.session_rollup (
+            session_h UInt64, site String, device String, anon_h UInt64,
+            s_start AggregateFunction(min, Int64),
+            s_end AggregateFunction(max, Int64),
+            s_has_page AggregateFunction(max, UInt8),
+            s_page_min AggregateFunction(minIf, UInt64, UInt8),
+            s_page_max AggregateFunction(maxIf, UInt64, UInt8),
+            s_has_stay AggregateFunction(max, UInt8),
+            s_stay_min AggregateFunction(minIf, UInt64, UInt8),
+            s_stay_max AggregateFunction(maxIf, UInt64, UInt8),
+            s_anon AggregateFunction(argMin, String, Int64),
+            s_site AggregateFunction(argMin, String, Int64),
+            s_path AggregateFunction(argMin, String, Int64),
+            s_browser AggregateFunction(argMin, String, Int64),
+            s_os AggregateFunction(argMin, String, Int64),
+            s_device AggregateFunction(argMin, String, Int64),
+            s_country AggregateFunction(argMin, String, Int64)
+        ) ENGINE = AggregatingMergeTree ORDER BY (session_h, site, device, anon_h)",
+        "SELECT cityHash64(session_id) AS session_h, site, device,
+                cityHash64(anonymous_id) AS anon_h,
+                minState(time_ms) AS s_start,
+                maxState(time_ms) AS s_end, maxState(toUInt8(type = 'page')) AS s_has_page,
+                minIfState(cityHash64(event_id), type = 'page') AS s_page_min,
+                maxIfState(cityHash64(event_id), type = 'page') AS s_page_max,
+                maxState(toUInt8(name != '$pageleave')) AS s_has_stay,
+                minIfState(cityHash64(event_id), name != '$pageleave') AS s_stay_min,
+                maxIfState(cityHash64(event_id), name != '$pageleave') AS s_stay_max,
+                argMinState(anonymous_id, time_ms) AS s_anon,
+                argMinState(site, time_ms) AS s_site, argMinState(path, time_ms) AS s_path,
+                argMinState(browser, time_ms) AS s_browser, argMinState(os, time_ms) AS s_os,
+                argMinState(device, time_ms) AS s_device,
+                argMinState(country, time_ms) AS s_country
+         FROM {db}.events GROUP BY session_h, site, device, anon_h",
+    ),
+];
+
+/// The rollups' tables, which an erase deletes from as from `events`.
+const ROLLUP_TABLES: [&str; 2] = ["users_hourly", "session_rollup"];
+
+/// Events per statement of a backfill (whole UTC days each, so at least a day's).
+const FILL_CHUNK: u64 = 2_000_000;
+
+/// Creates the rollups and their views if missing, and fills each from `events` once (the
+/// backfill), after its view exists, so nothing inserted meanwhile is missed (what both wrote
+/// twice changes no answer). A rollup counts as filled once its row is in `rollups_filled`,
+/// written after the last statement of its fill: a fill cut short (a stop, a timeout) is run
+/// again whole on the next start, which the rollups' duplicate safety allows.
+fn create_rollups(client: &Client) -> Result<(), ChError> {
+    let db = &client.database;
+    client.execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {db}.rollups_filled (rollup String, filled_ms Int64)
+         ENGINE = MergeTree ORDER BY rollup"
+    ))?;
+    let (rows, _) = client.select(&format!("SELECT DISTINCT rollup FROM {db}.rollups_filled"))?;
+    let filled = |t: &str| rows.iter().any(|r| r["rollup"].as_str() == Some(t));
+    for (table, create, select) in ROLLUPS {
+        let select = select.replace("{db}", db);
+        client.execute(&create.replace("{db}", db))?;
+        client.execute(&format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_feed TO {db}.{table} AS {select}"
+        ))?;
+        if !filled(table) {
+            fill(client, table, &select)?;
+            let now = chrono::Utc::now().timestamp_millis();
+            client.execute(&format!(
+                "INSERT INTO {db}.rollups_filled VALUES ({}, {now})",
+                http::lit(table)
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills rollup `table` from `events` by `select` (its view's), a few whole UTC days per
+/// statement, with the progress in the log.
+fn fill(client: &Client, table: &str, select: &str) -> Result<(), ChError> {
+    let db = &client.database;
+    let num = |v: &serde_json::Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or_default()
+    };
+    let (days, _) = client.select(&format!(
+        "SELECT intDiv(time_ms, 86400000) AS d, count() AS n FROM {db}.events GROUP BY d ORDER BY d"
+    ))?;
+    let days: Vec<(i64, u64)> = days
+        .iter()
+        .map(|r| (num(&r["d"]), num(&r["n"]).max(0) as u64))
+        .collect();
+    let total: u64 = days.iter().map(|d| d.1).sum();
+    let (head, group) = select.split_once(" GROUP BY ").expect("a grouped select");
+    let started = std::time::Instant::now();
+    log::info!("clickhouse: filling the rollup {db}.{table} from {total} events once");
+    let (mut done, mut from, mut count) = (0u64, None, 0u64);
+    for (n, &(day, events)) in days.iter().enumerate() {
+        let first = *from.get_or_insert(day);
+        count += events;
+        if count < FILL_CHUNK && n + 1 < days.len() {
+            continue;
+        }
+        client.execute(&format!(
+            "INSERT INTO {db}.{table} {head}
+             WHERE intDiv(time_ms, 86400000) >= {first} AND intDiv(time_ms, 86400000) <= {day}
+             GROUP BY {group}"
+        ))?;
+        done += count;
+        (from, count) = (None, 0);
+        log::info!(
+            "clickhouse: rollup {db}.{table}: {done} of {total} events ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    log::info!(
+        "clickhouse: rollup {db}.{table} filled in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Creates the database and tables if missing, and adds missing columns. A database made
 /// before `event_ids` existed gets it filled from `events` once, when it is created (events
 /// stored meanwhile through the view may be there twice, which its merges remove and the
@@ -204,7 +357,7 @@ fn create_schema(client: &Client) -> Result<(), ChError> {
             ))?;
         }
     }
-    Ok(())
+    create_rollups(client)
 }
 
 /// One event as a row of `events` (and of a spool record).

@@ -7,7 +7,7 @@
 //! event not merged away yet are counted once.
 
 use super::http::{float, list, lit, unescape, ChError, Client};
-use super::{persons, StoreError};
+use super::{persons, StoreError, ROLLUP_TABLES};
 use crate::store::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -252,6 +252,89 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
     (sql, events_only)
 }
 
+/// The event columns `users_hourly` keeps besides the hour and the anonymous ID's hash.
+const HOURLY_DIMS: [&str; 5] = ["site", "device", "browser", "os", "country"];
+
+/// Whether every local day, week and month of `tz` begins on a UTC hour over
+/// `[from_ms, to_ms)`: the zone's offset is a whole number of hours at each hour of the range
+/// (offsets change on the hour in such zones). Long ranges are not looked at: raw events.
+fn whole_hour_offsets(tz: chrono_tz::Tz, from_ms: i64, to_ms: i64) -> bool {
+    use chrono::{Offset, TimeZone};
+    const HOUR: i64 = 3_600_000;
+    if to_ms.saturating_sub(from_ms) / HOUR > 24 * 366 * 3 {
+        return false;
+    }
+    (from_ms / HOUR..=to_ms / HOUR).all(|h| {
+        chrono::DateTime::from_timestamp_millis(h * HOUR).is_some_and(|t| {
+            tz.offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc()
+                % 3600
+                == 0
+        })
+    })
+}
+
+/// For an insights query counting users that the hourly rollup answers exactly (no event
+/// names, filters and `by`/`split` only on its columns, a zone whose days begin on UTC hours,
+/// at least one whole hour in the range): the rows to count, columns `time_ms` (the hour's
+/// start), `key`, `split` and `person_h`, from `users_hourly` for the whole hours and from
+/// raw events for the partial hours at either end. Persons come through the person map, so
+/// an identify that arrived after the events counts as it does on raw events.
+fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> {
+    const HOUR: i64 = 3_600_000;
+    let dim = |f: &Field| match f {
+        Field::Event(col) if HOURLY_DIMS.contains(col) => Some(col.to_string()),
+        _ => None,
+    };
+    let (first, last) = (-(-q.from_ms).div_euclid(HOUR), q.to_ms.div_euclid(HOUR));
+    let usable = q.metric == Metric::Users
+        && q.events.is_empty()
+        && q.from_ms >= 0
+        && first < last
+        && q.filters.iter().all(|f| dim(&f.field).is_some())
+        && [&q.by, &q.split]
+            .iter()
+            .all(|f| f.as_ref().is_none_or(|f| dim(f).is_some()))
+        && (q.interval == Interval::Hour || whole_hour_offsets(q.tz, q.from_ms, q.to_ms));
+    if !usable {
+        return None;
+    }
+    let mut conds = vec![format!("hour >= {first} AND hour < {last}")];
+    if !q.sites.is_empty() {
+        conds.push(format!("site IN {}", list(&q.sites)));
+    }
+    for f in &q.filters {
+        if let Field::Event(col) = &f.field {
+            conds.push(cond(f, &column(col)));
+        }
+    }
+    let of = |f: &Option<Field>| f.as_ref().and_then(dim).unwrap_or_else(|| "''".into());
+    let mut parts = vec![format!(
+        "SELECT hour * {HOUR} AS time_ms, key, split, {PERSON_H} AS person_h
+         FROM (SELECT hour, anon_h, {key} AS key, {split} AS split, {person_cols}
+               FROM {db}.users_hourly WHERE {conds})",
+        key = of(&q.by),
+        split = of(&q.split),
+        person_cols = person_cols(pm),
+        conds = conds.join(" AND "),
+    )];
+    for (from_ms, to_ms) in [(q.from_ms, first * HOUR), (last * HOUR, q.to_ms)] {
+        if from_ms < to_ms {
+            let edge = InsightsQuery {
+                from_ms,
+                to_ms,
+                ..q.clone()
+            };
+            parts.push(format!(
+                "SELECT time_ms, key, split, person_h FROM ({})",
+                insights_source(db, pm, &edge).0
+            ));
+        }
+    }
+    Some(parts.join(" UNION ALL "))
+}
+
 fn bucket_expr(q: &InsightsQuery) -> String {
     let local = format!("toDateTime(intDiv(time_ms, 1000), {})", lit(q.tz.name()));
     match q.interval {
@@ -277,7 +360,9 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     let db = &c.database;
     let starts = bucket_starts(q.from_ms, q.to_ms, q.interval, q.tz);
     let pm = persons::current(c)?;
-    let (source, events_only) = insights_source(db, &pm, q);
+    let (raw, events_only) = insights_source(db, &pm, q);
+    // What is counted: the hourly rollup where it answers exactly, else the raw events.
+    let source = hourly_users_source(db, &pm, q).unwrap_or_else(|| raw.clone());
     let entity = match q.metric {
         Metric::Events => "event_h",
         Metric::Sessions => "session_h",
@@ -358,7 +443,7 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
             .collect(),
     };
     sort_table(&mut table, q.by.is_none());
-    let sample_users = sample_users(c, &pm, &source, events_only.as_deref())?;
+    let sample_users = sample_users(c, &pm, &raw, events_only.as_deref())?;
     Ok(Insights {
         total,
         series,
@@ -1032,6 +1117,43 @@ fn session_spans(
     )
 }
 
+/// The sessions [`session_spans`] finds, a row each with only what statistics need:
+/// `start_ms`, `end_ms`, `bounce` (1 or 0), `first_COLUMN` for `first` (`site`, `path`,
+/// `browser`, `os`, `device` or `country`) and, if `person`, the first event's `person`. Read
+/// from `session_rollup`: a session's rows (one per site, device and anonymous ID, and per
+/// insert until merged) merged here, which is grouping the session's events.
+fn session_stat_rows(
+    db: &str,
+    pm: &str,
+    scope: &Scope,
+    (from, to): (i64, i64),
+    first: Option<&str>,
+    person: bool,
+) -> String {
+    let counted = scope.sql("device", "site", lit);
+    let mut cols = String::new();
+    if let Some(col) = first {
+        cols += &format!(", argMinMerge(s_{col}) AS first_{col}");
+    }
+    if person {
+        cols += &format!(
+            ", argMinMerge(s_anon) AS anon, {} AS alias_user, {} AS person",
+            persons::get(pm, "alias_user", "cityHash64(anon)"),
+            self::person("anon")
+        );
+    }
+    format!(
+        "SELECT minMerge(s_start) AS start_ms, maxMerge(s_end) AS end_ms,
+                maxMerge(s_has_page) = 1 AND minIfMerge(s_page_min) = maxIfMerge(s_page_max)
+                AND maxMerge(s_has_stay) = 1 AND minIfMerge(s_stay_min) = maxIfMerge(s_stay_max)
+                AS bounce {cols}
+         FROM {db}.session_rollup
+         WHERE {counted}
+         GROUP BY session_h
+         HAVING start_ms >= {from} AND start_ms < {to}"
+    )
+}
+
 pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
     let pm = persons::current(c)?;
     let (first, key) = match q.split {
@@ -1048,16 +1170,17 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
         Some(user) => format!("WHERE person = {}", lit(user)),
         None => String::new(),
     };
-    let spans = session_spans(
+    let spans = session_stat_rows(
         &c.database,
         &pm,
         &q.scope,
         (q.from_ms, q.to_ms),
-        first.as_slice(),
+        first,
+        q.user.is_some() || q.split == Some(SessionField::User),
     );
     let (rows, totals) = c.select(&format!(
         "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
-                sum(pages = 1 AND events = 1 + leaves) AS bounces
+                sum(bounce) AS bounces
          FROM ({spans})
          {only}
          GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000"
@@ -1260,12 +1383,25 @@ pub fn erase(c: &Client, person: &str) -> Result<Erased, StoreError> {
     note(chrono::Utc::now().timestamp_millis())?;
     c.execute(&format!("ALTER TABLE {db}.events DELETE WHERE {which}"))?;
     c.execute(&format!("ALTER TABLE {db}.aliases DELETE WHERE {which}"))?;
+    // The rollups hold the anonymous IDs' hashes (every event of the person has one of them:
+    // an event with the user ID wrote its anonymous ID to `aliases`).
+    let hashes: Vec<String> = anonymous_ids
+        .iter()
+        .map(|a| format!("cityHash64({})", lit(a)))
+        .collect();
+    for table in ROLLUP_TABLES.iter().filter(|_| !hashes.is_empty()) {
+        c.execute(&format!(
+            "ALTER TABLE {db}.{table} DELETE WHERE anon_h IN ({})",
+            hashes.join(", ")
+        ))?;
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {
         let (rows, _) = c.select(&format!(
             "SELECT count() AS n FROM system.mutations
-             WHERE database = {} AND table IN ('events', 'aliases') AND is_done = 0",
-            lit(db)
+             WHERE database = {} AND table IN ('events', 'aliases', {}) AND is_done = 0",
+            lit(db),
+            ROLLUP_TABLES.map(lit).join(", ")
         ))?;
         if rows.first().map_or(0, |r| u(r, "n")) == 0 {
             break;

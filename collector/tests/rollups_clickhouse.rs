@@ -1,0 +1,316 @@
+//! The ClickHouse rollups (`users_hourly`, `session_rollup`) against SQLite on the same events:
+//! users counted per hour, day and week with `by`, `split`, bots, sites and partial hours at
+//! the ends of a range, and session statistics and lists, must be SQLite's answers exactly,
+//! through duplicates replayed, an identify arriving later that merges two anonymous IDs into
+//! one person, and a database whose rollups are made and filled from `events` on start (and
+//! filled again after a fill cut short).
+//! A row slipped into the rollup behind the store's back must change the answer: the rollup
+//! is what these answers read.
+
+mod common {
+    pub mod clickhouse;
+}
+
+use common::clickhouse::ClickHouseServer;
+use footfall_collector::config::Durability;
+use footfall_collector::store::*;
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+/// 2026-09-21T00:00:00Z, a Monday.
+const START: i64 = 1_790_035_200_000;
+
+/// Visitor `v`'s events: sessions on three days, at odd minutes (so ranges cut hours), on
+/// two sites, some visitors bots; `anon-3` signs in as `bob` in its second session.
+fn visitor(v: u64, ids: &mut u64) -> Vec<StoredEvent> {
+    let browsers = [
+        ("Chrome", "Windows", "desktop"),
+        ("Firefox", "Linux", "desktop"),
+        ("Safari", "iOS", "mobile"),
+        ("HeadlessChrome", "Linux", "bot"),
+    ];
+    let (browser, os, device) = browsers[(v % 4) as usize];
+    let mut out = Vec::new();
+    for s in 0..3u64 {
+        let mut t = START + (s as i64) * DAY + (v as i64 * 37 + s as i64 * 11) % 1400 * MINUTE;
+        for p in 0..(1 + (v + s) % 4) {
+            for (kind, name) in [
+                ("page", "$pageview"),
+                ("track", "play"),
+                ("track", "$pageleave"),
+            ] {
+                // Some one-page sessions play (no bounce), some leave (a bounce still).
+                if (name == "play" && v % 5 != 1)
+                    || (name == "$pageleave" && (v + p).is_multiple_of(2))
+                {
+                    continue;
+                }
+                *ids += 1;
+                t += 7 * MINUTE + (*ids as i64 % 13) * 1000;
+                let signed_in = v == 3 && s >= 1;
+                out.push(StoredEvent {
+                    event_id: format!("019ab0b4-0000-7000-8000-{:012x}", *ids),
+                    site: if v % 3 == 2 { "shop" } else { "demo" }.into(),
+                    kind: if signed_in && p == 0 && kind == "page" {
+                        "identify"
+                    } else {
+                        kind
+                    },
+                    name: name.into(),
+                    time_ms: t,
+                    client_ms: t,
+                    server_ms: t,
+                    anonymous_id: format!("anon-{v}"),
+                    user_id: signed_in.then(|| "bob".to_owned()),
+                    session_id: format!("sess-{v}-{s}"),
+                    seq: p as i64 + 1,
+                    path: ["/", "/pricing", "/docs"][((v + p) % 3) as usize].into(),
+                    url: "https://shop.example/".into(),
+                    browser: browser.into(),
+                    os: os.into(),
+                    device: device.into(),
+                    bot_reason: (device == "bot").then(|| "crawler-list: HeadlessChrome".into()),
+                    country: ["GB", "FR", ""][(v % 3) as usize].into(),
+                    props: "{}".into(),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    out
+}
+
+fn insert(store: &dyn Store, events: Vec<StoredEvent>) -> Vec<bool> {
+    store.insert(events).blocking_recv().unwrap().unwrap()
+}
+
+/// Every answer the rollups give, one line each.
+fn answers(store: &dyn Store) -> Vec<String> {
+    let mut out = Vec::new();
+    let ranges = [
+        (START, START + 3 * DAY),                              // whole hours
+        (START + 17 * MINUTE, START + 2 * DAY + 333 * MINUTE), // partial at both ends
+        (START + 10 * MINUTE, START + 50 * MINUTE),            // inside one hour
+        (START + 61 * MINUTE, START + 3 * HOUR),               // partial at the start only
+    ];
+    let tzs = [
+        chrono_tz::UTC,
+        chrono_tz::Europe::Paris,
+        chrono_tz::Asia::Kolkata,
+    ];
+    let fields = ["", "browser", "site", "device", "country", "os", "path"];
+    let filters = [
+        "",
+        "device:neq:bot",
+        "device:eq:bot",
+        "site:eq:shop",
+        "browser:contains:fire",
+    ];
+    let field = |f: &str| (!f.is_empty()).then(|| Field::parse(f).unwrap());
+    let mut n = 0usize;
+    for (from_ms, to_ms) in ranges {
+        for interval in [Interval::Hour, Interval::Day, Interval::Week] {
+            for tz in tzs {
+                n += 1;
+                let q = InsightsQuery {
+                    metric: Metric::Users,
+                    from_ms,
+                    to_ms,
+                    interval,
+                    events: Vec::new(),
+                    by: field(fields[n % fields.len()]),
+                    split: field(fields[(n / 3) % fields.len()]),
+                    filters: Filter::parse(filters[n % filters.len()])
+                        .into_iter()
+                        .collect(),
+                    sites: if n % 4 == 1 {
+                        vec!["shop".into()]
+                    } else {
+                        Vec::new()
+                    },
+                    tz,
+                };
+                out.push(format!("{q:?}\n{:?}", store.insights(&q).unwrap()));
+            }
+        }
+    }
+    let scopes = [
+        Scope::default(),
+        Scope::from(Bots::Include),
+        Scope::from(Bots::Only),
+        Scope {
+            bots: Bots::Exclude,
+            sites: vec!["shop".into()],
+        },
+    ];
+    let splits = [
+        None,
+        Some(SessionField::Browser),
+        Some(SessionField::User),
+        Some(SessionField::EntryPath),
+        Some(SessionField::Site),
+    ];
+    for (from_ms, to_ms) in ranges {
+        for (k, scope) in scopes.iter().enumerate() {
+            let q = SessionStatsQuery {
+                from_ms,
+                to_ms,
+                user: (k == 1).then(|| "bob".to_owned()),
+                split: splits[k % splits.len()],
+                scope: scope.clone(),
+            };
+            out.push(format!("{q:?}\n{:?}", store.session_stats(&q).unwrap()));
+            let q = SessionListQuery {
+                from_ms,
+                to_ms,
+                user: (k == 2).then(|| "anon-7".to_owned()),
+                scope: scope.clone(),
+                limit: 5,
+                after: None,
+            };
+            out.push(format!("{q:?}\n{:?}", store.sessions(&q).unwrap()));
+        }
+    }
+    out
+}
+
+fn same(what: &str, sqlite: &dyn Store, ch: &dyn Store) {
+    let (a, b) = (answers(sqlite), answers(ch));
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!(a, b, "{what}: SQLite (left) and ClickHouse (right) differ");
+    }
+}
+
+fn count(server: &ClickHouseServer, table: &str) -> u64 {
+    server
+        .query(&format!("SELECT count() FROM rollups.{table}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn rollups_answer_as_sqlite_does() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Sqlite::open(dir.path(), Durability::Process).unwrap();
+    let url = server.url("rollups");
+    let ch = ClickHouse::open(&url, dir.path(), 1 << 30).unwrap();
+    let stores: [&dyn Store; 2] = [&sqlite, &ch];
+
+    let mut ids = 0;
+    let early: Vec<StoredEvent> = (0..24).flat_map(|v| visitor(v, &mut ids)).collect();
+    for store in stores {
+        for chunk in early.chunks(23) {
+            assert!(insert(store, chunk.to_vec()).iter().all(|&f| f));
+        }
+    }
+    assert!(count(&server, "users_hourly") > 0 && count(&server, "session_rollup") > 0);
+    same("first load", &sqlite, &ch);
+
+    // Replayed: every event reported as a duplicate and counted once. And a copy stored
+    // behind the insert path's back, as two collectors racing would leave it (the views
+    // write its rollup rows a second time).
+    for store in stores {
+        assert!(insert(store, early[..40].to_vec()).iter().all(|&f| !f));
+    }
+    server.query(&format!(
+        "INSERT INTO rollups.events SELECT * FROM rollups.events WHERE event_id = '{}'",
+        early[5].event_id
+    ));
+    same("duplicates", &sqlite, &ch);
+
+    // `anon-5`, seen since the first day, signs in as `bob` on the fourth: its earlier
+    // events, already rolled up under its own hash, become bob's.
+    let mut late = visitor(5, &mut ids);
+    late.truncate(2);
+    for (n, e) in late.iter_mut().enumerate() {
+        e.time_ms += 3 * DAY;
+        e.session_id = "sess-5-late".into();
+        e.user_id = Some("bob".into());
+        e.kind = if n == 0 { "identify" } else { e.kind };
+    }
+    let before = ch
+        .session_stats(&SessionStatsQuery {
+            from_ms: START,
+            to_ms: START + 3 * DAY,
+            user: Some("bob".into()),
+            split: None,
+            scope: Scope::default(),
+        })
+        .unwrap();
+    for store in stores {
+        assert!(insert(store, late.clone()).iter().all(|&f| f));
+    }
+    same("after a later identify", &sqlite, &ch);
+    let after = ch
+        .session_stats(&SessionStatsQuery {
+            from_ms: START,
+            to_ms: START + 3 * DAY,
+            user: Some("bob".into()),
+            split: None,
+            scope: Scope::default(),
+        })
+        .unwrap();
+    assert!(
+        after.totals.total_sessions > before.totals.total_sessions,
+        "anon-5's sessions are bob's now: {before:?} {after:?}"
+    );
+
+    // An older database: no rollups, and events stored while there were none. On start the
+    // rollups are made and filled from `events`.
+    drop(ch);
+    let mut more: Vec<StoredEvent> = (24..30).flat_map(|v| visitor(v, &mut ids)).collect();
+    more.extend(early[..3].iter().cloned());
+    {
+        let old = ClickHouse::open(&url, dir.path(), 1 << 30).unwrap();
+        for table in ["users_hourly", "session_rollup"] {
+            server.query(&format!("DROP TABLE rollups.{table}_feed"));
+            server.query(&format!("DROP TABLE rollups.{table}"));
+        }
+        server.query("DROP TABLE rollups.rollups_filled");
+        let fresh = insert(&old, more.clone());
+        assert_eq!(fresh, insert(&sqlite, more.clone()));
+    }
+    let ch = ClickHouse::open(&url, dir.path(), 1 << 30).unwrap();
+    same("rollups filled on start", &sqlite, &ch);
+    assert_eq!(
+        server.query("SELECT rollup FROM rollups.rollups_filled ORDER BY rollup"),
+        "session_rollup\nusers_hourly\n"
+    );
+    // A fill that was cut short (its row in `rollups_filled` never written) runs again whole
+    // on the next start, over what it had written.
+    drop(ch);
+    server.query("DROP TABLE rollups.rollups_filled");
+    let ch = ClickHouse::open(&url, dir.path(), 1 << 30).unwrap();
+    same("rollups filled twice", &sqlite, &ch);
+
+    // What the answers read: a user slipped into the rollup alone (an anonymous ID no event
+    // has) at a whole hour is counted, so the rollup is the source, not the raw events.
+    let users = |store: &dyn Store| {
+        store
+            .insights(&InsightsQuery {
+                metric: Metric::Users,
+                from_ms: START,
+                to_ms: START + 3 * DAY,
+                interval: Interval::Day,
+                events: Vec::new(),
+                by: None,
+                split: None,
+                filters: Vec::new(),
+                sites: Vec::new(),
+                tz: chrono_tz::UTC,
+            })
+            .unwrap()
+            .total
+    };
+    assert_eq!(users(&ch), users(&sqlite));
+    server.query(&format!(
+        "INSERT INTO rollups.users_hourly VALUES ({}, 'demo', 'desktop', 'Chrome', 'Windows',
+         'GB', cityHash64('nobody'))",
+        START / HOUR + 5
+    ));
+    assert_eq!(users(&ch), users(&sqlite) + 1);
+}
