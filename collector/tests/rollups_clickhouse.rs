@@ -232,28 +232,22 @@ fn rollups_answer_as_sqlite_does() {
         e.user_id = Some("bob".into());
         e.kind = if n == 0 { "identify" } else { e.kind };
     }
-    let before = ch
-        .session_stats(&SessionStatsQuery {
+    let bobs_sessions = |ch: &dyn Store| {
+        ch.session_stats(&SessionStatsQuery {
             from_ms: START,
             to_ms: START + 3 * DAY,
             user: Some("bob".into()),
             split: None,
             scope: Scope::default(),
         })
-        .unwrap();
+        .unwrap()
+    };
+    let before = bobs_sessions(&ch);
     for store in stores {
         assert!(insert(store, late.clone()).iter().all(|&f| f));
     }
     same("after a later identify", &sqlite, &ch);
-    let after = ch
-        .session_stats(&SessionStatsQuery {
-            from_ms: START,
-            to_ms: START + 3 * DAY,
-            user: Some("bob".into()),
-            split: None,
-            scope: Scope::default(),
-        })
-        .unwrap();
+    let after = bobs_sessions(&ch);
     assert!(
         after.totals.total_sessions > before.totals.total_sessions,
         "anon-5's sessions are bob's now: {before:?} {after:?}"

@@ -127,24 +127,10 @@ pub fn paths(
     direction: Direction,
     depth: usize,
 ) -> Result<journeys::Paths, StoreError> {
-    let pages = if q.pages_only {
-        vec!["$pageview".into()]
-    } else {
-        Vec::new()
-    };
     let pm = persons::current(c)?;
     // `split`: the label's text (a page view's path, else the event's name).
-    let source = journey_source(
-        c,
-        &pm,
-        (q.from_ms, q.to_ms),
-        pages,
-        &q.filters,
-        &q.sites,
-        Some(crate::store::Field::Event(
-            "if(name = '$pageview', path, name)",
-        )),
-    );
+    let label_text = crate::store::Field::Event("if(name = '$pageview', path, name)");
+    let source = query::path_source(c, &pm, q, Some(label_text));
     // A label: the name and, for page views, the path, split by `\0` (as the `key` of the
     // source, with other events' paths left out).
     let label = format!(

@@ -485,6 +485,30 @@ pub(super) fn journey_source(
     .0
 }
 
+/// The [`journey_source`] of user paths `q` (every event, or page views only) under person map
+/// `pm`.
+pub(super) fn path_source(
+    c: &Client,
+    pm: &str,
+    q: &journeys::PathQuery,
+    split: Option<Field>,
+) -> String {
+    let pages = if q.pages_only {
+        vec!["$pageview".into()]
+    } else {
+        Vec::new()
+    };
+    journey_source(
+        c,
+        pm,
+        (q.from_ms, q.to_ms),
+        pages,
+        &q.filters,
+        &q.sites,
+        split,
+    )
+}
+
 /// The event name and path of the `key` of a row of [`journey_source`].
 fn name_and_path(key: &str) -> (String, String) {
     match key.split_once('\0') {
@@ -680,21 +704,8 @@ pub fn path_events(
     c: &Client,
     q: &journeys::PathQuery,
 ) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError> {
-    let pages = if q.pages_only {
-        vec!["$pageview".into()]
-    } else {
-        Vec::new()
-    };
     let pm = persons::current(c)?;
-    let source = journey_source(
-        c,
-        &pm,
-        (q.from_ms, q.to_ms),
-        pages,
-        &q.filters,
-        &q.sites,
-        None,
-    );
+    let source = path_source(c, &pm, q, None);
     let text = c.select_tsv(&format!("SELECT session_h, time_ms, key FROM ({source})"))?;
     // Labels by the text of their key as it came, then by what it stands for (two keys
     // stand for one label when an event other than a page view has different paths).
