@@ -7,7 +7,7 @@
 //! event not merged away yet are counted once.
 
 use super::http::{float, list, lit, unescape, ChError, Client};
-use super::{persons, StoreError, ROLLUP_TABLES};
+use super::{persons, rowbinary, StoreError, ROLLUP_TABLES};
 use crate::store::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -590,7 +590,7 @@ pub fn step_events(
     let mut ids: HashMap<&[u8], u32> = HashMap::new();
     let mut keys: Vec<Option<String>> = vec![None];
     let mut hits = Vec::new();
-    let mut r = RowBinary(&rows);
+    let mut r = rowbinary::Reader(&rows);
     let bad = || StoreError::ClickHouse(ChError::Answer("a step row cut short".into()));
     while !r.0.is_empty() {
         let person_h = u64::from_le_bytes(r.take().ok_or_else(bad)?);
@@ -619,33 +619,6 @@ pub fn step_events(
         });
     }
     Ok(journeys::StepEvents { hits, keys, people })
-}
-
-/// A reader of a `RowBinary` answer ([`Client::select_binary`]): what is left of it.
-struct RowBinary<'a>(&'a [u8]);
-
-impl<'a> RowBinary<'a> {
-    /// The next `N` bytes (a number, little-endian).
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*head)
-    }
-
-    /// The next text: its length in LEB128, then its bytes.
-    fn text(&mut self) -> Option<&'a [u8]> {
-        let mut len = 0usize;
-        for shift in (0..64).step_by(7) {
-            let [b] = self.take::<1>()?;
-            len |= usize::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                let (text, rest) = self.0.split_at_checked(len)?;
-                self.0 = rest;
-                return Some(text);
-            }
-        }
-        None
-    }
 }
 
 /// The periods of a retention question ([`journeys::StepQuery::periods`]) of days or weeks,

@@ -136,6 +136,34 @@ pub fn alias(out: &mut Vec<u8>, anonymous_id: &str, user_id: &str, time_ms: i64,
     string(out, event_id);
 }
 
+/// A reader of a `RowBinary` answer (`Client::select_binary`): what is left of it. The same
+/// forms as the writers above: numbers little-endian, a text as its LEB128 length and bytes.
+pub struct Reader<'a>(pub &'a [u8]);
+
+impl<'a> Reader<'a> {
+    /// The next `N` bytes (a number, little-endian).
+    pub fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    /// The next text: its length in LEB128, then its bytes.
+    pub fn text(&mut self) -> Option<&'a [u8]> {
+        let mut len = 0usize;
+        for shift in (0..64).step_by(7) {
+            let [b] = self.take::<1>()?;
+            len |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                let (text, rest) = self.0.split_at_checked(len)?;
+                self.0 = rest;
+                return Some(text);
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +182,20 @@ mod tests {
         nullable_string(&mut out, None);
         nullable_string(&mut out, Some("a"));
         assert_eq!(out, [1, 0, 1, b'a']);
+    }
+
+    #[test]
+    fn the_reader_reads_back_what_the_writers_wrote() {
+        let mut out = Vec::new();
+        i64(&mut out, -5);
+        string(&mut out, &"é".repeat(100));
+        string(&mut out, "");
+        let mut r = Reader(&out);
+        assert_eq!(r.take::<8>().map(i64::from_le_bytes), Some(-5));
+        assert_eq!(r.text(), Some("é".repeat(100).as_bytes()));
+        assert_eq!(r.text(), Some(&b""[..]));
+        assert_eq!(r.text(), None, "nothing left");
+        assert_eq!(Reader(&[0x05, b'a']).text(), None, "a text cut short");
     }
 
     #[test]
