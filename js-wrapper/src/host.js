@@ -4,7 +4,8 @@
 // api.js (the public API). Only numbers and strings cross; the wasm reaches these functions as
 // the global `footfall_host` (the wrapper sets it), and the answers come back through its
 // exports `_on` and `_record`, each called through `call`,
-// which keeps the wasm's failures from throwing into the page. `host.api` is the public API.
+// which keeps the wasm's failures from throwing into the page. `host.read(what)` reads one of
+// the SDK's texts (`_on(30 + what)`, answered through `got`). `host.api` is the public API.
 // The build (`cargo xtask build`) puts the rooms before this file: the script tag includes
 // them as they are; the npm package's host.js exports `footfallHost`.
 function footfallHost(sdk) {
@@ -15,10 +16,20 @@ function footfallHost(sdk) {
       console.warn("footfall: internal error", e);
     }
   }
+  var text = "";
   var host = Object.assign(
     {
       warn(msg) {
         console.warn("footfall: " + msg);
+      },
+      got(t) {
+        text = t;
+      },
+      // "" before `init`, or when the wasm failed.
+      read(what) {
+        text = "";
+        call("_on", 30 + what, 0);
+        return text;
       },
     },
     footfallTasks(call),

@@ -104,7 +104,7 @@
       for (var k in options || {}) o[k] = options[k];
       if (!o.endpoint) o.endpoint = origin;
       host.api.init(o);
-      if (!replayed && (sdk._get(0) || sdk._on(23, 0))) {
+      if (!replayed && (host.read(0) || sdk._on(23, 0))) {
         replayed = true;
         guard(replayKept)();
       }

@@ -422,11 +422,16 @@ impl Sdk {
 /// later that the host was asked for has come (`x` its [`Later`] number: at the end of the
 /// task, or a timer); 8 the next event is a call the loader kept, made at `x`; 20 to 26 the
 /// calls without text (see [`act`]), whose answer is the return value (false for the others);
-/// 1000 and up the answer to a send (see [`Sdk::on`]).
+/// 30 to 33 a read of the page's (see [`read`]), answered through the host's `got`; 1000 and
+/// up the answer to a send (see [`Sdk::on`]).
 #[wasm_bindgen(js_name = _on)]
 pub fn on(event: u32, x: f64) -> bool {
     with_sdk(|s| match event {
         20..=26 => act(s, event - 20),
+        30..=33 => {
+            read(s, event - 30);
+            false
+        }
         _ => {
             s.on(event, x);
             false
@@ -540,19 +545,22 @@ fn act(s: &mut Sdk, what: u32) -> bool {
     }
 }
 
-/// What the page can read: `what` 0 the anonymous ID, 1 the session ID, 2 the user ID, 3 the
-/// registered properties as JSON text (the host keeps them as an object to merge into the
-/// page's calls); empty for none, or before `init`.
-#[wasm_bindgen(js_name = _get)]
-pub fn get(what: u32) -> String {
-    with_sdk(|s| match what {
-        0 => s.tracker.anonymous_id().map(str::to_owned),
-        1 => s.tracker.session_id(),
-        2 => s.tracker.user_id().map(str::to_owned),
-        _ => Some(s.registered.clone()),
-    })
-    .flatten()
-    .unwrap_or_default()
+/// What the page can read (through [`on`], as `30 + what`; the text goes to the host's `got`,
+/// which saves the glue and the copy of a returned string): `what` 0 the anonymous ID, 1 the
+/// session ID, 2 the user ID, 3 the registered properties as JSON text (the host keeps them
+/// as an object to merge into the page's calls); none before `init` (the host reads "").
+fn read(s: &Sdk, what: u32) {
+    let session;
+    let text = match what {
+        0 => s.tracker.anonymous_id(),
+        1 => {
+            session = s.tracker.session_id();
+            session.as_deref()
+        }
+        2 => s.tracker.user_id(),
+        _ => Some(s.registered.as_str()),
+    };
+    browser::got(text.unwrap_or_default());
 }
 
 /// Used by the script tag's replay of calls kept by a page that went before its SDK had

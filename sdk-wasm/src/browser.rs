@@ -52,6 +52,8 @@ extern "C" {
     fn host_listen(history: bool);
     #[wasm_bindgen(js_namespace = footfall_host, js_name = lock)]
     fn host_lock(name: &str, hold: bool) -> bool;
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = got)]
+    fn host_got(text: &str);
 }
 
 /// The delivery's way out (see [`crate::delivery`]): the host's `fetch`, `sendBeacon`,
@@ -102,6 +104,11 @@ pub fn cat(parts: &[&str]) -> String {
         s.push_str(p);
     }
     s
+}
+
+/// The answer to a read of the page's (`_on(30 + what)`, see `api::read`).
+pub fn got(text: &str) {
+    host_got(text);
 }
 
 /// One `console.warn`, prefixed by the host so site owners know where it comes from.

@@ -17,15 +17,17 @@ before(async () => {
   page = await openRoom(context, "https://shop.footfall.test/", ["api"]);
   await page.evaluate(() => {
     // The wasm's exports the room calls, each recording its arguments.
-    // `_get(3)` is the registered properties, `_get(0..2)` the anonymous, session and user IDs.
-    const sdk = { _get: (what) => (calls.push(["_get", what]), (what === 3 ? answers.registered : answers.ids?.[what]) ?? "") };
+    const sdk = {};
     for (const name of ["_record", "_on"]) {
       sdk[name] = (...args) => void calls.push([name, ...args]);
     }
     // `_on(23)` is `isOptedOut()`, the one that answers.
     const on = sdk._on;
     sdk._on = (event, x) => (on(event, x), event === 23 && answers.optedOut === true);
-    const host = { warn: (m) => void calls.push(["warn", m]), flush: () => Promise.resolve("flushed") };
+    // The host's `read(3)` is the registered properties, `read(0..2)` the anonymous, session
+    // and user IDs.
+    const read = (what) => (calls.push(["read", what]), (what === 3 ? answers.registered : answers.ids?.[what]) ?? "");
+    const host = { warn: (m) => void calls.push(["warn", m]), read, flush: () => Promise.resolve("flushed") };
     window.api = footfallApi(sdk, host);
   });
 });
@@ -45,7 +47,7 @@ test("init: the options as one list; the endpoint defaults to the page's origin;
   assert.deepEqual(init[3].split("\n"), [
     " demo ", "https://shop.footfall.test", "tab", NONE, NONE, "45", NONE, "true", "-3", "false", NONE, "20", NONE, "false",
   ]);
-  assert.deepEqual(registered, ["_get", 3]);
+  assert.deepEqual(registered, ["read", 3]);
   await page.evaluate(() => api.track("  buy ", { n: 1 }));
   assert.deepEqual(await crossed(), [["_record", 1, "buy", '{"plan":"pro","n":1}']], "registered merged, the call's own win");
 });
@@ -101,7 +103,7 @@ test("the IDs read back as strings, and none as undefined", async () => {
     return [api.getAnonymousId(), api.getSessionId(), api.getUserId()];
   });
   assert.deepEqual(got, ["anon-1", undefined, "ann"]);
-  assert.deepEqual(await crossed(), [["_get", 0], ["_get", 1], ["_get", 2]]);
+  assert.deepEqual(await crossed(), [["read", 0], ["read", 1], ["read", 2]]);
 });
 
 test("optOut, optIn and isOptedOut cross as one export, the last answering", async () => {

@@ -1,7 +1,9 @@
 // The API room: the public API of product.md §1 over the wasm's exports. It turns the page's
 // arguments into strings before they cross: strings stay strings (anything else becomes "",
 // which the SDK refuses with a warning), properties become JSON text with the registered ones
-// merged in, the options one list. `host` gives `warn(message)` and `flush()`.
+// merged in, the options one list. `host` gives `warn(message)`, `read(what)` (the wasm's
+// texts: 0 the anonymous, 1 the session, 2 the user ID, 3 the registered properties) and
+// `flush()`.
 function footfallApi(sdk, host) {
   var warn = host.warn;
   var registered = {};
@@ -55,7 +57,7 @@ function footfallApi(sdk, host) {
     init(o) {
       sdk._record(8, "", options(o));
       try {
-        var r = JSON.parse(sdk._get(3));
+        var r = JSON.parse(host.read(3));
         registered = r && typeof r === "object" && !Array.isArray(r) ? r : {};
       } catch (e) {
         registered = {};
@@ -98,9 +100,9 @@ function footfallApi(sdk, host) {
     },
     isOptedOut: () => sdk._on(23, 0),
     // "" (none) reads as undefined.
-    getAnonymousId: () => sdk._get(0) || undefined,
-    getSessionId: () => sdk._get(1) || undefined,
-    getUserId: () => sdk._get(2) || undefined,
+    getAnonymousId: () => host.read(0) || undefined,
+    getSessionId: () => host.read(1) || undefined,
+    getUserId: () => host.read(2) || undefined,
     flush: host.flush,
     // The next call was made at `ms` (a call kept while the SDK loaded); NaN: the calls of now.
     _replayAt: (ms) => sdk._on(8, ms),
