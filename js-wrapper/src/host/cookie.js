@@ -7,7 +7,7 @@
 // storage room hands out (`get`, `set`, `del`).
 function footfallCookies() {
   // This task's writes by key ([value read back, cookie string]; null outside a task) and its
-  // read of `document.cookie` (null until read).
+  // read of `document.cookie`, by key (null until read).
   var writes = null;
   var read = null;
   function task() {
@@ -22,24 +22,26 @@ function footfallCookies() {
     }
     return writes;
   }
-  // The value of `key` in `all` (`document.cookie`), "" when it does not decode, undefined
-  // when absent.
-  function find(all, key) {
-    var parts = all.split(";");
-    for (var i = 0; i < parts.length; i++) {
-      var kv = parts[i].replace(/^\s+/, "");
-      if (kv.slice(0, key.length + 1) === key + "=") {
-        try {
-          return decodeURIComponent(kv.slice(key.length + 1));
-        } catch (e) {
-          return "";
-        }
+  // The cookies of `all` (`document.cookie`) by name, the first of a name kept; a value that
+  // does not decode reads "".
+  function parse(all) {
+    var found = Object.create(null);
+    all.split(";").forEach((kv) => {
+      kv = kv.replace(/^\s+/, "");
+      var at = kv.indexOf("=");
+      var key = kv.slice(0, at);
+      if (at < 0 || key in found) return;
+      try {
+        found[key] = decodeURIComponent(kv.slice(at + 1));
+      } catch (e) {
+        found[key] = "";
       }
-    }
+    });
+    return found;
   }
   function probe(attrs) {
     document.cookie = "ff_probe=1; Path=/" + attrs;
-    var ok = find(document.cookie, "ff_probe") !== undefined;
+    var ok = "ff_probe" in parse(document.cookie);
     document.cookie = "ff_probe=; Path=/; Max-Age=0" + attrs;
     return ok;
   }
@@ -69,8 +71,8 @@ function footfallCookies() {
         get(key) {
           var w = task();
           if (key in w) return w[key][0];
-          if (read === null) read = document.cookie;
-          return find(read, key);
+          if (read === null) read = parse(document.cookie);
+          return read[key];
         },
         set(key, value) {
           write(key, value, "31536000");
