@@ -1,7 +1,8 @@
 //! Builds the served files into the binary, so that a copy of it needs nothing beside it: the
 //! script-tag SDK (`js-wrapper/dist`, made by `cargo xtask build`), the dashboard with uPlot
-//! (from `node_modules`), and the demo shop. Each file is kept as it is and gzipped, with an
-//! ETag from its content. `include_bytes!` reads the files at compile time; no path of this
+//! (from `node_modules`), and the demo shop. Each file is kept as it is, gzipped (by zopfli, the
+//! smallest gzip there is) and brotli-compressed (quality 11) where that makes it smaller, with
+//! an ETag from its content: the work is done once here, not at each request. `include_bytes!` reads the files at compile time; no path of this
 //! machine ends up in the binary.
 //!
 //! Without the built SDK the build stops and says to run `cargo xtask build`: building the wasm
@@ -10,7 +11,6 @@
 
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -82,7 +82,8 @@ fn files_in(dir: &Path, prefix: &str) -> Vec<(String, PathBuf)> {
     found
 }
 
-/// `pub static NAME: &[Asset]` with each file, its gzip (when smaller) and its ETag.
+/// `pub static NAME: &[Asset]` with each file, its gzip and brotli forms (each when smaller by
+/// a tenth) and its ETag.
 fn table(code: &mut String, out: &Path, name: &str, files: &[(String, PathBuf)]) {
     let _ = writeln!(code, "pub static {name}: &[Asset] = &[");
     for (path, file) in files {
@@ -91,27 +92,47 @@ fn table(code: &mut String, out: &Path, name: &str, files: &[(String, PathBuf)])
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         body.hash(&mut hasher);
         let etag = format!("\"{:016x}\"", hasher.finish());
-        let gz = out.join(format!(
-            "{}-{}.gz",
-            name.to_lowercase(),
-            path.replace('/', "-")
-        ));
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        enc.write_all(&body).unwrap();
-        let zipped = enc.finish().unwrap();
-        let gzip = if zipped.len() < body.len() * 9 / 10 {
-            write_if_changed(&gz, &zipped);
-            format!("Some(include_bytes!({:?}))", gz.display().to_string())
-        } else {
-            "None".into()
+        let stem = format!("{}-{}", name.to_lowercase(), path.replace('/', "-"));
+        let packed = |ext: &str, compressed: Vec<u8>| {
+            if compressed.len() >= body.len() * 9 / 10 {
+                return "None".to_string();
+            }
+            let at = out.join(format!("{stem}.{ext}"));
+            write_if_changed(&at, &compressed);
+            format!("Some(include_bytes!({:?}))", at.display().to_string())
         };
+        let gzip = packed("gz", gzip(&body));
+        let br = packed("br", brotli(&body));
         let _ = writeln!(
             code,
-            "    Asset {{ path: {path:?}, body: include_bytes!({:?}), gzip: {gzip}, etag: {etag:?} }},",
+            "    Asset {{ path: {path:?}, body: include_bytes!({:?}), gzip: {gzip}, br: {br}, etag: {etag:?} }},",
             file.display().to_string()
         );
     }
     code.push_str("];\n");
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut zipped = Vec::new();
+    zopfli::compress(
+        zopfli::Options::default(),
+        zopfli::Format::Gzip,
+        body,
+        &mut zipped,
+    )
+    .expect("zopfli writes to memory");
+    zipped
+}
+
+fn brotli(body: &[u8]) -> Vec<u8> {
+    let mut packed = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 22,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut &body[..], &mut packed, &params).expect("brotli writes to memory");
+    packed
 }
 
 fn write_if_changed(path: &Path, bytes: &[u8]) {

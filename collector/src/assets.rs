@@ -23,6 +23,8 @@ pub struct Asset {
     pub body: &'static [u8],
     /// The body gzipped, when that is smaller.
     pub gzip: Option<&'static [u8]>,
+    /// The body brotli-compressed, when that is smaller.
+    pub br: Option<&'static [u8]>,
     /// A strong ETag from the content, quoted.
     pub etag: &'static str,
 }
@@ -39,10 +41,11 @@ pub enum Source {
     Dir(PathBuf),
 }
 
-/// A file found: its bytes, gzipped bytes if there are, and ETag.
+/// A file found: its bytes, compressed bytes if there are, and ETag.
 struct Found {
     body: Cow<'static, [u8]>,
     gzip: Option<&'static [u8]>,
+    br: Option<&'static [u8]>,
     etag: Cow<'static, str>,
 }
 
@@ -52,6 +55,7 @@ impl Source {
             Source::Embedded(files) => files.iter().find(|a| a.path == path).map(|a| Found {
                 body: Cow::Borrowed(a.body),
                 gzip: a.gzip,
+                br: a.br,
                 etag: Cow::Borrowed(a.etag),
             }),
             Source::Dir(dir) => {
@@ -73,6 +77,7 @@ impl Source {
                 Some(Found {
                     body: Cow::Owned(body),
                     gzip: None,
+                    br: None,
                     etag: Cow::Owned(etag),
                 })
             }
@@ -267,13 +272,18 @@ fn serve(req: &HttpRequest, source: &Source, path: &str, cache: Cache) -> HttpRe
     if cached {
         return r.status(StatusCode::NOT_MODIFIED).finish();
     }
-    let takes_gzip = req
-        .headers()
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-    match found.gzip {
-        Some(zipped) if takes_gzip => {
+    let accepts = |coding: &str| {
+        req.headers()
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| accepts_coding(v, coding))
+    };
+    match (found.br, found.gzip) {
+        (Some(packed), _) if accepts("br") => {
+            r.insert_header((header::CONTENT_ENCODING, "br"));
+            r.body(packed)
+        }
+        (_, Some(zipped)) if accepts("gzip") => {
             r.insert_header((header::CONTENT_ENCODING, "gzip"));
             r.body(zipped)
         }
@@ -282,6 +292,26 @@ fn serve(req: &HttpRequest, source: &Source, path: &str, cache: Cache) -> HttpRe
             Cow::Owned(body) => r.body(body),
         },
     }
+}
+
+/// Whether an `Accept-Encoding` value takes `coding`: named with a weight above 0, or not
+/// named and `*` is.
+fn accepts_coding(header: &str, coding: &str) -> bool {
+    let mut any = false;
+    for item in header.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let weight = parts
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .map_or(1.0, |q| q.trim().parse::<f32>().unwrap_or(0.0));
+        if name.eq_ignore_ascii_case(coding) {
+            return weight > 0.0;
+        }
+        if name == "*" {
+            any = weight > 0.0;
+        }
+    }
+    any
 }
 
 fn content_type(path: &str) -> &'static str {

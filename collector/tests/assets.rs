@@ -1,5 +1,5 @@
 //! The files the collector serves from its binary: the SDK to pages of any origin (CORS and
-//! CORP headers, preflight), gzipped when the browser takes it, revalidated by ETag; the
+//! CORP headers, preflight), brotli or gzip as the browser takes it, revalidated by ETag; the
 //! dashboard at `/`; the demo shop only while the `demo` site is configured; overrides from a
 //! directory for development.
 
@@ -114,7 +114,7 @@ async fn the_sdk_is_served_to_any_origin_from_the_binary() {
 }
 
 #[actix_web::test]
-async fn files_are_gzipped_for_browsers_that_take_it_and_revalidated_by_etag() {
+async fn files_are_compressed_as_browsers_take_them_and_revalidated_by_etag() {
     let (_dir, state) = collector(Args::default());
     let app = app!(state);
     let plain = test::call_service(
@@ -128,25 +128,56 @@ async fn files_are_gzipped_for_browsers_that_take_it_and_revalidated_by_etag() {
     let etag = header(&plain, "etag").to_owned();
     assert!(etag.starts_with('"') && etag.len() > 2, "{etag}");
     let plain = test::read_body(plain).await;
-    let req = test::TestRequest::get()
-        .uri("/sdk/footfall.js")
-        .insert_header(("Accept-Encoding", "gzip, deflate, br"))
-        .to_request();
-    let zipped = test::call_service(&app, req).await;
-    assert_eq!(header(&zipped, "content-encoding"), "gzip");
-    assert_eq!(header(&zipped, "vary"), "Accept-Encoding");
-    let zipped = test::read_body(zipped).await;
-    assert!(
-        zipped.len() < plain.len() / 2,
-        "{} of {}",
-        zipped.len(),
-        plain.len()
-    );
-    let mut unzipped = Vec::new();
-    flate2::read::GzDecoder::new(&zipped[..])
-        .read_to_end(&mut unzipped)
+    let fetch = |accept: &'static str| {
+        let req = test::TestRequest::get()
+            .uri("/sdk/footfall.js")
+            .insert_header(("Accept-Encoding", accept))
+            .to_request();
+        let app = &app;
+        async move {
+            let r = test::call_service(app, req).await;
+            assert_eq!(header(&r, "vary"), "Accept-Encoding");
+            let coding = header(&r, "content-encoding").to_owned();
+            (coding, test::read_body(r).await.to_vec())
+        }
+    };
+
+    // Browsers over https take brotli, the smallest; a weight of 0 refuses a coding.
+    let (coding, packed) = fetch("gzip, deflate, br, zstd").await;
+    assert_eq!(coding, "br");
+    let mut unpacked = Vec::new();
+    brotli::Decompressor::new(&packed[..], 4096)
+        .read_to_end(&mut unpacked)
         .unwrap();
-    assert_eq!(unzipped, plain);
+    assert_eq!(unpacked, plain);
+    assert_eq!(fetch("*").await.0, "br");
+
+    // A browser that does not take brotli gets zopfli's gzip, smaller than zlib's best.
+    for accept in ["gzip, deflate", "br;q=0, gzip;q=0.5", "gzip, *;q=0"] {
+        let (coding, zipped) = fetch(accept).await;
+        assert_eq!(coding, "gzip", "{accept}");
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&zipped[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, plain, "{accept}");
+        let mut best = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut best, &plain).unwrap();
+        let best = best.finish().unwrap();
+        assert!(
+            zipped.len() < best.len() && packed.len() < zipped.len(),
+            "brotli {} B, gzip {} B, zlib's best {} B",
+            packed.len(),
+            zipped.len(),
+            best.len()
+        );
+    }
+    for accept in ["identity", "gzip;q=0, br;q=0", "deflate"] {
+        let (coding, body) = fetch(accept).await;
+        assert_eq!(coding, "", "{accept}");
+        assert_eq!(body, plain, "{accept}");
+    }
+
     let req = test::TestRequest::get()
         .uri("/sdk/footfall.js")
         .insert_header(("If-None-Match", etag.as_str()))

@@ -1,6 +1,9 @@
 //! The SDK's size report: raw, gzip and brotli bytes of what a page downloads (the script-tag
 //! build: footfall.js, with the wasm written into it), checked against the budget in
 //! `js-wrapper/size-budget.txt`. footfall_bg.wasm, still served on its own, is listed apart.
+//! The budget counts zlib's best gzip (`gzip -9`), as other SDKs are measured; the collector
+//! serves zopfli's gzip and brotli (its build script compresses the files once), listed as
+//! "served".
 
 use crate::{read, Result, DIST};
 use std::io::Write;
@@ -10,6 +13,19 @@ fn gzip(bytes: &[u8]) -> usize {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     e.write_all(bytes).expect("in memory");
     e.finish().expect("in memory").len()
+}
+
+/// The gzip the collector serves (collector/build.rs): zopfli's.
+fn zopfli(bytes: &[u8]) -> usize {
+    let mut out = Vec::new();
+    zopfli::compress(
+        zopfli::Options::default(),
+        zopfli::Format::Gzip,
+        bytes,
+        &mut out,
+    )
+    .expect("in memory");
+    out.len()
 }
 
 fn brotli(bytes: &[u8]) -> usize {
@@ -37,32 +53,36 @@ fn js_part(script: &[u8]) -> Vec<u8> {
 /// gzip total in bytes.
 pub fn report(root: &Path, enforce: bool) -> Result<usize> {
     let dist = root.join(DIST);
-    let mut total = (0, 0, 0);
+    let mut total = (0, 0, 0, 0);
     println!(
-        "    {:<20} {:>9} {:>9} {:>9}",
-        "file", "raw B", "gzip B", "brotli B"
+        "    {:<20} {:>9} {:>9} {:>9} {:>14}",
+        "file", "raw B", "gzip B", "brotli B", "served gzip B"
     );
     for name in ["footfall_bg.wasm", "footfall.js", "loader.js"] {
         let bytes = std::fs::read(dist.join(name))
             .map_err(|e| format!("{}: {e} (build the SDK first)", dist.join(name).display()))?;
-        let row = (bytes.len(), gzip(&bytes), brotli(&bytes));
-        println!("    {name:<20} {:>9} {:>9} {:>9}", row.0, row.1, row.2);
+        let row = (bytes.len(), gzip(&bytes), brotli(&bytes), zopfli(&bytes));
+        println!(
+            "    {name:<20} {:>9} {:>9} {:>9} {:>14}",
+            row.0, row.1, row.2, row.3
+        );
         if name == "footfall.js" {
-            total = (total.0 + row.0, total.1 + row.1, total.2 + row.2);
+            total = row;
             let js = js_part(&bytes);
-            let row = (js.len(), gzip(&js), brotli(&js));
+            let row = (js.len(), gzip(&js), brotli(&js), zopfli(&js));
             println!(
-                "      {:<18} {:>9} {:>9} {:>9}",
-                "of which JS", row.0, row.1, row.2
+                "      {:<18} {:>9} {:>9} {:>9} {:>14}",
+                "of which JS", row.0, row.1, row.2, row.3
             );
         }
     }
     println!(
-        "    {:<20} {:>9} {:>9} {:>9}   ({:.1} KB gzipped; the goal is 12 KB)",
+        "    {:<20} {:>9} {:>9} {:>9} {:>14}   ({:.1} KB gzipped; the goal is 13 KB)",
         "script tag",
         total.0,
         total.1,
         total.2,
+        total.3,
         total.1 as f64 / 1024.0
     );
     let budget: usize = read(&root.join("js-wrapper/size-budget.txt"))?
