@@ -54,6 +54,8 @@ extern "C" {
     fn host_lock(name: &str, hold: bool) -> bool;
     #[wasm_bindgen(js_namespace = footfall_host, js_name = got)]
     fn host_got(text: &str);
+    #[wasm_bindgen(js_namespace = footfall_host, js_name = iso)]
+    fn host_iso(ms: f64) -> String;
 }
 
 /// The delivery's way out (see [`crate::delivery`]): the host's `fetch`, `sendBeacon`,
@@ -64,6 +66,9 @@ pub struct BrowserNet;
 impl Net for BrowserNet {
     fn now_ms(&self) -> i64 {
         now() as i64
+    }
+    fn timestamp(&self, ms: i64) -> String {
+        host_iso(ms as f64)
     }
     fn online(&self) -> bool {
         online()
@@ -122,6 +127,9 @@ pub struct BrowserClock;
 impl Clock for BrowserClock {
     fn now_ms(&self) -> i64 {
         now() as i64
+    }
+    fn timestamp(&self, ms: i64) -> String {
+        host_iso(ms as f64)
     }
 }
 

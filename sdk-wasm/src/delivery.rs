@@ -19,7 +19,7 @@ use crate::prelude::*;
 
 use crate::outbox::{self, Outbox};
 use crate::platform::Storage;
-use footfall_wire::{json, time};
+use footfall_wire::json;
 
 /// Most bytes of one send's body (sendBeacon refuses more than 64 KB in flight).
 pub const MAX_SEND_BYTES: usize = 60 * 1024;
@@ -58,6 +58,10 @@ impl Later {
 /// What the delivery asks of its host (the browser, or a test).
 pub trait Net {
     fn now_ms(&self) -> i64;
+    /// `ms` as a batch's `sent_at` is written (see [`crate::platform::Clock::timestamp`]).
+    fn timestamp(&self, ms: i64) -> String {
+        footfall_wire::time::rfc3339_millis(ms)
+    }
     /// `navigator.onLine`.
     fn online(&self) -> bool;
     /// Two random bytes, for the jitter.
@@ -76,10 +80,10 @@ pub trait Net {
     fn warn(&mut self, msg: &str);
 }
 
-/// A batch's JSON text: the site's key, when it was sent, and the encoded events (one a
-/// line).
-pub fn batch_body(key: &str, now_ms: i64, events: &str) -> String {
-    json::batch_from_encoded(key, &time::rfc3339_millis(now_ms), outbox::lines(events))
+/// A batch's JSON text: the site's key, when it was sent (a timestamp), and the encoded
+/// events (one a line).
+pub fn batch_body(key: &str, sent_at: &str, events: &str) -> String {
+    json::batch_from_encoded(key, sent_at, outbox::lines(events))
 }
 
 pub struct Delivery<S> {
@@ -246,7 +250,7 @@ impl<S: Storage> Delivery<S> {
         {
             let chunk = self.outbox.peek(MAX_SEND_BYTES, &self.beaconed);
             if !chunk.is_empty() {
-                let body = batch_body(&self.key, t, &chunk);
+                let body = batch_body(&self.key, &net.timestamp(t), &chunk);
                 self.in_flight = chunk;
                 self.sent_at = t;
                 net.post(&self.url, &body);
@@ -348,7 +352,8 @@ impl<S: Storage> Delivery<S> {
             if chunk.is_empty() {
                 return;
             }
-            if !net.beacon(&self.url, &batch_body(&self.key, net.now_ms(), &chunk)) {
+            let sent_at = net.timestamp(net.now_ms());
+            if !net.beacon(&self.url, &batch_body(&self.key, &sent_at, &chunk)) {
                 return self.send_soon(net);
             }
             self.beaconed.push_str(&outbox::ids(&chunk));

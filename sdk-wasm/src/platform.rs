@@ -8,6 +8,11 @@ use crate::prelude::*;
 /// Wall-clock time in milliseconds since the Unix epoch.
 pub trait Clock {
     fn now_ms(&self) -> i64;
+    /// `ms` as product.md's timestamps are written (RFC 3339, UTC, milliseconds). The browser
+    /// layer asks its host (`Date#toISOString`), which keeps the calendar code out of the wasm.
+    fn timestamp(&self, ms: i64) -> String {
+        footfall_wire::time::rfc3339_millis(ms)
+    }
 }
 
 /// Key-value storage that every tab of the site sees (the `ff_*` cookies in a browser).

@@ -9,7 +9,7 @@ use crate::options::{Options, SessionScope};
 use crate::platform::fields;
 use crate::platform::{uuid_v4, uuid_v7, Clock, Entropy, Storage};
 use crate::session::{Rules, Sessions, SESSION_KEY};
-use footfall_wire::{json, time, EventType, RawJson};
+use footfall_wire::{json, EventType, RawJson};
 
 /// Storage key of the anonymous ID (the `ff_id` cookie).
 pub const ANON_KEY: &str = "ff_id";
@@ -266,7 +266,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             },
         );
         e.push_str(",\"timestamp\":\"");
-        e.push_str(&time::rfc3339_millis(at));
+        e.push_str(&self.clock.timestamp(at));
         e.push_str("\",\"anonymous_id\":");
         json::write_str(&mut e, &self.anonymous_id);
         e.push_str(",\"user_id\":");
@@ -376,7 +376,11 @@ mod tests {
         clock.advance(1000);
         chunk.push(t.record(track("b"), "").unwrap());
         chunk.push(t.record(track("c"), "").unwrap());
-        let body = crate::delivery::batch_body(&t.options.key, t.now_ms(), &chunk.join("\n"));
+        let body = crate::delivery::batch_body(
+            &t.options.key,
+            &footfall_wire::time::rfc3339_millis(t.now_ms()),
+            &chunk.join("\n"),
+        );
         let env: Envelope = serde_json::from_str(&body).unwrap();
         assert_eq!(env.key, "demo");
         let seqs: Vec<u64> = env.events.iter().map(|e| e.seq).collect();
@@ -443,7 +447,11 @@ mod tests {
         );
         let after = t.record(track("after"), "");
         let chunk = [identify.unwrap(), after.unwrap()];
-        let body = crate::delivery::batch_body(&t.options.key, t.now_ms(), &chunk.join("\n"));
+        let body = crate::delivery::batch_body(
+            &t.options.key,
+            &footfall_wire::time::rfc3339_millis(t.now_ms()),
+            &chunk.join("\n"),
+        );
         let env: Envelope = serde_json::from_str(&body).unwrap();
         assert_eq!(env.events[0].name, "$identify");
         assert_eq!(env.events[0].user_id.as_deref(), Some("ann@example.com"));
@@ -741,7 +749,7 @@ mod fixture_tests {
         }
         let ours: Value = serde_json::from_str(&crate::delivery::batch_body(
             &t.options.key,
-            t.now_ms(),
+            &footfall_wire::time::rfc3339_millis(t.now_ms()),
             &chunk.join("\n"),
         ))
         .unwrap();

@@ -26,6 +26,20 @@ test("rnd: unsigned 32-bit words, not repeated; now: the clock", async () => {
   assert.ok(got.now <= got.real, "read from the same clock");
 });
 
+// The same instants as `formats_known_instants` in wire/src/time.rs.
+test("iso: the wire format's timestamps, as the core writes them natively; nothing outside years 1970 to 9999", async () => {
+  const got = await page.evaluate(() => [0, 1795428001004, 951782400000, 4102444799999, NaN, -5, 1e20].map((ms) => tasks.iso(ms)));
+  assert.deepEqual(got, [
+    "1970-01-01T00:00:00.000Z",
+    "2026-11-23T10:00:01.004Z",
+    "2000-02-29T00:00:00.000Z",
+    "2099-12-31T23:59:59.999Z",
+    "1970-01-01T00:00:00.000Z",
+    "1970-01-01T00:00:00.000Z",
+    "9999-12-31T23:59:59.999Z",
+  ]);
+});
+
 test("later: at the end of the task, before a timer; timer: after one", async () => {
   const order = await page.evaluate(async () => {
     calls.length = 0;

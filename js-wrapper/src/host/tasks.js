@@ -1,4 +1,4 @@
-// The tasks room: time, randomness, work for later and `flush()`'s Promises. `later` runs
+// The tasks room: time (and timestamps as text), randomness, work for later and `flush()`'s Promises. `later` runs
 // the wasm's `_on(7, what)` at the end of the task, `timer` after `ms`; `flush()` resolves once
 // the wasm says (`flushed(count)`) that the events queued at the call were answered. `call(name,
 // a, b)` calls a wasm export (guarded by host.js).
@@ -9,6 +9,9 @@ function footfallTasks(call) {
   var used = 64;
   var tasks = {
     now: Date.now,
+    // A timestamp as the wire format writes it (RFC 3339, UTC, milliseconds), for the wasm:
+    // never throws (no date outside years 1970 to 9999 reaches it).
+    iso: (ms) => new Date(Math.min(Math.max(ms || 0, 0), 253402300799999)).toISOString(),
     rnd() {
       if (used >= 64) {
         try {
