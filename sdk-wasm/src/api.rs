@@ -466,7 +466,8 @@ fn name_of(n: &str) -> Option<String> {
 /// `name` (one answer a request): 6 while the lock is held, 7 at once when another tab holds
 /// it; 8 `init` (`json`: the options as the host lists them, see [`init`]).
 #[wasm_bindgen(js_name = _record)]
-pub fn record(kind: u32, name: &str, json: &str) {
+pub fn record(kind: u32, name: browser::Text, json: browser::Text) {
+    let (name, json) = (name.as_str(), json.as_str());
     match kind {
         4 => return set_registered(json),
         5 => return replay_page(name),

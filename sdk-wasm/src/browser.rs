@@ -23,17 +23,17 @@ extern "C" {
     #[wasm_bindgen(js_namespace = footfall_host)]
     fn open(which: u32, cookie_domain: &str) -> i32;
     #[wasm_bindgen(js_namespace = footfall_host)]
-    fn sget(store: i32, key: &str) -> Option<String>;
+    fn sget(store: i32, key: &str) -> Option<Text>;
     #[wasm_bindgen(js_namespace = footfall_host)]
     fn sset(store: i32, key: &str, value: &str);
     #[wasm_bindgen(js_namespace = footfall_host)]
     fn sdel(store: i32, key: &str);
     #[wasm_bindgen(js_namespace = footfall_host)]
-    fn keys(prefix: &str) -> String;
+    fn keys(prefix: &str) -> Text;
     #[wasm_bindgen(js_namespace = footfall_host, js_name = page)]
-    fn host_page() -> String;
+    fn host_page() -> Text;
     #[wasm_bindgen(js_namespace = footfall_host, js_name = context)]
-    fn host_context() -> String;
+    fn host_context() -> Text;
     #[wasm_bindgen(js_namespace = footfall_host)]
     fn facts() -> u32;
     #[wasm_bindgen(js_namespace = footfall_host)]
@@ -55,7 +55,41 @@ extern "C" {
     #[wasm_bindgen(js_namespace = footfall_host, js_name = got)]
     fn host_got(text: &str);
     #[wasm_bindgen(js_namespace = footfall_host, js_name = iso)]
-    fn host_iso(ms: f64) -> String;
+    fn host_iso(ms: f64) -> Text;
+}
+
+/// A string the host returns: wasm-bindgen's glue has written it into memory the wasm
+/// allocated for exactly its length, so it becomes a `String` as it is. (wasm-bindgen's own
+/// `String` goes through `Box<[u8]>`, whose shrinking, never needed here, costs 400 bytes.)
+pub struct Text(String);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl wasm_bindgen::describe::WasmDescribe for Text {
+    fn describe() {
+        <String as wasm_bindgen::describe::WasmDescribe>::describe()
+    }
+}
+
+impl wasm_bindgen::convert::FromWasmAbi for Text {
+    type Abi = wasm_bindgen::convert::WasmSlice;
+
+    unsafe fn from_abi(js: Self::Abi) -> Self {
+        let (ptr, len) = (js.ptr.into_usize(), js.len.into_usize());
+        // SAFETY: the glue allocated `len` bytes at `ptr` with the wasm's allocator and wrote
+        // UTF-8 (`TextEncoder`) into all of them; ownership passes to the wasm.
+        Text(unsafe { String::from_raw_parts(ptr as *mut u8, len, len) })
+    }
+}
+
+impl wasm_bindgen::convert::OptionFromWasmAbi for Text {
+    fn is_none(js: &Self::Abi) -> bool {
+        js.ptr.is_zero()
+    }
 }
 
 /// The delivery's way out (see [`crate::delivery`]): the host's `fetch`, `sendBeacon`,
@@ -68,7 +102,7 @@ impl Net for BrowserNet {
         now() as i64
     }
     fn timestamp(&self, ms: i64) -> String {
-        host_iso(ms as f64)
+        host_iso(ms as f64).0
     }
     fn online(&self) -> bool {
         online()
@@ -129,7 +163,7 @@ impl Clock for BrowserClock {
         now() as i64
     }
     fn timestamp(&self, ms: i64) -> String {
-        host_iso(ms as f64)
+        host_iso(ms as f64).0
     }
 }
 
@@ -182,7 +216,7 @@ impl BrowserStorage {
 
 impl Storage for BrowserStorage {
     fn get(&self, key: &str) -> Option<String> {
-        sget(self.0, key)
+        sget(self.0, key).map(|t| t.0)
     }
     fn set(&mut self, key: &str, value: &str) {
         sset(self.0, key, value);
@@ -194,19 +228,19 @@ impl Storage for BrowserStorage {
 
 /// The keys of localStorage that start with `prefix`, one a line.
 pub fn local_keys(prefix: &str) -> String {
-    keys(prefix)
+    keys(prefix).0
 }
 
 /// The page an event happens on: its URL, path, title and referrer, one a line (the host
 /// reads the URL and title each time, the path and referrer when the URL changed).
 pub fn page() -> String {
-    host_page()
+    host_page().0
 }
 
 /// Screen, viewport, language and time zone, one a line (the host reads the viewport again
 /// after each `resize`).
 pub fn context() -> String {
-    host_context()
+    host_context().0
 }
 
 /// What the host knows of the browser, as bits: online, hidden, Do Not Track or Global
