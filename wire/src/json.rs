@@ -202,6 +202,15 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_written_as_core_writes_them() {
+        for n in [0, 7, 10, 99, 1_000_000_007, u64::MAX] {
+            let mut s = String::from("x");
+            write_u64(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+    }
+
+    #[test]
     fn every_ascii_character_round_trips_beside_multibyte_ones() {
         for c in (0u8..=0x7f).map(char::from) {
             for text in [
