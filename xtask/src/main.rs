@@ -3,9 +3,9 @@
 //! - `cargo xtask demo`  — install what is missing, build everything, start the collector with
 //!   the demo shop on SQLite under `./data`, print the demo page's and the API's URLs.
 //! - `cargo xtask test`  — install what is missing, then fmt check, clippy (warnings denied),
-//!   native tests (the ClickHouse ones again on current ClickHouse, through chDB), wasm tests,
-//!   the SDK build with its size budget, the Chromium tests, and the cross-engine suite in
-//!   Chromium, Firefox and WebKit.
+//!   native tests, wasm tests, the SDK build with its size budget, the Chromium tests and the
+//!   cross-engine suite in Chromium, Firefox and WebKit, and beside those two the ClickHouse
+//!   suites again on current ClickHouse (chDB).
 //! - `cargo xtask build` / `setup` / `size` — the steps on their own.
 
 mod guard;
@@ -787,19 +787,6 @@ fn test(root: &Path) -> Result {
         "native tests",
         || run(cargo().args(["test", "--workspace"])),
     )?;
-    // The native tests ran the ClickHouse suites on Debian's 18.16; the store's SQL must also
-    // run on current ClickHouse: the same suites again on chDB's engine.
-    step("ClickHouse tests on current ClickHouse (chDB)", || {
-        let python = setup::chdb(root)?;
-        run(cargo()
-            .args(["test", "-p", "footfall-collector"])
-            .args(["--test", "store_suite", "--test", "scale_out"])
-            .args(["--test", "journeys", "--test", "erase_clickhouse"])
-            .args(["--test", "ingest_clickhouse", "--test", "layout_clickhouse"])
-            .args(["--test", "rollups_clickhouse"])
-            .env("FOOTFALL_TEST_CLICKHOUSE", "current")
-            .env("FOOTFALL_CHDB_PYTHON", python))
-    })?;
     step("wasm tests (wasm-bindgen-test in Node.js)", || {
         run(cargo()
             .args([
@@ -814,7 +801,25 @@ fn test(root: &Path) -> Result {
                 "wasm-bindgen-test-runner",
             ))
     })?;
-    step("end-to-end tests in Chromium", || {
+    // The native tests ran the ClickHouse suites on Debian's 18.16; the store's SQL must also
+    // run on current ClickHouse: the same suites again on chDB's engine (their binaries are
+    // built: the native tests built them). They run beside the browser suites, which spend
+    // most of their time waiting on pages and timers; their output comes at the end.
+    let python = setup::chdb(root)?;
+    let mut chdb = cargo();
+    chdb.args(["test", "-p", "footfall-collector"])
+        .args(["--test", "store_suite", "--test", "scale_out"])
+        .args(["--test", "journeys", "--test", "erase_clickhouse"])
+        .args(["--test", "ingest_clickhouse", "--test", "layout_clickhouse"])
+        .args(["--test", "rollups_clickhouse"])
+        .env("FOOTFALL_TEST_CLICKHOUSE", "current")
+        .env("FOOTFALL_CHDB_PYTHON", python);
+    println!("\n==> ClickHouse tests on current ClickHouse (chDB), beside the browser suites");
+    let chdb = std::thread::spawn(move || {
+        let t = Instant::now();
+        (chdb.output(), t.elapsed())
+    });
+    let browsers = step("end-to-end tests in Chromium", || {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("tests/e2e"))
             .map_err(|e| e.to_string())?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -826,11 +831,32 @@ fn test(root: &Path) -> Result {
             .env("FOOTFALL_COLLECTOR_BIN", release_bin(root))
             .args(["--test", "--test-concurrency=1"])
             .args(files))
-    })?;
-    step(
-        "end-to-end tests in every engine (Chromium, Firefox, WebKit; in parallel)",
-        || engines(root),
-    )?;
+    })
+    .and_then(|()| {
+        step(
+            "end-to-end tests in every engine (Chromium, Firefox, WebKit; in parallel)",
+            || engines(root),
+        )
+    });
+    let (out, took) = chdb
+        .join()
+        .map_err(|_| "the chDB runner panicked".to_string())?;
+    let out = out.map_err(|e| format!("cannot start cargo for the chDB suites: {e}"))?;
+    println!(
+        "\n--- ClickHouse tests on current ClickHouse (chDB): {} in {:.1} s ---\n{}{}",
+        if out.status.success() {
+            "passed"
+        } else {
+            "FAILED"
+        },
+        took.as_secs_f64(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    browsers?;
+    if !out.status.success() {
+        return Err("the ClickHouse suites failed on current ClickHouse (chDB)".into());
+    }
     println!("\nall checks passed in {:.0} s", t.elapsed().as_secs_f64());
     Ok(())
 }
