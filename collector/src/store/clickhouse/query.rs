@@ -1136,8 +1136,9 @@ fn session_spans(
 }
 
 /// The sessions [`session_spans`] finds, a row each with only what statistics need:
-/// `start_ms`, `end_ms`, `bounce` (1 or 0), `first_COLUMN` for `first` (`site`, `path`,
-/// `browser`, `os`, `device` or `country`) and, if `person`, the first event's `person`. Read
+/// `start_ms`, `end_ms`, `bounce` (1 or 0), `first_COLUMN` for `first` (`path`, or the
+/// `cityHash64` of the `site`, `browser`, `os`, `device` or `country`: see
+/// [`hashed_names`]) and, if `person`, the first event's `person`. Read
 /// from `session_rollup`: a session's rows (one per site, device and anonymous ID, and per
 /// insert until merged) merged here, which is grouping the session's events. Whether a kind
 /// of event is there at all is its greatest hash being other than 0 (what `maxIf` of none
@@ -1153,8 +1154,10 @@ fn session_stat_rows(
 ) -> String {
     let counted = scope.sql("device", "site", lit);
     let mut cols = String::new();
-    if let Some(col) = first {
-        cols += &format!(", argMinMerge(s_{col}) AS first_{col}");
+    match first {
+        Some("path") => cols += ", argMinMerge(s_path) AS first_path",
+        Some(col) => cols += &format!(", argMinMerge(s_{col}_h) AS first_{col}"),
+        None => {}
     }
     if person {
         cols += &format!(
@@ -1173,6 +1176,29 @@ fn session_stat_rows(
          GROUP BY session_h
          HAVING start_ms >= {from} AND start_ms < {to}"
     )
+}
+
+/// The texts of the hashes `wanted` of event column `col` (`site`, `device`, `browser`, `os`
+/// or `country`), as [`session_stat_rows`] gives them: from `users_hourly`, which has every
+/// event's (a few thousand rows at most), else from `events` for any it lacks (a rollup
+/// edited by hand).
+fn hashed_names(c: &Client, col: &str, wanted: &[u64]) -> Result<HashMap<u64, String>, StoreError> {
+    let db = &c.database;
+    let mut names = HashMap::new();
+    for table in ["users_hourly", "events"] {
+        if wanted.iter().all(|h| names.contains_key(h)) {
+            break;
+        }
+        let (rows, _) = c.select(&format!(
+            "SELECT cityHash64(v) AS h, v FROM (SELECT {col} AS v FROM {db}.{table} GROUP BY v)"
+        ))?;
+        for r in &rows {
+            if let Some(h) = r["h"].as_u64() {
+                names.insert(h, s(r, "v"));
+            }
+        }
+    }
+    Ok(names)
 }
 
 pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
@@ -1199,13 +1225,42 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
         first,
         q.user.is_some() || q.split == Some(SessionField::User),
     );
+    // A hashed first value is named after the grouping (rows of every value, a few
+    // thousand at most, ordered and cut here as the SQL orders and cuts the others).
+    let hashed = first.filter(|&col| col != "path");
     let (rows, totals) = c.select(&format!(
         "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
                 sum(bounce) AS bounces
          FROM ({spans})
          {only}
-         GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000"
+         GROUP BY key WITH TOTALS {order}",
+        order = match hashed {
+            Some(_) => "",
+            None => "ORDER BY n DESC, key LIMIT 1000",
+        },
     ))?;
+    let rows = match hashed {
+        None => rows,
+        Some(col) => {
+            let wanted: Vec<u64> = rows.iter().filter_map(|r| r["key"].as_u64()).collect();
+            let names = hashed_names(c, col, &wanted)?;
+            let mut named: Vec<Value> = rows
+                .into_iter()
+                .map(|mut r| {
+                    let name = r["key"].as_u64().and_then(|h| names.get(&h)).cloned();
+                    r["key"] = Value::String(name.unwrap_or_default());
+                    r
+                })
+                .collect();
+            named.sort_by(|a, b| {
+                u(b, "n")
+                    .cmp(&u(a, "n"))
+                    .then_with(|| s(a, "key").cmp(&s(b, "key")))
+            });
+            named.truncate(1000);
+            named
+        }
+    };
     let totals_of = |r: &Value| {
         let n = u(r, "n");
         let ms = i(r, "ms");
