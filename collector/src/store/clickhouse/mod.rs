@@ -32,7 +32,8 @@
 //!   views inside each INSERT into `events` and keyed by the anonymous ID's hash, so that
 //!   insights counting users read whole hours from far fewer rows and session statistics
 //!   one row per session, persons mapped through the person map at query time. Made, and
-//!   filled from `events` once, on the first start on a database from before them.
+//!   filled from `events` once, on the first start on a database from before them (or
+//!   before their current layout: [`RELAID`]).
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
 //! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
