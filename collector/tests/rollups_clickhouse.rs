@@ -150,14 +150,17 @@ fn answers(store: &dyn Store) -> Vec<String> {
         Some(SessionField::User),
         Some(SessionField::EntryPath),
         Some(SessionField::Site),
+        Some(SessionField::Os),
+        Some(SessionField::Device),
+        Some(SessionField::Country),
     ];
-    for (from_ms, to_ms) in ranges {
+    for (r, &(from_ms, to_ms)) in ranges.iter().enumerate() {
         for (k, scope) in scopes.iter().enumerate() {
             let q = SessionStatsQuery {
                 from_ms,
                 to_ms,
                 user: (k == 1).then(|| "bob".to_owned()),
-                split: splits[k % splits.len()],
+                split: splits[(k + 3 * r) % splits.len()],
                 scope: scope.clone(),
             };
             out.push(format!("{q:?}\n{:?}", store.session_stats(&q).unwrap()));
@@ -272,7 +275,7 @@ fn rollups_answer_as_sqlite_does() {
     same("rollups filled on start", &sqlite, &ch);
     assert_eq!(
         server.query("SELECT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        "session_rollup\nusers_hourly\n"
+        "session_rollup 2\nusers_hourly\n"
     );
     // A fill that was cut short (its row in `rollups_filled` never written) runs again whole
     // on the next start, over what it had written.
@@ -280,6 +283,58 @@ fn rollups_answer_as_sqlite_does() {
     server.query("DROP TABLE rollups.rollups_filled");
     let ch = ClickHouse::open(&url, dir.path(), 1 << 30).unwrap();
     same("rollups filled twice", &sqlite, &ch);
+
+    // A `session_rollup` of the first layout (first values as text, has-page and has-stay
+    // states), filled and noted so, fed by its view: made again and filled on start.
+    drop(ch);
+    server.query("DROP TABLE rollups.session_rollup_feed");
+    server.query("DROP TABLE rollups.session_rollup");
+    let first_layout = "SELECT cityHash64(session_id) AS session_h, site, device,
+            cityHash64(anonymous_id) AS anon_h, minState(time_ms) AS s_start,
+            maxState(time_ms) AS s_end, maxState(toUInt8(type = 'page')) AS s_has_page,
+            argMinState(browser, time_ms) AS s_browser
+        FROM rollups.events GROUP BY session_h, site, device, anon_h";
+    server.query(
+        "CREATE TABLE rollups.session_rollup (
+            session_h UInt64, site String, device String, anon_h UInt64,
+            s_start AggregateFunction(min, Int64), s_end AggregateFunction(max, Int64),
+            s_has_page AggregateFunction(max, UInt8),
+            s_browser AggregateFunction(argMin, String, Int64)
+        ) ENGINE = AggregatingMergeTree ORDER BY (session_h, site, device, anon_h)",
+    );
+    server.query(&format!(
+        "CREATE MATERIALIZED VIEW rollups.session_rollup_feed TO rollups.session_rollup
+         AS {first_layout}"
+    ));
+    server.query(&format!(
+        "INSERT INTO rollups.session_rollup {first_layout}"
+    ));
+    // The notes as that version left them.
+    server.query("DROP TABLE rollups.rollups_filled");
+    server.query(
+        "CREATE TABLE rollups.rollups_filled (rollup String, filled_ms Int64)
+         ENGINE = MergeTree ORDER BY rollup",
+    );
+    server.query(
+        "INSERT INTO rollups.rollups_filled VALUES ('session_rollup', 0), ('users_hourly', 0)",
+    );
+    let ch = ClickHouse::open(&url, dir.path(), 1 << 30).unwrap();
+    same(
+        "session_rollup of the first layout made again",
+        &sqlite,
+        &ch,
+    );
+    assert_eq!(
+        server.query(
+            "SELECT name FROM system.columns
+             WHERE database = 'rollups' AND table = 'session_rollup' AND name LIKE 's_b%'"
+        ),
+        "s_browser_h\n"
+    );
+    assert_eq!(
+        server.query("SELECT DISTINCT rollup FROM rollups.rollups_filled ORDER BY rollup"),
+        "session_rollup\nsession_rollup 2\nusers_hourly\n"
+    );
 
     // What the answers read: a user slipped into the rollup alone (an anonymous ID no event
     // has) at a whole hour is counted, so the rollup is the source, not the raw events.

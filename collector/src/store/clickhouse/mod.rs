@@ -32,7 +32,8 @@
 //!   views inside each INSERT into `events` and keyed by the anonymous ID's hash, so that
 //!   insights counting users read whole hours from far fewer rows and session statistics
 //!   one row per session, persons mapped through the person map at query time. Made, and
-//!   filled from `events` once, on the first start on a database from before them.
+//!   filled from `events` once, on the first start on a database from before them (or
+//!   before their current layout: [`RELAID`]).
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
 //! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
@@ -192,41 +193,43 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
         // (what a scope keeps or drops); session statistics merge a session's rows at query
         // time. A bounce is one distinct page view and one distinct event that is not a page
         // leave (SQLite's `pages = 1 AND events = 1 + leaves` said otherwise): each "exactly
-        // one" is the least and greatest event ID hash of its kind being equal, states of a
-        // fixed size that a copy of an event leaves as they were.
+        // one" is the least and greatest event ID hash of its kind being equal (and not 0,
+        // what none gives), states of a fixed size that a copy of an event leaves as they
+        // were. First values are kept as the hashes of the texts (fixed-size states, a third
+        // of the cost of merging text ones), which queries name again from `users_hourly`
+        // (every event's site, device, browser, OS and country are there); the entry path
+        // and the anonymous ID stay text.
         "session_rollup",
         "CREATE TABLE IF NOT EXISTS {db}.session_rollup (
             session_h UInt64, site String, device String, anon_h UInt64,
             s_start AggregateFunction(min, Int64),
             s_end AggregateFunction(max, Int64),
-            s_has_page AggregateFunction(max, UInt8),
             s_page_min AggregateFunction(minIf, UInt64, UInt8),
             s_page_max AggregateFunction(maxIf, UInt64, UInt8),
-            s_has_stay AggregateFunction(max, UInt8),
             s_stay_min AggregateFunction(minIf, UInt64, UInt8),
             s_stay_max AggregateFunction(maxIf, UInt64, UInt8),
             s_anon AggregateFunction(argMin, String, Int64),
-            s_site AggregateFunction(argMin, String, Int64),
             s_path AggregateFunction(argMin, String, Int64),
-            s_browser AggregateFunction(argMin, String, Int64),
-            s_os AggregateFunction(argMin, String, Int64),
-            s_device AggregateFunction(argMin, String, Int64),
-            s_country AggregateFunction(argMin, String, Int64)
+            s_site_h AggregateFunction(argMin, UInt64, Int64),
+            s_browser_h AggregateFunction(argMin, UInt64, Int64),
+            s_os_h AggregateFunction(argMin, UInt64, Int64),
+            s_device_h AggregateFunction(argMin, UInt64, Int64),
+            s_country_h AggregateFunction(argMin, UInt64, Int64)
         ) ENGINE = AggregatingMergeTree ORDER BY (session_h, site, device, anon_h)",
         "SELECT cityHash64(session_id) AS session_h, site, device,
                 cityHash64(anonymous_id) AS anon_h,
-                minState(time_ms) AS s_start,
-                maxState(time_ms) AS s_end, maxState(toUInt8(type = 'page')) AS s_has_page,
+                minState(time_ms) AS s_start, maxState(time_ms) AS s_end,
                 minIfState(cityHash64(event_id), type = 'page') AS s_page_min,
                 maxIfState(cityHash64(event_id), type = 'page') AS s_page_max,
-                maxState(toUInt8(name != '$pageleave')) AS s_has_stay,
                 minIfState(cityHash64(event_id), name != '$pageleave') AS s_stay_min,
                 maxIfState(cityHash64(event_id), name != '$pageleave') AS s_stay_max,
                 argMinState(anonymous_id, time_ms) AS s_anon,
-                argMinState(site, time_ms) AS s_site, argMinState(path, time_ms) AS s_path,
-                argMinState(browser, time_ms) AS s_browser, argMinState(os, time_ms) AS s_os,
-                argMinState(device, time_ms) AS s_device,
-                argMinState(country, time_ms) AS s_country
+                argMinState(path, time_ms) AS s_path,
+                argMinState(cityHash64(site), time_ms) AS s_site_h,
+                argMinState(cityHash64(browser), time_ms) AS s_browser_h,
+                argMinState(cityHash64(os), time_ms) AS s_os_h,
+                argMinState(cityHash64(device), time_ms) AS s_device_h,
+                argMinState(cityHash64(country), time_ms) AS s_country_h
          FROM {db}.events GROUP BY session_h, site, device, anon_h",
     ),
 ];
@@ -234,12 +237,19 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
 /// The rollups' tables, which an erase deletes from as from `events`.
 const ROLLUP_TABLES: [&str; 2] = ["users_hourly", "session_rollup"];
 
+/// Rollups whose layout changed since they first shipped: (table, a column only the current
+/// layout has, the note its fill leaves in `rollups_filled`). On start a table of an older
+/// layout (without that column) is dropped with its view, then made and filled again like a
+/// missing one (the older layout's note does not count for it).
+const RELAID: &[(&str, &str, &str)] = &[("session_rollup", "s_browser_h", "session_rollup 2")];
+
 /// Events per statement of a backfill (whole UTC days each, so at least a day's).
 const FILL_CHUNK: u64 = 2_000_000;
 
 /// Creates the rollups and their views if missing, and fills each from `events` once (the
 /// backfill), after its view exists, so nothing inserted meanwhile is missed (what both wrote
-/// twice changes no answer). A rollup counts as filled once its row is in `rollups_filled`,
+/// twice changes no answer). A rollup counts as filled once its note (its name, or its layout's
+/// in [`RELAID`]) is in `rollups_filled`,
 /// written after the last statement of its fill: a fill cut short (a stop, a timeout) is run
 /// again whole on the next start, which the rollups' duplicate safety allows.
 fn create_rollups(client: &Client) -> Result<(), ChError> {
@@ -252,16 +262,36 @@ fn create_rollups(client: &Client) -> Result<(), ChError> {
     let filled = |t: &str| rows.iter().any(|r| r["rollup"].as_str() == Some(t));
     for (table, create, select) in ROLLUPS {
         let select = select.replace("{db}", db);
+        let relaid = RELAID.iter().find(|r| r.0 == *table);
+        let mut remade = false;
+        if let Some((_, column, _)) = relaid {
+            let (cols, _) = client.select(&format!(
+                "SELECT count() AS n, countIf(name = {}) AS current FROM system.columns
+                 WHERE database = {} AND table = {}",
+                http::lit(column),
+                http::lit(db),
+                http::lit(table)
+            ))?;
+            let has = |k: &str| cols.first().and_then(|r| r[k].as_u64()).unwrap_or(0) > 0;
+            if has("n") && !has("current") {
+                log::info!("clickhouse: {db}.{table} is of an older layout: made again");
+                // The view first, so that no insert into `events` writes to a missing table.
+                client.execute(&format!("DROP TABLE IF EXISTS {db}.{table}_feed"))?;
+                client.execute(&format!("DROP TABLE IF EXISTS {db}.{table}"))?;
+                remade = true;
+            }
+        }
+        let note = relaid.map_or(*table, |r| r.2);
         client.execute(&create.replace("{db}", db))?;
         client.execute(&format!(
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_feed TO {db}.{table} AS {select}"
         ))?;
-        if !filled(table) {
+        if remade || !filled(note) {
             fill(client, table, &select)?;
             let now = chrono::Utc::now().timestamp_millis();
             client.execute(&format!(
                 "INSERT INTO {db}.rollups_filled VALUES ({}, {now})",
-                http::lit(table)
+                http::lit(note)
             ))?;
         }
     }

@@ -335,13 +335,16 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
     Some(parts.join(" UNION ALL "))
 }
 
+/// The bucket of a row's `time_ms`, as a number or a date: grouped by as is, and made the
+/// label [`bucket_index`] reads (`toString`) only once per bucket, after the grouping (text
+/// made for each of millions of rows cost more than the grouping).
 fn bucket_expr(q: &InsightsQuery) -> String {
     let local = format!("toDateTime(intDiv(time_ms, 1000), {})", lit(q.tz.name()));
     match q.interval {
-        Interval::Hour => "toString(intDiv(time_ms, 3600000))".into(),
-        Interval::Day => format!("toString(toDate({local}))"),
-        Interval::Week => format!("toString(toMonday({local}))"),
-        Interval::Month => format!("toString(toStartOfMonth({local}))"),
+        Interval::Hour => "intDiv(time_ms, 3600000)".into(),
+        Interval::Day => format!("toDate({local})"),
+        Interval::Week => format!("toMonday({local})"),
+        Interval::Month => format!("toStartOfMonth({local})"),
     }
 }
 
@@ -374,16 +377,23 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
         _ => "key",
     };
     // One pass: distinct entities per (bucket, series key), merged per key for the ranking
-    // and over everything for the total (`WITH TOTALS`).
+    // and over everything for the total (`WITH TOTALS`; without `by` and `split` the one key's
+    // count is the total, and a second merge of every set would cost as much again).
+    let keyed = q.by.is_some() || q.split.is_some();
     let (rows, totals) = c.select(&format!(
-        "SELECT k, uniqExactMerge(st) AS n, groupArray(b) AS bs,
+        "SELECT k, uniqExactMerge(st) AS n, groupArray(toString(b)) AS bs,
                 groupArray(finalizeAggregation(st)) AS ns
          FROM (SELECT {bucket} AS b, {series_col} AS k, uniqExactState({entity}) AS st
                FROM ({source}) GROUP BY b, k)
-         GROUP BY k WITH TOTALS ORDER BY n DESC, k LIMIT 1000",
+         GROUP BY k {totals} ORDER BY n DESC, k LIMIT 1000",
         bucket = bucket_expr(q),
+        totals = if keyed { "WITH TOTALS" } else { "" },
     ))?;
-    let total = totals.as_ref().map_or(0, |t| u(t, "n"));
+    let total = match &totals {
+        Some(t) => u(t, "n"),
+        None if !keyed => rows.first().map_or(0, |r| u(r, "n")),
+        None => 0,
+    };
     let series_keys: Vec<Option<String>> = match (&q.by, &q.split) {
         (None, None) => vec![None],
         _ => rows.iter().take(20).map(|r| non_empty(s(r, "k"))).collect(),
@@ -443,7 +453,7 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
             .collect(),
     };
     sort_table(&mut table, q.by.is_none());
-    let sample_users = sample_users(c, &pm, &raw, events_only.as_deref())?;
+    let sample_users = sample_users(c, &pm, &raw, events_only.as_deref(), (q.from_ms, q.to_ms))?;
     Ok(Insights {
         total,
         series,
@@ -719,14 +729,38 @@ fn sample_users(
     pm: &str,
     source: &str,
     events_only: Option<&str>,
+    (from_ms, to_ms): (i64, i64),
 ) -> Result<Vec<String>, StoreError> {
+    const DAY: i64 = 86_400_000;
     let db = &c.database;
     let latest: Vec<String> = match events_only {
         Some(conds) => {
-            let (rows, _) = c.select(&format!(
-                "SELECT anonymous_id FROM {db}.events WHERE {conds}
-                 ORDER BY time_ms DESC LIMIT 1000"
-            ))?;
+            // The latest 1,000 of the range's events: those of its last UTC day, or last week,
+            // when that many are there (every earlier event is older than all of them), which
+            // reads the granules of those days only (the day leads the sort key of `events`);
+            // else of the whole range.
+            let last_day = to_ms.saturating_sub(1).div_euclid(DAY);
+            let mut rows = Vec::new();
+            for days in [1, 7, 0] {
+                let since = (last_day - days + 1) * DAY;
+                let window = match days {
+                    0 => String::new(),
+                    _ if since <= from_ms.max(0) => continue,
+                    _ => format!(
+                        " AND intDiv(time_ms, {DAY}) >= {} AND time_ms >= {since}",
+                        since / DAY
+                    ),
+                };
+                rows = c
+                    .select(&format!(
+                        "SELECT anonymous_id FROM {db}.events WHERE {conds}{window}
+                         ORDER BY time_ms DESC LIMIT 1000"
+                    ))?
+                    .0;
+                if rows.len() == 1000 {
+                    break;
+                }
+            }
             let anons: Vec<String> = rows.iter().map(|r| s(r, "anonymous_id")).collect();
             let mut unique = anons.clone();
             unique.sort();
@@ -1102,10 +1136,14 @@ fn session_spans(
 }
 
 /// The sessions [`session_spans`] finds, a row each with only what statistics need:
-/// `start_ms`, `end_ms`, `bounce` (1 or 0), `first_COLUMN` for `first` (`site`, `path`,
-/// `browser`, `os`, `device` or `country`) and, if `person`, the first event's `person`. Read
+/// `start_ms`, `end_ms`, `bounce` (1 or 0), `first_COLUMN` for `first` (`path`, or the
+/// `cityHash64` of the `site`, `browser`, `os`, `device` or `country`: see
+/// [`hashed_names`]) and, if `person`, the first event's `person`. Read
 /// from `session_rollup`: a session's rows (one per site, device and anonymous ID, and per
-/// insert until merged) merged here, which is grouping the session's events.
+/// insert until merged) merged here, which is grouping the session's events. Whether a kind
+/// of event is there at all is its greatest hash being other than 0 (what `maxIf` of none
+/// gives; an event ID hashing to 0 has odds of 2⁻⁶⁴), which spares merging the two `s_has_*`
+/// states for each of millions of sessions.
 fn session_stat_rows(
     db: &str,
     pm: &str,
@@ -1116,8 +1154,10 @@ fn session_stat_rows(
 ) -> String {
     let counted = scope.sql("device", "site", lit);
     let mut cols = String::new();
-    if let Some(col) = first {
-        cols += &format!(", argMinMerge(s_{col}) AS first_{col}");
+    match first {
+        Some("path") => cols += ", argMinMerge(s_path) AS first_path",
+        Some(col) => cols += &format!(", argMinMerge(s_{col}_h) AS first_{col}"),
+        None => {}
     }
     if person {
         cols += &format!(
@@ -1128,14 +1168,37 @@ fn session_stat_rows(
     }
     format!(
         "SELECT minMerge(s_start) AS start_ms, maxMerge(s_end) AS end_ms,
-                maxMerge(s_has_page) = 1 AND minIfMerge(s_page_min) = maxIfMerge(s_page_max)
-                AND maxMerge(s_has_stay) = 1 AND minIfMerge(s_stay_min) = maxIfMerge(s_stay_max)
-                AS bounce {cols}
+                maxIfMerge(s_page_max) AS page_max, maxIfMerge(s_stay_max) AS stay_max,
+                page_max != 0 AND minIfMerge(s_page_min) = page_max
+                AND stay_max != 0 AND minIfMerge(s_stay_min) = stay_max AS bounce {cols}
          FROM {db}.session_rollup
          WHERE {counted}
          GROUP BY session_h
          HAVING start_ms >= {from} AND start_ms < {to}"
     )
+}
+
+/// The texts of the hashes `wanted` of event column `col` (`site`, `device`, `browser`, `os`
+/// or `country`), as [`session_stat_rows`] gives them: from `users_hourly`, which has every
+/// event's (a few thousand rows at most), else from `events` for any it lacks (a rollup
+/// edited by hand).
+fn hashed_names(c: &Client, col: &str, wanted: &[u64]) -> Result<HashMap<u64, String>, StoreError> {
+    let db = &c.database;
+    let mut names = HashMap::new();
+    for table in ["users_hourly", "events"] {
+        if wanted.iter().all(|h| names.contains_key(h)) {
+            break;
+        }
+        let (rows, _) = c.select(&format!(
+            "SELECT cityHash64(v) AS h, v FROM (SELECT {col} AS v FROM {db}.{table} GROUP BY v)"
+        ))?;
+        for r in &rows {
+            if let Some(h) = r["h"].as_u64() {
+                names.insert(h, s(r, "v"));
+            }
+        }
+    }
+    Ok(names)
 }
 
 pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
@@ -1162,13 +1225,42 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
         first,
         q.user.is_some() || q.split == Some(SessionField::User),
     );
+    // A hashed first value is named after the grouping (rows of every value, a few
+    // thousand at most, ordered and cut here as the SQL orders and cuts the others).
+    let hashed = first.filter(|&col| col != "path");
     let (rows, totals) = c.select(&format!(
         "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
                 sum(bounce) AS bounces
          FROM ({spans})
          {only}
-         GROUP BY key WITH TOTALS ORDER BY n DESC, key LIMIT 1000"
+         GROUP BY key WITH TOTALS {order}",
+        order = match hashed {
+            Some(_) => "",
+            None => "ORDER BY n DESC, key LIMIT 1000",
+        },
     ))?;
+    let rows = match hashed {
+        None => rows,
+        Some(col) => {
+            let wanted: Vec<u64> = rows.iter().filter_map(|r| r["key"].as_u64()).collect();
+            let names = hashed_names(c, col, &wanted)?;
+            let mut named: Vec<Value> = rows
+                .into_iter()
+                .map(|mut r| {
+                    let name = r["key"].as_u64().and_then(|h| names.get(&h)).cloned();
+                    r["key"] = Value::String(name.unwrap_or_default());
+                    r
+                })
+                .collect();
+            named.sort_by(|a, b| {
+                u(b, "n")
+                    .cmp(&u(a, "n"))
+                    .then_with(|| s(a, "key").cmp(&s(b, "key")))
+            });
+            named.truncate(1000);
+            named
+        }
+    };
     let totals_of = |r: &Value| {
         let n = u(r, "n");
         let ms = i(r, "ms");
