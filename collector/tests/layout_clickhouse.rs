@@ -193,7 +193,7 @@ fn a_database_ordered_by_event_id_answers_the_same_before_and_after_the_rebuild(
     );
     server.query("DROP TABLE layout.event_ids_feed");
     // Nor the rollups: the collector fills them from `events` on start.
-    for table in ["users_hourly", "session_rollup"] {
+    for table in ["users_hourly", "session_rollup", "steps_hourly"] {
         server.query(&format!("DROP TABLE layout.{table}_feed"));
         server.query(&format!("DROP TABLE layout.{table}"));
     }

@@ -31,8 +31,9 @@
 //! - `users_hourly` and `session_rollup`: the rollups ([`ROLLUPS`]), filled by materialized
 //!   views inside each INSERT into `events` and keyed by the anonymous ID's hash, so that
 //!   insights counting users read whole hours from far fewer rows and session statistics
-//!   one row per session, persons mapped through the person map at query time. Made, and
-//!   filled from `events` once, on the first start on a database from before them.
+//!   one row per session, persons mapped through the person map at query time; retention
+//!   reads whole hours from `users_hourly` (any event) and `steps_hourly` (named steps).
+//!   Made, and filled from `events` once, on the first start on a database from before them.
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
 //! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
@@ -229,10 +230,25 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
                 argMinState(country, time_ms) AS s_country
          FROM {db}.events GROUP BY session_h, site, device, anon_h",
     ),
+    (
+        // Who did which event (and, of page views, on which page), per UTC hour, site and
+        // the dimensions of `users_hourly`: retention whose steps are named reads the hours
+        // of its steps' names from here (issue #18). Sorted by name and page first, so a
+        // step reads its own rows only.
+        "steps_hourly",
+        "CREATE TABLE IF NOT EXISTS {db}.steps_hourly (
+            name String, page String, hour Int64, site String, device String, browser String,
+            os String, country String, anon_h UInt64
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY (name, page, hour, site, device, browser, os, country, anon_h)",
+        "SELECT name, if(name = '$pageview', path, '') AS page, intDiv(time_ms, 3600000) AS hour,
+                site, device, browser, os, country, cityHash64(anonymous_id) AS anon_h
+         FROM {db}.events GROUP BY name, page, hour, site, device, browser, os, country, anon_h",
+    ),
 ];
 
 /// The rollups' tables, which an erase deletes from as from `events`.
-const ROLLUP_TABLES: [&str; 2] = ["users_hourly", "session_rollup"];
+const ROLLUP_TABLES: [&str; 3] = ["users_hourly", "session_rollup", "steps_hourly"];
 
 /// Events per statement of a backfill (whole UTC days each, so at least a day's).
 const FILL_CHUNK: u64 = 2_000_000;
