@@ -658,9 +658,12 @@ pub fn step_events(
     let mask = mask_sql(&q.steps);
     let split = if q.breakdown.is_some() { "split" } else { "''" };
     let person = if q.people { "person" } else { "''" };
+    // Anonymous IDs' hashes, their people looked up here: a `joinGet` per row costs
+    // ClickHouse more than the whole map read once and a lookup per row costs here.
+    let persons = persons::read(c, &pm)?;
     let rows = c.select_binary(&format!(
-        "SELECT person_h, time_ms, toUInt32(mask), {split}, {person}
-         FROM (SELECT person_h, time_ms, {split}, {person}, {mask} AS mask FROM ({source}))
+        "SELECT anon_h, time_ms, toUInt32(mask), {split}, {person}
+         FROM (SELECT anon_h, time_ms, {split}, {person}, {mask} AS mask FROM ({source}))
          WHERE mask != 0"
     ))?;
     let mut people = HashMap::new();
@@ -670,7 +673,8 @@ pub fn step_events(
     let mut r = rowbinary::Reader(&rows);
     let bad = || StoreError::ClickHouse(ChError::Answer("a step row cut short".into()));
     while !r.0.is_empty() {
-        let person_h = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let anon_h = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let person_h = persons.get(&anon_h).copied().unwrap_or(anon_h);
         let time_ms = i64::from_le_bytes(r.take().ok_or_else(bad)?);
         let mask = u32::from_le_bytes(r.take().ok_or_else(bad)?);
         let value = r.text().ok_or_else(bad)?;
