@@ -1,8 +1,8 @@
 //! Retention and user paths worked out inside ClickHouse: each person's (or session's) step
 //! events reduced there with fixed-size states or one sorted array of numbers, the rules of
-//! [`crate::store::journeys`] run on them with array functions, and only counts come back
-//! (a row per cohort and set of return periods, per distinct path) instead of every matching
-//! event. Retention reads whole hours from the rollups `users_hourly` and `steps_hourly` when
+//! [`crate::store::journeys`] run on them with bit and array functions, and only a few
+//! numbers come back (the start and return periods of each anonymous ID, put together by
+//! person here; a count per distinct path) instead of every matching event. Retention reads whole hours from the rollups `users_hourly` and `steps_hourly` when
 //! its filters and time zone allow ([`query::hourly_steps_source`]). The SQL is kept to what
 //! ClickHouse 18.16 and current releases both run.
 //!
@@ -19,6 +19,7 @@ use super::http::{list, ChError, Client};
 use super::query::{self, journey_source, mask_sql, retention_period};
 use super::{persons, rowbinary, StoreError};
 use crate::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
+use std::collections::HashMap;
 
 /// Retention's cohorts in the periods that begin at `starts`, as [`journeys::retention`]
 /// counts them. Days and weeks are counted here; other periods from the events.
@@ -33,75 +34,62 @@ pub fn retention(
     };
     let pm = persons::current(c)?;
     let tz = q.periods.as_ref().map_or(chrono_tz::Tz::UTC, |p| p.tz);
-    // Of each anonymous ID (or, from the rollups, each of its hours and steps): its first
-    // start event (`first`, read where `started`) and the periods it came back in (as
-    // bits, 64 periods a word: fixed-size states, no sets).
-    let words = starts.len().div_ceil(64);
-    let word = |w: usize| {
+    // Rows `anon_h`, `time_ms`, `mask`: whole hours from the rollups when they answer it,
+    // else every step event.
+    let hits = query::hourly_steps_source(c, &pm, q, tz).unwrap_or_else(|| {
+        let source = journey_source(
+            c,
+            &pm,
+            (q.from_ms, q.to_ms),
+            Step::names(&q.steps),
+            &q.filters,
+            &q.sites,
+            None,
+        );
         format!(
-            "if(bitAnd(mask, 2) != 0 AND intDiv(p, 64) = {w},
-                bitShiftLeft(toUInt64(1), p % 64), toUInt64(0))"
+            "SELECT anon_h, time_ms, mask
+             FROM (SELECT anon_h, time_ms, toUInt32({mask}) AS mask FROM ({source}))
+             WHERE mask != 0",
+            mask = mask_sql(&q.steps),
+        )
+    });
+    // Of each anonymous ID, the periods it did a start event in and those it did a return
+    // event in, as bits (64 periods a word: fixed-size states, no sets). A person's cohort
+    // is the first period any of their IDs started in (periods follow time), and they came
+    // back in every later period any of their IDs did the return event in: people are
+    // put together here, through the person map read once.
+    let words = starts.len().div_ceil(64);
+    let bits = |step: u32, w: usize| {
+        format!(
+            ", groupBitOr(if(bitAnd(mask, {step}) != 0 AND intDiv(p, 64) = {w},
+                            bitShiftLeft(toUInt64(1), p % 64), toUInt64(0)))"
         )
     };
-    let aws: String = (0..words).map(|w| format!(", aw{w}")).collect();
-    let p = period.sql("time_ms");
-    let per_anon = match query::hourly_steps_source(c, &pm, q, tz) {
-        // A few rows per anonymous ID already: no grouping before the person's.
-        Some(hits) => {
-            let anon_words: String = (0..words)
-                .map(|w| format!(", {} AS aw{w}", word(w)))
-                .collect();
-            format!(
-                "SELECT anon_h, time_ms AS first, toUInt8(bitAnd(mask, 1) != 0) AS started
-                        {anon_words}
-                 FROM (SELECT anon_h, time_ms, mask, {p} AS p FROM ({hits}))"
-            )
-        }
-        None => {
-            let anon_words: String = (0..words)
-                .map(|w| format!(", groupBitOr({}) AS aw{w}", word(w)))
-                .collect();
-            let source = journey_source(
-                c,
-                &pm,
-                (q.from_ms, q.to_ms),
-                Step::names(&q.steps),
-                &q.filters,
-                &q.sites,
-                None,
-            );
-            format!(
-                "SELECT anon_h, minIf(time_ms, bitAnd(mask, 1) != 0) AS first,
-                        max(bitAnd(mask, 1)) AS started {anon_words}
-                 FROM (SELECT anon_h, time_ms, {mask} AS mask, {p} AS p FROM ({source}))
-                 WHERE mask != 0
-                 GROUP BY anon_h",
-                mask = mask_sql(&q.steps),
-            )
-        }
-    };
-    // Of each person, the earliest of their IDs' first starts and all their periods; the
-    // people who started, counted by cohort and periods (a few distinct rows: most people
-    // come back in few periods), spread over the periods here.
-    let person_words: String = (0..words)
-        .map(|w| format!(", groupBitOr(aw{w}) AS w{w}"))
-        .collect();
-    let ws: String = (0..words).map(|w| format!(", w{w}")).collect();
+    let started: String = (0..words).map(|w| bits(1, w)).collect();
+    let returned: String = (0..words).map(|w| bits(2, w)).collect();
     let rows = c.select_binary(&format!(
-        "SELECT toUInt64(cohort) {ws}, count()
-         FROM (SELECT {cohort} AS cohort {ws}
-               FROM (SELECT minIf(first, started = 1) AS person_first,
-                            max(started) AS person_started {person_words}
-                     FROM (SELECT if(alias_h = 0, anon_h, alias_h) AS person_h,
-                                  first, started {aws}
-                           FROM (SELECT anon_h, {alias_h} AS alias_h, first, started {aws}
-                                 FROM ({per_anon})))
-                     GROUP BY person_h)
-               WHERE person_started = 1)
-         GROUP BY cohort {ws}",
-        cohort = period.sql("person_first"),
-        alias_h = persons::get(&pm, "alias_h", "anon_h"),
+        "SELECT anon_h {started} {returned}
+         FROM (SELECT anon_h, mask, {p} AS p FROM ({hits}))
+         GROUP BY anon_h",
+        p = period.sql("time_ms"),
     ))?;
+    let persons = persons::read(c, &pm)?;
+    let bad = || StoreError::ClickHouse(ChError::Answer("a retention row cut short".into()));
+    // Each person's words (started, then returned) in one flat list, by their place in it.
+    let mut place: HashMap<u64, usize, foldhash::fast::RandomState> = HashMap::default();
+    let mut all: Vec<u64> = Vec::new();
+    let mut r = rowbinary::Reader(&rows);
+    while !r.0.is_empty() {
+        let anon = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let person = persons.get(&anon).copied().unwrap_or(anon);
+        let at = *place.entry(person).or_insert_with(|| {
+            all.resize(all.len() + 2 * words, 0);
+            all.len() - 2 * words
+        });
+        for word in &mut all[at..at + 2 * words] {
+            *word |= u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        }
+    }
     let mut cohorts: Vec<journeys::Cohort> = starts
         .iter()
         .enumerate()
@@ -110,28 +98,26 @@ pub fn retention(
             values: vec![0; starts.len() - i],
         })
         .collect();
-    let bad = || StoreError::ClickHouse(ChError::Answer("a retention row cut short".into()));
-    let mut r = rowbinary::Reader(&rows);
-    while !r.0.is_empty() {
-        let cohort = u64::from_le_bytes(r.take().ok_or_else(bad)?) as usize;
-        let mut periods = Vec::with_capacity(words);
-        for _ in 0..words {
-            periods.push(u64::from_le_bytes(r.take().ok_or_else(bad)?));
-        }
-        let n = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+    for person in all.chunks_exact(2 * words) {
+        let (started, returned) = person.split_at(words);
+        let Some(cohort) = (0..words)
+            .find(|&w| started[w] != 0)
+            .map(|w| w * 64 + started[w].trailing_zeros() as usize)
+        else {
+            continue;
+        };
         let Some(values) = cohorts.get_mut(cohort).map(|c| &mut c.values) else {
             continue;
         };
-        values[0] += n;
-        // Each period after the cohort's that they came back in.
-        for (w, bits) in periods.into_iter().enumerate() {
-            let mut bits = bits;
-            while bits != 0 {
-                let p = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
+        values[0] += 1;
+        for (w, &word) in returned.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                let p = w * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
                 if let Some(v) = p.checked_sub(cohort).filter(|&k| k > 0) {
                     if let Some(v) = values.get_mut(v) {
-                        *v += n;
+                        *v += 1;
                     }
                 }
             }
