@@ -167,11 +167,12 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The rollups (issue #16): (table, its `CREATE`, the view that feeds it inside each INSERT into
-/// `events`, and the `SELECT` over `events` that both the view and the one-shot backfill run).
-/// Created after [`ADDED_COLUMNS`], so a view never reads a column an old `events` lacks. Both
-/// are duplicate-safe: a replayed event adds a row that says nothing new (`users_hourly` is a
-/// set of keys; `session_rollup` holds min/max/argMin and distinct-count states), so a copy
+/// The rollups (issues #16, #18): (table, its `CREATE`, the view that feeds it inside each
+/// INSERT into `events`, and the `SELECT` over `events` that both the view and the one-shot
+/// backfill run). Created after [`ADDED_COLUMNS`], so a view never reads a column an old
+/// `events` lacks. All are duplicate-safe: a replayed event adds a row that says nothing new
+/// (`users_hourly` and `steps_hourly` are sets of keys; `session_rollup` holds
+/// min/max/argMin and distinct-count states), so a copy
 /// of an event, or a backfill that overlaps what the view already wrote, changes no answer.
 /// Rows are keyed by the anonymous ID's hash, never by the person: a later identify changes
 /// no row, queries map anonymous IDs to people through the person map ([`persons`]).
