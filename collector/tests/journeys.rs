@@ -488,6 +488,7 @@ fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
             false,
             vec!["demo"],
         ),
+        (Step::Any, Direction::After, 2, false, vec![]),
     ] {
         let q = PathQuery {
             from_ms: from,

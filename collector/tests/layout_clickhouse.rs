@@ -100,9 +100,10 @@ fn answers(store: &dyn Store, start: i64) -> String {
         DAY,
     );
     let starts = bucket_starts(from, to, Interval::Day, chrono_tz::UTC);
-    let retention = journeys::retention(
-        store
-            .step_events(&StepQuery {
+    // The store's own retention: whole hours from `users_hourly` and `steps_hourly`.
+    let retention = store
+        .retention(
+            &StepQuery {
                 from_ms: from,
                 to_ms: to,
                 steps: vec![Step::Any, Step::Event("buy".into())],
@@ -115,10 +116,10 @@ fn answers(store: &dyn Store, start: i64) -> String {
                     interval: Interval::Day,
                     tz: chrono_tz::UTC,
                 }),
-            })
-            .unwrap(),
-        &starts,
-    );
+            },
+            &starts,
+        )
+        .unwrap();
     let sessions = store
         .session_stats(&SessionStatsQuery {
             from_ms: from,
@@ -168,7 +169,7 @@ fn readme_rebuild(db: &str) -> Vec<String> {
         .map(|s| s.trim().replace("footfall.", &format!("{db}.")))
         .filter(|s| !s.is_empty())
         .collect();
-    assert_eq!(stmts.len(), 6, "{stmts:?}");
+    assert_eq!(stmts.len(), 7, "{stmts:?}");
     stmts
 }
 
@@ -193,7 +194,7 @@ fn a_database_ordered_by_event_id_answers_the_same_before_and_after_the_rebuild(
     );
     server.query("DROP TABLE layout.event_ids_feed");
     // Nor the rollups: the collector fills them from `events` on start.
-    for table in ["users_hourly", "session_rollup"] {
+    for table in ["users_hourly", "session_rollup", "steps_hourly"] {
         server.query(&format!("DROP TABLE layout.{table}_feed"));
         server.query(&format!("DROP TABLE layout.{table}"));
     }

@@ -1,6 +1,7 @@
-//! The ClickHouse rollups (`users_hourly`, `session_rollup`) against SQLite on the same events:
-//! users counted per hour, day and week with `by`, `split`, bots, sites and partial hours at
-//! the ends of a range, and session statistics and lists, must be SQLite's answers exactly,
+//! The ClickHouse rollups (`users_hourly`, `session_rollup`, `steps_hourly`) against SQLite on
+//! the same events: users counted per hour, day and week with `by`, `split`, bots, sites and
+//! partial hours at the ends of a range, session statistics and lists, and retention by any
+//! or named steps, must be SQLite's answers exactly,
 //! through duplicates replayed, an identify arriving later that merges two anonymous IDs into
 //! one person, and a database whose rollups are made and filled from `events` on start (and
 //! filled again after a fill cut short).
@@ -13,6 +14,7 @@ mod common {
 
 use common::clickhouse::ClickHouseServer;
 use footfall_collector::config::Durability;
+use footfall_collector::store::journeys::Step;
 use footfall_collector::store::*;
 
 const MINUTE: i64 = 60_000;
@@ -144,6 +146,45 @@ fn answers(store: &dyn Store) -> Vec<String> {
             sites: vec!["shop".into()],
         },
     ];
+    // Retention (issue #18): whole hours from `users_hourly` (any event) and `steps_hourly`
+    // (named steps), partial hours and half-hour zones from raw events.
+    let steps = [
+        (Step::Any, Step::Any),
+        (Step::Page("/pricing".into()), Step::Event("play".into())),
+        (Step::Event("play".into()), Step::Any),
+        (Step::Event("$pageview".into()), Step::Page("/".into())),
+    ];
+    for (r, &(from_ms, to_ms)) in ranges.iter().enumerate() {
+        for (k, (start, back)) in steps.iter().enumerate() {
+            let interval = [Interval::Day, Interval::Week][(r + k) % 2];
+            let tz = tzs[(r + k) % tzs.len()];
+            let q = journeys::StepQuery {
+                from_ms,
+                to_ms,
+                steps: vec![start.clone(), back.clone()],
+                filters: Filter::parse(filters[(r + k) % filters.len()])
+                    .into_iter()
+                    .collect(),
+                sites: if k == 3 {
+                    vec!["demo".into()]
+                } else {
+                    Vec::new()
+                },
+                breakdown: None,
+                people: false,
+                periods: Some(journeys::Periods {
+                    starts: bucket_starts(from_ms, to_ms, interval, tz),
+                    interval,
+                    tz,
+                }),
+            };
+            let starts = bucket_starts(from_ms, to_ms, interval, tz);
+            out.push(format!(
+                "{q:?}\n{:?}",
+                store.retention(&q, &starts).unwrap()
+            ));
+        }
+    }
     let splits = [
         None,
         Some(SessionField::Browser),
@@ -210,7 +251,9 @@ fn rollups_answer_as_sqlite_does() {
             assert!(insert(store, chunk.to_vec()).iter().all(|&f| f));
         }
     }
-    assert!(count(&server, "users_hourly") > 0 && count(&server, "session_rollup") > 0);
+    for table in ["users_hourly", "session_rollup", "steps_hourly"] {
+        assert!(count(&server, table) > 0, "{table}");
+    }
     same("first load", &sqlite, &ch);
 
     // Replayed: every event reported as a duplicate and counted once. And a copy stored
@@ -263,7 +306,7 @@ fn rollups_answer_as_sqlite_does() {
     more.extend(early[..3].iter().cloned());
     {
         let old = ClickHouse::open(&url, dir.path(), 1 << 30).unwrap();
-        for table in ["users_hourly", "session_rollup"] {
+        for table in ["users_hourly", "session_rollup", "steps_hourly"] {
             server.query(&format!("DROP TABLE rollups.{table}_feed"));
             server.query(&format!("DROP TABLE rollups.{table}"));
         }
@@ -275,7 +318,7 @@ fn rollups_answer_as_sqlite_does() {
     same("rollups filled on start", &sqlite, &ch);
     assert_eq!(
         server.query("SELECT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        "session_rollup 2\nusers_hourly\n"
+        "session_rollup 2\nsteps_hourly\nusers_hourly\n"
     );
     // A fill that was cut short (its row in `rollups_filled` never written) runs again whole
     // on the next start, over what it had written.
@@ -333,7 +376,8 @@ fn rollups_answer_as_sqlite_does() {
     );
     assert_eq!(
         server.query("SELECT DISTINCT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        "session_rollup\nsession_rollup 2\nusers_hourly\n"
+        // `steps_hourly` came after the first layout: made and filled on that start too.
+        "session_rollup\nsession_rollup 2\nsteps_hourly\nusers_hourly\n"
     );
 
     // What the answers read: a user slipped into the rollup alone (an anonymous ID no event
@@ -362,4 +406,33 @@ fn rollups_answer_as_sqlite_does() {
         START / HOUR + 5
     ));
     assert_eq!(users(&ch), users(&sqlite) + 1);
+    // Retention reads the rollups as well: `nobody` starts a cohort (any event, from
+    // `users_hourly`), and with a row of its own in `steps_hourly`, one of `play`.
+    let cohort = |store: &dyn Store, start: Step| {
+        let starts = bucket_starts(START, START + 3 * DAY, Interval::Day, chrono_tz::UTC);
+        let q = journeys::StepQuery {
+            from_ms: START,
+            to_ms: START + 3 * DAY,
+            steps: vec![start, Step::Any],
+            filters: Vec::new(),
+            sites: Vec::new(),
+            breakdown: None,
+            people: false,
+            periods: Some(journeys::Periods {
+                starts: starts.clone(),
+                interval: Interval::Day,
+                tz: chrono_tz::UTC,
+            }),
+        };
+        store.retention(&q, &starts).unwrap()[0].values[0]
+    };
+    assert_eq!(cohort(&ch, Step::Any), cohort(&sqlite, Step::Any) + 1);
+    let play = || Step::Event("play".into());
+    assert_eq!(cohort(&ch, play()), cohort(&sqlite, play()));
+    server.query(&format!(
+        "INSERT INTO rollups.steps_hourly VALUES ('play', '', {}, 'demo', 'desktop', 'Chrome',
+         'Windows', 'GB', cityHash64('nobody'))",
+        START / HOUR + 5
+    ));
+    assert_eq!(cohort(&ch, play()), cohort(&sqlite, play()) + 1);
 }

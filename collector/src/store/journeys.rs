@@ -119,26 +119,23 @@ pub struct StepEvents {
     pub people: HashMap<u64, String>,
 }
 
-/// Hits grouped by person, each person's in time order (ties by steps, then by the text of
-/// their breakdown values, so that every store's numbering gives the same order).
-fn by_person(mut hits: Vec<StepHit>, keys: &[Option<String>]) -> Vec<Vec<StepHit>> {
-    let key = |h: &StepHit| keys.get(h.key as usize).cloned().flatten();
+/// Hits sorted by person, each person's in time order (ties by steps, then by the text of
+/// their breakdown values, so that every store's numbering gives the same order); a person's
+/// hits are one run ([`slice::chunk_by`]), no list of their own.
+fn by_person(mut hits: Vec<StepHit>, keys: &[Option<String>]) -> Vec<StepHit> {
+    let key = |h: &StepHit| keys.get(h.key as usize).and_then(|k| k.as_deref());
     // Unstable: hits equal in all of these are the same for the rules.
     hits.sort_unstable_by(|a, b| {
         (a.person, a.time_ms, a.mask)
             .cmp(&(b.person, b.time_ms, b.mask))
             .then_with(|| key(a).cmp(&key(b)))
     });
-    let mut out: Vec<Vec<StepHit>> = Vec::new();
-    let mut last = None;
-    for h in hits {
-        if last != Some(h.person) {
-            out.push(Vec::new());
-            last = Some(h.person);
-        }
-        out.last_mut().expect("pushed").push(h);
-    }
-    out
+    hits
+}
+
+/// Whether two sorted hits are of one person.
+fn same_person(a: &StepHit, b: &StepHit) -> bool {
+    a.person == b.person
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +173,8 @@ pub fn funnel(
     let mut gaps: Vec<Vec<i64>> = vec![Vec::new(); steps];
     let mut per_key: Vec<Vec<u64>> = vec![vec![0; steps]; events.keys.len().max(1)];
     let mut people = Vec::new();
-    for events in by_person(events.hits, &events.keys) {
+    let hits = by_person(events.hits, &events.keys);
+    for events in hits.chunk_by(same_person) {
         // The furthest step reached, the times of that attempt's steps and its first key.
         let mut best: (usize, Vec<i64>, u32) = (0, Vec::new(), 0);
         for (i, first) in events.iter().enumerate() {
@@ -277,7 +275,8 @@ pub fn retention(events: StepEvents, starts: &[i64]) -> Vec<Cohort> {
         })
         .collect();
     let mut returned: Vec<bool> = Vec::new();
-    for events in by_person(events.hits, &events.keys) {
+    let hits = by_person(events.hits, &events.keys);
+    for events in hits.chunk_by(same_person) {
         let Some(first) = events.iter().find(|e| e.mask & 1 != 0) else {
             continue;
         };

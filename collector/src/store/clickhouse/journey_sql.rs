@@ -1,8 +1,10 @@
 //! Retention and user paths worked out inside ClickHouse: each person's (or session's) step
-//! events reduced there with fixed-size states or one sorted array, the rules of
-//! [`crate::store::journeys`] run on them with array functions, and only counts come back
-//! (a row per cohort and period, per distinct path) instead of every matching event. The
-//! SQL is kept to what ClickHouse 18.16 and current releases both run.
+//! events reduced there with fixed-size states or one sorted array of numbers, the rules of
+//! [`crate::store::journeys`] run on them with bit and array functions, and only a few
+//! numbers come back (the start and return periods of each anonymous ID, put together by
+//! person here; a count per distinct path) instead of every matching event. Retention reads whole hours from the rollups `users_hourly` and `steps_hourly` when
+//! its filters and time zone allow ([`query::hourly_steps_source`]). The SQL is kept to what
+//! ClickHouse 18.16 and current releases both run.
 //!
 //! The answers equal the rules' answers over [`query::step_events`] and
 //! [`query::path_events`] (the store suite compares them with SQLite's and with a brute-force
@@ -13,10 +15,11 @@
 //! too (a row per attempt, the best one per person by `argMax`), they cost ClickHouse 18.16
 //! more than reading the step events (BENCHMARKS.md, "Funnels, retention and paths at 10M").
 
-use super::http::{lit, Client};
-use super::query::{self, journey_source, mask_sql, retention_period, tsv_num, tsv_rows};
-use super::{persons, StoreError};
+use super::http::{list, ChError, Client};
+use super::query::{self, journey_source, mask_sql, retention_period};
+use super::{persons, rowbinary, StoreError};
 use crate::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
+use std::collections::HashMap;
 
 /// Retention's cohorts in the periods that begin at `starts`, as [`journeys::retention`]
 /// counts them. Days and weeks are counted here; other periods from the events.
@@ -30,72 +33,63 @@ pub fn retention(
         _ => return Ok(journeys::retention(query::step_events(c, q)?, starts)),
     };
     let pm = persons::current(c)?;
-    let source = journey_source(
-        c,
-        &pm,
-        (q.from_ms, q.to_ms),
-        Step::names(&q.steps),
-        &q.filters,
-        &q.sites,
-        None,
-    );
-    // Of each anonymous ID, its first start event and the periods it came back in (as bits,
-    // 64 periods a word: fixed-size states, no sets); of each person, the earliest of their
-    // IDs' first starts and all their periods; each person counts in their cohort (k = 0)
-    // and in each later period of it they came back in.
+    let tz = q.periods.as_ref().map_or(chrono_tz::Tz::UTC, |p| p.tz);
+    // Rows `anon_h`, `time_ms`, `mask`: whole hours from the rollups when they answer it,
+    // else every step event.
+    let hits = query::hourly_steps_source(c, &pm, q, tz).unwrap_or_else(|| {
+        let source = journey_source(
+            c,
+            &pm,
+            (q.from_ms, q.to_ms),
+            Step::names(&q.steps),
+            &q.filters,
+            &q.sites,
+            None,
+        );
+        format!(
+            "SELECT anon_h, time_ms, mask
+             FROM (SELECT anon_h, time_ms, toUInt32({mask}) AS mask FROM ({source}))
+             WHERE mask != 0",
+            mask = mask_sql(&q.steps),
+        )
+    });
+    // Of each anonymous ID, the periods it did a start event in and those it did a return
+    // event in, as bits (64 periods a word: fixed-size states, no sets). A person's cohort
+    // is the first period any of their IDs started in (periods follow time), and they came
+    // back in every later period any of their IDs did the return event in: people are
+    // put together here, through the person map read once.
     let words = starts.len().div_ceil(64);
-    let anon_words: String = (0..words)
-        .map(|w| {
-            format!(
-                ", groupBitOr(if(bitAnd(mask, 2) != 0 AND intDiv(p, 64) = {w},
-                                 bitShiftLeft(toUInt64(1), p % 64), toUInt64(0))) AS aw{w}"
-            )
-        })
-        .collect();
-    let person_words: String = (0..words)
-        .map(|w| format!(", groupBitOr(aw{w}) AS w{w}"))
-        .collect();
-    let aws: String = (0..words).map(|w| format!(", aw{w}")).collect();
-    // A word's periods: the powers of two it holds, as exponents, plus the word's first.
-    let periods: Vec<String> = (0..words)
-        .map(|w| {
-            format!(
-                "arrayMap(x -> toUInt64(log2(x)) + {base}, bitmaskToArray(w{w}))",
-                base = w * 64
-            )
-        })
-        .collect();
-    let text = c.select_tsv(&format!(
-        "SELECT cohort, k, count()
-         FROM (SELECT {cohort} AS cohort,
-                      arrayJoin(arrayConcat([0], arrayFilter(x -> x > 0,
-                          arrayMap(p -> toInt64(p) - toInt64(cohort), {periods})))) AS k
-               FROM (SELECT minIf(first, started = 1) AS person_first,
-                            max(started) AS person_started {person_words}
-                     FROM (SELECT if(alias_h = 0, anon_h, alias_h) AS person_h,
-                                  first, started {aws}
-                           FROM (SELECT anon_h, {alias_h} AS alias_h, first, started {aws}
-                                 FROM (SELECT anon_h,
-                                              minIf(time_ms, bitAnd(mask, 1) != 0) AS first,
-                                              max(bitAnd(mask, 1)) AS started {anon_words}
-                                       FROM (SELECT anon_h, time_ms, {mask} AS mask,
-                                                    {p} AS p
-                                             FROM ({source}))
-                                       WHERE mask != 0
-                                       GROUP BY anon_h)))
-                     GROUP BY person_h)
-               WHERE person_started = 1)
-         GROUP BY cohort, k",
-        cohort = period.sql("person_first"),
+    let bits = |step: u32, w: usize| {
+        format!(
+            ", groupBitOr(if(bitAnd(mask, {step}) != 0 AND intDiv(p, 64) = {w},
+                            bitShiftLeft(toUInt64(1), p % 64), toUInt64(0)))"
+        )
+    };
+    let started: String = (0..words).map(|w| bits(1, w)).collect();
+    let returned: String = (0..words).map(|w| bits(2, w)).collect();
+    let rows = c.select_binary(&format!(
+        "SELECT anon_h {started} {returned}
+         FROM (SELECT anon_h, mask, {p} AS p FROM ({hits}))
+         GROUP BY anon_h",
         p = period.sql("time_ms"),
-        periods = if periods.len() == 1 {
-            periods.concat()
-        } else {
-            format!("arrayConcat({})", periods.join(", "))
-        },
-        alias_h = persons::get(&pm, "alias_h", "anon_h"),
-        mask = mask_sql(&q.steps),
     ))?;
+    let persons = persons::read(c, &pm)?;
+    let bad = || StoreError::ClickHouse(ChError::Answer("a retention row cut short".into()));
+    // Each person's words (started, then returned) in one flat list, by their place in it.
+    let mut place: HashMap<u64, usize, foldhash::fast::RandomState> = HashMap::default();
+    let mut all: Vec<u64> = Vec::new();
+    let mut r = rowbinary::Reader(&rows);
+    while !r.0.is_empty() {
+        let anon = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let person = persons.get(&anon).copied().unwrap_or(anon);
+        let at = *place.entry(person).or_insert_with(|| {
+            all.resize(all.len() + 2 * words, 0);
+            all.len() - 2 * words
+        });
+        for word in &mut all[at..at + 2 * words] {
+            *word |= u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        }
+    }
     let mut cohorts: Vec<journeys::Cohort> = starts
         .iter()
         .enumerate()
@@ -104,22 +98,46 @@ pub fn retention(
             values: vec![0; starts.len() - i],
         })
         .collect();
-    for r in tsv_rows(&text) {
-        let (cohort, k): (usize, usize) = (tsv_num(&r, 0), tsv_num(&r, 1));
-        if let Some(v) = cohorts.get_mut(cohort).and_then(|c| c.values.get_mut(k)) {
-            *v = tsv_num(&r, 2);
+    for person in all.chunks_exact(2 * words) {
+        let (started, returned) = person.split_at(words);
+        let Some(cohort) = (0..words)
+            .find(|&w| started[w] != 0)
+            .map(|w| w * 64 + started[w].trailing_zeros() as usize)
+        else {
+            continue;
+        };
+        let Some(values) = cohorts.get_mut(cohort).map(|c| &mut c.values) else {
+            continue;
+        };
+        values[0] += 1;
+        for (w, &word) in returned.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                let p = w * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                if let Some(v) = p.checked_sub(cohort).filter(|&k| k > 0) {
+                    if let Some(v) = values.get_mut(v) {
+                        *v += 1;
+                    }
+                }
+            }
         }
     }
     Ok(cohorts)
 }
 
-/// The marks of a path that ran out of session (they hold no `\0`, every label does).
-const END_MARK: &str = "(end)";
-const BEGIN_MARK: &str = "(start)";
+/// Bits of a label's number in the packed (time, label) of [`paths`]; the time gets the rest.
+const LABEL_BITS: u32 = 20;
 
 /// User paths, as [`journeys::paths`] walks them: each session's labels in order (ties by
 /// text, then by label) with repeats in a row dropped, its path from its first start, and
 /// how many sessions took each path.
+///
+/// Labels travel as numbers: first the range's labels (of every site and filter: more than
+/// the events hold is as good) are read and numbered here in the rules' order, then each
+/// event is one `UInt64`, its time from the range's start above its label's number, so that a
+/// session's events sort as numbers into the rules' order (strings and tuples cost
+/// ClickHouse 18.16 several times more to gather and sort).
 pub fn paths(
     c: &Client,
     q: &PathQuery,
@@ -127,78 +145,118 @@ pub fn paths(
     direction: Direction,
     depth: usize,
 ) -> Result<journeys::Paths, StoreError> {
-    let pm = persons::current(c)?;
-    // `split`: the label's text (a page view's path, else the event's name).
-    let label_text = crate::store::Field::Event("if(name = '$pageview', path, name)");
-    let source = query::path_source(c, &pm, q, Some(label_text));
-    // A label: the name and, for page views, the path, split by `\0` (as the `key` of the
-    // source, with other events' paths left out).
-    let label = format!(
-        "if(substring(key, 1, 10) = {page}, key, substring(key, 1, position(key, {nul})))",
-        page = lit("$pageview\0"),
-        nul = lit("\0"),
-    );
+    let db = &c.database;
+    let mut conds = vec![query::in_range(q.from_ms, q.to_ms)];
+    if q.pages_only {
+        conds.push("name = '$pageview'".into());
+    }
+    if !q.sites.is_empty() {
+        conds.push(format!("site IN {}", list(&q.sites)));
+    }
+    let page = "if(name = '$pageview', path, '')";
+    let rows = c.select_binary(&format!(
+        "SELECT name, page, cityHash64(name, page)
+         FROM (SELECT name, {page} AS page FROM {db}.events WHERE {conds})
+         GROUP BY name, page",
+        conds = conds.join(" AND "),
+    ))?;
+    let bad = || StoreError::ClickHouse(ChError::Answer("a label row cut short".into()));
+    let mut labels: Vec<(journeys::Label, u64)> = Vec::new();
+    let mut r = rowbinary::Reader(&rows);
+    while !r.0.is_empty() {
+        let name = String::from_utf8_lossy(r.text().ok_or_else(bad)?).into_owned();
+        let path = String::from_utf8_lossy(r.text().ok_or_else(bad)?).into_owned();
+        let h = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        labels.push(((name, path), h));
+    }
+    // The rules' order of a session's events at one time: by text, then by label.
+    labels.sort_by_cached_key(|(l, _)| (journeys::label_text(l), l.clone()));
+    let mut hashes: Vec<u64> = labels.iter().map(|l| l.1).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let span = q.to_ms.saturating_sub(q.from_ms).max(0) as u64;
+    if labels.len() >= 1 << LABEL_BITS
+        || hashes.len() != labels.len()
+        || span >= 1 << (64 - LABEL_BITS)
+    {
+        // Too many labels, two of one hash, or too long a range to pack: the rules.
+        let (events, labels) = query::path_events(c, q)?;
+        return Ok(journeys::paths(events, &labels, start, direction, depth));
+    }
+    // Label numbers from 1; 0 marks where a path ran out of session.
+    let numbers = |f: &dyn Fn(usize, &journeys::Label) -> bool| -> String {
+        let n: Vec<String> = (1..=labels.len())
+            .filter(|&n| f(n, &labels[n - 1].0))
+            .map(|n| n.to_string())
+            .collect();
+        format!("[{}]", n.join(", "))
+    };
     let is_start = match start {
         Step::Any => "1".to_owned(),
-        Step::Event(name) => format!(
-            "substring(x, 1, {}) = {}",
-            name.len() + 1,
-            lit(&format!("{name}\0"))
-        ),
-        Step::Page(path) => format!("x = {}", lit(&format!("$pageview\0{path}"))),
+        _ => {
+            let starts = numbers(&|_, (name, path)| start.matches(name, path));
+            if starts == "[]" {
+                return Ok(journeys::summarize_paths(0, Vec::new(), depth));
+            }
+            format!("has({starts}, x)")
+        }
     };
+    let hash_list: Vec<String> = labels.iter().map(|l| l.1.to_string()).collect();
+    let label = format!(
+        "transform(cityHash64(name, {page}), [{}], {}, toUInt64(0))",
+        hash_list.join(", "),
+        numbers(&|_, _| true),
+    );
     let path = match direction {
-        Direction::After => format!(
-            "arrayPushBack(arraySlice(walk, at, {take}), {end})",
-            take = depth + 1,
-            end = lit(END_MARK),
-        ),
+        Direction::After => format!("arrayPushBack(arraySlice(walk, at, {}), 0)", depth + 1),
         Direction::Before => format!(
             "arrayPushBack(arrayReverse(arraySlice(walk, greatest(1, at - {depth}),
-                 at - greatest(1, at - {depth}) + 1)), {begin})",
-            begin = lit(BEGIN_MARK),
+                 at - greatest(1, at - {depth}) + 1)), 0)"
         ),
     };
-    let (rows, _) = c.select(&format!(
-        "SELECT arraySlice(path, 1, {keep}) AS path, count() AS n
+    let pm = persons::current(c)?;
+    let source = query::path_source(c, &pm, q, None);
+    let rows = c.select_binary(&format!(
+        "SELECT arrayMap(x -> toUInt32(x), arraySlice(path, 1, {keep})) AS path, count() AS n
          FROM (SELECT {path} AS path
                FROM (SELECT walk, arrayFirstIndex(x -> {is_start}, walk) AS at
-                     FROM (SELECT arrayMap(e -> tupleElement(e, 3), arraySort(groupArray((time_ms, split, label))))
+                     FROM (SELECT arrayMap(e -> bitAnd(e, {low}), arraySort(groupArray(packed)))
                                       AS labels,
                                   arrayFilter((x, before) -> x != before, labels,
-                                              arrayPushFront(arrayPopBack(labels), '')) AS walk
-                           FROM (SELECT session_h, time_ms, split, {label} AS label
+                                              arrayPushFront(arrayPopBack(labels), 0)) AS walk
+                           FROM (SELECT session_h,
+                                        bitOr(bitShiftLeft(toUInt64(time_ms - {from}),
+                                                           {LABEL_BITS}), {label}) AS packed
                                  FROM ({source}))
                            GROUP BY session_h)
                      WHERE at != 0))
          GROUP BY path",
         keep = depth + 1,
+        low = (1u64 << LABEL_BITS) - 1,
+        from = q.from_ms,
     ))?;
-    let text = |l: &str| match l {
-        END_MARK => journeys::END.to_owned(),
-        BEGIN_MARK => journeys::BEGIN.to_owned(),
-        l => match l.split_once('\0') {
-            Some(("$pageview", path)) => path.to_owned(),
-            Some((name, _)) => name.to_owned(),
-            None => l.to_owned(),
-        },
+    let mark = match direction {
+        Direction::After => journeys::END,
+        Direction::Before => journeys::BEGIN,
     };
+    let texts: Vec<String> = labels.iter().map(|l| journeys::label_text(&l.0)).collect();
+    let bad = || StoreError::ClickHouse(ChError::Answer("a path row cut short".into()));
+    let mut r = rowbinary::Reader(&rows);
     let mut sessions = 0;
-    let counts: Vec<(Vec<String>, u64)> = rows
-        .iter()
-        .map(|r| {
-            let path: Vec<String> = r["path"]
-                .as_array()
-                .map(|p| {
-                    p.iter()
-                        .map(|l| text(l.as_str().unwrap_or_default()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let n = r["n"].as_u64().unwrap_or_default();
-            sessions += n;
-            (path, n)
-        })
-        .collect();
+    let mut counts: Vec<(Vec<String>, u64)> = Vec::new();
+    while !r.0.is_empty() {
+        let len = r.varint().ok_or_else(bad)?;
+        let mut path = Vec::new();
+        for _ in 0..len {
+            let n = u32::from_le_bytes(r.take().ok_or_else(bad)?) as usize;
+            path.push(match n.checked_sub(1).and_then(|i| texts.get(i)) {
+                Some(t) => t.clone(),
+                None => mark.to_owned(),
+            });
+        }
+        let n = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        sessions += n;
+        counts.push((path, n));
+    }
     Ok(journeys::summarize_paths(sessions, counts, depth))
 }

@@ -31,9 +31,10 @@
 //! - `users_hourly` and `session_rollup`: the rollups ([`ROLLUPS`]), filled by materialized
 //!   views inside each INSERT into `events` and keyed by the anonymous ID's hash, so that
 //!   insights counting users read whole hours from far fewer rows and session statistics
-//!   one row per session, persons mapped through the person map at query time. Made, and
-//!   filled from `events` once, on the first start on a database from before them (or
-//!   before their current layout: [`RELAID`]).
+//!   one row per session, persons mapped through the person map at query time; retention
+//!   reads whole hours from `users_hourly` (any event) and `steps_hourly` (named steps).
+//!   Made, and filled from `events` once, on the first start on a database from before them
+//!   (or before their current layout: [`RELAID`]).
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
 //!   deletion is a version with `deleted = 1`.
 //! - `api_tokens`: API tokens (the SHA-256 of each secret; nothing of a token changes but its
@@ -167,11 +168,12 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The rollups (issue #16): (table, its `CREATE`, the view that feeds it inside each INSERT into
-/// `events`, and the `SELECT` over `events` that both the view and the one-shot backfill run).
-/// Created after [`ADDED_COLUMNS`], so a view never reads a column an old `events` lacks. Both
-/// are duplicate-safe: a replayed event adds a row that says nothing new (`users_hourly` is a
-/// set of keys; `session_rollup` holds min/max/argMin and distinct-count states), so a copy
+/// The rollups (issues #16, #18): (table, its `CREATE`, the view that feeds it inside each
+/// INSERT into `events`, and the `SELECT` over `events` that both the view and the one-shot
+/// backfill run). Created after [`ADDED_COLUMNS`], so a view never reads a column an old
+/// `events` lacks. All are duplicate-safe: a replayed event adds a row that says nothing new
+/// (`users_hourly` and `steps_hourly` are sets of keys; `session_rollup` holds
+/// min/max/argMin and distinct-count states), so a copy
 /// of an event, or a backfill that overlaps what the view already wrote, changes no answer.
 /// Rows are keyed by the anonymous ID's hash, never by the person: a later identify changes
 /// no row, queries map anonymous IDs to people through the person map ([`persons`]).
@@ -232,10 +234,25 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
                 argMinState(cityHash64(country), time_ms) AS s_country_h
          FROM {db}.events GROUP BY session_h, site, device, anon_h",
     ),
+    (
+        // Who did which event (and, of page views, on which page), per UTC hour, site and
+        // the dimensions of `users_hourly`: retention whose steps are named reads the hours
+        // of its steps' names from here (issue #18). Sorted by name and page first, so a
+        // step reads its own rows only.
+        "steps_hourly",
+        "CREATE TABLE IF NOT EXISTS {db}.steps_hourly (
+            name String, page String, hour Int64, site String, device String, browser String,
+            os String, country String, anon_h UInt64
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY (name, page, hour, site, device, browser, os, country, anon_h)",
+        "SELECT name, if(name = '$pageview', path, '') AS page, intDiv(time_ms, 3600000) AS hour,
+                site, device, browser, os, country, cityHash64(anonymous_id) AS anon_h
+         FROM {db}.events GROUP BY name, page, hour, site, device, browser, os, country, anon_h",
+    ),
 ];
 
 /// The rollups' tables, which an erase deletes from as from `events`.
-const ROLLUP_TABLES: [&str; 2] = ["users_hourly", "session_rollup"];
+const ROLLUP_TABLES: [&str; 3] = ["users_hourly", "session_rollup", "steps_hourly"];
 
 /// Rollups whose layout changed since they first shipped: (table, a column only the current
 /// layout has, the note its fill leaves in `rollups_filled`). On start a table of an older

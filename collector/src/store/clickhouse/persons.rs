@@ -19,7 +19,10 @@
 //! database of any age; dropping every `persons_*` table is always safe.
 
 use super::http::{lit, ChError, Client};
-use super::StoreError;
+use super::{rowbinary, StoreError};
+
+/// Anonymous ID hash → person hash, hashed fast (foldhash: looked up once per event row).
+pub type PersonMap = std::collections::HashMap<u64, u64, foldhash::fast::RandomState>;
 
 /// Maps kept besides the current one, for the queries that already named them.
 const KEEP: usize = 3;
@@ -133,4 +136,23 @@ fn drop_old(c: &Client, current: &str) -> Result<(), StoreError> {
 /// `joinGet` of column `col` of map `map` for the hashed anonymous ID `anon_h`.
 pub fn get(map: &str, col: &str, anon_h: &str) -> String {
     format!("joinGet('{map}', '{col}', {anon_h})")
+}
+
+/// The whole of map `map` as anonymous ID hash → person hash (`alias_h`), for answers that
+/// look people up in the collector instead of with a `joinGet` per row: a hash missing here
+/// (an ID never identified) is its own person, as [`get`] with `if(alias_h = 0, …)` has it.
+pub fn read(c: &Client, map: &str) -> Result<PersonMap, StoreError> {
+    let rows = c.select_binary(&format!(
+        "SELECT anon_h, alias_h FROM {}.{map} WHERE alias_h != 0",
+        c.database
+    ))?;
+    let mut out = PersonMap::with_capacity_and_hasher(rows.len() / 16, Default::default());
+    let mut r = rowbinary::Reader(&rows);
+    while !r.0.is_empty() {
+        let bad = || StoreError::ClickHouse(ChError::Answer("a person map row cut short".into()));
+        let anon = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let person = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        out.insert(anon, person);
+    }
+    Ok(out)
 }

@@ -40,7 +40,7 @@ fn person_cols(pm: &str) -> String {
 /// on `time_ms`), so that a range reads the granules of its days only. Both divisions
 /// truncate, ClickHouse's and Rust's alike, and truncation keeps the order, so the day
 /// condition holds for every event of the range.
-fn in_range(from_ms: i64, to_ms: i64) -> String {
+pub(super) fn in_range(from_ms: i64, to_ms: i64) -> String {
     const DAY: i64 = 86_400_000;
     format!(
         "time_ms >= {from_ms} AND time_ms < {to_ms}
@@ -335,6 +335,88 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
     Some(parts.join(" UNION ALL "))
 }
 
+/// For retention `q` that the hourly rollups answer exactly (filters only on the columns of
+/// `users_hourly`, a zone whose days begin on UTC hours, at least one whole hour in the
+/// range): its step events as rows `anon_h`, `time_ms`, `mask` ([`mask_sql`]'s bits), one per
+/// anonymous ID, hour and step for the whole hours (`time_ms` the hour's start, in the same
+/// day and week as every event of the hour), and one per raw event for the partial hours at
+/// either end. Any event comes from `users_hourly`, a named one from `steps_hourly`.
+pub(super) fn hourly_steps_source(
+    c: &Client,
+    pm: &str,
+    q: &journeys::StepQuery,
+    tz: chrono_tz::Tz,
+) -> Option<String> {
+    use journeys::Step;
+    const HOUR: i64 = 3_600_000;
+    let db = &c.database;
+    let (first, last) = (-(-q.from_ms).div_euclid(HOUR), q.to_ms.div_euclid(HOUR));
+    let usable = q.from_ms >= 0
+        && first < last
+        && q.filters
+            .iter()
+            .all(|f| matches!(&f.field, Field::Event(col) if HOURLY_DIMS.contains(col)))
+        && whole_hour_offsets(tz, q.from_ms, q.to_ms);
+    if !usable {
+        return None;
+    }
+    let mut conds = vec![format!("hour >= {first} AND hour < {last}")];
+    if !q.sites.is_empty() {
+        conds.push(format!("site IN {}", list(&q.sites)));
+    }
+    for f in &q.filters {
+        if let Field::Event(col) = &f.field {
+            conds.push(cond(f, &column(col)));
+        }
+    }
+    let conds = conds.join(" AND ");
+    // One part per distinct step, with the bits of every step it is.
+    let mut parts: Vec<(&Step, u32)> = Vec::new();
+    for (i, step) in q.steps.iter().enumerate() {
+        match parts.iter_mut().find(|(s, _)| *s == step) {
+            Some((_, bits)) => *bits |= 1 << i,
+            None => parts.push((step, 1 << i)),
+        }
+    }
+    let mut sql: Vec<String> = parts
+        .into_iter()
+        .map(|(step, bits)| {
+            let (table, which) = match step {
+                Step::Any => ("users_hourly", String::new()),
+                Step::Event(name) => ("steps_hourly", format!("name = {} AND ", lit(name))),
+                Step::Page(path) => (
+                    "steps_hourly",
+                    format!("name = '$pageview' AND page = {} AND ", lit(path)),
+                ),
+            };
+            format!(
+                "SELECT anon_h, hour * {HOUR} AS time_ms, toUInt32({bits}) AS mask
+                 FROM {db}.{table} WHERE {which}{conds}"
+            )
+        })
+        .collect();
+    for (from_ms, to_ms) in [(q.from_ms, first * HOUR), (last * HOUR, q.to_ms)] {
+        if from_ms < to_ms {
+            let source = journey_source(
+                c,
+                pm,
+                (from_ms, to_ms),
+                journeys::Step::names(&q.steps),
+                &q.filters,
+                &q.sites,
+                None,
+            );
+            sql.push(format!(
+                "SELECT anon_h, time_ms, mask
+                 FROM (SELECT anon_h, time_ms, toUInt32({mask}) AS mask FROM ({source}))
+                 WHERE mask != 0",
+                mask = mask_sql(&q.steps),
+            ));
+        }
+    }
+    Some(sql.join(" UNION ALL "))
+}
+
 /// The bucket of a row's `time_ms`, as a number or a date: grouped by as is, and made the
 /// label [`bucket_index`] reads (`toString`) only once per bucket, after the grouping (text
 /// made for each of millions of rows cost more than the grouping).
@@ -539,11 +621,6 @@ fn tsv_fixed<const N: usize>(text: &str) -> impl Iterator<Item = [&str; N]> {
     })
 }
 
-/// The rows of a `TabSeparated` answer, each as its fields (still escaped).
-pub(super) fn tsv_rows(text: &str) -> impl Iterator<Item = Vec<&str>> {
-    text.lines().map(|line| line.split('\t').collect())
-}
-
 /// Field `n` of a `TabSeparated` row as a number (0 if missing).
 pub(super) fn tsv_num<T: std::str::FromStr + Default>(row: &[&str], n: usize) -> T {
     row.get(n).and_then(|f| f.parse().ok()).unwrap_or_default()
@@ -591,9 +668,12 @@ pub fn step_events(
     let mask = mask_sql(&q.steps);
     let split = if q.breakdown.is_some() { "split" } else { "''" };
     let person = if q.people { "person" } else { "''" };
+    // Anonymous IDs' hashes, their people looked up here: a `joinGet` per row costs
+    // ClickHouse more than the whole map read once and a lookup per row costs here.
+    let persons = persons::read(c, &pm)?;
     let rows = c.select_binary(&format!(
-        "SELECT person_h, time_ms, toUInt32(mask), {split}, {person}
-         FROM (SELECT person_h, time_ms, {split}, {person}, {mask} AS mask FROM ({source}))
+        "SELECT anon_h, time_ms, toUInt32(mask), {split}, {person}
+         FROM (SELECT anon_h, time_ms, {split}, {person}, {mask} AS mask FROM ({source}))
          WHERE mask != 0"
     ))?;
     let mut people = HashMap::new();
@@ -603,7 +683,8 @@ pub fn step_events(
     let mut r = rowbinary::Reader(&rows);
     let bad = || StoreError::ClickHouse(ChError::Answer("a step row cut short".into()));
     while !r.0.is_empty() {
-        let person_h = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let anon_h = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let person_h = persons.get(&anon_h).copied().unwrap_or(anon_h);
         let time_ms = i64::from_le_bytes(r.take().ok_or_else(bad)?);
         let mask = u32::from_le_bytes(r.take().ok_or_else(bad)?);
         let value = r.text().ok_or_else(bad)?;

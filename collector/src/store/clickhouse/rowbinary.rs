@@ -148,19 +148,25 @@ impl<'a> Reader<'a> {
         Some(*head)
     }
 
-    /// The next text: its length in LEB128, then its bytes.
-    pub fn text(&mut self) -> Option<&'a [u8]> {
+    /// The next length (of a text or an array) in LEB128.
+    pub fn varint(&mut self) -> Option<usize> {
         let mut len = 0usize;
         for shift in (0..64).step_by(7) {
             let [b] = self.take::<1>()?;
             len |= usize::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
-                let (text, rest) = self.0.split_at_checked(len)?;
-                self.0 = rest;
-                return Some(text);
+                return Some(len);
             }
         }
         None
+    }
+
+    /// The next text: its length in LEB128, then its bytes.
+    pub fn text(&mut self) -> Option<&'a [u8]> {
+        let len = self.varint()?;
+        let (text, rest) = self.0.split_at_checked(len)?;
+        self.0 = rest;
+        Some(text)
     }
 }
 
@@ -196,6 +202,7 @@ mod tests {
         assert_eq!(r.text(), Some(&b""[..]));
         assert_eq!(r.text(), None, "nothing left");
         assert_eq!(Reader(&[0x05, b'a']).text(), None, "a text cut short");
+        assert_eq!(Reader(&[0xac, 0x02]).varint(), Some(300));
     }
 
     #[test]
