@@ -691,6 +691,20 @@ const ENGINES_SUITE: &str = "tests/e2e/engines.test.mjs";
 
 /// Runs the cross-engine suite once per engine, the three at once (each mostly waits on its
 /// browser); prints each one's output and time when it is done, and fails if any failed.
+/// Prints what a run beside others wrote, once it has ended, under a line with its outcome and
+/// time; true when it passed.
+fn reported(name: &str, out: &std::process::Output, took: std::time::Duration) -> bool {
+    let passed = out.status.success();
+    println!(
+        "\n--- {name}: {} in {:.0} s ---\n{}{}",
+        if passed { "passed" } else { "FAILED" },
+        took.as_secs_f64(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    passed
+}
+
 fn engines(root: &Path) -> Result {
     let runs: Vec<_> = ["chromium", "firefox", "webkit"]
         .into_iter()
@@ -714,18 +728,7 @@ fn engines(root: &Path) -> Result {
             .join()
             .map_err(|_| format!("{engine}: the runner panicked"))?;
         let out = out.map_err(|e| format!("cannot start node for {engine}: {e}"))?;
-        println!(
-            "\n--- {engine}: {} in {:.0} s ---\n{}{}",
-            if out.status.success() {
-                "passed"
-            } else {
-                "FAILED"
-            },
-            took.as_secs_f64(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if !out.status.success() {
+        if !reported(engine, &out, took) {
             failed.push(engine);
         }
     }
@@ -842,19 +845,9 @@ fn test(root: &Path) -> Result {
         .join()
         .map_err(|_| "the chDB runner panicked".to_string())?;
     let out = out.map_err(|e| format!("cannot start cargo for the chDB suites: {e}"))?;
-    println!(
-        "\n--- ClickHouse tests on current ClickHouse (chDB): {} in {:.1} s ---\n{}{}",
-        if out.status.success() {
-            "passed"
-        } else {
-            "FAILED"
-        },
-        took.as_secs_f64(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let passed = reported("ClickHouse tests on current ClickHouse (chDB)", &out, took);
     browsers?;
-    if !out.status.success() {
+    if !passed {
         return Err("the ClickHouse suites failed on current ClickHouse (chDB)".into());
     }
     println!("\nall checks passed in {:.0} s", t.elapsed().as_secs_f64());

@@ -258,6 +258,22 @@ const HOURLY_DIMS: [&str; 5] = ["site", "device", "browser", "os", "country"];
 /// Whether every local day, week and month of `tz` begins on a UTC hour over
 /// `[from_ms, to_ms)`: the zone's offset is a whole number of hours at each hour of the range
 /// (offsets change on the hour in such zones). Long ranges are not looked at: raw events.
+/// The condition on an hourly rollup's rows for the whole hours `first..last` (hour numbers
+/// since the epoch), the sites asked for and the filters on its event columns (the callers
+/// have checked that no other filter is asked for).
+fn hourly_conds(first: i64, last: i64, sites: &[String], filters: &[Filter]) -> String {
+    let mut conds = vec![format!("hour >= {first} AND hour < {last}")];
+    if !sites.is_empty() {
+        conds.push(format!("site IN {}", list(sites)));
+    }
+    for f in filters {
+        if let Field::Event(col) = &f.field {
+            conds.push(cond(f, &column(col)));
+        }
+    }
+    conds.join(" AND ")
+}
+
 fn whole_hour_offsets(tz: chrono_tz::Tz, from_ms: i64, to_ms: i64) -> bool {
     use chrono::{Offset, TimeZone};
     const HOUR: i64 = 3_600_000;
@@ -300,15 +316,7 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
     if !usable {
         return None;
     }
-    let mut conds = vec![format!("hour >= {first} AND hour < {last}")];
-    if !q.sites.is_empty() {
-        conds.push(format!("site IN {}", list(&q.sites)));
-    }
-    for f in &q.filters {
-        if let Field::Event(col) = &f.field {
-            conds.push(cond(f, &column(col)));
-        }
-    }
+    let conds = hourly_conds(first, last, &q.sites, &q.filters);
     let of = |f: &Option<Field>| f.as_ref().and_then(dim).unwrap_or_else(|| "''".into());
     let mut parts = vec![format!(
         "SELECT hour * {HOUR} AS time_ms, key, split, {PERSON_H} AS person_h
@@ -317,7 +325,6 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
         key = of(&q.by),
         split = of(&q.split),
         person_cols = person_cols(pm),
-        conds = conds.join(" AND "),
     )];
     for (from_ms, to_ms) in [(q.from_ms, first * HOUR), (last * HOUR, q.to_ms)] {
         if from_ms < to_ms {
@@ -360,16 +367,7 @@ pub(super) fn hourly_steps_source(
     if !usable {
         return None;
     }
-    let mut conds = vec![format!("hour >= {first} AND hour < {last}")];
-    if !q.sites.is_empty() {
-        conds.push(format!("site IN {}", list(&q.sites)));
-    }
-    for f in &q.filters {
-        if let Field::Event(col) = &f.field {
-            conds.push(cond(f, &column(col)));
-        }
-    }
-    let conds = conds.join(" AND ");
+    let conds = hourly_conds(first, last, &q.sites, &q.filters);
     // One part per distinct step, with the bits of every step it is.
     let mut parts: Vec<(&Step, u32)> = Vec::new();
     for (i, step) in q.steps.iter().enumerate() {
