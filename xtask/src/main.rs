@@ -12,6 +12,7 @@ mod guard;
 mod setup;
 mod size;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -742,6 +743,53 @@ fn engines(root: &Path) -> Result {
     }
 }
 
+/// The ClickHouse suites (collector test targets) that run a second time on chDB.
+const CHDB_SUITES: &[&str] = &[
+    "store_suite",
+    "scale_out",
+    "journeys",
+    "erase_clickhouse",
+    "ingest_clickhouse",
+    "layout_clickhouse",
+    "rollups_clickhouse",
+];
+
+/// Builds every workspace test without running one, and answers the executables of the test
+/// targets named `names`, in that order.
+fn test_binaries(names: &[&str]) -> Result<Vec<PathBuf>> {
+    let out = cargo()
+        .args(["test", "--workspace", "--no-run"])
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("building the tests failed ({})", out.status));
+    }
+    let mut found: Vec<(String, PathBuf)> = vec![];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let target = &msg["target"];
+        if msg["reason"] == "compiler-artifact" && target["kind"][0] == "test" {
+            if let (Some(name), Some(exe)) = (target["name"].as_str(), msg["executable"].as_str()) {
+                found.push((name.to_owned(), PathBuf::from(exe)));
+            }
+        }
+    }
+    names
+        .iter()
+        .map(|name| {
+            found
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, exe)| exe.clone())
+                .ok_or_else(|| format!("cargo built no test named {name}"))
+        })
+        .collect()
+}
+
 fn test(root: &Path) -> Result {
     let t = Instant::now();
     step("setup", || setup::all(root, true))?;
@@ -786,6 +834,49 @@ fn test(root: &Path) -> Result {
             "warnings",
         ]))
     })?;
+    // The ClickHouse suites run on Debian's 18.16 with the native tests; the store's SQL must
+    // also run on current ClickHouse: the same suites again on chDB's engine. Their binaries
+    // are built once with the others and run directly (no second cargo, so no wait for its
+    // lock), beside everything that follows; their output comes at the end.
+    let mut suites = vec![];
+    step("build the native tests", || {
+        suites = test_binaries(CHDB_SUITES)?;
+        Ok(())
+    })?;
+    let python = setup::chdb(root)?;
+    println!("\n==> ClickHouse tests on current ClickHouse (chDB), beside the other tests");
+    let collector = root.join("collector");
+    let chdb = std::thread::spawn(move || {
+        let t = Instant::now();
+        let mut all = std::process::Output {
+            status: std::process::ExitStatus::default(),
+            stdout: vec![],
+            stderr: vec![],
+        };
+        for suite in suites {
+            let out = Command::new(&suite)
+                .current_dir(&collector)
+                .env("FOOTFALL_TEST_CLICKHOUSE", "current")
+                .env("FOOTFALL_CHDB_PYTHON", &python)
+                .output();
+            let out = match out {
+                Ok(out) => out,
+                Err(e) => {
+                    all.stderr = format!("cannot start {}: {e}\n", suite.display()).into_bytes();
+                    all.status = std::process::ExitStatus::from_raw(1 << 8);
+                    break;
+                }
+            };
+            all.stdout
+                .extend(format!("\n{}\n", suite.display()).bytes());
+            all.stdout.extend(out.stdout);
+            all.stderr.extend(out.stderr);
+            if !out.status.success() {
+                all.status = out.status;
+            }
+        }
+        (all, t.elapsed())
+    });
     step(
         "native tests",
         || run(cargo().args(["test", "--workspace"])),
@@ -804,24 +895,6 @@ fn test(root: &Path) -> Result {
                 "wasm-bindgen-test-runner",
             ))
     })?;
-    // The native tests ran the ClickHouse suites on Debian's 18.16; the store's SQL must also
-    // run on current ClickHouse: the same suites again on chDB's engine (their binaries are
-    // built: the native tests built them). They run beside the browser suites, which spend
-    // most of their time waiting on pages and timers; their output comes at the end.
-    let python = setup::chdb(root)?;
-    let mut chdb = cargo();
-    chdb.args(["test", "-p", "footfall-collector"])
-        .args(["--test", "store_suite", "--test", "scale_out"])
-        .args(["--test", "journeys", "--test", "erase_clickhouse"])
-        .args(["--test", "ingest_clickhouse", "--test", "layout_clickhouse"])
-        .args(["--test", "rollups_clickhouse"])
-        .env("FOOTFALL_TEST_CLICKHOUSE", "current")
-        .env("FOOTFALL_CHDB_PYTHON", python);
-    println!("\n==> ClickHouse tests on current ClickHouse (chDB), beside the browser suites");
-    let chdb = std::thread::spawn(move || {
-        let t = Instant::now();
-        (chdb.output(), t.elapsed())
-    });
     let browsers = step("end-to-end tests in Chromium", || {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("tests/e2e"))
             .map_err(|e| e.to_string())?
@@ -844,7 +917,6 @@ fn test(root: &Path) -> Result {
     let (out, took) = chdb
         .join()
         .map_err(|_| "the chDB runner panicked".to_string())?;
-    let out = out.map_err(|e| format!("cannot start cargo for the chDB suites: {e}"))?;
     let passed = reported("ClickHouse tests on current ClickHouse (chDB)", &out, took);
     browsers?;
     if !passed {
