@@ -55,12 +55,23 @@ impl ClickHouseServer {
         let mut s = ClickHouseServer {
             child: None,
             dir: tempfile::tempdir().unwrap(),
-            http_port: free_port(),
-            tcp_port: free_port(),
-            interserver_port: free_port(),
+            http_port: 0,
+            tcp_port: 0,
+            interserver_port: 0,
         };
-        s.write_config();
-        s.run();
+        // A free port is only known to be free when asked: another process may bind it before
+        // the server does (other suites start servers beside this one). Then new ports.
+        for attempt in 1.. {
+            s.http_port = free_port();
+            s.tcp_port = free_port();
+            s.interserver_port = free_port();
+            s.write_config();
+            match s.try_run() {
+                Ok(()) => break,
+                Err(log) if attempt < 5 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("clickhouse-server did not start:\n{log}"),
+            }
+        }
         s
     }
 
@@ -106,6 +117,13 @@ impl ClickHouseServer {
     }
 
     fn run(&mut self) {
+        if let Err(log) = self.try_run() {
+            panic!("clickhouse-server did not start:\n{log}");
+        }
+    }
+
+    /// Starts the server and waits for its `/ping`; if it exits first, its logs.
+    fn try_run(&mut self) -> Result<(), String> {
         let d = self.dir.path();
         let current = std::env::var("FOOTFALL_TEST_CLICKHOUSE").as_deref() == Ok("current");
         let (bin, pre): (PathBuf, Vec<String>) = if current {
@@ -138,14 +156,17 @@ impl ClickHouseServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if self.ping() {
-                return;
-            }
+            // Another server on the port would answer too, but this one would have exited.
+            let up = self.ping();
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
                 let log = ["log/error.log", "log/stderr.log"]
                     .map(|f| std::fs::read_to_string(d.join(f)).unwrap_or_default())
                     .join("\n");
-                panic!("clickhouse-server exited ({status}) on start:\n{log}");
+                return Err(format!("it exited ({status}) on start:\n{log}"));
+            }
+            if up {
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
