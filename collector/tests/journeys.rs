@@ -736,5 +736,23 @@ fn funnel_edges_count_exactly_on_both_stores() {
             by_rules.steps, want,
             "the rules over the store's step events"
         );
+        // Paths over the same people, whose pages each appear on one day only: every label
+        // is numbered, however few of the range's hours hold it.
+        let pq = PathQuery {
+            from_ms: from,
+            to_ms: to,
+            pages_only: false,
+            filters: Vec::new(),
+            sites: Vec::new(),
+        };
+        let start = Step::Event("$pageview".into());
+        let (found, labels) = s.path_events(&pq).unwrap();
+        let by_rules = journeys::paths(found, &labels, &start, Direction::After, 3);
+        assert_eq!(
+            by_rules.sessions, 10,
+            "sessions with a page view in the range"
+        );
+        let got = s.paths(&pq, &start, Direction::After, 3).unwrap();
+        assert_eq!(got, by_rules, "paths");
     }
 }

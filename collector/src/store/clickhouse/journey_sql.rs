@@ -145,11 +145,11 @@ const LABEL_BITS: u32 = 20;
 /// text, then by label) with repeats in a row dropped, its path from its first start, and
 /// how many sessions took each path.
 ///
-/// Labels travel as numbers: first the range's labels (of every site and filter: more than
-/// the events hold is as good) are read and numbered here in the rules' order, then each
-/// event is one `UInt64`, its time from the range's start above its label's number, so that a
-/// session's events sort as numbers into the rules' order (strings and tuples cost
-/// ClickHouse 18.16 several times more to gather and sort).
+/// Labels travel as numbers: first the range's labels (of every site and filter and of the
+/// range's whole UTC hours: more than the events hold is as good) are read and numbered here
+/// in the rules' order, then each event is one `UInt64`, its time from the range's start
+/// above its label's number, so that a session's events sort as numbers into the rules' order
+/// (strings and tuples cost ClickHouse 18.16 several times more to gather and sort).
 pub fn paths(
     c: &Client,
     q: &PathQuery,
@@ -157,8 +157,17 @@ pub fn paths(
     direction: Direction,
     depth: usize,
 ) -> Result<journeys::Paths, StoreError> {
+    const HOUR: i64 = 3_600_000;
     let db = &c.database;
-    let mut conds = vec![query::in_range(q.from_ms, q.to_ms)];
+    // The labels of the range's UTC hours, from `steps_hourly` (filled with every event, its
+    // `page` made as below): sorted by name and page, then hour, so this reads the range's
+    // granules of a few short columns, not the name and path of every event (two to three
+    // times less server time at 10M events).
+    let mut conds = vec![format!(
+        "hour >= {} AND hour <= {}",
+        q.from_ms.div_euclid(HOUR),
+        q.to_ms.saturating_sub(1).div_euclid(HOUR)
+    )];
     if q.pages_only {
         conds.push("name = '$pageview'".into());
     }
@@ -167,8 +176,7 @@ pub fn paths(
     }
     let page = "if(name = '$pageview', path, '')";
     let rows = c.select_binary(&format!(
-        "SELECT name, page, cityHash64(name, page)
-         FROM (SELECT name, {page} AS page FROM {db}.events WHERE {conds})
+        "SELECT name, page, cityHash64(name, page) FROM {db}.steps_hourly WHERE {conds}
          GROUP BY name, page",
         conds = conds.join(" AND "),
     ))?;
