@@ -598,3 +598,161 @@ fn brute_paths(
     }
     out
 }
+
+/// A page view, event or identify of `anon` at `t` for [`funnel_edges_count_exactly_on_both_stores`].
+fn edge_event(n: &mut u64, anon: &str, name: &str, path: &str, t: i64) -> StoredEvent {
+    *n += 1;
+    let kind = match name {
+        "$pageview" => "page",
+        "$identify" => "identify",
+        _ => "track",
+    };
+    StoredEvent {
+        event_id: format!("019ab0b4-0000-7000-9000-{n:012x}"),
+        site: "demo".into(),
+        kind,
+        name: name.into(),
+        time_ms: t,
+        client_ms: t,
+        server_ms: t,
+        anonymous_id: anon.into(),
+        session_id: format!("s-{anon}"),
+        seq: *n as i64,
+        path: path.into(),
+        url: format!("https://shop.example{path}"),
+        props: "{}".into(),
+        browser: "Chrome".into(),
+        device: "desktop".into(),
+        ..Default::default()
+    }
+}
+
+/// The funnel "page view of /, then any page view, then buy" over people made one for each
+/// edge, counted by hand: steps at one millisecond, an event that is two steps, the last step
+/// exactly on the window's edge and one millisecond past it, a person whose steps are split
+/// across two anonymous IDs joined by a later identify, a step 1 before the range and one in
+/// its last millisecond, and first attempts that reach as far as later ones (their times make
+/// the medians).
+#[test]
+fn funnel_edges_count_exactly_on_both_stores() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Sqlite::open(dir.path(), Durability::Process).unwrap();
+    let ch = ClickHouse::open(&server.url("edges"), dir.path(), 1 << 30).unwrap();
+    let stores: [&dyn Store; 2] = [&sqlite, &ch];
+    let (from, to) = (1_790_000_000_000, 1_790_000_000_000 + 10 * DAY);
+    let mut n = 0;
+    let mut events = Vec::new();
+    let mut add = |anon: &str, name: &str, path: &str, t: i64| {
+        events.push(edge_event(&mut n, anon, name, path, t));
+    };
+    let t = |day: i64| from + day * DAY;
+    // a: other page views (one of them of / too) at the same millisecond as step 1: not
+    // after it.
+    add("a", "$pageview", "/", t(1));
+    add("a", "$pageview", "/", t(1));
+    add("a", "$pageview", "/pricing", t(1));
+    // b: a page view of / is steps 1 and 2: the second one is the attempt's step 2.
+    add("b", "$pageview", "/", t(2));
+    add("b", "$pageview", "/", t(2) + MIN);
+    add("b", "buy", "/", t(2) + 2 * MIN);
+    // c: buy exactly the window after step 1 (in); d: one millisecond later (out).
+    add("c", "$pageview", "/", t(3));
+    add("c", "$pageview", "/x", t(3) + 10 * MIN);
+    add("c", "buy", "/", t(3) + WINDOW);
+    add("d", "$pageview", "/", t(3));
+    add("d", "$pageview", "/x", t(3) + 10 * MIN);
+    add("d", "buy", "/", t(3) + WINDOW + 1);
+    // e: one person on two anonymous IDs, identified on both only afterwards.
+    add("e1", "$pageview", "/", t(4));
+    add("e2", "$pageview", "/x", t(4) + 5 * MIN);
+    add("e1", "buy", "/", t(4) + 15 * MIN);
+    for anon in ["e1", "e2"] {
+        let mut id = edge_event(&mut n, anon, "$identify", "/", t(5));
+        id.user_id = Some("e@example.com".into());
+        events.push(id);
+    }
+    let mut add = |anon: &str, name: &str, path: &str, t: i64| {
+        events.push(edge_event(&mut n, anon, name, path, t));
+    };
+    // f: step 1 only before the range: no attempt.
+    add("f", "$pageview", "/", from - 1);
+    add("f", "$pageview", "/x", from + 1);
+    add("f", "buy", "/", from + 2);
+    // g: step 1 in the range's last millisecond, the rest after the range.
+    add("g", "$pageview", "/", to - 1);
+    add("g", "$pageview", "/y", to + 1);
+    add("g", "buy", "/", to + 2);
+    // h: two attempts that both reach buy: the first counts (gaps 100 and 10 minutes).
+    add("h", "$pageview", "/", t(6));
+    add("h", "$pageview", "/x", t(6) + 100 * MIN);
+    add("h", "$pageview", "/", t(6) + 101 * MIN);
+    add("h", "$pageview", "/z", t(6) + 105 * MIN);
+    add("h", "buy", "/", t(6) + 110 * MIN);
+    // i: two attempts that both stop at step 2: the first counts (30 minutes, not 5).
+    add("i", "$pageview", "/", t(7));
+    add("i", "$pageview", "/x", t(7) + 30 * MIN);
+    add("i", "$pageview", "/", t(7) + 40 * MIN);
+    add("i", "$pageview", "/w", t(7) + 45 * MIN);
+    for s in stores {
+        s.insert(events.clone()).blocking_recv().unwrap().unwrap();
+    }
+    let steps = vec![
+        Step::Page("/".into()),
+        Step::Event("$pageview".into()),
+        Step::Event("buy".into()),
+    ];
+    let q = StepQuery {
+        from_ms: from,
+        to_ms: to + WINDOW,
+        steps: steps.clone(),
+        filters: Vec::new(),
+        sites: Vec::new(),
+        breakdown: None,
+        people: false,
+        periods: None,
+    };
+    // Step 2 gaps: b 60 s, c 600 s, d 600 s, e 300 s, g 2 ms, h 6,000 s, i 1,800 s (the
+    // middle one of seven: 600 s); step 3: b 60 s, c 6,600 s, e 600 s, g 1 ms, h 600 s.
+    let want = vec![
+        journeys::FunnelStep {
+            count: 8,
+            median_seconds: None,
+        },
+        journeys::FunnelStep {
+            count: 7,
+            median_seconds: Some(600.0),
+        },
+        journeys::FunnelStep {
+            count: 5,
+            median_seconds: Some(600.0),
+        },
+    ];
+    for s in stores {
+        let got = s.funnel(&q, to, WINDOW).unwrap();
+        assert_eq!(got.steps, want, "the store's funnel");
+        let by_rules = journeys::funnel(s.step_events(&q).unwrap(), steps.len(), from, to, WINDOW);
+        assert_eq!(
+            by_rules.steps, want,
+            "the rules over the store's step events"
+        );
+        // Paths over the same people, whose pages each appear on one day only: every label
+        // is numbered, however few of the range's hours hold it.
+        let pq = PathQuery {
+            from_ms: from,
+            to_ms: to,
+            pages_only: false,
+            filters: Vec::new(),
+            sites: Vec::new(),
+        };
+        let start = Step::Event("$pageview".into());
+        let (found, labels) = s.path_events(&pq).unwrap();
+        let by_rules = journeys::paths(found, &labels, &start, Direction::After, 3);
+        assert_eq!(
+            by_rules.sessions, 10,
+            "sessions with a page view in the range"
+        );
+        let got = s.paths(&pq, &start, Direction::After, 3).unwrap();
+        assert_eq!(got, by_rules, "paths");
+    }
+}

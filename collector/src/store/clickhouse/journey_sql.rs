@@ -2,9 +2,12 @@
 //! events reduced there with fixed-size states or one sorted array of numbers, the rules of
 //! [`crate::store::journeys`] run on them with bit and array functions, and only a few
 //! numbers come back (the start and return periods of each anonymous ID, put together by
-//! person here; a count per distinct path) instead of every matching event. Retention reads whole hours from the rollups `users_hourly` and `steps_hourly` when
-//! its filters and time zone allow ([`query::hourly_steps_source`]). The SQL is kept to what
-//! ClickHouse 18.16 and current releases both run.
+//! person here; a count per distinct path) instead of every matching event. Retention reads
+//! whole hours from the rollups `users_hourly` and `steps_hourly` when its filters and time
+//! zone allow ([`query::hourly_steps_source`]); their rows (one per anonymous ID and hour)
+//! then come back as they are and are put into periods and people here, which costs less than
+//! grouping them in ClickHouse. The SQL is kept to what ClickHouse 18.16 and current releases
+//! both run.
 //!
 //! The answers equal the rules' answers over [`query::step_events`] and
 //! [`query::path_events`] (the store suite compares them with SQLite's and with a brute-force
@@ -19,7 +22,6 @@ use super::http::{list, ChError, Client};
 use super::query::{self, journey_source, mask_sql, retention_period};
 use super::{persons, rowbinary, StoreError};
 use crate::store::journeys::{self, Direction, PathQuery, Step, StepQuery};
-use std::collections::HashMap;
 
 /// Retention's cohorts in the periods that begin at `starts`, as [`journeys::retention`]
 /// counts them. Days and weeks are counted here; other periods from the events.
@@ -34,9 +36,35 @@ pub fn retention(
     };
     let pm = persons::current(c)?;
     let tz = q.periods.as_ref().map_or(chrono_tz::Tz::UTC, |p| p.tz);
-    // Rows `anon_h`, `time_ms`, `mask`: whole hours from the rollups when they answer it,
-    // else every step event.
-    let hits = query::hourly_steps_source(c, &pm, q, tz).unwrap_or_else(|| {
+    let persons = persons::read(c, &pm)?;
+    let person = |anon: u64| persons.get(&anon).copied().unwrap_or(anon);
+    let bad = || StoreError::ClickHouse(ChError::Answer("a retention row cut short".into()));
+    // Each (person, period, steps) that happened: the period above the two step bits (1 a
+    // start event, 2 a return event). People are put together here, through the person map
+    // read once, by sorting these (a hash map by person cost a cache miss per row).
+    let mut seen: Vec<(u64, u32)> = Vec::new();
+    if let Some(hits) = query::hourly_steps_source(c, &pm, q, tz) {
+        // Whole hours from the rollups (a row per anonymous ID and hour it was there) and
+        // the raw events of the partial hours: the rows as they are, each put in its period
+        // here, cost ClickHouse a read instead of a grouping by anonymous ID that took
+        // several times longer (BENCHMARKS.md, "Funnels, retention and paths at 10M, third
+        // pass").
+        let rows = c.select_binary(&format!(
+            "SELECT anon_h, time_ms, toUInt8(mask) FROM ({hits})"
+        ))?;
+        seen.reserve(rows.len() / 17);
+        let mut r = rowbinary::Reader(&rows);
+        while !r.0.is_empty() {
+            let anon = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+            let time_ms = i64::from_le_bytes(r.take().ok_or_else(bad)?);
+            let [mask] = r.take().ok_or_else(bad)?;
+            let p = starts.partition_point(|&s| s <= time_ms).saturating_sub(1);
+            seen.push((person(anon), (p as u32) << 2 | u32::from(mask & 3)));
+        }
+    } else {
+        // Every step event: grouped by anonymous ID in ClickHouse, into the periods it
+        // started and returned in as bits (64 periods a word: fixed-size states, no sets).
+        let words = starts.len().div_ceil(64);
         let source = journey_source(
             c,
             &pm,
@@ -46,50 +74,39 @@ pub fn retention(
             &q.sites,
             None,
         );
-        format!(
-            "SELECT anon_h, time_ms, mask
-             FROM (SELECT anon_h, time_ms, toUInt32({mask}) AS mask FROM ({source}))
-             WHERE mask != 0",
+        let bits = |step: u32, w: usize| {
+            format!(
+                ", groupBitOr(if(bitAnd(mask, {step}) != 0 AND intDiv(p, 64) = {w},
+                                bitShiftLeft(toUInt64(1), p % 64), toUInt64(0)))"
+            )
+        };
+        let started: String = (0..words).map(|w| bits(1, w)).collect();
+        let returned: String = (0..words).map(|w| bits(2, w)).collect();
+        let rows = c.select_binary(&format!(
+            "SELECT anon_h {started} {returned}
+             FROM (SELECT anon_h, mask, {p} AS p
+                   FROM (SELECT anon_h, time_ms, toUInt32({mask}) AS mask FROM ({source}))
+                   WHERE mask != 0)
+             GROUP BY anon_h",
+            p = period.sql("time_ms"),
             mask = mask_sql(&q.steps),
-        )
-    });
-    // Of each anonymous ID, the periods it did a start event in and those it did a return
-    // event in, as bits (64 periods a word: fixed-size states, no sets). A person's cohort
-    // is the first period any of their IDs started in (periods follow time), and they came
-    // back in every later period any of their IDs did the return event in: people are
-    // put together here, through the person map read once.
-    let words = starts.len().div_ceil(64);
-    let bits = |step: u32, w: usize| {
-        format!(
-            ", groupBitOr(if(bitAnd(mask, {step}) != 0 AND intDiv(p, 64) = {w},
-                            bitShiftLeft(toUInt64(1), p % 64), toUInt64(0)))"
-        )
-    };
-    let started: String = (0..words).map(|w| bits(1, w)).collect();
-    let returned: String = (0..words).map(|w| bits(2, w)).collect();
-    let rows = c.select_binary(&format!(
-        "SELECT anon_h {started} {returned}
-         FROM (SELECT anon_h, mask, {p} AS p FROM ({hits}))
-         GROUP BY anon_h",
-        p = period.sql("time_ms"),
-    ))?;
-    let persons = persons::read(c, &pm)?;
-    let bad = || StoreError::ClickHouse(ChError::Answer("a retention row cut short".into()));
-    // Each person's words (started, then returned) in one flat list, by their place in it.
-    let mut place: HashMap<u64, usize, foldhash::fast::RandomState> = HashMap::default();
-    let mut all: Vec<u64> = Vec::new();
-    let mut r = rowbinary::Reader(&rows);
-    while !r.0.is_empty() {
-        let anon = u64::from_le_bytes(r.take().ok_or_else(bad)?);
-        let person = persons.get(&anon).copied().unwrap_or(anon);
-        let at = *place.entry(person).or_insert_with(|| {
-            all.resize(all.len() + 2 * words, 0);
-            all.len() - 2 * words
-        });
-        for word in &mut all[at..at + 2 * words] {
-            *word |= u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        ))?;
+        let mut r = rowbinary::Reader(&rows);
+        while !r.0.is_empty() {
+            let anon = person(u64::from_le_bytes(r.take().ok_or_else(bad)?));
+            for step in [1, 2] {
+                for w in 0..words {
+                    let mut word = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+                    while word != 0 {
+                        let p = w * 64 + word.trailing_zeros() as usize;
+                        word &= word - 1;
+                        seen.push((anon, (p as u32) << 2 | step));
+                    }
+                }
+            }
         }
     }
+    seen.sort_unstable();
     let mut cohorts: Vec<journeys::Cohort> = starts
         .iter()
         .enumerate()
@@ -98,27 +115,22 @@ pub fn retention(
             values: vec![0; starts.len() - i],
         })
         .collect();
-    for person in all.chunks_exact(2 * words) {
-        let (started, returned) = person.split_at(words);
-        let Some(cohort) = (0..words)
-            .find(|&w| started[w] != 0)
-            .map(|w| w * 64 + started[w].trailing_zeros() as usize)
-        else {
+    for one in seen.chunk_by(|a, b| a.0 == b.0) {
+        // In period order: the first start is the cohort; each later period with a return
+        // counts once.
+        let Some(cohort) = one.iter().find(|e| e.1 & 1 != 0).map(|e| e.1 >> 2) else {
             continue;
         };
-        let Some(values) = cohorts.get_mut(cohort).map(|c| &mut c.values) else {
+        let Some(values) = cohorts.get_mut(cohort as usize).map(|c| &mut c.values) else {
             continue;
         };
         values[0] += 1;
-        for (w, &word) in returned.iter().enumerate() {
-            let mut word = word;
-            while word != 0 {
-                let p = w * 64 + word.trailing_zeros() as usize;
-                word &= word - 1;
-                if let Some(v) = p.checked_sub(cohort).filter(|&k| k > 0) {
-                    if let Some(v) = values.get_mut(v) {
-                        *v += 1;
-                    }
+        let mut last = cohort;
+        for p in one.iter().filter(|e| e.1 & 2 != 0).map(|e| e.1 >> 2) {
+            if p > last {
+                last = p;
+                if let Some(v) = values.get_mut((p - cohort) as usize) {
+                    *v += 1;
                 }
             }
         }
@@ -133,11 +145,11 @@ const LABEL_BITS: u32 = 20;
 /// text, then by label) with repeats in a row dropped, its path from its first start, and
 /// how many sessions took each path.
 ///
-/// Labels travel as numbers: first the range's labels (of every site and filter: more than
-/// the events hold is as good) are read and numbered here in the rules' order, then each
-/// event is one `UInt64`, its time from the range's start above its label's number, so that a
-/// session's events sort as numbers into the rules' order (strings and tuples cost
-/// ClickHouse 18.16 several times more to gather and sort).
+/// Labels travel as numbers: first the range's labels (of every site and filter and of the
+/// range's whole UTC hours: more than the events hold is as good) are read and numbered here
+/// in the rules' order, then each event is one `UInt64`, its time from the range's start
+/// above its label's number, so that a session's events sort as numbers into the rules' order
+/// (strings and tuples cost ClickHouse 18.16 several times more to gather and sort).
 pub fn paths(
     c: &Client,
     q: &PathQuery,
@@ -145,8 +157,17 @@ pub fn paths(
     direction: Direction,
     depth: usize,
 ) -> Result<journeys::Paths, StoreError> {
+    const HOUR: i64 = 3_600_000;
     let db = &c.database;
-    let mut conds = vec![query::in_range(q.from_ms, q.to_ms)];
+    // The labels of the range's UTC hours, from `steps_hourly` (filled with every event, its
+    // `page` made as below): sorted by name and page, then hour, so this reads the range's
+    // granules of a few short columns, not the name and path of every event (two to three
+    // times less server time at 10M events).
+    let mut conds = vec![format!(
+        "hour >= {} AND hour <= {}",
+        q.from_ms.div_euclid(HOUR),
+        q.to_ms.saturating_sub(1).div_euclid(HOUR)
+    )];
     if q.pages_only {
         conds.push("name = '$pageview'".into());
     }
@@ -155,8 +176,7 @@ pub fn paths(
     }
     let page = "if(name = '$pageview', path, '')";
     let rows = c.select_binary(&format!(
-        "SELECT name, page, cityHash64(name, page)
-         FROM (SELECT name, {page} AS page FROM {db}.events WHERE {conds})
+        "SELECT name, page, cityHash64(name, page) FROM {db}.steps_hourly WHERE {conds}
          GROUP BY name, page",
         conds = conds.join(" AND "),
     ))?;
