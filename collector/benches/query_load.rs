@@ -314,11 +314,7 @@ fn main() {
             from_ms: start,
             to_ms: now + 14 * DAY,
             steps: steps.clone(),
-            filters: Vec::new(),
-            sites: Vec::new(),
-            breakdown: None,
-            people: false,
-            periods: None,
+            ..Default::default()
         };
         store.funnel(&q, now, 14 * DAY).unwrap();
     });

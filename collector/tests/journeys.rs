@@ -706,11 +706,7 @@ fn funnel_edges_count_exactly_on_both_stores() {
         from_ms: from,
         to_ms: to + WINDOW,
         steps: steps.clone(),
-        filters: Vec::new(),
-        sites: Vec::new(),
-        breakdown: None,
-        people: false,
-        periods: None,
+        ..Default::default()
     };
     // Step 2 gaps: b 60 s, c 600 s, d 600 s, e 300 s, g 2 ms, h 6,000 s, i 1,800 s (the
     // middle one of seven: 600 s); step 3: b 60 s, c 6,600 s, e 600 s, g 1 ms, h 600 s.

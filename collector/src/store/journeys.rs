@@ -73,7 +73,8 @@ impl Step {
 
 /// The events of `[from_ms, to_ms)` that match one of `steps`, of the named sites (none:
 /// every site), passing every filter (bots are left out by a filter, as in insights).
-#[derive(Debug, Clone)]
+/// `Default` is the empty range with no steps: set the range and the steps, then what else.
+#[derive(Debug, Clone, Default)]
 pub struct StepQuery {
     pub from_ms: i64,
     pub to_ms: i64,
