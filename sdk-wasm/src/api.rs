@@ -111,7 +111,7 @@ fn init(options: &str) {
     let tracker = Tracker::new(options, BrowserClock, shared, tab, BrowserEntropy, dnt);
     let registered = tracker
         .registered()
-        .filter(|r| r.starts_with('{'))
+        .filter(|r| r.starts_with("{"))
         .unwrap_or_else(|| "{}".into());
     let o = &tracker.options;
     let auto_pageviews = o.auto_pageviews;
@@ -360,11 +360,11 @@ impl Sdk {
         let r = &self.registered;
         let mut props = String::from(r.get(..r.len().saturating_sub(1)).unwrap_or("{"));
         if props.len() > 1 {
-            props.push(',');
+            props.push_str(",");
         }
         props.push_str("\"engaged_ms\":");
         write_u64(&mut props, engaged.max(0) as u64);
-        props.push('}');
+        props.push_str("}");
         self.record_on(
             EventType::Track,
             "$pageleave".into(),
@@ -445,7 +445,7 @@ fn props(text: &str) -> RawJson {
         browser::warn("properties larger than 16 KB; ignored them");
         return RawJson::empty_object();
     }
-    if text.starts_with('{') {
+    if text.starts_with("{") {
         RawJson(text.into())
     } else {
         RawJson::empty_object()

@@ -32,7 +32,7 @@ pub fn id_of(event: &str) -> &str {
 
 /// The events of a text, one a line.
 pub fn lines(text: &str) -> impl Iterator<Item = &str> {
-    fields(text, b'\n').filter(|l| l.starts_with('{'))
+    fields(text, b'\n').filter(|l| l.starts_with("{"))
 }
 
 /// Whether `ids` (event IDs one after another) holds `id`.
@@ -69,7 +69,7 @@ pub fn load(storage: &impl Storage, key: &str) -> (String, i64) {
     let text = storage.get(key).unwrap_or_default();
     let saved_ms = fields(&text, b'\n')
         .next()
-        .and_then(|l| l.strip_prefix('t'))
+        .and_then(|l| l.strip_prefix("t"))
         .and_then(footfall_wire::json::read_i64)
         .unwrap_or(0);
     let mut events = String::new();
@@ -81,7 +81,7 @@ pub fn load(storage: &impl Storage, key: &str) -> (String, i64) {
 
 fn push_line(text: &mut String, line: &str) {
     if !text.is_empty() {
-        text.push('\n');
+        text.push_str("\n");
     }
     text.push_str(line);
 }
@@ -124,7 +124,7 @@ impl Outbox {
     fn prepend(&mut self, mut older: String) {
         if !older.is_empty() {
             if !self.is_empty() {
-                older.push('\n');
+                older.push_str("\n");
             }
             older.push_str(self.live());
             self.text = older;
@@ -213,9 +213,9 @@ impl Outbox {
             storage.remove(key);
         } else {
             let mut text = String::with_capacity(self.live().len() + 16);
-            text.push('t');
+            text.push_str("t");
             footfall_wire::json::write_u64(&mut text, now_ms.max(0) as u64);
-            text.push('\n');
+            text.push_str("\n");
             text.push_str(self.live());
             storage.set(key, &text);
         }

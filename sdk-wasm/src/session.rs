@@ -38,7 +38,7 @@ impl Session {
             self.last_ms.max(0) as u64,
             self.seq,
         ] {
-            s.push('.');
+            s.push_str(".");
             write_u64(&mut s, n);
         }
         s
@@ -139,7 +139,7 @@ fn live_tabs(registry: &impl Storage, now_ms: i64, id: &str, drop: bool) -> (Str
             continue;
         }
         if !live.is_empty() {
-            live.push(',');
+            live.push_str(",");
         }
         live.push_str(entry);
     }
@@ -171,10 +171,10 @@ pub fn claim_tab(
     };
     tab.set(TAB_KEY, &id);
     if !live.is_empty() {
-        live.push(',');
+        live.push_str(",");
     }
     live.push_str(&id);
-    live.push(':');
+    live.push_str(":");
     write_u64(&mut live, now_ms.max(0) as u64);
     registry.set(TABS_KEY, &live);
     id

@@ -294,7 +294,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             e.push_str(",\"traits\":");
             e.push_str(t.as_str());
         }
-        e.push('}');
+        e.push_str("}");
         Some(e)
     }
 }
@@ -304,9 +304,9 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
 fn lines_as_object(out: &mut String, keys: &[&str], text: &str) {
     let mut values = fields(text, b'\n');
     for (i, k) in keys.iter().enumerate() {
-        out.push(if i == 0 { '{' } else { ',' });
+        out.push_str(if i == 0 { "{" } else { "," });
         json::write_str(out, k);
-        out.push(':');
+        out.push_str(":");
         json::write_str(out, values.next().unwrap_or_default());
     }
 }
