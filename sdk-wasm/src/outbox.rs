@@ -79,6 +79,21 @@ pub fn load(storage: &impl Storage, key: &str) -> (String, i64) {
     (events, saved_ms)
 }
 
+/// The events of `text` (one a line) whose ID is not in `except` (IDs one after another), from
+/// the first, up to `max_bytes` of a batch's body (at least one): their lines, and how many.
+/// Peeking a chunk, acknowledging one and adopting an outbox all filter this way.
+fn without(text: &str, except: &str, max_bytes: usize) -> (String, usize) {
+    let (mut out, mut count) = (String::new(), 0);
+    for e in lines(text).filter(|e| !has_id(except, id_of(e))) {
+        if !out.is_empty() && 128 + out.len() + e.len() + 1 > max_bytes {
+            break;
+        }
+        push_line(&mut out, e);
+        count += 1;
+    }
+    (out, count)
+}
+
 fn push_line(text: &mut String, line: &str) {
     if !text.is_empty() {
         text.push_str("\n");
@@ -164,23 +179,12 @@ impl Outbox {
     /// Events from the oldest, skipping those whose ID is in `except` (IDs one after another),
     /// up to `max_bytes` of body (at least one): their lines.
     pub fn peek(&self, max_bytes: usize, except: &str) -> String {
-        let mut out = String::new();
-        for e in self.events().filter(|e| !has_id(except, id_of(e))) {
-            if !out.is_empty() && 128 + out.len() + e.len() + 1 > max_bytes {
-                break;
-            }
-            push_line(&mut out, e);
-        }
-        out
+        without(self.live(), except, max_bytes).0
     }
 
     /// Removes the events of `sent` (lines), which the collector answered for.
     pub fn ack(&mut self, sent: &str) {
-        let (sent, mut kept, mut count) = (ids(sent), String::new(), 0);
-        for e in self.events().filter(|e| !has_id(&sent, id_of(e))) {
-            push_line(&mut kept, e);
-            count += 1;
-        }
+        let (kept, count) = without(self.live(), &ids(sent), usize::MAX);
         self.text = kept;
         self.start = 0;
         self.count = count;
@@ -197,11 +201,7 @@ impl Outbox {
     pub fn adopt(&mut self, storage: &mut impl Storage, key: &str) {
         let (theirs, _) = load(storage, key);
         storage.remove(key);
-        let (ours, mut older) = (ids(self.live()), String::new());
-        for e in lines(&theirs).filter(|e| !has_id(&ours, id_of(e))) {
-            push_line(&mut older, e);
-        }
-        self.prepend(older);
+        self.prepend(without(&theirs, &ids(self.live()), usize::MAX).0);
     }
 
     /// Writes the outbox to its key, if it changed.
