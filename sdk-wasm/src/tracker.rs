@@ -9,7 +9,7 @@ use crate::options::{Options, SessionScope};
 use crate::platform::fields;
 use crate::platform::{uuid_v4, uuid_v7, Clock, Entropy, Storage};
 use crate::session::{Rules, Sessions, SESSION_KEY};
-use footfall_wire::{json, EventType, RawJson};
+use footfall_wire::{json, EventType};
 
 /// Storage key of the anonymous ID (the `ff_id` cookie).
 pub const ANON_KEY: &str = "ff_id";
@@ -42,13 +42,14 @@ pub struct Tracker<C, S, E> {
 }
 
 /// What the page tells the tracker about one event.
-pub struct Occurrence {
+pub struct Occurrence<'a> {
     pub kind: EventType,
-    pub name: String,
-    pub props: RawJson,
-    pub traits: Option<RawJson>,
+    pub name: &'a str,
+    /// JSON text of an object.
+    pub props: &'a str,
+    pub traits: Option<&'a str>,
     /// The page's URL, path, title and referrer, one a line (as the host reads them).
-    pub page: String,
+    pub page: &'a str,
     /// When it happened, if earlier than now (calls queued before the SDK loaded).
     pub at_ms: Option<i64>,
 }
@@ -238,8 +239,8 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         let now = self.clock.now_ms();
         let at = o.at_ms.filter(|&t| t <= now).unwrap_or(now);
         if o.kind == EventType::Identify {
-            self.user_id = Some(o.name.clone());
-            self.shared.set(USER_KEY, &o.name);
+            self.user_id = Some(o.name.into());
+            self.shared.set(USER_KEY, o.name);
         }
         // The JSON of product.md's event, written at once (`event_id` first: see
         // `outbox::id_of`).
@@ -262,7 +263,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
                 EventType::Page => "$pageview",
                 EventType::Identify => "$identify",
                 EventType::Set => "$set",
-                EventType::Track => &o.name,
+                EventType::Track => o.name,
             },
         );
         e.push_str(",\"timestamp\":\"");
@@ -279,7 +280,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         e.push_str(",\"seq\":");
         json::write_u64(&mut e, session.seq);
         e.push_str(",\"page\":");
-        lines_as_object(&mut e, &["url", "path", "title", "referrer"], &o.page);
+        lines_as_object(&mut e, &["url", "path", "title", "referrer"], o.page);
         e.push_str("},\"context\":");
         lines_as_object(
             &mut e,
@@ -289,10 +290,10 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         e.push_str(",\"sdk\":\"");
         e.push_str(crate::SDK_VERSION);
         e.push_str("\"},\"props\":");
-        e.push_str(o.props.as_str());
-        if let Some(t) = &o.traits {
+        e.push_str(o.props);
+        if let Some(t) = o.traits {
             e.push_str(",\"traits\":");
-            e.push_str(t.as_str());
+            e.push_str(t);
         }
         e.push_str("}");
         Some(e)
@@ -338,13 +339,13 @@ mod tests {
         )
     }
 
-    fn track(name: &str) -> Occurrence {
+    fn track(name: &str) -> Occurrence<'_> {
         Occurrence {
             kind: EventType::Track,
-            name: name.into(),
-            props: RawJson(r#"{"plan":"pro"}"#.into()),
+            name,
+            props: r#"{"plan":"pro"}"#,
             traits: None,
-            page: "http://c.test/p\n/p".into(),
+            page: "http://c.test/p\n/p",
             at_ms: None,
         }
     }
@@ -403,7 +404,7 @@ mod tests {
         let clock = FakeClock::at(T0);
         let mut t = tracker(&store, &clock);
         let full = Occurrence {
-            page: "https://s.example/a?b=1\n/a\nA \"title\"\nhttps://r.example/".into(),
+            page: "https://s.example/a?b=1\n/a\nA \"title\"\nhttps://r.example/",
             ..track("a")
         };
         let e: Event = serde_json::from_str(
@@ -422,7 +423,7 @@ mod tests {
         assert_eq!(e.context.sdk, crate::SDK_VERSION);
         // Missing lines are empty.
         let short = Occurrence {
-            page: "https://s.example/".into(),
+            page: "https://s.example/",
             ..track("b")
         };
         let e: Event = serde_json::from_str(&t.record(short, "").unwrap()).unwrap();
@@ -439,8 +440,8 @@ mod tests {
         let identify = t.record(
             Occurrence {
                 kind: EventType::Identify,
-                name: "ann@example.com".into(),
-                traits: Some(RawJson(r#"{"plan":"pro"}"#.into())),
+                name: "ann@example.com",
+                traits: Some(r#"{"plan":"pro"}"#),
                 ..track("")
             },
             "",
@@ -495,10 +496,10 @@ mod rule_tests {
             self.t.record(
                 Occurrence {
                     kind: EventType::Track,
-                    name: "e".into(),
-                    props: RawJson::empty_object(),
+                    name: "e",
+                    props: "{}",
                     traits: None,
-                    page: String::new(),
+                    page: "",
                     at_ms: None,
                 },
                 "",
@@ -521,10 +522,10 @@ mod rule_tests {
             a.t.record(
                 Occurrence {
                     kind: EventType::Track,
-                    name: "e".into(),
-                    props: RawJson::empty_object(),
+                    name: "e",
+                    props: "{}",
                     traits: None,
-                    page: String::new(),
+                    page: "",
                     at_ms: None,
                 },
                 "",
@@ -580,10 +581,10 @@ mod rule_tests {
         a.t.record(
             Occurrence {
                 kind: EventType::Identify,
-                name: "ann".into(),
-                props: RawJson::empty_object(),
+                name: "ann",
+                props: "{}",
                 traits: None,
-                page: String::new(),
+                page: "",
                 at_ms: None,
             },
             "",
@@ -732,16 +733,16 @@ mod fixture_tests {
             (
                 EventType::Identify,
                 "ann@example.com",
-                Some(RawJson(r#"{"plan":"pro"}"#.into())),
+                Some(r#"{"plan":"pro"}"#),
             ),
         ] {
             chunk.extend(t.record(
                 Occurrence {
                     kind,
-                    name: name.into(),
-                    props: RawJson::empty_object(),
+                    name,
+                    props: "{}",
                     traits,
-                    page: page.clone(),
+                    page: &page,
                     at_ms: None,
                 },
                 "",
