@@ -188,11 +188,15 @@ impl Clock for BrowserClock {
 pub struct BrowserEntropy;
 
 impl Entropy for BrowserEntropy {
+    /// Each word's bytes, lowest first.
     fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(4) {
-            for (b, r) in chunk.iter_mut().zip(rnd().to_le_bytes()) {
-                *b = r;
+        let mut word = 0;
+        for (i, b) in buf.iter_mut().enumerate() {
+            if i % 4 == 0 {
+                word = rnd();
             }
+            *b = word as u8;
+            word >>= 8;
         }
     }
 }
