@@ -37,7 +37,14 @@ pub fn lines(text: &str) -> impl Iterator<Item = &str> {
 
 /// Whether `ids` (event IDs one after another) holds `id`.
 pub fn has_id(ids: &str, id: &str) -> bool {
-    ids.as_bytes().chunks(ID_LEN).any(|x| x == id.as_bytes())
+    let mut at = 0;
+    while let Some(x) = ids.as_bytes().get(at..at + ID_LEN) {
+        if x == id.as_bytes() {
+            return true;
+        }
+        at += ID_LEN;
+    }
+    false
 }
 
 /// The IDs of a text of events, one after another.
