@@ -280,11 +280,20 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         e.push_str(",\"seq\":");
         json::write_u64(&mut e, session.seq);
         e.push_str(",\"page\":");
-        lines_as_object(&mut e, &["url", "path", "title", "referrer"], o.page);
+        lines_as_object(
+            &mut e,
+            &["{\"url\":", ",\"path\":", ",\"title\":", ",\"referrer\":"],
+            o.page,
+        );
         e.push_str("},\"context\":");
         lines_as_object(
             &mut e,
-            &["screen", "viewport", "language", "timezone"],
+            &[
+                "{\"screen\":",
+                ",\"viewport\":",
+                ",\"language\":",
+                ",\"timezone\":",
+            ],
             context,
         );
         e.push_str(",\"sdk\":\"");
@@ -300,14 +309,13 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
     }
 }
 
-/// Writes `{"key":"line",...` (unclosed) from `keys` and the lines of `text`, missing lines
-/// empty, extra ones ignored.
+/// Writes `{"key":"line",...` (unclosed) from `keys` (each with its JSON before the value:
+/// `{"url":`, `,"path":`, ...) and the lines of `text`, missing lines empty, extra ones
+/// ignored.
 fn lines_as_object(out: &mut String, keys: &[&str], text: &str) {
     let mut values = fields(text, b'\n');
-    for (i, k) in keys.iter().enumerate() {
-        out.push_str(if i == 0 { "{" } else { "," });
-        json::write_str(out, k);
-        out.push_str(":");
+    for k in keys {
+        out.push_str(k);
         json::write_str(out, values.next().unwrap_or_default());
     }
 }
