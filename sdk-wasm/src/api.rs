@@ -76,7 +76,7 @@ fn with_sdk<R>(f: impl FnOnce(&mut Sdk) -> R) -> Option<R> {
 /// For the calls that record: before `init`, the event is dropped with a warning.
 fn recording(f: impl FnOnce(&mut Sdk)) {
     if with_sdk(f).is_none() {
-        browser::warn("call init before recording events; dropped one");
+        browser::warn("call init first; event dropped");
     }
 }
 
@@ -444,7 +444,7 @@ pub fn on(event: u32, x: f64) -> bool {
 /// Properties as the host hands them: JSON text of an object, or empty for none (`{}`).
 fn props(text: &str) -> &str {
     if text.len() > DEFAULT_MAX_EVENT_BYTES / 2 {
-        browser::warn("properties larger than 16 KB; ignored them");
+        browser::warn("properties over 16 KB; ignored");
         return "{}";
     }
     if text.starts_with("{") {
@@ -483,13 +483,9 @@ pub fn record(kind: u32, name: browser::Text, json: browser::Text) {
     let name = match (kind, name_of(name)) {
         (0 | 3, _) => "",
         (_, Some(n)) => n,
-        (1, None) => {
-            return browser::warn("track needs a name: a string of 1 to 200 characters; dropped it")
-        }
+        (1, None) => return browser::warn("track needs a name of 1 to 200 characters; dropped"),
         (_, None) => {
-            return browser::warn(
-                "identify needs a user ID: a string of 1 to 200 characters; ignored",
-            )
+            return browser::warn("identify needs a user ID of 1 to 200 characters; ignored")
         }
     };
     let p = props(json);

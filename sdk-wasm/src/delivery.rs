@@ -219,7 +219,7 @@ impl<S: Storage> Delivery<S> {
             self.outbox.save(store, net.now_ms());
         }
         if self.outbox.dropped > 0 && !core::mem::replace(&mut self.full_warned, true) {
-            net.warn("the outbox is full (1,000 events or 512 KB); dropping the oldest unsent");
+            net.warn("outbox full (1,000 events or 512 KB); oldest dropped");
         }
     }
 
@@ -293,7 +293,7 @@ impl<S: Storage> Delivery<S> {
                 return true;
             }
             400..=499 if status != 429 => {
-                net.warn("the collector refused a batch (4xx); dropped it");
+                net.warn("collector refused a batch (4xx); dropped");
                 self.outbox.ack(chunk);
                 return true;
             }
@@ -301,9 +301,7 @@ impl<S: Storage> Delivery<S> {
                 self.instant_failures += 1;
                 if self.instant_failures >= BLOCKED_AFTER {
                     self.blocked = true;
-                    net.warn(
-                        "the collector cannot be reached (blocked?); events are kept for the next page",
-                    );
+                    net.warn("collector unreachable (blocked?); events kept for the next page");
                     return false;
                 }
             }
