@@ -79,11 +79,7 @@ pub fn load(storage: &impl Storage, key: &str) -> (String, i64) {
         .and_then(|l| l.strip_prefix("t"))
         .and_then(footfall_wire::json::read_i64)
         .unwrap_or(0);
-    let mut events = String::new();
-    for e in lines(&text) {
-        push_line(&mut events, e);
-    }
-    (events, saved_ms)
+    (without(&text, "", usize::MAX).0, saved_ms)
 }
 
 /// The events of `text` (one a line) whose ID is not in `except` (IDs one after another), from
