@@ -167,20 +167,20 @@ pub fn batch_from_encoded<'a>(
     sent_at: &str,
     events: impl IntoIterator<Item = &'a str>,
 ) -> String {
+    // Its keys written as they are (the SDK's wasm needs no object writer for them).
     let mut out = String::with_capacity(1024);
-    let mut o = Obj::open(&mut out);
-    o.str("key", key);
-    o.str("sent_at", sent_at);
-    let arr = o.key("events");
-    arr.push_str("[");
-    for (i, e) in events.into_iter().enumerate() {
-        if i > 0 {
-            arr.push_str(",");
-        }
-        arr.push_str(e);
+    out.push_str("{\"key\":");
+    write_str(&mut out, key);
+    out.push_str(",\"sent_at\":");
+    write_str(&mut out, sent_at);
+    out.push_str(",\"events\":[");
+    let mut sep = "";
+    for e in events {
+        out.push_str(sep);
+        out.push_str(e);
+        sep = ",";
     }
-    arr.push_str("]");
-    o.close();
+    out.push_str("]}");
     out
 }
 
