@@ -138,8 +138,8 @@ impl Outbox {
         self.bound();
     }
 
-    /// Puts `older` (events, one a line) before the outbox's own.
-    fn prepend(&mut self, mut older: String) {
+    /// Puts `older` (events, one a line, and how many) before the outbox's own.
+    fn prepend(&mut self, (mut older, count): (String, usize)) {
         if !older.is_empty() {
             if !self.is_empty() {
                 older.push_str("\n");
@@ -147,7 +147,7 @@ impl Outbox {
             older.push_str(self.live());
             self.text = older;
             self.start = 0;
-            self.count = self.events().count();
+            self.count += count;
             self.dirty = true;
         }
         self.bound();
@@ -196,7 +196,11 @@ impl Outbox {
 
     /// Takes ownership of `key`: what an earlier page of this tab left there goes first.
     pub fn own(&mut self, storage: &impl Storage, key: String) {
-        self.prepend(load(storage, &key).0);
+        self.prepend(without(
+            &storage.get(&key).unwrap_or_default(),
+            "",
+            usize::MAX,
+        ));
         self.key = Some(key);
     }
 
@@ -204,7 +208,7 @@ impl Outbox {
     pub fn adopt(&mut self, storage: &mut impl Storage, key: &str) {
         let (theirs, _) = load(storage, key);
         storage.remove(key);
-        self.prepend(without(&theirs, &ids(self.live()), usize::MAX).0);
+        self.prepend(without(&theirs, &ids(self.live()), usize::MAX));
     }
 
     /// Writes the outbox to its key, if it changed.
