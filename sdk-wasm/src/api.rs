@@ -221,11 +221,9 @@ impl Sdk {
                 continue;
             }
             if !self.ask_lock(other, false)
-                && self
-                    .delivery
-                    .local
-                    .as_ref()
-                    .is_some_and(|s| now - outbox::load(s, other).1 > ABANDONED_MS)
+                && self.delivery.local.as_ref().is_some_and(|s| {
+                    now - outbox::saved_ms(&s.get(other).unwrap_or_default()) > ABANDONED_MS
+                })
             {
                 self.delivery.adopt(other, &mut BrowserNet);
             }

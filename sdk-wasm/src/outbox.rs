@@ -74,12 +74,16 @@ pub struct Outbox {
 /// The events kept under `key` (one a line), and when they were saved.
 pub fn load(storage: &impl Storage, key: &str) -> (String, i64) {
     let text = storage.get(key).unwrap_or_default();
-    let saved_ms = fields(&text, b'\n')
+    (without(&text, "", usize::MAX).0, saved_ms(&text))
+}
+
+/// When the outbox text `stored` was saved (its first line, `t` and the time), 0 if unknown.
+pub fn saved_ms(stored: &str) -> i64 {
+    fields(stored, b'\n')
         .next()
         .and_then(|l| l.strip_prefix("t"))
         .and_then(footfall_wire::json::read_i64)
-        .unwrap_or(0);
-    (without(&text, "", usize::MAX).0, saved_ms)
+        .unwrap_or(0)
 }
 
 /// The events of `text` (one a line) whose ID is not in `except` (IDs one after another), from
@@ -206,7 +210,7 @@ impl Outbox {
 
     /// Takes in the outbox of a tab that is gone; its events go before ours.
     pub fn adopt(&mut self, storage: &mut impl Storage, key: &str) {
-        let (theirs, _) = load(storage, key);
+        let theirs = storage.get(key).unwrap_or_default();
         storage.remove(key);
         self.prepend(without(&theirs, &ids(self.live()), usize::MAX));
     }
