@@ -231,6 +231,11 @@ impl<S: Storage> Delivery<S> {
         }
     }
 
+    /// The body of a send or a beacon of `chunk` (events, one a line), sent now.
+    fn body(&self, chunk: &str, net: &impl Net) -> String {
+        batch_body(&self.key, &net.timestamp(net.now_ms()), chunk)
+    }
+
     /// Sends the outbox, oldest first, chunk by chunk, until it is empty or a send fails.
     fn drain(&mut self, now: bool, net: &mut impl Net) {
         self.drain_queued = false;
@@ -250,7 +255,7 @@ impl<S: Storage> Delivery<S> {
         {
             let chunk = self.outbox.peek(MAX_SEND_BYTES, &self.beaconed);
             if !chunk.is_empty() {
-                let body = batch_body(&self.key, &net.timestamp(t), &chunk);
+                let body = self.body(&chunk, net);
                 self.in_flight = chunk;
                 self.sent_at = t;
                 net.post(&self.url, &body);
@@ -350,8 +355,7 @@ impl<S: Storage> Delivery<S> {
             if chunk.is_empty() {
                 return;
             }
-            let sent_at = net.timestamp(net.now_ms());
-            if !net.beacon(&self.url, &batch_body(&self.key, &sent_at, &chunk)) {
+            if !net.beacon(&self.url, &self.body(&chunk, net)) {
                 return self.send_soon(net);
             }
             self.beaconed.push_str(&outbox::ids(&chunk));
