@@ -163,7 +163,8 @@ impl Sdk {
             .get("ff_ob")
             .unwrap_or_else(|| uuid_v4(&mut BrowserEntropy));
         tab.set("ff_ob", &id);
-        let key = browser::cat(&[outbox::PREFIX, &id]);
+        let mut key = String::from(outbox::PREFIX);
+        key.push_str(&id);
         self.own_key = key.clone();
         if !self.ask_lock(&key, true) {
             // No Web Locks: the key is ours by the sessionStorage ID alone; others' outboxes

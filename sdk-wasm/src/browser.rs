@@ -153,15 +153,6 @@ pub fn listen(history: bool) {
     host_listen(history);
 }
 
-/// Concatenates without `[..].concat()`, whose generic join code costs a kilobyte of wasm.
-pub fn cat(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        s.push_str(p);
-    }
-    s
-}
-
 /// The answer to a read of the page's (`_on(30 + what)`, see `api::read`).
 pub fn got(text: &str) {
     host_got(text);
