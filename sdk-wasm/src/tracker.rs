@@ -245,18 +245,11 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         // The JSON of product.md's event, written at once (`event_id` first: see
         // `outbox::id_of`).
         let mut e = String::with_capacity(1024);
-        let mut put = |parts: &[&str]| {
-            for p in parts {
-                e.push_str(p);
-            }
-        };
-        put(&[
-            "{\"event_id\":\"",
-            &uuid_v7(&mut self.rng, at),
-            "\",\"type\":\"",
-            o.kind.as_str(),
-            "\",\"name\":",
-        ]);
+        e.push_str("{\"event_id\":\"");
+        e.push_str(&uuid_v7(&mut self.rng, at));
+        e.push_str("\",\"type\":\"");
+        e.push_str(o.kind.as_str());
+        e.push_str("\",\"name\":");
         json::write_str(
             &mut e,
             match o.kind {
