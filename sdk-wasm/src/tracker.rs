@@ -132,9 +132,10 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
     /// Consent withdrawn: forget everything (cookie, user, session) but the opt-out.
     pub fn opt_out(&mut self) {
         self.shared.set(OPT_OUT_KEY, "1");
-        for key in [ANON_KEY, USER_KEY, REGISTERED_KEY, SESSION_KEY] {
-            self.shared.remove(key);
-        }
+        self.shared.remove(ANON_KEY);
+        self.shared.remove(USER_KEY);
+        self.shared.remove(REGISTERED_KEY);
+        self.shared.remove(SESSION_KEY);
         self.tab.remove(SESSION_KEY);
         self.anonymous_id.clear();
         self.user_id = None;
