@@ -33,14 +33,12 @@ impl Session {
     pub fn encode(&self) -> String {
         let mut s = String::with_capacity(72);
         s.push_str(&self.id);
-        for n in [
-            self.started_ms.max(0) as u64,
-            self.last_ms.max(0) as u64,
-            self.seq,
-        ] {
-            s.push_str(".");
-            write_u64(&mut s, n);
-        }
+        s.push_str(".");
+        write_u64(&mut s, self.started_ms.max(0) as u64);
+        s.push_str(".");
+        write_u64(&mut s, self.last_ms.max(0) as u64);
+        s.push_str(".");
+        write_u64(&mut s, self.seq);
         s
     }
 
