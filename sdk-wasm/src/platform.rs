@@ -74,15 +74,18 @@ fn hyphenated(b: &[u8; 16]) -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             j += 1;
         }
-        for d in [x >> 4, x & 15] {
-            if let Some(c) = text.get_mut(j) {
-                *c = d + if d < 10 { b'0' } else { b'a' - 10 };
-            }
-            j += 1;
+        if let Some([hi, lo]) = text.get_mut(j..j + 2) {
+            *hi = hex_digit(x >> 4);
+            *lo = hex_digit(x & 15);
         }
+        j += 2;
     }
     // SAFETY: hex digits and hyphens only, all ASCII.
     String::from(unsafe { core::str::from_utf8_unchecked(&text) })
+}
+
+fn hex_digit(d: u8) -> u8 {
+    d + if d < 10 { b'0' } else { b'a' - 10 }
 }
 
 /// Sets the version nibble and the RFC 9562 variant bits.
