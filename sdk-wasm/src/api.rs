@@ -20,7 +20,7 @@ use crate::session;
 use crate::tracker::{Occurrence, Tracker};
 use core::cell::RefCell;
 use footfall_wire::json::write_u64;
-use footfall_wire::{EventType, RawJson, DEFAULT_MAX_EVENT_BYTES};
+use footfall_wire::{EventType, DEFAULT_MAX_EVENT_BYTES};
 use wasm_bindgen::prelude::*;
 
 type BrowserTracker = Tracker<BrowserClock, BrowserStorage, BrowserEntropy>;
@@ -76,7 +76,7 @@ fn with_sdk<R>(f: impl FnOnce(&mut Sdk) -> R) -> Option<R> {
 /// For the calls that record: before `init`, the event is dropped with a warning.
 fn recording(f: impl FnOnce(&mut Sdk)) {
     if with_sdk(f).is_none() {
-        browser::warn("call init before recording events; dropped one");
+        browser::warn("call init first; event dropped");
     }
 }
 
@@ -111,7 +111,7 @@ fn init(options: &str) {
     let tracker = Tracker::new(options, BrowserClock, shared, tab, BrowserEntropy, dnt);
     let registered = tracker
         .registered()
-        .filter(|r| r.starts_with('{'))
+        .filter(|r| r.starts_with("{"))
         .unwrap_or_else(|| "{}".into());
     let o = &tracker.options;
     let auto_pageviews = o.auto_pageviews;
@@ -163,7 +163,8 @@ impl Sdk {
             .get("ff_ob")
             .unwrap_or_else(|| uuid_v4(&mut BrowserEntropy));
         tab.set("ff_ob", &id);
-        let key = browser::cat(&[outbox::PREFIX, &id]);
+        let mut key = String::from(outbox::PREFIX);
+        key.push_str(&id);
         self.own_key = key.clone();
         if !self.ask_lock(&key, true) {
             // No Web Locks: the key is ours by the sessionStorage ID alone; others' outboxes
@@ -221,11 +222,9 @@ impl Sdk {
                 continue;
             }
             if !self.ask_lock(other, false)
-                && self
-                    .delivery
-                    .local
-                    .as_ref()
-                    .is_some_and(|s| now - outbox::load(s, other).1 > ABANDONED_MS)
+                && self.delivery.local.as_ref().is_some_and(|s| {
+                    now - outbox::saved_ms(&s.get(other).unwrap_or_default()) > ABANDONED_MS
+                })
             {
                 self.delivery.adopt(other, &mut BrowserNet);
             }
@@ -301,9 +300,9 @@ impl Sdk {
         }
     }
 
-    fn record(&mut self, kind: EventType, name: String, props: RawJson, traits: Option<RawJson>) {
+    fn record(&mut self, kind: EventType, name: &str, props: &str, traits: Option<&str>) {
         let page = self.current_page();
-        self.record_on(kind, name, props, traits, page);
+        self.record_on(kind, name, props, traits, &page);
     }
 
     /// The page the event being recorded happened on: this one, or the one given by
@@ -315,10 +314,10 @@ impl Sdk {
     fn record_on(
         &mut self,
         kind: EventType,
-        name: String,
-        props: RawJson,
-        traits: Option<RawJson>,
-        page: String,
+        name: &str,
+        props: &str,
+        traits: Option<&str>,
+        page: &str,
     ) {
         let o = Occurrence {
             kind,
@@ -335,14 +334,22 @@ impl Sdk {
 
     /// A page view (with the registered properties when `props` is `None`): the page shown
     /// before is left, and the new one's engaged time starts.
-    fn view(&mut self, props: Option<RawJson>) {
+    fn view(&mut self, props: Option<&str>) {
         // A call replayed from before the SDK loaded: the leave happened when the view did.
         let at = self.replay_at;
         self.leave();
         self.replay_at = at;
         let page = self.current_page();
-        let props = props.unwrap_or_else(|| RawJson(self.registered.clone()));
-        self.record_on(EventType::Page, String::new(), props, None, page.clone());
+        // Lent out while recording, which does not read it (no copy).
+        let registered = core::mem::take(&mut self.registered);
+        self.record_on(
+            EventType::Page,
+            "",
+            props.unwrap_or(&registered),
+            None,
+            &page,
+        );
+        self.registered = registered;
         self.engagement.start(now(), browser::is_hidden());
         self.shown = Some(page);
     }
@@ -360,18 +367,12 @@ impl Sdk {
         let r = &self.registered;
         let mut props = String::from(r.get(..r.len().saturating_sub(1)).unwrap_or("{"));
         if props.len() > 1 {
-            props.push(',');
+            props.push_str(",");
         }
         props.push_str("\"engaged_ms\":");
         write_u64(&mut props, engaged.max(0) as u64);
-        props.push('}');
-        self.record_on(
-            EventType::Track,
-            "$pageleave".into(),
-            RawJson(props),
-            None,
-            page,
-        );
+        props.push_str("}");
+        self.record_on(EventType::Track, "$pageleave", &props, None, &page);
     }
 
     /// After `history.pushState` (`replace` false), `replaceState` (true) or `popstate`
@@ -439,22 +440,22 @@ pub fn on(event: u32, x: f64) -> bool {
     }) == Some(true)
 }
 
-/// Properties as the host hands them: JSON text of an object, or empty for none.
-fn props(text: &str) -> RawJson {
+/// Properties as the host hands them: JSON text of an object, or empty for none (`{}`).
+fn props(text: &str) -> &str {
     if text.len() > DEFAULT_MAX_EVENT_BYTES / 2 {
-        browser::warn("properties larger than 16 KB; ignored them");
-        return RawJson::empty_object();
+        browser::warn("properties over 16 KB; ignored");
+        return "{}";
     }
-    if text.starts_with('{') {
-        RawJson(text.into())
+    if text.starts_with("{") {
+        text
     } else {
-        RawJson::empty_object()
+        "{}"
     }
 }
 
 /// A name of 1 to 200 characters (the host trims it).
-fn name_of(n: &str) -> Option<String> {
-    (!n.is_empty() && n.len() <= 200).then(|| n.to_owned())
+fn name_of(n: &str) -> Option<&str> {
+    (!n.is_empty() && n.len() <= 200).then_some(n)
 }
 
 /// The calls that hand in text, as the host's adapter makes them (one export for all: each
@@ -479,15 +480,11 @@ pub fn record(kind: u32, name: browser::Text, json: browser::Text) {
         _ => {}
     }
     let name = match (kind, name_of(name)) {
-        (0 | 3, _) => String::new(),
+        (0 | 3, _) => "",
         (_, Some(n)) => n,
-        (1, None) => {
-            return browser::warn("track needs a name: a string of 1 to 200 characters; dropped it")
-        }
+        (1, None) => return browser::warn("track needs a name of 1 to 200 characters; dropped"),
         (_, None) => {
-            return browser::warn(
-                "identify needs a user ID: a string of 1 to 200 characters; ignored",
-            )
+            return browser::warn("identify needs a user ID of 1 to 200 characters; ignored")
         }
     };
     let p = props(json);
@@ -495,8 +492,8 @@ pub fn record(kind: u32, name: browser::Text, json: browser::Text) {
         0 => s.view(Some(p)),
         1 => s.record(EventType::Track, name, p, None),
         // Traits become user properties.
-        2 => s.record(EventType::Identify, name, RawJson::empty_object(), Some(p)),
-        _ => s.record(EventType::Set, name, RawJson::empty_object(), Some(p)),
+        2 => s.record(EventType::Identify, name, "{}", Some(p)),
+        _ => s.record(EventType::Set, name, "{}", Some(p)),
     });
 }
 
@@ -505,8 +502,8 @@ pub fn record(kind: u32, name: browser::Text, json: browser::Text) {
 fn set_registered(json: &str) {
     let json = props(json);
     with_sdk(|s| {
-        s.tracker.set_registered(json.as_str());
-        s.registered = json.0;
+        s.tracker.set_registered(json);
+        s.registered = json.into();
     });
 }
 

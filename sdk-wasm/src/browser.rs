@@ -23,17 +23,13 @@ extern "C" {
     #[wasm_bindgen(js_namespace = footfall_host)]
     fn open(which: u32, cookie_domain: &str) -> i32;
     #[wasm_bindgen(js_namespace = footfall_host)]
-    fn sget(store: i32, key: &str) -> Option<Text>;
-    #[wasm_bindgen(js_namespace = footfall_host)]
     fn sset(store: i32, key: &str, value: &str);
     #[wasm_bindgen(js_namespace = footfall_host)]
     fn sdel(store: i32, key: &str);
+    /// The texts the wasm reads, one import for all (each import costs its own glue): see
+    /// [`Read`].
     #[wasm_bindgen(js_namespace = footfall_host)]
-    fn keys(prefix: &str) -> Text;
-    #[wasm_bindgen(js_namespace = footfall_host, js_name = page)]
-    fn host_page() -> Text;
-    #[wasm_bindgen(js_namespace = footfall_host, js_name = context)]
-    fn host_context() -> Text;
+    fn text(what: u32, n: f64, s: &str) -> Option<Text>;
     #[wasm_bindgen(js_namespace = footfall_host)]
     fn facts() -> u32;
     #[wasm_bindgen(js_namespace = footfall_host)]
@@ -54,8 +50,29 @@ extern "C" {
     fn host_lock(name: &str, hold: bool) -> bool;
     #[wasm_bindgen(js_namespace = footfall_host, js_name = got)]
     fn host_got(text: &str);
-    #[wasm_bindgen(js_namespace = footfall_host, js_name = iso)]
-    fn host_iso(ms: f64) -> Text;
+}
+
+/// What [`text`] reads (`text` in `js-wrapper/src/host.js`).
+#[derive(Clone, Copy)]
+enum Read {
+    /// The page's lines (see [`page`]).
+    Page = 0,
+    /// The context's lines (see [`context`]).
+    Context = 1,
+    /// localStorage's keys that start with `s`, one a line.
+    Keys = 2,
+    /// The timestamp of `n` (ms since the epoch).
+    Iso = 3,
+    /// The value of key `s` in the storage of handle `n` (none when missing).
+    Get = 4,
+}
+
+fn read(what: Read, n: f64, s: &str) -> Option<String> {
+    text(what as u32, n, s).map(|t| t.0)
+}
+
+fn read_text(what: Read, n: f64, s: &str) -> String {
+    read(what, n, s).unwrap_or_default()
 }
 
 /// A string the host returns: wasm-bindgen's glue has written it into memory the wasm
@@ -102,7 +119,7 @@ impl Net for BrowserNet {
         now() as i64
     }
     fn timestamp(&self, ms: i64) -> String {
-        host_iso(ms as f64).0
+        read_text(Read::Iso, ms as f64, "")
     }
     fn online(&self) -> bool {
         online()
@@ -136,15 +153,6 @@ pub fn listen(history: bool) {
     host_listen(history);
 }
 
-/// Concatenates without `[..].concat()`, whose generic join code costs a kilobyte of wasm.
-pub fn cat(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        s.push_str(p);
-    }
-    s
-}
-
 /// The answer to a read of the page's (`_on(30 + what)`, see `api::read`).
 pub fn got(text: &str) {
     host_got(text);
@@ -163,7 +171,7 @@ impl Clock for BrowserClock {
         now() as i64
     }
     fn timestamp(&self, ms: i64) -> String {
-        host_iso(ms as f64).0
+        read_text(Read::Iso, ms as f64, "")
     }
 }
 
@@ -171,11 +179,15 @@ impl Clock for BrowserClock {
 pub struct BrowserEntropy;
 
 impl Entropy for BrowserEntropy {
+    /// Each word's bytes, lowest first.
     fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(4) {
-            for (b, r) in chunk.iter_mut().zip(rnd().to_le_bytes()) {
-                *b = r;
+        let mut word = 0;
+        for (i, b) in buf.iter_mut().enumerate() {
+            if i % 4 == 0 {
+                word = rnd();
             }
+            *b = word as u8;
+            word >>= 8;
         }
     }
 }
@@ -216,7 +228,7 @@ impl BrowserStorage {
 
 impl Storage for BrowserStorage {
     fn get(&self, key: &str) -> Option<String> {
-        sget(self.0, key).map(|t| t.0)
+        read(Read::Get, self.0.into(), key)
     }
     fn set(&mut self, key: &str, value: &str) {
         sset(self.0, key, value);
@@ -228,19 +240,19 @@ impl Storage for BrowserStorage {
 
 /// The keys of localStorage that start with `prefix`, one a line.
 pub fn local_keys(prefix: &str) -> String {
-    keys(prefix).0
+    read_text(Read::Keys, 0.0, prefix)
 }
 
 /// The page an event happens on: its URL, path, title and referrer, one a line (the host
 /// reads the URL and title each time, the path and referrer when the URL changed).
 pub fn page() -> String {
-    host_page().0
+    read_text(Read::Page, 0.0, "")
 }
 
 /// Screen, viewport, language and time zone, one a line (the host reads the viewport again
 /// after each `resize`).
 pub fn context() -> String {
-    host_context().0
+    read_text(Read::Context, 0.0, "")
 }
 
 /// What the host knows of the browser, as bits: online, hidden, Do Not Track or Global

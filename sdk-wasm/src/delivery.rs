@@ -219,7 +219,7 @@ impl<S: Storage> Delivery<S> {
             self.outbox.save(store, net.now_ms());
         }
         if self.outbox.dropped > 0 && !core::mem::replace(&mut self.full_warned, true) {
-            net.warn("the outbox is full (1,000 events or 512 KB); dropping the oldest unsent");
+            net.warn("outbox full (1,000 events or 512 KB); oldest dropped");
         }
     }
 
@@ -229,6 +229,11 @@ impl<S: Storage> Delivery<S> {
         if !self.sending && !core::mem::replace(&mut self.drain_queued, true) {
             net.later(Later::Drain);
         }
+    }
+
+    /// The body of a send or a beacon of `chunk` (events, one a line), sent now.
+    fn body(&self, chunk: &str, net: &impl Net) -> String {
+        batch_body(&self.key, &net.timestamp(net.now_ms()), chunk)
     }
 
     /// Sends the outbox, oldest first, chunk by chunk, until it is empty or a send fails.
@@ -250,7 +255,7 @@ impl<S: Storage> Delivery<S> {
         {
             let chunk = self.outbox.peek(MAX_SEND_BYTES, &self.beaconed);
             if !chunk.is_empty() {
-                let body = batch_body(&self.key, &net.timestamp(t), &chunk);
+                let body = self.body(&chunk, net);
                 self.in_flight = chunk;
                 self.sent_at = t;
                 net.post(&self.url, &body);
@@ -293,7 +298,7 @@ impl<S: Storage> Delivery<S> {
                 return true;
             }
             400..=499 if status != 429 => {
-                net.warn("the collector refused a batch (4xx); dropped it");
+                net.warn("collector refused a batch (4xx); dropped");
                 self.outbox.ack(chunk);
                 return true;
             }
@@ -301,9 +306,7 @@ impl<S: Storage> Delivery<S> {
                 self.instant_failures += 1;
                 if self.instant_failures >= BLOCKED_AFTER {
                     self.blocked = true;
-                    net.warn(
-                        "the collector cannot be reached (blocked?); events are kept for the next page",
-                    );
+                    net.warn("collector unreachable (blocked?); events kept for the next page");
                     return false;
                 }
             }
@@ -352,8 +355,7 @@ impl<S: Storage> Delivery<S> {
             if chunk.is_empty() {
                 return;
             }
-            let sent_at = net.timestamp(net.now_ms());
-            if !net.beacon(&self.url, &batch_body(&self.key, &sent_at, &chunk)) {
+            if !net.beacon(&self.url, &self.body(&chunk, net)) {
                 return self.send_soon(net);
             }
             self.beaconed.push_str(&outbox::ids(&chunk));

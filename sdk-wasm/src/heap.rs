@@ -65,29 +65,23 @@ impl<G: Grow> Classes<G> {
         }
         let size = 1usize << class;
         let align = size.min(MAX_ALIGN).max(layout.align());
-        let mut at = (self.top + align - 1) & !(align - 1);
-        if at + size > self.end {
+        loop {
+            let at = (self.top + align - 1) & !(align - 1);
+            if at + size <= self.end {
+                self.top = at + size;
+                return at;
+            }
             let pages = (at + size - self.end).div_ceil(PAGE);
             let Some(start) = self.grow.grow(pages) else {
                 return 0;
             };
-            if start == self.end {
-                self.end += pages * PAGE;
-            } else {
-                // The first growth (or memory grown by someone else): carve from there on.
-                at = (start + align - 1) & !(align - 1);
-                self.end = start + pages * PAGE;
-                if at + size > self.end {
-                    let more = (at + size - self.end).div_ceil(PAGE);
-                    if self.grow.grow(more).is_none() {
-                        return 0;
-                    }
-                    self.end += more * PAGE;
-                }
+            if start != self.end {
+                // The first growth (or memory grown by someone else): carve from there on
+                // (the next turn grows again if the block does not fit).
+                self.top = start;
             }
+            self.end = start + pages * PAGE;
         }
-        self.top = at + size;
-        at
     }
 
     /// # Safety

@@ -15,6 +15,9 @@
 //! `drain(..n)`, `try_borrow_mut`, hand-written digits (`footfall_wire::json`), and one-char
 //! arrays as patterns (`split([';'])`: the single-`char` searcher has a range check).
 #![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
+// One-character texts are pushed and matched as `&str`, not `char`: a `char` brings its UTF-8
+// encoder into the SDK's wasm.
+#![allow(clippy::single_char_add_str, clippy::single_char_pattern)]
 
 extern crate alloc;
 
@@ -24,7 +27,6 @@ extern crate alloc;
 pub(crate) mod prelude {
     pub use alloc::borrow::ToOwned;
     pub use alloc::string::String;
-    pub use alloc::vec::Vec;
 }
 
 pub mod delivery;

@@ -87,13 +87,10 @@ impl Options {
         self.batch_size = self.batch_size.clamp(1, 500);
         self.flush_interval_ms = self.flush_interval_ms.max(100);
         // By bytes: `pop` and `trim_end_matches` bring Unicode decoding into the wasm.
-        let slashes = self
-            .endpoint
-            .bytes()
-            .rev()
-            .take_while(|&b| b == b'/')
-            .count();
-        let kept = self.endpoint.len() - slashes;
+        let mut kept = self.endpoint.len();
+        while kept > 0 && self.endpoint.as_bytes().get(kept - 1) == Some(&b'/') {
+            kept -= 1;
+        }
         if let Some(e) = self.endpoint.get(..kept) {
             self.endpoint = e.to_owned();
         }

@@ -32,12 +32,19 @@ pub fn id_of(event: &str) -> &str {
 
 /// The events of a text, one a line.
 pub fn lines(text: &str) -> impl Iterator<Item = &str> {
-    fields(text, b'\n').filter(|l| l.starts_with('{'))
+    fields(text, b'\n').filter(|l| l.starts_with("{"))
 }
 
 /// Whether `ids` (event IDs one after another) holds `id`.
 pub fn has_id(ids: &str, id: &str) -> bool {
-    ids.as_bytes().chunks(ID_LEN).any(|x| x == id.as_bytes())
+    let mut at = 0;
+    while let Some(x) = ids.as_bytes().get(at..at + ID_LEN) {
+        if x == id.as_bytes() {
+            return true;
+        }
+        at += ID_LEN;
+    }
+    false
 }
 
 /// The IDs of a text of events, one after another.
@@ -67,21 +74,36 @@ pub struct Outbox {
 /// The events kept under `key` (one a line), and when they were saved.
 pub fn load(storage: &impl Storage, key: &str) -> (String, i64) {
     let text = storage.get(key).unwrap_or_default();
-    let saved_ms = fields(&text, b'\n')
+    (without(&text, "", usize::MAX).0, saved_ms(&text))
+}
+
+/// When the outbox text `stored` was saved (its first line, `t` and the time), 0 if unknown.
+pub fn saved_ms(stored: &str) -> i64 {
+    fields(stored, b'\n')
         .next()
-        .and_then(|l| l.strip_prefix('t'))
+        .and_then(|l| l.strip_prefix("t"))
         .and_then(footfall_wire::json::read_i64)
-        .unwrap_or(0);
-    let mut events = String::new();
-    for e in lines(&text) {
-        push_line(&mut events, e);
+        .unwrap_or(0)
+}
+
+/// The events of `text` (one a line) whose ID is not in `except` (IDs one after another), from
+/// the first, up to `max_bytes` of a batch's body (at least one): their lines, and how many.
+/// Peeking a chunk, acknowledging one and adopting an outbox all filter this way.
+fn without(text: &str, except: &str, max_bytes: usize) -> (String, usize) {
+    let (mut out, mut count) = (String::new(), 0);
+    for e in lines(text).filter(|e| !has_id(except, id_of(e))) {
+        if !out.is_empty() && 128 + out.len() + e.len() + 1 > max_bytes {
+            break;
+        }
+        push_line(&mut out, e);
+        count += 1;
     }
-    (events, saved_ms)
+    (out, count)
 }
 
 fn push_line(text: &mut String, line: &str) {
     if !text.is_empty() {
-        text.push('\n');
+        text.push_str("\n");
     }
     text.push_str(line);
 }
@@ -120,16 +142,16 @@ impl Outbox {
         self.bound();
     }
 
-    /// Puts `older` (events, one a line) before the outbox's own.
-    fn prepend(&mut self, mut older: String) {
+    /// Puts `older` (events, one a line, and how many) before the outbox's own.
+    fn prepend(&mut self, (mut older, count): (String, usize)) {
         if !older.is_empty() {
             if !self.is_empty() {
-                older.push('\n');
+                older.push_str("\n");
             }
             older.push_str(self.live());
             self.text = older;
             self.start = 0;
-            self.count = self.events().count();
+            self.count += count;
             self.dirty = true;
         }
         self.bound();
@@ -164,23 +186,12 @@ impl Outbox {
     /// Events from the oldest, skipping those whose ID is in `except` (IDs one after another),
     /// up to `max_bytes` of body (at least one): their lines.
     pub fn peek(&self, max_bytes: usize, except: &str) -> String {
-        let mut out = String::new();
-        for e in self.events().filter(|e| !has_id(except, id_of(e))) {
-            if !out.is_empty() && 128 + out.len() + e.len() + 1 > max_bytes {
-                break;
-            }
-            push_line(&mut out, e);
-        }
-        out
+        without(self.live(), except, max_bytes).0
     }
 
     /// Removes the events of `sent` (lines), which the collector answered for.
     pub fn ack(&mut self, sent: &str) {
-        let (sent, mut kept, mut count) = (ids(sent), String::new(), 0);
-        for e in self.events().filter(|e| !has_id(&sent, id_of(e))) {
-            push_line(&mut kept, e);
-            count += 1;
-        }
+        let (kept, count) = without(self.live(), &ids(sent), usize::MAX);
         self.text = kept;
         self.start = 0;
         self.count = count;
@@ -189,19 +200,19 @@ impl Outbox {
 
     /// Takes ownership of `key`: what an earlier page of this tab left there goes first.
     pub fn own(&mut self, storage: &impl Storage, key: String) {
-        self.prepend(load(storage, &key).0);
+        self.prepend(without(
+            &storage.get(&key).unwrap_or_default(),
+            "",
+            usize::MAX,
+        ));
         self.key = Some(key);
     }
 
     /// Takes in the outbox of a tab that is gone; its events go before ours.
     pub fn adopt(&mut self, storage: &mut impl Storage, key: &str) {
-        let (theirs, _) = load(storage, key);
+        let theirs = storage.get(key).unwrap_or_default();
         storage.remove(key);
-        let (ours, mut older) = (ids(self.live()), String::new());
-        for e in lines(&theirs).filter(|e| !has_id(&ours, id_of(e))) {
-            push_line(&mut older, e);
-        }
-        self.prepend(older);
+        self.prepend(without(&theirs, &ids(self.live()), usize::MAX));
     }
 
     /// Writes the outbox to its key, if it changed.
@@ -213,9 +224,9 @@ impl Outbox {
             storage.remove(key);
         } else {
             let mut text = String::with_capacity(self.live().len() + 16);
-            text.push('t');
+            text.push_str("t");
             footfall_wire::json::write_u64(&mut text, now_ms.max(0) as u64);
-            text.push('\n');
+            text.push_str("\n");
             text.push_str(self.live());
             storage.set(key, &text);
         }

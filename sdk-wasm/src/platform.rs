@@ -66,18 +66,26 @@ impl<'a> Iterator for Fields<'a> {
 
 /// The 16 bytes as `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, by hand: the `uuid` crate's
 /// builders and formatting cost more wasm than this (the tests check both agree).
+/// Written into a fixed array (no vector growing byte by byte).
 fn hyphenated(b: &[u8; 16]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut text = Vec::with_capacity(36);
+    let mut text = [b'-'; 36];
+    let mut j = 0;
     for (i, x) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            text.push(b'-');
+            j += 1;
         }
-        text.push(HEX[usize::from(x >> 4)]);
-        text.push(HEX[usize::from(x & 15)]);
+        if let Some([hi, lo]) = text.get_mut(j..j + 2) {
+            *hi = hex_digit(x >> 4);
+            *lo = hex_digit(x & 15);
+        }
+        j += 2;
     }
     // SAFETY: hex digits and hyphens only, all ASCII.
-    unsafe { String::from_utf8_unchecked(text) }
+    String::from(unsafe { core::str::from_utf8_unchecked(&text) })
+}
+
+fn hex_digit(d: u8) -> u8 {
+    d + if d < 10 { b'0' } else { b'a' - 10 }
 }
 
 /// Sets the version nibble and the RFC 9562 variant bits.

@@ -33,14 +33,12 @@ impl Session {
     pub fn encode(&self) -> String {
         let mut s = String::with_capacity(72);
         s.push_str(&self.id);
-        for n in [
-            self.started_ms.max(0) as u64,
-            self.last_ms.max(0) as u64,
-            self.seq,
-        ] {
-            s.push('.');
-            write_u64(&mut s, n);
-        }
+        s.push_str(".");
+        write_u64(&mut s, self.started_ms.max(0) as u64);
+        s.push_str(".");
+        write_u64(&mut s, self.last_ms.max(0) as u64);
+        s.push_str(".");
+        write_u64(&mut s, self.seq);
         s
     }
 
@@ -139,7 +137,7 @@ fn live_tabs(registry: &impl Storage, now_ms: i64, id: &str, drop: bool) -> (Str
             continue;
         }
         if !live.is_empty() {
-            live.push(',');
+            live.push_str(",");
         }
         live.push_str(entry);
     }
@@ -171,10 +169,10 @@ pub fn claim_tab(
     };
     tab.set(TAB_KEY, &id);
     if !live.is_empty() {
-        live.push(',');
+        live.push_str(",");
     }
     live.push_str(&id);
-    live.push(':');
+    live.push_str(":");
     write_u64(&mut live, now_ms.max(0) as u64);
     registry.set(TABS_KEY, &live);
     id

@@ -9,7 +9,7 @@ use crate::options::{Options, SessionScope};
 use crate::platform::fields;
 use crate::platform::{uuid_v4, uuid_v7, Clock, Entropy, Storage};
 use crate::session::{Rules, Sessions, SESSION_KEY};
-use footfall_wire::{json, EventType, RawJson};
+use footfall_wire::{json, EventType};
 
 /// Storage key of the anonymous ID (the `ff_id` cookie).
 pub const ANON_KEY: &str = "ff_id";
@@ -42,13 +42,14 @@ pub struct Tracker<C, S, E> {
 }
 
 /// What the page tells the tracker about one event.
-pub struct Occurrence {
+pub struct Occurrence<'a> {
     pub kind: EventType,
-    pub name: String,
-    pub props: RawJson,
-    pub traits: Option<RawJson>,
+    pub name: &'a str,
+    /// JSON text of an object.
+    pub props: &'a str,
+    pub traits: Option<&'a str>,
     /// The page's URL, path, title and referrer, one a line (as the host reads them).
-    pub page: String,
+    pub page: &'a str,
     /// When it happened, if earlier than now (calls queued before the SDK loaded).
     pub at_ms: Option<i64>,
 }
@@ -131,9 +132,10 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
     /// Consent withdrawn: forget everything (cookie, user, session) but the opt-out.
     pub fn opt_out(&mut self) {
         self.shared.set(OPT_OUT_KEY, "1");
-        for key in [ANON_KEY, USER_KEY, REGISTERED_KEY, SESSION_KEY] {
-            self.shared.remove(key);
-        }
+        self.shared.remove(ANON_KEY);
+        self.shared.remove(USER_KEY);
+        self.shared.remove(REGISTERED_KEY);
+        self.shared.remove(SESSION_KEY);
         self.tab.remove(SESSION_KEY);
         self.anonymous_id.clear();
         self.user_id = None;
@@ -238,31 +240,24 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         let now = self.clock.now_ms();
         let at = o.at_ms.filter(|&t| t <= now).unwrap_or(now);
         if o.kind == EventType::Identify {
-            self.user_id = Some(o.name.clone());
-            self.shared.set(USER_KEY, &o.name);
+            self.user_id = Some(o.name.into());
+            self.shared.set(USER_KEY, o.name);
         }
         // The JSON of product.md's event, written at once (`event_id` first: see
         // `outbox::id_of`).
         let mut e = String::with_capacity(1024);
-        let mut put = |parts: &[&str]| {
-            for p in parts {
-                e.push_str(p);
-            }
-        };
-        put(&[
-            "{\"event_id\":\"",
-            &uuid_v7(&mut self.rng, at),
-            "\",\"type\":\"",
-            o.kind.as_str(),
-            "\",\"name\":",
-        ]);
+        e.push_str("{\"event_id\":\"");
+        e.push_str(&uuid_v7(&mut self.rng, at));
+        e.push_str("\",\"type\":\"");
+        e.push_str(o.kind.as_str());
+        e.push_str("\",\"name\":");
         json::write_str(
             &mut e,
             match o.kind {
                 EventType::Page => "$pageview",
                 EventType::Identify => "$identify",
                 EventType::Set => "$set",
-                EventType::Track => &o.name,
+                EventType::Track => o.name,
             },
         );
         e.push_str(",\"timestamp\":\"");
@@ -279,34 +274,42 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         e.push_str(",\"seq\":");
         json::write_u64(&mut e, session.seq);
         e.push_str(",\"page\":");
-        lines_as_object(&mut e, &["url", "path", "title", "referrer"], &o.page);
+        lines_as_object(
+            &mut e,
+            &["{\"url\":", ",\"path\":", ",\"title\":", ",\"referrer\":"],
+            o.page,
+        );
         e.push_str("},\"context\":");
         lines_as_object(
             &mut e,
-            &["screen", "viewport", "language", "timezone"],
+            &[
+                "{\"screen\":",
+                ",\"viewport\":",
+                ",\"language\":",
+                ",\"timezone\":",
+            ],
             context,
         );
         e.push_str(",\"sdk\":\"");
         e.push_str(crate::SDK_VERSION);
         e.push_str("\"},\"props\":");
-        e.push_str(o.props.as_str());
-        if let Some(t) = &o.traits {
+        e.push_str(o.props);
+        if let Some(t) = o.traits {
             e.push_str(",\"traits\":");
-            e.push_str(t.as_str());
+            e.push_str(t);
         }
-        e.push('}');
+        e.push_str("}");
         Some(e)
     }
 }
 
-/// Writes `{"key":"line",...` (unclosed) from `keys` and the lines of `text`, missing lines
-/// empty, extra ones ignored.
+/// Writes `{"key":"line",...` (unclosed) from `keys` (each with its JSON before the value:
+/// `{"url":`, `,"path":`, ...) and the lines of `text`, missing lines empty, extra ones
+/// ignored.
 fn lines_as_object(out: &mut String, keys: &[&str], text: &str) {
     let mut values = fields(text, b'\n');
-    for (i, k) in keys.iter().enumerate() {
-        out.push(if i == 0 { '{' } else { ',' });
-        json::write_str(out, k);
-        out.push(':');
+    for k in keys {
+        out.push_str(k);
         json::write_str(out, values.next().unwrap_or_default());
     }
 }
@@ -338,13 +341,13 @@ mod tests {
         )
     }
 
-    fn track(name: &str) -> Occurrence {
+    fn track(name: &str) -> Occurrence<'_> {
         Occurrence {
             kind: EventType::Track,
-            name: name.into(),
-            props: RawJson(r#"{"plan":"pro"}"#.into()),
+            name,
+            props: r#"{"plan":"pro"}"#,
             traits: None,
-            page: "http://c.test/p\n/p".into(),
+            page: "http://c.test/p\n/p",
             at_ms: None,
         }
     }
@@ -403,7 +406,7 @@ mod tests {
         let clock = FakeClock::at(T0);
         let mut t = tracker(&store, &clock);
         let full = Occurrence {
-            page: "https://s.example/a?b=1\n/a\nA \"title\"\nhttps://r.example/".into(),
+            page: "https://s.example/a?b=1\n/a\nA \"title\"\nhttps://r.example/",
             ..track("a")
         };
         let e: Event = serde_json::from_str(
@@ -422,7 +425,7 @@ mod tests {
         assert_eq!(e.context.sdk, crate::SDK_VERSION);
         // Missing lines are empty.
         let short = Occurrence {
-            page: "https://s.example/".into(),
+            page: "https://s.example/",
             ..track("b")
         };
         let e: Event = serde_json::from_str(&t.record(short, "").unwrap()).unwrap();
@@ -439,8 +442,8 @@ mod tests {
         let identify = t.record(
             Occurrence {
                 kind: EventType::Identify,
-                name: "ann@example.com".into(),
-                traits: Some(RawJson(r#"{"plan":"pro"}"#.into())),
+                name: "ann@example.com",
+                traits: Some(r#"{"plan":"pro"}"#),
                 ..track("")
             },
             "",
@@ -495,10 +498,10 @@ mod rule_tests {
             self.t.record(
                 Occurrence {
                     kind: EventType::Track,
-                    name: "e".into(),
-                    props: RawJson::empty_object(),
+                    name: "e",
+                    props: "{}",
                     traits: None,
-                    page: String::new(),
+                    page: "",
                     at_ms: None,
                 },
                 "",
@@ -521,10 +524,10 @@ mod rule_tests {
             a.t.record(
                 Occurrence {
                     kind: EventType::Track,
-                    name: "e".into(),
-                    props: RawJson::empty_object(),
+                    name: "e",
+                    props: "{}",
                     traits: None,
-                    page: String::new(),
+                    page: "",
                     at_ms: None,
                 },
                 "",
@@ -580,10 +583,10 @@ mod rule_tests {
         a.t.record(
             Occurrence {
                 kind: EventType::Identify,
-                name: "ann".into(),
-                props: RawJson::empty_object(),
+                name: "ann",
+                props: "{}",
                 traits: None,
-                page: String::new(),
+                page: "",
                 at_ms: None,
             },
             "",
@@ -732,16 +735,16 @@ mod fixture_tests {
             (
                 EventType::Identify,
                 "ann@example.com",
-                Some(RawJson(r#"{"plan":"pro"}"#.into())),
+                Some(r#"{"plan":"pro"}"#),
             ),
         ] {
             chunk.extend(t.record(
                 Occurrence {
                     kind,
-                    name: name.into(),
-                    props: RawJson::empty_object(),
+                    name,
+                    props: "{}",
                     traits,
-                    page: page.clone(),
+                    page: &page,
                     at_ms: None,
                 },
                 "",

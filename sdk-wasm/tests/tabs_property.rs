@@ -9,7 +9,7 @@
 use footfall_sdk::options::{Options, SessionScope};
 use footfall_sdk::platform::{Clock, Entropy, Storage};
 use footfall_sdk::tracker::{Occurrence, Tracker};
-use footfall_wire::{Event, EventType, RawJson};
+use footfall_wire::{Event, EventType};
 use proptest::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -110,10 +110,10 @@ fn run(scope: SessionScope, ops: &[Op]) -> Vec<(usize, Event, i64)> {
                 let json = tabs[t].record(
                     Occurrence {
                         kind: EventType::Track,
-                        name: "e".into(),
-                        props: RawJson::empty_object(),
+                        name: "e",
+                        props: "{}",
                         traits: None,
-                        page: String::new(),
+                        page: "",
                         at_ms: None,
                     },
                     "",

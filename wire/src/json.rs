@@ -7,9 +7,13 @@ use crate::prelude::*;
 
 use crate::{Batch, Context, Event, Page};
 
+/// Hexadecimal digits, written as one-byte strings: pushing a `char` computed at run time
+/// brings in its UTF-8 encoder, which the SDK's wasm does not otherwise need.
+const DIGITS: &str = "0123456789abcdef";
+
 /// Appends `s` as a JSON string literal (quotes included).
 pub fn write_str(out: &mut String, s: &str) {
-    out.push('"');
+    out.push_str("\"");
     // Runs of bytes that need no escape are copied whole; the bytes that do are all ASCII, so
     // every cut falls on a character boundary.
     let mut run = 0;
@@ -28,12 +32,12 @@ pub fn write_str(out: &mut String, s: &str) {
         run = i + 1;
         out.push_str(escaped);
         if b < 0x20 && !b"\n\r\t".contains(&b) {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push(HEX[usize::from(b & 15)] as char);
+            let d = usize::from(b & 15);
+            out.push_str(DIGITS.get(d..=d).unwrap_or_default());
         }
     }
     out.push_str(s.get(run..).unwrap_or_default());
-    out.push('"');
+    out.push_str("\"");
 }
 
 /// Appends `n` in decimal, the highest digits first (by recursion, at most 20 deep: a buffer
@@ -42,13 +46,14 @@ pub fn write_u64(out: &mut String, n: u64) {
     if n >= 10 {
         write_u64(out, n / 10);
     }
-    out.push((b'0' + (n % 10) as u8) as char);
+    let d = (n % 10) as usize;
+    out.push_str(DIGITS.get(d..=d).unwrap_or_default());
 }
 
 /// Reads a decimal number as `str::parse::<u64>` does (an optional `+`, then ASCII digits, no
 /// overflow), without core's generic integer parser.
 pub fn read_u64(s: &str) -> Option<u64> {
-    let digits = s.strip_prefix('+').unwrap_or(s);
+    let digits = s.strip_prefix("+").unwrap_or(s);
     if digits.is_empty() {
         return None;
     }
@@ -65,8 +70,8 @@ pub fn read_u64(s: &str) -> Option<u64> {
 
 /// Reads a decimal number as `str::parse::<i64>` does (an optional sign, then ASCII digits).
 pub fn read_i64(s: &str) -> Option<i64> {
-    match s.strip_prefix('-') {
-        Some(rest) if rest.starts_with('+') => None,
+    match s.strip_prefix("-") {
+        Some(rest) if rest.starts_with("+") => None,
         Some(rest) => {
             let n = read_u64(rest)?;
             (n <= 1 << 63).then(|| (n as i64).wrapping_neg())
@@ -83,16 +88,16 @@ struct Obj<'a> {
 
 impl<'a> Obj<'a> {
     fn open(out: &'a mut String) -> Self {
-        out.push('{');
+        out.push_str("{");
         Obj { out, first: true }
     }
     fn key(&mut self, k: &str) -> &mut String {
         if !self.first {
-            self.out.push(',');
+            self.out.push_str(",");
         }
         self.first = false;
         write_str(self.out, k);
-        self.out.push(':');
+        self.out.push_str(":");
         self.out
     }
     fn str(&mut self, k: &str, v: &str) {
@@ -102,7 +107,7 @@ impl<'a> Obj<'a> {
         self.key(k).push_str(v);
     }
     fn close(self) {
-        self.out.push('}');
+        self.out.push_str("}");
     }
 }
 
@@ -162,20 +167,20 @@ pub fn batch_from_encoded<'a>(
     sent_at: &str,
     events: impl IntoIterator<Item = &'a str>,
 ) -> String {
+    // Its keys written as they are (the SDK's wasm needs no object writer for them).
     let mut out = String::with_capacity(1024);
-    let mut o = Obj::open(&mut out);
-    o.str("key", key);
-    o.str("sent_at", sent_at);
-    let arr = o.key("events");
-    arr.push('[');
-    for (i, e) in events.into_iter().enumerate() {
-        if i > 0 {
-            arr.push(',');
-        }
-        arr.push_str(e);
+    out.push_str("{\"key\":");
+    write_str(&mut out, key);
+    out.push_str(",\"sent_at\":");
+    write_str(&mut out, sent_at);
+    out.push_str(",\"events\":[");
+    let mut sep = "";
+    for e in events {
+        out.push_str(sep);
+        out.push_str(e);
+        sep = ",";
     }
-    arr.push(']');
-    o.close();
+    out.push_str("]}");
     out
 }
 
