@@ -273,13 +273,35 @@ fn brute_retention(
     cohorts
 }
 
+/// A SQLite store and a ClickHouse store (database `db` on a server of its own), each empty.
+struct BothStores {
+    sqlite: Sqlite,
+    ch: ClickHouse,
+    _dir: tempfile::TempDir,
+    server: ClickHouseServer,
+}
+
+impl BothStores {
+    fn open(db: &str) -> BothStores {
+        let server = ClickHouseServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        BothStores {
+            sqlite: Sqlite::open(dir.path(), Durability::Process).unwrap(),
+            ch: ClickHouse::open(&server.url(db), dir.path(), 1 << 30).unwrap(),
+            _dir: dir,
+            server,
+        }
+    }
+
+    fn stores(&self) -> [&dyn Store; 2] {
+        [&self.sqlite, &self.ch]
+    }
+}
+
 #[test]
 fn funnels_and_retention_match_a_brute_force_count_on_both_stores() {
-    let server = ClickHouseServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Sqlite::open(dir.path(), Durability::Process).unwrap();
-    let ch = ClickHouse::open(&server.url("journeys"), dir.path(), 1 << 30).unwrap();
-    let stores: [&dyn Store; 2] = [&sqlite, &ch];
+    let both = BothStores::open("journeys");
+    let (stores, server) = (both.stores(), &both.server);
 
     let start = 1_790_000_000_000 + 7 * HOUR / 3;
     let mut events = generate(start);
@@ -635,11 +657,8 @@ fn edge_event(n: &mut u64, anon: &str, name: &str, path: &str, t: i64) -> Stored
 /// the medians).
 #[test]
 fn funnel_edges_count_exactly_on_both_stores() {
-    let server = ClickHouseServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Sqlite::open(dir.path(), Durability::Process).unwrap();
-    let ch = ClickHouse::open(&server.url("edges"), dir.path(), 1 << 30).unwrap();
-    let stores: [&dyn Store; 2] = [&sqlite, &ch];
+    let both = BothStores::open("edges");
+    let stores = both.stores();
     let (from, to) = (1_790_000_000_000, 1_790_000_000_000 + 10 * DAY);
     let mut n = 0;
     let mut events = Vec::new();
