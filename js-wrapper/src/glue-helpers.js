@@ -11,8 +11,8 @@ let WASM_VECTOR_LEN = 0;
 const cachedTextEncoder = new TextEncoder();
 const cachedTextDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
-// Views of the wasm's memory, made again once it has grown (its old buffer is then detached,
-// of length 0; a detached buffer's DataView throws on its own length, its buffer does not).
+// The byte view of the wasm's memory, made again once it has grown (its old buffer is then
+// detached, of length 0).
 let cachedUint8ArrayMemory0 = null;
 function getUint8ArrayMemory0() {
   if (!cachedUint8ArrayMemory0 || !cachedUint8ArrayMemory0.byteLength) {
@@ -20,12 +20,9 @@ function getUint8ArrayMemory0() {
   }
   return cachedUint8ArrayMemory0;
 }
-let cachedDataViewMemory0 = null;
+// A DataView of it, made for each use: the glue's one use is the `text` import's two writes.
 function getDataViewMemory0() {
-  if (!cachedDataViewMemory0 || !cachedDataViewMemory0.buffer.byteLength) {
-    cachedDataViewMemory0 = new DataView(wasm.memory.buffer);
-  }
-  return cachedDataViewMemory0;
+  return new DataView(wasm.memory.buffer);
 }
 
 function getStringFromWasm0(ptr, len) {
