@@ -19,35 +19,23 @@ function footfallStorage(cookies) {
     }
     return webs[name];
   }
-  function absent(v) {
-    return v === null ? undefined : v;
-  }
+  // A store's reads answer undefined or null for none (the glue reads both as none); its
+  // failures are caught by `store`.
   function webStore(s) {
     return {
-      get(key) {
-        return absent(s.getItem(key));
-      },
-      set(key, value) {
-        try {
-          s.setItem(key, value);
-        } catch (e) {}
-      },
-      del(key) {
-        s.removeItem(key);
-      },
+      get: (key) => s.getItem(key),
+      set: (key, value) => s.setItem(key, value),
+      del: (key) => s.removeItem(key),
     };
   }
   function memory() {
     var m = Object.create(null);
     var local = web("localStorage");
     return {
-      get(key) {
-        if (key === "ff_optout") return local ? absent(local.getItem(key)) : undefined;
-        return m[key];
-      },
+      get: (key) => (key === "ff_optout" ? local && local.getItem(key) : m[key]),
       set(key, value) {
         if (key !== "ff_optout") m[key] = value;
-        else if (local) webStore(local).set(key, value);
+        else if (local) local.setItem(key, value);
       },
       del(key) {
         if (key !== "ff_optout") delete m[key];
