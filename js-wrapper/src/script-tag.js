@@ -183,7 +183,7 @@
       })
       .then(start)
       .catch((e) => {
-        console.warn("footfall: the SDK could not load; nothing is tracked", e);
+        console.warn("footfall: not loaded; nothing tracked", e);
       });
   }
   // The build (`cargo xtask build`) replaces this string with the wasm as it is, each byte one

@@ -82,14 +82,14 @@ test("what is not a plain object is dropped with a warning, never thrown; names 
     api._replayAt(1764470000123);
     api._replayAt(NaN);
   });
-  const plain = ["warn", "properties must be a plain object; ignored them"];
-  const cycle = ["warn", "properties could not be serialised (a cycle or a BigInt?); ignored them"];
+  const plain = ["warn", "properties not a plain object; ignored"];
+  const cycle = ["warn", "properties not serialisable (a cycle or BigInt?); ignored"];
   assert.deepEqual(await crossed(), [
     plain, ["_record", 1, "a", ""],
     cycle, ["_record", 1, "b", ""],
     cycle, ["_record", 1, "", ""],
     plain, ["_record", 2, "", ""],
-    ["warn", "unregister needs a property name (a string); ignored"],
+    ["warn", "unregister needs a name (a string); ignored"],
     ["_record", 5, "https://shop.footfall.test/p\n/p\nT\n", ""],
     ["_on", 8, 1764470000123],
     ["_on", 8, NaN],

@@ -15,13 +15,13 @@ function footfallApi(sdk, host) {
   function json(v) {
     if (v == null) return "";
     if (typeof v !== "object" || Array.isArray(v)) {
-      warn("properties must be a plain object; ignored them");
+      warn("properties not a plain object; ignored");
       return false;
     }
     try {
       return JSON.stringify(v);
     } catch (e) {
-      warn("properties could not be serialised (a cycle or a BigInt?); ignored them");
+      warn("properties not serialisable (a cycle or BigInt?); ignored");
       return false;
     }
   }
@@ -83,7 +83,7 @@ function footfallApi(sdk, host) {
     },
     // Stops adding `key` to events.
     unregister(key) {
-      if (typeof key !== "string") return warn("unregister needs a property name (a string); ignored");
+      if (typeof key !== "string") return warn("unregister needs a name (a string); ignored");
       delete registered[key];
       sdk._record(4, "", json(registered) || "{}");
     },
