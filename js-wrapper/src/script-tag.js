@@ -100,10 +100,7 @@
     // The endpoint defaults to the origin the script came from.
     var replayed = false;
     api.init = guard((options) => {
-      var o = {};
-      for (var k in options || {}) o[k] = options[k];
-      if (!o.endpoint) o.endpoint = origin;
-      host.api.init(o);
+      host.api.init(options, origin);
       if (!replayed && (host.read(0) || sdk._on(23, 0))) {
         replayed = true;
         guard(replayKept)();

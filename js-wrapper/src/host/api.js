@@ -6,43 +6,42 @@
 // `flush()`.
 function footfallApi(sdk, host) {
   var warn = host.warn;
+  // The wasm's two exports (neither reads `this`).
+  var record = sdk._record;
+  var on = sdk._on;
   var registered = {};
   function text(v) {
     return typeof v === "string" ? v.trim() : "";
   }
-  // A plain object as JSON text, "" for none (null or undefined); false, with a warning, for
+  // A plain object as JSON text; "" for none (null or undefined) and, with a warning, for
   // anything else.
   function json(v) {
     if (v == null) return "";
-    if (typeof v !== "object" || Array.isArray(v)) {
-      warn("properties not a plain object; ignored");
-      return false;
-    }
     try {
-      return JSON.stringify(v);
+      if (typeof v === "object" && !Array.isArray(v)) return JSON.stringify(v);
+      warn("properties not a plain object; ignored");
     } catch (e) {
       warn("properties not serialisable (a cycle or BigInt?); ignored");
-      return false;
     }
+    return "";
   }
   // An event's properties: the registered ones, overridden by the call's own.
   function merged(v) {
     var own = json(v);
     var none = true;
     for (var k in registered) none = false;
-    if (none) return own || "";
-    return json(own ? Object.assign({}, registered, v) : registered) || "";
+    return none ? own : json(own ? Object.assign({}, registered, v) : registered);
   }
   // The options as one list, in the order of `NAMES` in options.rs; "\u0001" for one not
   // given or of a type it does not take (the first five take strings only).
   var OPTIONS = ["key", "endpoint", "sessionScope", "persistence", "cookieDomain",
     "sessionTimeout", "maxSessionDuration", "endSessionOnHidden", "hiddenGrace", "autoPageviews",
     "trackEngagement", "batchSize", "flushInterval", "respectDnt"];
-  function options(o) {
+  function options(o, origin) {
     o = o && typeof o === "object" ? o : {};
     return OPTIONS.map((name, i) => {
       var v = o[name];
-      if (name === "endpoint" && (!v || typeof v !== "string")) v = location.origin;
+      if (name === "endpoint" && (!v || typeof v !== "string")) v = origin || location.origin;
       var t = typeof v;
       if (t === "string") return i < 5 ? v : v.trim();
       if (i < 5) return "\u0001";
@@ -50,12 +49,14 @@ function footfallApi(sdk, host) {
       return t === "boolean" ? String(v) : "\u0001";
     }).join("\n");
   }
-  function resetRegistered() {
-    registered = {};
+  // All the registered properties now, to the wasm, which keeps them across page loads.
+  function keep() {
+    record(4, "", json(registered) || "{}");
   }
   return {
-    init(o) {
-      sdk._record(8, "", options(o));
+    // `origin`: the endpoint when the options give none (the page's origin when not given).
+    init(o, origin) {
+      record(8, "", options(o, origin));
       try {
         var r = JSON.parse(host.read(3));
         registered = r && typeof r === "object" && !Array.isArray(r) ? r : {};
@@ -64,51 +65,51 @@ function footfallApi(sdk, host) {
       }
     },
     page(props) {
-      sdk._record(0, "", merged(props));
+      record(0, "", merged(props));
     },
     track(name, props) {
-      sdk._record(1, text(name), merged(props));
+      record(1, text(name), merged(props));
     },
     identify(userId, traits) {
-      sdk._record(2, text(userId), json(traits) || "");
+      record(2, text(userId), json(traits));
     },
     setUserProperties(traits) {
-      sdk._record(3, "", json(traits) || "");
+      record(3, "", json(traits));
     },
     // Adds properties to every later event, kept across page loads.
     register(props) {
       if (!json(props)) return;
       Object.assign(registered, props);
-      sdk._record(4, "", json(registered) || "{}");
+      keep();
     },
     // Stops adding `key` to events.
     unregister(key) {
       if (typeof key !== "string") return warn("unregister needs a name (a string); ignored");
       delete registered[key];
-      sdk._record(4, "", json(registered) || "{}");
+      keep();
     },
     reset() {
-      sdk._on(20, 0);
-      resetRegistered();
+      on(20, 0);
+      registered = {};
     },
     optOut() {
-      sdk._on(21, 0);
-      resetRegistered();
+      on(21, 0);
+      registered = {};
     },
     optIn() {
-      sdk._on(22, 0);
+      on(22, 0);
     },
-    isOptedOut: () => sdk._on(23, 0),
+    isOptedOut: () => on(23, 0),
     // "" (none) reads as undefined.
     getAnonymousId: () => host.read(0) || undefined,
     getSessionId: () => host.read(1) || undefined,
     getUserId: () => host.read(2) || undefined,
     flush: host.flush,
     // The next call was made at `ms` (a call kept while the SDK loaded); NaN: the calls of now.
-    _replayAt: (ms) => sdk._on(8, ms),
+    _replayAt: (ms) => on(8, ms),
     // The page a kept call was made on: `{u: url, p: path, t: title, r: referrer}`.
     _replayPage(p) {
-      sdk._record(5, [p.u, p.p, p.t, p.r].map(text).join("\n"), "");
+      record(5, [p.u, p.p, p.t, p.r].map(text).join("\n"), "");
     },
   };
 }
