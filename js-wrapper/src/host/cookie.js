@@ -48,7 +48,7 @@ function footfallCookies() {
   // `example.com` before `a.example.com` (never the bare suffix): the widest domain on which a
   // cookie reads back. Host-only (empty) for IPs and single labels.
   function widest(host, tail) {
-    if (/^[\d.]*$/.test(host) || host.indexOf(":") >= 0 || host.indexOf(".") < 0) return "";
+    if (/^[\d.]*$|:|^[^.]*$/.test(host)) return "";
     var labels = host.split(".");
     for (var i = labels.length - 2; i >= 0; i--) {
       var attr = "; Domain=" + labels.slice(i).join(".");
