@@ -26,9 +26,9 @@ test("http: set on the widest domain that reads back, 365 days, SameSite=Lax, no
   const page = await openRoom(context, "http://a.shop.footfall.test/p", ["cookie"]);
   const inTask = await page.evaluate(() => {
     const jar = footfallCookies().jar("");
-    jar.set("ff_id", "a b/ü;=");
+    jar.setItem("ff_id", "a b/ü;=");
     // Written at the end of the task: the jar answers what it holds, the page has none yet.
-    return { value: jar.get("ff_id"), cookie: document.cookie };
+    return { value: jar.getItem("ff_id"), cookie: document.cookie };
   });
   assert.equal(inTask.value, "a b/ü;=");
   assert.equal(inTask.cookie, "");
@@ -42,8 +42,8 @@ test("http: set on the widest domain that reads back, 365 days, SameSite=Lax, no
   assert.equal(c.ff_id.secure, false);
   assert.ok(Math.abs(c.ff_id.expires - (before + YEAR)) < 120, `Max-Age 365 days: ${c.ff_id.expires}`);
   // Read back by a jar of a later task, and deleted (Max-Age=0).
-  assert.equal(await page.evaluate(() => footfallCookies().jar("").get("ff_id")), "a b/ü;=");
-  await page.evaluate(() => footfallCookies().jar("").del("ff_id"));
+  assert.equal(await page.evaluate(() => footfallCookies().jar("").getItem("ff_id")), "a b/ü;=");
+  await page.evaluate(() => footfallCookies().jar("").removeItem("ff_id"));
   assert.deepEqual(await jarOf(context), {});
   await context.close();
 });
@@ -52,8 +52,8 @@ test("https: Secure and SameSite=Lax; a given domain is used as it is; an IP add
   const context = await browser.newContext();
   const page = await openRoom(context, "https://shop.footfall.test/", ["cookie"]);
   await page.evaluate(() => {
-    footfallCookies().jar("auto").set("ff_a", "1");
-    footfallCookies().jar("shop.footfall.test").set("ff_b", "2");
+    footfallCookies().jar("auto").setItem("ff_a", "1");
+    footfallCookies().jar("shop.footfall.test").setItem("ff_b", "2");
   });
   const c = await jarOf(context);
   assert.equal(c.ff_a.domain, ".footfall.test");
@@ -63,7 +63,7 @@ test("https: Secure and SameSite=Lax; a given domain is used as it is; an IP add
   assert.equal(c.ff_b.secure, true);
 
   const ip = await openRoom(context, "http://127.0.0.1/", ["cookie"]);
-  await ip.evaluate(() => footfallCookies().jar("").set("ff_c", "3"));
+  await ip.evaluate(() => footfallCookies().jar("").setItem("ff_c", "3"));
   const atIp = (await context.cookies("http://127.0.0.1/")).find((k) => k.name === "ff_c");
   assert.equal(atIp?.domain, "127.0.0.1", "host-only: no Domain attribute");
   await context.close();
@@ -91,19 +91,19 @@ test("one read and one write of document.cookie per task, whatever the jar is as
     window.jar = footfallCookies().jar("shop.footfall.test");
   });
   const inTask = await page.evaluate(() => {
-    const seen = [jar.get("ff_a"), jar.get("ff_b")];
-    jar.set("ff_b", "2");
-    jar.set("ff_c", "3");
-    jar.set("ff_c", "4");
-    jar.del("ff_a");
-    seen.push(jar.get("ff_a"), jar.get("ff_b"), jar.get("ff_c"));
+    const seen = [jar.getItem("ff_a"), jar.getItem("ff_b")];
+    jar.setItem("ff_b", "2");
+    jar.setItem("ff_c", "3");
+    jar.setItem("ff_c", "4");
+    jar.removeItem("ff_a");
+    seen.push(jar.getItem("ff_a"), jar.getItem("ff_b"), jar.getItem("ff_c"));
     return { seen, counts: { ...counts } };
   });
   assert.deepEqual(inTask.seen, ["1", undefined, undefined, "2", "4"]);
   assert.deepEqual(inTask.counts, { reads: 1, writes: 0 }, "one read in the task, no write yet");
   // In the same task as more work, after the microtasks queued before it.
   const after = await page.evaluate(async () => {
-    jar.set("ff_d", "5");
+    jar.setItem("ff_d", "5");
     await new Promise((r) => queueMicrotask(r));
     return { counts: { ...counts }, cookie: document.cookie };
   });
@@ -120,7 +120,7 @@ test("a value that does not decode reads as \"\", a missing one as undefined, na
     document.cookie = "xff_id=1; Path=/";
     document.cookie = "ff_id2=2; Path=/";
     const jar = footfallCookies().jar("shop.footfall.test");
-    return [jar.get("ff_bad"), jar.get("ff_id"), jar.get("ff_id2")];
+    return [jar.getItem("ff_bad"), jar.getItem("ff_id"), jar.getItem("ff_id2")];
   });
   assert.deepEqual(got, ["", undefined, "2"]);
   await context.close();

@@ -4,7 +4,7 @@
 // written once, at its end; no other tab runs in between within a task, so what other tabs see
 // is the same. `footfallCookies()` answers `{ probe(attrs), jar(domain) }`: `probe` tells
 // whether a cookie with those attributes reads back, `jar` is the store that `open(0)` of the
-// storage room hands out (`get`, `set`, `del`).
+// storage room hands out (`getItem`, `setItem`, `removeItem`, as a web storage has).
 function footfallCookies() {
   // This task's writes by key ([value read back, cookie string]; null outside a task) and its
   // read of `document.cookie`, by key (null until read).
@@ -68,16 +68,16 @@ function footfallCookies() {
         ];
       }
       return {
-        get(key) {
+        getItem(key) {
           var w = task();
           if (key in w) return w[key][0];
           if (read === null) read = parse(document.cookie);
           return read[key];
         },
-        set(key, value) {
+        setItem(key, value) {
           write(key, value, "31536000");
         },
-        del(key) {
+        removeItem(key) {
           write(key, "", "0");
         },
       };

@@ -3,7 +3,9 @@
 // sessionStorage are used when the browser lets the page use them (probed once a page: some
 // hand out a storage that throws on every write); else memory, which keeps nothing past the
 // page but the opt-out (in localStorage when it can be). Cookies come from the cookie room
-// (`footfallCookies()`, passed in). No function here throws.
+// (`footfallCookies()`, passed in). Every store answers a web storage's `getItem`, `setItem` and
+// `removeItem` (none reads as null or undefined, which the glue takes alike), so localStorage and
+// sessionStorage are stores as they are. No function here throws.
 function footfallStorage(cookies) {
   var webs = {};
   function web(name) {
@@ -19,25 +21,16 @@ function footfallStorage(cookies) {
     }
     return webs[name];
   }
-  // A store's reads answer undefined or null for none (the glue reads both as none); its
-  // failures are caught by `store`.
-  function webStore(s) {
-    return {
-      get: (key) => s.getItem(key),
-      set: (key, value) => s.setItem(key, value),
-      del: (key) => s.removeItem(key),
-    };
-  }
   function memory() {
     var m = Object.create(null);
     var local = web("localStorage");
     return {
-      get: (key) => (key === "ff_optout" ? local && local.getItem(key) : m[key]),
-      set(key, value) {
+      getItem: (key) => (key === "ff_optout" ? local && local.getItem(key) : m[key]),
+      setItem(key, value) {
         if (key !== "ff_optout") m[key] = value;
         else if (local) local.setItem(key, value);
       },
-      del(key) {
+      removeItem(key) {
         if (key !== "ff_optout") delete m[key];
         else if (local) local.removeItem(key);
       },
@@ -57,27 +50,21 @@ function footfallStorage(cookies) {
     // nothing. `domain`: the cookies' domain ("" or "auto": the widest that works).
     open(which, domain) {
       var s = null;
-      var ok = false;
       try {
-        ok = which === 0 && cookies.probe("; SameSite=Lax");
+        if (!which && cookies.probe("; SameSite=Lax")) s = cookies.jar(domain);
       } catch (e) {}
-      if (ok) s = cookies.jar(domain);
-      else if (which === 0 || which === 1 || which === 4) s = web("localStorage");
-      else if (which === 3 || which === 5) s = web("sessionStorage");
-      if (s && !ok) s = webStore(s);
+      if (!s && which !== 2) s = web(which === 3 || which === 5 ? "sessionStorage" : "localStorage");
       if (!s && which < 4) s = memory();
-      if (!s) return -1;
-      stores.push(s);
-      return stores.length - 1;
+      return s ? stores.push(s) - 1 : -1;
     },
     sget(h, key) {
-      return store(h, "get", key);
+      return store(h, "getItem", key);
     },
     sset(h, key, value) {
-      store(h, "set", key, value);
+      store(h, "setItem", key, value);
     },
     sdel(h, key) {
-      store(h, "del", key);
+      store(h, "removeItem", key);
     },
     // The keys of localStorage that start with `prefix`, one a line.
     keys(prefix) {
