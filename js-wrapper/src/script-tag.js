@@ -72,7 +72,7 @@
     var fn = api[call[1]];
     if (!fn) return;
     guard(host.api._replayAt)(call[0]);
-    if (page) guard(host.api._replayPage)(page);
+    if (page) guard(host.api._replayPage)(page.l);
     var result = fn.apply(null, call[2]);
     guard(host.api._replayAt)(NaN);
     if (call[3]) Promise.resolve(result).then(call[3], call[3]);
@@ -140,7 +140,8 @@
     if (!s) return;
     var pages = JSON.parse(s.getItem(KEPT) || "[]");
     pages.push({
-      u: location.href, p: location.pathname, t: document.title, r: document.referrer,
+      // The page as the page room reads it for the SDK (URL, path, title, referrer).
+      l: host.page(),
       // A call whose arguments cannot be written (a cycle) is left out; the SDK would drop it.
       q: queued.map((call) => {
         try {

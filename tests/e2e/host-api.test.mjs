@@ -78,7 +78,7 @@ test("what is not a plain object is dropped with a warning, never thrown; names 
     api.track(42, { n: 1n });
     api.identify(null, "x");
     api.unregister(7);
-    api._replayPage({ u: "https://shop.footfall.test/p", p: "/p", t: " T ", r: 5 });
+    api._replayPage("https://shop.footfall.test/p\n/p\nT\n");
     api._replayAt(1764470000123);
     api._replayAt(NaN);
   });

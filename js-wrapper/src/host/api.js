@@ -107,9 +107,7 @@ function footfallApi(sdk, host) {
     flush: host.flush,
     // The next call was made at `ms` (a call kept while the SDK loaded); NaN: the calls of now.
     _replayAt: (ms) => on(8, ms),
-    // The page a kept call was made on: `{u: url, p: path, t: title, r: referrer}`.
-    _replayPage(p) {
-      record(5, [p.u, p.p, p.t, p.r].map(text).join("\n"), "");
-    },
+    // The page a kept call was made on, as the page room's `page()` read it then.
+    _replayPage: (line) => record(5, line, ""),
   };
 }
