@@ -54,8 +54,13 @@ function passStringToWasm0(arg, malloc, realloc) {
   return ptr;
 }
 
-// Starts the wasm from its bytes or its compiled module.
-function initSync(module) {
+// The wasm's host (`footfallHost`), which the glue's imports call as `footfall_host`: here a
+// variable of the bundle, which esbuild shortens (the npm package's glue reads a global).
+let footfall_host;
+
+// Starts the wasm from its bytes or its compiled module, with its host.
+function initSync(module, host) {
+  footfall_host = host;
   if (!(module instanceof WebAssembly.Module)) module = new WebAssembly.Module(module);
   wasm = new WebAssembly.Instance(module, __wbg_get_imports()).exports;
   wasm.__wbindgen_start();

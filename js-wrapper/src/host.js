@@ -1,8 +1,9 @@
 // The JavaScript host of the wasm: everything the SDK asks of the browser, put together from
 // its rooms in `host/`, one per browser facility: cookie.js, storage.js, net.js, page.js
 // (page, context and history), locks.js, tasks.js (time, randomness, later work, flush) and
-// api.js (the public API). Only numbers and strings cross; the wasm reaches these functions as
-// the global `footfall_host` (the wrapper sets it), and the answers come back through its
+// api.js (the public API). Only numbers and strings cross; the wasm's glue reaches these functions as
+// `footfall_host` (the npm package's wrapper sets that global; the script tag hands the host
+// to its glue's `initSync`), and the answers come back through its
 // exports `_on` and `_record`, each called through `call`,
 // which keeps the wasm's failures from throwing into the page. `host.read(what)` reads one of
 // the SDK's texts (`_on(30 + what)`, answered through `got`). `host.api` is the public API.

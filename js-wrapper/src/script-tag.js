@@ -16,8 +16,8 @@
   var KEPT = "ff_q";
   var warned = false;
   var sdk = footfall_wasm;
-  // The wasm's host (host.js, included before this file), reached by the wasm as a global.
-  var host = (w.footfall_host = footfallHost(sdk));
+  // The wasm's host (host.js, included before this file), handed to the glue by `initSync`.
+  var host = footfallHost(sdk);
   // The public API's names: the API room's, but its `_` ones (for this file only).
   var names = Object.keys(host.api).filter((m) => m[0] !== "_");
   // The wasm's bytes, from the string at the end of this file.
@@ -94,7 +94,7 @@
 
   function start(module) {
     if (api) return;
-    sdk.initSync(module);
+    sdk.initSync(module, host);
     api = {};
     names.forEach((m) => (api[m] = guard(host.api[m])));
     // The endpoint defaults to the origin the script came from.
