@@ -1,10 +1,11 @@
 // wasm-bindgen's helpers, shorter, for the script tag only: the build (`cargo xtask build`)
 // keeps the glue's export wrappers and import object (the boundary, as wasm-bindgen wrote
 // them) and puts this file in place of the helpers after them. Same names and the same work,
-// without what the script tag never reaches: the asynchronous loader, `initSync`'s older
-// argument form, `passStringToWasm0` without `realloc`, the fallback for a `TextEncoder`
-// without `encodeInto` (every browser with WebAssembly and the rest of the SDK's needs has it)
-// and the decoder's renewal after 2 GB decoded (a Safari limit no page of events reaches).
+// without what the script tag never reaches: the asynchronous loader, `initSync`'s other
+// argument forms (an object, a compiled module), `passStringToWasm0` without `realloc`, the
+// fallback for a `TextEncoder` without `encodeInto` (every browser with WebAssembly and the
+// rest of the SDK's needs has it) and the decoder's renewal after 2 GB decoded (a Safari limit
+// no page of events reaches).
 // The npm package keeps wasm-bindgen's glue as it is.
 let wasm;
 let WASM_VECTOR_LEN = 0;
@@ -58,11 +59,10 @@ function passStringToWasm0(arg, malloc, realloc) {
 // variable of the bundle, which esbuild shortens (the npm package's glue reads a global).
 let footfall_host;
 
-// Starts the wasm from its bytes or its compiled module, with its host.
-function initSync(module, host) {
+// Compiles and starts the wasm from its bytes (the script tag's only form), with its host.
+function initSync(bytes, host) {
   footfall_host = host;
-  if (!(module instanceof WebAssembly.Module)) module = new WebAssembly.Module(module);
-  wasm = new WebAssembly.Instance(module, __wbg_get_imports()).exports;
+  wasm = new WebAssembly.Instance(new WebAssembly.Module(bytes), __wbg_get_imports()).exports;
   wasm.__wbindgen_start();
 }
 

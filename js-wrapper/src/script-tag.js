@@ -7,8 +7,8 @@
 // navigated right after a `track`): the wasm's bytes are here from the moment this script runs
 // (a separate fetch of footfall_bg.wasm had mostly not finished by the load event), and the
 // SDK starts from them before this script ends. Only if it cannot (the bytes mangled, and the
-// wasm beside this file not fetched and compiled yet) are the calls kept in localStorage
-// (`ff_q`) with the page they were made on, for the next page load of the site to replay.
+// wasm beside this file not fetched yet) are the calls kept in localStorage (`ff_q`) with the
+// page they were made on, for the next page load of the site to replay.
 (function (w, wasm) {
   var script = document.currentScript;
   var base = script && script.src ? script.src : location.href;
@@ -20,8 +20,6 @@
   var host = footfallHost(sdk);
   // The public API's names: the API room's, but its `_` ones (for this file only).
   var names = Object.keys(host.api).filter((m) => m[0] !== "_");
-  // The wasm's bytes, from the string at the end of this file.
-  var bytes = decode(wasm);
   // The API once the SDK runs.
   var api;
 
@@ -92,9 +90,9 @@
     });
   }
 
-  function start(module) {
-    if (api) return;
-    sdk.initSync(module, host);
+  // Compiles and starts the wasm from its bytes (synchronously: about 3 ms of the main thread).
+  function start(bytes) {
+    sdk.initSync(bytes, host);
     api = {};
     names.forEach((m) => (api[m] = guard(host.api[m])));
     // The endpoint defaults to the origin the script came from.
@@ -112,17 +110,11 @@
     queued.forEach((call) => replay(call));
   }
 
-  // The page is hidden or goes while the SDK has not started (the fallback's compile still
-  // running): it starts now, from the fetched bytes, and does what its own listeners, added
-  // too late for this event, would have done. If it cannot start, a page that goes keeps its
-  // calls for the next load.
-  function leaving(e) {
-    var hide = e.type === "pagehide";
-    if (api || (!hide && document.visibilityState !== "hidden")) return;
-    if (bytes) guard(start)(bytes);
-    if (api) return guard(sdk._on)(hide ? 25 : 24, 0);
+  // The page goes while the SDK has not started (the fallback's fetch still on its way): it
+  // keeps its calls for the next load.
+  function leaving() {
     var queued = (w.footfall && w.footfall.q) || [];
-    if (hide && queued.length && keepable(queued)) guard(keep)(queued);
+    if (!api && queued.length && keepable(queued)) guard(keep)(queued);
   }
 
   // Cookieless pages (`persistence: "memory"`) keep nothing.
@@ -156,28 +148,20 @@
   }
 
   w.addEventListener("pagehide", leaving);
-  document.addEventListener("visibilitychange", leaving);
 
-  // Started at once, from the bytes in hand: a synchronous compile (about 3 ms of the main
-  // thread for 36 KB) before this script ends, so no page can go with its calls still queued.
-  // Bytes that do not compile were read under another charset (a copy of this file served as
-  // UTF-8, say): then the wasm file beside this script is fetched instead, as before the
-  // bytes were embedded, and a page that goes before it has compiled starts the SDK inside
-  // `pagehide` from the fetched bytes, or keeps its calls for the next load.
+  // Started at once, from the bytes in hand, before this script ends, so no page can go with
+  // its calls still queued. Bytes that do not compile were read under another charset (a copy
+  // of this file served as UTF-8, say): then the wasm file beside this script is fetched
+  // instead, as before the bytes were embedded, and started as soon as it has arrived; a page
+  // that goes before then keeps its calls for the next load.
   try {
-    start(bytes);
-  } catch (e) {
-    bytes = null;
-  }
+    start(decode(wasm));
+  } catch (e) {}
   if (!api) {
     fetch(new URL("footfall_bg.wasm", base))
       .then((r) => {
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.arrayBuffer();
-      })
-      .then((b) => {
-        bytes = b;
-        return WebAssembly.compile(b);
       })
       .then(start)
       .catch((e) => {
