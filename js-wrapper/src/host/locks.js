@@ -2,14 +2,13 @@
 // outbox. `call(name, a, b, c)` calls a wasm export (guarded by host.js).
 function footfallLocks(call) {
   return {
-    // Web Lock `name` if free: `_record(6, name, "")` while held (with `hold`, for the
-    // page's life), `_record(7, name, "")` if taken; false without Web Locks. The page going (a back/
-    // forward cache entry, in WebKit) rejects a held lock's request: that is expected.
+    // Web Lock `name` if free: `_record(6, name, "")` while held (with `hold`, for the page's
+    // life), `_record(7, name, "")` if taken; false without Web Locks (the request throws). The
+    // page going (a back/forward cache entry, in WebKit) rejects a held lock's request: that is
+    // expected.
     lock(name, hold) {
-      var locks = navigator.locks;
-      if (!locks || typeof locks.request !== "function") return false;
       try {
-        locks
+        navigator.locks
           .request(name, { ifAvailable: true }, (lock) => {
             call("_record", lock ? 6 : 7, name, "");
             if (hold && lock) return new Promise(() => {});
