@@ -394,17 +394,6 @@ impl Sdk {
         }
     }
 
-    /// The page was hidden (`pagehide` false: `visibilitychange`) or went (`pagehide` true)
-    /// before the SDK had started: the script tag then starts it at once, within that event,
-    /// too late for the listeners [`init`] adds to see it, so it asks for this instead.
-    fn hidden(&mut self, pagehide: bool) {
-        if pagehide {
-            self.page_hidden();
-        } else {
-            self.visibility_changed();
-        }
-    }
-
     fn later(&mut self, what: Later) {
         if what == Later::Drain && now() - self.orphans_checked > ORPHANS_EVERY_MS {
             self.adopt_orphans();
@@ -510,10 +499,10 @@ fn set_registered(json: &str) {
 /// The calls without text (through [`on`], as `20 + what`): `what` 0 `reset()` (logout: new
 /// anonymous ID and session, user ID and registered properties cleared), 1 `optOut()`
 /// (nothing is sent or stored from now on but the opt-out itself), 2 `optIn()`, 3
-/// `isOptedOut()`; 4 and 5 the page hidden (`visibilitychange`) or gone (`pagehide`) before
-/// the SDK had started (see [`Sdk::hidden`]); 6 `flush()`, true when the host is to wait for
-/// `flushed` (false before `init`: nothing to wait for). The answer of 3 and 6 is the return
-/// value; the others return false.
+/// `isOptedOut()`; 6 `flush()`, true when the host is to wait for `flushed` (false before
+/// `init`: nothing to wait for). The answer of 3 and 6 is the return value; the others
+/// (and 4 and 5, no longer used: the script tag starts the SDK as soon as it has the wasm's
+/// bytes, never inside `pagehide`) return false.
 fn act(s: &mut Sdk, what: u32) -> bool {
     match what {
         0 => {
@@ -532,10 +521,7 @@ fn act(s: &mut Sdk, what: u32) -> bool {
             false
         }
         3 => s.tracker.is_opted_out(),
-        4 | 5 => {
-            s.hidden(what == 5);
-            false
-        }
+        4 | 5 => false,
         _ => {
             s.delivery.flush(&mut BrowserNet);
             true
