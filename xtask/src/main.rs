@@ -12,7 +12,6 @@ mod guard;
 mod setup;
 mod size;
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -848,33 +847,30 @@ fn test(root: &Path) -> Result {
     let collector = root.join("collector");
     let chdb = std::thread::spawn(move || {
         let t = Instant::now();
-        let mut all = std::process::Output {
-            status: std::process::ExitStatus::default(),
-            stdout: vec![],
-            stderr: vec![],
-        };
-        for suite in suites {
-            let out = Command::new(&suite)
-                .current_dir(&collector)
-                .env("FOOTFALL_TEST_CLICKHOUSE", "current")
-                .env("FOOTFALL_CHDB_PYTHON", &python)
-                .output();
-            let out = match out {
-                Ok(out) => out,
-                Err(e) => {
-                    all.stderr = format!("cannot start {}: {e}\n", suite.display()).into_bytes();
-                    all.status = std::process::ExitStatus::from_raw(1 << 8);
-                    break;
+        // Every suite's output in one, failed if any failed.
+        let all = suites.iter().try_fold(
+            std::process::Output {
+                status: std::process::ExitStatus::default(),
+                stdout: vec![],
+                stderr: vec![],
+            },
+            |mut all, suite| {
+                let out = Command::new(suite)
+                    .current_dir(&collector)
+                    .env("FOOTFALL_TEST_CLICKHOUSE", "current")
+                    .env("FOOTFALL_CHDB_PYTHON", &python)
+                    .output()
+                    .map_err(|e| format!("cannot start {}: {e}", suite.display()))?;
+                all.stdout
+                    .extend(format!("\n{}\n", suite.display()).bytes());
+                all.stdout.extend(out.stdout);
+                all.stderr.extend(out.stderr);
+                if !out.status.success() {
+                    all.status = out.status;
                 }
-            };
-            all.stdout
-                .extend(format!("\n{}\n", suite.display()).bytes());
-            all.stdout.extend(out.stdout);
-            all.stderr.extend(out.stderr);
-            if !out.status.success() {
-                all.status = out.status;
-            }
-        }
+                Ok::<_, String>(all)
+            },
+        );
         (all, t.elapsed())
     });
     step(
@@ -917,6 +913,7 @@ fn test(root: &Path) -> Result {
     let (out, took) = chdb
         .join()
         .map_err(|_| "the chDB runner panicked".to_string())?;
+    let out = out?;
     let passed = reported("ClickHouse tests on current ClickHouse (chDB)", &out, took);
     browsers?;
     if !passed {
