@@ -376,40 +376,27 @@ pub fn paths(
             .then_with(|| text[a.label as usize].cmp(&text[b.label as usize]))
             .then_with(|| a.label.cmp(&b.label))
     });
-    let mut counts: HashMap<Vec<u32>, u64> = HashMap::new();
+    let mut counts = PathCounts::default();
     let (end, begin) = (u32::MAX, u32::MAX - 1);
+    let is_start = |l: u32| {
+        let (name, path) = &labels[l as usize];
+        start.matches(name, path)
+    };
     let mut sessions = 0;
+    let (mut walk, mut path) = (Vec::new(), Vec::new());
     for session in events.chunk_by(|a, b| a.session == b.session) {
-        let mut walk: Vec<u32> = Vec::with_capacity(session.len());
-        for e in session {
-            if walk.last() != Some(&e.label) {
-                walk.push(e.label);
-            }
+        walk.clear();
+        walk.extend(session.iter().map(|e| e.label));
+        if session_path(
+            &mut walk,
+            is_start,
+            (direction, depth),
+            (end, begin),
+            &mut path,
+        ) {
+            sessions += 1;
+            count_path(&mut counts, &path);
         }
-        let Some(at) = walk.iter().position(|&l| {
-            let (name, path) = &labels[l as usize];
-            start.matches(name, path)
-        }) else {
-            continue;
-        };
-        sessions += 1;
-        let path: Vec<u32> = match direction {
-            Direction::After => {
-                let mut p: Vec<u32> = walk[at..].iter().take(depth + 1).copied().collect();
-                if p.len() <= depth {
-                    p.push(end);
-                }
-                p
-            }
-            Direction::Before => {
-                let mut p: Vec<u32> = walk[..=at].iter().rev().take(depth + 1).copied().collect();
-                if p.len() <= depth {
-                    p.push(begin);
-                }
-                p
-            }
-        };
-        *counts.entry(path).or_default() += 1;
     }
     let name = |l: u32| match l {
         l if l == end => END.to_owned(),
@@ -422,6 +409,52 @@ pub fn paths(
         .collect();
     summarize_paths(sessions, counts, depth)
 }
+
+/// The path of one session whose labels come in order (`paths`' order): `labels` lose their
+/// repeats in a row, and `path` gets the path from the first label that `is_start` on,
+/// `depth` steps away from it in `direction`, then `end` (after) or `begin` (before) if the
+/// session ran out first. False for a session without the start (`path` then left as it was).
+/// Both vectors are the caller's, kept from session to session.
+pub fn session_path(
+    labels: &mut Vec<u32>,
+    is_start: impl Fn(u32) -> bool,
+    (direction, depth): (Direction, usize),
+    (end, begin): (u32, u32),
+    path: &mut Vec<u32>,
+) -> bool {
+    labels.dedup();
+    let Some(at) = labels.iter().position(|&l| is_start(l)) else {
+        return false;
+    };
+    path.clear();
+    let mark = match direction {
+        Direction::After => {
+            path.extend(labels[at..].iter().take(depth + 1));
+            end
+        }
+        Direction::Before => {
+            path.extend(labels[..=at].iter().rev().take(depth + 1));
+            begin
+        }
+    };
+    if path.len() <= depth {
+        path.push(mark);
+    }
+    true
+}
+
+/// Counts one more session on `path` (a new entry only for a path not seen yet).
+pub fn count_path(counts: &mut PathCounts, path: &[u32]) {
+    match counts.get_mut(path) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(path.to_vec(), 1);
+        }
+    }
+}
+
+/// Sessions by path (label numbers), hashed fast: looked up once per session.
+pub type PathCounts = HashMap<Vec<u32>, u64, foldhash::fast::RandomState>;
 
 /// The answer of [`paths`] from the paths the sessions took, as the texts of their labels
 /// with how many sessions took each (two labels of one text, such as an event named like a

@@ -1,8 +1,8 @@
-//! Retention and user paths worked out inside ClickHouse: each person's (or session's) step
-//! events reduced there with fixed-size states or one sorted array of numbers, the rules of
-//! [`crate::store::journeys`] run on them with bit and array functions, and only a few
-//! numbers come back (the start and return periods of each anonymous ID, put together by
-//! person here; a count per distinct path) instead of every matching event. Retention reads
+//! Retention and user paths with ClickHouse doing the reduction: each person's (or
+//! session's) step events reduced there with fixed-size states or one sorted array of small
+//! numbers, and only those come back (the start and return periods of each anonymous ID, put
+//! together by person here; each session's label numbers in order, walked here by the rules
+//! of [`crate::store::journeys`]) instead of every matching event. Retention reads
 //! whole hours from the rollups `users_hourly` and `steps_hourly` when its filters and time
 //! zone allow ([`query::hourly_steps_source`]); their rows (one per anonymous ID and hour)
 //! then come back as they are and are put into periods and people here, which costs less than
@@ -149,7 +149,8 @@ const LABEL_BITS: u32 = 20;
 /// range's whole UTC hours: more than the events hold is as good) are read and numbered here
 /// in the rules' order, then each event is one `UInt64`, its time from the range's start
 /// above its label's number, so that a session's events sort as numbers into the rules' order
-/// (strings and tuples cost ClickHouse 18.16 several times more to gather and sort).
+/// (strings and tuples cost ClickHouse 18.16 several times more to gather and sort). Each
+/// session's numbers come back in that order, its time bits dropped, and are walked here.
 pub fn paths(
     c: &Client,
     q: &PathQuery,
@@ -203,80 +204,78 @@ pub fn paths(
         let (events, labels) = query::path_events(c, q)?;
         return Ok(journeys::paths(events, &labels, start, direction, depth));
     }
-    // Label numbers from 1; 0 marks where a path ran out of session.
-    let numbers = |f: &dyn Fn(usize, &journeys::Label) -> bool| -> String {
-        let n: Vec<String> = (1..=labels.len())
-            .filter(|&n| f(n, &labels[n - 1].0))
-            .map(|n| n.to_string())
-            .collect();
-        format!("[{}]", n.join(", "))
-    };
-    let is_start = match start {
-        Step::Any => "1".to_owned(),
-        _ => {
-            let starts = numbers(&|_, (name, path)| start.matches(name, path));
-            if starts == "[]" {
-                return Ok(journeys::summarize_paths(0, Vec::new(), depth));
-            }
-            format!("has({starts}, x)")
-        }
-    };
+    // Label numbers from 1, in the rules' order of ties; 0 (a hash not among them) cannot
+    // happen while `steps_hourly` holds every event, and would read as the path's end.
+    let is_start: Vec<bool> = std::iter::once(false)
+        .chain(
+            labels
+                .iter()
+                .map(|((name, path), _)| start.matches(name, path)),
+        )
+        .collect();
+    if !is_start.contains(&true) {
+        return Ok(journeys::summarize_paths(0, Vec::new(), depth));
+    }
     let hash_list: Vec<String> = labels.iter().map(|l| l.1.to_string()).collect();
+    let numbers: Vec<String> = (1..=labels.len()).map(|n| n.to_string()).collect();
     let label = format!(
-        "transform(cityHash64(name, {page}), [{}], {}, toUInt64(0))",
+        "transform(cityHash64(name, {page}), [{}], [{}], toUInt64(0))",
         hash_list.join(", "),
-        numbers(&|_, _| true),
+        numbers.join(", "),
     );
-    let path = match direction {
-        Direction::After => format!("arrayPushBack(arraySlice(walk, at, {}), 0)", depth + 1),
-        Direction::Before => format!(
-            "arrayPushBack(arrayReverse(arraySlice(walk, greatest(1, at - {depth}),
-                 at - greatest(1, at - {depth}) + 1)), 0)"
-        ),
-    };
+    // Each session's label numbers in the rules' order, as bytes when they fit; the walk
+    // from the start is done here (`journeys::session_path`): done in ClickHouse with array
+    // functions it took 18.16 more than the grouping itself (BENCHMARKS.md, "User paths at
+    // 10M: the walk in the collector").
+    let narrow = labels.len() < 256;
     let pm = persons::current(c)?;
     let source = query::path_source(c, &pm, q, None);
     let rows = c.select_binary(&format!(
-        "SELECT arrayMap(x -> toUInt32(x), arraySlice(path, 1, {keep})) AS path, count() AS n
-         FROM (SELECT {path} AS path
-               FROM (SELECT walk, arrayFirstIndex(x -> {is_start}, walk) AS at
-                     FROM (SELECT arrayMap(e -> bitAnd(e, {low}), arraySort(groupArray(packed)))
-                                      AS labels,
-                                  arrayFilter((x, before) -> x != before, labels,
-                                              arrayPushFront(arrayPopBack(labels), 0)) AS walk
-                           FROM (SELECT session_h,
-                                        bitOr(bitShiftLeft(toUInt64(time_ms - {from}),
-                                                           {LABEL_BITS}), {label}) AS packed
-                                 FROM ({source}))
-                           GROUP BY session_h)
-                     WHERE at != 0))
-         GROUP BY path",
-        keep = depth + 1,
+        "SELECT arrayMap(e -> {cast}(bitAnd(e, {low})), arraySort(groupArray(packed)))
+         FROM (SELECT session_h,
+                      bitOr(bitShiftLeft(toUInt64(time_ms - {from}), {LABEL_BITS}), {label})
+                          AS packed
+               FROM ({source}))
+         GROUP BY session_h",
+        cast = if narrow { "toUInt8" } else { "toUInt32" },
         low = (1u64 << LABEL_BITS) - 1,
         from = q.from_ms,
     ))?;
+    let (end, begin) = (u32::MAX, u32::MAX - 1);
+    let bad = || StoreError::ClickHouse(ChError::Answer("a path row cut short".into()));
+    let mut r = rowbinary::Reader(&rows);
+    let mut sessions = 0;
+    let mut counts = journeys::PathCounts::default();
+    let starts = |l: u32| is_start.get(l as usize) == Some(&true);
+    let (mut session, mut path) = (Vec::new(), Vec::new());
+    while !r.0.is_empty() {
+        let len = r.varint().ok_or_else(bad)?;
+        session.clear();
+        for _ in 0..len {
+            session.push(if narrow {
+                u32::from(r.take::<1>().ok_or_else(bad)?[0])
+            } else {
+                u32::from_le_bytes(r.take().ok_or_else(bad)?)
+            });
+        }
+        let marks = (end, begin);
+        if journeys::session_path(&mut session, starts, (direction, depth), marks, &mut path) {
+            sessions += 1;
+            journeys::count_path(&mut counts, &path);
+        }
+    }
+    let texts: Vec<String> = labels.iter().map(|l| journeys::label_text(&l.0)).collect();
     let mark = match direction {
         Direction::After => journeys::END,
         Direction::Before => journeys::BEGIN,
     };
-    let texts: Vec<String> = labels.iter().map(|l| journeys::label_text(&l.0)).collect();
-    let bad = || StoreError::ClickHouse(ChError::Answer("a path row cut short".into()));
-    let mut r = rowbinary::Reader(&rows);
-    let mut sessions = 0;
-    let mut counts: Vec<(Vec<String>, u64)> = Vec::new();
-    while !r.0.is_empty() {
-        let len = r.varint().ok_or_else(bad)?;
-        let mut path = Vec::new();
-        for _ in 0..len {
-            let n = u32::from_le_bytes(r.take().ok_or_else(bad)?) as usize;
-            path.push(match n.checked_sub(1).and_then(|i| texts.get(i)) {
-                Some(t) => t.clone(),
-                None => mark.to_owned(),
-            });
-        }
-        let n = u64::from_le_bytes(r.take().ok_or_else(bad)?);
-        sessions += n;
-        counts.push((path, n));
-    }
+    let text = |l: u32| match l.checked_sub(1).and_then(|i| texts.get(i as usize)) {
+        Some(t) => t.clone(),
+        None => mark.to_owned(),
+    };
+    let counts = counts
+        .into_iter()
+        .map(|(path, n)| (path.into_iter().map(text).collect(), n))
+        .collect();
     Ok(journeys::summarize_paths(sessions, counts, depth))
 }
