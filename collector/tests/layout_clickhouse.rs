@@ -169,7 +169,7 @@ fn readme_rebuild(db: &str) -> Vec<String> {
         .map(|s| s.trim().replace("footfall.", &format!("{db}.")))
         .filter(|s| !s.is_empty())
         .collect();
-    assert_eq!(stmts.len(), 7, "{stmts:?}");
+    assert_eq!(stmts.len(), 8, "{stmts:?}");
     stmts
 }
 
@@ -194,7 +194,12 @@ fn a_database_ordered_by_event_id_answers_the_same_before_and_after_the_rebuild(
     );
     server.query("DROP TABLE layout.event_ids_feed");
     // Nor the rollups: the collector fills them from `events` on start.
-    for table in ["users_hourly", "session_rollup", "steps_hourly"] {
+    for table in [
+        "users_hourly",
+        "session_rollup",
+        "steps_hourly",
+        "anon_rollup",
+    ] {
         server.query(&format!("DROP TABLE layout.{table}_feed"));
         server.query(&format!("DROP TABLE layout.{table}"));
     }
@@ -233,12 +238,23 @@ fn a_database_ordered_by_event_id_answers_the_same_before_and_after_the_rebuild(
         grown,
         "the rebuilt table answers the same"
     );
-    // The view that feeds the duplicate check runs on the new table.
+    // The view that feeds the duplicate check, and each rollup's, runs on the new table.
+    let rollups = [
+        "users_hourly",
+        "session_rollup",
+        "steps_hourly",
+        "anon_rollup",
+    ];
+    let rows = |table: &str| server.query(&format!("SELECT count() FROM layout.{table}"));
+    let before: Vec<String> = rollups.iter().map(|t| rows(t)).collect();
     let late = events(start, 120);
     let ids = late.len();
     insert(&store, late.clone());
     let dup = store.insert(late).blocking_recv().unwrap().unwrap();
     assert_eq!(dup, vec![false; ids], "duplicates found after the rebuild");
+    for (table, before) in rollups.iter().zip(before) {
+        assert_ne!(rows(table), before, "{table} is fed from the rebuilt table");
+    }
     server.query("DROP TABLE layout.events_by_id");
     assert_ne!(answers(&store, start), grown, "the new events are counted");
 }

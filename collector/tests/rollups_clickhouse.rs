@@ -1,4 +1,4 @@
-//! The ClickHouse rollups (`users_hourly`, `session_rollup`, `steps_hourly`) against SQLite on
+//! The ClickHouse rollups (`users_hourly`, `session_rollup`, `steps_hourly`, `anon_rollup`) against SQLite on
 //! the same events: users counted per hour, day and week with `by`, `split`, bots, sites and
 //! partial hours at the ends of a range, session statistics and lists, and retention by any
 //! or named steps, must be SQLite's answers exactly,
@@ -214,6 +214,24 @@ fn answers(store: &dyn Store) -> Vec<String> {
                 after: None,
             };
             out.push(format!("{q:?}\n{:?}", store.sessions(&q).unwrap()));
+            // The users feed (its people from `anon_rollup`), two pages of it, and one
+            // person's detail.
+            let mut q = UsersQuery {
+                from_ms,
+                to_ms,
+                limit: 4,
+                cursor: None,
+                contains: (k == 3).then(|| "anon-1".to_owned()),
+                scope: scope.clone(),
+                events: Vec::new(),
+                filters: Vec::new(),
+                ids: None,
+            };
+            let page = store.users(&q).unwrap();
+            out.push(format!("{q:?}\n{page:?}"));
+            q.cursor = page.next;
+            out.push(format!("{q:?}\n{:?}", store.users(&q).unwrap()));
+            out.push(format!("{:?}", store.user("bob", scope).unwrap()));
         }
     }
     out
@@ -251,7 +269,12 @@ fn rollups_answer_as_sqlite_does() {
             assert!(insert(store, chunk.to_vec()).iter().all(|&f| f));
         }
     }
-    for table in ["users_hourly", "session_rollup", "steps_hourly"] {
+    for table in [
+        "users_hourly",
+        "session_rollup",
+        "steps_hourly",
+        "anon_rollup",
+    ] {
         assert!(count(&server, table) > 0, "{table}");
     }
     same("first load", &sqlite, &ch);
@@ -306,7 +329,12 @@ fn rollups_answer_as_sqlite_does() {
     more.extend(early[..3].iter().cloned());
     {
         let old = ClickHouse::open(&url, dir.path(), 1 << 30).unwrap();
-        for table in ["users_hourly", "session_rollup", "steps_hourly"] {
+        for table in [
+            "users_hourly",
+            "session_rollup",
+            "steps_hourly",
+            "anon_rollup",
+        ] {
             server.query(&format!("DROP TABLE rollups.{table}_feed"));
             server.query(&format!("DROP TABLE rollups.{table}"));
         }
@@ -318,7 +346,7 @@ fn rollups_answer_as_sqlite_does() {
     same("rollups filled on start", &sqlite, &ch);
     assert_eq!(
         server.query("SELECT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        "session_rollup 2\nsteps_hourly\nusers_hourly\n"
+        "anon_rollup\nsession_rollup 2\nsteps_hourly\nusers_hourly\n"
     );
     // A fill that was cut short (its row in `rollups_filled` never written) runs again whole
     // on the next start, over what it had written.
@@ -376,8 +404,9 @@ fn rollups_answer_as_sqlite_does() {
     );
     assert_eq!(
         server.query("SELECT DISTINCT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        // `steps_hourly` came after the first layout: made and filled on that start too.
-        "session_rollup\nsession_rollup 2\nsteps_hourly\nusers_hourly\n"
+        // `steps_hourly` and `anon_rollup` came after the first layout: made and filled on
+        // that start too.
+        "anon_rollup\nsession_rollup\nsession_rollup 2\nsteps_hourly\nusers_hourly\n"
     );
 
     // What the answers read: a user slipped into the rollup alone (an anonymous ID no event
@@ -435,4 +464,41 @@ fn rollups_answer_as_sqlite_does() {
         START / HOUR + 5
     ));
     assert_eq!(cohort(&ch, play()), cohort(&sqlite, play()) + 1);
+    // The users feed lists people from `anon_rollup`: `nobody`, slipped in there alone, is
+    // listed, with the times of its row.
+    let feed = |store: &dyn Store| {
+        let q = UsersQuery {
+            from_ms: START,
+            to_ms: START + 3 * DAY,
+            limit: 1000,
+            cursor: None,
+            contains: None,
+            scope: Scope::default(),
+            events: Vec::new(),
+            filters: Vec::new(),
+            ids: None,
+        };
+        let page = store.users(&q).unwrap();
+        page.users
+            .into_iter()
+            .map(|u| (u.id, u.first_seen, u.last_seen))
+            .collect::<Vec<_>>()
+    };
+    let before = feed(&sqlite);
+    assert_eq!(feed(&ch), before);
+    server.query(&format!(
+        "INSERT INTO rollups.anon_rollup SELECT cityHash64('nobody'), 'demo', 'desktop',
+         minState(toInt64({t})), maxState(toInt64({t})), anyState('nobody')",
+        t = START + 5 * HOUR
+    ));
+    let after = feed(&ch);
+    assert_eq!(after.len(), before.len() + 1, "{after:?}");
+    let nobody = after
+        .iter()
+        .find(|u| u.0 == "nobody")
+        .expect("nobody listed");
+    assert_eq!(
+        nobody.1, nobody.2,
+        "first and last seen: its one row's time"
+    );
 }

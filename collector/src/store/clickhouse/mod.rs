@@ -28,11 +28,12 @@
 //! - `persons_*`: the person map, each identified anonymous ID's user ID as a `Join` table
 //!   that queries read with `joinGet` (see [`persons`]): derived from `aliases`, rebuilt by the
 //!   first query after `aliases` changed; no migration (built on first use, safe to drop).
-//! - `users_hourly` and `session_rollup`: the rollups ([`ROLLUPS`]), filled by materialized
-//!   views inside each INSERT into `events` and keyed by the anonymous ID's hash, so that
-//!   insights counting users read whole hours from far fewer rows and session statistics
-//!   one row per session, persons mapped through the person map at query time; retention
-//!   reads whole hours from `users_hourly` (any event) and `steps_hourly` (named steps).
+//! - `users_hourly`, `session_rollup`, `steps_hourly` and `anon_rollup`: the rollups
+//!   ([`ROLLUPS`]), filled by materialized views inside each INSERT into `events` and keyed by
+//!   the anonymous ID's hash, so that insights counting users read whole hours from far fewer
+//!   rows, session statistics one row per session and the users feed one row per anonymous
+//!   ID, persons mapped through the person map at query time; retention reads whole hours
+//!   from `users_hourly` (any event) and `steps_hourly` (named steps).
 //!   Made, and filled from `events` once, on the first start on a database from before them
 //!   (or before their current layout: [`RELAID`]).
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
@@ -249,10 +250,32 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
                 site, device, browser, os, country, cityHash64(anonymous_id) AS anon_h
          FROM {db}.events GROUP BY name, page, hour, site, device, browser, os, country, anon_h",
     ),
+    (
+        // Each anonymous ID's first and last event and the ID itself, per site and device
+        // (what a scope keeps or drops): the users feed (and the list of user-property keys)
+        // puts people together from these rows, through the person map, instead of grouping
+        // every event by person (issue #16).
+        "anon_rollup",
+        "CREATE TABLE IF NOT EXISTS {db}.anon_rollup (
+            anon_h UInt64, site String, device String,
+            a_first AggregateFunction(min, Int64),
+            a_last AggregateFunction(max, Int64),
+            a_id AggregateFunction(any, String)
+        ) ENGINE = AggregatingMergeTree ORDER BY (anon_h, site, device)",
+        "SELECT cityHash64(anonymous_id) AS anon_h, site, device,
+                minState(time_ms) AS a_first, maxState(time_ms) AS a_last,
+                anyState(anonymous_id) AS a_id
+         FROM {db}.events GROUP BY anon_h, site, device",
+    ),
 ];
 
 /// The rollups' tables, which an erase deletes from as from `events`.
-const ROLLUP_TABLES: [&str; 3] = ["users_hourly", "session_rollup", "steps_hourly"];
+const ROLLUP_TABLES: [&str; 4] = [
+    "users_hourly",
+    "session_rollup",
+    "steps_hourly",
+    "anon_rollup",
+];
 
 /// Rollups whose layout changed since they first shipped: (table, a column only the current
 /// layout has, the note its fill leaves in `rollups_filled`). On start a table of an older

@@ -1026,12 +1026,16 @@ pub fn user(c: &Client, id: &str, scope: &Scope) -> Result<Option<UserDetail>, S
 /// People: `id`, `uid` (the user ID, `''` if none), `first_ms`, `last_ms`, from the events
 /// `scope` counts.
 fn people(db: &str, pm: &str, scope: &Scope) -> String {
+    // From `anon_rollup`: a row per anonymous ID (per site and device, and per part not
+    // merged yet) instead of every event.
     format!(
         "SELECT if(uid = '', anon, uid) AS id, uid, first_ms, last_ms FROM (
-           SELECT any(anonymous_id) AS anon, any(alias_user) AS uid, min(time_ms) AS first_ms,
-                  max(time_ms) AS last_ms
-           FROM (SELECT anonymous_id, anon_h, {person_cols}, time_ms
-                 FROM {db}.events WHERE {counted})
+           SELECT any(anon) AS anon, any(alias_user) AS uid, min(f) AS first_ms,
+                  max(l) AS last_ms
+           FROM (SELECT anon_h, anon, f, l, {person_cols}
+                 FROM (SELECT anon_h, anyMerge(a_id) AS anon, minMerge(a_first) AS f,
+                              maxMerge(a_last) AS l
+                       FROM {db}.anon_rollup WHERE {counted} GROUP BY anon_h))
            GROUP BY {PERSON_H})",
         person_cols = person_cols(pm),
         counted = scope.sql("device", "site", lit),
