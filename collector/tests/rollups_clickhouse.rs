@@ -7,6 +7,8 @@
 //! filled again after a fill cut short).
 //! A row slipped into the rollup behind the store's back must change the answer: the rollup
 //! is what these answers read.
+//! Property keys, which ClickHouse looks for in the range's last day or week first, are
+//! SQLite's too, whichever window holds the latest events.
 
 mod common {
     pub mod clickhouse;
@@ -500,5 +502,69 @@ fn rollups_answer_as_sqlite_does() {
     assert_eq!(
         nobody.1, nobody.2,
         "first and last seen: its one row's time"
+    );
+}
+
+/// Property keys count the latest 5,000 events of the range. ClickHouse looks for them in the
+/// range's last day first, then its last week, then all of it: the answer must be SQLite's
+/// whichever window holds them.
+#[test]
+fn property_keys_of_the_latest_events_are_sqlites_whichever_window_holds_them() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Sqlite::open(dir.path(), Durability::Process).unwrap();
+    let ch = ClickHouse::open(&server.url("keys"), dir.path(), 1 << 30).unwrap();
+    let to = START + 30 * DAY;
+    let mut n = 0u64;
+    let mut event = |time_ms: i64, key: &str| {
+        n += 1;
+        StoredEvent {
+            event_id: format!("019ab0b4-0000-7000-8000-{n:012x}"),
+            site: "demo".into(),
+            kind: "track",
+            name: "play".into(),
+            time_ms,
+            client_ms: time_ms,
+            server_ms: time_ms,
+            anonymous_id: format!("anon-{}", n % 50),
+            session_id: format!("sess-{}", n % 50),
+            seq: 1,
+            browser: "Firefox".into(),
+            device: "desktop".into(),
+            props: format!("{{\"{key}\": {n}, \"plan\": \"pro\"}}"),
+            ..Default::default()
+        }
+    };
+    let keys = |store: &dyn Store| {
+        let k = store
+            .property_keys(START, to, &Scope::default())
+            .unwrap()
+            .event;
+        k.into_iter().map(|k| (k.key, k.count)).collect::<Vec<_>>()
+    };
+    // Ten days back, then 3 days back: fewer than 5,000 events in the last day or week, so
+    // every window widens to the whole range.
+    let old: Vec<StoredEvent> = (0..3000).map(|i| event(to - 10 * DAY + i, "old")).collect();
+    let week: Vec<StoredEvent> = (0..1000).map(|i| event(to - 3 * DAY + i, "week")).collect();
+    for store in [&sqlite as &dyn Store, &ch] {
+        assert!(insert(store, old.clone()).iter().all(|&f| f));
+        assert!(insert(store, week.clone()).iter().all(|&f| f));
+    }
+    let both = keys(&sqlite);
+    assert_eq!(keys(&ch), both);
+    assert!(both.iter().any(|k| k.0 == "old"), "{both:?}");
+    // Then 6,000 in the range's last day: the latest 5,000 are all there.
+    let day: Vec<StoredEvent> = (0..6000).map(|i| event(to - DAY + 10 * i, "day")).collect();
+    for store in [&sqlite as &dyn Store, &ch] {
+        for chunk in day.chunks(1000) {
+            assert!(insert(store, chunk.to_vec()).iter().all(|&f| f));
+        }
+    }
+    let latest = keys(&sqlite);
+    assert_eq!(keys(&ch), latest);
+    assert_eq!(
+        latest,
+        [("day".to_string(), 5000), ("plan".to_string(), 5000)],
+        "only the last day's events"
     );
 }

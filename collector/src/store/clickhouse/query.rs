@@ -1042,6 +1042,20 @@ fn people(db: &str, pm: &str, scope: &Scope) -> String {
     )
 }
 
+/// People as their hashes (`person_h`), with `first_ms` and `last_ms`, from the events
+/// `scope` counts: [`people`] without any text.
+fn people_by_hash(db: &str, pm: &str, scope: &Scope) -> String {
+    format!(
+        "SELECT {PERSON_H} AS person_h, min(f) AS first_ms, max(l) AS last_ms
+         FROM (SELECT anon_h, f, l, {alias_h} AS alias_h
+               FROM (SELECT anon_h, minMerge(a_first) AS f, maxMerge(a_last) AS l
+                     FROM {db}.anon_rollup WHERE {counted} GROUP BY anon_h))
+         GROUP BY person_h",
+        alias_h = persons::get(pm, "alias_h", "anon_h"),
+        counted = scope.sql("device", "site", lit),
+    )
+}
+
 pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
     let db = &c.database;
     let pm = persons::current(c)?;
@@ -1493,6 +1507,10 @@ pub fn event_names(
     Ok(rows.iter().map(|r| (s(r, "name"), u(r, "n"))).collect())
 }
 
+/// How many of the latest events, and of the latest people, property keys are counted over.
+const LATEST_EVENTS: u64 = 5000;
+const DAY_MS: i64 = 86_400_000;
+
 pub fn property_keys(
     c: &Client,
     from_ms: i64,
@@ -1502,7 +1520,26 @@ pub fn property_keys(
     let db = &c.database;
     let pm = persons::current(c)?;
     let counted = scope.sql("device", "site", lit);
-    let range = in_range(from_ms, to_ms);
+    // The latest events' keys: looked for in the range's last day first, then its last
+    // week, then all of it. Once a window holds that many events, the latest of the range
+    // are all in it, and a busy site reads a day of events (the sort key leads with the day)
+    // instead of sorting all of the range's by time (at 10M events: 2.2 s for 90 days).
+    let mut from = from_ms;
+    for window in [DAY_MS, 7 * DAY_MS] {
+        let start = to_ms.saturating_sub(window);
+        if start <= from_ms {
+            break;
+        }
+        let (rows, _) = c.select(&format!(
+            "SELECT uniqExact(event_h) AS n FROM {db}.events WHERE {} AND {counted}",
+            in_range(start, to_ms)
+        ))?;
+        if rows.first().map_or(0, |r| u(r, "n")) >= LATEST_EVENTS {
+            from = start;
+            break;
+        }
+    }
+    let range = in_range(from, to_ms);
     let counts = |rows: Vec<Value>| -> Vec<KeyCount> {
         rows.iter()
             .map(|r| KeyCount {
@@ -1515,22 +1552,23 @@ pub fn property_keys(
         "SELECT k, count() AS n FROM (
             SELECT prop_keys FROM {db}.events
             WHERE {range} AND {counted}
-            ORDER BY time_ms DESC LIMIT 1 BY event_h LIMIT 5000)
+            ORDER BY time_ms DESC LIMIT 1 BY event_h LIMIT {LATEST_EVENTS})
          ARRAY JOIN prop_keys AS k GROUP BY k ORDER BY n DESC, k LIMIT 200"
     ))?;
+    // People as their hashes: the latest people of the range picked by numbers alone, no
+    // text of theirs grouped or sorted.
     let (user, _) = c.select(&format!(
-        "SELECT k, uniqExact(person) AS n FROM (
-            SELECT {person} AS person, trait_keys
-            FROM (SELECT anonymous_id, anon_h, {alias_user} AS alias_user, trait_keys
+        "SELECT k, uniqExact(person_h) AS n FROM (
+            SELECT {PERSON_H} AS person_h, trait_keys
+            FROM (SELECT anon_h, {alias_h} AS alias_h, trait_keys
                   FROM {db}.events WHERE notEmpty(trait_keys)))
          ARRAY JOIN trait_keys AS k
-         WHERE person IN (SELECT id FROM ({people})
-                          WHERE last_ms >= {from_ms} AND first_ms < {to_ms}
-                          ORDER BY last_ms DESC LIMIT 5000)
+         WHERE person_h IN (SELECT person_h FROM ({people})
+                            WHERE last_ms >= {from_ms} AND first_ms < {to_ms}
+                            ORDER BY last_ms DESC LIMIT {LATEST_EVENTS})
          GROUP BY k ORDER BY n DESC, k LIMIT 200",
-        person = person("anonymous_id"),
-        alias_user = persons::get(&pm, "alias_user", "anon_h"),
-        people = people(db, &pm, scope),
+        alias_h = persons::get(&pm, "alias_h", "anon_h"),
+        people = people_by_hash(db, &pm, scope),
     ))?;
     Ok(PropertyKeys {
         columns: column_names(),
