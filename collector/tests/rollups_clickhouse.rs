@@ -568,3 +568,76 @@ fn property_keys_of_the_latest_events_are_sqlites_whichever_window_holds_them() 
         "only the last day's events"
     );
 }
+
+/// The users feed pages through people in order of last activity, then id (its people from
+/// `anon_rollup`): page after page must be SQLite's, across thirty people two to a time and
+/// eighty with one time between them, identified people among them.
+#[test]
+fn users_feed_pages_are_sqlites_through_people_tied_on_their_last_time() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Sqlite::open(dir.path(), Durability::Process).unwrap();
+    let ch = ClickHouse::open(&server.url("feed"), dir.path(), 1 << 30).unwrap();
+    let event = |n: u64, time_ms: i64| StoredEvent {
+        event_id: format!("019ab0b4-0000-7000-8000-{n:012x}"),
+        site: "demo".into(),
+        kind: "page",
+        name: "$pageview".into(),
+        time_ms,
+        client_ms: time_ms,
+        server_ms: time_ms,
+        anonymous_id: format!("anon-{:03}", (n * 37) % 110),
+        user_id: (n % 7 == 3).then(|| format!("user-{n}")),
+        session_id: format!("sess-{n}"),
+        seq: 1,
+        browser: "Firefox".into(),
+        device: "desktop".into(),
+        props: "{}".into(),
+        ..Default::default()
+    };
+    let events: Vec<StoredEvent> = (0..110)
+        .map(|n| {
+            let t = if n < 30 {
+                START + DAY + (n / 2) as i64 * MINUTE
+            } else {
+                START + HOUR
+            };
+            event(n, t)
+        })
+        .collect();
+    for store in [&sqlite as &dyn Store, &ch] {
+        assert!(insert(store, events.clone()).iter().all(|&f| f));
+    }
+    let pages = |store: &dyn Store| {
+        let mut q = UsersQuery {
+            from_ms: START,
+            to_ms: START + 2 * DAY,
+            limit: 10,
+            cursor: None,
+            contains: None,
+            scope: Scope::default(),
+            events: Vec::new(),
+            filters: Vec::new(),
+            ids: None,
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = store.users(&q).unwrap();
+            out.push(format!("{page:?}"));
+            match page.next {
+                Some(next) => q.cursor = Some(next),
+                None => break out,
+            }
+        }
+    };
+    let want = pages(&sqlite);
+    assert_eq!(want.len(), 11, "110 people, 10 a page");
+    let got = pages(&ch);
+    for (n, (a, b)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(
+            a, b,
+            "page {n}: SQLite (left) and ClickHouse (right) differ"
+        );
+    }
+    assert_eq!(got.len(), want.len());
+}
