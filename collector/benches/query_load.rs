@@ -250,17 +250,7 @@ fn main() {
     });
     measure("users feed, first page (50)", 100, &mut || {
         store
-            .users(&UsersQuery {
-                from_ms: now - 7 * DAY,
-                to_ms: now,
-                limit: 50,
-                cursor: None,
-                contains: None,
-                scope: Scope::default(),
-                events: Vec::new(),
-                filters: Vec::new(),
-                ids: None,
-            })
+            .users(&UsersQuery::new(now - 7 * DAY, now, 50))
             .unwrap();
     });
     measure("session stats, 30 days", 250, &mut || {

@@ -770,17 +770,7 @@ async fn ranked_users(
 
 fn users_query(pairs: &[(String, String)], config: &Config) -> Result<UsersQuery, ApiError> {
     let mut range = Range::default();
-    let mut q = UsersQuery {
-        from_ms: 0,
-        to_ms: 0,
-        limit: 50,
-        cursor: None,
-        contains: None,
-        scope: Scope::default(),
-        events: Vec::new(),
-        filters: Vec::new(),
-        ids: None,
-    };
+    let mut q = UsersQuery::new(0, 0, 50);
     for (k, v) in pairs {
         match k.as_str() {
             _ if range.take(k, v)? => {}

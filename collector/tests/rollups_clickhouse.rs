@@ -217,17 +217,14 @@ fn answers(store: &dyn Store) -> Vec<String> {
             };
             out.push(format!("{q:?}\n{:?}", store.sessions(&q).unwrap()));
             // The users feed (its people from `anon_rollup`), two pages of it, and one
-            // person's detail.
+            // person's detail, in two of the ranges.
+            if r > 1 {
+                continue;
+            }
             let mut q = UsersQuery {
-                from_ms,
-                to_ms,
-                limit: 4,
-                cursor: None,
                 contains: (k == 3).then(|| "anon-1".to_owned()),
                 scope: scope.clone(),
-                events: Vec::new(),
-                filters: Vec::new(),
-                ids: None,
+                ..UsersQuery::new(from_ms, to_ms, 4)
             };
             let page = store.users(&q).unwrap();
             out.push(format!("{q:?}\n{page:?}"));
@@ -469,18 +466,9 @@ fn rollups_answer_as_sqlite_does() {
     // The users feed lists people from `anon_rollup`: `nobody`, slipped in there alone, is
     // listed, with the times of its row.
     let feed = |store: &dyn Store| {
-        let q = UsersQuery {
-            from_ms: START,
-            to_ms: START + 3 * DAY,
-            limit: 1000,
-            cursor: None,
-            contains: None,
-            scope: Scope::default(),
-            events: Vec::new(),
-            filters: Vec::new(),
-            ids: None,
-        };
-        let page = store.users(&q).unwrap();
+        let page = store
+            .users(&UsersQuery::new(START, START + 3 * DAY, 1000))
+            .unwrap();
         page.users
             .into_iter()
             .map(|u| (u.id, u.first_seen, u.last_seen))
@@ -505,6 +493,34 @@ fn rollups_answer_as_sqlite_does() {
     );
 }
 
+/// A SQLite store and a ClickHouse store (database `db` of `server`) side by side in `dir`.
+fn both(server: &ClickHouseServer, dir: &std::path::Path, db: &str) -> (Sqlite, ClickHouse) {
+    let sqlite = Sqlite::open(dir, Durability::Process).unwrap();
+    let ch = ClickHouse::open(&server.url(db), dir, 1 << 30).unwrap();
+    (sqlite, ch)
+}
+
+/// Event `n`, a page view at `time_ms` of visitor `anon-<v>` (three digits) on `demo` with
+/// Firefox on a desktop, in the visitor's one session.
+fn plain_event(n: u64, time_ms: i64, v: u64) -> StoredEvent {
+    StoredEvent {
+        event_id: format!("019ab0b4-0000-7000-8000-{n:012x}"),
+        site: "demo".into(),
+        kind: "page",
+        name: "$pageview".into(),
+        time_ms,
+        client_ms: time_ms,
+        server_ms: time_ms,
+        anonymous_id: format!("anon-{v:03}"),
+        session_id: format!("sess-{v:03}"),
+        seq: 1,
+        browser: "Firefox".into(),
+        device: "desktop".into(),
+        props: "{}".into(),
+        ..Default::default()
+    }
+}
+
 /// Property keys count the latest 5,000 events of the range. ClickHouse looks for them in the
 /// range's last day first, then its last week, then all of it: the answer must be SQLite's
 /// whichever window holds them.
@@ -512,27 +528,16 @@ fn rollups_answer_as_sqlite_does() {
 fn property_keys_of_the_latest_events_are_sqlites_whichever_window_holds_them() {
     let server = ClickHouseServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = Sqlite::open(dir.path(), Durability::Process).unwrap();
-    let ch = ClickHouse::open(&server.url("keys"), dir.path(), 1 << 30).unwrap();
+    let (sqlite, ch) = both(&server, dir.path(), "keys");
     let to = START + 30 * DAY;
     let mut n = 0u64;
     let mut event = |time_ms: i64, key: &str| {
         n += 1;
         StoredEvent {
-            event_id: format!("019ab0b4-0000-7000-8000-{n:012x}"),
-            site: "demo".into(),
             kind: "track",
             name: "play".into(),
-            time_ms,
-            client_ms: time_ms,
-            server_ms: time_ms,
-            anonymous_id: format!("anon-{}", n % 50),
-            session_id: format!("sess-{}", n % 50),
-            seq: 1,
-            browser: "Firefox".into(),
-            device: "desktop".into(),
             props: format!("{{\"{key}\": {n}, \"plan\": \"pro\"}}"),
-            ..Default::default()
+            ..plain_event(n, time_ms, n % 50)
         }
     };
     let keys = |store: &dyn Store| {
@@ -576,24 +581,11 @@ fn property_keys_of_the_latest_events_are_sqlites_whichever_window_holds_them() 
 fn users_feed_pages_are_sqlites_through_people_tied_on_their_last_time() {
     let server = ClickHouseServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = Sqlite::open(dir.path(), Durability::Process).unwrap();
-    let ch = ClickHouse::open(&server.url("feed"), dir.path(), 1 << 30).unwrap();
+    let (sqlite, ch) = both(&server, dir.path(), "feed");
     let event = |n: u64, time_ms: i64| StoredEvent {
-        event_id: format!("019ab0b4-0000-7000-8000-{n:012x}"),
-        site: "demo".into(),
-        kind: "page",
-        name: "$pageview".into(),
-        time_ms,
-        client_ms: time_ms,
-        server_ms: time_ms,
-        anonymous_id: format!("anon-{:03}", (n * 37) % 110),
         user_id: (n % 7 == 3).then(|| format!("user-{n}")),
         session_id: format!("sess-{n}"),
-        seq: 1,
-        browser: "Firefox".into(),
-        device: "desktop".into(),
-        props: "{}".into(),
-        ..Default::default()
+        ..plain_event(n, time_ms, (n * 37) % 110)
     };
     let events: Vec<StoredEvent> = (0..110)
         .map(|n| {
@@ -609,17 +601,7 @@ fn users_feed_pages_are_sqlites_through_people_tied_on_their_last_time() {
         assert!(insert(store, events.clone()).iter().all(|&f| f));
     }
     let pages = |store: &dyn Store| {
-        let mut q = UsersQuery {
-            from_ms: START,
-            to_ms: START + 2 * DAY,
-            limit: 10,
-            cursor: None,
-            contains: None,
-            scope: Scope::default(),
-            events: Vec::new(),
-            filters: Vec::new(),
-            ids: None,
-        };
+        let mut q = UsersQuery::new(START, START + 2 * DAY, 10);
         let mut out = Vec::new();
         loop {
             let page = store.users(&q).unwrap();

@@ -629,6 +629,22 @@ pub struct UsersQuery {
 }
 
 impl UsersQuery {
+    /// The first page of everyone seen in `[from_ms, to_ms)`, `limit` people long, bots left
+    /// out: no cursor, search, event or filter.
+    pub fn new(from_ms: i64, to_ms: i64, limit: usize) -> UsersQuery {
+        UsersQuery {
+            from_ms,
+            to_ms,
+            limit,
+            cursor: None,
+            contains: None,
+            scope: Scope::default(),
+            events: Vec::new(),
+            filters: Vec::new(),
+            ids: None,
+        }
+    }
+
     /// Whether the people table alone answers it (no event of the range needs a look).
     pub fn plain(&self) -> bool {
         self.scope.sites.is_empty() && self.events.is_empty() && self.filters.is_empty()
