@@ -377,17 +377,7 @@ fn main() {
     let feed = move |days: i64, limit: usize| -> Call {
         Box::new(move || {
             store
-                .users(&UsersQuery {
-                    from_ms: now - days * DAY,
-                    to_ms: now,
-                    limit,
-                    cursor: None,
-                    contains: None,
-                    scope: Scope::default(),
-                    events: Vec::new(),
-                    filters: Vec::new(),
-                    ids: None,
-                })
+                .users(&UsersQuery::new(now - days * DAY, now, limit))
                 .unwrap();
         })
     };
