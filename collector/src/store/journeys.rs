@@ -377,7 +377,6 @@ pub fn paths(
             .then_with(|| a.label.cmp(&b.label))
     });
     let mut counts = PathCounts::default();
-    let (end, begin) = (u32::MAX, u32::MAX - 1);
     let is_start = |l: u32| {
         let (name, path) = &labels[l as usize];
         start.matches(name, path)
@@ -387,21 +386,38 @@ pub fn paths(
     for session in events.chunk_by(|a, b| a.session == b.session) {
         walk.clear();
         walk.extend(session.iter().map(|e| e.label));
-        if session_path(
-            &mut walk,
-            is_start,
-            (direction, depth),
-            (end, begin),
-            &mut path,
-        ) {
+        if session_path(&mut walk, is_start, (direction, depth), &mut path) {
             sessions += 1;
             count_path(&mut counts, &path);
         }
     }
+    summarize_numbered(sessions, counts, &text, 0, (direction, depth))
+}
+
+/// Where a path of label numbers ran out of session: after the last step, before the first.
+pub const MARKS: (u32, u32) = (u32::MAX, u32::MAX - 1);
+
+/// The answer of [`paths`] from `counts` of paths of label numbers, each number `first + i`
+/// the label of text `texts[i]`, and [`MARKS`]; any other number (none can happen) reads as
+/// where the path ran out.
+pub fn summarize_numbered(
+    sessions: u64,
+    counts: PathCounts,
+    texts: &[String],
+    first: u32,
+    (direction, depth): (Direction, usize),
+) -> Paths {
+    let ran_out = match direction {
+        Direction::After => END,
+        Direction::Before => BEGIN,
+    };
     let name = |l: u32| match l {
-        l if l == end => END.to_owned(),
-        l if l == begin => BEGIN.to_owned(),
-        l => text[l as usize].clone(),
+        l if l == MARKS.0 => END.to_owned(),
+        l if l == MARKS.1 => BEGIN.to_owned(),
+        l => l
+            .checked_sub(first)
+            .and_then(|i| texts.get(i as usize))
+            .map_or_else(|| ran_out.to_owned(), String::clone),
     };
     let counts = counts
         .into_iter()
@@ -412,14 +428,13 @@ pub fn paths(
 
 /// The path of one session whose labels come in order (`paths`' order): `labels` lose their
 /// repeats in a row, and `path` gets the path from the first label that `is_start` on,
-/// `depth` steps away from it in `direction`, then `end` (after) or `begin` (before) if the
-/// session ran out first. False for a session without the start (`path` then left as it was).
+/// `depth` steps away from it in `direction`, then the mark of [`MARKS`] (the end after, the
+/// beginning before) if the session ran out first. False for a session without the start (`path` then left as it was).
 /// Both vectors are the caller's, kept from session to session.
 pub fn session_path(
     labels: &mut Vec<u32>,
     is_start: impl Fn(u32) -> bool,
     (direction, depth): (Direction, usize),
-    (end, begin): (u32, u32),
     path: &mut Vec<u32>,
 ) -> bool {
     labels.dedup();
@@ -430,11 +445,11 @@ pub fn session_path(
     let mark = match direction {
         Direction::After => {
             path.extend(labels[at..].iter().take(depth + 1));
-            end
+            MARKS.0
         }
         Direction::Before => {
             path.extend(labels[..=at].iter().rev().take(depth + 1));
-            begin
+            MARKS.1
         }
     };
     if path.len() <= depth {

@@ -241,7 +241,6 @@ pub fn paths(
         low = (1u64 << LABEL_BITS) - 1,
         from = q.from_ms,
     ))?;
-    let (end, begin) = (u32::MAX, u32::MAX - 1);
     let bad = || StoreError::ClickHouse(ChError::Answer("a path row cut short".into()));
     let mut r = rowbinary::Reader(&rows);
     let mut sessions = 0;
@@ -258,24 +257,17 @@ pub fn paths(
                 u32::from_le_bytes(r.take().ok_or_else(bad)?)
             });
         }
-        let marks = (end, begin);
-        if journeys::session_path(&mut session, starts, (direction, depth), marks, &mut path) {
+        if journeys::session_path(&mut session, starts, (direction, depth), &mut path) {
             sessions += 1;
             journeys::count_path(&mut counts, &path);
         }
     }
     let texts: Vec<String> = labels.iter().map(|l| journeys::label_text(&l.0)).collect();
-    let mark = match direction {
-        Direction::After => journeys::END,
-        Direction::Before => journeys::BEGIN,
-    };
-    let text = |l: u32| match l.checked_sub(1).and_then(|i| texts.get(i as usize)) {
-        Some(t) => t.clone(),
-        None => mark.to_owned(),
-    };
-    let counts = counts
-        .into_iter()
-        .map(|(path, n)| (path.into_iter().map(text).collect(), n))
-        .collect();
-    Ok(journeys::summarize_paths(sessions, counts, depth))
+    Ok(journeys::summarize_numbered(
+        sessions,
+        counts,
+        &texts,
+        1,
+        (direction, depth),
+    ))
 }

@@ -989,15 +989,20 @@ fn of_anons(ids: &[String]) -> String {
     if ids.is_empty() {
         return format!("WHERE anonymous_id IN {}", list(ids));
     }
+    format!(
+        "PREWHERE anon_h IN ({}) WHERE anonymous_id IN {}",
+        hashes_of(ids),
+        list(ids)
+    )
+}
+
+/// The `anon_h` of each of anonymous IDs `ids`, as a list of SQL expressions.
+fn hashes_of(ids: &[String]) -> String {
     let hashes: Vec<String> = ids
         .iter()
         .map(|i| format!("cityHash64({})", lit(i)))
         .collect();
-    format!(
-        "PREWHERE anon_h IN ({}) WHERE anonymous_id IN {}",
-        hashes.join(","),
-        list(ids)
-    )
+    hashes.join(",")
 }
 
 pub fn user(c: &Client, id: &str, scope: &Scope) -> Result<Option<UserDetail>, StoreError> {
@@ -1029,18 +1034,24 @@ pub fn user(c: &Client, id: &str, scope: &Scope) -> Result<Option<UserDetail>, S
 /// People: `id`, `uid` (the user ID, `''` if none), `first_ms`, `last_ms`, from the events
 /// `scope` counts.
 fn people(db: &str, pm: &str, scope: &Scope) -> String {
-    // From `anon_rollup`: a row per anonymous ID (per site and device, and per part not
-    // merged yet) instead of every event.
     format!(
         "SELECT if(uid = '', anon, uid) AS id, uid, first_ms, last_ms FROM (
            SELECT any(anon) AS anon, any(alias_user) AS uid, min(f) AS first_ms,
                   max(l) AS last_ms
-           FROM (SELECT anon_h, anon, f, l, {person_cols}
-                 FROM (SELECT anon_h, anyMerge(a_id) AS anon, minMerge(a_first) AS f,
-                              maxMerge(a_last) AS l
-                       FROM {db}.anon_rollup WHERE {counted} GROUP BY anon_h))
+           FROM (SELECT anon_h, anon, f, l, {person_cols} FROM ({anons}))
            GROUP BY {PERSON_H})",
         person_cols = person_cols(pm),
+        anons = anons(db, scope, ", anyMerge(a_id) AS anon"),
+    )
+}
+
+/// Each anonymous ID's first (`f`) and last (`l`) time from the events `scope` counts, and
+/// `more` columns of `anon_rollup`: a row per anonymous ID (the rollup has one per site,
+/// device and part not merged yet) instead of every event.
+fn anons(db: &str, scope: &Scope, more: &str) -> String {
+    format!(
+        "SELECT anon_h, minMerge(a_first) AS f, maxMerge(a_last) AS l{more}
+         FROM {db}.anon_rollup WHERE {counted} GROUP BY anon_h",
         counted = scope.sql("device", "site", lit),
     )
 }
@@ -1050,12 +1061,10 @@ fn people(db: &str, pm: &str, scope: &Scope) -> String {
 fn people_by_hash(db: &str, pm: &str, scope: &Scope) -> String {
     format!(
         "SELECT {PERSON_H} AS person_h, min(f) AS first_ms, max(l) AS last_ms
-         FROM (SELECT anon_h, f, l, {alias_h} AS alias_h
-               FROM (SELECT anon_h, minMerge(a_first) AS f, maxMerge(a_last) AS l
-                     FROM {db}.anon_rollup WHERE {counted} GROUP BY anon_h))
+         FROM (SELECT anon_h, f, l, {alias_h} AS alias_h FROM ({anons}))
          GROUP BY person_h",
         alias_h = persons::get(pm, "alias_h", "anon_h"),
-        counted = scope.sql("device", "site", lit),
+        anons = anons(db, scope, ""),
     )
 }
 
@@ -1161,16 +1170,12 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
     let counts = if all.is_empty() {
         Vec::new()
     } else {
-        let hashes: Vec<String> = all
-            .iter()
-            .map(|a| format!("cityHash64({})", lit(a)))
-            .collect();
         let texts: Vec<String> = all.iter().map(|a| lit(a)).collect();
         c.select(&format!(
             "SELECT transform(anon_h, [{h}], [{t}], '') AS anonymous_id,
                     uniqExact(session_h) AS n
              FROM {db}.session_rollup WHERE anon_h IN ({h}) AND {scope} GROUP BY anon_h",
-            h = hashes.join(","),
+            h = hashes_of(&all),
             t = texts.join(","),
             scope = q.scope.sql("device", "site", lit)
         ))?
