@@ -56,7 +56,9 @@ pub const SDK_VERSION: &str = concat!("footfall-web/", env!("CARGO_PKG_VERSION")
 /// Without `std`, the wasm's panics stop it at once: no message is formatted (the host's
 /// guard catches the trap). What is left of `core::fmt` is the integer formatting of
 /// `alloc`'s out-of-memory message, which stable Rust cannot replace; `cargo xtask build`
-/// fails if any other formatting or panic-message code reaches the wasm.
+/// fails if any other formatting or panic-message code reaches the wasm, then makes that
+/// handler and the panic entry points trap at once and drops the messages and locations only
+/// they named (`xtask/src/trim.rs`).
 #[cfg(all(target_arch = "wasm32", not(feature = "std")))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {

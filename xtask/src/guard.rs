@@ -8,7 +8,8 @@ use std::path::Path;
 
 /// What stays and why: `alloc`'s out-of-memory handler formats the size it failed to get
 /// (`u32`'s `Display`, `pad_integral`), and stable Rust cannot replace that handler; the two
-/// panic entry points lead to the SDK's own handler, which formats nothing.
+/// panic entry points lead to the SDK's own handler, which formats nothing. The build then
+/// makes these trap at once, and wasm-opt drops the formatting (see trim.rs).
 const ALLOWED: &[&str] = &[
     "<core::fmt::Formatter>::pad_integral",
     "<core::fmt::Formatter>::pad_integral::write_prefix",
@@ -55,7 +56,7 @@ fn is_fmt_or_panic(name: &str) -> bool {
 }
 
 /// `core[c5930c85a12de822]::fmt` to `core::fmt`, and no trailing `::h0123...` hash.
-fn without_hashes(name: &str) -> String {
+pub(crate) fn without_hashes(name: &str) -> String {
     let mut out = String::new();
     let mut rest = name;
     while let Some(open) = rest.find('[') {

@@ -11,6 +11,7 @@
 mod guard;
 mod setup;
 mod size;
+mod trim;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -123,6 +124,7 @@ fn build(root: &Path) -> Result {
 }
 
 fn build_sdk(root: &Path) -> Result {
+    let map = target_dir(root).join("wasm32-unknown-unknown/wasm/footfall_sdk.map");
     run(cargo()
         .args([
             "build",
@@ -132,7 +134,11 @@ fn build_sdk(root: &Path) -> Result {
             "--no-default-features",
         ])
         .args(["--target", "wasm32-unknown-unknown", "--profile", "wasm"])
-        .env("CARGO_ENCODED_RUSTFLAGS", neutral_paths()))?;
+        // The linker's map tells where each constant begins and ends, for `trim`.
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("{}\x1f-Clink-arg=--Map={}", neutral_paths(), map.display()),
+        ))?;
     let wasm = target_dir(root).join("wasm32-unknown-unknown/wasm/footfall_sdk.wasm");
     let gen = target_dir(root).join("sdk-gen");
     // Built in a staging dir, then copied to DIST file by file where changed: the collector
@@ -153,6 +159,21 @@ fn build_sdk(root: &Path) -> Result {
     bindgen("web", "esm", "footfall_sdk", &[])?;
     // wasm-bindgen keeps the names, which the guard reads.
     guard::no_fmt(&gen.join("script/footfall_bg.wasm"))?;
+    // The panic paths trap at once, so that nothing names their messages (see trim.rs).
+    for wasm in [
+        gen.join("script/footfall_bg.wasm"),
+        gen.join("esm/footfall_sdk_bg.wasm"),
+    ] {
+        let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+        let (blanked, names) = trim::blank_traps(&bytes)?;
+        if names.len() != trim::TRAPS.len() {
+            println!(
+                "    trapping at once: {} of the panic paths",
+                names.join(", ")
+            );
+        }
+        std::fs::write(&wasm, blanked).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    }
     // binaryen from npm: Debian's wasm-opt 108 corrupts wasm-bindgen's externref table.
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
     // `--converge` repeats -Oz while it still shrinks the module; the target_features section
@@ -213,6 +234,23 @@ fn build_sdk(root: &Path) -> Result {
         gen.join("esm/footfall_sdk_bg.wasm"),
         esm.join("footfall_sdk_bg.wasm"),
     )?;
+    // Then the constants only code wasm-opt removed had named (see trim.rs).
+    let items = trim::rodata_items(&read(&map)?)?;
+    for wasm in [
+        dist.join("footfall_bg.wasm"),
+        esm.join("footfall_sdk_bg.wasm"),
+    ] {
+        let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+        let t = trim::dead_data(&bytes, &items)?;
+        println!(
+            "    {}: {} B of dead constants zeroed, {} B of {} B left",
+            wasm.file_name().unwrap_or_default().to_string_lossy(),
+            t.zeroed,
+            t.wasm.len(),
+            bytes.len()
+        );
+        std::fs::write(&wasm, &t.wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    }
 
     // Script tag: wasm-bindgen's glue, the wasm's host and our wrapper, bundled by esbuild
     // into one classic script. The glue is the ES module one, its helpers and loaders replaced
