@@ -29,8 +29,8 @@ from chdb import session as chs
 NOT_SETTINGS = {"query", "database", "user", "password", "default_format"}
 
 # An INSERT whose rows come in the body in a binary format.
-# A SELECT answered in RowBinary: its bytes go back as they are.
-BINARY_SELECT = re.compile(r"\bFORMAT\s+RowBinary\s*$", re.I)
+# A SELECT answered in RowBinary or Native: its bytes go back as they are.
+BINARY_SELECT = re.compile(r"\bFORMAT\s+(RowBinary|Native)\s*$", re.I)
 BINARY_INSERT = re.compile(r"^\s*(INSERT\s+INTO\s+.+?)\s+FORMAT\s+(RowBinary|Native)\s*$", re.I | re.S)
 
 

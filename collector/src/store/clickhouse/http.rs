@@ -225,6 +225,14 @@ impl Client {
         self.post_bytes(&url, None, format!("{sql}\nFORMAT RowBinary").into_bytes())
     }
 
+    /// Runs a SELECT and returns its answer in `Native` (column by column, block by block:
+    /// see [`super::rowbinary::native_blocks`]): for answers of millions of narrow rows, which
+    /// the server writes in about two thirds of `RowBinary`'s time.
+    pub fn select_native(&self, sql: &str) -> Result<Vec<u8>, ChError> {
+        let url = format!("{}&database={}", self.endpoint, self.database);
+        self.post_bytes(&url, None, format!("{sql}\nFORMAT Native").into_bytes())
+    }
+
     /// Runs a SELECT and returns its rows (and the `WITH TOTALS` row, if any).
     pub fn select(
         &self,

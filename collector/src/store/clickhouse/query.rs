@@ -625,30 +625,57 @@ pub(super) fn tsv_num<T: std::str::FromStr + Default>(row: &[&str], n: usize) ->
 }
 
 /// The SQL of [`journeys::Step::mask`] over the `name` and `path` of a row of
-/// [`journey_source`]: which of `steps` the event is, as bits, so that an answer carries
-/// numbers, not names and paths.
+/// [`journey_source`]: which of `steps` the event is, as bits (a `UInt32`), so that an answer
+/// carries numbers, not names and paths. Each name and each page path is looked up once
+/// (`transform`), not compared with every step: at 10M events a three-step funnel's
+/// statement took 300 ms with a comparison per step, 220 ms with the lookup.
 pub(super) fn mask_sql(steps: &[journeys::Step]) -> String {
     use journeys::Step;
-    let bits: Vec<String> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, step)| {
-            let is = match step {
-                Step::Any => "1".to_owned(),
-                Step::Event(name) => format!("name = {}", lit(name)),
-                Step::Page(path) => format!("(name = '$pageview' AND path = {})", lit(path)),
-            };
-            format!("{}*toUInt32({is})", 1u64 << i)
-        })
-        .collect();
-    format!("({})", bits.join(" + "))
+    let (mut any, mut names, mut paths) = (0u32, Vec::new(), Vec::new());
+    for (i, step) in steps.iter().enumerate() {
+        let (list, key) = match step {
+            Step::Any => {
+                any |= 1 << i;
+                continue;
+            }
+            Step::Event(name) => (&mut names, name),
+            Step::Page(path) => (&mut paths, path),
+        };
+        match list.iter_mut().find(|(k, _)| k == key) {
+            Some((_, bits)) => *bits |= 1u32 << i,
+            None => list.push((key.clone(), 1u32 << i)),
+        }
+    }
+    let lookup = |col: &str, list: &[(String, u32)]| {
+        let keys: Vec<String> = list.iter().map(|(k, _)| lit(k)).collect();
+        let bits: Vec<String> = list.iter().map(|(_, b)| b.to_string()).collect();
+        format!(
+            "transform({col}, [{}], [toUInt32({})], toUInt32(0))",
+            keys.join(", "),
+            bits.join("), toUInt32(")
+        )
+    };
+    let mut parts = vec![format!("toUInt32({any})")];
+    if !names.is_empty() {
+        parts.push(lookup("name", &names));
+    }
+    if !paths.is_empty() {
+        parts.push(format!(
+            "if(name = '$pageview', {}, toUInt32(0))",
+            lookup("path", &paths)
+        ));
+    }
+    parts
+        .into_iter()
+        .reduce(|a, b| format!("bitOr({a}, {b})"))
+        .unwrap_or_default()
 }
 
 /// The events that are steps, each with its person's hash and which steps it is: the events
 /// an insights query by name and path would count. Copies of an event not merged away yet
 /// are not removed here: a copy has its original's person, time, steps and values, and the
-/// funnel and retention rules give the same answer with or without it. Read as
-/// `TabSeparated` numbers (text only for a breakdown value or a person asked for).
+/// funnel and retention rules give the same answer with or without it. Read in `Native`
+/// (text only for a breakdown value or a person asked for).
 pub fn step_events(
     c: &Client,
     q: &journeys::StepQuery,
@@ -664,48 +691,71 @@ pub fn step_events(
         q.breakdown.clone(),
     );
     let mask = mask_sql(&q.steps);
-    let split = if q.breakdown.is_some() { "split" } else { "''" };
-    let person = if q.people { "person" } else { "''" };
+    // Texts only when asked for: a breakdown's values, the people's IDs.
+    let mut texts = String::new();
+    if q.breakdown.is_some() {
+        texts.push_str(", split");
+    }
+    if q.people {
+        texts.push_str(", person");
+    }
     // Anonymous IDs' hashes, their people looked up here: a `joinGet` per row costs
     // ClickHouse more than the whole map read once and a lookup per row costs here.
     let persons = persons::read(c, &pm)?;
-    let rows = c.select_binary(&format!(
-        "SELECT anon_h, time_ms, toUInt32(mask), {split}, {person}
-         FROM (SELECT anon_h, time_ms, {split}, {person}, {mask} AS mask FROM ({source}))
+    // In `Native`, column by column: at 10M events the server writes the 6.4M rows of a
+    // three-step funnel in two thirds of `RowBinary`'s time.
+    // Times as milliseconds from the range's start when they fit 4 bytes (49 days).
+    let narrow = q.to_ms.saturating_sub(q.from_ms) < i64::from(u32::MAX);
+    let time = if narrow {
+        format!("toUInt32(time_ms - {})", q.from_ms)
+    } else {
+        "time_ms".into()
+    };
+    let answer = c.select_native(&format!(
+        "SELECT anon_h, {time}, toUInt16(mask){texts}
+         FROM (SELECT anon_h, time_ms{texts}, {mask} AS mask FROM ({source}))
          WHERE mask != 0"
     ))?;
+    let bad = || StoreError::ClickHouse(ChError::Answer("step rows not as asked".into()));
+    let blocks = rowbinary::native_blocks(&answer).ok_or_else(bad)?;
     let mut people = HashMap::new();
     let mut ids: HashMap<&[u8], u32> = HashMap::new();
     let mut keys: Vec<Option<String>> = vec![None];
-    let mut hits = Vec::new();
-    let mut r = rowbinary::Reader(&rows);
-    let bad = || StoreError::ClickHouse(ChError::Answer("a step row cut short".into()));
-    while !r.0.is_empty() {
-        let anon_h = u64::from_le_bytes(r.take().ok_or_else(bad)?);
-        let person_h = persons.get(&anon_h).copied().unwrap_or(anon_h);
-        let time_ms = i64::from_le_bytes(r.take().ok_or_else(bad)?);
-        let mask = u32::from_le_bytes(r.take().ok_or_else(bad)?);
-        let value = r.text().ok_or_else(bad)?;
-        let name = r.text().ok_or_else(bad)?;
-        if q.people {
-            people
-                .entry(person_h)
-                .or_insert_with(|| String::from_utf8_lossy(name).into_owned());
-        }
-        let key = if value.is_empty() {
-            0
-        } else {
-            *ids.entry(value).or_insert_with(|| {
-                keys.push(non_empty(String::from_utf8_lossy(value).into_owned()));
-                keys.len() as u32 - 1
-            })
+    let mut hits = Vec::with_capacity(blocks.iter().map(|b| b.0).sum());
+    for (rows, columns) in &blocks {
+        let [anon, time, masks, rest @ ..] = columns.as_slice() else {
+            return Err(bad());
         };
-        hits.push(journeys::StepHit {
-            person: person_h,
-            time_ms,
-            mask,
-            key,
-        });
+        let split = q.breakdown.is_some().then(|| rest.first()).flatten();
+        let person = q.people.then(|| rest.last()).flatten();
+        for i in 0..*rows {
+            let anon_h = anon.u64(i);
+            let person_h = persons.get(&anon_h).copied().unwrap_or(anon_h);
+            if let Some(names) = person {
+                people
+                    .entry(person_h)
+                    .or_insert_with(|| String::from_utf8_lossy(names.text(i)).into_owned());
+            }
+            let value = split.map_or(&[][..], |s| s.text(i));
+            let key = if value.is_empty() {
+                0
+            } else {
+                *ids.entry(value).or_insert_with(|| {
+                    keys.push(non_empty(String::from_utf8_lossy(value).into_owned()));
+                    keys.len() as u32 - 1
+                })
+            };
+            hits.push(journeys::StepHit {
+                person: person_h,
+                time_ms: if narrow {
+                    q.from_ms + i64::from(time.u32(i))
+                } else {
+                    time.u64(i) as i64
+                },
+                mask: masks.u32(i),
+                key,
+            });
+        }
     }
     Ok(journeys::StepEvents { hits, keys, people })
 }

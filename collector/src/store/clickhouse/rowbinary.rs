@@ -170,6 +170,83 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A column of a block of a `Native` answer: fixed-width numbers as their bytes
+/// (little-endian, `width` each), or texts.
+pub enum Column<'a> {
+    Fixed { width: usize, data: &'a [u8] },
+    Text(Vec<&'a [u8]>),
+}
+
+impl Column<'_> {
+    /// Row `i` of a column of 8-byte numbers (0 if it is not one).
+    pub fn u64(&self, i: usize) -> u64 {
+        self.number::<8>(i).map_or(0, u64::from_le_bytes)
+    }
+
+    /// Row `i` of a column of numbers of up to 4 bytes, widened (0 if it is not one).
+    pub fn u32(&self, i: usize) -> u32 {
+        match self {
+            Column::Fixed { width: 1, data } => data.get(i).map_or(0, |&b| b.into()),
+            Column::Fixed { width: 2, .. } => self
+                .number::<2>(i)
+                .map_or(0, |b| u16::from_le_bytes(b).into()),
+            _ => self.number::<4>(i).map_or(0, u32::from_le_bytes),
+        }
+    }
+
+    /// Row `i` of a column of texts (empty if it is not one).
+    pub fn text(&self, i: usize) -> &[u8] {
+        match self {
+            Column::Text(t) => t.get(i).copied().unwrap_or_default(),
+            Column::Fixed { .. } => &[],
+        }
+    }
+
+    fn number<const N: usize>(&self, i: usize) -> Option<[u8; N]> {
+        match self {
+            Column::Fixed { width, data } if *width == N => {
+                data.get(i * N..i * N + N)?.try_into().ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The blocks of a `Native` answer over HTTP, each its row count and its columns in the
+/// query's order. A block is a LEB128 count of columns and of rows, then each column's
+/// name and type (texts) and its values: fixed-width numbers one after another, texts each
+/// as in `RowBinary`. Only `String` and the fixed-width integer types; `None` if the answer
+/// holds another type or is cut short.
+pub fn native_blocks(bytes: &[u8]) -> Option<Vec<(usize, Vec<Column<'_>>)>> {
+    let mut r = Reader(bytes);
+    let mut blocks = Vec::new();
+    while !r.0.is_empty() {
+        let columns = r.varint()?;
+        let rows = r.varint()?;
+        let mut block = Vec::with_capacity(columns);
+        for _ in 0..columns {
+            r.text()?;
+            let width = match r.text()? {
+                b"String" => {
+                    let texts = (0..rows).map(|_| r.text()).collect::<Option<Vec<_>>>()?;
+                    block.push(Column::Text(texts));
+                    continue;
+                }
+                b"UInt8" | b"Int8" => 1,
+                b"UInt16" | b"Int16" => 2,
+                b"UInt32" | b"Int32" => 4,
+                b"UInt64" | b"Int64" => 8,
+                _ => return None,
+            };
+            let (data, rest) = r.0.split_at_checked(rows.checked_mul(width)?)?;
+            r.0 = rest;
+            block.push(Column::Fixed { width, data });
+        }
+        blocks.push((rows, block));
+    }
+    Some(blocks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +265,40 @@ mod tests {
         nullable_string(&mut out, None);
         nullable_string(&mut out, Some("a"));
         assert_eq!(out, [1, 0, 1, b'a']);
+    }
+
+    #[test]
+    fn native_blocks_give_each_column_by_row() {
+        // Two blocks of (UInt64 `a`, String `b`, UInt16 `c`): 2 rows, then 1.
+        let mut out = Vec::new();
+        for rows in [vec![(7u64, "x", 3u16), (8, "", 1023)], vec![(9, "yz", 0)]] {
+            out.extend([3, rows.len() as u8]);
+            string(&mut out, "a");
+            string(&mut out, "UInt64");
+            rows.iter().for_each(|r| out.extend(r.0.to_le_bytes()));
+            string(&mut out, "b");
+            string(&mut out, "String");
+            rows.iter().for_each(|r| string(&mut out, r.1));
+            string(&mut out, "c");
+            string(&mut out, "UInt16");
+            rows.iter().for_each(|r| out.extend(r.2.to_le_bytes()));
+        }
+        let blocks = native_blocks(&out).unwrap();
+        let rows: Vec<(u64, &[u8], u32)> = blocks
+            .iter()
+            .flat_map(|(n, c)| (0..*n).map(move |i| (c[0].u64(i), c[1].text(i), c[2].u32(i))))
+            .collect();
+        assert_eq!(
+            rows,
+            [(7, &b"x"[..], 3), (8, &b""[..], 1023), (9, &b"yz"[..], 0)]
+        );
+        // Cut short, or a type it does not read: no blocks at all.
+        assert!(native_blocks(&out[..out.len() - 1]).is_none());
+        let mut float = vec![1, 1];
+        string(&mut float, "f");
+        string(&mut float, "Float64");
+        float.extend(1.5f64.to_le_bytes());
+        assert!(native_blocks(&float).is_none());
     }
 
     #[test]
