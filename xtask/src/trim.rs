@@ -90,13 +90,7 @@ pub fn blank_traps(wasm: &[u8]) -> Result<(Vec<u8>, Vec<String>)> {
             body.extend(&wasm[range.clone()]);
         }
     }
-    let head = section_head(wasm, section.start, 10)?;
-    let mut out = wasm[..head].to_vec();
-    out.push(10);
-    leb_u(&mut out, body.len() as u64);
-    out.extend(body);
-    out.extend(&wasm[section.end..]);
-    Ok((out, blanked))
+    Ok((with_section(wasm, 10, section, &body)?, blanked))
 }
 
 /// How far before a constant an address that reaches it may point: LLVM folds an index's
@@ -244,14 +238,22 @@ pub fn dead_data(wasm: &[u8], items: &[Range<u32>]) -> Result<Trimmed> {
         leb_u(&mut body, s.bytes.len() as u64);
         body.extend(&s.bytes);
     }
+    Ok(Trimmed {
+        wasm: with_section(wasm, 11, section, &body)?,
+        zeroed,
+    })
+}
+
+/// `wasm` with section `id`, whose contents are at `contents`, holding `body` instead.
+fn with_section(wasm: &[u8], id: u8, contents: Range<usize>, body: &[u8]) -> Result<Vec<u8>> {
     // The section's id and size come before its contents.
-    let head = section_head(wasm, section.start, 11)?;
+    let head = section_head(wasm, contents.start, id)?;
     let mut out = wasm[..head].to_vec();
-    out.push(11);
+    out.push(id);
     leb_u(&mut out, body.len() as u64);
     out.extend(body);
-    out.extend(&wasm[section.end..]);
-    Ok(Trimmed { wasm: out, zeroed })
+    out.extend(&wasm[contents.end..]);
+    Ok(out)
 }
 
 /// The addresses `wasm`'s code and globals name: every 32-bit constant and memory offset.
