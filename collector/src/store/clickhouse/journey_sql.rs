@@ -37,7 +37,7 @@ pub fn retention(
     let pm = persons::current(c)?;
     let tz = q.periods.as_ref().map_or(chrono_tz::Tz::UTC, |p| p.tz);
     let persons = persons::read(c, &pm)?;
-    let person = |anon: u64| persons.person(anon);
+    let person = |anon: u64| persons.get(&anon).copied().unwrap_or(anon);
     let bad = || StoreError::ClickHouse(ChError::Answer("a retention row cut short".into()));
     // Each (person, period, steps) that happened: the period above the two step bits (1 a
     // start event, 2 a return event). People are put together here, through the person map

@@ -21,42 +21,8 @@
 use super::http::{lit, ChError, Client};
 use super::{rowbinary, StoreError};
 
-/// Anonymous ID hash → person hash, for the IDs whose person is another's (identified ones),
-/// looked up once per event row: most rows' IDs are in no alias, and a bit per value of an
-/// ID hash's low 20 bits (128 KB, which stays in cache) tells most of those apart before the
-/// map (whose lookups miss the cache): at 10M events a funnel's 6.4M rows took 150 ms
-/// without the bits.
-pub struct PersonMap {
-    map: std::collections::HashMap<u64, u64, foldhash::fast::RandomState>,
-    maybe: Vec<u64>,
-}
-
-/// Bits of an ID hash that pick its bit in [`PersonMap`]'s filter.
-const FILTER_BITS: u32 = 20;
-
-impl PersonMap {
-    fn new(map: std::collections::HashMap<u64, u64, foldhash::fast::RandomState>) -> PersonMap {
-        let mut maybe = vec![0u64; 1 << (FILTER_BITS - 6)];
-        for &anon in map.keys() {
-            let b = Self::bit(anon);
-            maybe[b >> 6] |= 1 << (b & 63);
-        }
-        PersonMap { map, maybe }
-    }
-
-    fn bit(anon: u64) -> usize {
-        (anon & ((1 << FILTER_BITS) - 1)) as usize
-    }
-
-    /// The person of the anonymous ID of hash `anon`: its own hash unless it is identified.
-    pub fn person(&self, anon: u64) -> u64 {
-        let b = Self::bit(anon);
-        if self.maybe[b >> 6] >> (b & 63) & 1 == 0 {
-            return anon;
-        }
-        self.map.get(&anon).copied().unwrap_or(anon)
-    }
-}
+/// Anonymous ID hash → person hash, hashed fast (foldhash: looked up once per event row).
+pub type PersonMap = std::collections::HashMap<u64, u64, foldhash::fast::RandomState>;
 
 /// Maps kept besides the current one, for the queries that already named them.
 const KEEP: usize = 3;
@@ -180,8 +146,7 @@ pub fn read(c: &Client, map: &str) -> Result<PersonMap, StoreError> {
         "SELECT anon_h, alias_h FROM {}.{map} WHERE alias_h != 0",
         c.database
     ))?;
-    let mut out =
-        std::collections::HashMap::with_capacity_and_hasher(rows.len() / 16, Default::default());
+    let mut out = PersonMap::with_capacity_and_hasher(rows.len() / 16, Default::default());
     let mut r = rowbinary::Reader(&rows);
     while !r.0.is_empty() {
         let bad = || StoreError::ClickHouse(ChError::Answer("a person map row cut short".into()));
@@ -189,23 +154,5 @@ pub fn read(c: &Client, map: &str) -> Result<PersonMap, StoreError> {
         let person = u64::from_le_bytes(r.take().ok_or_else(bad)?);
         out.insert(anon, person);
     }
-    Ok(PersonMap::new(out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identified_ids_give_their_person_and_the_others_themselves() {
-        let (a, b) = (0xabc_0000_0001_2345, 0xdef_0000_0005_4321);
-        let map = PersonMap::new([(a, 7), (b, 9)].into_iter().collect());
-        assert_eq!((map.person(a), map.person(b)), (7, 9));
-        // Another ID with `a`'s filter bit (the same low 20 bits): passes the filter, not
-        // in the map.
-        let twin = 0x123_0000_0001_2345;
-        assert_eq!(PersonMap::bit(twin), PersonMap::bit(a));
-        assert_eq!(map.person(twin), twin);
-        assert_eq!(map.person(42), 42);
-    }
+    Ok(out)
 }

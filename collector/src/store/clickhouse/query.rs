@@ -730,7 +730,7 @@ pub fn step_events(
         let person = q.people.then(|| rest.last()).flatten();
         for i in 0..*rows {
             let anon_h = anon.u64(i);
-            let person_h = persons.person(anon_h);
+            let person_h = persons.get(&anon_h).copied().unwrap_or(anon_h);
             if let Some(names) = person {
                 people
                     .entry(person_h)
