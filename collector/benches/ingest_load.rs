@@ -243,16 +243,26 @@ fn main() {
         child.kill().ok();
         child.wait().ok();
     }
+    let events = events_done.load(Ordering::Relaxed);
     if let Some(server) = &server {
         let stored = server.query("SELECT uniqExact(event_id), count() FROM bench.events");
         println!(
             "events in ClickHouse (distinct, rows): {}",
             stored.trim().replace('\t', ", ")
         );
+        // Every acknowledged event stored, none twice (a batch still unanswered when the
+        // load stopped may be stored too).
+        let counts: Vec<u64> = stored
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert!(
+            counts.len() == 2 && counts[0] == counts[1] && counts[0] >= events,
+            "stored {counts:?} for {events} acknowledged events"
+        );
     }
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let events = events_done.load(Ordering::Relaxed);
     println!();
     println!(
         "| collectors | clients | batches | events | events/s | events/s per collector | p50 ms | p99 ms | peak RSS MB | failures |"
