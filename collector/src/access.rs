@@ -107,7 +107,8 @@ impl Failures {
         let map = self.by_client.lock().expect("failures");
         match map.get(&ip) {
             Some(&(start, n)) if now_ms - start < MINUTE_MS && n >= FAILURES_PER_MINUTE => {
-                Err(((start + MINUTE_MS - now_ms) / 1000 + 1) as u64)
+                // Whole seconds, rounded up: 1 to 60.
+                Err((start + MINUTE_MS - now_ms + 999) as u64 / 1000)
             }
             _ => Ok(()),
         }
@@ -351,7 +352,11 @@ mod tests {
             assert!(f.check(ip, 1_000).is_ok());
             f.record(ip, 1_000);
         }
-        assert_eq!(f.check(ip, 31_000), Err(31));
+        assert_eq!(f.check(ip, 31_000), Err(30));
+        assert_eq!(f.check(ip, 31_001), Err(30));
+        // At the minute's first millisecond a whole minute is left; at its last, one second.
+        assert_eq!(f.check(ip, 1_000), Err(60));
+        assert_eq!(f.check(ip, 60_999), Err(1));
         assert!(f.check(Some("5.6.7.8".parse().unwrap()), 31_000).is_ok());
         assert!(f.check(ip, 61_000).is_ok());
     }
