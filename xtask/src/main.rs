@@ -235,7 +235,14 @@ fn build_sdk(root: &Path) -> Result {
         esm.join("footfall_sdk_bg.wasm"),
     )?;
     // Then the constants only code wasm-opt removed had named (see trim.rs).
-    let items = trim::rodata_items(&read(&map)?)?;
+    // Written by the link; a wasm cargo found fresh was linked with it before.
+    let map_text = read(&map).map_err(|e| {
+        format!(
+            "{e} (the linker's map of the wasm; `cargo clean -p footfall-sdk \
+             --target wasm32-unknown-unknown --profile wasm` relinks it)"
+        )
+    })?;
+    let items = trim::rodata_items(&map_text)?;
     for wasm in [
         dist.join("footfall_bg.wasm"),
         esm.join("footfall_sdk_bg.wasm"),
