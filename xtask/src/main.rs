@@ -164,15 +164,16 @@ fn build_sdk(root: &Path) -> Result {
         gen.join("script/footfall_bg.wasm"),
         gen.join("esm/footfall_sdk_bg.wasm"),
     ] {
-        let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
-        let (blanked, names) = trim::blank_traps(&bytes)?;
-        if names.len() != trim::TRAPS.len() {
-            println!(
-                "    trapping at once: {} of the panic paths",
-                names.join(", ")
-            );
-        }
-        std::fs::write(&wasm, blanked).map_err(|e| format!("{}: {e}", wasm.display()))?;
+        rewrite(&wasm, |bytes| {
+            let (blanked, names) = trim::blank_traps(bytes)?;
+            if names.len() != trim::TRAPS.len() {
+                println!(
+                    "    trapping at once: {} of the panic paths",
+                    names.join(", ")
+                );
+            }
+            Ok(blanked)
+        })?;
     }
     // binaryen from npm: Debian's wasm-opt 108 corrupts wasm-bindgen's externref table.
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
@@ -247,16 +248,17 @@ fn build_sdk(root: &Path) -> Result {
         dist.join("footfall_bg.wasm"),
         esm.join("footfall_sdk_bg.wasm"),
     ] {
-        let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
-        let t = trim::dead_data(&bytes, &items)?;
-        println!(
-            "    {}: {} B of dead constants zeroed, {} B of {} B left",
-            wasm.file_name().unwrap_or_default().to_string_lossy(),
-            t.zeroed,
-            t.wasm.len(),
-            bytes.len()
-        );
-        std::fs::write(&wasm, &t.wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+        rewrite(&wasm, |bytes| {
+            let t = trim::dead_data(bytes, &items)?;
+            println!(
+                "    {}: {} B of dead constants zeroed, {} B of {} B left",
+                wasm.file_name().unwrap_or_default().to_string_lossy(),
+                t.zeroed,
+                t.wasm.len(),
+                bytes.len()
+            );
+            Ok(t.wasm)
+        })?;
     }
 
     // Script tag: wasm-bindgen's glue, the wasm's host and our wrapper, bundled by esbuild
@@ -594,6 +596,12 @@ fn minify(root: &Path, from: &Path, to: &Path, extra: &[&str]) -> Result {
 
 pub fn read(p: &Path) -> Result<String> {
     std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Replaces the bytes of file `p` with what `f` makes of them.
+fn rewrite(p: &Path, f: impl FnOnce(&[u8]) -> Result<Vec<u8>>) -> Result {
+    let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    std::fs::write(p, f(&bytes)?).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 fn write(p: &Path, text: &str) -> Result {

@@ -257,7 +257,7 @@ fn with_section(wasm: &[u8], id: u8, contents: Range<usize>, body: &[u8]) -> Res
 }
 
 /// The addresses `wasm`'s code and globals name: every 32-bit constant and memory offset.
-pub fn addresses(wasm: &[u8]) -> Result<Vec<u32>> {
+fn addresses(wasm: &[u8]) -> Result<Vec<u32>> {
     let e = |e: wasmparser::BinaryReaderError| format!("reading the wasm: {e}");
     let mut roots = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {
