@@ -124,6 +124,12 @@ pub struct StepEvents {
 /// their breakdown values, so that every store's numbering gives the same order); a person's
 /// hits are one run ([`slice::chunk_by`]), no list of their own.
 fn by_person(mut hits: Vec<StepHit>, keys: &[Option<String>]) -> Vec<StepHit> {
+    sort_by_person(&mut hits, keys);
+    hits
+}
+
+/// [`by_person`] in place.
+fn sort_by_person(hits: &mut [StepHit], keys: &[Option<String>]) {
     let key = |h: &StepHit| keys.get(h.key as usize).and_then(|k| k.as_deref());
     // By person first, on the number alone (millions of hits, a dozen or so a person), then
     // each person's few. Unstable: hits equal in all of these are the same for the rules.
@@ -135,12 +141,69 @@ fn by_person(mut hits: Vec<StepHit>, keys: &[Option<String>]) -> Vec<StepHit> {
                 .then_with(|| key(a).cmp(&key(b)))
         });
     }
-    hits
 }
 
 /// Whether two sorted hits are of one person.
 fn same_person(a: &StepHit, b: &StepHit) -> bool {
     a.person == b.person
+}
+
+/// Puts the hits of half of the people (by a mix of the person's number, so either half gets
+/// about as many whatever the numbers are) before those of the others, in one pass; returns
+/// where the second half starts. No person has hits in both.
+fn halve_by_person(hits: &mut [StepHit]) -> usize {
+    let first = |h: &StepHit| h.person.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 63 == 0;
+    let (mut i, mut j) = (0, hits.len());
+    loop {
+        while i < j && first(&hits[i]) {
+            i += 1;
+        }
+        while i < j && !first(&hits[j - 1]) {
+            j -= 1;
+        }
+        if i + 1 >= j {
+            return i;
+        }
+        hits.swap(i, j - 1);
+        i += 1;
+        j -= 1;
+    }
+}
+
+/// Below this many hits a question's people are not split between two threads
+/// ([`in_halves`]).
+const PARALLEL_HITS: usize = 100_000;
+
+/// Sorts the hits by person ([`sort_by_person`]) and runs `f` over them: in two halves of the
+/// people ([`halve_by_person`]), one on another thread, once there are enough hits to be worth
+/// it (the rules never read two people together). At 10M events on ClickHouse (6.4M hits),
+/// one sort of all took 267 ms, the two halves at once 133 ms each. (Dealing the hits into
+/// 2,048 piles to sort each in the cache was slower: a second buffer of 150 MB costs 75 ms in
+/// page faults alone.) The results come first half first.
+fn in_halves<R: Send>(
+    hits: &mut [StepHit],
+    keys: &[Option<String>],
+    parallel_from: usize,
+    f: impl Fn(&[StepHit]) -> R + Sync,
+) -> Vec<R> {
+    let sorted = |hits: &mut [StepHit]| {
+        sort_by_person(hits, keys);
+        f(hits)
+    };
+    if hits.len() < parallel_from {
+        return vec![sorted(hits)];
+    }
+    let mid = halve_by_person(hits);
+    let (a, b) = hits.split_at_mut(mid);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| sorted(a));
+        let second = sorted(b);
+        // A panic on the other thread is this call's panic.
+        let first = other
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        vec![first, second]
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -166,7 +229,9 @@ pub struct Funnel {
 /// A funnel over hits of `steps.len()` steps in `[from_ms, to_ms + window_ms]`: a person
 /// counts at step k when, from an occurrence of step 1 in `[from_ms, to_ms)`, they did steps
 /// 2..=k each strictly later than the one before, all at most `window_ms` after step 1. Every
-/// occurrence of step 1 is tried; the one that goes furthest counts.
+/// occurrence of step 1 is tried; the one that goes furthest counts. Half of the people are
+/// sorted and walked on another thread ([`in_halves`]; at 10M events on ClickHouse, 6.4M
+/// hits: 335 ms on one thread, 183 ms on two).
 pub fn funnel(
     events: StepEvents,
     steps: usize,
@@ -174,50 +239,30 @@ pub fn funnel(
     to_ms: i64,
     window_ms: i64,
 ) -> Funnel {
-    let mut counts = vec![0u64; steps];
-    let mut gaps: Vec<Vec<i64>> = vec![Vec::new(); steps];
-    let mut per_key: Vec<Vec<u64>> = vec![vec![0; steps]; events.keys.len().max(1)];
-    let mut people = Vec::new();
-    let hits = by_person(events.hits, &events.keys);
-    for events in hits.chunk_by(same_person) {
-        // The furthest step reached, the times of that attempt's steps and its first key.
-        let mut best: (usize, Vec<i64>, u32) = (0, Vec::new(), 0);
-        for (i, first) in events.iter().enumerate() {
-            if first.mask & 1 == 0 || first.time_ms < from_ms || first.time_ms >= to_ms {
-                continue;
-            }
-            // Each next step at its earliest: no later choice can reach further.
-            let mut times = vec![first.time_ms];
-            for e in &events[i + 1..] {
-                if times.len() == steps || e.time_ms - first.time_ms > window_ms {
-                    break;
-                }
-                if e.time_ms > *times.last().expect("one") && e.mask & (1 << times.len()) != 0 {
-                    times.push(e.time_ms);
-                }
-            }
-            if times.len() > best.0 {
-                best = (times.len(), times, first.key);
-                if best.0 == steps {
-                    break;
-                }
-            }
-        }
-        let (reached, times, key) = best;
-        if reached > 0 {
-            people.push((events[0].person, reached));
-        }
-        for k in 0..reached {
-            counts[k] += 1;
-            per_key[key as usize][k] += 1;
-            if k > 0 {
-                gaps[k].push(times[k] - times[k - 1]);
-            }
-        }
+    let rules = FunnelRules {
+        steps,
+        from_ms,
+        to_ms,
+        window_ms,
+    };
+    funnel_with(events, &rules, PARALLEL_HITS)
+}
+
+/// [`funnel`], on two threads from `parallel_from` hits.
+fn funnel_with(events: StepEvents, rules: &FunnelRules, parallel_from: usize) -> Funnel {
+    let StepEvents { mut hits, keys, .. } = events;
+    let steps = rules.steps;
+    let parts = in_halves(&mut hits, &keys, parallel_from, |half| {
+        rules.walk(half, keys.len())
+    });
+    let mut all = Walked::new(steps, keys.len());
+    for part in parts {
+        all.add(part);
     }
-    let steps = counts
+    let steps = all
+        .counts
         .into_iter()
-        .zip(gaps)
+        .zip(all.gaps)
         .map(|(count, mut gaps)| FunnelStep {
             count,
             median_seconds: median(&mut gaps).map(|ms| ms / 1000.0),
@@ -225,8 +270,102 @@ pub fn funnel(
         .collect();
     Funnel {
         steps,
-        breakdown: top_values(events.keys.into_iter().zip(per_key).collect()),
-        reached: people,
+        breakdown: top_values(keys.into_iter().zip(all.per_key).collect()),
+        reached: all.people,
+    }
+}
+
+/// The rules of one funnel question (see [`funnel`]).
+struct FunnelRules {
+    steps: usize,
+    from_ms: i64,
+    to_ms: i64,
+    window_ms: i64,
+}
+
+/// What a funnel's walk found over some people: the count at each step, the times between
+/// steps, each breakdown value's counts and each person's furthest step.
+struct Walked {
+    counts: Vec<u64>,
+    gaps: Vec<Vec<i64>>,
+    per_key: Vec<Vec<u64>>,
+    people: Vec<(u64, usize)>,
+}
+
+impl Walked {
+    fn new(steps: usize, keys: usize) -> Walked {
+        Walked {
+            counts: vec![0; steps],
+            gaps: vec![Vec::new(); steps],
+            per_key: vec![vec![0; steps]; keys.max(1)],
+            people: Vec::new(),
+        }
+    }
+
+    /// Adds what another walk found, over other people.
+    fn add(&mut self, other: Walked) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        for (a, b) in self.gaps.iter_mut().zip(other.gaps) {
+            a.extend(b);
+        }
+        for (a, b) in self.per_key.iter_mut().zip(other.per_key) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        self.people.extend(other.people);
+    }
+}
+
+impl FunnelRules {
+    /// The walk over hits sorted by person ([`by_person`]).
+    fn walk(&self, hits: &[StepHit], keys: usize) -> Walked {
+        let &FunnelRules {
+            steps,
+            from_ms,
+            to_ms,
+            window_ms,
+        } = self;
+        let mut found = Walked::new(steps, keys);
+        for events in hits.chunk_by(same_person) {
+            // The furthest step reached, the times of that attempt's steps and its first key.
+            let mut best: (usize, Vec<i64>, u32) = (0, Vec::new(), 0);
+            for (i, first) in events.iter().enumerate() {
+                if first.mask & 1 == 0 || first.time_ms < from_ms || first.time_ms >= to_ms {
+                    continue;
+                }
+                // Each next step at its earliest: no later choice can reach further.
+                let mut times = vec![first.time_ms];
+                for e in &events[i + 1..] {
+                    if times.len() == steps || e.time_ms - first.time_ms > window_ms {
+                        break;
+                    }
+                    if e.time_ms > *times.last().expect("one") && e.mask & (1 << times.len()) != 0 {
+                        times.push(e.time_ms);
+                    }
+                }
+                if times.len() > best.0 {
+                    best = (times.len(), times, first.key);
+                    if best.0 == steps {
+                        break;
+                    }
+                }
+            }
+            let (reached, times, key) = best;
+            if reached > 0 {
+                found.people.push((events[0].person, reached));
+            }
+            for k in 0..reached {
+                found.counts[k] += 1;
+                found.per_key[key as usize][k] += 1;
+                if k > 0 {
+                    found.gaps[k].push(times[k] - times[k - 1]);
+                }
+            }
+        }
+        found
     }
 }
 
@@ -531,6 +670,64 @@ mod tests {
             keys: vec![None],
             people: HashMap::new(),
         }
+    }
+
+    /// Random hits of a few thousand people: steps 1 to 3, times within a day, breakdown
+    /// keys 0 to 3 (a small generator of its own, so the test needs no seed from outside).
+    fn random_hits(n: usize) -> StepEvents {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let hits = (0..n)
+            .map(|_| StepHit {
+                person: next(3000) * 0x1_0000_0001,
+                time_ms: next(86_400_000) as i64,
+                mask: 1 << next(3),
+                key: next(4) as u32,
+            })
+            .collect();
+        let keys = vec![None, Some("a".into()), Some("b".into()), Some("c".into())];
+        StepEvents {
+            hits,
+            keys,
+            people: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn halving_puts_each_person_on_one_side_and_keeps_every_hit() {
+        let mut hits = random_hits(20_000).hits;
+        let mut before = hits.clone();
+        let mid = halve_by_person(&mut hits);
+        let (a, b) = hits.split_at(mid);
+        let left: std::collections::HashSet<u64> = a.iter().map(|h| h.person).collect();
+        assert!(b.iter().all(|h| !left.contains(&h.person)));
+        // Both halves hold people (about half each).
+        assert!(mid > 7_000 && mid < 13_000, "{mid} of 20000");
+        let key = |h: &StepHit| (h.person, h.time_ms, h.mask, h.key);
+        before.sort_unstable_by_key(key);
+        hits.sort_unstable_by_key(key);
+        assert_eq!(before, hits);
+    }
+
+    #[test]
+    fn two_threads_find_the_funnel_that_one_finds() {
+        let rules = FunnelRules {
+            steps: 3,
+            from_ms: 3_600_000,
+            to_ms: 80_000_000,
+            window_ms: 7_200_000,
+        };
+        let mut one = funnel_with(random_hits(30_000), &rules, usize::MAX);
+        let mut two = funnel_with(random_hits(30_000), &rules, 0);
+        assert!(one.steps[2].count > 100, "{:?}", one.steps);
+        one.reached.sort_unstable();
+        two.reached.sort_unstable();
+        assert_eq!(one, two);
     }
 
     #[test]

@@ -202,6 +202,14 @@ impl Column<'_> {
         }
     }
 
+    /// The bytes of a column of numbers of `width` bytes each (`None` if it is not one).
+    pub fn fixed(&self, width: usize) -> Option<&[u8]> {
+        match self {
+            Column::Fixed { width: w, data } if *w == width => Some(data),
+            _ => None,
+        }
+    }
+
     fn number<const N: usize>(&self, i: usize) -> Option<[u8; N]> {
         match self {
             Column::Fixed { width, data } if *width == N => {
