@@ -38,6 +38,9 @@ pub struct Client {
     authorization: Option<String>,
     /// Checked to be an identifier; safe to put in SQL as is.
     pub database: String,
+    /// The person map last read whole ([`super::persons::read`]), by its name.
+    pub(super) persons:
+        std::sync::Mutex<Option<(String, std::sync::Arc<super::persons::PersonMap>)>>,
 }
 
 /// Settings sent with every request: 64-bit integers as JSON numbers, and room for the long
@@ -96,6 +99,7 @@ impl Client {
             endpoint: format!("http://{host}:{port}/?{SETTINGS}"),
             authorization,
             database,
+            persons: Default::default(),
         })
     }
 
