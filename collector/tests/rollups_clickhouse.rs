@@ -1,6 +1,6 @@
-//! The ClickHouse rollups (`users_hourly`, `session_rollup`, `steps_hourly`, `anon_rollup`) against SQLite on
-//! the same events: users counted per hour, day and week with `by`, `split`, bots, sites and
-//! partial hours at the ends of a range, session statistics and lists, and retention by any
+//! The ClickHouse rollups (`users_hourly`, `session_rollup`, `steps_hourly`, `anon_rollup`,
+//! `trait_rollup`) against SQLite on the same events: users counted per hour, day and week
+//! with `by`, `split`, bots, sites, user properties and partial hours at the ends of a range, session statistics and lists, and retention by any
 //! or named steps, must be SQLite's answers exactly,
 //! through duplicates replayed, an identify arriving later that merges two anonymous IDs into
 //! one person, and a database whose rollups are made and filled from `events` on start (and
@@ -53,6 +53,13 @@ fn visitor(v: u64, ids: &mut u64) -> Vec<StoredEvent> {
                 *ids += 1;
                 t += 7 * MINUTE + (*ids as i64 % 13) * 1000;
                 let signed_in = v == 3 && s >= 1;
+                // User properties: set at each session's first page view by every third
+                // visitor, by bob and by `anon-5` (bob's later), changing between sessions.
+                let traits =
+                    (p == 0 && kind == "page" && (v.is_multiple_of(3) || v == 5)).then(|| {
+                        let plan = ["free", "pro", "team"][((v / 3 + s) % 3) as usize];
+                        format!(r#"{{"plan":"{plan}","age":{}}}"#, 20 + v + s)
+                    });
                 out.push(StoredEvent {
                     event_id: format!("019ab0b4-0000-7000-8000-{:012x}", *ids),
                     site: if v % 3 == 2 { "shop" } else { "demo" }.into(),
@@ -77,6 +84,7 @@ fn visitor(v: u64, ids: &mut u64) -> Vec<StoredEvent> {
                     bot_reason: (device == "bot").then(|| "crawler-list: HeadlessChrome".into()),
                     country: ["GB", "FR", ""][(v % 3) as usize].into(),
                     props: "{}".into(),
+                    traits,
                     ..Default::default()
                 });
             }
@@ -103,13 +111,24 @@ fn answers(store: &dyn Store) -> Vec<String> {
         chrono_tz::Europe::Paris,
         chrono_tz::Asia::Kolkata,
     ];
-    let fields = ["", "browser", "site", "device", "country", "os", "path"];
+    let fields = [
+        "",
+        "browser",
+        "site",
+        "device",
+        "country",
+        "os",
+        "path",
+        "user.plan",
+    ];
     let filters = [
         "",
         "device:neq:bot",
         "device:eq:bot",
         "site:eq:shop",
         "browser:contains:fire",
+        "user.plan:eq:pro",
+        "user.age:gt:24",
     ];
     let field = |f: &str| (!f.is_empty()).then(|| Field::parse(f).unwrap());
     let mut n = 0usize;
@@ -273,6 +292,7 @@ fn rollups_answer_as_sqlite_does() {
         "session_rollup",
         "steps_hourly",
         "anon_rollup",
+        "trait_rollup",
     ] {
         assert!(count(&server, table) > 0, "{table}");
     }
@@ -333,6 +353,7 @@ fn rollups_answer_as_sqlite_does() {
             "session_rollup",
             "steps_hourly",
             "anon_rollup",
+            "trait_rollup",
         ] {
             server.query(&format!("DROP TABLE rollups.{table}_feed"));
             server.query(&format!("DROP TABLE rollups.{table}"));
@@ -345,7 +366,7 @@ fn rollups_answer_as_sqlite_does() {
     same("rollups filled on start", &sqlite, &ch);
     assert_eq!(
         server.query("SELECT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        "anon_rollup\nsession_rollup 2\nsteps_hourly\nusers_hourly\n"
+        "anon_rollup\nsession_rollup 2\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
     );
     // A fill that was cut short (its row in `rollups_filled` never written) runs again whole
     // on the next start, over what it had written.
@@ -403,9 +424,9 @@ fn rollups_answer_as_sqlite_does() {
     );
     assert_eq!(
         server.query("SELECT DISTINCT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        // `steps_hourly` and `anon_rollup` came after the first layout: made and filled on
-        // that start too.
-        "anon_rollup\nsession_rollup\nsession_rollup 2\nsteps_hourly\nusers_hourly\n"
+        // `steps_hourly`, `anon_rollup` and `trait_rollup` came after the first layout: made
+        // (or, made already, filled again) on that start too.
+        "anon_rollup\nsession_rollup\nsession_rollup 2\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
     );
 
     // What the answers read: a user slipped into the rollup alone (an anonymous ID no event
@@ -463,6 +484,33 @@ fn rollups_answer_as_sqlite_does() {
         START / HOUR + 5
     ));
     assert_eq!(cohort(&ch, play()), cohort(&sqlite, play()) + 1);
+    // User properties come from `trait_rollup`: a plan slipped in there for `anon-1`, whose
+    // events set none, makes it one more person on the pro plan.
+    let pros = |store: &dyn Store| {
+        store
+            .insights(&InsightsQuery {
+                metric: Metric::Users,
+                from_ms: START,
+                to_ms: START + 3 * DAY,
+                interval: Interval::Day,
+                events: Vec::new(),
+                by: None,
+                split: None,
+                filters: Filter::parse("user.plan:eq:pro").into_iter().collect(),
+                sites: Vec::new(),
+                tz: chrono_tz::UTC,
+            })
+            .unwrap()
+            .total
+    };
+    assert!(pros(&sqlite) > 0);
+    assert_eq!(pros(&ch), pros(&sqlite));
+    server.query(&format!(
+        "INSERT INTO rollups.trait_rollup SELECT 'plan', cityHash64('anon-1'),
+         argMaxState('pro', toInt64({START})), argMaxState(toUInt8(0), toInt64({START})),
+         argMaxState(toFloat64(0), toInt64({START}))"
+    ));
+    assert_eq!(pros(&ch), pros(&sqlite) + 1);
     // The users feed lists people from `anon_rollup`: `nobody`, slipped in there alone, is
     // listed, with the times of its row.
     let feed = |store: &dyn Store| {
@@ -572,6 +620,84 @@ fn property_keys_of_the_latest_events_are_sqlites_whichever_window_holds_them() 
         [("day".to_string(), 5000), ("plan".to_string(), 5000)],
         "only the last day's events"
     );
+}
+
+/// An insight's sample of people (the five with the latest matching events) under a user
+/// property filter: ClickHouse looks for the latest 1,000 matching events in the range's last
+/// day, then its last week, then all of it, each window joined with the people's properties.
+/// It must name SQLite's five whichever window holds them, and the people whose latest plan
+/// is another must not be among them, however recent their events.
+#[test]
+fn samples_under_a_user_filter_are_sqlites_whichever_window_holds_them() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (sqlite, ch) = both(&server, dir.path(), "samples");
+    let to = START + 30 * DAY;
+    // Visitors 0 to 39: the even ones on the pro plan (set on their first event), the odd
+    // ones pro first and free later.
+    let plan_of = |v: u64, later: bool| if v % 2 == 1 && later { "free" } else { "pro" };
+    let mut n = 0u64;
+    let mut event = |time_ms: i64, v: u64, traits: Option<&str>| {
+        n += 1;
+        StoredEvent {
+            traits: traits.map(|p| format!("{{\"plan\":\"{p}\"}}")),
+            ..plain_event(n, time_ms, v)
+        }
+    };
+    let mut first: Vec<StoredEvent> = (0..40)
+        .map(|v| event(to - 20 * DAY + v as i64, v, Some(plan_of(v, false))))
+        .collect();
+    first.extend((0..40).map(|v| event(to - 19 * DAY + v as i64, v, Some(plan_of(v, true)))));
+    let sample = |store: &dyn Store| {
+        store
+            .insights(&InsightsQuery {
+                metric: Metric::Users,
+                from_ms: START,
+                to_ms: to,
+                interval: Interval::Day,
+                events: Vec::new(),
+                by: None,
+                split: None,
+                filters: Filter::parse("user.plan:eq:pro").into_iter().collect(),
+                sites: Vec::new(),
+                tz: chrono_tz::UTC,
+            })
+            .unwrap()
+            .sample_users
+    };
+    // A few events: the whole range is read.
+    for store in [&sqlite as &dyn Store, &ch] {
+        assert!(insert(store, first.clone()).iter().all(|&f| f));
+    }
+    let few = sample(&sqlite);
+    assert_eq!(sample(&ch), few);
+    assert_eq!(few.len(), 5, "{few:?}");
+    // Then 1,520 events of everyone three days back (the last week holds the latest 1,000
+    // pro events), then 3,000 in the last day (it holds them), the free people's latest.
+    for (days, count) in [(3, 1520), (1, 3000)] {
+        let more: Vec<StoredEvent> = (0..count)
+            .map(|i| {
+                let v = (i % 40) as u64;
+                // The free people's events are the latest of each round of forty.
+                let at = to - days * DAY + i * 20 + if v % 2 == 1 { 19 } else { 0 };
+                event(at, v, None)
+            })
+            .collect();
+        for store in [&sqlite as &dyn Store, &ch] {
+            for chunk in more.chunks(1000) {
+                assert!(insert(store, chunk.to_vec()).iter().all(|&f| f));
+            }
+        }
+        let got = sample(&sqlite);
+        assert_eq!(sample(&ch), got, "{days} days back");
+        assert_eq!(got.len(), 5, "{got:?}");
+        // Only the pro people (even numbers), latest first: the last round of forty's.
+        let want: Vec<String> = [38, 36, 34, 32, 30]
+            .iter()
+            .map(|v| format!("anon-{v:03}"))
+            .collect();
+        assert_eq!(got, want, "{days} days back");
+    }
 }
 
 /// The users feed pages through people in order of last activity, then id (its people from

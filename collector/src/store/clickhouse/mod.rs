@@ -28,12 +28,13 @@
 //! - `persons_*`: the person map, each identified anonymous ID's user ID as a `Join` table
 //!   that queries read with `joinGet` (see [`persons`]): derived from `aliases`, rebuilt by the
 //!   first query after `aliases` changed; no migration (built on first use, safe to drop).
-//! - `users_hourly`, `session_rollup`, `steps_hourly` and `anon_rollup`: the rollups
-//!   ([`ROLLUPS`]), filled by materialized views inside each INSERT into `events` and keyed by
-//!   the anonymous ID's hash, so that insights counting users read whole hours from far fewer
-//!   rows, session statistics one row per session and the users feed one row per anonymous
-//!   ID, persons mapped through the person map at query time; retention reads whole hours
-//!   from `users_hourly` (any event) and `steps_hourly` (named steps).
+//! - `users_hourly`, `session_rollup`, `steps_hourly`, `anon_rollup` and `trait_rollup`: the
+//!   rollups ([`ROLLUPS`]), filled by materialized views inside each INSERT into `events` and
+//!   keyed by the anonymous ID's hash, so that insights counting users read whole hours from
+//!   far fewer rows, session statistics one row per session, the users feed one row per
+//!   anonymous ID and user property filters one row per identified ID, persons mapped
+//!   through the person map at query time; retention reads whole hours from `users_hourly`
+//!   (any event) and `steps_hourly` (named steps).
 //!   Made, and filled from `events` once, on the first start on a database from before them
 //!   (or before their current layout: [`RELAID`]).
 //! - `reports`: saved reports, a `ReplacingMergeTree` by `id` whose rows are versions; a
@@ -267,14 +268,36 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
                 anyState(anonymous_id) AS a_id
          FROM {db}.events GROUP BY anon_h, site, device",
     ),
+    (
+        // Each anonymous ID's latest value of each user property (trait), by event time: a
+        // filter or split on a user property puts people's values together from these rows
+        // (a few per identified ID), through the person map, instead of reading the traits
+        // of every event. A key an event names twice counts once, as `indexOf` reads it.
+        "trait_rollup",
+        "CREATE TABLE IF NOT EXISTS {db}.trait_rollup (
+            key String, anon_h UInt64,
+            t_value AggregateFunction(argMax, String, Int64),
+            t_num AggregateFunction(argMax, UInt8, Int64),
+            t_real AggregateFunction(argMax, Float64, Int64)
+        ) ENGINE = AggregatingMergeTree ORDER BY (key, anon_h)",
+        "SELECT trait_keys[i] AS key, cityHash64(anonymous_id) AS anon_h,
+                argMaxState(trait_values[i], time_ms) AS t_value,
+                argMaxState(trait_nums[i], time_ms) AS t_num,
+                argMaxState(trait_reals[i], time_ms) AS t_real
+         FROM {db}.events
+         ARRAY JOIN arrayFilter(i -> indexOf(trait_keys, trait_keys[i]) = i,
+                                arrayEnumerate(trait_keys)) AS i
+         GROUP BY key, anon_h",
+    ),
 ];
 
 /// The rollups' tables, which an erase deletes from as from `events`.
-const ROLLUP_TABLES: [&str; 4] = [
+const ROLLUP_TABLES: [&str; 5] = [
     "users_hourly",
     "session_rollup",
     "steps_hourly",
     "anon_rollup",
+    "trait_rollup",
 ];
 
 /// Rollups whose layout changed since they first shipped: (table, a column only the current
