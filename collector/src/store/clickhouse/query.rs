@@ -1297,8 +1297,8 @@ fn people_by_hash(db: &str, pm: &str, scope: &Scope) -> String {
 /// one), first and last seen.
 type FeedRow = (String, Option<String>, i64, i64);
 
-/// The users feed's page of `q` (no search, event, filter or site: everyone the scope counts)
-/// as `limit + 1` rows, found from the anonymous IDs with the latest activity rather than by
+/// The users feed's page of `q` (no search or list of ids; `matched`, the hashes of the people
+/// with a matching event, when events, filters or sites pick some) as `limit + 1` rows, found from the anonymous IDs with the latest activity rather than by
 /// grouping every person: a person's last time is their latest ID's, so the people of the
 /// latest IDs are the latest people. Those IDs' people come from the person map (read whole
 /// and kept), an identified person's other IDs are read by their hashes, and only then are
@@ -1307,7 +1307,12 @@ type FeedRow = (String, Option<String>, i64, i64);
 /// alone, 450–490 ms with their texts, about 100 ms this way. `None` when people tied on
 /// their last time reach past the IDs read, so the order among them is not known: then the
 /// caller sorts everyone by text.
-fn latest_people(c: &Client, pm: &str, q: &UsersQuery) -> Result<Option<Vec<FeedRow>>, StoreError> {
+fn latest_people(
+    c: &Client,
+    pm: &str,
+    q: &UsersQuery,
+    matched: Option<&str>,
+) -> Result<Option<Vec<FeedRow>>, StoreError> {
     let db = &c.database;
     let want = q.limit + 1;
     // Twice the page: IDs tied with the last of them and sorted before it by id, or of a
@@ -1321,6 +1326,10 @@ fn latest_people(c: &Client, pm: &str, q: &UsersQuery) -> Result<Option<Vec<Feed
     if let Some(cur) = &q.cursor {
         conds.push(format!("l <= {}", cur.last_ms));
     }
+    // Only the IDs of people with a matching event (all of a person's IDs or none).
+    if let Some(people) = matched {
+        conds.push(format!("{PERSON_H} IN ({people})"));
+    }
     // (Hashes travel as text: JSON numbers are read as `i64` here.)
     let spans = |sql: String| -> Result<Vec<(u64, i64, i64)>, StoreError> {
         Ok(c.select(&sql)?
@@ -1329,9 +1338,15 @@ fn latest_people(c: &Client, pm: &str, q: &UsersQuery) -> Result<Option<Vec<Feed
             .map(|r| (s(r, "h").parse().unwrap_or_default(), i(r, "f"), i(r, "l")))
             .collect())
     };
+    // Each ID's person only when the matched people are asked for.
+    let alias_h = match matched {
+        Some(_) => persons::get(pm, "alias_h", "anon_h"),
+        None => "0".into(),
+    };
     let latest = spans(format!(
-        "SELECT toString(anon_h) AS h, f, l FROM ({anons}) WHERE {conds}
-         ORDER BY l DESC LIMIT {read}",
+        "SELECT toString(anon_h) AS h, f, l
+         FROM (SELECT anon_h, f, l, {alias_h} AS alias_h FROM ({anons}))
+         WHERE {conds} ORDER BY l DESC LIMIT {read}",
         anons = anons(db, &q.scope, ""),
         conds = conds.join(" AND "),
     ))?;
@@ -1429,6 +1444,9 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
             id = lit(&cur.id)
         ));
     }
+    // The people with a matching event, as their hashes, when events, filters or sites pick
+    // some.
+    let mut matched_people = None;
     if !q.plain() {
         // People with an event in the range that passes, as insights select events.
         let (matched, _) = insights_source(
@@ -1453,6 +1471,7 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
             },
         );
         conds.push(format!("id IN (SELECT person FROM ({matched}))"));
+        matched_people = Some(format!("SELECT person_h FROM ({matched})"));
     }
     if let Some(ids) = &q.ids {
         conds.push(format!("id IN {}", list(ids)));
@@ -1465,9 +1484,8 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
             aliases(db, "a")
         ));
     }
-    let plain = q.plain() && q.ids.is_none() && q.contains.is_none();
-    let page = if plain {
-        latest_people(c, &pm, q)?
+    let page = if q.ids.is_none() && q.contains.is_none() {
+        latest_people(c, &pm, q, matched_people.as_deref())?
     } else {
         None
     };
