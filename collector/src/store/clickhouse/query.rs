@@ -342,31 +342,41 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
         }
     }
     let conds = hourly_conds(first, last, &q.sites, &q.filters);
-    let mut sql = format!(
-        "SELECT hour, raw0, raw1, {PERSON_H} AS person_h
-         FROM (SELECT hour, anon_h, {raw0} AS raw0, {raw1} AS raw1, {person_cols}
-               FROM {db}.users_hourly WHERE {conds})",
+    let rows = format!(
+        "SELECT hour, anon_h, {raw0} AS raw0, {raw1} AS raw1, {person_cols}
+         FROM {db}.users_hourly WHERE {conds}",
         raw0 = raw[0],
         raw1 = raw[1],
         person_cols = person_cols(pm),
     );
-    for (n, k) in user_keys.iter().enumerate() {
-        sql = format!(
-            "SELECT * FROM ({sql}) AS l ANY LEFT JOIN {} AS r USING person_h",
-            user_prop_table(db, pm, k, n)
-        );
-    }
-    let where_ = if user_conds.is_empty() {
-        String::new()
+    let whole_hours = if user_keys.is_empty() {
+        // No user property: no join, and one subquery less (at 10M events, 30 days: 190
+        // against 230 ms for daily users).
+        format!(
+            "SELECT hour * {HOUR} AS time_ms, raw0 AS key, raw1 AS split, {PERSON_H} AS person_h
+             FROM ({rows})"
+        )
     } else {
-        format!("WHERE {}", user_conds.join(" AND "))
+        let mut sql = format!("SELECT hour, raw0, raw1, {PERSON_H} AS person_h FROM ({rows})");
+        for (n, k) in user_keys.iter().enumerate() {
+            sql = format!(
+                "SELECT * FROM ({sql}) AS l ANY LEFT JOIN {} AS r USING person_h",
+                user_prop_table(db, pm, k, n)
+            );
+        }
+        let where_ = if user_conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", user_conds.join(" AND "))
+        };
+        format!(
+            "SELECT hour * {HOUR} AS time_ms, {key} AS key, {split} AS split, person_h
+             FROM ({sql}) {where_}",
+            key = value[0],
+            split = value[1],
+        )
     };
-    let mut parts = vec![format!(
-        "SELECT hour * {HOUR} AS time_ms, {key} AS key, {split} AS split, person_h
-         FROM ({sql}) {where_}",
-        key = value[0],
-        split = value[1],
-    )];
+    let mut parts = vec![whole_hours];
     for (from_ms, to_ms) in [(q.from_ms, first * HOUR), (last * HOUR, q.to_ms)] {
         if from_ms < to_ms {
             let edge = InsightsQuery {
