@@ -431,23 +431,7 @@ fn rollups_answer_as_sqlite_does() {
 
     // What the answers read: a user slipped into the rollup alone (an anonymous ID no event
     // has) at a whole hour is counted, so the rollup is the source, not the raw events.
-    let users = |store: &dyn Store| {
-        store
-            .insights(&InsightsQuery {
-                metric: Metric::Users,
-                from_ms: START,
-                to_ms: START + 3 * DAY,
-                interval: Interval::Day,
-                events: Vec::new(),
-                by: None,
-                split: None,
-                filters: Vec::new(),
-                sites: Vec::new(),
-                tz: chrono_tz::UTC,
-            })
-            .unwrap()
-            .total
-    };
+    let users = |store: &dyn Store| users_in_three_days(store, "");
     assert_eq!(users(&ch), users(&sqlite));
     server.query(&format!(
         "INSERT INTO rollups.users_hourly VALUES ({}, 'demo', 'desktop', 'Chrome', 'Windows',
@@ -486,23 +470,7 @@ fn rollups_answer_as_sqlite_does() {
     assert_eq!(cohort(&ch, play()), cohort(&sqlite, play()) + 1);
     // User properties come from `trait_rollup`: a plan slipped in there for `anon-1`, whose
     // events set none, makes it one more person on the pro plan.
-    let pros = |store: &dyn Store| {
-        store
-            .insights(&InsightsQuery {
-                metric: Metric::Users,
-                from_ms: START,
-                to_ms: START + 3 * DAY,
-                interval: Interval::Day,
-                events: Vec::new(),
-                by: None,
-                split: None,
-                filters: Filter::parse("user.plan:eq:pro").into_iter().collect(),
-                sites: Vec::new(),
-                tz: chrono_tz::UTC,
-            })
-            .unwrap()
-            .total
-    };
+    let pros = |store: &dyn Store| users_in_three_days(store, "user.plan:eq:pro");
     assert!(pros(&sqlite) > 0);
     assert_eq!(pros(&ch), pros(&sqlite));
     server.query(&format!(
@@ -539,6 +507,26 @@ fn rollups_answer_as_sqlite_does() {
         nobody.1, nobody.2,
         "first and last seen: its one row's time"
     );
+}
+
+/// How many people `store` counts in the first three days (by day, UTC), with `filter` (a
+/// filter's text, or none).
+fn users_in_three_days(store: &dyn Store, filter: &str) -> u64 {
+    store
+        .insights(&InsightsQuery {
+            metric: Metric::Users,
+            from_ms: START,
+            to_ms: START + 3 * DAY,
+            interval: Interval::Day,
+            events: Vec::new(),
+            by: None,
+            split: None,
+            filters: Filter::parse(filter).into_iter().collect(),
+            sites: Vec::new(),
+            tz: chrono_tz::UTC,
+        })
+        .unwrap()
+        .total
 }
 
 /// A SQLite store and a ClickHouse store (database `db` of `server`) side by side in `dir`.

@@ -163,6 +163,43 @@ fn cond(f: &Filter, v: &Value4) -> String {
     }
 }
 
+/// The user properties a query names, numbered as their columns are (`up{n}_*`).
+#[derive(Default)]
+struct UserProps(Vec<String>);
+
+impl UserProps {
+    /// The number of user property `k` (a new one gets the next).
+    fn n(&mut self, k: &str) -> usize {
+        match self.0.iter().position(|x| x == k) {
+            Some(n) => n,
+            None => {
+                self.0.push(k.to_owned());
+                self.0.len() - 1
+            }
+        }
+    }
+
+    /// Rows of `sql` (with `person_h`) with each named property's columns, by person.
+    fn joined(&self, db: &str, pm: &str, mut sql: String) -> String {
+        for (n, k) in self.0.iter().enumerate() {
+            sql = format!(
+                "SELECT * FROM ({sql}) AS l ANY LEFT JOIN {} AS r USING person_h",
+                user_prop_table(db, pm, k, n)
+            );
+        }
+        sql
+    }
+}
+
+/// `WHERE` with every condition of `conds`; nothing without any.
+fn where_all(conds: &[String]) -> String {
+    if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    }
+}
+
 /// Per person, the latest value of user property `k` (columns `up{n}_*`), from each of their
 /// anonymous IDs' latest in `trait_rollup` (at 10M events, 385k of them with traits: 200–250
 /// ms from the traits of every event, 45–55 ms from the rollup's 182k rows).
@@ -186,14 +223,7 @@ fn user_prop_table(db: &str, pm: &str, k: &str, n: usize) -> String {
 /// `split`), `name` and `path` (ClickHouse reads only the columns a query uses).
 /// Also the condition on `events` alone, when the query has no `user.KEY` filter.
 fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<String>) {
-    let mut user_keys: Vec<String> = Vec::new();
-    let mut user_n = |k: &str| match user_keys.iter().position(|x| x == k) {
-        Some(n) => n,
-        None => {
-            user_keys.push(k.to_owned());
-            user_keys.len() - 1
-        }
-    };
+    let mut props = UserProps::default();
     let mut event_conds = vec![in_range(q.from_ms, q.to_ms)];
     if !q.events.is_empty() {
         event_conds.push(format!("name IN {}", list(&q.events)));
@@ -206,7 +236,7 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
         match &f.field {
             Field::Event(col) => event_conds.push(cond(f, &column(col))),
             Field::EventProp(k) => event_conds.push(cond(f, &event_prop(k))),
-            Field::UserProp(k) => user_conds.push(cond(f, &user_prop(user_n(k)))),
+            Field::UserProp(k) => user_conds.push(cond(f, &user_prop(props.n(k)))),
         }
     }
     // Each field's value: read from the event (as `raw0`, `raw1`), or a user property's.
@@ -217,11 +247,11 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
             None => ("''".to_owned(), format!("raw{n}")),
             Some(Field::Event(col)) => (col.to_string(), format!("raw{n}")),
             Some(Field::EventProp(k)) => (event_prop(k).text, format!("raw{n}")),
-            Some(Field::UserProp(k)) => ("''".to_owned(), user_prop(user_n(k)).text),
+            Some(Field::UserProp(k)) => ("''".to_owned(), user_prop(props.n(k)).text),
         })
         .collect();
     let [(raw0, key), (raw1, split)] = <[(String, String); 2]>::try_from(keys).expect("two");
-    let mut sql = format!(
+    let sql = format!(
         "SELECT event_h, session_h, time_ms, raw0, raw1, anonymous_id, anon_h, alias_user,
                 {PERSON_H} AS person_h, name, path
          FROM (SELECT event_h, session_h, anonymous_id, anon_h, {person_cols}, time_ms,
@@ -230,17 +260,8 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
         conds = event_conds.join(" AND "),
         person_cols = person_cols(pm),
     );
-    for (n, k) in user_keys.iter().enumerate() {
-        sql = format!(
-            "SELECT * FROM ({sql}) AS l ANY LEFT JOIN {} AS r USING person_h",
-            user_prop_table(db, pm, k, n)
-        );
-    }
-    let where_ = if user_conds.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", user_conds.join(" AND "))
-    };
+    let sql = props.joined(db, pm, sql);
+    let where_ = where_all(&user_conds);
     let events_only = user_conds.is_empty().then(|| event_conds.join(" AND "));
     let sql = format!(
         "SELECT event_h, session_h, anon_h, person_h, {person} AS person, time_ms,
@@ -317,18 +338,11 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
         return None;
     }
     // User properties are numbered as `insights_source` numbers them (`up{n}_*`).
-    let mut user_keys: Vec<String> = Vec::new();
-    let mut user_n = |k: &str| match user_keys.iter().position(|x| x == k) {
-        Some(n) => n,
-        None => {
-            user_keys.push(k.to_owned());
-            user_keys.len() - 1
-        }
-    };
+    let mut props = UserProps::default();
     let mut user_conds = Vec::new();
     for f in &q.filters {
         if let Field::UserProp(k) = &f.field {
-            user_conds.push(cond(f, &user_prop(user_n(k))));
+            user_conds.push(cond(f, &user_prop(props.n(k))));
         }
     }
     // Each of `by` and `split`: the rollup's column, read as `raw{n}`, or a user property.
@@ -337,7 +351,7 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
     for (n, f) in [&q.by, &q.split].into_iter().enumerate() {
         match f {
             Some(Field::Event(col)) => raw[n] = col.to_string(),
-            Some(Field::UserProp(k)) => value[n] = user_prop(user_n(k)).text,
+            Some(Field::UserProp(k)) => value[n] = user_prop(props.n(k)).text,
             _ => {}
         }
     }
@@ -349,7 +363,7 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
         raw1 = raw[1],
         person_cols = person_cols(pm),
     );
-    let whole_hours = if user_keys.is_empty() {
+    let whole_hours = if props.0.is_empty() {
         // No user property: no join, and one subquery less (at 10M events, 30 days: 190
         // against 230 ms for daily users).
         format!(
@@ -357,21 +371,15 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
              FROM ({rows})"
         )
     } else {
-        let mut sql = format!("SELECT hour, raw0, raw1, {PERSON_H} AS person_h FROM ({rows})");
-        for (n, k) in user_keys.iter().enumerate() {
-            sql = format!(
-                "SELECT * FROM ({sql}) AS l ANY LEFT JOIN {} AS r USING person_h",
-                user_prop_table(db, pm, k, n)
-            );
-        }
-        let where_ = if user_conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", user_conds.join(" AND "))
-        };
+        let sql = props.joined(
+            db,
+            pm,
+            format!("SELECT hour, raw0, raw1, {PERSON_H} AS person_h FROM ({rows})"),
+        );
         format!(
             "SELECT hour * {HOUR} AS time_ms, {key} AS key, {split} AS split, person_h
              FROM ({sql}) {where_}",
+            where_ = where_all(&user_conds),
             key = value[0],
             split = value[1],
         )
