@@ -124,6 +124,11 @@ fn acknowledged_events_survive_kill_9() {
                         }
                         retry = unacked.lock().unwrap().pop();
                     }
+                    // A batch taken to send again when the round stopped goes back, to be
+                    // sent once more below (its earlier send may have been stored).
+                    if let Some(ids) = retry {
+                        unacked.lock().unwrap().push(ids);
+                    }
                 })
             })
             .collect();
