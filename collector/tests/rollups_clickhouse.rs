@@ -688,6 +688,65 @@ fn samples_under_a_user_filter_are_sqlites_whichever_window_holds_them() {
     }
 }
 
+/// A user property is the value set last by event time, whatever order the events arrive
+/// in: a batch that arrives late with an older value changes nothing, and when an anonymous ID
+/// is joined to a user, each key keeps the later of the two people's values. The user page,
+/// filters and the feed must say so on both stores.
+#[test]
+fn user_properties_are_the_latest_set_whatever_order_they_arrive_in() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (sqlite, ch) = both(&server, dir.path(), "traits");
+    let mut n = 0u64;
+    let mut event = |minute: i64, v: u64, user: Option<&str>, traits: &str| {
+        n += 1;
+        StoredEvent {
+            kind: if user.is_some() { "identify" } else { "set" },
+            name: if user.is_some() { "$identify" } else { "$set" }.into(),
+            user_id: user.map(str::to_owned),
+            traits: Some(traits.into()),
+            ..plain_event(n, START + minute * MINUTE, v)
+        }
+    };
+    // Visitor 1 sets the plan at minute 20, then a batch sent earlier arrives, with the plan
+    // it set at minute 10 and a key the later one did not set.
+    // Visitor 2 is carol from minute 5 (plan "team"), visitor 3 sets "pro" at minute 30 and
+    // then signs in as carol at minute 40: carol's plan is "pro", her seat the one of minute 5.
+    let batches = vec![
+        vec![event(20, 1, None, r#"{"plan":"newer"}"#)],
+        vec![event(10, 1, None, r#"{"plan":"older","seat":"a"}"#)],
+        vec![event(5, 2, Some("carol"), r#"{"plan":"team","seat":"b"}"#)],
+        vec![event(30, 3, None, r#"{"plan":"pro"}"#)],
+        vec![event(40, 3, Some("carol"), "{}")],
+    ];
+    for store in [&sqlite as &dyn Store, &ch] {
+        for b in &batches {
+            assert!(insert(store, b.clone()).iter().all(|&f| f));
+        }
+    }
+    let count = |store: &dyn Store, filter: &str| users_in_three_days(store, filter);
+    for store in [&sqlite as &dyn Store, &ch] {
+        assert_eq!(count(store, "user.plan:eq:newer"), 1);
+        assert_eq!(count(store, "user.plan:eq:older"), 0);
+        assert_eq!(count(store, "user.seat:eq:a"), 1);
+        assert_eq!(count(store, "user.plan:eq:pro"), 1, "carol's latest plan");
+        assert_eq!(count(store, "user.plan:eq:team"), 0);
+        assert_eq!(count(store, "user.seat:eq:b"), 1, "carol's seat");
+    }
+    let carol = |store: &dyn Store| {
+        let d = store.user("carol", &Scope::default()).unwrap().unwrap();
+        format!("{:?}", d.user.properties)
+    };
+    assert_eq!(carol(&sqlite), carol(&ch));
+    let feed = |store: &dyn Store| {
+        let page = store
+            .users(&UsersQuery::new(START, START + DAY, 10))
+            .unwrap();
+        format!("{page:?}")
+    };
+    assert_eq!(feed(&sqlite), feed(&ch));
+}
+
 /// The users feed pages through people in order of last activity, then id (its people from
 /// `anon_rollup`): page after page must be SQLite's, across thirty people two to a time and
 /// eighty with one time between them, identified people among them.

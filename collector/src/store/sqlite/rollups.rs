@@ -42,6 +42,9 @@ struct PersonSum {
     /// Traits in time order, merged last-write-wins.
     properties: serde_json::Map<String, serde_json::Value>,
     last_trait_ms: i64,
+    /// The earliest time of a trait in this commit (`i64::MAX` without any): one earlier than
+    /// the person's stored last event may be older than a value already stored.
+    first_trait_ms: i64,
 }
 
 impl Rollup {
@@ -102,6 +105,7 @@ impl Rollup {
             bot: None,
             properties: serde_json::Map::new(),
             last_trait_ms: i64::MIN,
+            first_trait_ms: i64::MAX,
         });
         p.first_ms = p.first_ms.min(e.time_ms);
         p.last_ms = p.last_ms.max(e.time_ms);
@@ -121,6 +125,7 @@ impl Rollup {
             .as_deref()
             .and_then(|t| serde_json::from_str(t).ok())
         {
+            p.first_trait_ms = p.first_trait_ms.min(e.time_ms);
             if e.time_ms >= p.last_trait_ms {
                 p.properties.extend(t);
                 p.last_trait_ms = e.time_ms;
@@ -156,6 +161,8 @@ impl Rollup {
             params![anonymous_id, user_id],
         )?;
         tx.execute("DELETE FROM people WHERE id = ?1", [anonymous_id])?;
+        // Each key's latest value by event time over both, not the user's row's over the ID's.
+        tx.execute(PROPERTIES_FROM_EVENTS, [user_id])?;
         self.person_of
             .insert(anonymous_id.to_owned(), user_id.to_owned());
         Ok(())
@@ -202,7 +209,18 @@ impl Rollup {
                last_ms = MAX(last_ms, excluded.last_ms),
                properties = json_patch(properties, excluded.properties), {SPANS_MERGE}"
         ))?;
+        let mut last_of = tx.prepare_cached("SELECT last_ms FROM people WHERE id = ?1")?;
+        let mut from_events = tx.prepare_cached(PROPERTIES_FROM_EVENTS)?;
         for (id, p) in self.people.drain() {
+            // A trait older than the person's stored last event (a batch that arrived late)
+            // may be older than a value stored already: then the person's properties are
+            // worked out again from their events, as they would be had everything arrived in
+            // time order. In order (the usual case), the patch below is that already.
+            let late = p.first_trait_ms != i64::MAX
+                && last_of
+                    .query_row([&id], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .is_some_and(|last| p.first_trait_ms < last);
             let props = serde_json::Value::Object(p.properties).to_string();
             upsert_person.execute(params![
                 id,
@@ -215,10 +233,31 @@ impl Rollup {
                 p.bot.map(|s| s.0),
                 p.bot.map(|s| s.1)
             ])?;
+            if late {
+                from_events.execute([&id])?;
+            }
         }
         Ok(())
     }
 }
+
+/// Sets person `?1`'s properties to each trait's latest value by event time (ties: the later
+/// stored) over the events of their anonymous IDs, as the V7 migration worked them out
+/// (`schema.rs`): the events of IDs joined to the user `?1`, or of the ID `?1` if joined to
+/// none. Read through the indexes on `aliases (user_id)` and `events (anonymous_id, …)`.
+const PROPERTIES_FROM_EVENTS: &str = "
+UPDATE people SET properties = COALESCE((
+    SELECT json_group_object(key, json(value)) FROM (
+        SELECT j.key AS key, e.traits -> j.fullkey AS value,
+               ROW_NUMBER() OVER (PARTITION BY j.key ORDER BY e.time_ms DESC, e.rowid DESC) AS n
+        FROM events e, json_each(e.traits) j
+        WHERE e.anonymous_id IN (
+                SELECT anonymous_id FROM aliases WHERE user_id = ?1
+                UNION ALL
+                SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM aliases WHERE anonymous_id = ?1))
+          AND e.traits IS NOT NULL AND json_valid(e.traits) AND json_type(e.traits) = 'object')
+    WHERE n = 1), '{}')
+WHERE id = ?1";
 
 /// Merges a person's first and last seen of people's and of bots' events on upsert, where
 /// either side may be NULL (SQLite's two-argument MIN and MAX are NULL if either is).
