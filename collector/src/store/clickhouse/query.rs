@@ -1375,10 +1375,13 @@ fn latest_people(
     let mut people: HashMap<u64, (i64, i64, u64)> = HashMap::new();
     let mut identified: HashSet<u64> = HashSet::new();
     for &(anon, f, l) in &latest {
-        if persons.contains_key(&anon) {
-            identified.insert(person(anon));
-        } else {
-            people.insert(anon, (f, l, anon));
+        match persons.get(&anon) {
+            Some(&p) => {
+                identified.insert(p);
+            }
+            None => {
+                people.insert(anon, (f, l, anon));
+            }
         }
     }
     if !identified.is_empty() {

@@ -211,12 +211,7 @@ impl Column<'_> {
     }
 
     fn number<const N: usize>(&self, i: usize) -> Option<[u8; N]> {
-        match self {
-            Column::Fixed { width, data } if *width == N => {
-                data.get(i * N..i * N + N)?.try_into().ok()
-            }
-            _ => None,
-        }
+        self.fixed(N)?.get(i * N..i * N + N)?.try_into().ok()
     }
 }
 
