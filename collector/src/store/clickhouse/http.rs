@@ -237,6 +237,46 @@ impl Client {
         self.post_bytes(&url, None, format!("{sql}\nFORMAT Native").into_bytes())
     }
 
+    /// Runs a SELECT in `Native` and hands each block to `each` as it arrives (its bytes, for
+    /// [`super::rowbinary::native_blocks`]), so that the answer is read while the server
+    /// still works on the rest; an error from `each` stops the reading.
+    pub fn select_native_each(
+        &self,
+        sql: &str,
+        mut each: impl FnMut(&[u8]) -> Result<(), ChError>,
+    ) -> Result<(), ChError> {
+        let url = format!("{}&database={}", self.endpoint, self.database);
+        let mut req = self.agent.post(&url);
+        if let Some(a) = &self.authorization {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req
+            .send(format!("{sql}\nFORMAT Native").as_bytes())
+            .map_err(|e| ChError::Unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let mut body = std::io::BufReader::with_capacity(1 << 16, resp.body_mut().as_reader());
+        if status != 200 {
+            let mut message = String::new();
+            std::io::Read::read_to_string(&mut body, &mut message)
+                .map_err(|e| ChError::Unreachable(e.to_string()))?;
+            let message = message.trim().to_owned();
+            return Err(ChError::Server { status, message });
+        }
+        let mut block = Vec::new();
+        // A server that fails after its first bytes writes its error text into the answer:
+        // that reads as a block cut short or of no known type.
+        let unread = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+                ChError::Answer(format!("a Native block unreadable: {e}"))
+            }
+            _ => ChError::Unreachable(e.to_string()),
+        };
+        while super::rowbinary::read_native_block(&mut body, &mut block).map_err(unread)? {
+            each(&block)?;
+        }
+        Ok(())
+    }
+
     /// Runs a SELECT and returns its rows (and the `WITH TOTALS` row, if any).
     pub fn select(
         &self,

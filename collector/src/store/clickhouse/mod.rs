@@ -112,7 +112,8 @@ const SCHEMA: &[&str] = &[
         ver UInt64,
         event_h UInt64 MATERIALIZED cityHash64(event_id),
         session_h UInt64 MATERIALIZED cityHash64(session_id),
-        anon_h UInt64 MATERIALIZED cityHash64(anonymous_id)
+        anon_h UInt64 MATERIALIZED cityHash64(anonymous_id),
+        name_h UInt64 MATERIALIZED cityHash64(name)
     ) ENGINE = ReplacingMergeTree(ver)
     ORDER BY (intDiv(time_ms, 86400000), site, anon_h, event_id)",
     "CREATE TABLE IF NOT EXISTS {db}.aliases (
@@ -168,6 +169,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
         "anon_h",
         "UInt64 MATERIALIZED cityHash64(anonymous_id)",
     ),
+    // The name's hash, which funnels and retention compare instead of the name (issue #18).
+    ("events", "name_h", "UInt64 MATERIALIZED cityHash64(name)"),
 ];
 
 /// The rollups (issues #16, #18): (table, its `CREATE`, the view that feeds it inside each
@@ -715,6 +718,25 @@ impl Store for ClickHouse {
         q: &journeys::PathQuery,
     ) -> Result<(Vec<journeys::PathEvent>, Vec<journeys::Label>), StoreError> {
         query::path_events(&self.client, q)
+    }
+
+    fn funnel(
+        &self,
+        q: &journeys::StepQuery,
+        to_ms: i64,
+        window_ms: i64,
+    ) -> Result<journeys::Funnel, StoreError> {
+        let (steps, from_ms) = (q.steps.len(), q.from_ms);
+        // Piles hold no breakdown values, and times of up to 49 days from the start.
+        let long = q.to_ms.saturating_sub(q.from_ms) >= i64::from(u32::MAX);
+        if q.breakdown.is_some() || q.people || long {
+            let hits = self.step_events(q)?;
+            return Ok(journeys::funnel(hits, steps, from_ms, to_ms, window_ms));
+        }
+        let piles = query::step_piles(&self.client, q)?;
+        Ok(journeys::funnel_piles(
+            piles, steps, from_ms, to_ms, window_ms,
+        ))
     }
 
     fn retention(

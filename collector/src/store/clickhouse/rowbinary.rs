@@ -9,6 +9,7 @@
 //! Strings go as their bytes: quotes, newlines and the rest need no escaping.
 
 use super::Row;
+use std::io::{self, BufRead};
 
 /// The columns of `events` in the order [`event`] writes them; the `INSERT` names them, so
 /// columns the table gains later (with defaults) do not break older writers.
@@ -250,6 +251,75 @@ pub fn native_blocks(bytes: &[u8]) -> Option<Vec<(usize, Vec<Column<'_>>)>> {
     Some(blocks)
 }
 
+/// Reads the next block of a `Native` answer from `from` as it arrives, its bytes into `out`
+/// (cleared first) for [`native_blocks`]: `Ok(false)` where the answer ends between blocks,
+/// an error where it is cut short inside one or holds a type [`native_blocks`] does not read.
+pub fn read_native_block(from: &mut impl BufRead, out: &mut Vec<u8>) -> io::Result<bool> {
+    out.clear();
+    if from.fill_buf()?.is_empty() {
+        return Ok(false);
+    }
+    let columns = copy_varint(from, out)?;
+    let rows = copy_varint(from, out)?;
+    for _ in 0..columns {
+        copy_text(from, out)?;
+        let type_at = copy_text(from, out)?;
+        let width = match &out[type_at..] {
+            b"String" => {
+                for _ in 0..rows {
+                    copy_text(from, out)?;
+                }
+                continue;
+            }
+            b"UInt8" | b"Int8" => 1,
+            b"UInt16" | b"Int16" => 2,
+            b"UInt32" | b"Int32" => 4,
+            b"UInt64" | b"Int64" => 8,
+            other => {
+                let name = String::from_utf8_lossy(other);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a column of {name}"),
+                ));
+            }
+        };
+        let len = rows.checked_mul(width).ok_or(io::ErrorKind::InvalidData)?;
+        copy_bytes(from, out, len)?;
+    }
+    Ok(true)
+}
+
+/// Copies a LEB128 number from `from` to `out`, and gives it.
+fn copy_varint(from: &mut impl BufRead, out: &mut Vec<u8>) -> io::Result<usize> {
+    let mut n = 0usize;
+    for shift in (0..64).step_by(7) {
+        let mut b = [0u8];
+        from.read_exact(&mut b)?;
+        out.push(b[0]);
+        n |= usize::from(b[0] & 0x7f) << shift;
+        if b[0] & 0x80 == 0 {
+            return Ok(n);
+        }
+    }
+    Err(io::ErrorKind::InvalidData.into())
+}
+
+/// Copies the next `len` bytes from `from` to `out`.
+fn copy_bytes(from: &mut impl BufRead, out: &mut Vec<u8>, len: usize) -> io::Result<()> {
+    let start = out.len();
+    out.resize(start + len, 0);
+    from.read_exact(&mut out[start..])
+}
+
+/// Copies a text (its LEB128 length, then its bytes) from `from` to `out`, and gives where
+/// its bytes begin in `out`.
+fn copy_text(from: &mut impl BufRead, out: &mut Vec<u8>) -> io::Result<usize> {
+    let len = copy_varint(from, out)?;
+    let at = out.len();
+    copy_bytes(from, out, len)?;
+    Ok(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +372,82 @@ mod tests {
         string(&mut float, "Float64");
         float.extend(1.5f64.to_le_bytes());
         assert!(native_blocks(&float).is_none());
+    }
+
+    #[test]
+    fn native_blocks_read_as_they_arrive_are_the_blocks_of_the_whole() {
+        // Blocks of (UInt64, String, UInt8, Int32) of 0, 1 and 300 rows, a long text among
+        // them, read through a buffer of 3 bytes (a block arrives in many reads).
+        let mut out = Vec::new();
+        for rows in [0u64, 1, 300] {
+            // Four columns, then the rows in LEB128 (a text's length is written alike).
+            out.push(4);
+            let len_at = out.len();
+            string(&mut out, &"x".repeat(rows as usize));
+            out.truncate(len_at + if rows < 128 { 1 } else { 2 });
+            for (name, kind) in [
+                ("a", "UInt64"),
+                ("b", "String"),
+                ("c", "UInt8"),
+                ("d", "Int32"),
+            ] {
+                string(&mut out, name);
+                string(&mut out, kind);
+                for r in 0..rows {
+                    match kind {
+                        "UInt64" => out.extend((r * 1000).to_le_bytes()),
+                        "String" => string(&mut out, &"é".repeat(r as usize)),
+                        "UInt8" => out.push(r as u8),
+                        _ => out.extend((-(r as i32)).to_le_bytes()),
+                    }
+                }
+            }
+        }
+        let whole = native_blocks(&out).unwrap();
+        let mut from = std::io::BufReader::with_capacity(3, &out[..]);
+        let mut block = Vec::new();
+        let mut read = Vec::new();
+        while read_native_block(&mut from, &mut block).unwrap() {
+            read.push(block.clone());
+        }
+        assert_eq!(read.len(), 3);
+        let rows = |blocks: &[(usize, Vec<Column<'_>>)]| -> Vec<(u64, Vec<u8>, u32, u32)> {
+            blocks
+                .iter()
+                .flat_map(|(n, c)| {
+                    (0..*n).map(move |i| {
+                        (c[0].u64(i), c[1].text(i).to_vec(), c[2].u32(i), c[3].u32(i))
+                    })
+                })
+                .collect()
+        };
+        let arrived: Vec<(u64, Vec<u8>, u32, u32)> = read
+            .iter()
+            .flat_map(|b| rows(&native_blocks(b).unwrap()))
+            .collect();
+        assert_eq!(arrived, rows(&whole));
+        assert_eq!(arrived.len(), 301);
+        assert_eq!(arrived[300].1.len(), 2 * 299);
+        // Cut short inside a block: an error, not a block or the end.
+        let mut cut = std::io::BufReader::with_capacity(3, &out[..out.len() - 1]);
+        let mut n = 0;
+        let err = loop {
+            match read_native_block(&mut cut, &mut block) {
+                Ok(true) => n += 1,
+                Ok(false) => panic!("a cut answer read as whole"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!((n, err.kind()), (2, std::io::ErrorKind::UnexpectedEof));
+        // A type it does not read (or an error text in place of a block): an error.
+        let mut float = vec![1, 1];
+        string(&mut float, "f");
+        string(&mut float, "Float64");
+        float.extend(1.5f64.to_le_bytes());
+        let err = read_native_block(&mut &float[..], &mut block).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let text = b"Code: 241. DB::Exception: Memory limit exceeded\n";
+        assert!(read_native_block(&mut &text[..], &mut block).is_err());
     }
 
     #[test]
