@@ -113,7 +113,8 @@ const SCHEMA: &[&str] = &[
         event_h UInt64 MATERIALIZED cityHash64(event_id),
         session_h UInt64 MATERIALIZED cityHash64(session_id),
         anon_h UInt64 MATERIALIZED cityHash64(anonymous_id),
-        name_h UInt64 MATERIALIZED cityHash64(name)
+        name_h UInt64 MATERIALIZED cityHash64(name),
+        is_bot UInt8 MATERIALIZED device = 'bot'
     ) ENGINE = ReplacingMergeTree(ver)
     ORDER BY (intDiv(time_ms, 86400000), site, anon_h, event_id)",
     "CREATE TABLE IF NOT EXISTS {db}.aliases (
@@ -171,6 +172,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ),
     // The name's hash, which funnels and retention compare instead of the name (issue #18).
     ("events", "name_h", "UInt64 MATERIALIZED cityHash64(name)"),
+    // Whether the event is a bot's, which the API's default filter reads.
+    ("events", "is_bot", "UInt8 MATERIALIZED device = 'bot'"),
 ];
 
 /// The rollups (issues #16, #18): (table, its `CREATE`, the view that feeds it inside each
