@@ -1873,17 +1873,22 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
     // A hashed first value is named after the grouping (rows of every value, a few
     // thousand at most, ordered and cut here as the SQL orders and cuts the others).
     let hashed = first.filter(|&col| col != "path");
-    let (rows, totals) = c.select(&format!(
-        "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
+    let here = q.user.is_none() && q.split != Some(SessionField::User) && first == hashed;
+    let (rows, totals) = if here {
+        merged_sessions(c, q, hashed)?
+    } else {
+        c.select(&format!(
+            "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
                 sum(bounce) AS bounces
          FROM ({spans})
          {only}
          GROUP BY key WITH TOTALS {order}",
-        order = match hashed {
-            Some(_) => "",
-            None => "ORDER BY n DESC, key LIMIT 1000",
-        },
-    ))?;
+            order = match hashed {
+                Some(_) => "",
+                None => "ORDER BY n DESC, key LIMIT 1000",
+            },
+        ))?
+    };
     let rows = match hashed {
         None => rows,
         Some(col) => {
@@ -1931,6 +1936,153 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
         totals: totals_of(&totals.unwrap_or(Value::Null)),
         table,
     })
+}
+
+/// A session's part in one row of `session_rollup`, its states' values: the row's first and
+/// last event time, its page views' and its other events' ID hashes as one code each (0 none,
+/// [`MANY`] two or more, else the one), and the hash of its first event's `first` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SessionPart {
+    session: u64,
+    start: i64,
+    first: u64,
+    end: i64,
+    pages: u64,
+    stays: u64,
+}
+
+/// The code of two or more distinct event ID hashes in [`SessionPart`].
+const MANY: u64 = u64::MAX;
+
+/// The one code of two [`SessionPart`] codes of one session.
+fn both(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (x, y) if x == y => x,
+        _ => MANY,
+    }
+}
+
+/// [`session_stats`] without a person (no `user`, no split by user) and split by nothing or
+/// by a hashed first value, as the rows and totals its statement gives (`key`, `n`, `ms`,
+/// `bounces`): the rows of `session_rollup` read as they are, each state's value, dealt by
+/// session into piles as they arrive and merged by session here, half of the piles on
+/// another thread. At 10M events (1.5M sessions) ClickHouse 18.16 grouping the six states
+/// took 530–610 ms for the whole question; this way 320–360 ms.
+fn merged_sessions(
+    c: &Client,
+    q: &SessionStatsQuery,
+    first: Option<&str>,
+) -> Result<(Vec<Value>, Option<Value>), StoreError> {
+    const PILE_BITS: u32 = 10;
+    let first_col = first.map_or(", toUInt64(0)".to_owned(), |col| {
+        format!(", finalizeAggregation(s_{col}_h)")
+    });
+    // Each kind's code made there: a fifth fewer bytes to send than its least and greatest.
+    let code = |kind: &str| {
+        format!(
+            "if(finalizeAggregation(s_{kind}_max) = 0, toUInt64(0),
+                if(finalizeAggregation(s_{kind}_min) = finalizeAggregation(s_{kind}_max),
+                   finalizeAggregation(s_{kind}_max), toUInt64({MANY})))"
+        )
+    };
+    let sql = format!(
+        "SELECT session_h, finalizeAggregation(s_start), finalizeAggregation(s_end),
+                {pages}, {stays}{first_col}
+         FROM {}.session_rollup WHERE {}",
+        c.database,
+        q.scope.sql("device", "site", lit),
+        pages = code("page"),
+        stays = code("stay"),
+    );
+    let mut piles: Vec<Vec<SessionPart>> = (0..1 << PILE_BITS).map(|_| Vec::new()).collect();
+    let bad = || ChError::Answer("session rows not as asked".into());
+    c.select_native_each(&sql, |block| {
+        for (rows, columns) in rowbinary::native_blocks(block).ok_or_else(bad)? {
+            let cols: Vec<&[u8]> = columns
+                .iter()
+                .map(|c| c.fixed(8))
+                .collect::<Option<_>>()
+                .ok_or_else(bad)?;
+            let [session, start, end, pages, stays, first] =
+                <[&[u8]; 6]>::try_from(cols).map_err(|_| bad())?;
+            let at = |col: &[u8], i: usize| -> u64 {
+                u64::from_le_bytes(col[i * 8..i * 8 + 8].try_into().unwrap_or_default())
+            };
+            if session.len() != rows * 8 {
+                return Err(bad());
+            }
+            for i in 0..rows {
+                let part = SessionPart {
+                    session: at(session, i),
+                    start: at(start, i) as i64,
+                    first: at(first, i),
+                    end: at(end, i) as i64,
+                    pages: at(pages, i),
+                    stays: at(stays, i),
+                };
+                piles[(part.session >> (64 - PILE_BITS)) as usize].push(part);
+            }
+        }
+        Ok(())
+    })?;
+    // Sessions, their time and their bounces: of all, and of each first value (a few).
+    type Count = (u64, i64, u64);
+    let add = |a: &mut Count, b: Count| *a = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+    let merge = |piles: Vec<Vec<SessionPart>>| {
+        let mut all: Count = (0, 0, 0);
+        let mut keys: Vec<(u64, Count)> = Vec::new();
+        for mut pile in piles {
+            // By session, then start: a session's first value is that of its earliest row
+            // (the least value among rows of one start).
+            pile.sort_unstable();
+            for rows in pile.chunk_by(|a, b| a.session == b.session) {
+                let one = rows[1..].iter().fold(rows[0], |a, b| SessionPart {
+                    end: a.end.max(b.end),
+                    pages: both(a.pages, b.pages),
+                    stays: both(a.stays, b.stays),
+                    ..a
+                });
+                if one.start < q.from_ms || one.start >= q.to_ms {
+                    continue;
+                }
+                let single = |c: u64| c != 0 && c != MANY;
+                let bounce = u64::from(single(one.pages) && single(one.stays));
+                let counted = (1, one.end - one.start, bounce);
+                add(&mut all, counted);
+                if first.is_some() {
+                    match keys.iter_mut().find(|k| k.0 == one.first) {
+                        Some(k) => add(&mut k.1, counted),
+                        None => keys.push((one.first, counted)),
+                    }
+                }
+            }
+        }
+        (all, keys)
+    };
+    // Half of the piles merged on another thread.
+    let second = piles.split_off(piles.len() / 2);
+    let ((mut all, mut keys), (all_b, keys_b)) = std::thread::scope(|s| {
+        let other = s.spawn(|| merge(second));
+        let mine = merge(piles);
+        let theirs = other
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (mine, theirs)
+    });
+    add(&mut all, all_b);
+    for (k, v) in keys_b {
+        match keys.iter_mut().find(|x| x.0 == k) {
+            Some(x) => add(&mut x.1, v),
+            None => keys.push((k, v)),
+        }
+    }
+    let row = |key: Value, (n, ms, bounces): (u64, i64, u64)| serde_json::json!({ "key": key, "n": n, "ms": ms, "bounces": bounces });
+    let rows = keys
+        .into_iter()
+        .map(|(k, v)| row(Value::from(k), v))
+        .collect();
+    Ok((rows, Some(row(Value::from(""), all))))
 }
 
 /// The session list: as [`session_stats`] finds sessions, newest first, ties by session ID.
