@@ -169,7 +169,7 @@ fn readme_rebuild(db: &str) -> Vec<String> {
         .map(|s| s.trim().replace("footfall.", &format!("{db}.")))
         .filter(|s| !s.is_empty())
         .collect();
-    assert_eq!(stmts.len(), 9, "{stmts:?}");
+    assert_eq!(stmts.len(), 10, "{stmts:?}");
     stmts
 }
 
@@ -200,6 +200,7 @@ fn a_database_ordered_by_event_id_answers_the_same_before_and_after_the_rebuild(
         "steps_hourly",
         "anon_rollup",
         "trait_rollup",
+        "props_hourly",
     ] {
         server.query(&format!("DROP TABLE layout.{table}_feed"));
         server.query(&format!("DROP TABLE layout.{table}"));

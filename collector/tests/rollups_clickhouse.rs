@@ -83,7 +83,11 @@ fn visitor(v: u64, ids: &mut u64) -> Vec<StoredEvent> {
                     device: device.into(),
                     bot_reason: (device == "bot").then(|| "crawler-list: HeadlessChrome".into()),
                     country: ["GB", "FR", ""][(v % 3) as usize].into(),
-                    props: "{}".into(),
+                    // A price on most events (one in five as text), a tag on some.
+                    props: match *ids % 5 {
+                        4 => r#"{"price":"call us","tag":"x"}"#.to_owned(),
+                        k => format!(r#"{{"price":{}}}"#, (v * 37 + *ids * 11 + k) % 300),
+                    },
                     traits,
                     ..Default::default()
                 });
@@ -129,6 +133,9 @@ fn answers(store: &dyn Store) -> Vec<String> {
         "browser:contains:fire",
         "user.plan:eq:pro",
         "user.age:gt:24",
+        "event.price:gt:150",
+        "event.price:lt:40",
+        "event.price:gt:-inf",
     ];
     let field = |f: &str| (!f.is_empty()).then(|| Field::parse(f).unwrap());
     let mut n = 0usize;
@@ -293,6 +300,7 @@ fn rollups_answer_as_sqlite_does() {
         "steps_hourly",
         "anon_rollup",
         "trait_rollup",
+        "props_hourly",
     ] {
         assert!(count(&server, table) > 0, "{table}");
     }
@@ -354,6 +362,7 @@ fn rollups_answer_as_sqlite_does() {
             "steps_hourly",
             "anon_rollup",
             "trait_rollup",
+            "props_hourly",
         ] {
             server.query(&format!("DROP TABLE rollups.{table}_feed"));
             server.query(&format!("DROP TABLE rollups.{table}"));
@@ -366,7 +375,7 @@ fn rollups_answer_as_sqlite_does() {
     same("rollups filled on start", &sqlite, &ch);
     assert_eq!(
         server.query("SELECT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        "anon_rollup\nsession_rollup 2\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
+        "anon_rollup\nprops_hourly\nsession_rollup 2\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
     );
     // A fill that was cut short (its row in `rollups_filled` never written) runs again whole
     // on the next start, over what it had written.
@@ -424,9 +433,9 @@ fn rollups_answer_as_sqlite_does() {
     );
     assert_eq!(
         server.query("SELECT DISTINCT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        // `steps_hourly`, `anon_rollup` and `trait_rollup` came after the first layout: made
-        // (or, made already, filled again) on that start too.
-        "anon_rollup\nsession_rollup\nsession_rollup 2\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
+        // `steps_hourly`, `anon_rollup`, `trait_rollup` and `props_hourly` came after the
+        // first layout: made (or, made already, filled again) on that start too.
+        "anon_rollup\nprops_hourly\nsession_rollup\nsession_rollup 2\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
     );
 
     // What the answers read: a user slipped into the rollup alone (an anonymous ID no event
@@ -479,6 +488,17 @@ fn rollups_answer_as_sqlite_does() {
          argMaxState(toFloat64(0), toInt64({START}))"
     ));
     assert_eq!(pros(&ch), pros(&sqlite) + 1);
+    // An event property compared with a number comes from `props_hourly`: `nobody`, slipped
+    // in there alone with a price of 999 at a whole hour, is one more person over 150.
+    let dear = |store: &dyn Store| users_in_three_days(store, "event.price:gt:150");
+    assert!(dear(&sqlite) > 0);
+    assert_eq!(dear(&ch), dear(&sqlite));
+    server.query(&format!(
+        "INSERT INTO rollups.props_hourly VALUES ('price', {}, 'demo', 'desktop', 'Chrome',
+         'Windows', 'GB', cityHash64('nobody'), 999, 999)",
+        START / HOUR + 5
+    ));
+    assert_eq!(dear(&ch), dear(&sqlite) + 1);
     // The users feed lists people from `anon_rollup`: `nobody`, slipped in there alone, is
     // listed, with the times of its row.
     let feed = |store: &dyn Store| {

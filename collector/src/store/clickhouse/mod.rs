@@ -28,10 +28,11 @@
 //! - `persons_*`: the person map, each identified anonymous ID's user ID as a `Join` table
 //!   that queries read with `joinGet` (see [`persons`]): derived from `aliases`, rebuilt by the
 //!   first query after `aliases` changed; no migration (built on first use, safe to drop).
-//! - `users_hourly`, `session_rollup`, `steps_hourly`, `anon_rollup` and `trait_rollup`: the
-//!   rollups ([`ROLLUPS`]), filled by materialized views inside each INSERT into `events` and
-//!   keyed by the anonymous ID's hash, so that insights counting users read whole hours from
-//!   far fewer rows, session statistics one row per session, the users feed one row per
+//! - `users_hourly`, `session_rollup`, `steps_hourly`, `anon_rollup`, `trait_rollup` and
+//!   `props_hourly`: the rollups ([`ROLLUPS`]), filled by materialized views inside each
+//!   INSERT into `events` and keyed by the anonymous ID's hash, so that insights counting
+//!   users read whole hours from far fewer rows (with a `gt`/`lt` event property filter, from
+//!   `props_hourly`), session statistics one row per session, the users feed one row per
 //!   anonymous ID and user property filters one row per identified ID, persons mapped
 //!   through the person map at query time; retention reads whole hours from `users_hourly`
 //!   (any event) and `steps_hourly` (named steps).
@@ -181,7 +182,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 /// backfill run). Created after [`ADDED_COLUMNS`], so a view never reads a column an old
 /// `events` lacks. All are duplicate-safe: a replayed event adds a row that says nothing new
 /// (`users_hourly` and `steps_hourly` are sets of keys; `session_rollup` holds
-/// min/max/argMin and distinct-count states), so a copy
+/// min/max/argMin and distinct-count states; `props_hourly` is read for whether any row
+/// passes), so a copy
 /// of an event, or a backfill that overlaps what the view already wrote, changes no answer.
 /// Rows are keyed by the anonymous ID's hash, never by the person: a later identify changes
 /// no row, queries map anonymous IDs to people through the person map ([`persons`]).
@@ -295,15 +297,37 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
                                 arrayEnumerate(trait_keys)) AS i
          GROUP BY key, anon_h",
     ),
+    (
+        // Each event property's least and greatest number (`prop_reals`, what a `gt` or `lt`
+        // filter compares) per UTC hour, site, the dimensions of `users_hourly` and anonymous
+        // ID: insights counting users with one such filter read the whole hours from here
+        // instead of every event's property arrays. Rows are not merged: an hour has an event
+        // over X when one of its rows' greatest is, so a copy of an event, or a fill that
+        // overlaps the view, adds nothing counted. A key an event names twice counts once,
+        // as `indexOf` reads it.
+        "props_hourly",
+        "CREATE TABLE IF NOT EXISTS {db}.props_hourly (
+            key String, hour Int64, site String, device String, browser String, os String,
+            country String, anon_h UInt64, p_min Float64, p_max Float64
+        ) ENGINE = MergeTree ORDER BY (key, hour, site, device, browser, os, country, anon_h)",
+        "SELECT prop_keys[i] AS key, intDiv(time_ms, 3600000) AS hour, site, device, browser,
+                os, country, cityHash64(anonymous_id) AS anon_h,
+                min(prop_reals[i]) AS p_min, max(prop_reals[i]) AS p_max
+         FROM {db}.events
+         ARRAY JOIN arrayFilter(i -> indexOf(prop_keys, prop_keys[i]) = i,
+                                arrayEnumerate(prop_keys)) AS i
+         GROUP BY key, hour, site, device, browser, os, country, anon_h",
+    ),
 ];
 
 /// The rollups' tables, which an erase deletes from as from `events`.
-const ROLLUP_TABLES: [&str; 5] = [
+const ROLLUP_TABLES: [&str; 6] = [
     "users_hourly",
     "session_rollup",
     "steps_hourly",
     "anon_rollup",
     "trait_rollup",
+    "props_hourly",
 ];
 
 /// Rollups whose layout changed since they first shipped: (table, a column only the current

@@ -328,10 +328,12 @@ fn whole_hour_offsets(tz: chrono_tz::Tz, from_ms: i64, to_ms: i64) -> bool {
 }
 
 /// For an insights query counting users that the hourly rollup answers exactly (no event
-/// names, filters and `by`/`split` only on its columns or on user properties, a zone whose
-/// days begin on UTC hours, at least one whole hour in the range): the rows to count, columns
-/// `time_ms` (the hour's start), `key`, `split` and `person_h`, from `users_hourly` for the
-/// whole hours and from raw events for the partial hours at either end. Persons come through
+/// names, filters and `by`/`split` only on its columns or on user properties, and at most one
+/// event property filter comparing with a number, a zone whose days begin on UTC hours, at
+/// least one whole hour in the range): the rows to count, columns `time_ms` (the hour's
+/// start), `key`, `split` and `person_h`, from `users_hourly` (or, with the event property
+/// filter, `props_hourly`) for the whole hours and from raw events for the partial hours at
+/// either end. Persons come through
 /// the person map, so an identify that arrived after the events counts as it does on raw
 /// events; a user property is the person's latest value of it, whenever the events were (as
 /// [`insights_source`] has it), joined to the hourly rows by person.
@@ -342,12 +344,21 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
         Field::UserProp(_) => true,
         _ => false,
     };
+    // One event property compared with a number (`gt`, `lt`): its hours' least and
+    // greatest values in `props_hourly` answer it.
+    let numeric = |f: &Filter| {
+        matches!(f.field, Field::EventProp(_))
+            && matches!(f.op, Op::Gt | Op::Lt)
+            && f.value.parse::<f64>().is_ok()
+    };
+    let prop: Vec<&Filter> = q.filters.iter().filter(|f| numeric(f)).collect();
     let (first, last) = (-(-q.from_ms).div_euclid(HOUR), q.to_ms.div_euclid(HOUR));
     let usable = q.metric == Metric::Users
         && q.events.is_empty()
         && q.from_ms >= 0
         && first < last
-        && q.filters.iter().all(|f| dim(&f.field))
+        && prop.len() <= 1
+        && q.filters.iter().all(|f| dim(&f.field) || numeric(f))
         && [&q.by, &q.split].iter().all(|f| f.as_ref().is_none_or(dim))
         && (q.interval == Interval::Hour || whole_hour_offsets(q.tz, q.from_ms, q.to_ms));
     if !usable {
@@ -371,10 +382,24 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
             _ => {}
         }
     }
-    let conds = hourly_conds(first, last, &q.sites, &q.filters);
+    let mut conds = hourly_conds(first, last, &q.sites, &q.filters);
+    let mut table = "users_hourly";
+    if let Some(f) = prop.first() {
+        if let Field::EventProp(k) = &f.field {
+            // An hour has an event over X when its greatest value is, under X when its least.
+            let value = Value4 {
+                text: "''".into(),
+                has: "1".into(),
+                num: "0".into(),
+                real: if f.op == Op::Gt { "p_max" } else { "p_min" }.into(),
+            };
+            conds = format!("key = {} AND {} AND {conds}", lit(k), cond(f, &value));
+            table = "props_hourly";
+        }
+    }
     let rows = format!(
         "SELECT hour, anon_h, {raw0} AS raw0, {raw1} AS raw1, {person_cols}
-         FROM {db}.users_hourly WHERE {conds}",
+         FROM {db}.{table} WHERE {conds}",
         raw0 = raw[0],
         raw1 = raw[1],
         person_cols = person_cols(pm),
