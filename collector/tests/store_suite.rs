@@ -866,6 +866,17 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
             format!("{:?}", s.insights(&q).unwrap())
         });
     }
+    // Her prices are gone from every source too (on ClickHouse, `props_hourly`).
+    let q = query(
+        Metric::Users,
+        Interval::Day,
+        tzs[0],
+        None,
+        vec![Filter::parse("event.price:gt:50").unwrap()],
+    );
+    same("users with a price after erase", &|s| {
+        format!("{:?}", s.insights(&q).unwrap())
+    });
     let q = UsersQuery {
         from_ms: start,
         to_ms: end,
