@@ -816,3 +816,63 @@ fn users_feed_pages_are_sqlites_through_people_tied_on_their_last_time() {
     }
     assert_eq!(got.len(), want.len());
 }
+
+/// The session list reads whole only the days from its range's first UTC day on: a session
+/// that began the day before and went on past midnight into the range began before it, and is
+/// not listed, however its later events fall; one that began in the range is, with all of its
+/// events, whichever day they are on. As SQLite lists them, with bots and their earlier
+/// events left out.
+#[test]
+fn the_session_list_leaves_out_sessions_that_began_before_its_first_day() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (sqlite, ch) = both(&server, dir.path(), "midnight");
+    let midnight = START + 2 * DAY;
+    let mut n = 0u64;
+    let mut event = |time_ms: i64, v: u64| {
+        n += 1;
+        plain_event(n, time_ms, v)
+    };
+    let events = vec![
+        // Visitor 1: 23:50 the day before, then 00:10 and 00:40 in the range.
+        event(midnight - 10 * MINUTE, 1),
+        event(midnight + 10 * MINUTE, 1),
+        event(midnight + 40 * MINUTE, 1),
+        // Visitor 2: begins in the range, goes on the next day.
+        event(midnight + 5 * HOUR, 2),
+        event(midnight + DAY + HOUR, 2),
+        // Visitor 3: a bot's event two days before, then people's events in the range (the
+        // bot's event is not kept, so the session begins in the range).
+        StoredEvent {
+            device: "bot".into(),
+            ..event(midnight - 2 * DAY, 3)
+        },
+        event(midnight + 2 * HOUR, 3),
+    ];
+    for store in [&sqlite as &dyn Store, &ch] {
+        assert!(insert(store, events.clone()).iter().all(|&f| f));
+    }
+    for from_ms in [midnight, midnight + 30 * MINUTE] {
+        let q = SessionListQuery {
+            from_ms,
+            to_ms: midnight + 3 * DAY,
+            user: None,
+            scope: Scope::default(),
+            limit: 10,
+            after: None,
+        };
+        let listed = |store: &dyn Store| -> Vec<(String, u64)> {
+            let page = store.sessions(&q).unwrap();
+            page.sessions
+                .into_iter()
+                .map(|s| (s.session_id, s.events))
+                .collect()
+        };
+        let want = listed(&sqlite);
+        assert_eq!(listed(&ch), want, "from {from_ms}");
+        let ids: Vec<&str> = want.iter().map(|s| s.0.as_str()).collect();
+        assert!(!ids.contains(&"sess-001"), "{want:?}");
+        assert!(want.contains(&("sess-002".into(), 2)), "{want:?}");
+        assert!(ids.contains(&"sess-003"), "{want:?}");
+    }
+}
