@@ -123,6 +123,21 @@ impl Client {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<Vec<u8>, ChError> {
+        self.send(url, content_type, &body)?
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()
+            .map_err(|e| ChError::Unreachable(e.to_string()))
+    }
+
+    /// Posts `body` to `url` and gives the answer to read, or the server's error.
+    fn send(
+        &self,
+        url: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<ureq::http::Response<ureq::Body>, ChError> {
         let mut req = self.agent.post(url);
         if let Some(a) = &self.authorization {
             req = req.header("Authorization", a);
@@ -131,22 +146,22 @@ impl Client {
             req = req.header("Content-Type", t);
         }
         let mut resp = req
-            .send(&body[..])
+            .send(body)
             .map_err(|e| ChError::Unreachable(e.to_string()))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_vec()
-            .map_err(|e| ChError::Unreachable(e.to_string()))?;
         if status != 200 {
+            let bytes = resp
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_vec()
+                .map_err(|e| ChError::Unreachable(e.to_string()))?;
             return Err(ChError::Server {
                 status,
                 message: String::from_utf8_lossy(&bytes).trim().to_owned(),
             });
         }
-        Ok(bytes)
+        Ok(resp)
     }
 
     /// Runs a statement (DDL, ALTER, INSERT ... SELECT) and returns its raw answer.
@@ -246,22 +261,8 @@ impl Client {
         mut each: impl FnMut(&[u8]) -> Result<(), ChError>,
     ) -> Result<(), ChError> {
         let url = format!("{}&database={}", self.endpoint, self.database);
-        let mut req = self.agent.post(&url);
-        if let Some(a) = &self.authorization {
-            req = req.header("Authorization", a);
-        }
-        let mut resp = req
-            .send(format!("{sql}\nFORMAT Native").as_bytes())
-            .map_err(|e| ChError::Unreachable(e.to_string()))?;
-        let status = resp.status().as_u16();
+        let mut resp = self.send(&url, None, format!("{sql}\nFORMAT Native").as_bytes())?;
         let mut body = std::io::BufReader::with_capacity(1 << 16, resp.body_mut().as_reader());
-        if status != 200 {
-            let mut message = String::new();
-            std::io::Read::read_to_string(&mut body, &mut message)
-                .map_err(|e| ChError::Unreachable(e.to_string()))?;
-            let message = message.trim().to_owned();
-            return Err(ChError::Server { status, message });
-        }
         let mut block = Vec::new();
         // A server that fails after its first bytes writes its error text into the answer:
         // that reads as a block cut short or of no known type.

@@ -754,16 +754,10 @@ impl Store for ClickHouse {
         window_ms: i64,
     ) -> Result<journeys::Funnel, StoreError> {
         let (steps, from_ms) = (q.steps.len(), q.from_ms);
-        // Piles hold no breakdown values, and times of up to 49 days from the start.
-        let long = q.to_ms.saturating_sub(q.from_ms) >= i64::from(u32::MAX);
-        if q.breakdown.is_some() || q.people || long {
-            let hits = self.step_events(q)?;
-            return Ok(journeys::funnel(hits, steps, from_ms, to_ms, window_ms));
-        }
-        let piles = query::step_piles(&self.client, q)?;
-        Ok(journeys::funnel_piles(
-            piles, steps, from_ms, to_ms, window_ms,
-        ))
+        Ok(match query::step_piles(&self.client, q)? {
+            Some(piles) => journeys::funnel_piles(piles, steps, from_ms, to_ms, window_ms),
+            None => journeys::funnel(self.step_events(q)?, steps, from_ms, to_ms, window_ms),
+        })
     }
 
     fn retention(

@@ -924,7 +924,7 @@ fn step_rows(c: &Client, q: &journeys::StepQuery) -> Result<StepRows, StoreError
     // In `Native`, column by column: at 10M events the server writes the 6.4M rows of a
     // three-step funnel in two thirds of `RowBinary`'s time.
     // Times as milliseconds from the range's start when they fit 4 bytes (49 days).
-    let narrow = q.to_ms.saturating_sub(q.from_ms) < i64::from(u32::MAX);
+    let narrow = narrow_times(q);
     let time = if narrow {
         format!("toUInt32(time_ms - {})", q.from_ms)
     } else {
@@ -942,24 +942,28 @@ fn step_rows(c: &Client, q: &journeys::StepQuery) -> Result<StepRows, StoreError
     })
 }
 
-/// The hits of [`step_events`] without a breakdown or people (and times within 49 days of the
-/// start), dealt by person into piles for [`journeys::funnel_piles`] block by block as
-/// ClickHouse sends them. At 10M events (6.4M hits) the dealing ends about when the answer
-/// does, and sorting and walking the piles take 70–80 ms after it, where reading the whole
-/// answer took 85 ms after it and sorting and walking it 180 ms more.
-pub fn step_piles(c: &Client, q: &journeys::StepQuery) -> Result<journeys::Piles, StoreError> {
-    let bad = || StoreError::ClickHouse(ChError::Answer("step rows not as asked".into()));
-    if q.breakdown.is_some() || q.people {
-        return Err(bad());
+/// Whether the times of `q`'s range fit 4 bytes as ms from its start (49 days).
+fn narrow_times(q: &journeys::StepQuery) -> bool {
+    q.to_ms.saturating_sub(q.from_ms) < i64::from(u32::MAX)
+}
+
+/// The hits of [`step_events`] dealt by person into piles for [`journeys::funnel_piles`] block
+/// by block as ClickHouse sends them; `None` for a question piles do not hold (a breakdown,
+/// people, times over 49 days from the start). At 10M events (6.4M hits) the dealing ends
+/// about when the answer does, and sorting and walking the piles take 70–80 ms after it,
+/// where reading the whole answer took 85 ms after it and sorting and walking it 180 ms more.
+pub fn step_piles(
+    c: &Client,
+    q: &journeys::StepQuery,
+) -> Result<Option<journeys::Piles>, StoreError> {
+    if q.breakdown.is_some() || q.people || !narrow_times(q) {
+        return Ok(None);
     }
     let StepRows {
         sql,
         persons,
         narrow,
     } = step_rows(c, q)?;
-    if !narrow {
-        return Err(bad());
-    }
     let mut piles = journeys::Piles::new(q.from_ms);
     c.select_native_each(&sql, |block| {
         rowbinary::native_blocks(block)
@@ -973,7 +977,7 @@ pub fn step_piles(c: &Client, q: &journeys::StepQuery) -> Result<journeys::Piles
             })
             .ok_or_else(|| ChError::Answer("step rows not as asked".into()))
     })?;
-    Ok(piles)
+    Ok(Some(piles))
 }
 
 /// Each row of a block of step rows without texts (`anon_h`, the time, the mask) as a hit to
@@ -2069,7 +2073,7 @@ fn merged_sessions(
                 .map(|c| c.fixed(8))
                 .collect::<Option<_>>()
                 .ok_or_else(bad)?;
-            let (session, start, end, pages, stays, first) = match cols[..] {
+            let (session, start, end, pages, stays, hashes) = match cols[..] {
                 [a, b, c, d, e, f] if path.is_none() => (a, b, c, d, e, f),
                 [a, b, c, d, e] if path.is_some() => (a, b, c, d, e, &[][..]),
                 _ => return Err(bad()),
@@ -2091,7 +2095,7 @@ fn merged_sessions(
                             n
                         }
                     },
-                    None => at(first, i),
+                    None => at(hashes, i),
                 };
                 let part = SessionPart {
                     session: at(session, i),
@@ -2144,11 +2148,7 @@ fn merged_sessions(
     let second = piles.split_off(piles.len() / 2);
     let ((mut all, mut keys), (all_b, keys_b)) = std::thread::scope(|s| {
         let other = s.spawn(|| merge(second));
-        let mine = merge(piles);
-        let theirs = other
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        (mine, theirs)
+        (merge(piles), joined(other))
     });
     add(&mut all, all_b);
     for (k, v) in keys_b {
