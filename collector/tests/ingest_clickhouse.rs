@@ -4,6 +4,9 @@
 //! at once, overlapping, so groups follow each other while one is in flight), by
 //! another collector, and by a database made before `event_ids` existed; a batch spooled
 //! while ClickHouse was away and retried meanwhile through another collector is stored once.
+//! Events stored twice (two collectors checking before either insert landed, a replayed
+//! batch whose first attempt lands late, copies in a database from before `copies`) are
+//! noted in `copies` and counted once.
 
 mod common {
     pub mod clickhouse;
@@ -265,6 +268,183 @@ fn a_batch_spooled_and_retried_elsewhere_is_stored_once() {
     assert_eq!(insert(&x, batch.clone()), vec![false; 50]);
     assert_eq!(insert(&y, batch), vec![false; 50]);
     assert_eq!(rows(&server, "retried"), 50);
+}
+
+/// The events of `copies` among these IDs, as `id` hashed, in order.
+fn noted(server: &ClickHouseServer, db: &str, ids: impl IntoIterator<Item = u64>) -> Vec<u64> {
+    let list: Vec<String> = ids
+        .into_iter()
+        .map(|n| format!("('{}', {n})", event(n, 0).event_id))
+        .collect();
+    let text = server.query(&format!(
+        "SELECT n FROM (SELECT cityHash64(t.1) AS event_h, t.2 AS n
+                        FROM system.one ARRAY JOIN [{}] AS t)
+         WHERE event_h IN (SELECT event_h FROM {db}.copies) ORDER BY n",
+        list.join(", ")
+    ));
+    text.lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
+/// `GET /api/v1/events`'s answer over every time, every site, bots left out.
+fn names(store: &dyn Store) -> Vec<(String, u64)> {
+    store
+        .event_names(0, i64::MAX / 2, &Scope::default())
+        .unwrap()
+}
+
+/// Makes the next duplicate check miss these events, as when another collector checked
+/// before the insert that stored them had landed: `event_ids` is made again without them.
+fn unseen(server: &ClickHouseServer, db: &str, ids: impl IntoIterator<Item = u64>) {
+    let list: Vec<String> = ids
+        .into_iter()
+        .map(|n| format!("'{}'", event(n, 0).event_id))
+        .collect();
+    server.query(&format!(
+        "RENAME TABLE {db}.event_ids TO {db}.event_ids_all"
+    ));
+    server.query(&format!(
+        "CREATE TABLE {db}.event_ids AS {db}.event_ids_all"
+    ));
+    server.query(&format!(
+        "INSERT INTO {db}.event_ids SELECT event_id FROM {db}.event_ids_all
+         WHERE event_id NOT IN ({})",
+        list.join(", ")
+    ));
+    server.query(&format!("DROP TABLE {db}.event_ids_all"));
+}
+
+#[test]
+fn events_two_collectors_both_store_are_noted_as_copies_and_counted_once() {
+    let server = ClickHouseServer::start();
+    let url = server.url("racing");
+    let (dir_x, dir_y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (x, y) = (open(&url, dir_x.path()), open(&url, dir_y.path()));
+    server.query("SYSTEM STOP MERGES racing.events");
+    let now = chrono::Utc::now().timestamp_millis();
+    let batch = |ns: std::ops::Range<u64>| ns.map(|n| event(n, now)).collect::<Vec<_>>();
+
+    // X stores 0..20; Y receives 10..30 as a retry and checks before X's insert landed.
+    assert_eq!(insert(&x, batch(0..20)), vec![true; 20]);
+    unseen(&server, "racing", 10..20);
+    assert_eq!(insert(&y, batch(10..30)), vec![true; 20]);
+    assert_eq!(rows(&server, "racing"), 40, "ten events stored twice");
+    // Y, whose insert finished second, found both rows of each and noted them.
+    assert_eq!(
+        noted(&server, "racing", 0..40),
+        (10..20).collect::<Vec<_>>()
+    );
+    assert_eq!(names(&y), [("click".to_owned(), 30)]);
+    assert_eq!(names(&x), names(&y));
+
+    // Both at once, neither check seeing the other's insert (the view that fills
+    // `event_ids` dropped meanwhile): whichever order the inserts and look-ups take, the
+    // later insert's look-up finds both rows.
+    server.query("DROP TABLE racing.event_ids_feed");
+    let (wx, wy) = (x.insert(batch(40..50)), y.insert(batch(40..50)));
+    assert_eq!(wx.blocking_recv().unwrap().unwrap(), vec![true; 10]);
+    assert_eq!(wy.blocking_recv().unwrap().unwrap(), vec![true; 10]);
+    // A collector starting makes the view again.
+    drop(open(&url, tempfile::tempdir().unwrap().path()));
+    assert_eq!(rows(&server, "racing"), 60);
+    assert_eq!(
+        noted(&server, "racing", 0..60),
+        (10..20).chain(40..50).collect::<Vec<_>>()
+    );
+    assert_eq!(names(&x), [("click".to_owned(), 40)]);
+    server.query("SYSTEM START MERGES racing.events");
+}
+
+#[test]
+fn a_replayed_batch_is_noted_as_copies_so_a_late_first_attempt_counts_once() {
+    let server = ClickHouseServer::start();
+    let url = server.url("late");
+    let dir = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let batch: Vec<StoredEvent> = (0..25).map(|n| event(n, now)).collect();
+    {
+        let x = open("http://127.0.0.1:9/late", dir.path());
+        assert_eq!(insert(&x, batch.clone()), vec![true; 25]);
+    }
+    let x = open(&url, dir.path());
+    drained(&x);
+    assert_eq!(rows(&server, "late"), 25);
+    assert_eq!(noted(&server, "late", 0..25), (0..25).collect::<Vec<_>>());
+    // The attempt that failed lands after all (a write ClickHouse finished after the
+    // collector gave up on it): every event is stored twice, and still counted once.
+    server.query("SYSTEM STOP MERGES late.events");
+    server.query("INSERT INTO late.events SELECT * FROM late.events");
+    assert_eq!(rows(&server, "late"), 50);
+    assert_eq!(names(&x), [("click".to_owned(), 25)]);
+    // Live inserts note nothing they stored once.
+    let more: Vec<StoredEvent> = (25..40).map(|n| event(n, now)).collect();
+    assert_eq!(insert(&x, more), vec![true; 15]);
+    assert_eq!(noted(&server, "late", 0..40), (0..25).collect::<Vec<_>>());
+    assert_eq!(names(&x), [("click".to_owned(), 40)]);
+    server.query("SYSTEM START MERGES late.events");
+}
+
+#[test]
+fn a_database_made_before_copies_gets_them_filled_once() {
+    let server = ClickHouseServer::start();
+    let url = server.url("nocopies");
+    let dir = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    {
+        let store = open(&url, dir.path());
+        let batch: Vec<StoredEvent> = (0..30).map(|n| event(n, now)).collect();
+        assert_eq!(insert(&store, batch), vec![true; 30]);
+    }
+    // As a database written by an earlier version: no `event_rows` or `copies`, and copies
+    // of events 0..5 that two collectors left.
+    for t in ["event_rows_feed", "event_rows", "copies"] {
+        server.query(&format!("DROP TABLE nocopies.{t}"));
+    }
+    server.query(
+        "ALTER TABLE nocopies.rollups_filled DELETE WHERE rollup IN ('event_rows', 'copies')",
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server
+        .query(
+            "SELECT count() FROM nocopies.rollups_filled WHERE rollup IN ('event_rows', 'copies')",
+        )
+        .trim()
+        != "0"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the notes were not deleted in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.query("SYSTEM STOP MERGES nocopies.events");
+    server.query(&format!(
+        "INSERT INTO nocopies.events SELECT * FROM nocopies.events WHERE event_id IN ({})",
+        (0..5)
+            .map(|n| format!("'{}'", event(n, 0).event_id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    assert_eq!(rows(&server, "nocopies"), 35);
+
+    let store = open(&url, dir.path());
+    assert_eq!(
+        noted(&server, "nocopies", 0..30),
+        (0..5).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        server
+            .query("SELECT count() FROM nocopies.event_rows")
+            .trim(),
+        "35",
+        "a row of event_rows for each row of events"
+    );
+    assert_eq!(names(&store), [("click".to_owned(), 30)]);
+    // A copy stored from now on is found through the filled `event_rows`.
+    unseen(&server, "nocopies", 7..8);
+    assert_eq!(insert(&store, vec![event(7, now)]), [true]);
+    assert_eq!(noted(&server, "nocopies", 0..30), [0, 1, 2, 3, 4, 7]);
+    assert_eq!(names(&store), [("click".to_owned(), 30)]);
+    server.query("SYSTEM START MERGES nocopies.events");
 }
 
 #[test]

@@ -375,7 +375,7 @@ fn rollups_answer_as_sqlite_does() {
     same("rollups filled on start", &sqlite, &ch);
     assert_eq!(
         server.query("SELECT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        "anon_rollup\nprops_hourly\nsession_rollup 2\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
+        "anon_rollup\ncopies\nevent_rows\nprops_hourly\nsession_rollup 2\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
     );
     // A fill that was cut short (its row in `rollups_filled` never written) runs again whole
     // on the next start, over what it had written.
@@ -434,8 +434,9 @@ fn rollups_answer_as_sqlite_does() {
     assert_eq!(
         server.query("SELECT DISTINCT rollup FROM rollups.rollups_filled ORDER BY rollup"),
         // `steps_hourly`, `anon_rollup`, `trait_rollup` and `props_hourly` came after the
-        // first layout: made (or, made already, filled again) on that start too.
-        "anon_rollup\nprops_hourly\nsession_rollup\nsession_rollup 2\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
+        // first layout, as did `event_rows` and `copies`: made (or, made already, filled
+        // again) on that start too.
+        "anon_rollup\ncopies\nevent_rows\nprops_hourly\nsession_rollup\nsession_rollup 2\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
     );
 
     // What the answers read: a user slipped into the rollup alone (an anonymous ID no event

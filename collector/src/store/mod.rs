@@ -361,6 +361,15 @@ impl Bots {
             Bots::Only => format!("{device} = 'bot'"),
         }
     }
+
+    /// The condition in SQL on a column that is 1 for bots' events, 0 for others'.
+    pub fn flag_sql(self, is_bot: &str) -> String {
+        match self {
+            Bots::Include => "1 = 1".into(),
+            Bots::Exclude => format!("{is_bot} = 0"),
+            Bots::Only => format!("{is_bot} = 1"),
+        }
+    }
 }
 
 /// Whose events an answer reads: those of some sites (none named: every site), and people's,
@@ -391,7 +400,15 @@ impl Scope {
     /// The condition in SQL on a `device` and a `site` column, with `lit` quoting a text as
     /// the database's string literal.
     pub fn sql(&self, device: &str, site: &str, lit: impl Fn(&str) -> String) -> String {
-        let bots = self.bots.sql(device);
+        self.with_bots(self.bots.sql(device), site, lit)
+    }
+
+    /// The same with bots told apart by a column that is 1 for theirs ([`Bots::flag_sql`]).
+    pub fn flag_sql(&self, is_bot: &str, site: &str, lit: impl Fn(&str) -> String) -> String {
+        self.with_bots(self.bots.flag_sql(is_bot), site, lit)
+    }
+
+    fn with_bots(&self, bots: String, site: &str, lit: impl Fn(&str) -> String) -> String {
         if self.sites.is_empty() {
             return bots;
         }

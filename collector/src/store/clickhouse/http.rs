@@ -194,6 +194,18 @@ impl Client {
         sql: &str,
         data: &External,
     ) -> Result<Vec<serde_json::Value>, ChError> {
+        let text = self.post_with(&format!("{sql}\nFORMAT JSON"), data)?;
+        Ok(rows_of(&text)?.0)
+    }
+
+    /// Runs a statement that answers nothing (an `INSERT … SELECT`) with `data` beside it,
+    /// as [`Client::select_with`] does.
+    pub fn execute_with(&self, sql: &str, data: &External) -> Result<(), ChError> {
+        self.post_with(sql, data).map(drop)
+    }
+
+    /// Posts `sql` with `data` as the external table it names, in `RowBinary`.
+    fn post_with(&self, sql: &str, data: &External) -> Result<String, ChError> {
         let boundary = loop {
             let mut salt = [0u8; 12];
             getrandom::fill(&mut salt).map_err(|e| ChError::Unreachable(e.to_string()))?;
@@ -216,15 +228,14 @@ impl Client {
         let url = format!(
             "{}&query={}&{name}_structure={}&{name}_format=RowBinary",
             self.endpoint,
-            percent_encode(&format!("{sql}\nFORMAT JSON")),
+            percent_encode(sql),
             percent_encode(data.structure),
         );
-        let text = self.post_typed(
+        self.post_typed(
             &url,
             Some(&format!("multipart/form-data; boundary={boundary}")),
             body,
-        )?;
-        Ok(rows_of(&text)?.0)
+        )
     }
 
     /// Runs a SELECT and returns its answer as `TabSeparated` text (a row a line, fields

@@ -2259,13 +2259,17 @@ pub fn event_names(
     to_ms: i64,
     scope: &Scope,
 ) -> Result<Vec<(String, u64)>, StoreError> {
+    // Rows counted as they are, but those of events that may be stored twice (`copies`,
+    // few) counted distinct: exact, without a set of every event's ID (at 10M events 1 s
+    // for `uniqExact(event_h)` over all of them).
+    let db = &c.database;
     let (rows, _) = c.select(&format!(
-        "SELECT name, uniqExact(event_h) AS n FROM {}.events
-         WHERE {} AND {}
-         GROUP BY name ORDER BY n DESC, name LIMIT 500",
-        c.database,
+        "SELECT any(name) AS name, count() - countIf(c) + uniqExactIf(event_h, c) AS n
+         FROM (SELECT name, name_h, event_h, event_h IN (SELECT event_h FROM {db}.copies) AS c
+               FROM {db}.events WHERE {} AND {})
+         GROUP BY name_h ORDER BY n DESC, name LIMIT 500",
         in_range(from_ms, to_ms),
-        scope.sql("device", "site", lit)
+        scope.flag_sql("is_bot", "site", lit)
     ))?;
     Ok(rows.iter().map(|r| (s(r, "name"), u(r, "n"))).collect())
 }

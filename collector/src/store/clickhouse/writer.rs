@@ -41,6 +41,11 @@ pub struct Job {
 struct Blocks {
     aliases: Vec<u8>,
     events: Vec<u8>,
+    /// The event IDs to look up in `event_rows` once `events` is stored (`RowBinary`
+    /// strings): the new rows' of a live group; every row's of a replayed one, which go to
+    /// `copies` before the insert instead.
+    ids: Vec<u8>,
+    replayed: bool,
 }
 
 /// A group ready to send: its blocks, whether each row was new, and the aliases written.
@@ -58,12 +63,39 @@ struct InFlight {
     aliases: Vec<(String, String)>,
 }
 
+/// Sends a group's blocks, and notes which of its events may be stored twice (`copies`, see
+/// [`super::SCHEMA`]). A live group's events are looked up in `event_rows` after the insert:
+/// of two collectors storing one event at once, the later to finish its insert finds both
+/// rows. A replayed group's events are all noted before its insert, as the attempt that failed
+/// may still land after this one (and its look-up). Errors spool the group as an insert's do.
 fn send_blocks(client: &Client, blocks: Blocks) -> Result<(), ChError> {
     if !blocks.aliases.is_empty() {
         client.insert_binary("aliases", rowbinary::ALIAS_COLUMNS, blocks.aliases)?;
     }
+    let db = &client.database;
+    let ids = External {
+        name: "incoming",
+        structure: "event_id String",
+        rows: blocks.ids,
+    };
+    if blocks.replayed && !ids.rows.is_empty() {
+        client.execute_with(
+            &format!("INSERT INTO {db}.copies SELECT cityHash64(event_id) FROM incoming"),
+            &ids,
+        )?;
+    }
     if !blocks.events.is_empty() {
         client.insert_binary("events", rowbinary::EVENT_COLUMNS, blocks.events)?;
+        if !blocks.replayed {
+            client.execute_with(
+                &format!(
+                    "INSERT INTO {db}.copies SELECT event_h FROM {db}.event_rows
+                     WHERE event_h IN (SELECT cityHash64(event_id) FROM incoming)
+                     GROUP BY event_h HAVING count() > 1"
+                ),
+                &ids,
+            )?;
+        }
     }
     Ok(())
 }
@@ -483,6 +515,12 @@ impl Writer {
         let mut existing = self.stored_ids(rows.iter().map(|r| r.event_id.as_str()))?;
         let mut outcome = Vec::with_capacity(rows.len());
         let mut events = Vec::with_capacity(rows.len() * 512);
+        let mut ids = Vec::with_capacity(rows.len() * 40);
+        if replayed {
+            for r in &rows {
+                rowbinary::string(&mut ids, &r.event_id);
+            }
+        }
         let mut aliases: HashMap<(&str, &str), (i64, &str)> = HashMap::new();
         for r in &rows {
             let new = existing.insert(r.event_id.clone());
@@ -491,6 +529,9 @@ impl Writer {
                 continue;
             }
             rowbinary::event(&mut events, r);
+            if !replayed {
+                rowbinary::string(&mut ids, &r.event_id);
+            }
             if let Some(user) = &r.user_id {
                 let key = (r.anonymous_id.as_str(), user.as_str());
                 let first = aliases.entry(key).or_insert((r.time_ms, &r.event_id));
@@ -521,6 +562,8 @@ impl Writer {
             blocks: Blocks {
                 aliases: alias_block,
                 events,
+                ids,
+                replayed,
             },
             outcome,
             aliases: written,
