@@ -682,13 +682,14 @@ fn samples_under_a_user_filter_are_sqlites_whichever_window_holds_them() {
     assert_eq!(sample(&ch), few);
     assert_eq!(few.len(), 5, "{few:?}");
     // Then 1,520 events of everyone three days back (the last week holds the latest 1,000
-    // pro events), then 3,000 in the last day (it holds them), the free people's latest.
-    for (days, count) in [(3, 1520), (1, 3000)] {
+    // pro events), then 3,000 in the last day, then 2,480 in the last hour (each holds
+    // them), the free people's latest.
+    for (back, count) in [(3 * DAY, 1520), (DAY, 3000), (HOUR, 2480)] {
         let more: Vec<StoredEvent> = (0..count)
             .map(|i| {
                 let v = (i % 40) as u64;
                 // The free people's events are the latest of each round of forty.
-                let at = to - days * DAY + i * 20 + if v % 2 == 1 { 19 } else { 0 };
+                let at = to - back + i * 20 + if v % 2 == 1 { 19 } else { 0 };
                 event(at, v, None)
             })
             .collect();
@@ -698,14 +699,14 @@ fn samples_under_a_user_filter_are_sqlites_whichever_window_holds_them() {
             }
         }
         let got = sample(&sqlite);
-        assert_eq!(sample(&ch), got, "{days} days back");
+        assert_eq!(sample(&ch), got, "{back} ms back");
         assert_eq!(got.len(), 5, "{got:?}");
         // Only the pro people (even numbers), latest first: the last round of forty's.
         let want: Vec<String> = [38, 36, 34, 32, 30]
             .iter()
             .map(|v| format!("anon-{v:03}"))
             .collect();
-        assert_eq!(got, want, "{days} days back");
+        assert_eq!(got, want, "{back} ms back");
     }
 }
 
