@@ -878,3 +878,73 @@ fn the_session_list_leaves_out_sessions_that_began_before_its_first_day() {
         assert!(ids.contains(&"sess-003"), "{want:?}");
     }
 }
+
+/// The session list looks for a page's sessions among those that started in the last day
+/// before the page's end, then the last week, then the whole range. Page by page (the
+/// cursor moving the end back), through sessions in the range's last day, a few days back,
+/// ten days back, and one that began before the last day and went on into it, it must list
+/// SQLite's sessions in SQLite's order.
+#[test]
+fn the_session_list_pages_through_its_windows_as_sqlite_does() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (sqlite, ch) = both(&server, dir.path(), "listed");
+    let to = START + 20 * DAY + 5 * HOUR;
+    let mut n = 0u64;
+    let mut event = |time_ms: i64, v: u64| {
+        n += 1;
+        plain_event(n, time_ms, v)
+    };
+    let mut events = Vec::new();
+    // Twelve sessions in the last day, five three days back, nine ten days back; two of the
+    // last day's share a start (ordered by id).
+    for v in 0..12 {
+        events.push(event(to - DAY + 1 + v as i64 * HOUR, v));
+        events.push(event(to - DAY + 1 + v as i64 * HOUR + 10 * MINUTE, v));
+    }
+    events.push(event(to - DAY + 1 + 3 * HOUR, 12));
+    for v in 20..25 {
+        events.push(event(to - 3 * DAY + v as i64 * MINUTE, v));
+    }
+    for v in 30..39 {
+        events.push(event(to - 10 * DAY + v as i64 * MINUTE, v));
+    }
+    // Began two hours before the last day and went on into it.
+    events.push(event(to - DAY - 2 * HOUR, 40));
+    events.push(event(to - DAY + 2 * HOUR, 40));
+    for store in [&sqlite as &dyn Store, &ch] {
+        assert!(insert(store, events.clone()).iter().all(|&f| f));
+    }
+    for (from_ms, limit) in [(to - 15 * DAY, 7), (to - 15 * DAY, 12), (to - 2 * DAY, 5)] {
+        let mut q = SessionListQuery {
+            from_ms,
+            to_ms: to,
+            user: None,
+            scope: Scope::default(),
+            limit,
+            after: None,
+        };
+        let mut listed = Vec::new();
+        loop {
+            let pages: Vec<SessionPage> = [&sqlite as &dyn Store, &ch]
+                .iter()
+                .map(|s| s.sessions(&q).unwrap())
+                .collect();
+            assert_eq!(
+                pages[0], pages[1],
+                "{q:?}: SQLite (left), ClickHouse (right)"
+            );
+            listed.extend(pages[0].sessions.iter().map(|s| s.session_id.clone()));
+            match (pages[0].more, pages[0].sessions.last()) {
+                (true, Some(last)) => q.after = Some((last.started_ms, last.session_id.clone())),
+                _ => break,
+            }
+        }
+        let want = if from_ms == to - 2 * DAY { 14 } else { 28 };
+        assert_eq!(
+            listed.len(),
+            want,
+            "from {from_ms}, {limit} a page: {listed:?}"
+        );
+    }
+}
