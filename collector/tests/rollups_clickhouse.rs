@@ -165,6 +165,39 @@ fn answers(store: &dyn Store) -> Vec<String> {
             }
         }
     }
+    // Users of some events (`steps_hourly`): by and split on the name, the page views' path
+    // and the other columns, in every range, in two zones.
+    let combos: [(&[&str], &str, &str); 6] = [
+        (&["$pageview"], "path", ""),
+        (&["$pageview"], "path", "browser"),
+        (&["$pageview"], "user.plan", "path"),
+        (&["play", "$pageview"], "name", "country"),
+        (&["play", "$pageview"], "path", "name"),
+        (&["play"], "", "user.plan"),
+    ];
+    for (r, &(from_ms, to_ms)) in ranges.iter().enumerate() {
+        for (k, (events, by, split)) in combos.iter().enumerate() {
+            for tz in [chrono_tz::UTC, chrono_tz::Europe::Paris] {
+                let q = InsightsQuery {
+                    metric: Metric::Users,
+                    from_ms,
+                    to_ms,
+                    interval: if r < 2 { Interval::Day } else { Interval::Hour },
+                    events: events.iter().map(|e| e.to_string()).collect(),
+                    by: field(by),
+                    split: field(split),
+                    filters: Filter::parse(filters[(r + k) % 6]).into_iter().collect(),
+                    sites: if k == 1 {
+                        vec!["shop".into()]
+                    } else {
+                        Vec::new()
+                    },
+                    tz,
+                };
+                out.push(format!("{q:?}\n{:?}", store.insights(&q).unwrap()));
+            }
+        }
+    }
     let scopes = [
         Scope::default(),
         Scope::from(Bots::Include),

@@ -408,6 +408,20 @@ fn sqlite_and_clickhouse_give_the_same_answers() {
             }
         }
     }
+    // Events of each pair, everyone's, the copy among them: counted once.
+    for metric in metrics {
+        let mut q = query(
+            metric,
+            Interval::Week,
+            tzs[2],
+            fields(&["browser"])[0].clone(),
+            vec![],
+        );
+        q.split = fields(&["country"])[0].clone();
+        same(&format!("{q:?}"), &|s| {
+            format!("{:?}", s.insights(&q).unwrap())
+        });
+    }
     // A site's answer counts only its events: the shop's users and the demo's add up to all.
     let users_of = |sites: &[String]| {
         let mut q = query(Metric::Events, Interval::Day, tzs[0], None, Vec::new());

@@ -327,13 +327,14 @@ fn whole_hour_offsets(tz: chrono_tz::Tz, from_ms: i64, to_ms: i64) -> bool {
     })
 }
 
-/// For an insights query counting users that the hourly rollup answers exactly (no event
-/// names, filters and `by`/`split` only on its columns or on user properties, and at most one
-/// event property filter comparing with a number, a zone whose days begin on UTC hours, at
-/// least one whole hour in the range): the rows to count, columns `time_ms` (the hour's
-/// start), `key`, `split` and `person_h`, from `users_hourly` (or, with the event property
-/// filter, `props_hourly`) for the whole hours and from raw events for the partial hours at
-/// either end. Persons come through
+/// For an insights query counting users that the hourly rollup answers exactly (filters and
+/// `by`/`split` only on its columns or on user properties, and without event names at most
+/// one event property filter comparing with a number, a zone whose days begin on UTC hours,
+/// at least one whole hour in the range): the rows to count, columns `time_ms` (the hour's
+/// start), `key`, `split` and `person_h`, from `users_hourly` (with the event property
+/// filter, `props_hourly`; with event names, `steps_hourly`, whose `by` and `split` may also
+/// be the name, and the path when every name is `$pageview`) for the whole hours and from
+/// raw events for the partial hours at either end. Persons come through
 /// the person map, so an identify that arrived after the events counts as it does on raw
 /// events; a user property is the person's latest value of it, whenever the events were (as
 /// [`insights_source`] has it), joined to the hourly rows by person.
@@ -343,6 +344,13 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
         Field::Event(col) if HOURLY_DIMS.contains(col) => true,
         Field::UserProp(_) => true,
         _ => false,
+    };
+    // With event names, `steps_hourly` has the name, and the path of page views.
+    let pages_only = !q.events.is_empty() && q.events.iter().all(|e| e == "$pageview");
+    let series_dim = |f: &Field| match f {
+        Field::Event("name") => !q.events.is_empty(),
+        Field::Event("path") => pages_only,
+        _ => dim(f),
     };
     // One event property compared with a number (`gt`, `lt`): its hours' least and
     // greatest values in `props_hourly` answer it.
@@ -354,12 +362,13 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
     let prop: Vec<&Filter> = q.filters.iter().filter(|f| numeric(f)).collect();
     let (first, last) = (-(-q.from_ms).div_euclid(HOUR), q.to_ms.div_euclid(HOUR));
     let usable = q.metric == Metric::Users
-        && q.events.is_empty()
         && q.from_ms >= 0
         && first < last
-        && prop.len() <= 1
+        && prop.len() <= usize::from(q.events.is_empty())
         && q.filters.iter().all(|f| dim(&f.field) || numeric(f))
-        && [&q.by, &q.split].iter().all(|f| f.as_ref().is_none_or(dim))
+        && [&q.by, &q.split]
+            .iter()
+            .all(|f| f.as_ref().is_none_or(series_dim))
         && (q.interval == Interval::Hour || whole_hour_offsets(q.tz, q.from_ms, q.to_ms));
     if !usable {
         return None;
@@ -377,6 +386,7 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
     let mut value = ["raw0".to_owned(), "raw1".to_owned()];
     for (n, f) in [&q.by, &q.split].into_iter().enumerate() {
         match f {
+            Some(Field::Event("path")) => raw[n] = "page".into(),
             Some(Field::Event(col)) => raw[n] = col.to_string(),
             Some(Field::UserProp(k)) => value[n] = user_prop(props.n(k)).text,
             _ => {}
@@ -384,6 +394,10 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
     }
     let mut conds = hourly_conds(first, last, &q.sites, &q.filters);
     let mut table = "users_hourly";
+    if !q.events.is_empty() {
+        conds = format!("name IN {} AND {conds}", list(&q.events));
+        table = "steps_hourly";
+    }
     if let Some(f) = prop.first() {
         if let Field::EventProp(k) = &f.field {
             // An hour has an event over X when its greatest value is, under X when its least.
@@ -560,19 +574,40 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     // and over everything for the total (`WITH TOTALS`; without `by` and `split` the one key's
     // count is the total, and a second merge of every set would cost as much again).
     let keyed = q.by.is_some() || q.split.is_some();
-    let series_sql = format!(
-        "SELECT k, uniqExactMerge(st) AS n, groupArray(toString(b)) AS bs,
-                groupArray(finalizeAggregation(st)) AS ns
-         FROM (SELECT {bucket} AS b, {series_col} AS k, uniqExactState({entity}) AS st
-               FROM ({source}) GROUP BY b, k)
-         GROUP BY k {totals} ORDER BY n DESC, k LIMIT 1000",
-        bucket = bucket_expr(q),
-        totals = if keyed { "WITH TOTALS" } else { "" },
-    );
+    let totals = if keyed { "WITH TOTALS" } else { "" };
+    let bucket = bucket_expr(q);
+    let series_sql = match q.metric {
+        // Events as rows, those of possible copies (`copies`, see [`event_names`]) kept
+        // distinct in a set per bucket and key, merged for the key's and the total count.
+        Metric::Events => format!(
+            "SELECT k, sum(plain) + uniqExactIfMerge(st) AS n, groupArray(toString(b)) AS bs,
+                    groupArray(plain + finalizeAggregation(st)) AS ns
+             FROM (SELECT {bucket} AS b, {series_col} AS k, countIf(NOT c) AS plain,
+                          uniqExactIfState(event_h, c) AS st
+                   FROM (SELECT *, {COPY} AS c FROM ({source})) GROUP BY b, k)
+             GROUP BY k {totals} ORDER BY n DESC, k LIMIT 1000",
+            COPY = copy_cond(db),
+        ),
+        _ => format!(
+            "SELECT k, uniqExactMerge(st) AS n, groupArray(toString(b)) AS bs,
+                    groupArray(finalizeAggregation(st)) AS ns
+             FROM (SELECT {bucket} AS b, {series_col} AS k, uniqExactState({entity}) AS st
+                   FROM ({source}) GROUP BY b, k)
+             GROUP BY k {totals} ORDER BY n DESC, k LIMIT 1000"
+        ),
+    };
     // With `by` and `split`, the table's pairs are counted by a statement of their own.
     let pairs_sql = (q.by.is_some() && q.split.is_some()).then(|| {
+        let n = match q.metric {
+            Metric::Events => format!(
+                "countIf(NOT c) + uniqExactIf(event_h, c) AS n
+                 FROM (SELECT *, {} AS c FROM ({source}))",
+                copy_cond(db)
+            ),
+            _ => format!("uniqExact({entity}) AS n FROM ({source})"),
+        };
         format!(
-            "SELECT key, split, uniqExact({entity}) AS n FROM ({source})
+            "SELECT key, split, {n}
              GROUP BY key, split ORDER BY n DESC, key, split LIMIT 1000"
         )
     });
@@ -661,6 +696,12 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
         table,
         sample_users,
     })
+}
+
+/// Whether a row's event may be stored twice (its `event_h` noted in `copies`): counts of
+/// events take the other rows as they are and count these distinct.
+fn copy_cond(db: &str) -> String {
+    format!("event_h IN (SELECT event_h FROM {db}.copies)")
 }
 
 /// What a scoped thread gave; its panic is the caller's.
@@ -1825,8 +1866,7 @@ fn session_spans(
     format!(
         "SELECT *, {person} AS person FROM (
             SELECT any(session_id) AS sid, min(time_ms) AS start_ms, max(time_ms) AS end_ms,
-                   count() - countIf(event_h IN (SELECT event_h FROM {db}.copies) AS c)
-                     + uniqExactIf(event_h, c) AS events,
+                   count() - countIf({copy} AS c) + uniqExactIf(event_h, c) AS events,
                    countIf(type = 'page' AND NOT c) + uniqExactIf(event_h, type = 'page' AND c)
                      AS pages,
                    countIf(name_h = cityHash64('$pageleave') AND NOT c)
@@ -1851,6 +1891,7 @@ fn session_spans(
         first_day = from.div_euclid(86_400_000),
         first_day_ms = from.div_euclid(86_400_000) * 86_400_000,
         rollup_counted = scope.sql("device", "site", lit),
+        copy = copy_cond(db),
     )
 }
 
@@ -2306,9 +2347,9 @@ pub fn event_names(
     let db = &c.database;
     let (rows, _) = c.select(&format!(
         "SELECT any(name) AS name, count() - countIf(c) + uniqExactIf(event_h, c) AS n
-         FROM (SELECT name, name_h, event_h, event_h IN (SELECT event_h FROM {db}.copies) AS c
-               FROM {db}.events WHERE {} AND {})
+         FROM (SELECT name, name_h, event_h, {} AS c FROM {db}.events WHERE {} AND {})
          GROUP BY name_h ORDER BY n DESC, name LIMIT 500",
+        copy_cond(db),
         in_range(from_ms, to_ms),
         scope.flag_sql("is_bot", "site", lit)
     ))?;
