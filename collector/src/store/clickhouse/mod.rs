@@ -402,7 +402,8 @@ fn create_rollups(client: &Client) -> Result<(), ChError> {
             ))?;
         }
     }
-    Ok(())
+    // Then `event_rows` and `copies`, by the same notes.
+    fill_copies(client, &filled)
 }
 
 /// Fills rollup `table` from `events` by `select` (its view's), a few whole UTC days per
@@ -494,20 +495,17 @@ fn create_schema(client: &Client) -> Result<(), ChError> {
             ))?;
         }
     }
-    create_rollups(client)?;
-    fill_copies(client)
+    create_rollups(client)
 }
 
-/// Fills `event_rows` and `copies` from `events` once (a database from before them), each
-/// noted in `rollups_filled` when done, `copies` after `event_rows`: an event stored twice
-/// while `event_rows` was still filling, whose writer's look-up missed the first row, is
-/// found by `copies`' fill, which reads `events` after it. A fill cut short runs again whole;
-/// rows `event_rows` then holds twice only send more events to `copies`, which changes no
-/// count.
-fn fill_copies(client: &Client) -> Result<(), ChError> {
+/// Fills `event_rows` and `copies` from `events` once (a database from before them;
+/// `filled` tells the notes in `rollups_filled`), each noted there when done, `copies` after
+/// `event_rows`: an event stored twice while `event_rows` was still filling, whose writer's
+/// look-up missed the first row, is found by `copies`' fill, which reads `events` after it. A
+/// fill cut short runs again whole; rows `event_rows` then holds twice only send more events
+/// to `copies`, which changes no count.
+fn fill_copies(client: &Client, filled: &dyn Fn(&str) -> bool) -> Result<(), ChError> {
     let db = &client.database;
-    let (rows, _) = client.select(&format!("SELECT DISTINCT rollup FROM {db}.rollups_filled"))?;
-    let filled = |t: &str| rows.iter().any(|r| r["rollup"].as_str() == Some(t));
     let fills = [
         (
             "event_rows",

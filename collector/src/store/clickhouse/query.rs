@@ -600,8 +600,8 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     let pairs_sql = (q.by.is_some() && q.split.is_some()).then(|| {
         let n = match q.metric {
             Metric::Events => format!(
-                "countIf(NOT c) + uniqExactIf(event_h, c) AS n
-                 FROM (SELECT *, {} AS c FROM ({source}))",
+                "{} AS n FROM (SELECT *, {} AS c FROM ({source}))",
+                events_counted("1"),
                 copy_cond(db)
             ),
             _ => format!("uniqExact({entity}) AS n FROM ({source})"),
@@ -698,10 +698,26 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     })
 }
 
+/// Where the windows that end at `end` and last `spans` begin, those after `after`, the
+/// shortest first: questions after the latest rows of a range look in the windows in turn,
+/// reading the days of each only, until one holds enough (then in the whole range).
+fn windows_back(after: i64, end: i64, spans: &[i64]) -> impl Iterator<Item = i64> + '_ {
+    spans
+        .iter()
+        .map(move |&span| end.saturating_sub(span))
+        .filter(move |&since| since > after)
+}
+
 /// Whether a row's event may be stored twice (its `event_h` noted in `copies`): counts of
-/// events take the other rows as they are and count these distinct.
+/// events take the other rows as they are and count these distinct ([`events_counted`]).
 fn copy_cond(db: &str) -> String {
     format!("event_h IN (SELECT event_h FROM {db}.copies)")
+}
+
+/// The events among the rows that pass `only`, with `c` the rows' [`copy_cond`]: rows as
+/// they are, those of possible copies by distinct `event_h`.
+fn events_counted(only: &str) -> String {
+    format!("countIf(NOT c AND {only}) + uniqExactIf(event_h, c AND {only})")
 }
 
 /// What a scoped thread gave; its panic is the caller's.
@@ -1248,10 +1264,7 @@ fn sample_users(
         Some(_) => &[HOUR, DAY, 7 * DAY],
         None => &[DAY, 7 * DAY],
     };
-    let windows: Vec<(i64, String)> = spans
-        .iter()
-        .map(|&span| to_ms.saturating_sub(span))
-        .filter(|&since| since > from_ms.max(0))
+    let windows: Vec<(i64, String)> = windows_back(from_ms.max(0), to_ms, spans)
         .map(|since| {
             let cond = format!(
                 " AND intDiv(time_ms, {DAY}) >= {} AND time_ms >= {since}",
@@ -1582,6 +1595,14 @@ fn latest_people(
     // whole; so `read` places may hold fewer IDs, but every ID later than the last place is
     // there.
     let counted = q.scope.sql("device", "site", lit);
+    // The IDs' first and last times, their rows merged.
+    let spans_of = |ids: &[String]| {
+        spans(format!(
+            "SELECT toString(anon_h) AS h, minMerge(a_first) AS f, maxMerge(a_last) AS l
+             FROM {db}.anon_rollup WHERE {counted} AND anon_h IN ({}) GROUP BY anon_h",
+            ids.join(", ")
+        ))
+    };
     let places = spans(format!(
         "SELECT toString(anon_h) AS h, 0 AS f, l
          FROM (SELECT anon_h, finalizeAggregation(a_last) AS l, {alias_h} AS alias_h
@@ -1594,15 +1615,7 @@ fn latest_people(
     let edge = (places.len() == read).then(|| places.last().map_or(i64::MIN, |r| r.2));
     let mut latest = match places.is_empty() {
         true => Vec::new(),
-        false => spans(format!(
-            "SELECT toString(anon_h) AS h, minMerge(a_first) AS f, maxMerge(a_last) AS l
-             FROM {db}.anon_rollup WHERE {counted} AND anon_h IN ({list}) GROUP BY anon_h",
-            list = places
-                .iter()
-                .map(|p| p.0.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        ))?,
+        false => spans_of(&places.iter().map(|p| p.0.to_string()).collect::<Vec<_>>())?,
     };
     if let Some(cur) = &q.cursor {
         latest.retain(|r| r.2 <= cur.last_ms);
@@ -1630,12 +1643,7 @@ fn latest_people(
             .chain(&identified)
             .map(u64::to_string)
             .collect();
-        let spans = spans(format!(
-            "SELECT toString(anon_h) AS h, minMerge(a_first) AS f, maxMerge(a_last) AS l
-             FROM {db}.anon_rollup WHERE {counted} AND anon_h IN ({all}) GROUP BY anon_h",
-            all = all.join(", "),
-        ))?;
-        for (anon, f, l) in spans {
+        for (anon, f, l) in spans_of(&all)? {
             let e = people.entry(person(anon)).or_insert((f, l, anon));
             e.0 = e.0.min(f);
             e.1 = e.1.max(l);
@@ -1888,12 +1896,9 @@ fn session_spans(
         .collect();
     format!(
         "SELECT *, {person} AS person FROM (
+            WITH {copy} AS c
             SELECT any(session_id) AS sid, min(time_ms) AS start_ms, max(time_ms) AS end_ms,
-                   count() - countIf({copy} AS c) + uniqExactIf(event_h, c) AS events,
-                   countIf(type = 'page' AND NOT c) + uniqExactIf(event_h, type = 'page' AND c)
-                     AS pages,
-                   countIf(name_h = cityHash64('$pageleave') AND NOT c)
-                     + uniqExactIf(event_h, name_h = cityHash64('$pageleave') AND c) AS leaves,
+                   {events} AS events, {pages} AS pages, {leaves} AS leaves,
                    argMin(anonymous_id, time_ms) AS anon, cityHash64(anon) AS first_anon_h,
                    {alias_user} AS alias_user {firsts}
             FROM {db}.events
@@ -1915,6 +1920,9 @@ fn session_spans(
         first_day_ms = from.div_euclid(86_400_000) * 86_400_000,
         rollup_counted = scope.sql("device", "site", lit),
         copy = copy_cond(db),
+        events = events_counted("1"),
+        pages = events_counted("type = 'page'"),
+        leaves = events_counted("name_h = cityHash64('$pageleave')"),
     )
 }
 
@@ -2292,13 +2300,8 @@ pub fn sessions(c: &Client, q: &SessionListQuery) -> Result<SessionPage, StoreEr
         .after
         .as_ref()
         .map_or(q.to_ms, |(ms, _)| q.to_ms.min(ms + 1));
-    let windows = [DAY, 7 * DAY]
-        .into_iter()
-        .map(|span| end.saturating_sub(span))
-        .filter(|&since| since > q.from_ms)
-        .chain([q.from_ms]);
     let mut rows = Vec::new();
-    for since in windows {
+    for since in windows_back(q.from_ms, end, &[DAY, 7 * DAY]).chain([q.from_ms]) {
         let spans = session_spans(
             &c.database,
             &pm,
@@ -2369,9 +2372,10 @@ pub fn event_names(
     // for `uniqExact(event_h)` over all of them).
     let db = &c.database;
     let (rows, _) = c.select(&format!(
-        "SELECT any(name) AS name, count() - countIf(c) + uniqExactIf(event_h, c) AS n
+        "SELECT any(name) AS name, {} AS n
          FROM (SELECT name, name_h, event_h, {} AS c FROM {db}.events WHERE {} AND {})
          GROUP BY name_h ORDER BY n DESC, name LIMIT 500",
+        events_counted("1"),
         copy_cond(db),
         in_range(from_ms, to_ms),
         scope.flag_sql("is_bot", "site", lit)

@@ -516,22 +516,18 @@ impl Writer {
         let mut outcome = Vec::with_capacity(rows.len());
         let mut events = Vec::with_capacity(rows.len() * 512);
         let mut ids = Vec::with_capacity(rows.len() * 40);
-        if replayed {
-            for r in &rows {
-                rowbinary::string(&mut ids, &r.event_id);
-            }
-        }
         let mut aliases: HashMap<(&str, &str), (i64, &str)> = HashMap::new();
         for r in &rows {
             let new = existing.insert(r.event_id.clone());
             outcome.push(new);
+            // See `Blocks::ids`: a replayed group's every row, a live one's new rows.
+            if new || replayed {
+                rowbinary::string(&mut ids, &r.event_id);
+            }
             if !new {
                 continue;
             }
             rowbinary::event(&mut events, r);
-            if !replayed {
-                rowbinary::string(&mut ids, &r.event_id);
-            }
             if let Some(user) = &r.user_id {
                 let key = (r.anonymous_id.as_str(), user.as_str());
                 let first = aliases.entry(key).or_insert((r.time_ms, &r.event_id));
