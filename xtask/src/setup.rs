@@ -1,7 +1,7 @@
 //! Installs what the build and the tests need (the wasm target, the wasm-bindgen CLI, Chromium,
 //! nginx, openssl and sqlite3 for the TLS proxy test, ClickHouse 18.16 for the collector's
 //! scale-out tests and chDB from PyPI for their pass on current ClickHouse, and from npm:
-//! binaryen's wasm-opt, esbuild, playwright-core, puppeteer-core, selenium-webdriver), Firefox
+//! binaryen's wasm-opt, esbuild, terser, playwright-core, puppeteer-core, selenium-webdriver), Firefox
 //! ESR, WebKitGTK's WebKitWebDriver and Xvfb for the cross-engine tests, skipping what is
 //! already there, so a warm run costs a few version checks.
 
@@ -175,7 +175,8 @@ fn npm(root: &Path) -> Result {
     let stamp = root.join("node_modules/.package-lock.json");
     let fresh = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     if let (Some(installed), Some(lock)) = (fresh(&stamp), fresh(&root.join("package-lock.json"))) {
-        if installed >= lock && root.join("node_modules/.bin/wasm-opt").exists() {
+        let bins = ["wasm-opt", "terser"].map(|b| root.join("node_modules/.bin").join(b));
+        if installed >= lock && bins.iter().all(|b| b.exists()) {
             println!("    already installed");
             return Ok(());
         }
