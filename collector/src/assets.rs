@@ -316,9 +316,9 @@ fn accepts_coding(header: &str, coding: &str) -> bool {
 
 fn content_type(path: &str) -> &'static str {
     // The script-tag SDK holds its wasm's bytes as they are (xtask's `embed_wasm`): read as
-    // windows-1252, each byte is one character.
+    // x-user-defined, each byte is one character (0x80 to 0xFF as U+F780 to U+F7FF).
     if path.rsplit('/').next() == Some("footfall.js") {
-        return "text/javascript; charset=windows-1252";
+        return "text/javascript; charset=x-user-defined";
     }
     match path.rsplit('.').next().unwrap_or_default() {
         "js" | "mjs" => "text/javascript; charset=utf-8",

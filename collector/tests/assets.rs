@@ -70,7 +70,7 @@ async fn the_sdk_is_served_to_any_origin_from_the_binary() {
             // The wasm inside it is its bytes as they are, each read as one character.
             assert_eq!(
                 header(&r, "content-type"),
-                "text/javascript; charset=windows-1252"
+                "text/javascript; charset=x-user-defined"
             );
         }
         if path.ends_with(".wasm") {

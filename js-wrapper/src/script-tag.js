@@ -23,16 +23,10 @@
   // The API once the SDK runs.
   var api;
 
+  // x-user-defined reads the bytes 0x80 to 0xFF as U+F780 to U+F7FF, the others as their own
+  // code: each character's low byte is the file's byte (a Uint8Array keeps only that).
   function decode(s) {
-    // What windows-1252 reads the bytes 0x80 to 0x9F as (the others read as their own code),
-    // from the browser's own decoder, the one that read this file.
-    var C1 = new TextDecoder("windows-1252").decode(new Uint8Array(32).map((_, i) => 128 + i));
-    var b = new Uint8Array(s.length);
-    for (var i = 0; i < s.length; i++) {
-      var c = s.charCodeAt(i);
-      b[i] = c < 256 ? c : 128 + C1.indexOf(s[i]);
-    }
-    return b;
+    return Uint8Array.from(s, (c) => c.charCodeAt());
   }
 
   // Calls made while the wasm loads, if the page had no loader snippet.
@@ -171,5 +165,5 @@
   // The build (`cargo xtask build`) replaces this name with a string of the wasm as it is, each
   // byte one byte of the file (only backslash, single quote, LF and CR escaped), so its gzip is
   // close to that of the wasm and the JS apart (closer with the bytes last). The file is ASCII but for
-  // those bytes and served as windows-1252, which reads each byte as one character.
+  // those bytes and served as x-user-defined, which reads each byte as one character.
 })(window, FOOTFALL_WASM_BYTES);

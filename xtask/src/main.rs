@@ -429,8 +429,8 @@ const WASM_PLACEHOLDER: &str = "FOOTFALL_WASM_BYTES";
 /// string literal of its bytes as they are (only backslash, `'`, LF and CR escaped). The page
 /// has the bytes as soon as the script runs (no second request that can still be on its way
 /// when the page goes), and gzip sees the wasm's own bytes. The script is ASCII apart from
-/// them and served as windows-1252 (collector/src/assets.rs), which reads each byte as one
-/// character; script-tag.js maps the 27 that it reads as others back.
+/// them and served as x-user-defined (collector/src/assets.rs), which reads each byte as one
+/// character whose low byte it is (0x80 to 0xFF as U+F780 to U+F7FF), all script-tag.js keeps.
 fn embed_wasm(script: &Path, wasm: &Path) -> Result {
     let js = read(script)?;
     let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
