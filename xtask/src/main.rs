@@ -244,12 +244,13 @@ fn build_sdk(root: &Path) -> Result {
         )
     })?;
     let items = trim::rodata_items(&map_text)?;
+    let starts = trim::starts(&map_text)?;
     for wasm in [
         dist.join("footfall_bg.wasm"),
         esm.join("footfall_sdk_bg.wasm"),
     ] {
         rewrite(&wasm, |bytes| {
-            let t = trim::dead_data(bytes, &items)?;
+            let t = trim::dead_data(bytes, &items, &starts)?;
             println!(
                 "    {}: {} B of dead constants zeroed, {} B of {} B left",
                 wasm.file_name().unwrap_or_default().to_string_lossy(),

@@ -8,9 +8,9 @@
 //!
 //! The linker's map (`--Map`) tells where each constant begins and ends. A constant is live
 //! when an address the optimised code names falls in it, at its end (an end pointer) or just
-//! before it (`SLACK`: an index's constant offset folded into the address; the start of
-//! another constant does not count), or when live data holds a pointer into it (a 4-byte
-//! aligned word). Every other constant is zeroed, and the zeros at a segment's end are
+//! before it (`SLACK`: an index's constant offset folded into the address), or when live data
+//! holds a pointer into it (a 4-byte aligned word). An address where some section of the map
+//! starts (a constant, a static of `.data`) is that section's only. Every other constant is zeroed, and the zeros at a segment's end are
 //! dropped (memory starts zeroed). The Chromium suites run the trimmed wasm.
 
 use crate::Result;
@@ -100,6 +100,32 @@ const SLACK: u32 = 16;
 /// The read-only constants of a linker map: each input section of the output's `.rodata`, as
 /// the addresses it spans.
 pub fn rodata_items(map: &str) -> Result<Vec<Range<u32>>> {
+    let mut items: Vec<Range<u32>> = input_sections(map)?
+        .into_iter()
+        .filter(|(out, _)| out == ".rodata")
+        .map(|(_, range)| range)
+        .collect();
+    if items.is_empty() {
+        return Err("the linker map lists no .rodata sections".into());
+    }
+    items.sort_by_key(|r| r.start);
+    Ok(items)
+}
+
+/// Where every input section of a linker map starts, in any output section (the constants,
+/// and the statics of `.data` after them): an address that is one of these is that
+/// section's own, not the end of the one before it.
+pub fn starts(map: &str) -> Result<Vec<u32>> {
+    let mut starts: Vec<u32> = input_sections(map)?
+        .into_iter()
+        .map(|(_, range)| range.start)
+        .collect();
+    starts.sort_unstable();
+    Ok(starts)
+}
+
+/// Each input section of a linker map, with the output section it is in.
+fn input_sections(map: &str) -> Result<Vec<(String, Range<u32>)>> {
     // The header names the columns; output sections, input sections and symbols are told
     // apart by the column their name starts in.
     let header = map.lines().next().unwrap_or_default();
@@ -108,8 +134,8 @@ pub fn rodata_items(map: &str) -> Result<Vec<Range<u32>>> {
         return Err("the linker map has no header naming its columns".into());
     };
     let in_col = in_col + 1;
-    let mut items = Vec::new();
-    let mut in_rodata = false;
+    let mut sections = Vec::new();
+    let mut out = String::new();
     for line in map.lines().skip(1) {
         let cols: Vec<&str> = line.split_whitespace().collect();
         let [addr, _off, size, name, ..] = cols.as_slice() else {
@@ -122,16 +148,12 @@ pub fn rodata_items(map: &str) -> Result<Vec<Range<u32>>> {
         // The name cannot occur in the hexadecimal columns before it.
         let column = line.find(name);
         if column == Some(out_col) {
-            in_rodata = *name == ".rodata";
-        } else if column == Some(in_col) && in_rodata {
-            items.push(addr..addr + size);
+            out = name.to_string();
+        } else if column == Some(in_col) {
+            sections.push((out.clone(), addr..addr + size));
         }
     }
-    if items.is_empty() {
-        return Err("the linker map lists no .rodata sections".into());
-    }
-    items.sort_by_key(|r| r.start);
-    Ok(items)
+    Ok(sections)
 }
 
 /// An active data segment: its address, its bytes.
@@ -147,8 +169,8 @@ pub struct Trimmed {
 }
 
 /// `wasm` with the constants of `items` that nothing reaches zeroed and its segments' trailing
-/// zeros dropped.
-pub fn dead_data(wasm: &[u8], items: &[Range<u32>]) -> Result<Trimmed> {
+/// zeros dropped; `starts` are where the map's input sections start (see [`starts`]).
+pub fn dead_data(wasm: &[u8], items: &[Range<u32>], starts: &[u32]) -> Result<Trimmed> {
     let e = |e: wasmparser::BinaryReaderError| format!("reading the wasm: {e}");
     let roots = addresses(wasm)?;
     let mut segments: Vec<Segment> = Vec::new();
@@ -183,11 +205,13 @@ pub fn dead_data(wasm: &[u8], items: &[Range<u32>]) -> Result<Trimmed> {
 
     let mut live = vec![false; items.len()];
     let reach = |live: &mut [bool], a: u32| {
-        // The start of a constant is that constant's own address, not another's folded one.
-        let a_start = items.iter().any(|r| r.start == a);
+        // The start of a section is that section's own address, not another's folded one
+        // nor the end of the one before it.
+        let a_start = starts.binary_search(&a).is_ok();
         for (i, item) in items.iter().enumerate() {
             let before = a < item.start && !a_start && a >= item.start.saturating_sub(SLACK);
-            if before || (a >= item.start && a <= item.end) {
+            let end = a == item.end && !a_start;
+            if before || end || (a >= item.start && a < item.end) {
                 live[i] = true;
             }
         }
@@ -397,6 +421,7 @@ mod tests {
             [0x400..0x408, 0x408..0x488, 0x488..0x4a0]
         );
         assert!(rodata_items("nothing").is_err());
+        assert_eq!(starts(MAP).unwrap(), [0x400, 0x408, 0x488, 0x4a0]);
     }
 
     /// A module whose one function reads address `read`, with one data segment at 0x400 of
@@ -443,6 +468,7 @@ mod tests {
     #[test]
     fn what_nothing_reaches_goes_and_what_is_pointed_at_stays() {
         let items = rodata_items(MAP).unwrap();
+        let starts = starts(MAP).unwrap();
         // 0x400: a pointer to 0x408 and a length; 0x408: 128 bytes of text; 0x488: 24 bytes
         // nobody names.
         let mut data = vec![];
@@ -453,7 +479,7 @@ mod tests {
         data.extend(0x0102_0304u32.to_le_bytes()); // .data
                                                    // The code names 0x400 only.
         let far = module(0x400, &data);
-        let t = dead_data(&far, &items).unwrap();
+        let t = dead_data(&far, &items, &starts).unwrap();
         let kept = segment(&t.wasm);
         assert_eq!(&kept[..0x88], &data[..0x88], "reached and pointed-at kept");
         assert_eq!(&kept[0x88..0xa0], &[0u8; 24], "the unnamed constant zeroed");
@@ -463,22 +489,39 @@ mod tests {
         // its pointer, 0x408 goes.
         let mut unpointed = data.clone();
         unpointed[..4].fill(0);
-        let kept = segment(&dead_data(&module(0x400, &unpointed), &items).unwrap().wasm);
+        let kept = segment(
+            &dead_data(&module(0x400, &unpointed), &items, &starts)
+                .unwrap()
+                .wasm,
+        );
         assert_eq!(&kept[8..0xa0], &[0u8; 0x98]);
 
-        // Addresses that reach 0x488 without falling in it: just before it, and its end;
-        // one byte further does not.
-        let third = |read: u32| segment(&dead_data(&module(read, &data), &items).unwrap().wasm);
+        // Addresses that reach 0x488 without falling in it: just before it, and its end
+        // when nothing starts there; one byte further does not.
+        let third = |read: u32, starts: &[u32]| {
+            segment(
+                &dead_data(&module(read, &data), &items, starts)
+                    .unwrap()
+                    .wasm,
+            )
+        };
+        let no_data = &starts[..3];
         for read in [0x488 - SLACK, 0x4a0] {
-            assert_eq!(&third(read)[0x88..0xa0], &data[0x88..0xa0], "{read:#x}");
+            assert_eq!(
+                &third(read, no_data)[0x88..0xa0],
+                &data[0x88..0xa0],
+                "{read:#x}"
+            );
         }
-        assert_eq!(&third(0x488 - SLACK - 1)[0x88..0xa0], &[0u8; 24]);
+        assert_eq!(&third(0x488 - SLACK - 1, no_data)[0x88..0xa0], &[0u8; 24]);
         // 0x400 and its pointer to 0x408 are gone with nothing naming them.
-        assert_eq!(&third(0x4a0)[..0x88], &[0u8; 0x88]);
+        assert_eq!(&third(0x4a0, no_data)[..0x88], &[0u8; 0x88]);
+        // 0x4a0 is where .data's STATE starts: code that reads STATE does not reach 0x488.
+        assert_eq!(&third(0x4a0, &starts)[0x88..0xa0], &[0u8; 24]);
 
         // Trailing zeros go: with no .data after it, the dead constant shortens the segment.
         let tail = module(0x400, &data[..0xa0]);
-        let t = dead_data(&tail, &items).unwrap();
+        let t = dead_data(&tail, &items, &starts).unwrap();
         assert_eq!(segment(&t.wasm), &data[..0x88]);
         assert!(t.wasm.len() < tail.len());
         // What is left is still a valid module.
