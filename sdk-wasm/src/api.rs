@@ -105,8 +105,8 @@ fn init(options: &str) {
     let shared = BrowserStorage::open_any(shared_want, options.cookie_domain.as_deref());
     let mut tab = BrowserStorage::open_any(tab_want, None);
     let mut registry = BrowserStorage::open_any(Want::Local, None);
-    let tab_id = (options.session_scope == SessionScope::Tab)
-        .then(|| session::claim_tab(&mut tab, &mut registry, &mut BrowserEntropy, now()));
+    let tab_id =
+        (options.session_scope == SessionScope::Tab).then(|| claim_tab(&mut tab, &mut registry));
     let dnt = browser::do_not_track();
     let tracker = Tracker::new(options, BrowserClock, shared, tab, BrowserEntropy, dnt);
     let registered = tracker
@@ -148,6 +148,12 @@ fn init(options: &str) {
     if auto_pageviews {
         sdk.view(None);
     }
+}
+
+/// This tab's ID in `"tab"` scope (see [`session::claim_tab`]).
+fn claim_tab(tab: &mut BrowserStorage, registry: &mut BrowserStorage) -> String {
+    let entries = browser::local_keys(session::TAB_ENTRY_PREFIX);
+    session::claim_tab(tab, registry, &mut BrowserEntropy, now(), &entries)
 }
 
 impl Sdk {
@@ -247,7 +253,7 @@ impl Sdk {
     /// registration ends, the page is left, and the outbox leaves by beacon.
     fn page_hidden(&mut self) {
         if let Some(id) = &self.tab_id {
-            session::release_tab(&mut self.registry, id, now());
+            session::release_tab(&mut self.registry, id);
         }
         self.leave();
         self.delivery.beacon_all(&mut BrowserNet);
@@ -261,13 +267,7 @@ impl Sdk {
             // Back from the back/forward cache: this tab is open again.
             3 if x == 1.0 => {
                 if self.tab_id.is_some() {
-                    let id = session::claim_tab(
-                        &mut self.tab,
-                        &mut self.registry,
-                        &mut BrowserEntropy,
-                        now(),
-                    );
-                    self.tab_id = Some(id);
+                    self.tab_id = Some(claim_tab(&mut self.tab, &mut self.registry));
                 }
                 if self.tracker.options.auto_pageviews {
                     self.view(None);

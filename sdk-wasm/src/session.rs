@@ -14,8 +14,9 @@ use footfall_wire::json::{read_i64, read_u64, write_u64};
 pub const SESSION_KEY: &str = "ff_s";
 /// Tab-storage key of this tab's ID (`"tab"` scope).
 pub const TAB_KEY: &str = "ff_tab";
-/// Shared-storage key of the tabs open now: `id:since,id:since,...`.
-pub const TABS_KEY: &str = "ff_tabs";
+/// Shared-storage keys of the tabs open now: this prefix and the tab's ID, each holding the
+/// time the tab registered (ms since the epoch).
+pub const TAB_ENTRY_PREFIX: &str = "ff_tab_";
 /// Registry entries older than this are dropped (a tab that crashed never said goodbye).
 const TAB_ENTRY_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -118,46 +119,39 @@ impl Sessions {
     }
 }
 
-/// The registry's entries (`id:since`, comma-separated) of tabs registered less than a week
-/// ago, without `id`'s if `drop`; and whether `id` was among them.
-fn live_tabs(registry: &impl Storage, now_ms: i64, id: &str, drop: bool) -> (String, bool) {
-    let (mut live, mut found) = (String::new(), false);
-    for entry in fields(&registry.get(TABS_KEY).unwrap_or_default(), b',') {
-        let mut parts = fields(entry, b':');
-        let this = parts.next() == Some(id);
-        if parts
-            .next()
-            .and_then(read_i64)
-            .is_none_or(|since| now_ms - since >= TAB_ENTRY_TTL_MS)
-        {
-            continue;
-        }
-        found |= this;
-        if this && drop {
-            continue;
-        }
-        if !live.is_empty() {
-            live.push_str(",");
-        }
-        live.push_str(entry);
-    }
-    (live, found)
+/// The shared-storage key of tab `id`'s entry in the registry of open tabs.
+fn entry(id: &str) -> String {
+    let mut key = String::from(TAB_ENTRY_PREFIX);
+    key.push_str(id);
+    key
 }
 
 /// Decides which tab this page load is, in `"tab"` scope. `tab` is the tab's own storage
 /// (sessionStorage: kept across reloads and navigations, copied when the tab is duplicated),
-/// `registry` storage shared by all tabs. A reload finds its ID in `tab` but not in the
+/// `registry` storage shared by all tabs, with one entry for each open tab (its key
+/// [`TAB_ENTRY_PREFIX`] and the tab's ID, its value when the tab registered); `entries` the
+/// keys of those entries now, one a line. A reload finds its ID in `tab` but not in the
 /// registry (it left at `pagehide`): same tab, same session. A duplicate finds the ID it
 /// copied still registered by the original: it takes a new ID, and its copied session is
-/// dropped.
+/// dropped. Entries a week old or more are removed first (a tab that crashed never left).
 pub fn claim_tab(
     tab: &mut impl Storage,
     registry: &mut impl Storage,
     rng: &mut impl Entropy,
     now_ms: i64,
+    entries: &str,
 ) -> String {
+    for key in fields(entries, b'\n') {
+        if registry
+            .get(key)
+            .and_then(|since| read_i64(&since))
+            .is_none_or(|since| now_ms - since >= TAB_ENTRY_TTL_MS)
+        {
+            registry.remove(key);
+        }
+    }
     let kept = tab.get(TAB_KEY).unwrap_or_default();
-    let (mut live, taken) = live_tabs(registry, now_ms, &kept, false);
+    let taken = registry.get(&entry(&kept)).is_some();
     let id = if kept.is_empty() || taken {
         // A duplicate (its copied ID still registered) drops the session it copied.
         if taken {
@@ -168,19 +162,15 @@ pub fn claim_tab(
         kept
     };
     tab.set(TAB_KEY, &id);
-    if !live.is_empty() {
-        live.push_str(",");
-    }
-    live.push_str(&id);
-    live.push_str(":");
-    write_u64(&mut live, now_ms.max(0) as u64);
-    registry.set(TABS_KEY, &live);
+    let mut since = String::new();
+    write_u64(&mut since, now_ms.max(0) as u64);
+    registry.set(&entry(&id), &since);
     id
 }
 
 /// The tab leaves (`pagehide`): a reload or navigation will claim the same ID again.
-pub fn release_tab(registry: &mut impl Storage, id: &str, now_ms: i64) {
-    registry.set(TABS_KEY, &live_tabs(registry, now_ms, id, true).0);
+pub fn release_tab(registry: &mut impl Storage, id: &str) {
+    registry.remove(&entry(id));
 }
 
 #[cfg(test)]
@@ -312,22 +302,45 @@ mod tests {
         assert_eq!((a.seq, b.seq, c.seq), (1, 2, 3));
     }
 
+    /// The registry's entries, as the host lists them (`localStorage` keys with the prefix).
+    fn entries(registry: &MemStorage) -> String {
+        let map = registry.0.borrow();
+        let mut keys: Vec<&str> = map
+            .keys()
+            .map(String::as_str)
+            .filter(|k| k.starts_with(TAB_ENTRY_PREFIX))
+            .collect();
+        keys.sort();
+        keys.join("\n")
+    }
+
+    fn claim(
+        tab: &mut MemStorage,
+        registry: &mut MemStorage,
+        rng: &mut SeqEntropy,
+        now: i64,
+    ) -> String {
+        let listed = entries(registry);
+        claim_tab(tab, registry, rng, now, &listed)
+    }
+
     #[test]
     fn a_reloaded_tab_keeps_its_id_and_a_duplicate_gets_a_new_one() {
         let mut registry = MemStorage::default();
         let mut rng = SeqEntropy(5);
         let mut tab = MemStorage::default();
-        let a = claim_tab(&mut tab, &mut registry, &mut rng, T0);
+        let a = claim(&mut tab, &mut registry, &mut rng, T0);
         tab.set(SESSION_KEY, "s");
         // Reload: the page left, then the same tab came back.
-        release_tab(&mut registry, &a, T0 + 1);
-        assert_eq!(claim_tab(&mut tab, &mut registry, &mut rng, T0 + 2), a);
+        release_tab(&mut registry, &a);
+        assert_eq!(entries(&registry), "", "left: no entry");
+        assert_eq!(claim(&mut tab, &mut registry, &mut rng, T0 + 2), a);
         assert_eq!(tab.get(SESSION_KEY).as_deref(), Some("s"));
         // Duplicate: a copy of the tab's storage while the original is still open.
         let mut copy = MemStorage::default();
         copy.set(TAB_KEY, &a);
         copy.set(SESSION_KEY, "s");
-        let b = claim_tab(&mut copy, &mut registry, &mut rng, T0 + 3);
+        let b = claim(&mut copy, &mut registry, &mut rng, T0 + 3);
         assert_ne!(a, b);
         assert_eq!(
             copy.get(SESSION_KEY),
@@ -338,20 +351,65 @@ mod tests {
         // leaving removes its own entry only.
         let mut again = MemStorage::default();
         again.set(TAB_KEY, &a);
-        assert_ne!(claim_tab(&mut again, &mut registry, &mut rng, T0 + 4), a);
-        release_tab(&mut registry, &b, T0 + 5);
-        let tabs = registry.get(TABS_KEY).unwrap();
-        assert!(tabs.contains(&a) && !tabs.contains(&b), "{tabs}");
-        // A tab that crashed a week ago no longer blocks its ID.
-        let mut old = MemStorage::default();
-        let c = claim_tab(&mut old, &mut registry, &mut rng, T0);
-        let mut restored = MemStorage::default();
-        restored.set(TAB_KEY, &c);
-        let week = 7 * 24 * 60 * MIN;
+        let c = claim(&mut again, &mut registry, &mut rng, T0 + 4);
+        assert_ne!(c, a);
+        release_tab(&mut registry, &b);
         assert_eq!(
-            claim_tab(&mut restored, &mut registry, &mut rng, T0 + week),
-            c
+            entries(&registry),
+            {
+                let mut both = [entry(&a), entry(&c)];
+                both.sort();
+                both.join("\n")
+            },
+            "the duplicate's leaving removed its own entry only"
         );
+        assert_eq!(registry.get(&entry(&a)), Some((T0 + 2).to_string()));
+    }
+
+    #[test]
+    fn a_tab_that_never_left_blocks_its_id_for_a_week_and_is_then_forgotten() {
+        let week = 7 * 24 * 60 * MIN;
+        let mut registry = MemStorage::default();
+        let mut rng = SeqEntropy(8);
+        let crashed = claim(&mut MemStorage::default(), &mut registry, &mut rng, T0);
+        let other = claim(
+            &mut MemStorage::default(),
+            &mut registry,
+            &mut rng,
+            T0 + week / 2,
+        );
+        // Restored with its storage (a browser's session restore) within the week: its entry
+        // is still there, so it is taken for a duplicate.
+        let mut restored = MemStorage::default();
+        restored.set(TAB_KEY, &crashed);
+        assert_ne!(
+            claim(&mut restored, &mut registry, &mut rng, T0 + week - 1),
+            crashed
+        );
+        // A week on, the entry is gone (removed by any tab's claim), and the ID is free again.
+        let mut later = MemStorage::default();
+        later.set(TAB_KEY, &crashed);
+        let _ = claim(
+            &mut MemStorage::default(),
+            &mut registry,
+            &mut rng,
+            T0 + week,
+        );
+        assert_eq!(registry.get(&entry(&crashed)), None, "a week old: removed");
+        assert!(registry.get(&entry(&other)).is_some(), "younger: kept");
+        assert_eq!(
+            claim(&mut later, &mut registry, &mut rng, T0 + week + 1),
+            crashed
+        );
+        // Entries that do not read as a time are removed too.
+        registry.set(&entry("junk"), "x");
+        let _ = claim(
+            &mut MemStorage::default(),
+            &mut registry,
+            &mut rng,
+            T0 + week + 2,
+        );
+        assert_eq!(registry.get(&entry("junk")), None);
     }
 
     #[test]
