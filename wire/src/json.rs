@@ -63,7 +63,12 @@ pub fn read_u64(s: &str) -> Option<u64> {
         if d > 9 {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+        // Overflow checked by a division by a constant (a multiplication's overflow check is a
+        // 128-bit product in wasm32).
+        if n > (u64::MAX - u64::from(d)) / 10 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
     }
     Some(n)
 }
