@@ -59,11 +59,12 @@ function passStringToWasm0(arg, malloc, realloc) {
 // variable of the bundle, which esbuild shortens (the npm package's glue reads a global).
 let footfall_host;
 
-// Compiles and starts the wasm from its bytes (the script tag's only form), with its host.
+// Compiles the wasm from its bytes (the script tag's only form), with its host. Nothing to
+// start: wasm-bindgen's start function only filled the externref table, which the build takes
+// out of the script tag's wasm (`without_unread_exports` in xtask/src/trim.rs).
 function initSync(bytes, host) {
   footfall_host = host;
   wasm = new WebAssembly.Instance(new WebAssembly.Module(bytes), __wbg_get_imports()).exports;
-  wasm.__wbindgen_start();
 }
 
 export { initSync };

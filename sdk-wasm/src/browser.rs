@@ -100,7 +100,10 @@ impl wasm_bindgen::convert::FromWasmAbi for Text {
         // UTF-16 units, is at most 1.5 GiB of UTF-8); the mask tells the compiler so: a length
         // is then never the value a `Result<Text, _>` marks its error with, and wasm-bindgen's
         // error path for arguments (a throw, with its import) goes from the wasm.
-        let (ptr, len) = (js.ptr.into_usize(), js.len.into_usize() & isize::MAX as usize);
+        let (ptr, len) = (
+            js.ptr.into_usize(),
+            js.len.into_usize() & isize::MAX as usize,
+        );
         // SAFETY: the glue allocated `len` bytes at `ptr` with the wasm's allocator and wrote
         // UTF-8 (`TextEncoder`) into all of them; ownership passes to the wasm.
         Text(unsafe { String::from_raw_parts(ptr as *mut u8, len, len) })

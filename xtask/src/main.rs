@@ -175,6 +175,12 @@ fn build_sdk(root: &Path) -> Result {
             Ok(blanked)
         })?;
     }
+    // The script tag's glue reads neither the externref table nor the statics of the abort
+    // handler, and starts nothing (see trim.rs): without their exports, wasm-opt drops them.
+    rewrite(
+        &gen.join("script/footfall_bg.wasm"),
+        trim::without_unread_exports,
+    )?;
     // binaryen from npm: Debian's wasm-opt 108 corrupts wasm-bindgen's externref table.
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
     // `--converge` repeats -Oz while it still shrinks the module; the target_features section
@@ -369,6 +375,22 @@ fn script_glue(glue: &str, helpers: &str) -> Result<String> {
     let Some((head, tail)) = glue.split_once(GLUE_HELPERS_START) else {
         return Err("the glue's helpers do not start as expected".into());
     };
+    // The import that fills the externref table, which the script tag's wasm no longer has
+    // (`trim::without_unread_exports`).
+    let init = format!("        {}: function() {{\n", trim::TABLE_INIT);
+    let head = match head.split_once(&init) {
+        Some((before, after)) => match after.split_once("\n        },\n") {
+            Some((_, rest)) => format!("{before}{rest}"),
+            None => {
+                return Err(format!(
+                    "the glue's {} does not end as expected",
+                    trim::TABLE_INIT
+                ))
+            }
+        },
+        None => return Err(format!("the glue has no {}", trim::TABLE_INIT)),
+    };
+    let head = head.as_str();
     if !head.contains("function __wbg_get_imports()")
         || !tail
             .trim_end()
@@ -993,12 +1015,18 @@ mod tests {
     use super::*;
 
     /// A glue laid out as wasm-bindgen's: export wrappers and the import object, then helpers.
-    const GLUE: &str = "export function init(s) {\n    const ptr0 = passStringToWasm0(s);\n}\n\
-        function __wbg_get_imports() {\n    return {};\n}\n\
-        let cachedDataViewMemory0 = null;\n\
-        function passStringToWasm0(arg) {\n    return 0;\n}\n\
-        function unusedHelper() {}\n\
-        export { initSync, __wbg_init as default };\n";
+    const GLUE: &str = concat!(
+        "export function init(s) {\n    const ptr0 = passStringToWasm0(s);\n}\n",
+        "function __wbg_get_imports() {\n    const import0 = {\n",
+        "        warn: function(arg0) {\n            footfall_host.warn(arg0);\n        },\n",
+        "        __wbindgen_init_externref_table: function() {\n",
+        "            const table = wasm.t;\n            table.set(0, undefined);\n        },\n",
+        "    };\n    return import0;\n}\n",
+        "let cachedDataViewMemory0 = null;\n",
+        "function passStringToWasm0(arg) {\n    return 0;\n}\n",
+        "function unusedHelper() {}\n",
+        "export { initSync, __wbg_init as default };\n",
+    );
 
     #[test]
     fn the_glue_keeps_its_head_and_takes_the_helpers_file() {
@@ -1006,6 +1034,11 @@ mod tests {
         let js = script_glue(GLUE, helpers).unwrap();
         assert!(js.starts_with("export function init(s)"));
         assert!(js.contains("function __wbg_get_imports()"));
+        assert!(js.contains("footfall_host.warn(arg0);\n        },\n    };"));
+        assert!(
+            !js.contains("externref") && !js.contains("table"),
+            "the table's filling goes: {js}"
+        );
         assert!(js.ends_with(helpers));
         assert!(!js.contains("unusedHelper") && !js.contains("__wbg_init"));
     }
@@ -1018,5 +1051,8 @@ mod tests {
         assert!(script_glue(&moved, "").is_err());
         let other_end = GLUE.replace("__wbg_init as default", "__wbg_init as load");
         assert!(script_glue(&other_end, "").is_err());
+        let no_table = GLUE.replace("__wbindgen_init_externref_table", "__wbindgen_other");
+        let err = script_glue(&no_table, "").unwrap_err();
+        assert!(err.contains("__wbindgen_init_externref_table"), "{err}");
     }
 }

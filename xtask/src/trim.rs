@@ -93,6 +93,103 @@ pub fn blank_traps(wasm: &[u8]) -> Result<(Vec<u8>, Vec<String>)> {
     Ok((with_section(wasm, 10, section, &body)?, blanked))
 }
 
+/// What wasm-bindgen exports for its own glue and the script tag's glue (`glue-helpers.js`)
+/// never reads: the externref table and the start function, which is the import that fills
+/// the table's first slots (the SDK hands no JavaScript value across), and the abort
+/// handler's statics. Without these exports wasm-opt drops the table, the import and the
+/// statics, and the glue's import goes (`script_glue`).
+pub const UNREAD_EXPORTS: &[&str] = &[
+    "__wbindgen_start",
+    "__wbindgen_externrefs",
+    "__abort_handler",
+    "__instance_terminated",
+];
+
+/// The import that [`UNREAD_EXPORTS`]'s start function is.
+pub const TABLE_INIT: &str = "__wbindgen_init_externref_table";
+
+/// `wasm` without the exports [`UNREAD_EXPORTS`]. Fails if the start function is more than the
+/// table's filling import, or if any code reads or writes a table (the table would then be
+/// needed, filled).
+pub fn without_unread_exports(wasm: &[u8]) -> Result<Vec<u8>> {
+    let e = |e: wasmparser::BinaryReaderError| format!("reading the wasm: {e}");
+    let mut imported = 0;
+    let mut table_init = None;
+    let mut kept = Vec::new();
+    let mut section = None;
+    let mut dropped = 0;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(e)? {
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import.map_err(e)?;
+                    if matches!(import.ty, wasmparser::TypeRef::Func(_)) {
+                        if import.name == TABLE_INIT {
+                            table_init = Some(imported);
+                        }
+                        imported += 1;
+                    }
+                }
+            }
+            Payload::ExportSection(reader) => {
+                let r = reader.range();
+                section = Some(r.start as usize..r.end as usize);
+                for export in reader {
+                    let export = export.map_err(e)?;
+                    if !UNREAD_EXPORTS.contains(&export.name) {
+                        kept.push(export);
+                        continue;
+                    }
+                    dropped += 1;
+                    if export.name == "__wbindgen_start"
+                        && (export.kind != wasmparser::ExternalKind::Func
+                            || Some(export.index) != table_init)
+                    {
+                        return Err(format!(
+                            "wasm-bindgen's start function is more than {TABLE_INIT}: the glue must call it"
+                        ));
+                    }
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let mut ops = body.get_operators_reader().map_err(e)?;
+                while !ops.eof() {
+                    let op = ops.read().map_err(e)?;
+                    if format!("{op:?}").starts_with("Table") {
+                        return Err(format!(
+                            "the wasm uses a table ({op:?}): wasm-bindgen's externref table must stay filled"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(section) = section else {
+        return Err("the wasm has no exports".into());
+    };
+    if dropped != UNREAD_EXPORTS.len() {
+        return Err(format!(
+            "wasm-bindgen's exports changed: {dropped} of {UNREAD_EXPORTS:?} found"
+        ));
+    }
+    let mut body = Vec::new();
+    leb_u(&mut body, kept.len() as u64);
+    for export in kept {
+        leb_u(&mut body, export.name.len() as u64);
+        body.extend(export.name.as_bytes());
+        body.push(match export.kind {
+            wasmparser::ExternalKind::Func => 0,
+            wasmparser::ExternalKind::Table => 1,
+            wasmparser::ExternalKind::Memory => 2,
+            wasmparser::ExternalKind::Global => 3,
+            other => return Err(format!("an export of kind {other:?}")),
+        });
+        leb_u(&mut body, u64::from(export.index));
+    }
+    with_section(wasm, 7, section, &body)
+}
+
 /// How far before a constant an address that reaches it may point: LLVM folds an index's
 /// constant offset into the address (`table[i - 1]` reads from `table - 1` plus `i`).
 const SLACK: u32 = 16;
@@ -526,5 +623,78 @@ mod tests {
         assert!(t.wasm.len() < tail.len());
         // What is left is still a valid module.
         wasmparser::Validator::new().validate_all(&t.wasm).unwrap();
+    }
+    /// A module as wasm-bindgen leaves it: the table's filling import, an externref table, the
+    /// abort handler's globals, all exported beside `f`, whose body is `code` (without `end`);
+    /// `start` is the function exported as `__wbindgen_start`.
+    fn bindgen_module(code: &[u8], start: u8) -> Vec<u8> {
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        let section = |m: &mut Vec<u8>, id: u8, body: &[u8]| {
+            m.push(id);
+            leb_u(m, body.len() as u64);
+            m.extend(body);
+        };
+        section(&mut m, 1, &[1, 0x60, 0, 0]);
+        let mut imports = vec![1, 1, b'a'];
+        leb_u(&mut imports, TABLE_INIT.len() as u64);
+        imports.extend(TABLE_INIT.as_bytes());
+        imports.extend([0, 0]);
+        section(&mut m, 2, &imports);
+        section(&mut m, 3, &[1, 0]);
+        // An externref table of 4; two immutable i32 globals.
+        section(&mut m, 4, &[1, 0x6f, 0, 4]);
+        section(
+            &mut m,
+            6,
+            &[2, 0x7f, 0, 0x41, 0, 0x0b, 0x7f, 0, 0x41, 4, 0x0b],
+        );
+        let mut exports = vec![5, 1, b'f', 0, 1];
+        for (name, kind, index) in [
+            ("__wbindgen_start", 0, start),
+            ("__wbindgen_externrefs", 1, 0),
+            ("__abort_handler", 3, 0),
+            ("__instance_terminated", 3, 1),
+        ] {
+            exports.push(name.len() as u8);
+            exports.extend(name.as_bytes());
+            exports.extend([kind, index]);
+        }
+        section(&mut m, 7, &exports);
+        let mut body = vec![0];
+        body.extend(code);
+        body.push(0x0b);
+        let mut sec = vec![1];
+        leb_u(&mut sec, body.len() as u64);
+        sec.extend(body);
+        section(&mut m, 10, &sec);
+        m
+    }
+
+    fn export_names(wasm: &[u8]) -> Vec<String> {
+        let mut names = Vec::new();
+        for p in Parser::new(0).parse_all(wasm) {
+            if let Payload::ExportSection(r) = p.unwrap() {
+                names.extend(r.into_iter().map(|e| e.unwrap().name.to_string()));
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn the_unread_exports_go_unless_the_table_is_used_or_the_start_does_more() {
+        let plain = bindgen_module(&[], 0);
+        wasmparser::Validator::new().validate_all(&plain).unwrap();
+        assert_eq!(export_names(&plain).len(), 5);
+        let out = without_unread_exports(&plain).unwrap();
+        wasmparser::Validator::new().validate_all(&out).unwrap();
+        assert_eq!(export_names(&out), ["f"]);
+        // `i32.const 0; table.get 0; drop`: the table is read.
+        let reads = bindgen_module(&[0x41, 0, 0x25, 0, 0x1a], 0);
+        wasmparser::Validator::new().validate_all(&reads).unwrap();
+        let err = without_unread_exports(&reads).unwrap_err();
+        assert!(err.contains("TableGet"), "{err}");
+        // The start function is `f`, not the import.
+        let err = without_unread_exports(&bindgen_module(&[], 1)).unwrap_err();
+        assert!(err.contains("start function"), "{err}");
     }
 }
