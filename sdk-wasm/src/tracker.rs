@@ -248,18 +248,16 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         let mut e = String::with_capacity(1024);
         e.push_str("{\"event_id\":\"");
         e.push_str(&uuid_v7(&mut self.rng, at));
-        e.push_str("\",\"type\":\"");
-        e.push_str(o.kind.as_str());
-        e.push_str("\",\"name\":");
-        json::write_str(
-            &mut e,
-            match o.kind {
-                EventType::Page => "$pageview",
-                EventType::Identify => "$identify",
-                EventType::Set => "$set",
-                EventType::Track => o.name,
-            },
-        );
+        // The type and, but for `track`, the name: constants.
+        e.push_str(match o.kind {
+            EventType::Page => "\",\"type\":\"page\",\"name\":\"$pageview\"",
+            EventType::Identify => "\",\"type\":\"identify\",\"name\":\"$identify\"",
+            EventType::Set => "\",\"type\":\"set\",\"name\":\"$set\"",
+            EventType::Track => "\",\"type\":\"track\",\"name\":",
+        });
+        if o.kind == EventType::Track {
+            json::write_str(&mut e, o.name);
+        }
         e.push_str(",\"timestamp\":\"");
         e.push_str(&self.clock.timestamp(at));
         e.push_str("\",\"anonymous_id\":");
