@@ -365,7 +365,7 @@ impl Sdk {
         let engaged = self.engagement.engaged_ms(now());
         // The registered properties with `engaged_ms` last (it wins over a registered one).
         let r = &self.registered;
-        let mut props = String::from(r.get(..r.len().saturating_sub(1)).unwrap_or("{"));
+        let mut props = String::from(r.strip_suffix("}").unwrap_or("{"));
         if props.len() > 1 {
             props.push_str(",");
         }

@@ -86,13 +86,11 @@ impl Options {
         self.hidden_grace_ms = self.hidden_grace_ms.max(0);
         self.batch_size = self.batch_size.clamp(1, 500);
         self.flush_interval_ms = self.flush_interval_ms.max(100);
-        // By bytes: `pop` and `trim_end_matches` bring Unicode decoding into the wasm.
-        let mut kept = self.endpoint.len();
-        while kept > 0 && self.endpoint.as_bytes().get(kept - 1) == Some(&b'/') {
-            kept -= 1;
-        }
-        if let Some(e) = self.endpoint.get(..kept) {
-            self.endpoint = e.to_owned();
+        // By bytes: `String::pop` and `trim_end_matches` bring Unicode decoding into the wasm.
+        // SAFETY: only a last byte that is `/` (ASCII) goes: the rest stays whole UTF-8.
+        let bytes = unsafe { self.endpoint.as_mut_vec() };
+        while bytes.last() == Some(&b'/') {
+            bytes.pop();
         }
         self
     }
