@@ -79,11 +79,13 @@ pub fn load(storage: &impl Storage, key: &str) -> (String, i64) {
 
 /// When the outbox text `stored` was saved (its first line, `t` and the time), 0 if unknown.
 pub fn saved_ms(stored: &str) -> i64 {
-    fields(stored, b'\n')
-        .next()
-        .and_then(|l| l.strip_prefix("t"))
-        .and_then(footfall_wire::json::read_i64)
-        .unwrap_or(0)
+    let line = fields(stored, b'\n').next().unwrap_or_default();
+    match line.as_bytes().first() {
+        // SAFETY: after the ASCII `t`, a character boundary.
+        Some(b't') => footfall_wire::json::read_i64(unsafe { line.get_unchecked(1..) }),
+        _ => None,
+    }
+    .unwrap_or(0)
 }
 
 /// The events of `text` (one a line) whose ID is not in `except` (IDs one after another), from
@@ -91,7 +93,10 @@ pub fn saved_ms(stored: &str) -> i64 {
 /// Peeking a chunk, acknowledging one and adopting an outbox all filter this way.
 fn without(text: &str, except: &str, max_bytes: usize) -> (String, usize) {
     let (mut out, mut count) = (String::new(), 0);
-    for e in lines(text).filter(|e| !has_id(except, id_of(e))) {
+    for e in lines(text) {
+        if has_id(except, id_of(e)) {
+            continue;
+        }
         if !out.is_empty() && 128 + out.len() + e.len() + 1 > max_bytes {
             break;
         }

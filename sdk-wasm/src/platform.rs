@@ -47,20 +47,20 @@ impl<'a> Iterator for Fields<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
         let s = self.rest?;
-        match s.bytes().position(|b| b == self.sep) {
-            Some(i) => {
+        let mut i = 0;
+        while let Some(&b) = s.as_bytes().get(i) {
+            if b == self.sep {
                 // SAFETY: `i` is the index of an ASCII byte: both cuts are on character
                 // boundaries, and within the text.
                 unsafe {
                     self.rest = Some(s.get_unchecked(i + 1..));
-                    Some(s.get_unchecked(..i))
+                    return Some(s.get_unchecked(..i));
                 }
             }
-            None => {
-                self.rest = None;
-                Some(s)
-            }
+            i += 1;
         }
+        self.rest = None;
+        Some(s)
     }
 }
 

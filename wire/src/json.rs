@@ -24,7 +24,10 @@ pub fn write_str(out: &mut String, s: &str) {
     // Runs of bytes that need no escape are copied whole; the bytes that do are all ASCII, so
     // every cut falls on a character boundary.
     let mut run = 0;
-    for (i, b) in s.bytes().enumerate() {
+    // A plain loop over the bytes (an iterator's adapters cost the SDK's wasm more).
+    let mut i = 0;
+    while let Some(&b) = s.as_bytes().get(i) {
+        i += 1;
         let escaped = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -35,14 +38,14 @@ pub fn write_str(out: &mut String, s: &str) {
             0x10..=0x1f => "\\u001",
             _ => continue,
         };
-        // SAFETY: `run` and `i` are 0, the length, or next to an ASCII byte: character
+        // SAFETY: `run` and `i - 1` are 0, the length, or next to an ASCII byte: character
         // boundaries within `s` (unchecked: the check is the wasm's only use of that code).
-        out.push_str(unsafe { s.get_unchecked(run..i) });
-        run = i + 1;
+        out.push_str(unsafe { s.get_unchecked(run..i - 1) });
+        run = i;
         out.push_str(escaped);
-        if b < 0x20 && !b"\n\r\t".contains(&b) {
-            let d = usize::from(b & 15);
-            out.push_str(digit(d));
+        // `\u00` and two digits, the last one here.
+        if escaped.len() == 5 {
+            out.push_str(digit(usize::from(b)));
         }
     }
     // SAFETY: as above.
@@ -62,12 +65,20 @@ pub fn write_u64(out: &mut String, n: u64) {
 /// Reads a decimal number as `str::parse::<u64>` does (an optional `+`, then ASCII digits, no
 /// overflow), without core's generic integer parser.
 pub fn read_u64(s: &str) -> Option<u64> {
-    let digits = s.strip_prefix("+").unwrap_or(s);
+    digits_u64(s.as_bytes())
+}
+
+/// [`read_u64`] over bytes (by bytes: `str`'s prefix matching costs the SDK's wasm more).
+fn digits_u64(s: &[u8]) -> Option<u64> {
+    let digits = match s.first() {
+        Some(b'+') => s.get(1..)?,
+        _ => s,
+    };
     if digits.is_empty() {
         return None;
     }
     let mut n: u64 = 0;
-    for b in digits.bytes() {
+    for &b in digits {
         let d = b.wrapping_sub(b'0');
         if d > 9 {
             return None;
@@ -84,13 +95,14 @@ pub fn read_u64(s: &str) -> Option<u64> {
 
 /// Reads a decimal number as `str::parse::<i64>` does (an optional sign, then ASCII digits).
 pub fn read_i64(s: &str) -> Option<i64> {
-    match s.strip_prefix("-") {
-        Some(rest) if rest.starts_with("+") => None,
-        Some(rest) => {
-            let n = read_u64(rest)?;
+    let s = s.as_bytes();
+    match (s.first(), s.get(1)) {
+        (Some(b'-'), Some(b'+')) => None,
+        (Some(b'-'), _) => {
+            let n = digits_u64(s.get(1..)?)?;
             (n <= 1 << 63).then(|| (n as i64).wrapping_neg())
         }
-        None => i64::try_from(read_u64(s)?).ok(),
+        _ => i64::try_from(digits_u64(s)?).ok(),
     }
 }
 
