@@ -52,8 +52,8 @@ struct Sdk {
     /// calls; the SDK's own events carry them from here).
     registered: String,
     /// The page of the last page view, until it is left (the host's lines: URL, path, title,
-    /// referrer).
-    shown: Option<String>,
+    /// referrer); empty for none.
+    shown: String,
     /// The page the next event happened on, when it is not this one (see [`replay_page`]).
     replayed_page: Option<String>,
     /// When set, the next event happened at this time (a call queued before the SDK loaded).
@@ -102,9 +102,9 @@ fn init(options: &str) {
         Persistence::LocalStorage => (Want::Local, Want::Session),
         Persistence::Memory => (Want::Memory, Want::Memory),
     };
-    let shared = BrowserStorage::open_any(shared_want, options.cookie_domain.as_deref());
-    let mut tab = BrowserStorage::open_any(tab_want, None);
-    let mut registry = BrowserStorage::open_any(Want::Local, None);
+    let shared = BrowserStorage::open_any(shared_want, &options.cookie_domain);
+    let mut tab = BrowserStorage::open_any(tab_want, "");
+    let mut registry = BrowserStorage::open_any(Want::Local, "");
     let tab_id =
         (options.session_scope == SessionScope::Tab).then(|| claim_tab(&mut tab, &mut registry));
     let dnt = browser::do_not_track();
@@ -121,19 +121,19 @@ fn init(options: &str) {
         &o.key,
         o.batch_size,
         o.flush_interval_ms,
-        BrowserStorage::open(Want::LocalOnly, None),
+        BrowserStorage::open(Want::LocalOnly, ""),
     );
     let sdk = state.insert(Sdk {
         tracker,
         delivery,
-        session: BrowserStorage::open(Want::SessionOnly, None),
+        session: BrowserStorage::open(Want::SessionOnly, ""),
         registry,
         tab,
         own_key: String::new(),
         orphans_checked: 0,
         tab_id,
         registered,
-        shown: None,
+        shown: String::new(),
         replayed_page: None,
         // The first page view happened when the navigation started, before any call the
         // page made while the SDK loaded.
@@ -351,14 +351,15 @@ impl Sdk {
         );
         self.registered = registered;
         self.engagement.start(now(), browser::is_hidden());
-        self.shown = Some(page);
+        self.shown = page;
     }
 
     /// With `trackEngagement`, a `$pageleave` for the page shown, carrying its engaged time.
     fn leave(&mut self) {
-        let Some(page) = self.shown.take() else {
+        let page = core::mem::take(&mut self.shown);
+        if page.is_empty() {
             return;
-        };
+        }
         if !self.tracker.options.track_engagement {
             return;
         }
@@ -388,7 +389,7 @@ impl Sdk {
                 .unwrap_or_default();
             String::from(fields(line, b'#').next().unwrap_or_default())
         };
-        let changed = self.shown.as_deref().is_none_or(|p| part(p) != part(&now));
+        let changed = self.shown.is_empty() || part(&self.shown) != part(&now);
         if changed {
             self.view(None);
         }

@@ -222,13 +222,13 @@ pub enum Want {
 pub struct BrowserStorage(i32);
 
 impl BrowserStorage {
-    pub fn open(want: Want, cookie_domain: Option<&str>) -> Option<BrowserStorage> {
-        let h = open(want as u32, cookie_domain.unwrap_or(""));
+    pub fn open(want: Want, cookie_domain: &str) -> Option<BrowserStorage> {
+        let h = open(want as u32, cookie_domain);
         (h >= 0).then_some(BrowserStorage(h))
     }
 
     /// Opens one that falls back to memory: never `None`.
-    pub fn open_any(want: Want, cookie_domain: Option<&str>) -> BrowserStorage {
+    pub fn open_any(want: Want, cookie_domain: &str) -> BrowserStorage {
         BrowserStorage::open(want, cookie_domain).unwrap_or(BrowserStorage(-1))
     }
 }

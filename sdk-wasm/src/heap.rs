@@ -44,7 +44,11 @@ impl<G: Grow> Classes<G> {
     }
 
     fn class(layout: Layout) -> u32 {
-        let size = layout.size().max(layout.align()).max(1 << MIN_CLASS);
+        Self::class_of(layout.size(), layout.align())
+    }
+
+    fn class_of(size: usize, align: usize) -> u32 {
+        let size = size.max(align).max(1 << MIN_CLASS);
         usize::BITS - (size - 1).leading_zeros()
     }
 
@@ -95,8 +99,7 @@ impl<G: Grow> Classes<G> {
 
     /// True when a block of `layout` also holds `new_size` bytes (the same class).
     pub fn fits(layout: Layout, new_size: usize) -> bool {
-        Layout::from_size_align(new_size, layout.align())
-            .is_ok_and(|l| Self::class(l) == Self::class(layout))
+        Self::class_of(new_size, layout.align()) == Self::class(layout)
     }
 }
 
@@ -117,9 +120,9 @@ unsafe impl<G: Grow> GlobalAlloc for Heap<G> {
         if Classes::<G>::fits(layout, new_size) {
             return ptr;
         }
-        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
-            return core::ptr::null_mut();
-        };
+        // SAFETY: `GlobalAlloc::realloc`'s caller makes `new_size` a valid size for this
+        // alignment.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
             unsafe {

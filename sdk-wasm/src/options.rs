@@ -40,8 +40,8 @@ pub struct Options {
     pub batch_size: usize,
     pub flush_interval_ms: i64,
     pub persistence: Persistence,
-    /// `None` is `auto`: the widest domain that accepts the cookie.
-    pub cookie_domain: Option<String>,
+    /// Empty for `auto`: the widest domain that accepts the cookie.
+    pub cookie_domain: String,
     pub respect_dnt: bool,
 }
 
@@ -65,7 +65,7 @@ impl Default for Options {
             batch_size: DEFAULT_BATCH_SIZE,
             flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
             persistence: Persistence::Cookie,
-            cookie_domain: None,
+            cookie_domain: String::new(),
             respect_dnt: false,
         }
     }
@@ -152,7 +152,7 @@ impl Options {
             Some("memory") => Persistence::Memory,
             _ => Persistence::Cookie,
         };
-        let cookie_domain = next().map(str::to_owned);
+        let cookie_domain = next().unwrap_or_default().to_owned();
         Options {
             key,
             endpoint,
@@ -241,7 +241,7 @@ mod tests {
         assert!(!o.auto_pageviews);
         assert_eq!(o.end_session_on_hidden, Some(true));
         assert_eq!(o.batch_size, 5);
-        assert_eq!(o.cookie_domain, None);
+        assert_eq!(o.cookie_domain, "");
         assert_eq!(
             o.max_session_duration_ms,
             Options::default().max_session_duration_ms

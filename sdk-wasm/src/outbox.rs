@@ -58,8 +58,8 @@ pub fn ids(text: &str) -> String {
 
 #[derive(Default)]
 pub struct Outbox {
-    /// Where it is kept; `None` while not owned yet, or in memory persistence.
-    key: Option<String>,
+    /// Where it is kept; empty while not owned yet, or in memory persistence.
+    key: String,
     /// The events, oldest first, one a line, from `start` on: the oldest events are dropped by
     /// moving `start`, and the text is copied only once half of it is dropped (a full outbox
     /// drops one event a push).
@@ -120,7 +120,7 @@ impl Outbox {
 
     /// Where it is kept, once owned.
     pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+        (!self.key.is_empty()).then_some(self.key.as_str())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -215,7 +215,7 @@ impl Outbox {
             "",
             usize::MAX,
         ));
-        self.key = Some(key);
+        self.key = key;
     }
 
     /// Takes in the outbox of a tab that is gone; its events go before ours.
@@ -227,9 +227,10 @@ impl Outbox {
 
     /// Writes the outbox to its key, if it changed.
     pub fn save(&mut self, storage: &mut impl Storage, now_ms: i64) {
-        let Some(key) = self.key.as_deref().filter(|_| self.dirty) else {
+        if self.key.is_empty() || !self.dirty {
             return;
-        };
+        }
+        let key = &self.key;
         if self.is_empty() {
             storage.remove(key);
         } else {

@@ -45,12 +45,13 @@ impl Session {
 
     pub fn decode(text: &str) -> Option<Session> {
         let mut parts = fields(text, b'.');
-        let id = parts.next().filter(|id| id.len() == 36)?.to_owned();
+        let id = parts.next().filter(|id| id.len() == 36)?;
         let started_ms = read_i64(parts.next()?)?;
         let last_ms = read_i64(parts.next()?)?;
         let seq = read_u64(parts.next()?)?;
+        // The ID copied last: no early return has it to drop.
         Some(Session {
-            id,
+            id: id.to_owned(),
             started_ms,
             last_ms,
             seq,

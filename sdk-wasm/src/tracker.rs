@@ -34,7 +34,8 @@ pub struct Tracker<C, S, E> {
     sessions: Sessions,
     /// Empty while opted out.
     anonymous_id: String,
-    user_id: Option<String>,
+    /// Empty when none.
+    user_id: String,
     /// Do Not Track / Global Privacy Control, when `respectDnt` is on.
     dnt: bool,
     hidden_at: Option<i64>,
@@ -74,7 +75,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             rng,
             sessions,
             anonymous_id: String::new(),
-            user_id: None,
+            user_id: String::new(),
             hidden_at: None,
             last_input_ms: None,
         };
@@ -91,7 +92,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             None => uuid_v4(&mut self.rng),
         };
         self.shared.set(ANON_KEY, &self.anonymous_id);
-        self.user_id = self.shared.get(USER_KEY).filter(|u| !u.is_empty());
+        self.user_id = self.shared.get(USER_KEY).unwrap_or_default();
     }
 
     /// Where the session lives: shared by all tabs, or this tab's own.
@@ -107,7 +108,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
     }
 
     pub fn user_id(&self) -> Option<&str> {
-        self.user_id.as_deref()
+        (!self.user_id.is_empty()).then_some(self.user_id.as_str())
     }
 
     /// The ID of the session that runs now, if one does.
@@ -138,7 +139,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         self.shared.remove(SESSION_KEY);
         self.tab.remove(SESSION_KEY);
         self.anonymous_id.clear();
-        self.user_id = None;
+        self.user_id.clear();
     }
 
     /// Consent given again: a new anonymous visitor from now on.
@@ -152,7 +153,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         if self.is_opted_out() {
             return;
         }
-        self.user_id = None;
+        self.user_id.clear();
         self.shared.remove(USER_KEY);
         self.shared.remove(REGISTERED_KEY);
         self.session_storage().remove(SESSION_KEY);
@@ -240,7 +241,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         let now = self.clock.now_ms();
         let at = o.at_ms.filter(|&t| t <= now).unwrap_or(now);
         if o.kind == EventType::Identify {
-            self.user_id = Some(o.name.into());
+            self.user_id = o.name.into();
             self.shared.set(USER_KEY, o.name);
         }
         // The JSON of product.md's event, written at once (`event_id` first: see
@@ -263,9 +264,10 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         e.push_str("\",\"anonymous_id\":");
         json::write_str(&mut e, &self.anonymous_id);
         e.push_str(",\"user_id\":");
-        match &self.user_id {
-            Some(u) => json::write_str(&mut e, u),
-            None => e.push_str("null"),
+        if self.user_id.is_empty() {
+            e.push_str("null");
+        } else {
+            json::write_str(&mut e, &self.user_id);
         }
         e.push_str(",\"session_id\":");
         json::write_str(&mut e, &session.id);
