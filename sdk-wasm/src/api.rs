@@ -109,10 +109,10 @@ fn init(options: &str) {
         (options.session_scope == SessionScope::Tab).then(|| claim_tab(&mut tab, &mut registry));
     let dnt = browser::do_not_track();
     let tracker = Tracker::new(options, BrowserClock, shared, tab, BrowserEntropy, dnt);
-    let registered = tracker
-        .registered()
-        .filter(|r| r.starts_with("{"))
-        .unwrap_or_else(|| "{}".into());
+    let mut registered = tracker.registered();
+    if !registered.starts_with("{") {
+        registered = "{}".into();
+    }
     let o = &tracker.options;
     let auto_pageviews = o.auto_pageviews;
     let durable = o.persistence != Persistence::Memory;
@@ -165,9 +165,10 @@ impl Sdk {
         let Some(tab) = &mut self.session else {
             return;
         };
-        let id = tab
-            .get("ff_ob")
-            .unwrap_or_else(|| uuid_v4(&mut BrowserEntropy));
+        let mut id = tab.text("ff_ob");
+        if id.is_empty() {
+            id = uuid_v4(&mut BrowserEntropy);
+        }
         tab.set("ff_ob", &id);
         let mut key = String::from(outbox::PREFIX);
         key.push_str(&id);
@@ -228,9 +229,11 @@ impl Sdk {
                 continue;
             }
             if !self.ask_lock(other, false)
-                && self.delivery.local.as_ref().is_some_and(|s| {
-                    now - outbox::saved_ms(&s.get(other).unwrap_or_default()) > ABANDONED_MS
-                })
+                && self
+                    .delivery
+                    .local
+                    .as_ref()
+                    .is_some_and(|s| now - outbox::saved_ms(&s.text(other)) > ABANDONED_MS)
             {
                 self.delivery.adopt(other, &mut BrowserNet);
             }

@@ -237,6 +237,9 @@ impl Storage for BrowserStorage {
     fn get(&self, key: &str) -> Option<String> {
         read(Read::Get, self.0.into(), key)
     }
+    fn text(&self, key: &str) -> String {
+        read_text(Read::Get, self.0.into(), key)
+    }
     fn set(&mut self, key: &str, value: &str) {
         sset(self.0, key, value);
     }

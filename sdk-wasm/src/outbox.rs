@@ -73,7 +73,7 @@ pub struct Outbox {
 
 /// The events kept under `key` (one a line), and when they were saved.
 pub fn load(storage: &impl Storage, key: &str) -> (String, i64) {
-    let text = storage.get(key).unwrap_or_default();
+    let text = storage.text(key);
     (without(&text, "", usize::MAX).0, saved_ms(&text))
 }
 
@@ -210,17 +210,13 @@ impl Outbox {
 
     /// Takes ownership of `key`: what an earlier page of this tab left there goes first.
     pub fn own(&mut self, storage: &impl Storage, key: String) {
-        self.prepend(without(
-            &storage.get(&key).unwrap_or_default(),
-            "",
-            usize::MAX,
-        ));
+        self.prepend(without(&storage.text(&key), "", usize::MAX));
         self.key = key;
     }
 
     /// Takes in the outbox of a tab that is gone; its events go before ours.
     pub fn adopt(&mut self, storage: &mut impl Storage, key: &str) {
-        let theirs = storage.get(key).unwrap_or_default();
+        let theirs = storage.text(key);
         storage.remove(key);
         self.prepend(without(&theirs, &ids(self.live()), usize::MAX));
     }

@@ -18,6 +18,10 @@ pub trait Clock {
 /// Key-value storage that every tab of the site sees (the `ff_*` cookies in a browser).
 pub trait Storage {
     fn get(&self, key: &str) -> Option<String>;
+    /// The value of `key`, empty when missing (the SDK treats an empty value as none).
+    fn text(&self, key: &str) -> String {
+        self.get(key).unwrap_or_default()
+    }
     fn set(&mut self, key: &str, value: &str);
     fn remove(&mut self, key: &str);
 }

@@ -86,7 +86,7 @@ pub struct Sessions {
 impl Sessions {
     /// The session that runs now, if any, without counting an activity.
     pub fn current(&self, storage: &impl Storage, now_ms: i64) -> Option<Session> {
-        let s = Session::decode(&storage.get(SESSION_KEY)?)?;
+        let s = Session::decode(&storage.text(SESSION_KEY))?;
         self.rules.is_alive(&s, now_ms).then_some(s)
     }
 
@@ -143,16 +143,12 @@ pub fn claim_tab(
     entries: &str,
 ) -> String {
     for key in fields(entries, b'\n') {
-        if registry
-            .get(key)
-            .and_then(|since| read_i64(&since))
-            .is_none_or(|since| now_ms - since >= TAB_ENTRY_TTL_MS)
-        {
+        if read_i64(&registry.text(key)).is_none_or(|since| now_ms - since >= TAB_ENTRY_TTL_MS) {
             registry.remove(key);
         }
     }
-    let kept = tab.get(TAB_KEY).unwrap_or_default();
-    let taken = registry.get(&entry(&kept)).is_some();
+    let kept = tab.text(TAB_KEY);
+    let taken = !registry.text(&entry(&kept)).is_empty();
     let id = if kept.is_empty() || taken {
         // A duplicate (its copied ID still registered) drops the session it copied.
         if taken {

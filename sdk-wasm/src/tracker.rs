@@ -87,12 +87,12 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         if self.is_opted_out() {
             return;
         }
-        self.anonymous_id = match self.shared.get(ANON_KEY).filter(|id| id.len() == 36) {
-            Some(id) => id,
-            None => uuid_v4(&mut self.rng),
-        };
+        self.anonymous_id = self.shared.text(ANON_KEY);
+        if self.anonymous_id.len() != 36 {
+            self.anonymous_id = uuid_v4(&mut self.rng);
+        }
         self.shared.set(ANON_KEY, &self.anonymous_id);
-        self.user_id = self.shared.get(USER_KEY).unwrap_or_default();
+        self.user_id = self.shared.text(USER_KEY);
     }
 
     /// Where the session lives: shared by all tabs, or this tab's own.
@@ -127,7 +127,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
     }
 
     pub fn is_opted_out(&self) -> bool {
-        self.dnt || self.shared.get(OPT_OUT_KEY).as_deref() == Some("1")
+        self.dnt || self.shared.text(OPT_OUT_KEY) == "1"
     }
 
     /// Consent withdrawn: forget everything (cookie, user, session) but the opt-out.
@@ -161,9 +161,9 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         self.shared.set(ANON_KEY, &self.anonymous_id);
     }
 
-    /// The properties given to `register`, as JSON text.
-    pub fn registered(&self) -> Option<String> {
-        self.shared.get(REGISTERED_KEY)
+    /// The properties given to `register`, as JSON text (empty for none).
+    pub fn registered(&self) -> String {
+        self.shared.text(REGISTERED_KEY)
     }
 
     pub fn set_registered(&mut self, json: &str) {
@@ -595,7 +595,7 @@ mod rule_tests {
         let anon = a.t.anonymous_id().unwrap().to_owned();
         a.t.reset();
         assert_eq!(a.t.user_id(), None);
-        assert_eq!(a.t.registered(), None);
+        assert_eq!(a.t.registered(), "");
         assert_ne!(a.t.anonymous_id().unwrap(), anon);
         assert_eq!(a.t.session_id(), None);
         assert_ne!(a.event(), s1);

@@ -96,13 +96,18 @@ fn digits_u64(s: &[u8]) -> Option<u64> {
 /// Reads a decimal number as `str::parse::<i64>` does (an optional sign, then ASCII digits).
 pub fn read_i64(s: &str) -> Option<i64> {
     let s = s.as_bytes();
-    match (s.first(), s.get(1)) {
-        (Some(b'-'), Some(b'+')) => None,
-        (Some(b'-'), _) => {
-            let n = digits_u64(s.get(1..)?)?;
-            (n <= 1 << 63).then(|| (n as i64).wrapping_neg())
-        }
-        _ => i64::try_from(digits_u64(s)?).ok(),
+    let (negative, digits) = match s.first() {
+        Some(b'-') => (true, s.get(1..)?),
+        _ => (false, s),
+    };
+    if negative && digits.first() == Some(&b'+') {
+        return None;
+    }
+    let n = digits_u64(digits)?;
+    if negative {
+        (n <= 1 << 63).then(|| (n as i64).wrapping_neg())
+    } else {
+        i64::try_from(n).ok()
     }
 }
 
