@@ -15,7 +15,7 @@ use crate::delivery::{Delivery, Later};
 use crate::engagement::Engagement;
 use crate::options::{Options, Persistence, SessionScope};
 use crate::outbox;
-use crate::platform::{fields, uuid_v4, Clock, Storage};
+use crate::platform::{fields, uuid_v7, Clock, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker};
 use core::cell::RefCell;
@@ -56,8 +56,8 @@ struct Sdk {
     shown: String,
     /// The page the next event happened on, when it is not this one (see [`replay_page`]).
     replayed_page: Option<String>,
-    /// When set, the next event happened at this time (a call queued before the SDK loaded).
-    replay_at: Option<i64>,
+    /// When not 0, the next event happened at this time (a call queued before the SDK loaded).
+    replay_at: i64,
     engagement: Engagement,
 }
 
@@ -137,7 +137,11 @@ fn init(options: &str) {
         replayed_page: None,
         // The first page view happened when the navigation started, before any call the
         // page made while the SDK loaded.
-        replay_at: auto_pageviews.then(browser::page_load_ms).flatten(),
+        replay_at: if auto_pageviews {
+            browser::page_load_ms()
+        } else {
+            0
+        },
         engagement: Engagement::default(),
     });
     // The host calls `_on` for each event of the page from now on.
@@ -167,7 +171,7 @@ impl Sdk {
         };
         let mut id = tab.text("ff_ob");
         if id.is_empty() {
-            id = uuid_v4(&mut BrowserEntropy);
+            id = uuid_v7(&mut BrowserEntropy, now());
         }
         tab.set("ff_ob", &id);
         let mut key = String::from(outbox::PREFIX);
@@ -288,7 +292,7 @@ impl Sdk {
             // The loader's replay: the next event happened at `x` (epoch milliseconds); `NaN`
             // ends a replayed call, and the time and page of the next event are then its own.
             8 => {
-                self.replay_at = x.is_finite().then_some(x as i64);
+                self.replay_at = if x.is_finite() { x as i64 } else { 0 };
                 if !x.is_finite() {
                     self.replayed_page = None;
                 }
@@ -328,7 +332,7 @@ impl Sdk {
             props,
             traits,
             page,
-            at_ms: self.replay_at.take(),
+            at_ms: core::mem::take(&mut self.replay_at),
         };
         if let Some(e) = self.tracker.record(o, &browser::context()) {
             self.delivery.push(&e, &mut BrowserNet);

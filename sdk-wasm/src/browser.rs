@@ -286,10 +286,10 @@ pub fn do_not_track() -> bool {
     fact(4)
 }
 
-/// `performance.timeOrigin`: when the page's navigation started, ms since the epoch.
-pub fn page_load_ms() -> Option<i64> {
-    let t = t0();
-    (t > 0.0).then_some(t as i64)
+/// `performance.timeOrigin`: when the page's navigation started, ms since the epoch (0 when
+/// unknown).
+pub fn page_load_ms() -> i64 {
+    t0() as i64
 }
 
 /// Asks the Web Locks API (through the host) for lock `name` if it is free; the host calls the

@@ -154,7 +154,7 @@ pub fn claim_tab(
         if taken {
             tab.remove(SESSION_KEY);
         }
-        crate::platform::uuid_v4(rng)
+        crate::platform::uuid_v7(rng, now_ms)
     } else {
         kept
     };

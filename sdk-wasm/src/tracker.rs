@@ -7,7 +7,7 @@ use crate::prelude::*;
 
 use crate::options::{Options, SessionScope};
 use crate::platform::fields;
-use crate::platform::{uuid_v4, uuid_v7, Clock, Entropy, Storage};
+use crate::platform::{uuid_v7, Clock, Entropy, Storage};
 use crate::session::{Rules, Sessions, SESSION_KEY};
 use footfall_wire::{json, EventType};
 
@@ -38,8 +38,10 @@ pub struct Tracker<C, S, E> {
     user_id: String,
     /// Do Not Track / Global Privacy Control, when `respectDnt` is on.
     dnt: bool,
-    hidden_at: Option<i64>,
-    last_input_ms: Option<i64>,
+    /// When the tab was hidden; 0 while it is not.
+    hidden_at: i64,
+    /// When input last counted; 0 before any.
+    last_input_ms: i64,
 }
 
 /// What the page tells the tracker about one event.
@@ -51,8 +53,8 @@ pub struct Occurrence<'a> {
     pub traits: Option<&'a str>,
     /// The page's URL, path, title and referrer, one a line (as the host reads them).
     pub page: &'a str,
-    /// When it happened, if earlier than now (calls queued before the SDK loaded).
-    pub at_ms: Option<i64>,
+    /// When it happened, if earlier than now (calls queued before the SDK loaded); 0 for now.
+    pub at_ms: i64,
 }
 
 impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
@@ -76,8 +78,8 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             sessions,
             anonymous_id: String::new(),
             user_id: String::new(),
-            hidden_at: None,
-            last_input_ms: None,
+            hidden_at: 0,
+            last_input_ms: 0,
         };
         t.load_identity();
         t
@@ -89,7 +91,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         }
         self.anonymous_id = self.shared.text(ANON_KEY);
         if self.anonymous_id.len() != 36 {
-            self.anonymous_id = uuid_v4(&mut self.rng);
+            self.anonymous_id = uuid_v7(&mut self.rng, self.clock.now_ms());
         }
         self.shared.set(ANON_KEY, &self.anonymous_id);
         self.user_id = self.shared.text(USER_KEY);
@@ -157,7 +159,7 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         self.shared.remove(USER_KEY);
         self.shared.remove(REGISTERED_KEY);
         self.session_storage().remove(SESSION_KEY);
-        self.anonymous_id = uuid_v4(&mut self.rng);
+        self.anonymous_id = uuid_v7(&mut self.rng, self.clock.now_ms());
         self.shared.set(ANON_KEY, &self.anonymous_id);
     }
 
@@ -181,14 +183,10 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
     /// Throttled to one per [`INPUT_THROTTLE_MS`].
     pub fn input(&mut self) {
         let now = self.clock.now_ms();
-        if self.is_opted_out()
-            || self
-                .last_input_ms
-                .is_some_and(|t| (0..INPUT_THROTTLE_MS).contains(&(now - t)))
-        {
+        if self.is_opted_out() || (0..INPUT_THROTTLE_MS).contains(&(now - self.last_input_ms)) {
             return;
         }
-        self.last_input_ms = Some(now);
+        self.last_input_ms = now;
         self.touch(false);
     }
 
@@ -203,16 +201,17 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
 
     /// The tab was hidden (the user switched tabs or minimised the window).
     pub fn hidden(&mut self) {
-        self.hidden_at = Some(self.clock.now_ms());
+        self.hidden_at = self.clock.now_ms();
     }
 
     /// The tab is visible again. With `endSessionOnHidden`, a tab hidden longer than
     /// `hiddenGrace` ends its session, unless some tab was active on it meanwhile (in
     /// `"browser"` scope the session is shared: another tab's use keeps it).
     pub fn visible(&mut self) {
-        let Some(hidden_at) = self.hidden_at.take() else {
+        let hidden_at = core::mem::take(&mut self.hidden_at);
+        if hidden_at == 0 {
             return;
-        };
+        }
         let now = self.clock.now_ms();
         if !self.options.ends_session_on_hidden() || now - hidden_at <= self.options.hidden_grace_ms
         {
@@ -239,7 +238,11 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
         }
         let session = self.touch(true);
         let now = self.clock.now_ms();
-        let at = o.at_ms.filter(|&t| t <= now).unwrap_or(now);
+        let at = if o.at_ms > 0 && o.at_ms <= now {
+            o.at_ms
+        } else {
+            now
+        };
         if o.kind == EventType::Identify {
             self.user_id = o.name.into();
             self.shared.set(USER_KEY, o.name);
@@ -348,7 +351,7 @@ mod tests {
             props: r#"{"plan":"pro"}"#,
             traits: None,
             page: "http://c.test/p\n/p",
-            at_ms: None,
+            at_ms: 0,
         }
     }
 
@@ -502,7 +505,7 @@ mod rule_tests {
                     props: "{}",
                     traits: None,
                     page: "",
-                    at_ms: None,
+                    at_ms: 0,
                 },
                 "",
             );
@@ -528,7 +531,7 @@ mod rule_tests {
                     props: "{}",
                     traits: None,
                     page: "",
-                    at_ms: None,
+                    at_ms: 0,
                 },
                 "",
             ),
@@ -587,7 +590,7 @@ mod rule_tests {
                 props: "{}",
                 traits: None,
                 page: "",
-                at_ms: None,
+                at_ms: 0,
             },
             "",
         );
@@ -745,7 +748,7 @@ mod fixture_tests {
                     props: "{}",
                     traits,
                     page: &page,
-                    at_ms: None,
+                    at_ms: 0,
                 },
                 "",
             ));

@@ -114,7 +114,7 @@ fn run(scope: SessionScope, ops: &[Op]) -> Vec<(usize, Event, i64)> {
                         props: "{}",
                         traits: None,
                         page: "",
-                        at_ms: None,
+                        at_ms: 0,
                     },
                     "",
                 );
