@@ -28,9 +28,9 @@ function footfallHost(sdk) {
       },
       // The texts the wasm reads, one import for all (`Read` in browser.rs): 0 the page, 1 the
       // context, 2 localStorage's keys starting with `s`, 3 the timestamp of `n`, 4 the value
-      // of `s` in the storage of handle `n`.
+      // of `s` in the storage of handle `n` ("" when missing): always a string.
       text: (what, n, s) =>
-        what > 3 ? host.sget(n, s)
+        what > 3 ? host.sget(n, s) || ""
         : what > 2 ? host.iso(n)
         : what > 1 ? host.keys(s)
         : what ? host.context()

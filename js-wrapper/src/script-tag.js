@@ -164,6 +164,6 @@
   }
   // The build (`cargo xtask build`) replaces this name with a string of the wasm as it is, each
   // byte one byte of the file (only backslash, single quote, LF and CR escaped), so its gzip is
-  // close to that of the wasm and the JS apart (closer with the bytes last). The file is ASCII but for
-  // those bytes and served as x-user-defined, which reads each byte as one character.
+  // close to that of the wasm and the JS apart (closer with the bytes last). The file is ASCII
+  // but for those bytes and served as x-user-defined, which reads each byte as one character.
 })(window, FOOTFALL_WASM_BYTES);

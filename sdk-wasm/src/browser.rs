@@ -29,7 +29,7 @@ extern "C" {
     /// The texts the wasm reads, one import for all (each import costs its own glue): see
     /// [`Read`].
     #[wasm_bindgen(js_namespace = footfall_host)]
-    fn text(what: u32, n: f64, s: &str) -> Option<Text>;
+    fn text(what: u32, n: f64, s: &str) -> Text;
     #[wasm_bindgen(js_namespace = footfall_host)]
     fn facts() -> u32;
     #[wasm_bindgen(js_namespace = footfall_host)]
@@ -63,16 +63,12 @@ enum Read {
     Keys = 2,
     /// The timestamp of `n` (ms since the epoch).
     Iso = 3,
-    /// The value of key `s` in the storage of handle `n` (none when missing).
+    /// The value of key `s` in the storage of handle `n` ("" when missing).
     Get = 4,
 }
 
-fn read(what: Read, n: f64, s: &str) -> Option<String> {
-    text(what as u32, n, s).map(|t| t.0)
-}
-
 fn read_text(what: Read, n: f64, s: &str) -> String {
-    read(what, n, s).unwrap_or_default()
+    text(what as u32, n, s).0
 }
 
 /// A string the host returns: wasm-bindgen's glue has written it into memory the wasm
@@ -107,12 +103,6 @@ impl wasm_bindgen::convert::FromWasmAbi for Text {
         // SAFETY: the glue allocated `len` bytes at `ptr` with the wasm's allocator and wrote
         // UTF-8 (`TextEncoder`) into all of them; ownership passes to the wasm.
         Text(unsafe { String::from_raw_parts(ptr as *mut u8, len, len) })
-    }
-}
-
-impl wasm_bindgen::convert::OptionFromWasmAbi for Text {
-    fn is_none(js: &Self::Abi) -> bool {
-        js.ptr.is_zero()
     }
 }
 
@@ -235,7 +225,7 @@ impl BrowserStorage {
 
 impl Storage for BrowserStorage {
     fn get(&self, key: &str) -> Option<String> {
-        read(Read::Get, self.0.into(), key)
+        Some(self.text(key)).filter(|t| !t.is_empty())
     }
     fn text(&self, key: &str) -> String {
         read_text(Read::Get, self.0.into(), key)
