@@ -80,7 +80,7 @@ impl Options {
 
     /// Brings out-of-range numbers back to something that works (a zero timeout would make
     /// every event its own session; a zero batch would never fill).
-    pub fn sanitized(mut self) -> Self {
+    pub fn sanitize(&mut self) {
         self.session_timeout_ms = self.session_timeout_ms.max(1_000);
         self.max_session_duration_ms = self.max_session_duration_ms.max(self.session_timeout_ms);
         self.hidden_grace_ms = self.hidden_grace_ms.max(0);
@@ -92,7 +92,6 @@ impl Options {
         while bytes.last() == Some(&b'/') {
             bytes.pop();
         }
-        self
     }
 }
 
@@ -138,7 +137,6 @@ impl Options {
     /// string as given (numbers as whole numbers, booleans as `true`/`false`) or [`ABSENT`].
     /// What does not parse falls back to its default.
     pub fn parse(text: &str) -> Options {
-        let d = Options::default();
         let mut values = crate::platform::fields(text, b'\n').map(|v| (v != ABSENT).then_some(v));
         let mut next = || values.next().flatten();
         let key = next().unwrap_or_default().to_owned();
@@ -159,15 +157,17 @@ impl Options {
             session_scope,
             persistence,
             cookie_domain,
-            session_timeout_ms: num(next()).unwrap_or(d.session_timeout_ms),
-            max_session_duration_ms: num(next()).unwrap_or(d.max_session_duration_ms),
+            // The defaults of `Options::default`, written out (no default `Options` built and
+            // dropped).
+            session_timeout_ms: num(next()).unwrap_or(DEFAULT_SESSION_TIMEOUT_MS),
+            max_session_duration_ms: num(next()).unwrap_or(DEFAULT_MAX_SESSION_DURATION_MS),
             end_session_on_hidden: flag(next()),
-            hidden_grace_ms: num(next()).unwrap_or(d.hidden_grace_ms),
-            auto_pageviews: flag(next()).unwrap_or(d.auto_pageviews),
-            track_engagement: flag(next()).unwrap_or(d.track_engagement),
-            batch_size: num(next()).unwrap_or(d.batch_size as i64).max(1) as usize,
-            flush_interval_ms: num(next()).unwrap_or(d.flush_interval_ms),
-            respect_dnt: flag(next()).unwrap_or(d.respect_dnt),
+            hidden_grace_ms: num(next()).unwrap_or(0),
+            auto_pageviews: flag(next()).unwrap_or(true),
+            track_engagement: flag(next()).unwrap_or(true),
+            batch_size: num(next()).unwrap_or(DEFAULT_BATCH_SIZE as i64).max(1) as usize,
+            flush_interval_ms: num(next()).unwrap_or(DEFAULT_FLUSH_INTERVAL_MS),
+            respect_dnt: flag(next()).unwrap_or(false),
         }
     }
 }
@@ -192,15 +192,15 @@ mod tests {
     }
 
     #[test]
-    fn sanitized_fixes_nonsense() {
-        let o = Options {
+    fn sanitize_fixes_nonsense() {
+        let mut o = Options {
             session_timeout_ms: 0,
             max_session_duration_ms: 5,
             batch_size: 0,
             endpoint: "https://c.example//".into(),
             ..Options::default()
-        }
-        .sanitized();
+        };
+        o.sanitize();
         assert_eq!(o.session_timeout_ms, 1_000);
         assert_eq!(o.max_session_duration_ms, 1_000);
         assert_eq!(o.batch_size, 1);
@@ -261,8 +261,8 @@ mod tests {
         assert_eq!(o.batch_size, Options::default().batch_size);
         assert!(o.auto_pageviews);
         assert!(!o.respect_dnt);
-        // Not even a list.
-        assert_eq!(Options::parse("").key, "");
+        // Not even a list: every default, as `Options::default` has them.
+        assert_eq!(Options::parse(""), Options::default());
         assert_eq!(Options::parse("x").batch_size, DEFAULT_BATCH_SIZE);
     }
 }

@@ -60,8 +60,8 @@ pub struct Occurrence<'a> {
 impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
     /// Starts tracking: reads the visitor's anonymous ID or makes one, and renews it. `dnt`
     /// says the browser asks not to be tracked (only heeded with `respectDnt`).
-    pub fn new(options: Options, clock: C, shared: S, tab: S, rng: E, dnt: bool) -> Self {
-        let options = options.sanitized();
+    pub fn new(mut options: Options, clock: C, shared: S, tab: S, rng: E, dnt: bool) -> Self {
+        options.sanitize();
         let sessions = Sessions {
             rules: Rules {
                 timeout_ms: options.session_timeout_ms,
