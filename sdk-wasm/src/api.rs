@@ -15,7 +15,7 @@ use crate::delivery::{Delivery, Later};
 use crate::engagement::Engagement;
 use crate::options::{Options, Persistence, SessionScope};
 use crate::outbox;
-use crate::platform::{fields, uuid_v7, Clock, Storage};
+use crate::platform::{fields, owned, uuid_v7, Clock, Storage};
 use crate::session;
 use crate::tracker::{Occurrence, Tracker};
 use core::cell::RefCell;
@@ -111,7 +111,7 @@ fn init(options: &str) {
     let tracker = Tracker::new(options, BrowserClock, shared, tab, BrowserEntropy, dnt);
     let mut registered = tracker.registered();
     if !registered.starts_with("{") {
-        registered = "{}".into();
+        registered = owned("{}");
     }
     let o = &tracker.options;
     let auto_pageviews = o.auto_pageviews;
@@ -150,7 +150,7 @@ fn init(options: &str) {
         sdk.own_outbox();
     }
     if auto_pageviews {
-        sdk.view(None);
+        sdk.view("");
     }
 }
 
@@ -174,9 +174,9 @@ impl Sdk {
             id = uuid_v7(&mut BrowserEntropy, now());
         }
         tab.set("ff_ob", &id);
-        let mut key = String::from(outbox::PREFIX);
+        let mut key = owned(outbox::PREFIX);
         key.push_str(&id);
-        self.own_key = key.clone();
+        self.own_key = owned(&key);
         if !self.ask_lock(&key, true) {
             // No Web Locks: the key is ours by the sessionStorage ID alone; others' outboxes
             // are adopted once left unsaved for a long time.
@@ -191,7 +191,7 @@ impl Sdk {
     }
 
     fn locked(&mut self, name: &str, granted: bool) {
-        let name = String::from(name);
+        let name = owned(name);
         match (name == self.own_key, granted) {
             (true, true) => self.take_outbox(name),
             (true, false) => {
@@ -277,7 +277,7 @@ impl Sdk {
                     self.tab_id = Some(claim_tab(&mut self.tab, &mut self.registry));
                 }
                 if self.tracker.options.auto_pageviews {
-                    self.view(None);
+                    self.view("");
                 }
             }
             // User input: pointer, key, scroll, touch.
@@ -339,9 +339,9 @@ impl Sdk {
         }
     }
 
-    /// A page view (with the registered properties when `props` is `None`): the page shown
+    /// A page view (with the registered properties when `props` is empty): the page shown
     /// before is left, and the new one's engaged time starts.
-    fn view(&mut self, props: Option<&str>) {
+    fn view(&mut self, props: &str) {
         // A call replayed from before the SDK loaded: the leave happened when the view did.
         let at = self.replay_at;
         self.leave();
@@ -352,7 +352,7 @@ impl Sdk {
         self.record_on(
             EventType::Page,
             "",
-            props.unwrap_or(&registered),
+            if props.is_empty() { &registered } else { props },
             None,
             &page,
         );
@@ -373,7 +373,7 @@ impl Sdk {
         let engaged = self.engagement.engaged_ms(now());
         // The registered properties with `engaged_ms` last (it wins over a registered one).
         let r = &self.registered;
-        let mut props = String::from(r.strip_suffix("}").unwrap_or("{"));
+        let mut props = owned(r.strip_suffix("}").unwrap_or("{"));
         if props.len() > 1 {
             props.push_str(",");
         }
@@ -394,11 +394,11 @@ impl Sdk {
             let line = fields(page, b'\n')
                 .nth(usize::from(replace))
                 .unwrap_or_default();
-            String::from(fields(line, b'#').next().unwrap_or_default())
+            owned(fields(line, b'#').next().unwrap_or_default())
         };
         let changed = self.shown.is_empty() || part(&self.shown) != part(&now);
         if changed {
-            self.view(None);
+            self.view("");
         }
     }
 
@@ -410,7 +410,7 @@ impl Sdk {
     }
 
     fn clear_registered(&mut self) {
-        self.registered = "{}".into();
+        self.registered = owned("{}");
     }
 }
 
@@ -486,7 +486,7 @@ pub fn record(kind: u32, name: browser::Text, json: browser::Text) {
     };
     let p = props(json);
     recording(|s| match kind {
-        0 => s.view(Some(p)),
+        0 => s.view(p),
         1 => s.record(EventType::Track, name, p, None),
         // Traits become user properties.
         2 => s.record(EventType::Identify, name, "{}", Some(p)),
@@ -500,7 +500,7 @@ fn set_registered(json: &str) {
     let json = props(json);
     with_sdk(|s| {
         s.tracker.set_registered(json);
-        s.registered = json.into();
+        s.registered = owned(json);
     });
 }
 
@@ -559,5 +559,5 @@ fn read(s: &Sdk, what: u32) {
 /// started: the next event happened on that page (its URL, path, title and referrer, one a
 /// line).
 fn replay_page(page: &str) {
-    with_sdk(|s| s.replayed_page = Some(page.into()));
+    with_sdk(|s| s.replayed_page = Some(owned(page)));
 }

@@ -135,13 +135,13 @@ impl<S: Storage> Delivery<S> {
         flush_interval_ms: i64,
         local: Option<S>,
     ) -> Self {
-        let mut url = String::from(endpoint);
+        let mut url = crate::platform::owned(endpoint);
         url.push_str("/v1/batch");
         Delivery {
             outbox: Outbox::default(),
             local,
             url,
-            key: key.into(),
+            key: crate::platform::owned(key),
             batch_size,
             flush_interval_ms,
             flush_timer: false,

@@ -139,8 +139,8 @@ impl Options {
     pub fn parse(text: &str) -> Options {
         let mut values = crate::platform::fields(text, b'\n').map(|v| (v != ABSENT).then_some(v));
         let mut next = || values.next().flatten();
-        let key = next().unwrap_or_default().to_owned();
-        let endpoint = next().unwrap_or_default().to_owned();
+        let key = crate::platform::owned(next().unwrap_or_default());
+        let endpoint = crate::platform::owned(next().unwrap_or_default());
         let session_scope = match next() {
             Some("tab") => SessionScope::Tab,
             _ => SessionScope::Browser,
@@ -150,7 +150,7 @@ impl Options {
             Some("memory") => Persistence::Memory,
             _ => Persistence::Cookie,
         };
-        let cookie_domain = next().unwrap_or_default().to_owned();
+        let cookie_domain = crate::platform::owned(next().unwrap_or_default());
         Options {
             key,
             endpoint,

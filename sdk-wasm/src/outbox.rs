@@ -186,7 +186,7 @@ impl Outbox {
             self.count = count;
             self.start += cut;
             if self.start > self.text.len() / 2 {
-                self.text = String::from(self.live());
+                self.text = crate::platform::owned(self.live());
                 self.start = 0;
             }
             self.dirty = true;
@@ -230,7 +230,9 @@ impl Outbox {
         if self.is_empty() {
             storage.remove(key);
         } else {
-            let mut text = String::with_capacity(self.live().len() + 16);
+            // Sized by `reserve` (the wasm's one growing code), not `with_capacity`.
+            let mut text = String::new();
+            text.reserve(self.live().len() + 16);
             text.push_str("t");
             footfall_wire::json::write_u64(&mut text, now_ms.max(0) as u64);
             text.push_str("\n");

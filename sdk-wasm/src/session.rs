@@ -32,7 +32,7 @@ pub struct Session {
 
 impl Session {
     pub fn encode(&self) -> String {
-        let mut s = String::with_capacity(72);
+        let mut s = String::new();
         s.push_str(&self.id);
         s.push_str(".");
         write_u64(&mut s, self.started_ms.max(0) as u64);
@@ -51,7 +51,7 @@ impl Session {
         let seq = read_u64(parts.next()?)?;
         // The ID copied last: no early return has it to drop.
         Some(Session {
-            id: id.to_owned(),
+            id: crate::platform::owned(id),
             started_ms,
             last_ms,
             seq,
@@ -122,7 +122,7 @@ impl Sessions {
 
 /// The shared-storage key of tab `id`'s entry in the registry of open tabs.
 fn entry(id: &str) -> String {
-    let mut key = String::from(TAB_ENTRY_PREFIX);
+    let mut key = crate::platform::owned(TAB_ENTRY_PREFIX);
     key.push_str(id);
     key
 }

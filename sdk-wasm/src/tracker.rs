@@ -244,12 +244,13 @@ impl<C: Clock, S: Storage, E: Entropy> Tracker<C, S, E> {
             now
         };
         if o.kind == EventType::Identify {
-            self.user_id = o.name.into();
+            self.user_id = crate::platform::owned(o.name);
             self.shared.set(USER_KEY, o.name);
         }
         // The JSON of product.md's event, written at once (`event_id` first: see
         // `outbox::id_of`).
-        let mut e = String::with_capacity(1024);
+        let mut e = String::new();
+        e.reserve(1024);
         e.push_str("{\"event_id\":\"");
         e.push_str(&uuid_v7(&mut self.rng, at));
         // The type and, but for `track`, the name: constants.

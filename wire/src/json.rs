@@ -199,7 +199,9 @@ pub fn batch_from_encoded<'a>(
     events: impl IntoIterator<Item = &'a str>,
 ) -> String {
     // Its keys written as they are (the SDK's wasm needs no object writer for them).
-    let mut out = String::with_capacity(1024);
+    // Sized by `reserve`, not `with_capacity`: the SDK's wasm has the one growing code.
+    let mut out = String::new();
+    out.reserve(1024);
     out.push_str("{\"key\":");
     write_str(&mut out, key);
     out.push_str(",\"sent_at\":");
