@@ -81,9 +81,9 @@ pub trait Net {
 }
 
 /// A batch's JSON text: the site's key, when it was sent (a timestamp), and the encoded
-/// events (one a line).
+/// events (one a line, nothing else: a chunk of the outbox).
 pub fn batch_body(key: &str, sent_at: &str, events: &str) -> String {
-    json::batch_from_encoded(key, sent_at, outbox::lines(events))
+    json::batch_from_encoded(key, sent_at, crate::platform::fields(events, b'\n'))
 }
 
 pub struct Delivery<S> {
