@@ -35,23 +35,19 @@ function isLikeNone(x) {
   return x == null;
 }
 
-// `arg` as UTF-8 in the wasm's memory: its ASCII start copied byte by byte, the rest (if any)
-// encoded into room for three bytes a character, then shrunk to what was written.
+// `arg` as UTF-8 in the wasm's memory: encoded into as many bytes as it has characters, which
+// holds it whole when it is ASCII (as it mostly is); otherwise encoded again into room for
+// three bytes a character, then shrunk to what was written.
 function passStringToWasm0(arg, malloc, realloc) {
   let len = arg.length;
   let ptr = malloc(len, 1) >>> 0;
-  const mem = getUint8ArrayMemory0();
-  let offset = 0;
-  let code;
-  while (offset < len && (code = arg.charCodeAt(offset)) < 128) mem[ptr + offset++] = code;
-  if (offset < len) {
-    arg = arg.slice(offset);
-    ptr = realloc(ptr, len, (len = offset + arg.length * 3), 1) >>> 0;
-    const view = getUint8ArrayMemory0().subarray(ptr + offset, ptr + len);
-    offset += cachedTextEncoder.encodeInto(arg, view).written;
-    ptr = realloc(ptr, len, offset, 1) >>> 0;
+  let done = cachedTextEncoder.encodeInto(arg, getUint8ArrayMemory0().subarray(ptr, ptr + len));
+  if (done.read < len) {
+    ptr = realloc(ptr, len, len * 3, 1) >>> 0;
+    done = cachedTextEncoder.encodeInto(arg, getUint8ArrayMemory0().subarray(ptr, ptr + len * 3));
+    ptr = realloc(ptr, len * 3, done.written, 1) >>> 0;
   }
-  WASM_VECTOR_LEN = offset;
+  WASM_VECTOR_LEN = done.written;
   return ptr;
 }
 
