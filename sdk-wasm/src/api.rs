@@ -46,8 +46,9 @@ struct Sdk {
     own_key: String,
     /// When [`Sdk::adopt_orphans`] last looked.
     orphans_checked: i64,
-    /// This tab's ID in `"tab"` scope (registered while the page is shown).
-    tab_id: Option<String>,
+    /// This tab's ID in `"tab"` scope (registered while the page is shown); empty in
+    /// `"browser"` scope.
+    tab_id: String,
     /// The properties of `register`, as JSON text (the host merges them into the page's
     /// calls; the SDK's own events carry them from here).
     registered: String,
@@ -91,7 +92,7 @@ fn init(options: &str) {
         return;
     };
     if state.is_some() {
-        return browser::warn("init was called twice; kept the first");
+        return browser::warn("init called twice; the first kept");
     }
     let options = Options::parse(options);
     if options.key.is_empty() {
@@ -105,8 +106,11 @@ fn init(options: &str) {
     let shared = BrowserStorage::open_any(shared_want, &options.cookie_domain);
     let mut tab = BrowserStorage::open_any(tab_want, "");
     let mut registry = BrowserStorage::open_any(Want::Local, "");
-    let tab_id =
-        (options.session_scope == SessionScope::Tab).then(|| claim_tab(&mut tab, &mut registry));
+    let tab_id = if options.session_scope == SessionScope::Tab {
+        claim_tab(&mut tab, &mut registry)
+    } else {
+        String::new()
+    };
     let dnt = browser::do_not_track();
     let tracker = Tracker::new(options, BrowserClock, shared, tab, BrowserEntropy, dnt);
     let mut registered = tracker.registered();
@@ -259,8 +263,8 @@ impl Sdk {
     /// The page goes (closed, navigated away, or into the back/forward cache): this tab's
     /// registration ends, the page is left, and the outbox leaves by beacon.
     fn page_hidden(&mut self) {
-        if let Some(id) = &self.tab_id {
-            session::release_tab(&mut self.registry, id);
+        if !self.tab_id.is_empty() {
+            session::release_tab(&mut self.registry, &self.tab_id);
         }
         self.leave();
         self.delivery.beacon_all(&mut BrowserNet);
@@ -273,8 +277,8 @@ impl Sdk {
             2 => self.page_hidden(),
             // Back from the back/forward cache: this tab is open again.
             3 if x == 1.0 => {
-                if self.tab_id.is_some() {
-                    self.tab_id = Some(claim_tab(&mut self.tab, &mut self.registry));
+                if !self.tab_id.is_empty() {
+                    self.tab_id = claim_tab(&mut self.tab, &mut self.registry);
                 }
                 if self.tracker.options.auto_pageviews {
                     self.view("");
@@ -450,11 +454,6 @@ fn props(text: &str) -> &str {
     }
 }
 
-/// A name of 1 to 200 characters (the host trims it).
-fn name_of(n: &str) -> Option<&str> {
-    (!n.is_empty() && n.len() <= 200).then_some(n)
-}
-
 /// The calls that hand in text, as the host's adapter makes them (one export for all: each
 /// string export costs its own glue): `kind` 0 `page(props)`, 1 `track(name, props)`, 2
 /// `identify(name, traits)`, 3 `setUserProperties(traits)`, where `json` is the properties'
@@ -476,14 +475,14 @@ pub fn record(kind: u32, name: browser::Text, json: browser::Text) {
         }
         _ => {}
     }
-    let name = match (kind, name_of(name)) {
-        (0 | 3, _) => "",
-        (_, Some(n)) => n,
-        (1, None) => return browser::warn("track needs a name of 1 to 200 characters; dropped"),
-        (_, None) => {
-            return browser::warn("identify needs a user ID of 1 to 200 characters; ignored")
-        }
-    };
+    // `track` and `identify` need a name (the others have none, and do not read it).
+    if (kind == 1 || kind == 2) && (name.is_empty() || name.len() > 200) {
+        return browser::warn(if kind == 1 {
+            "track needs a name of 1-200 characters; dropped"
+        } else {
+            "identify needs a user ID of 1-200 characters; ignored"
+        });
+    }
     let p = props(json);
     recording(|s| match kind {
         0 => s.view(p),
@@ -508,9 +507,9 @@ fn set_registered(json: &str) {
 /// anonymous ID and session, user ID and registered properties cleared), 1 `optOut()`
 /// (nothing is sent or stored from now on but the opt-out itself), 2 `optIn()`, 3
 /// `isOptedOut()`; 6 `flush()`, true when the host is to wait for `flushed` (false before
-/// `init`: nothing to wait for). The answer of 3 and 6 is the return value; the others
-/// (and 4 and 5, no longer used: the script tag starts the SDK as soon as it has the wasm's
-/// bytes, never inside `pagehide`) return false.
+/// `init`: nothing to wait for). The answer of 3 and 6 is the return value; the others return
+/// false. (4 and 5, the early hide of a page whose SDK had not started, are no longer sent: the
+/// script tag starts the SDK as soon as it has the wasm's bytes; they count as 6.)
 fn act(s: &mut Sdk, what: u32) -> bool {
     match what {
         0 => {
@@ -529,7 +528,6 @@ fn act(s: &mut Sdk, what: u32) -> bool {
             false
         }
         3 => s.tracker.is_opted_out(),
-        4 | 5 => false,
         _ => {
             s.delivery.flush(&mut BrowserNet);
             true
