@@ -4,8 +4,9 @@
 // without what the script tag never reaches: the asynchronous loader, `initSync`'s other
 // argument forms (an object, a compiled module), `passStringToWasm0` without `realloc`, the
 // fallback for a `TextEncoder` without `encodeInto` (every browser with WebAssembly and the
-// rest of the SDK's needs has it) and the decoder's renewal after 2 GB decoded (a Safari limit
-// no page of events reaches).
+// rest of the SDK's needs has it), the decoder's renewal after 2 GB decoded (a Safari limit
+// no page of events reaches) and the unsigned reading of addresses (`>>> 0`) past 2 GiB of
+// memory, which the SDK's stays far below.
 // The npm package keeps wasm-bindgen's glue as it is.
 let wasm;
 let WASM_VECTOR_LEN = 0;
@@ -27,7 +28,6 @@ function getDataViewMemory0() {
 }
 
 function getStringFromWasm0(ptr, len) {
-  ptr = ptr >>> 0;
   return cachedTextDecoder.decode(getUint8ArrayMemory0().subarray(ptr, ptr + len));
 }
 
@@ -40,12 +40,12 @@ function isLikeNone(x) {
 // three bytes a character, then shrunk to what was written.
 function passStringToWasm0(arg, malloc, realloc) {
   let len = arg.length;
-  let ptr = malloc(len, 1) >>> 0;
+  let ptr = malloc(len, 1);
   let done = cachedTextEncoder.encodeInto(arg, getUint8ArrayMemory0().subarray(ptr, ptr + len));
   if (done.read < len) {
-    ptr = realloc(ptr, len, len * 3, 1) >>> 0;
+    ptr = realloc(ptr, len, len * 3, 1);
     done = cachedTextEncoder.encodeInto(arg, getUint8ArrayMemory0().subarray(ptr, ptr + len * 3));
-    ptr = realloc(ptr, len * 3, done.written, 1) >>> 0;
+    ptr = realloc(ptr, len * 3, done.written, 1);
   }
   WASM_VECTOR_LEN = done.written;
   return ptr;

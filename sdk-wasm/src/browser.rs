@@ -12,6 +12,8 @@ use crate::platform::{Clock, Entropy, Storage};
 use wasm_bindgen::prelude::*;
 
 /// The JavaScript host, a global the wrapper sets before the wasm runs. None of these throws.
+/// Whole numbers and flags cross as `i32` (the glue passes them as they are; a `u32` costs it
+/// a `>>> 0`, a `bool` a `!== 0`).
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_namespace = footfall_host)]
@@ -21,7 +23,7 @@ extern "C" {
     #[wasm_bindgen(js_namespace = footfall_host, js_name = warn)]
     fn host_warn(msg: &str);
     #[wasm_bindgen(js_namespace = footfall_host)]
-    fn open(which: u32, cookie_domain: &str) -> i32;
+    fn open(which: i32, cookie_domain: &str) -> i32;
     #[wasm_bindgen(js_namespace = footfall_host)]
     fn sset(store: i32, key: &str, value: &str);
     #[wasm_bindgen(js_namespace = footfall_host)]
@@ -29,7 +31,7 @@ extern "C" {
     /// The texts the wasm reads, one import for all (each import costs its own glue): see
     /// [`Read`].
     #[wasm_bindgen(js_namespace = footfall_host)]
-    fn text(what: u32, n: f64, s: &str) -> Text;
+    fn text(what: i32, n: f64, s: &str) -> Text;
     #[wasm_bindgen(js_namespace = footfall_host)]
     fn facts() -> u32;
     #[wasm_bindgen(js_namespace = footfall_host)]
@@ -39,15 +41,15 @@ extern "C" {
     #[wasm_bindgen(js_namespace = footfall_host, js_name = beacon)]
     fn host_beacon(url: &str, body: &str) -> bool;
     #[wasm_bindgen(js_namespace = footfall_host, js_name = later)]
-    fn host_later(what: u32);
+    fn host_later(what: i32);
     #[wasm_bindgen(js_namespace = footfall_host, js_name = flushed)]
-    fn host_flushed(count: u32);
+    fn host_flushed(count: i32);
     #[wasm_bindgen(js_namespace = footfall_host, js_name = timer)]
-    fn host_timer(what: u32, ms: f64);
+    fn host_timer(what: i32, ms: f64);
     #[wasm_bindgen(js_namespace = footfall_host, js_name = listen)]
-    fn host_listen(history: bool);
+    fn host_listen(history: i32);
     #[wasm_bindgen(js_namespace = footfall_host, js_name = lock)]
-    fn host_lock(name: &str, hold: bool) -> bool;
+    fn host_lock(name: &str, hold: i32) -> bool;
     #[wasm_bindgen(js_namespace = footfall_host, js_name = got)]
     fn host_got(text: &str);
 }
@@ -68,7 +70,7 @@ enum Read {
 }
 
 fn read_text(what: Read, n: f64, s: &str) -> String {
-    text(what as u32, n, s).0
+    text(what as i32, n, s).0
 }
 
 /// A string the host returns: wasm-bindgen's glue has written it into memory the wasm
@@ -131,13 +133,13 @@ impl Net for BrowserNet {
         host_beacon(url, body)
     }
     fn later(&mut self, what: Later) {
-        host_later(what as u32);
+        host_later(what as i32);
     }
     fn timer(&mut self, what: Later, ms: i64) {
-        host_timer(what as u32, ms.clamp(0, u32::MAX as i64) as f64);
+        host_timer(what as i32, ms.clamp(0, u32::MAX as i64) as f64);
     }
     fn flushed(&mut self, count: u32) {
-        host_flushed(count);
+        host_flushed(count as i32);
     }
     fn warn(&mut self, msg: &str) {
         host_warn(msg);
@@ -147,7 +149,7 @@ impl Net for BrowserNet {
 /// Asks the host to call `_on` for each event of the page from now on: visibility, page hide
 /// and show, online, user input, and with `history`, History API navigations.
 pub fn listen(history: bool) {
-    host_listen(history);
+    host_listen(history.into());
 }
 
 /// The answer to a read of the page's (`_on(30 + what)`, see `api::read`).
@@ -213,7 +215,7 @@ pub struct BrowserStorage(i32);
 
 impl BrowserStorage {
     pub fn open(want: Want, cookie_domain: &str) -> Option<BrowserStorage> {
-        let h = open(want as u32, cookie_domain);
+        let h = open(want as i32, cookie_domain);
         (h >= 0).then_some(BrowserStorage(h))
     }
 
@@ -287,5 +289,5 @@ pub fn page_load_ms() -> i64 {
 /// `hold`, a granted lock is kept for the life of the page (the browser frees it when the page
 /// goes, even by a crash). False, with no call to come, when there are no Web Locks.
 pub fn lock(name: &str, hold: bool) -> bool {
-    host_lock(name, hold)
+    host_lock(name, hold.into())
 }
