@@ -14,7 +14,7 @@ function footfallHost(sdk) {
     try {
       return sdk[name](a, b, c);
     } catch (e) {
-      console.warn("footfall: internal error", e);
+      console.warn("footfall: internal error, call ignored", e);
     }
   }
   var text = "";

@@ -253,12 +253,14 @@ mod tests {
         let o = Options::parse(&list(&[
             ("sessionTimeout", "soon"),
             ("batchSize", "NaN"),
+            ("flushInterval", "Infinity"),
             ("autoPageviews", "1"),
             ("respectDnt", "yes"),
         ]));
         assert_eq!(o.key, "");
         assert_eq!(o.session_timeout_ms, Options::default().session_timeout_ms);
         assert_eq!(o.batch_size, Options::default().batch_size);
+        assert_eq!(o.flush_interval_ms, DEFAULT_FLUSH_INTERVAL_MS);
         assert!(o.auto_pageviews);
         assert!(!o.respect_dnt);
         // Not even a list: every default, as `Options::default` has them.

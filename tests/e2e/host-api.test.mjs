@@ -45,7 +45,7 @@ test("init: the options as one list; the endpoint defaults to the page's origin;
   const [init, registered] = await crossed();
   assert.deepEqual(init.slice(0, 3), ["_record", 8, ""]);
   assert.deepEqual(init[3].split("\n"), [
-    " demo ", "https://shop.footfall.test", "tab", NONE, NONE, "45", NONE, "true", "-3", "false", NONE, "20", NONE, "false",
+    " demo ", "https://shop.footfall.test", "tab", NONE, NONE, "45", NONE, "true", "-3", "false", NONE, "20", "Infinity", "false",
   ]);
   assert.deepEqual(registered, ["read", 3]);
   await page.evaluate(() => api.track("  buy ", { n: 1 }));

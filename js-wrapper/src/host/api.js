@@ -45,8 +45,8 @@ function footfallApi(sdk, host) {
       var t = typeof v;
       if (t === "string") return i < 5 ? v : v.trim();
       if (i < 5) return "\u0001";
-      if (t === "number") return isFinite(v) ? String(Math.trunc(v)) : "\u0001";
-      return t === "boolean" ? String(v) : "\u0001";
+      // A number's or a boolean's text (NaN or Infinity do not parse: the default then).
+      return t === "number" ? String(Math.trunc(v)) : t === "boolean" ? String(v) : "\u0001";
     }).join("\n");
   }
   // All the registered properties now, to the wasm, which keeps them across page loads.

@@ -33,7 +33,7 @@ function footfallPage(call) {
         try {
           tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
         } catch (e) {}
-        fixed = [window.screen ? dims(screen, "width", "height") : "", navigator.language || "", tz];
+        fixed = [dims(window.screen, "width", "height"), navigator.language || "", tz];
       }
       if (viewport === null) viewport = dims(window, "innerWidth", "innerHeight");
       return fixed[0] + "\n" + viewport + "\n" + fixed[1] + "\n" + fixed[2];
@@ -42,14 +42,15 @@ function footfallPage(call) {
     facts() {
       var n = navigator;
       return (
-        (n.onLine === true ? 1 : 0) |
+        (n.onLine ? 1 : 0) |
         (document.visibilityState === "hidden" ? 2 : 0) |
         (n.doNotTrack === "1" || n.globalPrivacyControl === true ? 4 : 0)
       );
     },
-    // When the page's navigation started (0 when unknown).
+    // When the page's navigation started (every browser with WebAssembly has it; were it
+    // missing, the wasm would read NaN, as 0: unknown).
     t0() {
-      return (window.performance && performance.timeOrigin) || 0;
+      return performance.timeOrigin;
     },
     // The page's events, for the life of the page, as numbers: see `_on` in api.rs.
     listen(withHistory) {
