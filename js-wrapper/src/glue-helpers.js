@@ -13,14 +13,10 @@ let WASM_VECTOR_LEN = 0;
 const cachedTextEncoder = new TextEncoder();
 const cachedTextDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
-// The byte view of the wasm's memory, made again once it has grown (its old buffer is then
-// detached, of length 0).
-let cachedUint8ArrayMemory0 = null;
+// A byte view of the wasm's memory, made for each use (as the DataView below): one kept would
+// have to be made again once memory grows and detaches its buffer.
 function getUint8ArrayMemory0() {
-  if (!cachedUint8ArrayMemory0 || !cachedUint8ArrayMemory0.byteLength) {
-    cachedUint8ArrayMemory0 = new Uint8Array(wasm.memory.buffer);
-  }
-  return cachedUint8ArrayMemory0;
+  return new Uint8Array(wasm.memory.buffer);
 }
 // A DataView of it, made for each use: the glue's one use is the `text` import's two writes.
 function getDataViewMemory0() {
