@@ -54,12 +54,17 @@ fn visitor(v: u64, ids: &mut u64) -> Vec<StoredEvent> {
                 t += 7 * MINUTE + (*ids as i64 % 13) * 1000;
                 let signed_in = v == 3 && s >= 1;
                 // User properties: set at each session's first page view by every third
-                // visitor, by bob and by `anon-5` (bob's later), changing between sessions.
-                let traits =
-                    (p == 0 && kind == "page" && (v.is_multiple_of(3) || v == 5)).then(|| {
-                        let plan = ["free", "pro", "team"][((v / 3 + s) % 3) as usize];
-                        format!(r#"{{"plan":"{plan}","age":{}}}"#, 20 + v + s)
-                    });
+                // visitor, by bob and by `anon-5` (bob's later), changing between sessions;
+                // some visitors have an age and no plan.
+                let first_page = p == 0 && kind == "page";
+                let traits = if first_page && (v.is_multiple_of(3) || v == 5) {
+                    let plan = ["free", "pro", "team"][((v / 3 + s) % 3) as usize];
+                    Some(format!(r#"{{"plan":"{plan}","age":{}}}"#, 20 + v + s))
+                } else if first_page && v % 7 == 1 {
+                    Some(format!(r#"{{"age":{}}}"#, 20 + v))
+                } else {
+                    None
+                };
                 out.push(StoredEvent {
                     event_id: format!("019ab0b4-0000-7000-8000-{:012x}", *ids),
                     site: if v % 3 == 2 { "shop" } else { "demo" }.into(),
@@ -133,6 +138,7 @@ fn answers(store: &dyn Store) -> Vec<String> {
         "browser:contains:fire",
         "user.plan:eq:pro",
         "user.age:gt:24",
+        "user.plan:neq:pro",
         "event.price:gt:150",
         "event.price:lt:40",
         "event.price:gt:-inf",
@@ -197,6 +203,26 @@ fn answers(store: &dyn Store) -> Vec<String> {
                 out.push(format!("{q:?}\n{:?}", store.insights(&q).unwrap()));
             }
         }
+    }
+    // Two user property filters at once (the collector decides who passes both), one of them
+    // passing people without the property, beside an event column filter and a split.
+    for (r, &(from_ms, to_ms)) in ranges.iter().enumerate() {
+        let q = InsightsQuery {
+            metric: Metric::Users,
+            from_ms,
+            to_ms,
+            interval: Interval::Day,
+            events: Vec::new(),
+            by: field("browser"),
+            split: field(if r % 2 == 0 { "country" } else { "" }),
+            filters: ["user.plan:neq:pro", "user.age:gt:24", "device:neq:bot"]
+                .iter()
+                .map(|f| Filter::parse(f).unwrap())
+                .collect(),
+            sites: Vec::new(),
+            tz: chrono_tz::UTC,
+        };
+        out.push(format!("{q:?}\n{:?}", store.insights(&q).unwrap()));
     }
     let scopes = [
         Scope::default(),

@@ -75,6 +75,7 @@ mod persons;
 mod query;
 mod rowbinary;
 mod spool;
+mod tally;
 mod writer;
 
 pub use http::ChError;

@@ -7,7 +7,7 @@
 //! event not merged away yet are counted once.
 
 use super::http::{float, list, lit, unescape, ChError, Client};
-use super::{persons, rowbinary, StoreError, ROLLUP_TABLES};
+use super::{persons, rowbinary, tally, StoreError, ROLLUP_TABLES};
 use crate::store::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -291,9 +291,6 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
 /// The event columns `users_hourly` keeps besides the hour and the anonymous ID's hash.
 const HOURLY_DIMS: [&str; 5] = ["site", "device", "browser", "os", "country"];
 
-/// Whether every local day, week and month of `tz` begins on a UTC hour over
-/// `[from_ms, to_ms)`: the zone's offset is a whole number of hours at each hour of the range
-/// (offsets change on the hour in such zones). Long ranges are not looked at: raw events.
 /// The condition on an hourly rollup's rows for the whole hours `first..last` (hour numbers
 /// since the epoch), the sites asked for and the filters on its event columns (the callers
 /// have checked that no other filter is asked for).
@@ -310,6 +307,9 @@ fn hourly_conds(first: i64, last: i64, sites: &[String], filters: &[Filter]) -> 
     conds.join(" AND ")
 }
 
+/// Whether every local day, week and month of `tz` begins on a UTC hour over
+/// `[from_ms, to_ms)`: the zone's offset is a whole number of hours at each hour of the range
+/// (offsets change on the hour in such zones). Long ranges are not looked at: raw events.
 fn whole_hour_offsets(tz: chrono_tz::Tz, from_ms: i64, to_ms: i64) -> bool {
     use chrono::{Offset, TimeZone};
     const HOUR: i64 = 3_600_000;
@@ -327,18 +327,23 @@ fn whole_hour_offsets(tz: chrono_tz::Tz, from_ms: i64, to_ms: i64) -> bool {
     })
 }
 
-/// For an insights query counting users that the hourly rollup answers exactly (filters and
-/// `by`/`split` only on its columns or on user properties, and without event names at most
-/// one event property filter comparing with a number, a zone whose days begin on UTC hours,
-/// at least one whole hour in the range): the rows to count, columns `time_ms` (the hour's
-/// start), `key`, `split` and `person_h`, from `users_hourly` (with the event property
-/// filter, `props_hourly`; with event names, `steps_hourly`, whose `by` and `split` may also
-/// be the name, and the path when every name is `$pageview`) for the whole hours and from
-/// raw events for the partial hours at either end. Persons come through
-/// the person map, so an identify that arrived after the events counts as it does on raw
-/// events; a user property is the person's latest value of it, whenever the events were (as
-/// [`insights_source`] has it), joined to the hourly rows by person.
-fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> {
+/// The hourly rollup that answers an insights question counting users exactly: its table, the
+/// condition on its rows for the whole hours `first..last` (hour numbers since the epoch), and
+/// the column of each of `by` and `split` in it (`''` for none or a user property). See
+/// [`hourly_users_source`] for when it does.
+struct HourlyRollup {
+    table: &'static str,
+    conds: String,
+    cols: [String; 2],
+    first: i64,
+    last: i64,
+}
+
+/// The [`HourlyRollup`] of insights question `q`, if one answers it: counting users, filters
+/// and `by`/`split` only on the rollup's columns or on user properties, and without event
+/// names at most one event property filter comparing with a number, a zone whose days begin
+/// on UTC hours, at least one whole hour in the range.
+fn hourly_rollup(q: &InsightsQuery) -> Option<HourlyRollup> {
     const HOUR: i64 = 3_600_000;
     let dim = |f: &Field| match f {
         Field::Event(col) if HOURLY_DIMS.contains(col) => true,
@@ -373,22 +378,11 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
     if !usable {
         return None;
     }
-    // User properties are numbered as `insights_source` numbers them (`up{n}_*`).
-    let mut props = UserProps::default();
-    let mut user_conds = Vec::new();
-    for f in &q.filters {
-        if let Field::UserProp(k) = &f.field {
-            user_conds.push(cond(f, &user_prop(props.n(k))));
-        }
-    }
-    // Each of `by` and `split`: the rollup's column, read as `raw{n}`, or a user property.
-    let mut raw = ["''".to_owned(), "''".to_owned()];
-    let mut value = ["raw0".to_owned(), "raw1".to_owned()];
+    let mut cols = ["''".to_owned(), "''".to_owned()];
     for (n, f) in [&q.by, &q.split].into_iter().enumerate() {
         match f {
-            Some(Field::Event("path")) => raw[n] = "page".into(),
-            Some(Field::Event(col)) => raw[n] = col.to_string(),
-            Some(Field::UserProp(k)) => value[n] = user_prop(props.n(k)).text,
+            Some(Field::Event("path")) => cols[n] = "page".into(),
+            Some(Field::Event(col)) => cols[n] = col.to_string(),
             _ => {}
         }
     }
@@ -411,11 +405,58 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
             table = "props_hourly";
         }
     }
+    Some(HourlyRollup {
+        table,
+        conds,
+        cols,
+        first,
+        last,
+    })
+}
+
+/// The partial hours at either end of `q`'s range, before the first whole hour and from the
+/// last, as the ranges of raw events to read.
+fn edge_ranges(q: &InsightsQuery, r: &HourlyRollup) -> impl Iterator<Item = (i64, i64)> {
+    const HOUR: i64 = 3_600_000;
+    [(q.from_ms, r.first * HOUR), (r.last * HOUR, q.to_ms)]
+        .into_iter()
+        .filter(|(from_ms, to_ms)| from_ms < to_ms)
+}
+
+/// For an insights query counting users that an hourly rollup answers ([`hourly_rollup`]):
+/// the rows to count, columns `time_ms` (the hour's start), `key`, `split` and `person_h`,
+/// from `users_hourly` (with the event property filter, `props_hourly`; with event names,
+/// `steps_hourly`, whose `by` and `split` may also be the name, and the path when every name
+/// is `$pageview`) for the whole hours and from raw events for the partial hours at either
+/// end. Persons come through the person map, so an identify that arrived after the events
+/// counts as it does on raw events; a user property is the person's latest value of it,
+/// whenever the events were (as [`insights_source`] has it), joined to the hourly rows by
+/// person.
+fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> {
+    const HOUR: i64 = 3_600_000;
+    let r = hourly_rollup(q)?;
+    // User properties are numbered as `insights_source` numbers them (`up{n}_*`).
+    let mut props = UserProps::default();
+    let mut user_conds = Vec::new();
+    for f in &q.filters {
+        if let Field::UserProp(k) = &f.field {
+            user_conds.push(cond(f, &user_prop(props.n(k))));
+        }
+    }
+    // Each of `by` and `split`: the rollup's column, read as `raw{n}`, or a user property.
+    let mut value = ["raw0".to_owned(), "raw1".to_owned()];
+    for (n, f) in [&q.by, &q.split].into_iter().enumerate() {
+        if let Some(Field::UserProp(k)) = f {
+            value[n] = user_prop(props.n(k)).text;
+        }
+    }
     let rows = format!(
         "SELECT hour, anon_h, {raw0} AS raw0, {raw1} AS raw1, {person_cols}
          FROM {db}.{table} WHERE {conds}",
-        raw0 = raw[0],
-        raw1 = raw[1],
+        raw0 = r.cols[0],
+        raw1 = r.cols[1],
+        table = r.table,
+        conds = r.conds,
         person_cols = person_cols(pm),
     );
     let whole_hours = if props.0.is_empty() {
@@ -440,20 +481,133 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
         )
     };
     let mut parts = vec![whole_hours];
-    for (from_ms, to_ms) in [(q.from_ms, first * HOUR), (last * HOUR, q.to_ms)] {
-        if from_ms < to_ms {
-            let edge = InsightsQuery {
-                from_ms,
-                to_ms,
-                ..q.clone()
-            };
-            parts.push(format!(
-                "SELECT time_ms, key, split, person_h FROM ({})",
-                insights_source(db, pm, &edge).0
-            ));
-        }
+    for (from_ms, to_ms) in edge_ranges(q, &r) {
+        let edge = InsightsQuery {
+            from_ms,
+            to_ms,
+            ..q.clone()
+        };
+        parts.push(format!(
+            "SELECT time_ms, key, split, person_h FROM ({})",
+            insights_source(db, pm, &edge).0
+        ));
     }
     Some(parts.join(" UNION ALL "))
+}
+
+/// For an insights query that an hourly rollup answers ([`hourly_rollup`]) and that splits
+/// by no user property: the rows to count in the collector ([`tally::read`]; its user
+/// property filters by [`passing_people`]), as [`hourly_users_source`] finds them but
+/// without persons or user properties: `hour` (`UInt32`), `anon_h`, and
+/// with `by` or `split` `k` (the series key: `by`, else `split`), with both `s` (`split`).
+fn hourly_user_rows(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> {
+    let user_prop = |f: Option<&Field>| matches!(f, Some(Field::UserProp(_)));
+    if user_prop(q.by.as_ref()) || user_prop(q.split.as_ref()) {
+        return None;
+    }
+    let r = hourly_rollup(q)?;
+    // The series key (`by`, else `split`), and the split of the pairs when both are given.
+    let [by, split] = &r.cols;
+    let (whole, edge) = match (&q.by, &q.split) {
+        (None, None) => (String::new(), String::new()),
+        (None, Some(_)) => (format!(", {split} AS k"), ", split AS k".into()),
+        (Some(_), None) => (format!(", {by} AS k"), ", key AS k".into()),
+        (Some(_), Some(_)) => (
+            format!(", {by} AS k, {split} AS s"),
+            ", key AS k, split AS s".into(),
+        ),
+    };
+    let mut parts = vec![format!(
+        "SELECT toUInt32(hour) AS hour, anon_h{whole} FROM {db}.{table} WHERE {conds}",
+        table = r.table,
+        conds = r.conds,
+    )];
+    // The user property filters are the collector's ([`passing_people`]).
+    let filters: Vec<Filter> = q
+        .filters
+        .iter()
+        .filter(|f| !matches!(f.field, Field::UserProp(_)))
+        .cloned()
+        .collect();
+    for (from_ms, to_ms) in edge_ranges(q, &r) {
+        let edge_q = InsightsQuery {
+            from_ms,
+            to_ms,
+            filters: filters.clone(),
+            ..q.clone()
+        };
+        parts.push(format!(
+            "SELECT toUInt32(intDiv(time_ms, 3600000)) AS hour, anon_h{edge} FROM ({})",
+            insights_source(db, pm, &edge_q).0
+        ));
+    }
+    Some(parts.join(" UNION ALL "))
+}
+
+/// The people who pass the user property filters of an insights question: those `listed`
+/// pass if `listed_pass`, everyone else if not.
+struct Passing {
+    listed: HashSet<u64, foldhash::fast::RandomState>,
+    listed_pass: bool,
+}
+
+impl Passing {
+    fn passes(&self, person: u64) -> bool {
+        self.listed.contains(&person) == self.listed_pass
+    }
+}
+
+/// [`Passing`] for the user property filters of `q`, decided as [`insights_source`] decides
+/// them: on each person's latest value of each property, a person without one having the
+/// values an `ANY LEFT JOIN` gives (empty, 0). Only the people who decide otherwise than a
+/// person without any of the properties are listed (at 10M events, `user.plan = pro`:
+/// the 66k identified people on that plan).
+fn passing_people(c: &Client, pm: &str, q: &InsightsQuery) -> Result<Passing, StoreError> {
+    let db = &c.database;
+    let mut props = UserProps::default();
+    let mut conds = Vec::new();
+    for f in &q.filters {
+        if let Field::UserProp(k) = &f.field {
+            conds.push(cond(f, &user_prop(props.n(k))));
+        }
+    }
+    let cond = format!("toUInt8({})", conds.join(" AND "));
+    let nothing: Vec<String> = (0..props.0.len())
+        .map(|n| {
+            format!("'' AS up{n}_v, toUInt8(0) AS up{n}_n, toFloat64(0) AS up{n}_r, toUInt8(0) AS up{n}_h")
+        })
+        .collect();
+    let (rows, _) = c.select(&format!(
+        "SELECT {cond} AS ok FROM (SELECT {})",
+        nothing.join(", ")
+    ))?;
+    let without = rows.first().is_some_and(|r| u(r, "ok") == 1);
+    // The people with any of the properties (with one, its table has them all).
+    let with_any = match &props.0[..] {
+        [k] => user_prop_table(db, pm, k, 0),
+        keys => {
+            let people = format!(
+                "SELECT DISTINCT {PERSON_H} AS person_h
+                 FROM (SELECT anon_h, {person_cols} FROM {db}.trait_rollup WHERE key IN {keys})",
+                person_cols = person_cols(pm),
+                keys = list(keys),
+            );
+            format!("({})", props.joined(db, pm, people))
+        }
+    };
+    let listed = c.select_binary(&format!(
+        "SELECT person_h FROM {with_any} WHERE {cond} != {}",
+        u8::from(without),
+    ))?;
+    let mut r = rowbinary::Reader(&listed);
+    let mut out = Passing {
+        listed: HashSet::with_capacity_and_hasher(listed.len() / 8, Default::default()),
+        listed_pass: !without,
+    };
+    while let Some(person) = r.take::<8>() {
+        out.listed.insert(u64::from_le_bytes(person));
+    }
+    Ok(out)
 }
 
 /// For retention `q` that the hourly rollups answer exactly (filters only on the columns of
@@ -619,37 +773,98 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
         insights_source(db, &pm, &part).0
     };
     let range = (q.from_ms, q.to_ms);
-    // The statements at once, each on its own connection: one statement leaves part of two
-    // cores idle (at 2M events, users by browser split by country: 124 ms one after another).
-    let ((rows, totals), pairs, sample_users) = std::thread::scope(|s| {
-        let pairs = pairs_sql.map(|sql| s.spawn(move || c.select(&sql)));
-        let sample = s.spawn(|| sample_users(c, &pm, &source_from, events_only.as_deref(), range));
-        let series = c.select(&series_sql);
-        let pairs = pairs.map(joined).transpose();
-        let sample = joined(sample);
-        Ok::<_, StoreError>((series?, pairs?, sample?))
-    })?;
-    let total = match &totals {
-        Some(t) => u(t, "n"),
-        None if !keyed => rows.first().map_or(0, |r| u(r, "n")),
-        None => 0,
+    let buckets = starts.len().max(1);
+    // Users that an hourly rollup answers, without user properties: counted in the collector.
+    let tallied = |rows: &str| -> Result<Option<tally::Counts>, StoreError> {
+        let persons = persons::read(c, &pm)?;
+        // An hour's bucket is that of its start: the zone's buckets begin on UTC hours.
+        let bucket = |hour: i64| {
+            let start = hour * 3_600_000;
+            starts.partition_point(|&s| s <= start).saturating_sub(1)
+        };
+        // Who passes the user property filters, asked while the rows come.
+        let user_filters = q
+            .filters
+            .iter()
+            .any(|f| matches!(f.field, Field::UserProp(_)));
+        std::thread::scope(|scope| {
+            let passing = user_filters.then(|| scope.spawn(|| passing_people(c, &pm, q)));
+            let dealt = tally::read(c, &persons, rows, buckets, bucket)?;
+            let passing = passing.map(joined).transpose()?;
+            Ok(dealt.map(|d| match &passing {
+                Some(p) => d.count(&|person| p.passes(person)),
+                None => d.count(&|_| true),
+            }))
+        })
     };
+    // Else the statements at once, each on its own connection: one statement leaves part of
+    // two cores idle (at 2M events, users by browser split by country: 124 ms one after
+    // another).
+    let stated = || -> Result<tally::Counts, StoreError> {
+        std::thread::scope(|scope| {
+            let pairs = pairs_sql.map(|sql| scope.spawn(move || c.select(&sql)));
+            let (rows, totals) = c.select(&series_sql)?;
+            let pairs = pairs.map(joined).transpose()?;
+            let total = match &totals {
+                Some(t) => u(t, "n"),
+                None if !keyed => rows.first().map_or(0, |r| u(r, "n")),
+                None => 0,
+            };
+            let keys = rows
+                .iter()
+                .map(|r| {
+                    let labels = r["bs"].as_array().map(Vec::as_slice).unwrap_or_default();
+                    let values = r["ns"].as_array().map(Vec::as_slice).unwrap_or_default();
+                    let per_bucket = labels
+                        .iter()
+                        .zip(values)
+                        .map(|(label, n)| {
+                            let label = label.as_str().unwrap_or_default();
+                            (
+                                bucket_index(q, label, &starts),
+                                n.as_u64().unwrap_or_default(),
+                            )
+                        })
+                        .collect();
+                    (s(r, "k"), u(r, "n"), per_bucket)
+                })
+                .collect();
+            let pairs = pairs
+                .map(|(rows, _)| rows)
+                .unwrap_or_default()
+                .iter()
+                .map(|r| (s(r, "key"), s(r, "split"), u(r, "n")))
+                .collect();
+            Ok(tally::Counts { keys, total, pairs })
+        })
+    };
+    let rows = hourly_user_rows(db, &pm, q);
+    let (counted, sample_users) = std::thread::scope(|scope| {
+        let sample =
+            scope.spawn(|| sample_users(c, &pm, &source_from, events_only.as_deref(), range));
+        let counted = match rows.as_deref().map(tallied).transpose() {
+            Ok(Some(Some(counts))) => Ok(counts),
+            Ok(_) => stated(),
+            Err(e) => Err(e),
+        };
+        Ok::<_, StoreError>((counted?, joined(sample)?))
+    })?;
+    let tally::Counts { keys, total, pairs } = counted;
     let series_keys: Vec<Option<String>> = match (&q.by, &q.split) {
         (None, None) => vec![None],
-        _ => rows.iter().take(20).map(|r| non_empty(s(r, "k"))).collect(),
+        _ => keys
+            .iter()
+            .take(20)
+            .map(|k| non_empty(k.0.clone()))
+            .collect(),
     };
-    let buckets = starts.len().max(1);
     let mut counts = vec![0u64; series_keys.len() * buckets];
     // With `split` alone, the table has a row per bucket and value.
     let mut per_bucket: HashMap<(usize, Option<String>), u64> = HashMap::new();
-    for r in &rows {
-        let key = non_empty(s(r, "k"));
+    for (key, _, in_buckets) in &keys {
+        let key = non_empty(key.clone());
         let rank = series_keys.iter().position(|k| *k == key);
-        let labels = r["bs"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let values = r["ns"].as_array().map(Vec::as_slice).unwrap_or_default();
-        for (label, n) in labels.iter().zip(values) {
-            let b = bucket_index(q, label.as_str().unwrap_or_default(), &starts);
-            let n = n.as_u64().unwrap_or_default();
+        for &(b, n) in in_buckets {
             if let Some(rank) = rank {
                 counts[rank * buckets + b] += n;
             }
@@ -661,25 +876,22 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     let series = series_from_grid(series_keys, &starts, &counts);
     let mut table: Vec<TableRow> = match (&q.by, &q.split) {
         (None, None) => Vec::new(),
-        (Some(_), None) => rows
-            .iter()
-            .map(|r| TableRow {
-                key: non_empty(s(r, "k")),
+        (Some(_), None) => keys
+            .into_iter()
+            .map(|(key, value, _)| TableRow {
+                key: non_empty(key),
                 split: None,
-                value: u(r, "n"),
+                value,
             })
             .collect(),
-        (Some(_), Some(_)) => {
-            let (pairs, _) = pairs.unwrap_or_default();
-            pairs
-                .iter()
-                .map(|r| TableRow {
-                    key: non_empty(s(r, "key")),
-                    split: non_empty(s(r, "split")),
-                    value: u(r, "n"),
-                })
-                .collect()
-        }
+        (Some(_), Some(_)) => pairs
+            .into_iter()
+            .map(|(key, split, value)| TableRow {
+                key: non_empty(key),
+                split: non_empty(split),
+                value,
+            })
+            .collect(),
         (None, Some(_)) => per_bucket
             .into_iter()
             .map(|((b, split), value)| TableRow {
