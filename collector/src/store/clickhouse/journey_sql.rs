@@ -149,8 +149,8 @@ const LABEL_BITS: u32 = 20;
 /// range's whole UTC hours: more than the events hold is as good) are read and numbered here
 /// in the rules' order, then each event is one `UInt64`, its time from the range's start
 /// above its label's number, so that a session's events sort as numbers into the rules' order
-/// (strings and tuples cost ClickHouse 18.16 several times more to gather and sort). Each
-/// session's numbers come back in that order, its time bits dropped, and are walked here.
+/// (strings and tuples cost ClickHouse 18.16 several times more to gather and sort). The
+/// events come back as they are, are put in that order by session here, and walked.
 pub fn paths(
     c: &Client,
     q: &PathQuery,
@@ -175,10 +175,16 @@ pub fn paths(
     if !q.sites.is_empty() {
         conds.push(format!("site IN {}", list(&q.sites)));
     }
-    let page = "if(name = '$pageview', path, '')";
+    // A label's hash: its name's, with a page view's path's mixed in; on `events` from the
+    // stored `name_h`, so that only page views' paths are read, not every event's name (the
+    // statement below at 10M events over a week: 175 → 140 ms).
+    let hash = |name_h: &str, path: &str| {
+        format!("bitXor({name_h}, if({name_h} = cityHash64('$pageview'), cityHash64({path}), 0))")
+    };
     let rows = c.select_binary(&format!(
-        "SELECT name, page, cityHash64(name, page) FROM {db}.steps_hourly WHERE {conds}
+        "SELECT name, page, {} FROM {db}.steps_hourly WHERE {conds}
          GROUP BY name, page",
+        hash("cityHash64(name)", "page"),
         conds = conds.join(" AND "),
     ))?;
     let bad = || StoreError::ClickHouse(ChError::Answer("a label row cut short".into()));
@@ -219,49 +225,82 @@ pub fn paths(
     let hash_list: Vec<String> = labels.iter().map(|l| l.1.to_string()).collect();
     let numbers: Vec<String> = (1..=labels.len()).map(|n| n.to_string()).collect();
     let label = format!(
-        "transform(cityHash64(name, {page}), [{}], [{}], toUInt64(0))",
+        "transform({}, [{}], [{}], toUInt64(0))",
+        hash("name_h", "path"),
         hash_list.join(", "),
         numbers.join(", "),
     );
-    // Each session's label numbers in the rules' order, as bytes when they fit; the walk
-    // from the start is done here (`journeys::session_path`): done in ClickHouse with array
-    // functions it took 18.16 more than the grouping itself (BENCHMARKS.md, "User paths at
-    // 10M: the walk in the collector").
-    let narrow = labels.len() < 256;
+    // Each event as its session and its time and label number packed in one `u64`, dealt by
+    // session into piles as they come; each pile sorted holds a session's events together in
+    // the rules' order, and the walk from the start is done here (`journeys::session_path`),
+    // half of the piles on another thread. Grouped by session in ClickHouse (`groupArray`,
+    // `arraySort`), the statement took 18.16 about 220 ms at 10M events over a week; done
+    // there with array functions, the walk took more than the grouping (BENCHMARKS.md, "User
+    // paths at 10M: the walk in the collector").
+    const PILE_BITS: u32 = 6;
     let pm = persons::current(c)?;
     let source = query::path_source(c, &pm, q, None);
-    let rows = c.select_binary(&format!(
-        "SELECT arrayMap(e -> {cast}(bitAnd(e, {low})), arraySort(groupArray(packed)))
-         FROM (SELECT session_h,
-                      bitOr(bitShiftLeft(toUInt64(time_ms - {from}), {LABEL_BITS}), {label})
-                          AS packed
-               FROM ({source}))
-         GROUP BY session_h",
-        cast = if narrow { "toUInt8" } else { "toUInt32" },
-        low = (1u64 << LABEL_BITS) - 1,
+    let sql = format!(
+        "SELECT session_h,
+                bitOr(bitShiftLeft(toUInt64(time_ms - {from}), {LABEL_BITS}), {label}) AS packed
+         FROM ({source})",
         from = q.from_ms,
-    ))?;
-    let bad = || StoreError::ClickHouse(ChError::Answer("a path row cut short".into()));
-    let mut r = rowbinary::Reader(&rows);
-    let mut sessions = 0;
-    let mut counts = journeys::PathCounts::default();
+    );
+    let mut piles: Vec<Vec<u128>> = (0..1 << PILE_BITS).map(|_| Vec::new()).collect();
+    let bad = || ChError::Answer("path rows not as asked".into());
+    c.select_native_each(&sql, |block| {
+        for (rows, columns) in rowbinary::native_blocks(block).ok_or_else(bad)? {
+            let [session, packed] = &columns[..] else {
+                return Err(bad());
+            };
+            let (Some(session), Some(packed)) = (session.fixed(8), packed.fixed(8)) else {
+                return Err(bad());
+            };
+            if session.len() != rows * 8 || packed.len() != rows * 8 {
+                return Err(bad());
+            }
+            for (s, p) in session.chunks_exact(8).zip(packed.chunks_exact(8)) {
+                let s = u64::from_le_bytes(s.try_into().unwrap_or_default());
+                let p = u64::from_le_bytes(p.try_into().unwrap_or_default());
+                piles[(s >> (64 - PILE_BITS)) as usize].push(u128::from(s) << 64 | u128::from(p));
+            }
+        }
+        Ok(())
+    })?;
     let starts = |l: u32| is_start.get(l as usize) == Some(&true);
-    let (mut session, mut path) = (Vec::new(), Vec::new());
-    while !r.0.is_empty() {
-        let len = r.varint().ok_or_else(bad)?;
-        session.clear();
-        for _ in 0..len {
-            session.push(if narrow {
-                u32::from(r.take::<1>().ok_or_else(bad)?[0])
-            } else {
-                u32::from_le_bytes(r.take().ok_or_else(bad)?)
-            });
+    let walk = |piles: Vec<Vec<u128>>| {
+        let (mut sessions, mut counts) = (0u64, journeys::PathCounts::default());
+        let (mut session, mut path) = (Vec::new(), Vec::new());
+        for mut pile in piles {
+            pile.sort_unstable();
+            for events in pile.chunk_by(|a, b| a >> 64 == b >> 64) {
+                session.clear();
+                session.extend(
+                    events
+                        .iter()
+                        .map(|&e| (e as u64 & ((1 << LABEL_BITS) - 1)) as u32),
+                );
+                if journeys::session_path(&mut session, starts, (direction, depth), &mut path) {
+                    sessions += 1;
+                    journeys::count_path(&mut counts, &path);
+                }
+            }
         }
-        if journeys::session_path(&mut session, starts, (direction, depth), &mut path) {
-            sessions += 1;
-            journeys::count_path(&mut counts, &path);
+        (sessions, counts)
+    };
+    let second = piles.split_off(piles.len() / 2);
+    let (sessions, counts) = std::thread::scope(|s| {
+        let other = s.spawn(|| walk(second));
+        let (mut sessions, mut counts) = walk(piles);
+        let (more, others) = other
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        sessions += more;
+        for (path, n) in others {
+            *counts.entry(path).or_default() += n;
         }
-    }
+        (sessions, counts)
+    });
     let texts: Vec<String> = labels.iter().map(|l| journeys::label_text(&l.0)).collect();
     Ok(journeys::summarize_numbered(
         sessions,

@@ -2010,12 +2010,13 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
         .collect();
     // Each anonymous ID's sessions with a counted event, from `session_rollup` (a row per
     // session, site, device and anonymous ID: 30 ms at 10M events, against 300 ms for the
-    // events themselves), its hash named again by `transform`.
-    let counts = if all.is_empty() {
-        Vec::new()
-    } else {
+    // events themselves), its hash named again by `transform`; asked while the traits are.
+    let count_sessions = || -> Result<Vec<Value>, ChError> {
+        if all.is_empty() {
+            return Ok(Vec::new());
+        }
         let texts: Vec<String> = all.iter().map(|a| lit(a)).collect();
-        c.select(&format!(
+        Ok(c.select(&format!(
             "SELECT transform(anon_h, [{h}], [{t}], '') AS anonymous_id,
                     uniqExact(session_h) AS n
              FROM {db}.session_rollup WHERE anon_h IN ({h}) AND {scope} GROUP BY anon_h",
@@ -2023,17 +2024,21 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
             t = texts.join(","),
             scope = q.scope.sql("device", "site", lit)
         ))?
-        .0
+        .0)
     };
+    let (counts, traits) = std::thread::scope(|scope| {
+        let counts = scope.spawn(count_sessions);
+        let traits = c.select(&format!(
+            "SELECT event_id, anonymous_id, traits FROM {db}.events
+             {} AND traits IS NOT NULL ORDER BY time_ms, seq",
+            of_anons(&all)
+        ));
+        Ok::<_, StoreError>((joined(counts)?, traits?.0))
+    })?;
     let sessions: HashMap<String, u64> = counts
         .iter()
         .map(|r| (s(r, "anonymous_id"), u(r, "n")))
         .collect();
-    let (traits, _) = c.select(&format!(
-        "SELECT event_id, anonymous_id, traits FROM {db}.events
-         {} AND traits IS NOT NULL ORDER BY time_ms, seq",
-        of_anons(&all)
-    ))?;
     let mut person_of: HashMap<&str, &str> = HashMap::new();
     for (id, user_id, _, _) in &rows {
         let anons = match user_id {
@@ -2337,7 +2342,7 @@ fn merged_sessions(
     // the other first values as their hashes.
     let by_path = first == Some("path");
     let first_col = match first {
-        None => ", toUInt64(0)".to_owned(),
+        None => String::new(),
         Some("path") => ", finalizeAggregation(s_path)".to_owned(),
         Some(col) => format!(", finalizeAggregation(s_{col}_h)"),
     };
@@ -2375,9 +2380,10 @@ fn merged_sessions(
                 .map(|c| c.fixed(8))
                 .collect::<Option<_>>()
                 .ok_or_else(bad)?;
+            // The first values' hashes, when split by one (else none: every row's is 0).
             let (session, start, end, pages, stays, hashes) = match cols[..] {
-                [a, b, c, d, e, f] if path.is_none() => (a, b, c, d, e, f),
-                [a, b, c, d, e] if path.is_some() => (a, b, c, d, e, &[][..]),
+                [a, b, c, d, e, f] if path.is_none() && first.is_some() => (a, b, c, d, e, f),
+                [a, b, c, d, e] if path.is_some() || first.is_none() => (a, b, c, d, e, &[][..]),
                 _ => return Err(bad()),
             };
             let at = |col: &[u8], i: usize| -> u64 {
