@@ -2585,20 +2585,82 @@ pub fn event_names(
     to_ms: i64,
     scope: &Scope,
 ) -> Result<Vec<(String, u64)>, StoreError> {
-    // Rows counted as they are, but those of events that may be stored twice (`copies`,
-    // few) counted distinct: exact, without a set of every event's ID (at 10M events 1 s
-    // for `uniqExact(event_h)` over all of them).
+    // Three statements at once: the rows of each name's hash; for the events that may be
+    // stored twice (`copies`, few; read first, by `PREWHERE`), how many rows more than events
+    // each name has; and the names of the last day's events (then those of the other hashes,
+    // read where they are). Exact, without a set of every event's ID (at 10M events 1 s for
+    // `uniqExact(event_h)` over all of them), and without reading every event's name (at
+    // 10M events over 90 days: one statement of 260–290 ms before).
     let db = &c.database;
-    let (rows, _) = c.select(&format!(
-        "SELECT any(name) AS name, {} AS n
-         FROM (SELECT name, name_h, event_h, {} AS c FROM {db}.events WHERE {} AND {})
-         GROUP BY name_h ORDER BY n DESC, name LIMIT 500",
-        events_counted("1"),
-        copy_cond(db),
+    let conds = format!(
+        "{} AND {}",
         in_range(from_ms, to_ms),
         scope.flag_sql("is_bot", "site", lit)
-    ))?;
-    Ok(rows.iter().map(|r| (s(r, "name"), u(r, "n"))).collect())
+    );
+    let hashed = |sql: String| -> Result<Vec<(u64, u64)>, StoreError> {
+        let rows = c.select_binary(&sql)?;
+        let mut r = rowbinary::Reader(&rows);
+        let mut out = Vec::new();
+        while let (Some(h), Some(n)) = (r.take::<8>(), r.take::<8>()) {
+            out.push((u64::from_le_bytes(h), u64::from_le_bytes(n)));
+        }
+        Ok(out)
+    };
+    let names_of = |sql: String| -> Result<HashMap<u64, String>, StoreError> {
+        let rows = c.select_binary(&sql)?;
+        let mut r = rowbinary::Reader(&rows);
+        let mut out = HashMap::new();
+        while let (Some(name), Some(h)) = (r.text(), r.take::<8>()) {
+            out.insert(
+                u64::from_le_bytes(h),
+                String::from_utf8_lossy(name).into_owned(),
+            );
+        }
+        Ok(out)
+    };
+    let (rows, extra, mut names) = std::thread::scope(|scope| {
+        let extra = scope.spawn(|| {
+            hashed(format!(
+                "SELECT name_h, toUInt64(count() - uniqExact(event_h)) FROM {db}.events
+                 PREWHERE {copies} WHERE {conds} GROUP BY name_h",
+                copies = copy_cond(db),
+            ))
+        });
+        let names = scope.spawn(|| {
+            names_of(format!(
+                "SELECT any(name), name_h FROM {db}.events WHERE {} GROUP BY name_h",
+                in_range(from_ms.max(to_ms.saturating_sub(DAY_MS)), to_ms),
+            ))
+        });
+        let rows = hashed(format!(
+            "SELECT name_h, count() FROM {db}.events WHERE {conds} GROUP BY name_h"
+        ));
+        Ok::<_, StoreError>((rows?, joined(extra)?, joined(names)?))
+    })?;
+    // The names not seen in the last day: read from the events that have them.
+    let missing: Vec<String> = rows
+        .iter()
+        .filter(|(h, _)| !names.contains_key(h))
+        .map(|(h, _)| h.to_string())
+        .collect();
+    if !missing.is_empty() {
+        names.extend(names_of(format!(
+            "SELECT any(name), name_h FROM {db}.events PREWHERE name_h IN ({}) WHERE {conds}
+             GROUP BY name_h",
+            missing.join(", ")
+        ))?);
+    }
+    let extra: HashMap<u64, u64> = extra.into_iter().collect();
+    let mut out: Vec<(String, u64)> = rows
+        .into_iter()
+        .map(|(h, n)| {
+            let name = names.get(&h).cloned().unwrap_or_default();
+            (name, n.saturating_sub(extra.get(&h).copied().unwrap_or(0)))
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.truncate(500);
+    Ok(out)
 }
 
 /// How many of the latest events, and of the latest people, property keys are counted over.
