@@ -775,27 +775,10 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     let range = (q.from_ms, q.to_ms);
     let buckets = starts.len().max(1);
     // Users that an hourly rollup answers, without user properties: counted in the collector.
-    let tallied = |rows: &str| -> Result<Option<tally::Counts>, StoreError> {
-        let persons = persons::read(c, &pm)?;
-        // An hour's bucket is that of its start: the zone's buckets begin on UTC hours.
-        let bucket = |hour: i64| {
-            let start = hour * 3_600_000;
-            starts.partition_point(|&s| s <= start).saturating_sub(1)
-        };
-        // Who passes the user property filters, asked while the rows come.
-        let user_filters = q
-            .filters
-            .iter()
-            .any(|f| matches!(f.field, Field::UserProp(_)));
-        std::thread::scope(|scope| {
-            let passing = user_filters.then(|| scope.spawn(|| passing_people(c, &pm, q)));
-            let dealt = tally::read(c, &persons, rows, buckets, bucket)?;
-            let passing = passing.map(joined).transpose()?;
-            Ok(dealt.map(|d| match &passing {
-                Some(p) => d.count(&|person| p.passes(person)),
-                None => d.count(&|_| true),
-            }))
-        })
+    // An hour's bucket is that of its start: the zone's buckets begin on UTC hours.
+    let bucket = |hour: i64| {
+        let start = hour * 3_600_000;
+        starts.partition_point(|&s| s <= start).saturating_sub(1)
     };
     // Else the statements at once, each on its own connection: one statement leaves part of
     // two cores idle (at 2M events, users by browser split by country: 124 ms one after
@@ -839,15 +822,52 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
         })
     };
     let rows = hourly_user_rows(db, &pm, q);
+    // With user property filters the collector decides who passes them ([`passing_people`])
+    // for the count and the sample alike: asked, and the sample taken from the events alone,
+    // while the rows come.
+    let user_filters = q
+        .filters
+        .iter()
+        .any(|f| matches!(f.field, Field::UserProp(_)));
+    let passing_too = rows.is_some() && user_filters;
+    let events_only = match passing_too {
+        true => {
+            let mut plain = q.clone();
+            plain
+                .filters
+                .retain(|f| !matches!(f.field, Field::UserProp(_)));
+            insights_source(db, &pm, &plain).1
+        }
+        false => events_only,
+    };
     let (counted, sample_users) = std::thread::scope(|scope| {
-        let sample =
-            scope.spawn(|| sample_users(c, &pm, &source_from, events_only.as_deref(), range));
-        let counted = match rows.as_deref().map(tallied).transpose() {
-            Ok(Some(Some(counts))) => Ok(counts),
-            Ok(_) => stated(),
-            Err(e) => Err(e),
+        let side = scope.spawn(|| {
+            let passing = passing_too.then(|| passing_people(c, &pm, q)).transpose()?;
+            let sample = sample_users(
+                c,
+                &pm,
+                &source_from,
+                events_only.as_deref(),
+                range,
+                passing.as_ref(),
+            )?;
+            Ok::<_, StoreError>((passing, sample))
+        });
+        // Users that an hourly rollup answers, without a split by a user property: counted
+        // in the collector.
+        let dealt = match &rows {
+            Some(rows) => {
+                let persons = persons::read(c, &pm)?;
+                tally::read(c, &persons, rows, buckets, bucket)?
+            }
+            None => None,
         };
-        Ok::<_, StoreError>((counted?, joined(sample)?))
+        let (passing, sample) = joined(side)?;
+        let counted = match dealt {
+            Some(d) => d.count(&|person| passing.as_ref().is_none_or(|p| p.passes(person))),
+            None => stated()?,
+        };
+        Ok::<_, StoreError>((counted, sample))
     })?;
     let tally::Counts { keys, total, pairs } = counted;
     let series_keys: Vec<Option<String>> = match (&q.by, &q.split) {
@@ -1451,8 +1471,8 @@ pub fn path_events(
 }
 
 /// The five people with the latest matching events. First from the latest 1,000 matching
-/// events (read from `events` alone when no user property filters them, their people looked
-/// up afterwards); only if those hold fewer than five people, and there are more events, by
+/// events (read from `events` alone when no user property filters them, or when `passing`
+/// decides those filters here, their people looked up afterwards); only if those hold fewer than five people, and there are more events, by
 /// grouping every matching event by person. `source_from(ms)` is the query's source from
 /// `ms` to the range's end (the whole of it from `from_ms`).
 fn sample_users(
@@ -1461,6 +1481,7 @@ fn sample_users(
     source_from: &dyn Fn(i64) -> String,
     events_only: Option<&str>,
     (from_ms, to_ms): (i64, i64),
+    passing: Option<&Passing>,
 ) -> Result<Vec<String>, StoreError> {
     const HOUR: i64 = 3_600_000;
     const DAY: i64 = 24 * HOUR;
@@ -1486,19 +1507,30 @@ fn sample_users(
         })
         .chain([(from_ms, String::new())])
         .collect();
+    // How many of the latest events were read (before [`Passing`] kept some).
+    let read;
     let latest: Vec<String> = match events_only {
         Some(conds) => {
             let mut rows = Vec::new();
             for (_, window) in &windows {
                 rows = c
                     .select(&format!(
-                        "SELECT anonymous_id FROM {db}.events WHERE {conds}{window}
-                         ORDER BY time_ms DESC LIMIT 1000"
+                        "SELECT anonymous_id, toString(anon_h) AS h FROM {db}.events
+                         WHERE {conds}{window} ORDER BY time_ms DESC LIMIT 1000"
                     ))?
                     .0;
                 if rows.len() == 1000 {
                     break;
                 }
+            }
+            read = rows.len();
+            // Only the events of people who pass the user property filters, if any.
+            if let Some(passing) = passing {
+                let persons = persons::read(c, pm)?;
+                rows.retain(|r| {
+                    let anon = s(r, "h").parse().unwrap_or_default();
+                    passing.passes(persons.get(&anon).copied().unwrap_or(anon))
+                });
             }
             let anons: Vec<String> = rows.iter().map(|r| s(r, "anonymous_id")).collect();
             let mut unique = anons.clone();
@@ -1538,6 +1570,7 @@ fn sample_users(
                     break;
                 }
             }
+            read = rows.len();
             rows.iter().map(|r| s(r, "person")).collect()
         }
     };
@@ -1548,7 +1581,7 @@ fn sample_users(
             sample.push(p.clone());
         }
     }
-    if sample.len() < 5 && latest.len() == 1000 {
+    if sample.len() < 5 && read == 1000 {
         let (rows, _) = c.select(&format!(
             "SELECT person, max(time_ms) AS t FROM ({source}) GROUP BY person
              ORDER BY t DESC, person DESC LIMIT 5"
