@@ -240,7 +240,13 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
     let mut props = UserProps::default();
     let mut event_conds = vec![in_range(q.from_ms, q.to_ms)];
     if !q.events.is_empty() {
-        event_conds.push(format!("name IN {}", list(&q.events)));
+        // By the stored hash of the name: no event's name is read (as the funnel's steps).
+        let hashes: Vec<String> = q
+            .events
+            .iter()
+            .map(|e| format!("cityHash64({})", lit(e)))
+            .collect();
+        event_conds.push(format!("name_h IN ({})", hashes.join(", ")));
     }
     if !q.sites.is_empty() {
         event_conds.push(format!("site IN {}", list(&q.sites)));
@@ -1958,29 +1964,29 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
     let mut matched_people = None;
     if !q.plain() {
         // People with an event in the range that passes, as insights select events.
-        let (matched, _) = insights_source(
-            db,
-            &pm,
-            &InsightsQuery {
-                metric: Metric::Users,
-                from_ms: q.from_ms,
-                to_ms: q.to_ms,
-                interval: Interval::Day,
-                events: q.events.clone(),
-                by: None,
-                split: None,
-                filters: q
-                    .filters
-                    .iter()
-                    .cloned()
-                    .chain(q.scope.bots.filter())
-                    .collect(),
-                sites: q.scope.sites.clone(),
-                tz: chrono_tz::Tz::UTC,
-            },
-        );
+        let matching = InsightsQuery {
+            metric: Metric::Users,
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            interval: Interval::Day,
+            events: q.events.clone(),
+            by: None,
+            split: None,
+            filters: q
+                .filters
+                .iter()
+                .cloned()
+                .chain(q.scope.bots.filter())
+                .collect(),
+            sites: q.scope.sites.clone(),
+            tz: chrono_tz::Tz::UTC,
+        };
+        let (matched, _) = insights_source(db, &pm, &matching);
         conds.push(format!("id IN (SELECT person FROM ({matched}))"));
-        matched_people = Some(format!("SELECT person_h FROM ({matched})"));
+        // Their hashes from the hourly rollups where those answer (at 10M events, people who
+        // bought with Safari in a week: 50 ms of every event's name and browser before).
+        let hashed = hourly_users_source(db, &pm, &matching).unwrap_or(matched);
+        matched_people = Some(format!("SELECT person_h FROM ({hashed})"));
     }
     if let Some(ids) = &q.ids {
         conds.push(format!("id IN {}", list(ids)));
