@@ -314,6 +314,16 @@ fn copy_bytes(from: &mut impl BufRead, out: &mut Vec<u8>, len: usize) -> io::Res
 /// Copies a text (its LEB128 length, then its bytes) from `from` to `out`, and gives where
 /// its bytes begin in `out`.
 fn copy_text(from: &mut impl BufRead, out: &mut Vec<u8>) -> io::Result<usize> {
+    // A short text already in the buffer, copied at once (most are: names, countries).
+    let buf = from.fill_buf()?;
+    if let Some(&len) = buf.first() {
+        let end = 1 + usize::from(len);
+        if len < 0x80 && end <= buf.len() {
+            out.extend_from_slice(&buf[..end]);
+            from.consume(end);
+            return Ok(out.len() + 1 - end);
+        }
+    }
     let len = copy_varint(from, out)?;
     let at = out.len();
     copy_bytes(from, out, len)?;
