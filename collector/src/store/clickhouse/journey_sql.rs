@@ -40,27 +40,59 @@ pub fn retention(
     let person = |anon: u64| persons.get(&anon).copied().unwrap_or(anon);
     let bad = || StoreError::ClickHouse(ChError::Answer("a retention row cut short".into()));
     // Each (person, period, steps) that happened: the period above the two step bits (1 a
-    // start event, 2 a return event). People are put together here, through the person map
-    // read once, by sorting these (a hash map by person cost a cache miss per row).
-    let mut seen: Vec<(u64, u32)> = Vec::new();
+    // start event, 2 a return event), dealt by person into piles as the rows come. People
+    // are put together here, through the person map read once, by sorting each pile (a hash
+    // map by person cost a cache miss per row), half of the piles on another thread.
+    const PILE_BITS: u32 = 6;
+    let mut piles: Vec<Vec<(u64, u32)>> = (0..1 << PILE_BITS).map(|_| Vec::new()).collect();
+    let mut seen = |anon: u64, code: u32| {
+        let p = person(anon);
+        piles[(p >> (64 - PILE_BITS)) as usize].push((p, code));
+    };
     if let Some(hits) = query::hourly_steps_source(c, &pm, q, tz) {
         // Whole hours from the rollups (a row per anonymous ID and hour it was there) and
         // the raw events of the partial hours: the rows as they are, each put in its period
         // here, cost ClickHouse a read instead of a grouping by anonymous ID that took
         // several times longer (BENCHMARKS.md, "Funnels, retention and paths at 10M, third
         // pass").
-        let rows = c.select_binary(&format!(
-            "SELECT anon_h, time_ms, toUInt8(mask) FROM ({hits})"
-        ))?;
-        seen.reserve(rows.len() / 17);
-        let mut r = rowbinary::Reader(&rows);
-        while !r.0.is_empty() {
-            let anon = u64::from_le_bytes(r.take().ok_or_else(bad)?);
-            let time_ms = i64::from_le_bytes(r.take().ok_or_else(bad)?);
-            let [mask] = r.take().ok_or_else(bad)?;
-            let p = starts.partition_point(|&s| s <= time_ms).saturating_sub(1);
-            seen.push((person(anon), (p as u32) << 2 | u32::from(mask & 3)));
-        }
+        let sql = format!("SELECT anon_h, time_ms, toUInt8(mask) FROM ({hits})");
+        // The period of the row before's time (rows come by hour).
+        let mut last: Option<(i64, u32)> = None;
+        let bad = || ChError::Answer("retention rows not as asked".into());
+        c.select_native_each(&sql, |block| {
+            for (rows, columns) in rowbinary::native_blocks(block).ok_or_else(bad)? {
+                let [anon, time, mask] = &columns[..] else {
+                    return Err(bad());
+                };
+                let (Some(anon), Some(time), Some(mask)) =
+                    (anon.fixed(8), time.fixed(8), mask.fixed(1))
+                else {
+                    return Err(bad());
+                };
+                if anon.len() != rows * 8 || time.len() != rows * 8 || mask.len() != rows {
+                    return Err(bad());
+                }
+                let eight = |col: &[u8], i: usize| -> [u8; 8] {
+                    col[i * 8..i * 8 + 8].try_into().unwrap_or_default()
+                };
+                for (i, &mask) in mask.iter().enumerate() {
+                    let time_ms = i64::from_le_bytes(eight(time, i));
+                    let p = match last {
+                        Some((t, p)) if t == time_ms => p,
+                        _ => {
+                            let p = starts.partition_point(|&s| s <= time_ms).saturating_sub(1);
+                            last = Some((time_ms, p as u32));
+                            p as u32
+                        }
+                    };
+                    seen(
+                        u64::from_le_bytes(eight(anon, i)),
+                        p << 2 | u32::from(mask & 3),
+                    );
+                }
+            }
+            Ok(())
+        })?;
     } else {
         // Every step event: grouped by anonymous ID in ClickHouse, into the periods it
         // started and returned in as bits (64 periods a word: fixed-size states, no sets).
@@ -93,48 +125,67 @@ pub fn retention(
         ))?;
         let mut r = rowbinary::Reader(&rows);
         while !r.0.is_empty() {
-            let anon = person(u64::from_le_bytes(r.take().ok_or_else(bad)?));
+            let anon = u64::from_le_bytes(r.take().ok_or_else(bad)?);
             for step in [1, 2] {
                 for w in 0..words {
                     let mut word = u64::from_le_bytes(r.take().ok_or_else(bad)?);
                     while word != 0 {
                         let p = w * 64 + word.trailing_zeros() as usize;
                         word &= word - 1;
-                        seen.push((anon, (p as u32) << 2 | step));
+                        seen(anon, (p as u32) << 2 | step);
                     }
                 }
             }
         }
     }
-    seen.sort_unstable();
-    let mut cohorts: Vec<journeys::Cohort> = starts
-        .iter()
-        .enumerate()
-        .map(|(i, &start_ms)| journeys::Cohort {
-            start_ms,
-            values: vec![0; starts.len() - i],
-        })
-        .collect();
-    for one in seen.chunk_by(|a, b| a.0 == b.0) {
-        // In period order: the first start is the cohort; each later period with a return
-        // counts once.
-        let Some(cohort) = one.iter().find(|e| e.1 & 1 != 0).map(|e| e.1 >> 2) else {
-            continue;
-        };
-        let Some(values) = cohorts.get_mut(cohort as usize).map(|c| &mut c.values) else {
-            continue;
-        };
-        values[0] += 1;
-        let mut last = cohort;
-        for p in one.iter().filter(|e| e.1 & 2 != 0).map(|e| e.1 >> 2) {
-            if p > last {
-                last = p;
-                if let Some(v) = values.get_mut((p - cohort) as usize) {
-                    *v += 1;
+    let count = |piles: Vec<Vec<(u64, u32)>>| {
+        let mut values: Vec<Vec<u64>> = (0..starts.len())
+            .map(|i| vec![0; starts.len() - i])
+            .collect();
+        for mut pile in piles {
+            pile.sort_unstable();
+            for one in pile.chunk_by(|a, b| a.0 == b.0) {
+                // In period order: the first start is the cohort; each later period with a
+                // return counts once.
+                let Some(cohort) = one.iter().find(|e| e.1 & 1 != 0).map(|e| e.1 >> 2) else {
+                    continue;
+                };
+                let Some(values) = values.get_mut(cohort as usize) else {
+                    continue;
+                };
+                values[0] += 1;
+                let mut last = cohort;
+                for p in one.iter().filter(|e| e.1 & 2 != 0).map(|e| e.1 >> 2) {
+                    if p > last {
+                        last = p;
+                        if let Some(v) = values.get_mut((p - cohort) as usize) {
+                            *v += 1;
+                        }
+                    }
                 }
             }
         }
-    }
+        values
+    };
+    let second = piles.split_off(piles.len() / 2);
+    let values = std::thread::scope(|s| {
+        let other = s.spawn(|| count(second));
+        let mut values = count(piles);
+        let more = other
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        for (mine, theirs) in values.iter_mut().zip(more) {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
+        }
+        values
+    });
+    let cohorts = starts
+        .iter()
+        .zip(values)
+        .map(|(&start_ms, values)| journeys::Cohort { start_ms, values })
+        .collect();
     Ok(cohorts)
 }
 
