@@ -501,33 +501,22 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
     Some(parts.join(" UNION ALL "))
 }
 
-/// For an insights query that an hourly rollup answers ([`hourly_rollup`]) and that splits
-/// by no user property: the rows to count in the collector ([`tally::read`]; its user
-/// property filters by [`passing_people`]), as [`hourly_users_source`] finds them but
-/// without persons or user properties: `hour` (`UInt32`), `anon_h`, and
-/// with `by` or `split` `k` (the series key: `by`, else `split`), with both `s` (`split`).
-fn hourly_user_rows(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> {
+/// For an insights query counting users that splits by no user property: the rows to count
+/// in the collector ([`tally::read`]; its user property filters by [`passing_people`]),
+/// without persons or user properties, and the unit of their times: `t` (`UInt32`), `anon_h`,
+/// and with `by` or `split` `k` (the series key: `by`, else `split`), with both `s`
+/// (`split`). From the hourly rollup where one answers ([`hourly_rollup`], as
+/// [`hourly_users_source`] finds them; `t` in hours), else from the raw events (`t` in
+/// seconds, on which every zone's days begin).
+fn user_rows(db: &str, pm: &str, q: &InsightsQuery) -> Option<(String, i64)> {
     let user_prop = |f: Option<&Field>| matches!(f, Some(Field::UserProp(_)));
-    if user_prop(q.by.as_ref()) || user_prop(q.split.as_ref()) {
+    if q.metric != Metric::Users
+        || q.from_ms < 0
+        || user_prop(q.by.as_ref())
+        || user_prop(q.split.as_ref())
+    {
         return None;
     }
-    let r = hourly_rollup(q)?;
-    // The series key (`by`, else `split`), and the split of the pairs when both are given.
-    let [by, split] = &r.cols;
-    let (whole, edge) = match (&q.by, &q.split) {
-        (None, None) => (String::new(), String::new()),
-        (None, Some(_)) => (format!(", {split} AS k"), ", split AS k".into()),
-        (Some(_), None) => (format!(", {by} AS k"), ", key AS k".into()),
-        (Some(_), Some(_)) => (
-            format!(", {by} AS k, {split} AS s"),
-            ", key AS k, split AS s".into(),
-        ),
-    };
-    let mut parts = vec![format!(
-        "SELECT toUInt32(hour) AS hour, anon_h{whole} FROM {db}.{table} WHERE {conds}",
-        table = r.table,
-        conds = r.conds,
-    )];
     // The user property filters are the collector's ([`passing_people`]).
     let filters: Vec<Filter> = q
         .filters
@@ -535,19 +524,45 @@ fn hourly_user_rows(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> {
         .filter(|f| !matches!(f.field, Field::UserProp(_)))
         .cloned()
         .collect();
-    for (from_ms, to_ms) in edge_ranges(q, &r) {
-        let edge_q = InsightsQuery {
+    // The columns of the raw events' rows ([`insights_source`]).
+    let raw = match (&q.by, &q.split) {
+        (None, None) => "",
+        (None, Some(_)) => ", split AS k",
+        (Some(_), None) => ", key AS k",
+        (Some(_), Some(_)) => ", key AS k, split AS s",
+    };
+    let raw_rows = |from_ms: i64, to_ms: i64, unit: i64| {
+        let part = InsightsQuery {
             from_ms,
             to_ms,
             filters: filters.clone(),
             ..q.clone()
         };
-        parts.push(format!(
-            "SELECT toUInt32(intDiv(time_ms, 3600000)) AS hour, anon_h{edge} FROM ({})",
-            insights_source(db, pm, &edge_q).0
-        ));
+        format!(
+            "SELECT toUInt32(intDiv(time_ms, {unit})) AS t, anon_h{raw} FROM ({})",
+            insights_source(db, pm, &part).0
+        )
+    };
+    let Some(r) = hourly_rollup(q) else {
+        return Some((raw_rows(q.from_ms, q.to_ms, 1000), 1000));
+    };
+    // The series key (`by`, else `split`), and the split of the pairs when both are given.
+    let [by, split] = &r.cols;
+    let whole = match (&q.by, &q.split) {
+        (None, None) => String::new(),
+        (None, Some(_)) => format!(", {split} AS k"),
+        (Some(_), None) => format!(", {by} AS k"),
+        (Some(_), Some(_)) => format!(", {by} AS k, {split} AS s"),
+    };
+    let mut parts = vec![format!(
+        "SELECT toUInt32(hour) AS t, anon_h{whole} FROM {db}.{table} WHERE {conds}",
+        table = r.table,
+        conds = r.conds,
+    )];
+    for (from_ms, to_ms) in edge_ranges(q, &r) {
+        parts.push(raw_rows(from_ms, to_ms, 3_600_000));
     }
-    Some(parts.join(" UNION ALL "))
+    Some((parts.join(" UNION ALL "), 3_600_000))
 }
 
 /// The people who pass the user property filters of an insights question: those `listed`
@@ -781,11 +796,9 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     let range = (q.from_ms, q.to_ms);
     let buckets = starts.len().max(1);
     // Users that an hourly rollup answers, without user properties: counted in the collector.
-    // An hour's bucket is that of its start: the zone's buckets begin on UTC hours.
-    let bucket = |hour: i64| {
-        let start = hour * 3_600_000;
-        starts.partition_point(|&s| s <= start).saturating_sub(1)
-    };
+    // The bucket of a time of the rows the collector counts: that of the start of its hour
+    // (the zone's buckets begin on UTC hours) or second.
+    let bucket = |start: i64| starts.partition_point(|&s| s <= start).saturating_sub(1);
     // Else the statements at once, each on its own connection: one statement leaves part of
     // two cores idle (at 2M events, users by browser split by country: 124 ms one after
     // another).
@@ -827,7 +840,7 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
             Ok(tally::Counts { keys, total, pairs })
         })
     };
-    let rows = hourly_user_rows(db, &pm, q);
+    let rows = user_rows(db, &pm, q);
     // With user property filters the collector decides who passes them ([`passing_people`])
     // for the count and the sample alike: asked, and the sample taken from the events alone,
     // while the rows come.
@@ -862,9 +875,9 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
         // Users that an hourly rollup answers, without a split by a user property: counted
         // in the collector.
         let dealt = match &rows {
-            Some(rows) => {
+            Some((rows, unit)) => {
                 let persons = persons::read(c, &pm)?;
-                tally::read(c, &persons, rows, buckets, bucket)?
+                tally::read(c, &persons, rows, buckets, |t| bucket(t * unit))?
             }
             None => None,
         };

@@ -1,5 +1,6 @@
 //! Users of an insights question counted in the collector: ClickHouse sends the rows to count
-//! as they are (an hour, an anonymous ID's hash, the series key and the split as text), the
+//! as they are (an hour of a rollup or a second of an event, an anonymous ID's hash, the
+//! series key and the split as text), the
 //! collector maps each anonymous ID to its person through the person map it keeps
 //! ([`persons::read`]), deals the rows by person into piles while the answer still comes, then
 //! counts each person once per bucket and key, key, pair and in all, half of the piles on
@@ -79,10 +80,10 @@ pub(super) struct Dealt {
     pairs: bool,
 }
 
-/// Reads the rows of `sql` to count their people: columns `hour` (`UInt32`, hours since the
-/// epoch), `anon_h` (`UInt64`), then optionally `k` (the series key, `''` without it) and `s`
-/// (the split, for the pairs), `bucket(hour)` the index of each hour's bucket, below
-/// `buckets`. `None` when the answer has more distinct keys or splits, or the question more
+/// Reads the rows of `sql` to count their people: columns `t` (`UInt32`, a time in hours or
+/// seconds since the epoch), `anon_h` (`UInt64`), then optionally `k` (the series key, `''`
+/// without it) and `s` (the split, for the pairs), `bucket(t)` the index of each time's
+/// bucket, below `buckets`. `None` when the answer has more distinct keys or splits, or the question more
 /// buckets, than a row's number holds, or more than [`MAX_ROWS`] rows (then the statements
 /// count).
 pub(super) fn read(
@@ -101,14 +102,14 @@ pub(super) fn read(
         splits: Numbered::default(),
         pairs: false,
     };
-    // The bucket of the hour of the row before (rows come by hour).
-    let mut hour_bucket: Option<(u32, u64)> = None;
+    // The bucket of the time of the row before (a rollup's rows come by hour).
+    let mut last: Option<(u32, u64)> = None;
     let mut overflow = false;
     let bad = || ChError::Answer("user rows not as asked".into());
     let mut dealt = 0usize;
     let read = c.select_native_each(sql, |block| {
         for (rows, columns) in rowbinary::native_blocks(block).ok_or_else(bad)? {
-            let (hour, anon, key, split) = match &columns[..] {
+            let (time, anon, key, split) = match &columns[..] {
                 [h, a] => (h, a, None, None),
                 [h, a, k] => (h, a, Some(k), None),
                 [h, a, k, s] => (h, a, Some(k), Some(s)),
@@ -122,21 +123,21 @@ pub(super) fn read(
                     "more rows than the collector counts".into(),
                 ));
             }
-            let (Some(hour), Some(anon)) = (hour.fixed(4), anon.fixed(8)) else {
+            let (Some(time), Some(anon)) = (time.fixed(4), anon.fixed(8)) else {
                 return Err(bad());
             };
-            if hour.len() != rows * 4 || anon.len() != rows * 8 {
+            if time.len() != rows * 4 || anon.len() != rows * 8 {
                 return Err(bad());
             }
             for i in 0..rows {
-                let h = u32::from_le_bytes(hour[i * 4..i * 4 + 4].try_into().unwrap_or_default());
+                let t = u32::from_le_bytes(time[i * 4..i * 4 + 4].try_into().unwrap_or_default());
                 let a = u64::from_le_bytes(anon[i * 8..i * 8 + 8].try_into().unwrap_or_default());
                 let person = persons.get(&a).copied().unwrap_or(a);
-                let b = match hour_bucket {
-                    Some((last, b)) if last == h => b,
+                let b = match last {
+                    Some((last, b)) if last == t => b,
                     _ => {
-                        let b = bucket(h.into()) as u64;
-                        hour_bucket = Some((h, b));
+                        let b = bucket(t.into()) as u64;
+                        last = Some((t, b));
                         b
                     }
                 };
