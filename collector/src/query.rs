@@ -590,12 +590,7 @@ async fn funnel_people(
         from_ms: q.from_ms,
         to_ms: q.to_ms.saturating_add(dropped.window_ms),
         steps: dropped.steps,
-        filters: q
-            .filters
-            .iter()
-            .cloned()
-            .chain(q.scope.bots.filter())
-            .collect(),
+        filters: q.event_filters(),
         sites: q.scope.sites.clone(),
         breakdown: None,
         people: true,

@@ -666,6 +666,15 @@ impl UsersQuery {
     pub fn plain(&self) -> bool {
         self.scope.sites.is_empty() && self.events.is_empty() && self.filters.is_empty()
     }
+
+    /// The filters a matching event passes: the query's, and the scope's bot filter.
+    pub fn event_filters(&self) -> Vec<Filter> {
+        self.filters
+            .iter()
+            .cloned()
+            .chain(self.scope.bots.filter())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -795,13 +795,12 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
     };
     let range = (q.from_ms, q.to_ms);
     let buckets = starts.len().max(1);
-    // Users that an hourly rollup answers, without user properties: counted in the collector.
     // The bucket of a time of the rows the collector counts: that of the start of its hour
     // (the zone's buckets begin on UTC hours) or second.
     let bucket = |start: i64| starts.partition_point(|&s| s <= start).saturating_sub(1);
-    // Else the statements at once, each on its own connection: one statement leaves part of
-    // two cores idle (at 2M events, users by browser split by country: 124 ms one after
-    // another).
+    // What the collector does not count: the statements at once, each on its own
+    // connection (one statement leaves part of two cores idle: at 2M events, users by
+    // browser split by country took 124 ms one after another).
     let stated = || -> Result<tally::Counts, StoreError> {
         std::thread::scope(|scope| {
             let pairs = pairs_sql.map(|sql| scope.spawn(move || c.select(&sql)));
@@ -872,8 +871,7 @@ pub fn insights(c: &Client, q: &InsightsQuery) -> Result<Insights, StoreError> {
             )?;
             Ok::<_, StoreError>((passing, sample))
         });
-        // Users that an hourly rollup answers, without a split by a user property: counted
-        // in the collector.
+        // Users without a split by a user property ([`user_rows`]): counted in the collector.
         let dealt = match &rows {
             Some((rows, unit)) => {
                 let persons = persons::read(c, &pm)?;
@@ -1491,8 +1489,8 @@ pub fn path_events(
 
 /// The five people with the latest matching events. First from the latest 1,000 matching
 /// events (read from `events` alone when no user property filters them, or when `passing`
-/// decides those filters here, their people looked up afterwards); only if those hold fewer than five people, and there are more events, by
-/// grouping every matching event by person. `source_from(ms)` is the query's source from
+/// decides those filters here, their people looked up afterwards); only if those hold fewer
+/// than five people, and there are more events, by grouping every matching event by person. `source_from(ms)` is the query's source from
 /// `ms` to the range's end (the whole of it from `from_ms`).
 fn sample_users(
     c: &Client,
@@ -1985,12 +1983,7 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
             events: q.events.clone(),
             by: None,
             split: None,
-            filters: q
-                .filters
-                .iter()
-                .cloned()
-                .chain(q.scope.bots.filter())
-                .collect(),
+            filters: q.event_filters(),
             sites: q.scope.sites.clone(),
             tz: chrono_tz::Tz::UTC,
         };

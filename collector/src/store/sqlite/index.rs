@@ -712,12 +712,7 @@ impl Index {
         c: &Connection,
         q: &UsersQuery,
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let filters: Vec<Filter> = q
-            .filters
-            .iter()
-            .cloned()
-            .chain(q.scope.bots.filter())
-            .collect();
+        let filters = q.event_filters();
         let pass = self.passing(
             c,
             &Selection {
