@@ -151,7 +151,8 @@ fn sorting_key(server: &ClickHouseServer, db: &str) -> String {
 fn columns(server: &ClickHouseServer, db: &str) -> String {
     server.query(&format!(
         "SELECT name FROM system.columns WHERE database = '{db}' AND table = 'events'
-         AND name IN ('event_h', 'session_h', 'anon_h', 'name_h', 'is_bot') ORDER BY name"
+         AND name IN ('event_h', 'session_h', 'anon_h', 'name_h', 'is_bot', 'label_h')
+         ORDER BY name"
     ))
 }
 
@@ -217,7 +218,7 @@ fn a_database_ordered_by_event_id_answers_the_same_before_and_after_the_rebuild(
     let store = open(&url, dir.path());
     assert_eq!(
         columns(&server, "layout"),
-        "anon_h\nevent_h\nis_bot\nname_h\nsession_h\n"
+        "anon_h\nevent_h\nis_bot\nlabel_h\nname_h\nsession_h\n"
     );
     assert!(sorting_key(&server, "layout").contains("ORDER BY event_id"));
     assert_eq!(

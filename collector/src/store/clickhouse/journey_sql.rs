@@ -226,16 +226,14 @@ pub fn paths(
     if !q.sites.is_empty() {
         conds.push(format!("site IN {}", list(&q.sites)));
     }
-    // A label's hash: its name's, with a page view's path's mixed in; on `events` from the
-    // stored `name_h`, so that only page views' paths are read, not every event's name (the
-    // statement below at 10M events over a week: 175 → 140 ms).
-    let hash = |name_h: &str, path: &str| {
-        format!("bitXor({name_h}, if({name_h} = cityHash64('$pageview'), cityHash64({path}), 0))")
-    };
+    // A label's hash: its name's, with a page view's path's mixed in, as `events` stores it
+    // (`label_h`), so that the events' statement below reads one number a row, not the
+    // name and path (at 10M events over a week: 175 ms from the texts, 140 from `name_h` and
+    // the path, 110 from `label_h`).
     let rows = c.select_binary(&format!(
-        "SELECT name, page, {} FROM {db}.steps_hourly WHERE {conds}
+        "SELECT name, page, bitXor(cityHash64(name), if(name = '$pageview', cityHash64(page), 0))
+         FROM {db}.steps_hourly WHERE {conds}
          GROUP BY name, page",
-        hash("cityHash64(name)", "page"),
         conds = conds.join(" AND "),
     ))?;
     let bad = || StoreError::ClickHouse(ChError::Answer("a label row cut short".into()));
@@ -276,8 +274,7 @@ pub fn paths(
     let hash_list: Vec<String> = labels.iter().map(|l| l.1.to_string()).collect();
     let numbers: Vec<String> = (1..=labels.len()).map(|n| n.to_string()).collect();
     let label = format!(
-        "transform({}, [{}], [{}], toUInt64(0))",
-        hash("name_h", "path"),
+        "transform(label_h, [{}], [{}], toUInt64(0))",
         hash_list.join(", "),
         numbers.join(", "),
     );

@@ -116,7 +116,9 @@ const SCHEMA: &[&str] = &[
         session_h UInt64 MATERIALIZED cityHash64(session_id),
         anon_h UInt64 MATERIALIZED cityHash64(anonymous_id),
         name_h UInt64 MATERIALIZED cityHash64(name),
-        is_bot UInt8 MATERIALIZED device = 'bot'
+        is_bot UInt8 MATERIALIZED device = 'bot',
+        label_h UInt64 MATERIALIZED bitXor(cityHash64(name),
+                                           if(name = '$pageview', cityHash64(path), 0))
     ) ENGINE = ReplacingMergeTree(ver)
     ORDER BY (intDiv(time_ms, 86400000), site, anon_h, event_id)",
     "CREATE TABLE IF NOT EXISTS {db}.aliases (
@@ -190,6 +192,14 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("events", "name_h", "UInt64 MATERIALIZED cityHash64(name)"),
     // Whether the event is a bot's, which the API's default filter reads.
     ("events", "is_bot", "UInt8 MATERIALIZED device = 'bot'"),
+    // The hash of the event's label in user paths, which they read instead of the name and
+    // path (issue #16; `journey_sql::paths` hashes `steps_hourly`'s names and pages alike).
+    (
+        "events",
+        "label_h",
+        "UInt64 MATERIALIZED bitXor(cityHash64(name),
+                                    if(name = '$pageview', cityHash64(path), 0))",
+    ),
 ];
 
 /// The rollups (issues #16, #18): (table, its `CREATE`, the view that feeds it inside each

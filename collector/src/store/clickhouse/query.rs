@@ -234,7 +234,8 @@ fn user_prop_table(db: &str, pm: &str, k: &str, n: usize) -> String {
 /// `event_h`, `session_h`, `anon_h`, `person_h` (hashes of the event ID, session ID,
 /// anonymous ID and person),
 /// `person`, `time_ms`, `key` (the `by` value, `''` for none), `split` (the same for
-/// `split`), `name` and `path` (ClickHouse reads only the columns a query uses).
+/// `split`), `name`, `name_h`, `path` and `label_h` (ClickHouse reads only the columns a
+/// query uses).
 /// Also the condition on `events` alone, when the query has no `user.KEY` filter.
 fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<String>) {
     let mut props = UserProps::default();
@@ -275,9 +276,9 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
     let [(raw0, key), (raw1, split)] = <[(String, String); 2]>::try_from(keys).expect("two");
     let sql = format!(
         "SELECT event_h, session_h, time_ms, raw0, raw1, anonymous_id, anon_h, alias_user,
-                {PERSON_H} AS person_h, name, name_h, path
+                {PERSON_H} AS person_h, name, name_h, path, label_h
          FROM (SELECT event_h, session_h, anonymous_id, anon_h, {person_cols}, time_ms,
-                      {raw0} AS raw0, {raw1} AS raw1, name, name_h, path
+                      {raw0} AS raw0, {raw1} AS raw1, name, name_h, path, label_h
                FROM {db}.events WHERE {conds})",
         conds = event_conds.join(" AND "),
         person_cols = person_cols(pm),
@@ -287,7 +288,7 @@ fn insights_source(db: &str, pm: &str, q: &InsightsQuery) -> (String, Option<Str
     let events_only = user_conds.is_empty().then(|| event_conds.join(" AND "));
     let sql = format!(
         "SELECT event_h, session_h, anon_h, person_h, {person} AS person, time_ms,
-                {key} AS key, {split} AS split, name, name_h, path
+                {key} AS key, {split} AS split, name, name_h, path, label_h
          FROM ({sql}) {where_}",
         person = person("anonymous_id"),
     );
