@@ -103,6 +103,25 @@ const ids = (tab) => tab.evaluate(() => ({
   userId: footfall.getUserId() ?? null,
 }));
 
+/** The session cookie `ff_s` (its state and the next event's number) as `tab` reads it. */
+const sessionCookie = (tab) => tab.evaluate(() =>
+  document.cookie.split("; ").find((c) => c.startsWith("ff_s=")) ?? "");
+
+/**
+ * Waits until `to` reads the session cookie `from` last wrote: in WebKit a cookie written in
+ * one tab reaches another tab's `document.cookie` a moment later (see the README's "WebKit: a
+ * cookie written in one tab reaches the others a moment later"), as it does before a person
+ * acts in the other tab.
+ */
+async function caughtUp(from, to) {
+  const written = await sessionCookie(from);
+  assert.match(written, /^ff_s=./, "the session is kept in the cookie ff_s");
+  for (let waited = 0; (await sessionCookie(to)) !== written; waited += 50) {
+    assert.ok(waited < 10000, `the other tab still reads ${await sessionCookie(to)}, not ${written}`);
+    await sleep(50);
+  }
+}
+
 const track = (tab, name, props) => tab.evaluate(([n, p]) => {
   footfall.track(n, p ?? undefined);
   return footfall.getSessionId();
@@ -201,8 +220,12 @@ for (const name of wanted) {
       const idsB = await ids(b);
       assert.equal(idsB.anonymousId, idsA.anonymousId, "same anonymous ID in both tabs");
       assert.equal(idsB.sessionId, idsA.sessionId, "same session in both tabs");
+      // Each tab acts once the other's last write has reached it, as a person switching tabs
+      // does (in WebKit, acting at once can read the number before the other tab's event).
       await track(a, "in_a");
+      await caughtUp(a, b);
       await track(b, "in_b");
+      await caughtUp(b, a);
       await track(a, "in_a");
       await flush(a, b);
       const events = await stored(idsA.anonymousId,
