@@ -64,14 +64,13 @@ pub fn retention(
                 let [anon, time, mask] = &columns[..] else {
                     return Err(bad());
                 };
-                let (Some(anon), Some(time), Some(mask)) =
-                    (anon.fixed(8), time.fixed(8), mask.fixed(1))
-                else {
+                let (Some(anon), Some(time), Some(mask)) = (
+                    anon.numbers(8, rows),
+                    time.numbers(8, rows),
+                    mask.numbers(1, rows),
+                ) else {
                     return Err(bad());
                 };
-                if anon.len() != rows * 8 || time.len() != rows * 8 || mask.len() != rows {
-                    return Err(bad());
-                }
                 let eight = |col: &[u8], i: usize| -> [u8; 8] {
                     col[i * 8..i * 8 + 8].try_into().unwrap_or_default()
                 };
@@ -167,20 +166,12 @@ pub fn retention(
         }
         values
     };
-    let second = piles.split_off(piles.len() / 2);
-    let values = std::thread::scope(|s| {
-        let other = s.spawn(|| count(second));
-        let mut values = count(piles);
-        let more = other
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        for (mine, theirs) in values.iter_mut().zip(more) {
-            for (a, b) in mine.iter_mut().zip(theirs) {
-                *a += b;
-            }
+    let (mut values, more) = query::in_two(piles, count);
+    for (mine, theirs) in values.iter_mut().zip(more) {
+        for (a, b) in mine.iter_mut().zip(theirs) {
+            *a += b;
         }
-        values
-    });
+    }
     let cohorts = starts
         .iter()
         .zip(values)
@@ -303,12 +294,10 @@ pub fn paths(
             let [session, packed] = &columns[..] else {
                 return Err(bad());
             };
-            let (Some(session), Some(packed)) = (session.fixed(8), packed.fixed(8)) else {
+            let (Some(session), Some(packed)) = (session.numbers(8, rows), packed.numbers(8, rows))
+            else {
                 return Err(bad());
             };
-            if session.len() != rows * 8 || packed.len() != rows * 8 {
-                return Err(bad());
-            }
             for (s, p) in session.chunks_exact(8).zip(packed.chunks_exact(8)) {
                 let s = u64::from_le_bytes(s.try_into().unwrap_or_default());
                 let p = u64::from_le_bytes(p.try_into().unwrap_or_default());
@@ -338,19 +327,11 @@ pub fn paths(
         }
         (sessions, counts)
     };
-    let second = piles.split_off(piles.len() / 2);
-    let (sessions, counts) = std::thread::scope(|s| {
-        let other = s.spawn(|| walk(second));
-        let (mut sessions, mut counts) = walk(piles);
-        let (more, others) = other
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        sessions += more;
-        for (path, n) in others {
-            *counts.entry(path).or_default() += n;
-        }
-        (sessions, counts)
-    });
+    let ((mut sessions, mut counts), (more, others)) = query::in_two(piles, walk);
+    sessions += more;
+    for (path, n) in others {
+        *counts.entry(path).or_default() += n;
+    }
     let texts: Vec<String> = labels.iter().map(|l| journeys::label_text(&l.0)).collect();
     Ok(journeys::summarize_numbered(
         sessions,

@@ -975,6 +975,20 @@ fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
+/// `f` over the first half of `piles` and, on another thread, over the second: the piles of
+/// an answer dealt by person or session, which never share one (a panic there is this
+/// call's).
+pub(super) fn in_two<T: Send, R: Send>(
+    mut piles: Vec<T>,
+    f: impl Fn(Vec<T>) -> R + Sync,
+) -> (R, R) {
+    let second = piles.split_off(piles.len() / 2);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| f(second));
+        (f(piles), joined(other))
+    })
+}
+
 /// The events the journeys walk (of these names, none: all), once each, with columns
 /// `event_h`, `session_h`, `person_h`, `person`, `time_ms`, `key` (the name and the path,
 /// split by [`name_and_path`]) and `split` (the value of `split`, `''` without one).
@@ -2499,11 +2513,7 @@ fn merged_sessions(
         (all, keys)
     };
     // Half of the piles merged on another thread.
-    let second = piles.split_off(piles.len() / 2);
-    let ((mut all, mut keys), (all_b, keys_b)) = std::thread::scope(|s| {
-        let other = s.spawn(|| merge(second));
-        (merge(piles), joined(other))
-    });
+    let ((mut all, mut keys), (all_b, keys_b)) = in_two(piles, merge);
     add(&mut all, all_b);
     for (k, v) in keys_b {
         match keys.iter_mut().find(|x| x.0 == k) {

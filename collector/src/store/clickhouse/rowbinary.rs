@@ -203,6 +203,12 @@ impl Column<'_> {
         }
     }
 
+    /// The bytes of a column of `rows` numbers of `width` bytes each (`None` if it is not
+    /// that).
+    pub fn numbers(&self, width: usize, rows: usize) -> Option<&[u8]> {
+        self.fixed(width).filter(|data| data.len() == rows * width)
+    }
+
     /// The bytes of a column of numbers of `width` bytes each (`None` if it is not one).
     pub fn fixed(&self, width: usize) -> Option<&[u8]> {
         match self {

@@ -9,6 +9,7 @@
 
 use super::http::{ChError, Client};
 use super::persons::PersonMap;
+use super::query::in_two;
 use super::{rowbinary, StoreError};
 use std::collections::HashMap;
 
@@ -124,12 +125,9 @@ pub(super) fn read(
                     "more rows than the collector counts".into(),
                 ));
             }
-            let (Some(time), Some(anon)) = (time.fixed(4), anon.fixed(8)) else {
+            let (Some(time), Some(anon)) = (time.numbers(4, rows), anon.numbers(8, rows)) else {
                 return Err(bad());
             };
-            if time.len() != rows * 4 || anon.len() != rows * 8 {
-                return Err(bad());
-            }
             for i in 0..rows {
                 let t = u32::from_le_bytes(time[i * 4..i * 4 + 4].try_into().unwrap_or_default());
                 let a = u64::from_le_bytes(anon[i * 8..i * 8 + 8].try_into().unwrap_or_default());
@@ -162,18 +160,10 @@ pub(super) fn read(
 impl Dealt {
     /// Counts the people that `keep` keeps, half of the piles on another thread.
     pub(super) fn count(mut self, keep: &(dyn Fn(u64) -> bool + Sync)) -> Counts {
-        let second = self.piles.split_off(self.piles.len() / 2);
         let (n, pairs) = (self.keys.texts.len(), self.pairs);
-        let mut all = std::thread::scope(|s| {
-            let other = s.spawn(|| tally(second, n, pairs, keep));
-            let mut all = tally(std::mem::take(&mut self.piles), n, pairs, keep);
-            all.add(
-                other
-                    .join()
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-            );
-            all
-        });
+        let piles = std::mem::take(&mut self.piles);
+        let (mut all, other) = in_two(piles, |half| tally(half, n, pairs, keep));
+        all.add(other);
         // Named, ordered and cut as the statements order and cut them.
         let mut per_key: Vec<Vec<(usize, u64)>> = vec![Vec::new(); n];
         for (kb, count) in std::mem::take(&mut all.by_bucket) {
