@@ -193,6 +193,19 @@ impl UserProps {
         }
     }
 
+    /// The user properties that `filters` name, and each such filter's condition on their
+    /// columns.
+    fn filtered(filters: &[Filter]) -> (UserProps, Vec<String>) {
+        let mut props = UserProps::default();
+        let mut conds = Vec::new();
+        for f in filters {
+            if let Field::UserProp(k) = &f.field {
+                conds.push(cond(f, &user_prop(props.n(k))));
+            }
+        }
+        (props, conds)
+    }
+
     /// Rows of `sql` (with `person_h`) with each named property's columns, by person.
     fn joined(&self, db: &str, pm: &str, mut sql: String) -> String {
         for (n, k) in self.0.iter().enumerate() {
@@ -443,13 +456,7 @@ fn hourly_users_source(db: &str, pm: &str, q: &InsightsQuery) -> Option<String> 
     const HOUR: i64 = 3_600_000;
     let r = hourly_rollup(q)?;
     // User properties are numbered as `insights_source` numbers them (`up{n}_*`).
-    let mut props = UserProps::default();
-    let mut user_conds = Vec::new();
-    for f in &q.filters {
-        if let Field::UserProp(k) = &f.field {
-            user_conds.push(cond(f, &user_prop(props.n(k))));
-        }
-    }
+    let (mut props, user_conds) = UserProps::filtered(&q.filters);
     // Each of `by` and `split`: the rollup's column, read as `raw{n}`, or a user property.
     let mut value = ["raw0".to_owned(), "raw1".to_owned()];
     for (n, f) in [&q.by, &q.split].into_iter().enumerate() {
@@ -586,13 +593,7 @@ impl Passing {
 /// the 66k identified people on that plan).
 fn passing_people(c: &Client, pm: &str, q: &InsightsQuery) -> Result<Passing, StoreError> {
     let db = &c.database;
-    let mut props = UserProps::default();
-    let mut conds = Vec::new();
-    for f in &q.filters {
-        if let Field::UserProp(k) = &f.field {
-            conds.push(cond(f, &user_prop(props.n(k))));
-        }
-    }
+    let (props, conds) = UserProps::filtered(&q.filters);
     let cond = format!("toUInt8({})", conds.join(" AND "));
     let nothing: Vec<String> = (0..props.0.len())
         .map(|n| {
