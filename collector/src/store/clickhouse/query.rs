@@ -2209,10 +2209,8 @@ fn session_spans(
 /// `cityHash64` of the `site`, `browser`, `os`, `device` or `country`: see
 /// [`hashed_names`]) and, if `person`, the first event's `person`. Read
 /// from `session_rollup`: a session's rows (one per site, device and anonymous ID, and per
-/// insert until merged) merged here, which is grouping the session's events. Whether a kind
-/// of event is there at all is its greatest hash being other than 0 (what `maxIf` of none
-/// gives; an event ID hashing to 0 has odds of 2⁻⁶⁴), which spares merging the two `s_has_*`
-/// states for each of millions of sessions.
+/// insert until merged) merged here, which is grouping the session's events. A bounce is
+/// one distinct page view and one distinct event that is not a page leave.
 fn session_stat_rows(
     db: &str,
     pm: &str,
@@ -2237,9 +2235,8 @@ fn session_stat_rows(
     }
     format!(
         "SELECT minMerge(s_start) AS start_ms, maxMerge(s_end) AS end_ms,
-                maxIfMerge(s_page_max) AS page_max, maxIfMerge(s_stay_max) AS stay_max,
-                page_max != 0 AND minIfMerge(s_page_min) = page_max
-                AND stay_max != 0 AND minIfMerge(s_stay_min) = stay_max AS bounce {cols}
+                uniqUpToIfMerge(1)(s_pages) = 1 AND uniqUpToIfMerge(1)(s_stays) = 1 AS bounce
+                {cols}
          FROM {db}.session_rollup
          WHERE {counted}
          GROUP BY session_h
@@ -2362,189 +2359,173 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
     })
 }
 
-/// A session's part in one row of `session_rollup`, its states' values: the row's first and
-/// last event time, its page views' and its other events' ID hashes as one code each (0 none,
-/// [`MANY`] two or more, else the one), and the hash of its first event's `first` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct SessionPart {
-    session: u64,
-    start: i64,
-    first: u64,
-    end: i64,
-    pages: u64,
-    stays: u64,
-}
-
-/// The code of two or more distinct event ID hashes in [`SessionPart`].
-const MANY: u64 = u64::MAX;
-
-/// The one code of two [`SessionPart`] codes of one session.
-fn both(a: u64, b: u64) -> u64 {
-    match (a, b) {
-        (0, x) | (x, 0) => x,
-        (x, y) if x == y => x,
-        _ => MANY,
-    }
-}
-
 /// [`session_stats`] without a person (no `user`, no split by user), as the rows and totals
 /// its statement gives (`key`, `n`, `ms`, `bounces`; split by a hashed first value, keyed by
-/// the hash; by the entry path, by the path, ordered and cut as the statement does): the rows of `session_rollup` read as they are, each state's value, dealt by
-/// session into piles as they arrive and merged by session here, half of the piles on
-/// another thread. At 10M events (1.5M sessions) ClickHouse 18.16 grouping the six states
-/// took 530–610 ms for the whole question; this way 320–360 ms.
+/// the hash; by the entry path, by the path, ordered and cut as the statement does).
+///
+/// ClickHouse sums the rows of `session_rollup` in the range as if each were a whole session
+/// (their count, length and bounces, per first value), which each is once it has merged the
+/// parts of the inserts that wrote the session. At the same time it sends each row's session
+/// hash (8 bytes a row), among which the collector finds the sessions of more than one row.
+/// For those alone (asked for by their hashes, which the table is sorted by), what the sums
+/// counted of each of their rows is taken off, and each session, its rows merged there, is
+/// counted once instead. At 10M events (1.5M sessions) on ClickHouse 18.16, the whole
+/// question took 530–610 ms grouping every session's states there, 260–300 ms with the
+/// states' values sent (40 bytes a row) and put together by session here.
 fn merged_sessions(
     c: &Client,
     q: &SessionStatsQuery,
     first: Option<&str>,
 ) -> Result<(Vec<Value>, Option<Value>), StoreError> {
-    const PILE_BITS: u32 = 10;
-    // The entry path comes as text, each one numbered here as it first comes (`paths`);
-    // the other first values as their hashes.
-    let by_path = first == Some("path");
+    let db = &c.database;
+    let scope = q.scope.sql("device", "site", lit);
+    // A row's part, or a session's of its rows merged: start, end, bounce and first value.
     let first_col = match first {
         None => String::new(),
-        Some("path") => ", finalizeAggregation(s_path)".to_owned(),
-        Some(col) => format!(", finalizeAggregation(s_{col}_h)"),
+        Some("path") => "s_path".to_owned(),
+        Some(col) => format!("s_{col}_h"),
     };
-    // Each kind's code made there: a fifth fewer bytes to send than its least and greatest.
-    let code = |kind: &str| {
+    let row_cols = format!(
+        "finalizeAggregation(s_start) AS start_ms, finalizeAggregation(s_end) AS end_ms,
+         finalizeAggregation(s_pages) = 1 AND finalizeAggregation(s_stays) = 1 AS bounce,
+         {key} AS key",
+        key = match first {
+            None => "toUInt64(0)".to_owned(),
+            Some(_) => format!("finalizeAggregation({first_col})"),
+        }
+    );
+    let merged_cols = format!(
+        "minMerge(s_start) AS start_ms, maxMerge(s_end) AS end_ms,
+         uniqUpToIfMerge(1)(s_pages) = 1 AND uniqUpToIfMerge(1)(s_stays) = 1 AS bounce,
+         {key} AS key",
+        key = match first {
+            None => "toUInt64(0)".to_owned(),
+            Some(_) => format!("argMinMerge({first_col})"),
+        }
+    );
+    let summed = |from: &str| {
         format!(
-            "if(finalizeAggregation(s_{kind}_max) = 0, toUInt64(0),
-                if(finalizeAggregation(s_{kind}_min) = finalizeAggregation(s_{kind}_max),
-                   finalizeAggregation(s_{kind}_max), toUInt64({MANY})))"
+            "SELECT key, count() AS n, sum(end_ms - start_ms) AS ms, sum(bounce) AS bounces
+             FROM ({from}) WHERE start_ms >= {} AND start_ms < {} GROUP BY key",
+            q.from_ms, q.to_ms
         )
     };
-    let sql = format!(
-        "SELECT session_h, finalizeAggregation(s_start), finalizeAggregation(s_end),
-                {pages}, {stays}{first_col}
-         FROM {}.session_rollup WHERE {}",
-        c.database,
-        q.scope.sql("device", "site", lit),
-        pages = code("page"),
-        stays = code("stay"),
-    );
-    let mut piles: Vec<Vec<SessionPart>> = (0..1 << PILE_BITS).map(|_| Vec::new()).collect();
-    let mut paths: HashMap<Vec<u8>, u64> = HashMap::new();
-    let bad = || ChError::Answer("session rows not as asked".into());
-    c.select_native_each(&sql, |block| {
+    // The sums over rows, and the sessions of several rows, at once.
+    let sums_sql = summed(&format!(
+        "SELECT {row_cols} FROM {db}.session_rollup WHERE {scope}"
+    ));
+    let hashes_sql = format!("SELECT session_h FROM {db}.session_rollup WHERE {scope}");
+    let (sums, several) = std::thread::scope(|s| {
+        let sums = s.spawn(|| c.select(&sums_sql));
+        let several = several_rows(c, &hashes_sql);
+        (joined(sums), several)
+    });
+    let (sums, several) = (sums?.0, several?);
+    // Counts by key (the key's JSON text), with the key.
+    type Count = (i64, i64, i64);
+    let mut counts: HashMap<String, (Value, Count)> = HashMap::new();
+    let mut add = |rows: Vec<Value>, sign: i64| {
+        for r in rows {
+            let n = (
+                sign * i(&r, "n"),
+                sign * i(&r, "ms"),
+                sign * i(&r, "bounces"),
+            );
+            let at = counts
+                .entry(r["key"].to_string())
+                .or_insert_with(|| (r["key"].clone(), (0, 0, 0)));
+            at.1 = (at.1 .0 + n.0, at.1 .1 + n.1, at.1 .2 + n.2);
+        }
+    };
+    add(sums, 1);
+    if !several.is_empty() {
+        let mut hashes = Vec::with_capacity(several.len() * 8);
+        for h in &several {
+            hashes.extend_from_slice(&h.to_le_bytes());
+        }
+        let of_several =
+            format!("{db}.session_rollup WHERE {scope} AND session_h IN (SELECT h FROM several)");
+        let with = |sql: &str| {
+            c.select_with(
+                sql,
+                &super::http::External {
+                    name: "several",
+                    structure: "h UInt64",
+                    rows: hashes.clone(),
+                },
+            )
+        };
+        let rows_sql = summed(&format!("SELECT {row_cols} FROM {of_several}"));
+        let sessions_sql = summed(&format!(
+            "SELECT {merged_cols} FROM {of_several} GROUP BY session_h"
+        ));
+        let (rows, sessions) = std::thread::scope(|s| {
+            let rows = s.spawn(|| with(&rows_sql));
+            let sessions = with(&sessions_sql);
+            (joined(rows), sessions)
+        });
+        add(rows?, -1);
+        add(sessions?, 1);
+    }
+    let row = |key: Value, (n, ms, bounces): Count| serde_json::json!({ "key": key, "n": n, "ms": ms, "bounces": bounces });
+    let mut all: Count = (0, 0, 0);
+    let mut keyed: Vec<(Value, Count)> = Vec::new();
+    for (_, (key, n)) in counts {
+        all = (all.0 + n.0, all.1 + n.1, all.2 + n.2);
+        if n.0 > 0 {
+            keyed.push((key, n));
+        }
+    }
+    if first == Some("path") {
+        // Ordered and cut as the statement orders and cuts them.
+        keyed.sort_by(|a, b| {
+            b.1 .0
+                .cmp(&a.1 .0)
+                .then_with(|| a.0.as_str().cmp(&b.0.as_str()))
+        });
+        keyed.truncate(1000);
+    }
+    let rows = match first {
+        None => Vec::new(),
+        Some(_) => keyed.into_iter().map(|(k, n)| row(k, n)).collect(),
+    };
+    Ok((rows, Some(row(Value::from(""), all))))
+}
+
+/// The session hashes that `sql` (a `SELECT session_h`) gives more than once, read as they
+/// arrive in `Native`, dealt into piles by their first bits and sorted there, half of the
+/// piles on another thread.
+fn several_rows(c: &Client, sql: &str) -> Result<Vec<u64>, StoreError> {
+    const PILE_BITS: u32 = 8;
+    let mut piles: Vec<Vec<u64>> = (0..1 << PILE_BITS).map(|_| Vec::new()).collect();
+    let bad = || ChError::Answer("session hashes not as asked".into());
+    c.select_native_each(sql, |block| {
         for (rows, columns) in rowbinary::native_blocks(block).ok_or_else(bad)? {
-            let (numbers, path) = match columns.split_last() {
-                Some((rowbinary::Column::Text(texts), numbers)) if by_path => {
-                    (numbers, Some(texts))
-                }
-                _ if by_path => return Err(bad()),
-                _ => (&columns[..], None),
-            };
-            let cols: Vec<&[u8]> = numbers
-                .iter()
-                .map(|c| c.fixed(8))
-                .collect::<Option<_>>()
-                .ok_or_else(bad)?;
-            // The first values' hashes, when split by one (else none: every row's is 0).
-            let (session, start, end, pages, stays, hashes) = match cols[..] {
-                [a, b, c, d, e, f] if path.is_none() && first.is_some() => (a, b, c, d, e, f),
-                [a, b, c, d, e] if path.is_some() || first.is_none() => (a, b, c, d, e, &[][..]),
-                _ => return Err(bad()),
-            };
-            let at = |col: &[u8], i: usize| -> u64 {
-                col.get(i * 8..i * 8 + 8)
-                    .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-            };
-            if session.len() != rows * 8 || path.is_some_and(|p| p.len() != rows) {
+            let [column] = &columns[..] else {
                 return Err(bad());
-            }
-            for i in 0..rows {
-                let first = match path {
-                    Some(texts) => match paths.get(texts[i]) {
-                        Some(&n) => n,
-                        None => {
-                            let n = paths.len() as u64;
-                            paths.insert(texts[i].to_vec(), n);
-                            n
-                        }
-                    },
-                    None => at(hashes, i),
-                };
-                let part = SessionPart {
-                    session: at(session, i),
-                    start: at(start, i) as i64,
-                    first,
-                    end: at(end, i) as i64,
-                    pages: at(pages, i),
-                    stays: at(stays, i),
-                };
-                piles[(part.session >> (64 - PILE_BITS)) as usize].push(part);
+            };
+            for h in column.numbers(8, rows).ok_or_else(bad)?.chunks_exact(8) {
+                let h = u64::from_le_bytes(h.try_into().unwrap_or_default());
+                piles[(h >> (64 - PILE_BITS)) as usize].push(h);
             }
         }
         Ok(())
     })?;
-    // Sessions, their time and their bounces: of all, and of each first value (a few).
-    type Count = (u64, i64, u64);
-    let add = |a: &mut Count, b: Count| *a = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
-    let merge = |piles: Vec<Vec<SessionPart>>| {
-        let mut all: Count = (0, 0, 0);
-        let mut keys: Vec<(u64, Count)> = Vec::new();
+    let several = |piles: Vec<Vec<u64>>| {
+        let mut out = Vec::new();
         for mut pile in piles {
-            // By session, then start: a session's first value is that of its earliest row
-            // (the least value among rows of one start).
             pile.sort_unstable();
-            for rows in pile.chunk_by(|a, b| a.session == b.session) {
-                let one = rows[1..].iter().fold(rows[0], |a, b| SessionPart {
-                    end: a.end.max(b.end),
-                    pages: both(a.pages, b.pages),
-                    stays: both(a.stays, b.stays),
-                    ..a
-                });
-                if one.start < q.from_ms || one.start >= q.to_ms {
-                    continue;
-                }
-                let single = |c: u64| c != 0 && c != MANY;
-                let bounce = u64::from(single(one.pages) && single(one.stays));
-                let counted = (1, one.end - one.start, bounce);
-                add(&mut all, counted);
-                if first.is_some() {
-                    match keys.iter_mut().find(|k| k.0 == one.first) {
-                        Some(k) => add(&mut k.1, counted),
-                        None => keys.push((one.first, counted)),
-                    }
+            for same in pile.chunk_by(|a, b| a == b) {
+                if same.len() > 1 {
+                    out.push(same[0]);
                 }
             }
         }
-        (all, keys)
+        out
     };
-    // Half of the piles merged on another thread.
-    let ((mut all, mut keys), (all_b, keys_b)) = in_two(piles, merge);
-    add(&mut all, all_b);
-    for (k, v) in keys_b {
-        match keys.iter_mut().find(|x| x.0 == k) {
-            Some(x) => add(&mut x.1, v),
-            None => keys.push((k, v)),
-        }
-    }
-    let row = |key: Value, (n, ms, bounces): (u64, i64, u64)| serde_json::json!({ "key": key, "n": n, "ms": ms, "bounces": bounces });
-    let rows: Vec<Value> = if by_path {
-        // Named, then ordered and cut as the statement orders and cuts them.
-        let mut names = vec![String::new(); paths.len()];
-        for (text, n) in paths {
-            names[n as usize] = String::from_utf8_lossy(&text).into_owned();
-        }
-        let mut named: Vec<(String, Count)> = keys
-            .into_iter()
-            .map(|(n, v)| (std::mem::take(&mut names[n as usize]), v))
-            .collect();
-        named.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
-        named.truncate(1000);
-        named
-            .into_iter()
-            .map(|(k, v)| row(Value::from(k), v))
-            .collect()
-    } else {
-        keys.into_iter()
-            .map(|(k, v)| row(Value::from(k), v))
-            .collect()
-    };
-    Ok((rows, Some(row(Value::from(""), all))))
+    let (mut out, more) = in_two(piles, several);
+    out.extend(more);
+    Ok(out)
 }
 
 /// The session list: as [`session_stats`] finds sessions, newest first, ties by session ID.
