@@ -487,10 +487,10 @@ fn rollups_answer_as_sqlite_does() {
         server.query(
             "SELECT name FROM system.columns
              WHERE database = 'rollups' AND table = 'session_rollup'
-               AND name IN ('s_browser', 's_browser_h', 's_has_page', 's_pages')
+               AND name IN ('s_browser', 's_browser_h', 's_has_page', 's_pages', 'country_h')
              ORDER BY name"
         ),
-        "s_browser_h\ns_pages\n"
+        "country_h\ns_pages\n"
     );
     assert_eq!(
         server.query("SELECT DISTINCT rollup FROM rollups.rollups_filled ORDER BY rollup"),
@@ -1099,4 +1099,93 @@ fn session_statistics_put_a_sessions_rows_together_as_sqlite_does() {
             }
         }
     }
+}
+
+/// Session statistics asked again and again while inserts land (each a part of its own, which
+/// ClickHouse merges meanwhile), sessions going on from insert to insert: every answer must
+/// be SQLite's after some number of those inserts, never a mix of two moments (the rows
+/// summed as they were before an insert, the sessions of several rows found after it).
+#[test]
+fn session_statistics_while_inserts_land_are_sqlites_at_some_moment() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (sqlite, ch) = both(&server, dir.path(), "meanwhile");
+    const INSERTS: u64 = 16;
+    let mut n = 0u64;
+    // Insert `k`: visitors `k..k + 30` each go on with their session (begun in an earlier
+    // insert, or now): a page view or a play, and a page leave now and then.
+    let batches: Vec<Vec<StoredEvent>> = (0..INSERTS)
+        .map(|k| {
+            let mut out = Vec::new();
+            for v in k..k + 30 {
+                let time_ms = START + v as i64 * HOUR + k as i64 * MINUTE;
+                for name in ["$pageview", "play", "$pageleave"] {
+                    if (v + k) % 3
+                        == ["$pageview", "play", "$pageleave"]
+                            .iter()
+                            .position(|x| *x == name)
+                            .unwrap() as u64
+                        || (name == "$pageview" && k == v)
+                    {
+                        n += 1;
+                        out.push(StoredEvent {
+                            kind: if name == "$pageview" { "page" } else { "track" },
+                            name: name.into(),
+                            browser: ["Firefox", "Chrome"][(v % 2) as usize].into(),
+                            ..plain_event(n, time_ms, v)
+                        });
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    let queries: Vec<SessionStatsQuery> = [None, Some(SessionField::Browser)]
+        .into_iter()
+        .map(|split| SessionStatsQuery {
+            from_ms: START,
+            to_ms: START + 3 * DAY,
+            user: None,
+            split,
+            scope: Scope::default(),
+        })
+        .collect();
+    let ask = |store: &dyn Store| -> Vec<SessionStats> {
+        queries
+            .iter()
+            .map(|q| store.session_stats(q).unwrap())
+            .collect()
+    };
+    // SQLite's answers after each number of inserts.
+    let mut moments = vec![ask(&sqlite)];
+    for batch in &batches {
+        assert!(insert(&sqlite, batch.clone()).iter().all(|&f| f));
+        moments.push(ask(&sqlite));
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let seen = std::thread::scope(|s| {
+        let asker = s.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // Each question's answer on its own (an insert may land between two).
+                for (i, got) in ask(&ch).into_iter().enumerate() {
+                    let at = moments.iter().position(|m| m[i] == got);
+                    assert!(at.is_some(), "an answer of no moment: {got:?}");
+                    seen.extend(at);
+                }
+            }
+            seen
+        });
+        for batch in &batches {
+            assert!(insert(&ch, batch.clone()).iter().all(|&f| f));
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        asker.join().unwrap()
+    });
+    assert!(
+        seen.len() > 2,
+        "answers taken while inserts landed: {seen:?}"
+    );
+    assert_eq!(ask(&ch), moments[INSERTS as usize]);
 }

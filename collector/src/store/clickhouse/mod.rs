@@ -226,45 +226,38 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
          FROM {db}.events GROUP BY hour, site, device, browser, os, country, anon_h",
     ),
     (
-        // Each session's span, first values and whether it bounced, per site and device
-        // (what a scope keeps or drops); session statistics merge a session's rows at query
-        // time. A bounce is one distinct page view and one distinct event that is not a page
-        // leave (SQLite's `pages = 1 AND events = 1 + leaves` said otherwise): each kind's
-        // distinct event ID hashes counted up to two (`uniqUpTo(1)`: 0, 1, or 2 for more), a
-        // state that a copy of an event leaves as it was, one per kind where the least and
-        // greatest hash took two (at 10M events each state costs ClickHouse 18.16 about
-        // 17 ms to read for 1.5M sessions). First values are kept as the hashes of the texts (fixed-size states, a third
-        // of the cost of merging text ones), which queries name again from `users_hourly`
-        // (every event's site, device, browser, OS and country are there); the entry path
-        // and the anonymous ID stay text.
+        // Each session's span, first values and whether it bounced, per site, device,
+        // browser, OS and country (what a scope keeps or drops, and what a session keeps
+        // from event to event, unless its visitor moves country): session statistics put a
+        // session's rows together at query time, its first values those of its earliest
+        // row (texts as their hashes, which queries name again from `users_hourly`, where
+        // every event's are), its entry path and anonymous ID `argMin` states. A bounce is
+        // one distinct page view and one distinct event that is not a page leave (SQLite's
+        // `pages = 1 AND events = 1 + leaves` said otherwise): each kind's distinct event ID
+        // hashes counted up to two (`uniqUpTo(1)`: 0, 1, or 2 for more), a state that a copy
+        // of an event leaves as it was. At 10M events, 1.5M sessions, ClickHouse 18.16 takes
+        // about 17 ms to read a state of each row, 27 ms an `argMin`, 3 ms a number column.
         "session_rollup",
         "CREATE TABLE IF NOT EXISTS {db}.session_rollup (
             session_h UInt64, site String, device String, anon_h UInt64,
+            browser_h UInt64, os_h UInt64, country_h UInt64,
             s_start AggregateFunction(min, Int64),
             s_end AggregateFunction(max, Int64),
             s_pages AggregateFunction(uniqUpToIf(1), UInt64, UInt8),
             s_stays AggregateFunction(uniqUpToIf(1), UInt64, UInt8),
             s_anon AggregateFunction(argMin, String, Int64),
-            s_path AggregateFunction(argMin, String, Int64),
-            s_site_h AggregateFunction(argMin, UInt64, Int64),
-            s_browser_h AggregateFunction(argMin, UInt64, Int64),
-            s_os_h AggregateFunction(argMin, UInt64, Int64),
-            s_device_h AggregateFunction(argMin, UInt64, Int64),
-            s_country_h AggregateFunction(argMin, UInt64, Int64)
-        ) ENGINE = AggregatingMergeTree ORDER BY (session_h, site, device, anon_h)",
+            s_path AggregateFunction(argMin, String, Int64)
+        ) ENGINE = AggregatingMergeTree
+        ORDER BY (session_h, site, device, anon_h, browser_h, os_h, country_h)",
         "SELECT cityHash64(session_id) AS session_h, site, device,
-                cityHash64(anonymous_id) AS anon_h,
+                cityHash64(anonymous_id) AS anon_h, cityHash64(browser) AS browser_h,
+                cityHash64(os) AS os_h, cityHash64(country) AS country_h,
                 minState(time_ms) AS s_start, maxState(time_ms) AS s_end,
                 uniqUpToIfState(1)(cityHash64(event_id), type = 'page') AS s_pages,
                 uniqUpToIfState(1)(cityHash64(event_id), name != '$pageleave') AS s_stays,
                 argMinState(anonymous_id, time_ms) AS s_anon,
-                argMinState(path, time_ms) AS s_path,
-                argMinState(cityHash64(site), time_ms) AS s_site_h,
-                argMinState(cityHash64(browser), time_ms) AS s_browser_h,
-                argMinState(cityHash64(os), time_ms) AS s_os_h,
-                argMinState(cityHash64(device), time_ms) AS s_device_h,
-                argMinState(cityHash64(country), time_ms) AS s_country_h
-         FROM {db}.events GROUP BY session_h, site, device, anon_h",
+                argMinState(path, time_ms) AS s_path
+         FROM {db}.events GROUP BY session_h, site, device, anon_h, browser_h, os_h, country_h",
     ),
     (
         // Who did which event (and, of page views, on which page), per UTC hour, site and
@@ -356,7 +349,7 @@ const ROLLUP_TABLES: [&str; 6] = [
 /// layout has, the note its fill leaves in `rollups_filled`). On start a table of an older
 /// layout (without that column) is dropped with its view, then made and filled again like a
 /// missing one (the older layout's note does not count for it).
-const RELAID: &[(&str, &str, &str)] = &[("session_rollup", "s_pages", "session_rollup 3")];
+const RELAID: &[(&str, &str, &str)] = &[("session_rollup", "country_h", "session_rollup 3")];
 
 /// Events per statement of a backfill (whole UTC days each, so at least a day's).
 const FILL_CHUNK: u64 = 2_000_000;

@@ -2204,6 +2204,29 @@ fn session_spans(
     )
 }
 
+/// A session's first value of `col` (`path`, else the `cityHash64` of the `site`,
+/// `browser`, `os`, `device` or `country`: see [`hashed_names`]) in `session_rollup`: of a
+/// row, or (`merged`, grouping by session) of its earliest row. The entry path is an
+/// `argMin` state; the others are the rows' keys (each row is of one value).
+fn first_value(col: &str, merged: bool) -> String {
+    let value = match col {
+        "path" => {
+            return if merged {
+                "argMinMerge(s_path)"
+            } else {
+                "finalizeAggregation(s_path)"
+            }
+            .to_owned()
+        }
+        "site" | "device" => format!("cityHash64({col})"),
+        _ => format!("{col}_h"),
+    };
+    match merged {
+        true => format!("argMin({value}, finalizeAggregation(s_start))"),
+        false => value,
+    }
+}
+
 /// The sessions [`session_spans`] finds, a row each with only what statistics need:
 /// `start_ms`, `end_ms`, `bounce` (1 or 0), `first_COLUMN` for `first` (`path`, or the
 /// `cityHash64` of the `site`, `browser`, `os`, `device` or `country`: see
@@ -2221,10 +2244,8 @@ fn session_stat_rows(
 ) -> String {
     let counted = scope.sql("device", "site", lit);
     let mut cols = String::new();
-    match first {
-        Some("path") => cols += ", argMinMerge(s_path) AS first_path",
-        Some(col) => cols += &format!(", argMinMerge(s_{col}_h) AS first_{col}"),
-        None => {}
+    if let Some(col) = first {
+        cols += &format!(", {} AS first_{col}", first_value(col, true));
     }
     if person {
         cols += &format!(
@@ -2244,31 +2265,22 @@ fn session_stat_rows(
     )
 }
 
-/// The texts of the hashes `wanted` of event column `col` (`site`, `device`, `browser`, `os`
-/// or `country`), as [`session_stat_rows`] gives them: from `users_hourly`, which has every
-/// event's (a few thousand rows at most), else from `events` for any it lacks (a rollup
-/// edited by hand).
-fn hashed_names(c: &Client, col: &str, wanted: &[u64]) -> Result<HashMap<u64, String>, StoreError> {
-    let db = &c.database;
-    let mut names = HashMap::new();
-    for table in ["users_hourly", "events"] {
-        if wanted.iter().all(|h| names.contains_key(h)) {
-            break;
-        }
-        let (rows, _) = c.select(&format!(
-            "SELECT cityHash64(v) AS h, v FROM (SELECT {col} AS v FROM {db}.{table} GROUP BY v)"
-        ))?;
-        for r in &rows {
-            if let Some(h) = r["h"].as_u64() {
-                names.insert(h, s(r, "v"));
-            }
-        }
-    }
-    Ok(names)
+/// The texts of the values of event column `col` (`site`, `device`, `browser`, `os` or
+/// `country`) in `table`, by their `cityHash64`, as [`session_stat_rows`] gives them: from
+/// `users_hourly`, which has every event's (a few thousand rows at most), or from `events`
+/// for any it lacks (a rollup edited by hand).
+fn hashed_names(c: &Client, col: &str, table: &str) -> Result<HashMap<u64, String>, ChError> {
+    let (rows, _) = c.select(&format!(
+        "SELECT cityHash64(v) AS h, v FROM (SELECT {col} AS v FROM {}.{table} GROUP BY v)",
+        c.database
+    ))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| Some((r["h"].as_u64()?, s(r, "v"))))
+        .collect())
 }
 
 pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, StoreError> {
-    let pm = persons::current(c)?;
     let (first, key) = match q.split {
         Some(SessionField::Browser) => (Some("browser"), "first_browser"),
         Some(SessionField::Os) => (Some("os"), "first_os"),
@@ -2279,42 +2291,58 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
         Some(SessionField::User) => (None, "person"),
         None => (None, "''"),
     };
-    let only = match &q.user {
-        Some(user) => format!("WHERE person = {}", lit(user)),
-        None => String::new(),
-    };
-    let spans = session_stat_rows(
-        &c.database,
-        &pm,
-        &q.scope,
-        (q.from_ms, q.to_ms),
-        first,
-        q.user.is_some() || q.split == Some(SessionField::User),
-    );
     // A hashed first value is named after the grouping (rows of every value, a few
-    // thousand at most, ordered and cut here as the SQL orders and cuts the others).
+    // thousand at most, ordered and cut here as the SQL orders and cuts the others), the
+    // names asked for meanwhile.
     let hashed = first.filter(|&col| col != "path");
     let here = q.user.is_none() && q.split != Some(SessionField::User);
-    let (rows, totals) = if here {
-        merged_sessions(c, q, first)?
-    } else {
-        c.select(&format!(
-            "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
-                sum(bounce) AS bounces
-         FROM ({spans})
-         {only}
-         GROUP BY key WITH TOTALS {order}",
-            order = match hashed {
-                Some(_) => "",
-                None => "ORDER BY n DESC, key LIMIT 1000",
-            },
-        ))?
+    let (summed, names) = std::thread::scope(|s| {
+        let names = hashed.map(|col| s.spawn(move || hashed_names(c, col, "users_hourly")));
+        let summed = match here {
+            true => merged_sessions(c, q, first),
+            false => Ok(None),
+        };
+        (summed, names.map(joined))
+    });
+    let (rows, totals) = match summed? {
+        Some(summed) => summed,
+        None => {
+            let pm = persons::current(c)?;
+            let spans = session_stat_rows(
+                &c.database,
+                &pm,
+                &q.scope,
+                (q.from_ms, q.to_ms),
+                first,
+                q.user.is_some() || q.split == Some(SessionField::User),
+            );
+            let only = match &q.user {
+                Some(user) => format!("WHERE person = {}", lit(user)),
+                None => String::new(),
+            };
+            c.select(&format!(
+                "SELECT {key} AS key, count() AS n, sum(end_ms - start_ms) AS ms,
+                        sum(bounce) AS bounces
+                 FROM ({spans})
+                 {only}
+                 GROUP BY key WITH TOTALS {order}",
+                order = match hashed {
+                    Some(_) => "",
+                    None => "ORDER BY n DESC, key LIMIT 1000",
+                },
+            ))?
+        }
     };
     let rows = match hashed {
         None => rows,
         Some(col) => {
-            let wanted: Vec<u64> = rows.iter().filter_map(|r| r["key"].as_u64()).collect();
-            let names = hashed_names(c, col, &wanted)?;
+            let mut names = names.unwrap_or_else(|| Ok(HashMap::new()))?;
+            if rows
+                .iter()
+                .any(|r| r["key"].as_u64().is_some_and(|h| !names.contains_key(&h)))
+            {
+                names.extend(hashed_names(c, col, "events")?);
+            }
             let mut named: Vec<Value> = rows
                 .into_iter()
                 .map(|mut r| {
@@ -2359,6 +2387,9 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
     })
 }
 
+/// Rows of an answer and its `WITH TOTALS` row, as [`Client::select`] gives them.
+type Rows = (Vec<Value>, Option<Value>);
+
 /// [`session_stats`] without a person (no `user`, no split by user), as the rows and totals
 /// its statement gives (`key`, `n`, `ms`, `bounces`; split by a hashed first value, keyed by
 /// the hash; by the entry path, by the path, ordered and cut as the statement does).
@@ -2369,39 +2400,61 @@ pub fn session_stats(c: &Client, q: &SessionStatsQuery) -> Result<SessionStats, 
 /// hash (8 bytes a row), among which the collector finds the sessions of more than one row.
 /// For those alone (asked for by their hashes, which the table is sorted by), what the sums
 /// counted of each of their rows is taken off, and each session, its rows merged there, is
-/// counted once instead. At 10M events (1.5M sessions) on ClickHouse 18.16, the whole
+/// counted once instead.
+///
+/// The statements must read the same rows: the table's active parts (which never change)
+/// are listed before the first starts and after the last ends, and the answer stands only if
+/// they are the same. Else it is asked again, twice at most, and then `None`: the caller
+/// groups every session in ClickHouse (one statement, slower). At 10M events (1.5M sessions) on ClickHouse 18.16, the whole
 /// question took 530–610 ms grouping every session's states there, 260–300 ms with the
 /// states' values sent (40 bytes a row) and put together by session here.
 fn merged_sessions(
     c: &Client,
     q: &SessionStatsQuery,
     first: Option<&str>,
-) -> Result<(Vec<Value>, Option<Value>), StoreError> {
+) -> Result<Option<Rows>, StoreError> {
+    const TRIES: usize = 3;
+    for _ in 0..TRIES {
+        let before = active_parts(c, "session_rollup")?;
+        let answer = summed_sessions(c, q, first)?;
+        if active_parts(c, "session_rollup")? == before {
+            return Ok(Some(answer));
+        }
+    }
+    Ok(None)
+}
+
+/// The names of `table`'s active parts, sorted: what a statement that starts now reads.
+fn active_parts(c: &Client, table: &str) -> Result<Vec<String>, ChError> {
+    let (rows, _) = c.select(&format!(
+        "SELECT name FROM system.parts WHERE database = {} AND table = {} AND active
+         ORDER BY name",
+        lit(&c.database),
+        lit(table)
+    ))?;
+    Ok(rows.iter().map(|r| s(r, "name")).collect())
+}
+
+/// One try of [`merged_sessions`], whose answer holds if no part changed meanwhile.
+fn summed_sessions(
+    c: &Client,
+    q: &SessionStatsQuery,
+    first: Option<&str>,
+) -> Result<Rows, StoreError> {
     let db = &c.database;
     let scope = q.scope.sql("device", "site", lit);
     // A row's part, or a session's of its rows merged: start, end, bounce and first value.
-    let first_col = match first {
-        None => String::new(),
-        Some("path") => "s_path".to_owned(),
-        Some(col) => format!("s_{col}_h"),
-    };
     let row_cols = format!(
         "finalizeAggregation(s_start) AS start_ms, finalizeAggregation(s_end) AS end_ms,
          finalizeAggregation(s_pages) = 1 AND finalizeAggregation(s_stays) = 1 AS bounce,
          {key} AS key",
-        key = match first {
-            None => "toUInt64(0)".to_owned(),
-            Some(_) => format!("finalizeAggregation({first_col})"),
-        }
+        key = first.map_or("toUInt64(0)".to_owned(), |col| first_value(col, false))
     );
     let merged_cols = format!(
         "minMerge(s_start) AS start_ms, maxMerge(s_end) AS end_ms,
          uniqUpToIfMerge(1)(s_pages) = 1 AND uniqUpToIfMerge(1)(s_stays) = 1 AS bounce,
          {key} AS key",
-        key = match first {
-            None => "toUInt64(0)".to_owned(),
-            Some(_) => format!("argMinMerge({first_col})"),
-        }
+        key = first.map_or("toUInt64(0)".to_owned(), |col| first_value(col, true))
     );
     let summed = |from: &str| {
         format!(
