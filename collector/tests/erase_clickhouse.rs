@@ -29,6 +29,8 @@ fn event(n: u64, anon: &str, user: Option<&str>, server_ms: i64) -> StoredEvent 
         server_ms,
         anonymous_id: anon.into(),
         user_id: user.map(str::to_owned),
+        // Who signs in sets a user property.
+        traits: user.map(|_| r#"{"plan":"pro"}"#.to_owned()),
         session_id: format!("s-{anon}-{}", server_ms / 3_600_000),
         seq: n as i64,
         path: "/".into(),
@@ -119,6 +121,25 @@ fn an_erased_person_stays_erased_across_spools_and_returns_whole() {
     let erased = y.erase("pat@example.com").blocking_recv().unwrap().unwrap();
     assert_eq!(erased.events, 2);
     assert!(y.user("pat@example.com", &everyone).unwrap().is_none());
+    // Nothing of Pat's second browser is left in any table keyed by the anonymous ID (the
+    // events, every rollup, the user properties' events), and they held some before.
+    let tables = server.query(
+        "SELECT name FROM system.tables WHERE database = 'erase_many'
+           AND engine LIKE '%MergeTree' AND name IN (
+               SELECT table FROM system.columns
+               WHERE database = 'erase_many' AND name = 'anon_h')
+         ORDER BY name",
+    );
+    assert!(
+        tables.contains("trait_events") && tables.contains("session_rollup"),
+        "{tables}"
+    );
+    for table in tables.lines() {
+        let left = server.query(&format!(
+            "SELECT count() FROM erase_many.{table} WHERE anon_h = cityHash64('anon-pat-2')"
+        ));
+        assert_eq!(left.trim(), "0", "{table}");
+    }
 
     // X comes back and replays: Quinn arrives, Pat does not.
     std::thread::sleep(Duration::from_millis(200));

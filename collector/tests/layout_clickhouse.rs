@@ -170,7 +170,7 @@ fn readme_rebuild(db: &str) -> Vec<String> {
         .map(|s| s.trim().replace("footfall.", &format!("{db}.")))
         .filter(|s| !s.is_empty())
         .collect();
-    assert_eq!(stmts.len(), 11, "{stmts:?}");
+    assert_eq!(stmts.len(), 12, "{stmts:?}");
     stmts
 }
 
@@ -206,6 +206,7 @@ fn a_database_ordered_by_event_id_answers_the_same_before_and_after_the_rebuild(
         "anon_rollup",
         "trait_rollup",
         "props_hourly",
+        "trait_events",
     ] {
         server.query(&format!("DROP TABLE layout.{table}_feed"));
         server.query(&format!("DROP TABLE layout.{table}"));

@@ -360,10 +360,18 @@ fn rollups_answer_as_sqlite_does() {
         "anon_rollup",
         "trait_rollup",
         "props_hourly",
+        "trait_events",
     ] {
         assert!(count(&server, table) > 0, "{table}");
     }
     same("first load", &sqlite, &ch);
+    // `trait_events` holds the events that set user properties, and only those.
+    let with_traits = server.query("SELECT count() FROM rollups.events WHERE traits IS NOT NULL");
+    assert_ne!(with_traits.trim(), "0");
+    assert_eq!(
+        count(&server, "trait_events").to_string(),
+        with_traits.trim()
+    );
 
     // Replayed: every event reported as a duplicate and counted once. And a copy stored
     // behind the insert path's back, as two collectors racing would leave it (the views
@@ -422,6 +430,7 @@ fn rollups_answer_as_sqlite_does() {
             "anon_rollup",
             "trait_rollup",
             "props_hourly",
+            "trait_events",
         ] {
             server.query(&format!("DROP TABLE rollups.{table}_feed"));
             server.query(&format!("DROP TABLE rollups.{table}"));
@@ -434,7 +443,7 @@ fn rollups_answer_as_sqlite_does() {
     same("rollups filled on start", &sqlite, &ch);
     assert_eq!(
         server.query("SELECT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        "anon_rollup\ncopies\nevent_rows\nprops_hourly\nsession_rollup 3\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
+        "anon_rollup\ncopies\nevent_rows\nprops_hourly\nsession_rollup 3\nsteps_hourly\ntrait_events\ntrait_rollup\nusers_hourly\n"
     );
     // A fill that was cut short (its row in `rollups_filled` never written) runs again whole
     // on the next start, over what it had written.
@@ -497,7 +506,7 @@ fn rollups_answer_as_sqlite_does() {
         // `steps_hourly`, `anon_rollup`, `trait_rollup` and `props_hourly` came after the
         // first layout, as did `event_rows` and `copies`: made (or, made already, filled
         // again) on that start too.
-        "anon_rollup\ncopies\nevent_rows\nprops_hourly\nsession_rollup\nsession_rollup 3\nsteps_hourly\ntrait_rollup\nusers_hourly\n"
+        "anon_rollup\ncopies\nevent_rows\nprops_hourly\nsession_rollup\nsession_rollup 3\nsteps_hourly\ntrait_events\ntrait_rollup\nusers_hourly\n"
     );
 
     // What the answers read: a user slipped into the rollup alone (an anonymous ID no event

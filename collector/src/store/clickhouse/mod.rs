@@ -333,16 +333,34 @@ const ROLLUPS: &[(&str, &str, &str)] = &[
                                 arrayEnumerate(prop_keys)) AS i
          GROUP BY key, hour, site, device, browser, os, country, anon_h",
     ),
+    (
+        // Each event that set user properties (traits), by anonymous ID: the users feed reads
+        // the properties of a page's people from here, a few rows each found by the table's
+        // key (in granules of 1,024 rows: a page's 50 people are in as many), instead of
+        // every event's anonymous ID (at 10M events, 70 ms a page). A copy
+        // of an event is a row again until merged, which readers leave out by its ID.
+        "trait_events",
+        "CREATE TABLE IF NOT EXISTS {db}.trait_events (
+            anon_h UInt64, time_ms Int64, seq Int64, event_id String, anonymous_id String,
+            traits Nullable(String)
+        ) ENGINE = ReplacingMergeTree ORDER BY (anon_h, time_ms, seq, event_id)
+        SETTINGS index_granularity = 1024",
+        // (`traits` as it is: an alias of that name would be what `WHERE` reads.)
+        "SELECT cityHash64(anonymous_id) AS anon_h, time_ms, seq, event_id, anonymous_id, traits
+         FROM {db}.events WHERE traits IS NOT NULL
+         GROUP BY anon_h, time_ms, seq, event_id, anonymous_id, traits",
+    ),
 ];
 
 /// The rollups' tables, which an erase deletes from as from `events`.
-const ROLLUP_TABLES: [&str; 6] = [
+const ROLLUP_TABLES: [&str; 7] = [
     "users_hourly",
     "session_rollup",
     "steps_hourly",
     "anon_rollup",
     "trait_rollup",
     "props_hourly",
+    "trait_events",
 ];
 
 /// Rollups whose layout changed since they first shipped: (table, a column only the current
@@ -425,6 +443,11 @@ fn fill(client: &Client, table: &str, select: &str) -> Result<(), ChError> {
         .collect();
     let total: u64 = days.iter().map(|d| d.1).sum();
     let (head, group) = select.split_once(" GROUP BY ").expect("a grouped select");
+    // The days' condition joins the select's own, if it has one.
+    let and = match head.contains(" WHERE ") {
+        true => "AND",
+        false => "WHERE",
+    };
     let started = std::time::Instant::now();
     log::info!("clickhouse: filling the rollup {db}.{table} from {total} events once");
     let (mut done, mut from, mut count) = (0u64, None, 0u64);
@@ -436,7 +459,7 @@ fn fill(client: &Client, table: &str, select: &str) -> Result<(), ChError> {
         }
         client.execute(&format!(
             "INSERT INTO {db}.{table} {head}
-             WHERE intDiv(time_ms, 86400000) >= {first} AND intDiv(time_ms, 86400000) <= {day}
+             {and} intDiv(time_ms, 86400000) >= {first} AND intDiv(time_ms, 86400000) <= {day}
              GROUP BY {group}"
         ))?;
         done += count;

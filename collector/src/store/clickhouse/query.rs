@@ -2089,11 +2089,15 @@ pub fn users(c: &Client, q: &UsersQuery) -> Result<UsersPage, StoreError> {
     };
     let (counts, traits) = std::thread::scope(|scope| {
         let counts = scope.spawn(count_sessions);
-        let traits = c.select(&format!(
-            "SELECT event_id, anonymous_id, traits FROM {db}.events
-             {} AND traits IS NOT NULL ORDER BY time_ms, seq",
-            of_anons(&all)
-        ));
+        let traits = match all.is_empty() {
+            true => Ok((Vec::new(), None)),
+            false => c.select(&format!(
+                "SELECT event_id, anonymous_id, traits FROM {db}.trait_events
+                 WHERE anon_h IN ({}) AND anonymous_id IN {} ORDER BY time_ms, seq",
+                hashes_of(&all),
+                list(&all)
+            )),
+        };
         Ok::<_, StoreError>((joined(counts)?, traits?.0))
     })?;
     let sessions: HashMap<String, u64> = counts
