@@ -41,6 +41,9 @@ pub struct Client {
     /// The person map last read whole ([`super::persons::read`]), by its name.
     pub(super) persons:
         std::sync::Mutex<Option<(String, std::sync::Arc<super::persons::PersonMap>)>>,
+    /// The labels (event name and page) that user paths last numbered, with their hashes
+    /// ([`super::journey_sql::paths`]).
+    pub(super) labels: std::sync::Mutex<super::journey_sql::Labels>,
 }
 
 /// Settings sent with every request: 64-bit integers as JSON numbers, and room for the long
@@ -100,6 +103,7 @@ impl Client {
             authorization,
             database,
             persons: Default::default(),
+            labels: Default::default(),
         })
     }
 

@@ -180,6 +180,9 @@ pub fn retention(
     Ok(cohorts)
 }
 
+/// The labels user paths last numbered, with their hashes (kept by the client: [`paths`]).
+pub(super) type Labels = std::sync::Arc<Vec<(journeys::Label, u64)>>;
+
 /// Bits of a label's number in the packed (time, label) of [`paths`]; the time gets the rest.
 const LABEL_BITS: u32 = 20;
 
@@ -187,12 +190,17 @@ const LABEL_BITS: u32 = 20;
 /// text, then by label) with repeats in a row dropped, its path from its first start, and
 /// how many sessions took each path.
 ///
-/// Labels travel as numbers: first the range's labels (of every site and filter and of the
-/// range's whole UTC hours: more than the events hold is as good) are read and numbered here
-/// in the rules' order, then each event is one `UInt64`, its time from the range's start
-/// above its label's number, so that a session's events sort as numbers into the rules' order
-/// (strings and tuples cost ClickHouse 18.16 several times more to gather and sort). The
-/// events come back as they are, are put in that order by session here, and walked.
+/// Labels travel as numbers: the labels are numbered here in the rules' order, then each
+/// event is one `UInt64`, its time from the range's start above its label's number, so that a
+/// session's events sort as numbers into the rules' order (strings and tuples cost
+/// ClickHouse 18.16 several times more to gather and sort). The events come back as they
+/// are, are put in that order by session here, and walked.
+///
+/// The labels numbered are those numbered last (kept by the client: every label of the
+/// ranges asked before, more than the events hold being as good). An event whose label is
+/// not among them comes back numbered 0; then the range's labels are read (of every site
+/// and filter and of the range's whole UTC hours), joined to them, and the events asked
+/// again (at 10M events over a week, reading them took 36 ms of a question's 180 ms).
 pub fn paths(
     c: &Client,
     q: &PathQuery,
@@ -200,12 +208,48 @@ pub fn paths(
     direction: Direction,
     depth: usize,
 ) -> Result<journeys::Paths, StoreError> {
+    let kept = c.labels.lock().map(|l| l.clone()).unwrap_or_default();
+    if !kept.is_empty() {
+        if let Some(paths) = numbered_paths(c, q, &kept, start, (direction, depth))? {
+            return Ok(paths);
+        }
+    }
+    let mut labels = range_labels(c, q)?;
+    let before: Vec<_> = {
+        let seen: std::collections::HashSet<&journeys::Label> =
+            labels.iter().map(|l| &l.0).collect();
+        kept.iter()
+            .filter(|l| !seen.contains(&l.0))
+            .cloned()
+            .collect()
+    };
+    // Joined unless that makes too many to number (then the range's alone).
+    if labels.len() + before.len() < 1 << LABEL_BITS {
+        labels.extend(before);
+    }
+    labels.sort_by_cached_key(|(l, _)| (journeys::label_text(l), l.clone()));
+    let labels = std::sync::Arc::new(labels);
+    if let Ok(mut kept) = c.labels.lock() {
+        *kept = labels.clone();
+    }
+    match numbered_paths(c, q, &labels, start, (direction, depth))? {
+        Some(paths) => Ok(paths),
+        // A label new since they were read (stored meanwhile): the rules.
+        None => {
+            let (events, labels) = query::path_events(c, q)?;
+            Ok(journeys::paths(events, &labels, start, direction, depth))
+        }
+    }
+}
+
+/// The labels of `q`'s range's whole UTC hours (of every site and filter) with their hashes,
+/// from `steps_hourly` (filled with every event, its `page` made as `events.label_h` makes
+/// it): sorted by name and page, then hour, so this reads the range's granules of a few
+/// short columns, not the name and path of every event (two to three times less server time
+/// at 10M events).
+fn range_labels(c: &Client, q: &PathQuery) -> Result<Vec<(journeys::Label, u64)>, StoreError> {
     const HOUR: i64 = 3_600_000;
     let db = &c.database;
-    // The labels of the range's UTC hours, from `steps_hourly` (filled with every event, its
-    // `page` made as below): sorted by name and page, then hour, so this reads the range's
-    // granules of a few short columns, not the name and path of every event (two to three
-    // times less server time at 10M events).
     let mut conds = vec![format!(
         "hour >= {} AND hour <= {}",
         q.from_ms.div_euclid(HOUR),
@@ -218,9 +262,9 @@ pub fn paths(
         conds.push(format!("site IN {}", list(&q.sites)));
     }
     // A label's hash: its name's, with a page view's path's mixed in, as `events` stores it
-    // (`label_h`), so that the events' statement below reads one number a row, not the
-    // name and path (at 10M events over a week: 175 ms from the texts, 140 from `name_h` and
-    // the path, 110 from `label_h`).
+    // (`label_h`), so that the events' statement reads one number a row, not the name and
+    // path (at 10M events over a week: 175 ms from the texts, 140 from `name_h` and the
+    // path, 110 from `label_h`).
     let rows = c.select_binary(&format!(
         "SELECT name, page, bitXor(cityHash64(name), if(name = '$pageview', cityHash64(page), 0))
          FROM {db}.steps_hourly WHERE {conds}
@@ -228,7 +272,7 @@ pub fn paths(
         conds = conds.join(" AND "),
     ))?;
     let bad = || StoreError::ClickHouse(ChError::Answer("a label row cut short".into()));
-    let mut labels: Vec<(journeys::Label, u64)> = Vec::new();
+    let mut labels = Vec::new();
     let mut r = rowbinary::Reader(&rows);
     while !r.0.is_empty() {
         let name = String::from_utf8_lossy(r.text().ok_or_else(bad)?).into_owned();
@@ -236,8 +280,18 @@ pub fn paths(
         let h = u64::from_le_bytes(r.take().ok_or_else(bad)?);
         labels.push(((name, path), h));
     }
-    // The rules' order of a session's events at one time: by text, then by label.
-    labels.sort_by_cached_key(|(l, _)| (journeys::label_text(l), l.clone()));
+    Ok(labels)
+}
+
+/// [`paths`] with the labels `labels` (in the rules' order of ties) numbered from 1: `None`
+/// if an event's label is not among them.
+fn numbered_paths(
+    c: &Client,
+    q: &PathQuery,
+    labels: &[(journeys::Label, u64)],
+    start: &Step,
+    (direction, depth): (Direction, usize),
+) -> Result<Option<journeys::Paths>, StoreError> {
     let mut hashes: Vec<u64> = labels.iter().map(|l| l.1).collect();
     hashes.sort_unstable();
     hashes.dedup();
@@ -248,10 +302,11 @@ pub fn paths(
     {
         // Too many labels, two of one hash, or too long a range to pack: the rules.
         let (events, labels) = query::path_events(c, q)?;
-        return Ok(journeys::paths(events, &labels, start, direction, depth));
+        return Ok(Some(journeys::paths(
+            events, &labels, start, direction, depth,
+        )));
     }
-    // Label numbers from 1, in the rules' order of ties; 0 (a hash not among them) cannot
-    // happen while `steps_hourly` holds every event, and would read as the path's end.
+    // Label numbers from 1, in the rules' order of ties; 0 is a hash not among them.
     let is_start: Vec<bool> = std::iter::once(false)
         .chain(
             labels
@@ -259,9 +314,6 @@ pub fn paths(
                 .map(|((name, path), _)| start.matches(name, path)),
         )
         .collect();
-    if !is_start.contains(&true) {
-        return Ok(journeys::summarize_paths(0, Vec::new(), depth));
-    }
     let hash_list: Vec<String> = labels.iter().map(|l| l.1.to_string()).collect();
     let numbers: Vec<String> = (1..=labels.len()).map(|n| n.to_string()).collect();
     let label = format!(
@@ -279,6 +331,7 @@ pub fn paths(
     // Piles of about 2,500 events at 10M events over a week (1,024 measured 5–8% faster
     // than 64 in turns).
     const PILE_BITS: u32 = 10;
+    const LABEL: u64 = (1 << LABEL_BITS) - 1;
     let pm = persons::current(c)?;
     let source = query::path_source(c, &pm, q, None);
     let sql = format!(
@@ -288,6 +341,7 @@ pub fn paths(
         from = q.from_ms,
     );
     let mut piles: Vec<Vec<u128>> = (0..1 << PILE_BITS).map(|_| Vec::new()).collect();
+    let mut unknown = false;
     let bad = || ChError::Answer("path rows not as asked".into());
     c.select_native_each(&sql, |block| {
         for (rows, columns) in rowbinary::native_blocks(block).ok_or_else(bad)? {
@@ -301,11 +355,18 @@ pub fn paths(
             for (s, p) in session.chunks_exact(8).zip(packed.chunks_exact(8)) {
                 let s = u64::from_le_bytes(s.try_into().unwrap_or_default());
                 let p = u64::from_le_bytes(p.try_into().unwrap_or_default());
+                unknown |= p & LABEL == 0;
                 piles[(s >> (64 - PILE_BITS)) as usize].push(u128::from(s) << 64 | u128::from(p));
             }
         }
         Ok(())
     })?;
+    if unknown {
+        return Ok(None);
+    }
+    if !is_start.contains(&true) {
+        return Ok(Some(journeys::summarize_paths(0, Vec::new(), depth)));
+    }
     let starts = |l: u32| is_start.get(l as usize) == Some(&true);
     let walk = |piles: Vec<Vec<u128>>| {
         let (mut sessions, mut counts) = (0u64, journeys::PathCounts::default());
@@ -314,11 +375,7 @@ pub fn paths(
             pile.sort_unstable();
             for events in pile.chunk_by(|a, b| a >> 64 == b >> 64) {
                 session.clear();
-                session.extend(
-                    events
-                        .iter()
-                        .map(|&e| (e as u64 & ((1 << LABEL_BITS) - 1)) as u32),
-                );
+                session.extend(events.iter().map(|&e| (e as u64 & LABEL) as u32));
                 if journeys::session_path(&mut session, starts, (direction, depth), &mut path) {
                     sessions += 1;
                     journeys::count_path(&mut counts, &path);
@@ -333,11 +390,11 @@ pub fn paths(
         *counts.entry(path).or_default() += n;
     }
     let texts: Vec<String> = labels.iter().map(|l| journeys::label_text(&l.0)).collect();
-    Ok(journeys::summarize_numbered(
+    Ok(Some(journeys::summarize_numbered(
         sessions,
         counts,
         &texts,
         1,
         (direction, depth),
-    ))
+    )))
 }
