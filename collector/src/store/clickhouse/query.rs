@@ -2409,9 +2409,11 @@ type Rows = (Vec<Value>, Option<Value>);
 /// The statements must read the same rows: the table's active parts (which never change)
 /// are listed before the first starts and after the last ends, and the answer stands only if
 /// they are the same. Else it is asked again, twice at most, and then `None`: the caller
-/// groups every session in ClickHouse (one statement, slower). At 10M events (1.5M sessions) on ClickHouse 18.16, the whole
-/// question took 530–610 ms grouping every session's states there, 260–300 ms with the
-/// states' values sent (40 bytes a row) and put together by session here.
+/// groups every session in ClickHouse (one statement, slower).
+///
+/// At 10M events (1.5M sessions) on ClickHouse 18.16 the whole question took 530–610 ms
+/// grouping every session's states there, 260–300 ms with the states' values sent (40 bytes
+/// a row) and put together by session here, 135–150 ms this way (BENCHMARKS.md).
 fn merged_sessions(
     c: &Client,
     q: &SessionStatsQuery,
