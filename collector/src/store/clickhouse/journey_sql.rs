@@ -210,7 +210,7 @@ pub fn paths(
 ) -> Result<journeys::Paths, StoreError> {
     let kept = c.labels.lock().map(|l| l.clone()).unwrap_or_default();
     if !kept.is_empty() {
-        if let Some(paths) = numbered_paths(c, q, &kept, start, (direction, depth))? {
+        if let Some(paths) = numbered_paths(c, q, &kept, false, start, (direction, depth))? {
             return Ok(paths);
         }
     }
@@ -232,7 +232,7 @@ pub fn paths(
     if let Ok(mut kept) = c.labels.lock() {
         *kept = labels.clone();
     }
-    match numbered_paths(c, q, &labels, start, (direction, depth))? {
+    match numbered_paths(c, q, &labels, true, start, (direction, depth))? {
         Some(paths) => Ok(paths),
         // A label new since they were read (stored meanwhile): the rules.
         None => {
@@ -284,11 +284,13 @@ fn range_labels(c: &Client, q: &PathQuery) -> Result<Vec<(journeys::Label, u64)>
 }
 
 /// [`paths`] with the labels `labels` (in the rules' order of ties) numbered from 1: `None`
-/// if an event's label is not among them.
+/// if an event's label is not among them. With `whole`, they are all of the range's
+/// (`range_labels`), and none being the start says there is no path without asking.
 fn numbered_paths(
     c: &Client,
     q: &PathQuery,
     labels: &[(journeys::Label, u64)],
+    whole: bool,
     start: &Step,
     (direction, depth): (Direction, usize),
 ) -> Result<Option<journeys::Paths>, StoreError> {
@@ -314,6 +316,9 @@ fn numbered_paths(
                 .map(|((name, path), _)| start.matches(name, path)),
         )
         .collect();
+    if whole && !is_start.contains(&true) {
+        return Ok(Some(journeys::summarize_paths(0, Vec::new(), depth)));
+    }
     let hash_list: Vec<String> = labels.iter().map(|l| l.1.to_string()).collect();
     let numbers: Vec<String> = (1..=labels.len()).map(|n| n.to_string()).collect();
     let label = format!(
