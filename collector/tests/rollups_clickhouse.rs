@@ -1198,3 +1198,44 @@ fn session_statistics_while_inserts_land_are_sqlites_at_some_moment() {
     );
     assert_eq!(ask(&ch), moments[INSERTS as usize]);
 }
+
+/// The user property keys count the 5,000 people seen last: of 6,000 visitors seen one after
+/// another, the first 1,000 set a key the others never do, so it is not counted; as SQLite
+/// counts them.
+#[test]
+fn user_property_keys_count_the_people_seen_last() {
+    let server = ClickHouseServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (sqlite, ch) = both(&server, dir.path(), "latest");
+    let events: Vec<StoredEvent> = (0..6000u64)
+        .map(|v| StoredEvent {
+            kind: "identify",
+            name: "$identify".into(),
+            anonymous_id: format!("anon-{v:05}"),
+            session_id: format!("sess-{v:05}"),
+            traits: Some(
+                if v < 1000 {
+                    r#"{"early":1}"#
+                } else {
+                    r#"{"late":1}"#
+                }
+                .to_owned(),
+            ),
+            ..plain_event(v + 1, START + v as i64 * 1000, v)
+        })
+        .collect();
+    for store in [&sqlite as &dyn Store, &ch] {
+        for chunk in events.chunks(1000) {
+            assert!(insert(store, chunk.to_vec()).iter().all(|&f| f));
+        }
+    }
+    let keys = |store: &dyn Store| {
+        let k = store
+            .property_keys(START, START + DAY, &Scope::default())
+            .unwrap()
+            .user;
+        k.into_iter().map(|k| (k.key, k.count)).collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&sqlite), [("late".to_owned(), 5000)]);
+    assert_eq!(keys(&ch), keys(&sqlite));
+}

@@ -229,9 +229,11 @@ impl Client {
         );
         body.extend_from_slice(&data.rows);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        // In the store's database, as `select` is (`joinGet` names its table without one).
         let url = format!(
-            "{}&query={}&{name}_structure={}&{name}_format=RowBinary",
+            "{}&database={}&query={}&{name}_structure={}&{name}_format=RowBinary",
             self.endpoint,
+            self.database,
             percent_encode(sql),
             percent_encode(data.structure),
         );
