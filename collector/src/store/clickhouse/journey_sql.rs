@@ -61,21 +61,10 @@ pub fn retention(
         let bad = || ChError::Answer("retention rows not as asked".into());
         c.select_native_each(&sql, |block| {
             for (rows, columns) in rowbinary::native_blocks(block).ok_or_else(bad)? {
-                let [anon, time, mask] = &columns[..] else {
-                    return Err(bad());
-                };
-                let (Some(anon), Some(time), Some(mask)) = (
-                    anon.numbers(8, rows),
-                    time.numbers(8, rows),
-                    mask.numbers(1, rows),
-                ) else {
-                    return Err(bad());
-                };
-                let eight = |col: &[u8], i: usize| -> [u8; 8] {
-                    col[i * 8..i * 8 + 8].try_into().unwrap_or_default()
-                };
+                let [anon, time, mask] =
+                    rowbinary::numbers(&columns, [8, 8, 1], rows).ok_or_else(bad)?;
                 for (i, &mask) in mask.iter().enumerate() {
-                    let time_ms = i64::from_le_bytes(eight(time, i));
+                    let time_ms = rowbinary::le_u64(time, i) as i64;
                     let p = match last {
                         Some((t, p)) if t == time_ms => p,
                         _ => {
@@ -84,10 +73,7 @@ pub fn retention(
                             p as u32
                         }
                     };
-                    seen(
-                        u64::from_le_bytes(eight(anon, i)),
-                        p << 2 | u32::from(mask & 3),
-                    );
+                    seen(rowbinary::le_u64(anon, i), p << 2 | u32::from(mask & 3));
                 }
             }
             Ok(())
@@ -350,13 +336,7 @@ fn numbered_paths(
     let bad = || ChError::Answer("path rows not as asked".into());
     c.select_native_each(&sql, |block| {
         for (rows, columns) in rowbinary::native_blocks(block).ok_or_else(bad)? {
-            let [session, packed] = &columns[..] else {
-                return Err(bad());
-            };
-            let (Some(session), Some(packed)) = (session.numbers(8, rows), packed.numbers(8, rows))
-            else {
-                return Err(bad());
-            };
+            let [session, packed] = rowbinary::numbers(&columns, [8, 8], rows).ok_or_else(bad)?;
             for (s, p) in session.chunks_exact(8).zip(packed.chunks_exact(8)) {
                 let s = u64::from_le_bytes(s.try_into().unwrap_or_default());
                 let p = u64::from_le_bytes(p.try_into().unwrap_or_default());

@@ -222,6 +222,26 @@ impl Column<'_> {
     }
 }
 
+/// The bytes of each of a block's `columns`, which must be `N` columns of `rows` numbers of
+/// `widths` bytes each (`None` if they are not).
+pub fn numbers<'c, const N: usize>(
+    columns: &'c [Column<'_>],
+    widths: [usize; N],
+    rows: usize,
+) -> Option<[&'c [u8]; N]> {
+    let columns: &[Column<'_>; N] = columns.try_into().ok()?;
+    let mut out = [&[][..]; N];
+    for ((bytes, column), width) in out.iter_mut().zip(columns).zip(widths) {
+        *bytes = column.numbers(width, rows)?;
+    }
+    Some(out)
+}
+
+/// Number `i` of the bytes of a column of 8-byte numbers (see [`numbers`]).
+pub fn le_u64(column: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(column[i * 8..i * 8 + 8].try_into().unwrap_or_default())
+}
+
 /// The blocks of a `Native` answer over HTTP, each its row count and its columns in the
 /// query's order. A block is a LEB128 count of columns and of rows, then each column's
 /// name and type (texts) and its values: fixed-width numbers one after another, texts each
@@ -388,6 +408,22 @@ mod tests {
         string(&mut float, "Float64");
         float.extend(1.5f64.to_le_bytes());
         assert!(native_blocks(&float).is_none());
+    }
+
+    #[test]
+    fn numbers_are_the_columns_asked_for_or_none() {
+        let (a, c) = ([7u64.to_le_bytes(), 9u64.to_le_bytes()].concat(), [1u8, 2]);
+        let columns = [
+            Column::Fixed { width: 8, data: &a },
+            Column::Fixed { width: 1, data: &c },
+        ];
+        let [a, c] = numbers(&columns, [8, 1], 2).unwrap();
+        assert_eq!((le_u64(a, 0), le_u64(a, 1), c), (7, 9, &[1u8, 2][..]));
+        // Another width, another row count, or another number of columns: none.
+        assert!(numbers(&columns, [8, 2], 2).is_none());
+        assert!(numbers(&columns, [8, 1], 3).is_none());
+        assert!(numbers(&columns, [8], 2).is_none());
+        assert!(numbers(&[Column::Text(vec![&b"x"[..]])], [8], 1).is_none());
     }
 
     #[test]

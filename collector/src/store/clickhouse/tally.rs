@@ -130,7 +130,7 @@ pub(super) fn read(
             };
             for i in 0..rows {
                 let t = u32::from_le_bytes(time[i * 4..i * 4 + 4].try_into().unwrap_or_default());
-                let a = u64::from_le_bytes(anon[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+                let a = rowbinary::le_u64(anon, i);
                 let person = persons.get(&a).copied().unwrap_or(a);
                 let b = match last {
                     Some((last, b)) if last == t => b,
