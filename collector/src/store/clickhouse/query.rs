@@ -2539,16 +2539,12 @@ fn summed_sessions(
         }
         let of_several =
             format!("{db}.session_rollup WHERE {scope} AND session_h IN (SELECT h FROM several)");
-        let with = |sql: &str| {
-            c.select_with(
-                sql,
-                &super::http::External {
-                    name: "several",
-                    structure: "h UInt64",
-                    rows: hashes.clone(),
-                },
-            )
+        let several = super::http::External {
+            name: "several",
+            structure: "h UInt64",
+            rows: hashes,
         };
+        let with = |sql: &str| c.select_with(sql, &several);
         let rows_sql = summed(&format!("SELECT {row_cols} FROM {of_several}"));
         let sessions_sql = summed(&format!(
             "SELECT {merged_cols} FROM {of_several} GROUP BY session_h"
