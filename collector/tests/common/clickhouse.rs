@@ -75,9 +75,17 @@ impl ClickHouseServer {
         s
     }
 
-    /// `http://127.0.0.1:PORT/DATABASE`
+    /// `http://127.0.0.1:PORT/DATABASE`, with `?native_port=PORT` on ClickHouse 18.16 (so
+    /// that its tests read large answers over the native protocol, as the benchmarks do; the
+    /// engine of chDB has no native port: its tests read them over HTTP).
     pub fn url(&self, database: &str) -> String {
-        format!("http://127.0.0.1:{}/{database}", self.http_port)
+        if std::env::var("FOOTFALL_TEST_CLICKHOUSE").as_deref() == Ok("current") {
+            return format!("http://127.0.0.1:{}/{database}", self.http_port);
+        }
+        format!(
+            "http://127.0.0.1:{}/{database}?native_port={}",
+            self.http_port, self.tcp_port
+        )
     }
 
     fn write_config(&self) {

@@ -44,6 +44,8 @@ pub struct Client {
     /// The labels (event name and page) that user paths last numbered, with their hashes
     /// ([`super::journey_sql::paths`]).
     pub(super) labels: std::sync::Mutex<super::journey_sql::Labels>,
+    /// The server's native protocol, when the URL names its port: large answers come that way.
+    native: Option<super::native::Native>,
 }
 
 /// Settings sent with every request: 64-bit integers as JSON numbers, and room for the long
@@ -81,11 +83,16 @@ impl Client {
                 "clickhouse URL {url:?}: the database name must be letters, digits and _"
             ));
         }
-        let authorization = (!u.username().is_empty()).then(|| {
-            let user = percent_decode(u.username());
-            let password = percent_decode(u.password().unwrap_or_default());
-            format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
-        });
+        let user = percent_decode(u.username());
+        let password = percent_decode(u.password().unwrap_or_default());
+        let authorization = (!u.username().is_empty())
+            .then(|| format!("Basic {}", base64(format!("{user}:{password}").as_bytes())));
+        let native_port = match u.query_pairs().find(|(k, _)| k == "native_port") {
+            Some((_, v)) => Some(v.parse::<u16>().map_err(|_| {
+                format!("clickhouse URL {url:?}: native_port={v} is not a port number")
+            })?),
+            None => None,
+        };
         let host = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
         } else {
@@ -97,6 +104,17 @@ impl Client {
             .timeout_global(Some(timeout))
             .build()
             .into();
+        let native = native_port.map(|p| super::native::Native {
+            address: format!("{host}:{p}"),
+            user: if user.is_empty() {
+                "default".into()
+            } else {
+                user
+            },
+            password,
+            database: database.clone(),
+            timeout,
+        });
         Ok(Client {
             agent,
             endpoint: format!("http://{host}:{port}/?{SETTINGS}"),
@@ -104,6 +122,7 @@ impl Client {
             database,
             persons: Default::default(),
             labels: Default::default(),
+            native,
         })
     }
 
@@ -265,6 +284,14 @@ impl Client {
     /// see [`super::rowbinary::native_blocks`]): for answers of millions of narrow rows, which
     /// the server writes in about two thirds of `RowBinary`'s time.
     pub fn select_native(&self, sql: &str) -> Result<Vec<u8>, ChError> {
+        if let Some(native) = self.native_for(sql) {
+            let mut all = Vec::new();
+            native.select_each(sql, |block| {
+                all.extend_from_slice(block);
+                Ok(())
+            })?;
+            return Ok(all);
+        }
         let url = format!("{}&database={}", self.endpoint, self.database);
         self.post_bytes(&url, None, format!("{sql}\nFORMAT Native").into_bytes())
     }
@@ -277,6 +304,9 @@ impl Client {
         sql: &str,
         mut each: impl FnMut(&[u8]) -> Result<(), ChError>,
     ) -> Result<(), ChError> {
+        if let Some(native) = self.native_for(sql) {
+            return native.select_each(sql, each);
+        }
         let url = format!("{}&database={}", self.endpoint, self.database);
         let mut resp = self.send(&url, None, format!("{sql}\nFORMAT Native").as_bytes())?;
         let mut body = std::io::BufReader::with_capacity(1 << 16, resp.body_mut().as_reader());
@@ -293,6 +323,14 @@ impl Client {
             each(&block)?;
         }
         Ok(())
+    }
+
+    /// The native protocol for `sql`, if the URL names its port and `sql` is not too long for
+    /// it ([`super::native::LONGEST_STATEMENT`]).
+    fn native_for(&self, sql: &str) -> Option<&super::native::Native> {
+        self.native
+            .as_ref()
+            .filter(|_| sql.len() <= super::native::LONGEST_STATEMENT)
     }
 
     /// Runs a SELECT and returns its rows (and the `WITH TOTALS` row, if any).
@@ -457,5 +495,17 @@ mod tests {
         assert_eq!(Client::new("http://h", T).unwrap().database, "footfall");
         assert!(Client::new("https://h", T).is_err());
         assert!(Client::new("http://h/bad-name", T).is_err());
+        assert!(c.native.is_none());
+        let c = Client::new("http://u:p%40ss@127.0.0.1:8123/ff?native_port=9000", T).unwrap();
+        let n = c.native.as_ref().unwrap();
+        assert_eq!(
+            (n.address.as_str(), n.user.as_str()),
+            ("127.0.0.1:9000", "u")
+        );
+        assert_eq!((n.password.as_str(), n.database.as_str()), ("p@ss", "ff"));
+        let c = Client::new("http://[::1]:8123/?native_port=9000", T).unwrap();
+        assert_eq!(c.native.as_ref().unwrap().address, "[::1]:9000");
+        assert_eq!(c.native.as_ref().unwrap().user, "default");
+        assert!(Client::new("http://h/?native_port=nine", T).is_err());
     }
 }

@@ -71,6 +71,7 @@
 
 mod http;
 mod journey_sql;
+mod native;
 mod persons;
 mod query;
 mod rowbinary;

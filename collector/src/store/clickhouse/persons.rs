@@ -22,8 +22,90 @@ use super::http::{lit, ChError, Client};
 use super::{rowbinary, StoreError};
 use std::sync::Arc;
 
-/// Anonymous ID hash → person hash, hashed fast (foldhash: looked up once per event row).
-pub type PersonMap = std::collections::HashMap<u64, u64, foldhash::fast::RandomState>;
+/// Anonymous ID hash → person hash of each identified anonymous ID: hashed fast (foldhash,
+/// for IDs in any order), and sorted (for IDs that come in order: [`PersonMap::cursor`]).
+#[derive(Default)]
+pub struct PersonMap {
+    hashed: std::collections::HashMap<u64, u64, foldhash::fast::RandomState>,
+    /// The anonymous IDs in order, and beside them their people.
+    sorted: Vec<u64>,
+    people: Vec<u64>,
+}
+
+impl PersonMap {
+    pub fn get(&self, anon_h: &u64) -> Option<&u64> {
+        self.hashed.get(anon_h)
+    }
+
+    /// Each identified anonymous ID with its person, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (&u64, &u64)> {
+        self.hashed.iter()
+    }
+
+    /// A reader of people for anonymous IDs that mostly come in increasing order (as a table
+    /// ordered by them sends them): each looks from where the last one was found.
+    pub fn cursor(&self) -> PersonCursor<'_> {
+        PersonCursor { map: self, at: 0 }
+    }
+}
+
+impl FromIterator<(u64, u64)> for PersonMap {
+    fn from_iter<I: IntoIterator<Item = (u64, u64)>>(pairs: I) -> PersonMap {
+        let hashed: std::collections::HashMap<u64, u64, foldhash::fast::RandomState> =
+            pairs.into_iter().collect();
+        let mut pairs: Vec<(u64, u64)> = hashed.iter().map(|(&a, &p)| (a, p)).collect();
+        pairs.sort_unstable();
+        let (sorted, people) = pairs.into_iter().unzip();
+        PersonMap {
+            hashed,
+            sorted,
+            people,
+        }
+    }
+}
+
+/// See [`PersonMap::cursor`]. At 10M events (132k identified of 529k anonymous IDs), looking
+/// up the funnel's 6M rows in the hash map missed the processor's cache on most rows: half of
+/// the time of reading the answer.
+pub struct PersonCursor<'m> {
+    map: &'m PersonMap,
+    /// Where the last ID looked up is, or would be, in `map.sorted`.
+    at: usize,
+}
+
+impl PersonCursor<'_> {
+    /// The person of `anon_h` (itself when not identified).
+    pub fn person(&mut self, anon_h: u64) -> u64 {
+        let keys = &self.map.sorted;
+        // From where the last one was: forward in steps that double, then halving.
+        let (mut low, mut high) = if keys.get(self.at).is_some_and(|&k| k <= anon_h) {
+            let mut step = 1;
+            let mut low = self.at;
+            while low + step < keys.len() && keys[low + step] <= anon_h {
+                low += step;
+                step *= 2;
+            }
+            (low, (low + step).min(keys.len()))
+        } else {
+            (0, self.at.min(keys.len()))
+        };
+        // The first key above `anon_h` lies in (low, high]; `low` is at or below it.
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if keys[mid] <= anon_h {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        // `low` is now the first key above `anon_h`: the one before it is `anon_h` or none is.
+        self.at = low.saturating_sub(1);
+        match low.checked_sub(1) {
+            Some(i) if keys[i] == anon_h => self.map.people[i],
+            _ => anon_h,
+        }
+    }
+}
 
 /// Maps kept besides the current one, for the queries that already named them.
 const KEEP: usize = 3;
@@ -163,13 +245,38 @@ fn read_whole(c: &Client, map: &str) -> Result<PersonMap, StoreError> {
         "SELECT anon_h, alias_h FROM {}.{map} WHERE alias_h != 0",
         c.database
     ))?;
-    let mut out = PersonMap::with_capacity_and_hasher(rows.len() / 16, Default::default());
+    let mut pairs = Vec::with_capacity(rows.len() / 16);
     let mut r = rowbinary::Reader(&rows);
     while !r.0.is_empty() {
         let bad = || StoreError::ClickHouse(ChError::Answer("a person map row cut short".into()));
         let anon = u64::from_le_bytes(r.take().ok_or_else(bad)?);
         let person = u64::from_le_bytes(r.take().ok_or_else(bad)?);
-        out.insert(anon, person);
+        pairs.push((anon, person));
     }
-    Ok(out)
+    Ok(pairs.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_finds_what_the_hash_map_finds_in_any_order() {
+        // Identified IDs: every third number from 30 to 3,000, each its own person number.
+        let map: PersonMap = (10..1000u64).map(|i| (i * 3, 1_000_000 + i)).collect();
+        let expected = |a: u64| map.get(&a).copied().unwrap_or(a);
+        // In order, with repeats and gaps; then backwards; then jumping about.
+        let ascending: Vec<u64> = (0..3100).flat_map(|a| [a, a]).collect();
+        let descending: Vec<u64> = (0..3100).rev().collect();
+        let jumping: Vec<u64> = (0..5000u64).map(|i| i * 7919 % 3100).collect();
+        let edges = [0, 29, 30, 2997, 2998, u64::MAX, 0, 30];
+        for ids in [&ascending[..], &descending[..], &jumping[..], &edges[..]] {
+            let mut cursor = map.cursor();
+            for &a in ids {
+                assert_eq!(cursor.person(a), expected(a), "anonymous ID {a}");
+            }
+        }
+        let empty = PersonMap::default();
+        assert_eq!(empty.cursor().person(5), 5);
+    }
 }
