@@ -170,7 +170,7 @@ fn readme_rebuild(db: &str) -> Vec<String> {
         .map(|s| s.trim().replace("footfall.", &format!("{db}.")))
         .filter(|s| !s.is_empty())
         .collect();
-    assert_eq!(stmts.len(), 12, "{stmts:?}");
+    assert_eq!(stmts.len(), 13, "{stmts:?}");
     stmts
 }
 
@@ -207,6 +207,7 @@ fn a_database_ordered_by_event_id_answers_the_same_before_and_after_the_rebuild(
         "trait_rollup",
         "props_hourly",
         "trait_events",
+        "step_events",
     ] {
         server.query(&format!("DROP TABLE layout.{table}_feed"));
         server.query(&format!("DROP TABLE layout.{table}"));
@@ -255,6 +256,7 @@ fn a_database_ordered_by_event_id_answers_the_same_before_and_after_the_rebuild(
         "session_rollup",
         "steps_hourly",
         "anon_rollup",
+        "step_events",
         "event_rows",
     ];
     let rows = |table: &str| server.query(&format!("SELECT count() FROM layout.{table}"));

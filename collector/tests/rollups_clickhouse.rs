@@ -272,6 +272,42 @@ fn answers(store: &dyn Store) -> Vec<String> {
             ));
         }
     }
+    // Funnels (issue #16): without a breakdown or people, ClickHouse reads `step_events`.
+    let funnels = [
+        vec![
+            Step::Page("/".into()),
+            Step::Event("play".into()),
+            Step::Any,
+        ],
+        vec![Step::Event("$pageview".into()), Step::Page("/docs".into())],
+        vec![
+            Step::Any,
+            Step::Event("play".into()),
+            Step::Page("/pricing".into()),
+        ],
+    ];
+    for (r, &(from_ms, to_ms)) in ranges.iter().enumerate() {
+        for (k, steps) in funnels.iter().enumerate() {
+            let q = journeys::StepQuery {
+                from_ms,
+                to_ms: to_ms + DAY,
+                steps: steps.clone(),
+                filters: Filter::parse(filters[(r + k) % filters.len()])
+                    .into_iter()
+                    .collect(),
+                sites: if k == 2 {
+                    vec!["shop".into()]
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            };
+            out.push(format!(
+                "{q:?}\n{:?}",
+                store.funnel(&q, to_ms, DAY).unwrap().steps
+            ));
+        }
+    }
     let splits = [
         None,
         Some(SessionField::Browser),
@@ -361,6 +397,7 @@ fn rollups_answer_as_sqlite_does() {
         "trait_rollup",
         "props_hourly",
         "trait_events",
+        "step_events",
     ] {
         assert!(count(&server, table) > 0, "{table}");
     }
@@ -372,6 +409,8 @@ fn rollups_answer_as_sqlite_does() {
         count(&server, "trait_events").to_string(),
         with_traits.trim()
     );
+    // `step_events` holds a row for each row of `events`.
+    assert_eq!(count(&server, "step_events"), count(&server, "events"));
 
     // Replayed: every event reported as a duplicate and counted once. And a copy stored
     // behind the insert path's back, as two collectors racing would leave it (the views
@@ -431,6 +470,7 @@ fn rollups_answer_as_sqlite_does() {
             "trait_rollup",
             "props_hourly",
             "trait_events",
+            "step_events",
         ] {
             server.query(&format!("DROP TABLE rollups.{table}_feed"));
             server.query(&format!("DROP TABLE rollups.{table}"));
@@ -443,7 +483,7 @@ fn rollups_answer_as_sqlite_does() {
     same("rollups filled on start", &sqlite, &ch);
     assert_eq!(
         server.query("SELECT rollup FROM rollups.rollups_filled ORDER BY rollup"),
-        "anon_rollup\ncopies\nevent_rows\nprops_hourly\nsession_rollup 3\nsteps_hourly\ntrait_events\ntrait_rollup\nusers_hourly\n"
+        "anon_rollup\ncopies\nevent_rows\nprops_hourly\nsession_rollup 3\nstep_events\nsteps_hourly\ntrait_events\ntrait_rollup\nusers_hourly\n"
     );
     // A fill that was cut short (its row in `rollups_filled` never written) runs again whole
     // on the next start, over what it had written.
@@ -506,7 +546,7 @@ fn rollups_answer_as_sqlite_does() {
         // `steps_hourly`, `anon_rollup`, `trait_rollup` and `props_hourly` came after the
         // first layout, as did `event_rows` and `copies`: made (or, made already, filled
         // again) on that start too.
-        "anon_rollup\ncopies\nevent_rows\nprops_hourly\nsession_rollup\nsession_rollup 3\nsteps_hourly\ntrait_events\ntrait_rollup\nusers_hourly\n"
+        "anon_rollup\ncopies\nevent_rows\nprops_hourly\nsession_rollup\nsession_rollup 3\nstep_events\nsteps_hourly\ntrait_events\ntrait_rollup\nusers_hourly\n"
     );
 
     // What the answers read: a user slipped into the rollup alone (an anonymous ID no event
