@@ -1259,12 +1259,21 @@ fn step_events_sql(
             conds.push(bot_cond(f).unwrap_or_else(|| cond(f, &column(col))));
         }
     }
+    let (mask, conds) = (mask_sql_of(&q.steps, true), conds.join(" AND "));
+    // Steps that are all named events: every row of their names is a step, so no row's mask
+    // is 0 and the second filter (a copy of every column that passes) is left out.
+    if q.steps
+        .iter()
+        .all(|s| matches!(s, journeys::Step::Event(_)))
+    {
+        return Some(format!(
+            "SELECT anon_h, {time}, to{mask_type}({mask}) FROM {db}.step_events WHERE {conds}"
+        ));
+    }
     Some(format!(
         "SELECT anon_h, {time}, to{mask_type}(mask)
          FROM (SELECT anon_h, time_ms, {mask} AS mask FROM {db}.step_events WHERE {conds})
-         WHERE mask != 0",
-        mask = mask_sql_of(&q.steps, true),
-        conds = conds.join(" AND "),
+         WHERE mask != 0"
     ))
 }
 
