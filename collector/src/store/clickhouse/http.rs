@@ -46,6 +46,8 @@ pub struct Client {
     pub(super) labels: std::sync::Mutex<super::journey_sql::Labels>,
     /// The server's native protocol, when the URL names its port: large answers come that way.
     native: Option<super::native::Native>,
+    /// Whether the native port failed to greet at the last try (so the log says it once).
+    native_down: std::sync::atomic::AtomicBool,
 }
 
 /// Settings sent with every request: 64-bit integers as JSON numbers, and room for the long
@@ -123,6 +125,7 @@ impl Client {
             persons: Default::default(),
             labels: Default::default(),
             native,
+            native_down: Default::default(),
         })
     }
 
@@ -327,10 +330,36 @@ impl Client {
 
     /// The native protocol for `sql`, if the URL names its port and `sql` is not too long for
     /// it ([`super::native::LONGEST_STATEMENT`]).
-    fn native_for(&self, sql: &str) -> Option<&super::native::Native> {
-        self.native
-            .as_ref()
-            .filter(|_| sql.len() <= super::native::LONGEST_STATEMENT)
+    /// A connection over the native protocol for `sql`, if the URL names its port, `sql` is
+    /// not too long for it ([`super::native::LONGEST_STATEMENT`]) and the server greets on
+    /// that port. When it does not (a wrong port, a firewall), the statement goes over HTTP
+    /// instead and the log says why, once until the port answers again.
+    fn native_for(&self, sql: &str) -> Option<super::native::Connection> {
+        use std::sync::atomic::Ordering;
+        let native = self.native.as_ref()?;
+        if sql.len() > super::native::LONGEST_STATEMENT {
+            return None;
+        }
+        match native.open() {
+            Ok(connection) => {
+                if self.native_down.swap(false, Ordering::Relaxed) {
+                    log::info!(
+                        "clickhouse: the native port {} answers again",
+                        native.address
+                    );
+                }
+                Some(connection)
+            }
+            Err(e) => {
+                if !self.native_down.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "clickhouse: no native protocol on {} ({e}); large answers come over HTTP",
+                        native.address
+                    );
+                }
+                None
+            }
+        }
     }
 
     /// Runs a SELECT and returns its rows (and the `WITH TOTALS` row, if any).

@@ -9,12 +9,15 @@
 //!
 //! Only what those two need: one connection per statement (on loopback, the handshake costs
 //! well under a millisecond), no compression, no settings, no external data. The client
-//! speaks revision 54213 of the protocol, which every server since 2017 reads: its blocks
-//! carry the `BlockInfo` header and its `Progress` packets three numbers, and the server sends
-//! no logs, no profile events and no columns' defaults to it.
+//! speaks revision 54213 of the protocol (servers answer a client in its own revision): its
+//! blocks carry the `BlockInfo` header and its `Progress` packets three numbers, and the server
+//! sends no logs, no profile events and no columns' defaults to it. Tested against ClickHouse
+//! 18.16 (the tests' server); current ClickHouse is tested over HTTP only, as chDB, its engine
+//! as a library, has no native port. When the port does not greet, statements go over HTTP
+//! ([`super::http::Client`]).
 
 use super::http::ChError;
-use super::rowbinary;
+use super::rowbinary::{self, leb128 as varint, string as text};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -52,14 +55,9 @@ pub struct Native {
 }
 
 impl Native {
-    /// Runs a SELECT and hands each block of its answer that holds rows to `each`, as the
-    /// `Native` format's bytes ([`rowbinary::native_blocks`]), as it arrives; an error from
-    /// `each` stops the reading (and the connection's end stops the server).
-    pub fn select_each(
-        &self,
-        sql: &str,
-        mut each: impl FnMut(&[u8]) -> Result<(), ChError>,
-    ) -> Result<(), ChError> {
+    /// Connects and greets the server: a connection ready for one statement. An error here
+    /// (no server on the port, a refused greeting) leaves nothing asked yet.
+    pub fn open(&self) -> Result<Connection, ChError> {
         let unreachable = |e: io::Error| ChError::Unreachable(format!("native protocol: {e}"));
         let stream = self.connect().map_err(unreachable)?;
         let mut to = stream.try_clone().map_err(unreachable)?;
@@ -93,6 +91,48 @@ impl Native {
         if revision >= 54058 {
             read_text(&mut from).map_err(unreachable)?;
         }
+        Ok(Connection { to, from, revision })
+    }
+
+    fn connect(&self) -> io::Result<TcpStream> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for addr in self.address.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(self.timeout))?;
+                    s.set_write_timeout(Some(self.timeout))?;
+                    s.set_nodelay(true)?;
+                    return Ok(s);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// A connection greeted by the server ([`Native::open`]), for one statement.
+pub struct Connection {
+    to: TcpStream,
+    from: BufReader<TcpStream>,
+    revision: u64,
+}
+
+impl Connection {
+    /// Runs a SELECT and hands each block of its answer that holds rows to `each`, as the
+    /// `Native` format's bytes ([`rowbinary::native_blocks`]), as it arrives; an error from
+    /// `each` stops the reading (and the connection's end stops the server).
+    pub fn select_each(
+        self,
+        sql: &str,
+        mut each: impl FnMut(&[u8]) -> Result<(), ChError>,
+    ) -> Result<(), ChError> {
+        let unreachable = |e: io::Error| ChError::Unreachable(format!("native protocol: {e}"));
+        let Connection {
+            mut to,
+            mut from,
+            revision,
+        } = self;
         to.write_all(&query_packet(sql, revision))
             .map_err(unreachable)?;
         let mut block = Vec::new();
@@ -132,22 +172,6 @@ impl Native {
                 }
             }
         }
-    }
-
-    fn connect(&self) -> io::Result<TcpStream> {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for addr in self.address.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
-                Ok(s) => {
-                    s.set_read_timeout(Some(self.timeout))?;
-                    s.set_write_timeout(Some(self.timeout))?;
-                    s.set_nodelay(true)?;
-                    return Ok(s);
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
     }
 }
 
@@ -221,23 +245,6 @@ fn read_exception(from: &mut impl BufRead) -> io::Result<ChError> {
         status: 500,
         message: messages.join("; "),
     })
-}
-
-fn varint(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn text(out: &mut Vec<u8>, s: &str) {
-    varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
 }
 
 fn read_varint(from: &mut impl Read) -> io::Result<u64> {
@@ -346,6 +353,8 @@ mod tests {
         varint(&mut a, SERVER_END_OF_STREAM);
         let mut blocks = Vec::new();
         serve(a)
+            .open()
+            .unwrap()
             .select_each("SELECT x", |b| {
                 blocks.push(b.to_vec());
                 Ok(())
@@ -366,7 +375,9 @@ mod tests {
         text(&mut a, "Table footfall.nope doesn't exist.");
         text(&mut a, "stack");
         a.push(0);
-        let e = serve(a).select_each("SELECT 1 FROM nope", |_| Ok(()));
+        let e = serve(a)
+            .open()
+            .and_then(|c| c.select_each("SELECT 1 FROM nope", |_| Ok(())));
         match e {
             Err(ChError::Server { message, .. }) => {
                 assert!(message.contains("Code: 60"), "{message}");
@@ -375,7 +386,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A stream cut short is no answer.
-        let e = serve(vec![SERVER_DATA as u8]).select_each("SELECT 1", |_| Ok(()));
+        let e = serve(vec![SERVER_DATA as u8])
+            .open()
+            .and_then(|c| c.select_each("SELECT 1", |_| Ok(())));
         assert!(matches!(e, Err(ChError::Unreachable(_))), "{e:?}");
     }
 

@@ -23,7 +23,7 @@ pub const EVENT_COLUMNS: &str = "event_id, site, type, name, time_ms, client_ms,
 /// The columns of `aliases` in the order [`alias`] writes them.
 pub const ALIAS_COLUMNS: &str = "anonymous_id, user_id, time_ms, event_id";
 
-fn leb128(out: &mut Vec<u8>, mut n: u64) {
+pub fn leb128(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
