@@ -3,8 +3,9 @@
 //! data, and the escaping of every value that goes into SQL text.
 //!
 //! The URL names the server, the credentials and the database:
-//! `http://[USER[:PASSWORD]@]HOST:PORT[/DATABASE][?database=DATABASE]` (default database
-//! `footfall`, default user ClickHouse's `default`). Credentials go in an `Authorization: Basic`
+//! `http://[USER[:PASSWORD]@]HOST:PORT[/DATABASE][?database=DATABASE][&native_port=PORT]`
+//! (default database `footfall`, default user ClickHouse's `default`; with `native_port`,
+//! answers of millions of rows come over ClickHouse's native protocol: [`super::native`]). Credentials go in an `Authorization: Basic`
 //! header, never into the query string (which ClickHouse logs). Only plain `http` is
 //! supported; reach a remote server over a private network or a TLS tunnel.
 
