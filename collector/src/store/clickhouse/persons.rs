@@ -27,9 +27,9 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct PersonMap {
     hashed: std::collections::HashMap<u64, u64, foldhash::fast::RandomState>,
-    /// The anonymous IDs in order, and beside them their people.
-    sorted: Vec<u64>,
-    people: Vec<u64>,
+    /// The anonymous IDs in order, and beside them their people: sorted when a cursor first
+    /// asks (funnels), not for every question that reads the map.
+    sorted: std::sync::OnceLock<(Vec<u64>, Vec<u64>)>,
 }
 
 impl PersonMap {
@@ -45,21 +45,20 @@ impl PersonMap {
     /// A reader of people for anonymous IDs that mostly come in increasing order (as a table
     /// ordered by them sends them): each looks from where the last one was found.
     pub fn cursor(&self) -> PersonCursor<'_> {
-        PersonCursor { map: self, at: 0 }
+        let (ids, people) = self.sorted.get_or_init(|| {
+            let mut pairs: Vec<(u64, u64)> = self.hashed.iter().map(|(&a, &p)| (a, p)).collect();
+            pairs.sort_unstable();
+            pairs.into_iter().unzip()
+        });
+        PersonCursor { ids, people, at: 0 }
     }
 }
 
 impl FromIterator<(u64, u64)> for PersonMap {
     fn from_iter<I: IntoIterator<Item = (u64, u64)>>(pairs: I) -> PersonMap {
-        let hashed: std::collections::HashMap<u64, u64, foldhash::fast::RandomState> =
-            pairs.into_iter().collect();
-        let mut pairs: Vec<(u64, u64)> = hashed.iter().map(|(&a, &p)| (a, p)).collect();
-        pairs.sort_unstable();
-        let (sorted, people) = pairs.into_iter().unzip();
         PersonMap {
-            hashed,
-            sorted,
-            people,
+            hashed: pairs.into_iter().collect(),
+            sorted: Default::default(),
         }
     }
 }
@@ -68,15 +67,16 @@ impl FromIterator<(u64, u64)> for PersonMap {
 /// up the funnel's 6M rows in the hash map missed the processor's cache on most rows: half of
 /// the time of reading the answer.
 pub struct PersonCursor<'m> {
-    map: &'m PersonMap,
-    /// Where the last ID looked up is, or would be, in `map.sorted`.
+    ids: &'m [u64],
+    people: &'m [u64],
+    /// Where the last ID looked up is, or would be, in `ids`.
     at: usize,
 }
 
 impl PersonCursor<'_> {
     /// The person of `anon_h` (itself when not identified).
     pub fn person(&mut self, anon_h: u64) -> u64 {
-        let keys = &self.map.sorted;
+        let keys = self.ids;
         // From where the last one was: forward in steps that double, then halving.
         let (mut low, mut high) = if keys.get(self.at).is_some_and(|&k| k <= anon_h) {
             let mut step = 1;
@@ -101,7 +101,7 @@ impl PersonCursor<'_> {
         // `low` is now the first key above `anon_h`: the one before it is `anon_h` or none is.
         self.at = low.saturating_sub(1);
         match low.checked_sub(1) {
-            Some(i) if keys[i] == anon_h => self.map.people[i],
+            Some(i) if keys[i] == anon_h => self.people[i],
             _ => anon_h,
         }
     }

@@ -1279,18 +1279,6 @@ fn step_events_sql(
 
 fn step_rows(c: &Client, q: &journeys::StepQuery) -> Result<StepRows, StoreError> {
     let pm = persons::current(c)?;
-    // No list of the steps' names: the mask keeps only the events that are steps, and a
-    // name list as well cost the statement 80 ms more at 10M events.
-    let source = journey_source(
-        c,
-        &pm,
-        (q.from_ms, q.to_ms),
-        Vec::new(),
-        &q.filters,
-        &q.sites,
-        q.breakdown.clone(),
-    );
-    let mask = mask_sql(&q.steps);
     // A byte a row for the mask while it fits one.
     let mask_type = if q.steps.len() <= 8 {
         "UInt8"
@@ -1318,10 +1306,22 @@ fn step_rows(c: &Client, q: &journeys::StepQuery) -> Result<StepRows, StoreError
         "time_ms".into()
     };
     let sql = step_events_sql(&c.database, q, &time, mask_type).unwrap_or_else(|| {
+        // No list of the steps' names: the mask keeps only the events that are steps, and a
+        // name list as well cost the statement 80 ms more at 10M events.
+        let source = journey_source(
+            c,
+            &pm,
+            (q.from_ms, q.to_ms),
+            Vec::new(),
+            &q.filters,
+            &q.sites,
+            q.breakdown.clone(),
+        );
         format!(
             "SELECT anon_h, {time}, to{mask_type}(mask){texts}
              FROM (SELECT anon_h, time_ms{texts}, {mask} AS mask FROM ({source}))
-             WHERE mask != 0"
+             WHERE mask != 0",
+            mask = mask_sql(&q.steps),
         )
     });
     Ok(StepRows {
