@@ -175,37 +175,46 @@ fn mixed(person: u64) -> u64 {
     person.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// Bits of a person's [`mixed`] number that pick their pile ([`Piles`]).
+/// Top bits of a person's number that pick their pile ([`Piles`]). People's numbers are
+/// hashes (of an anonymous or a user ID), so these split any set of people evenly.
 const PILE_BITS: u32 = 10;
 
 /// Hits without breakdown values dealt into 1,024 piles by person (all of a person's hits in
-/// one pile) as a store reads them, for [`funnel_piles`]: each pile is then sorted by itself,
-/// in the processor's cache (at 10M events, 6.4M hits, about 6,000 a pile), and half of the
-/// piles are walked on another thread. Dealt while ClickHouse still sends the rest, this costs
-/// no time after the answer and no second buffer (see [`in_halves`]). A hit is packed in 16
-/// bytes ([`PileHit`]), so its time counts from `from_ms` and fits 32 bits (49 days).
+/// one pile) as a store reads them, for [`funnel_piles`]: each pile is then taken apart by
+/// person in the processor's cache (at 10M events, 6M hits, about 6,000 a pile), half of the
+/// piles on another thread. Dealt while ClickHouse still sends the rest, this costs no time
+/// after the answer and no second buffer (see [`in_halves`]). A hit is packed in 16 bytes
+/// ([`PileHit`]), so its time counts from `from_ms` and fits 32 bits (49 days).
+///
+/// Piles are dealt by the top bits of the person's number as it is (not mixed first): most
+/// people are their anonymous ID, and ClickHouse sends a step's rows in its order, so hits
+/// that come one after another mostly go to the same pile or the next.
 pub struct Piles {
     piles: Vec<Vec<PileHit>>,
     from_ms: i64,
 }
 
-/// A hit as one number that sorts into the rules' order: the person in the top 64 bits, then
-/// the time in ms from the piles' start (32 bits), then the steps (32 bits).
+/// A hit as one number: the person in the top 64 bits, then the time in ms from the piles'
+/// start (32 bits), then the steps (32 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct PileHit(u128);
 
 impl Piles {
-    /// Piles for hits from `from_ms` until 2^32 ms (49 days) later.
+    /// Piles for hits from `from_ms` until 2^32 ms (49 days) later: the last funnel's, emptied,
+    /// when no other funnel has them ([`SPARE_PILES`]).
     pub fn new(from_ms: i64) -> Piles {
-        Piles {
-            piles: (0..1 << PILE_BITS).map(|_| Vec::new()).collect(),
-            from_ms,
-        }
+        let spare = std::mem::take(&mut *SPARE_PILES.lock().unwrap_or_else(|e| e.into_inner()));
+        let piles = if spare.len() == 1 << PILE_BITS {
+            spare
+        } else {
+            (0..1 << PILE_BITS).map(|_| Vec::new()).collect()
+        };
+        Piles { piles, from_ms }
     }
 
     /// Deals one hit (of no breakdown value) whose time is `ms` after the piles' start.
     pub fn push(&mut self, person: u64, ms: u32, mask: u32) {
-        let pile = (mixed(person) >> (64 - PILE_BITS)) as usize;
+        let pile = (person >> (64 - PILE_BITS)) as usize;
         let hit = u128::from(person) << 64 | u128::from(ms) << 32 | u128::from(mask);
         self.piles[pile].push(PileHit(hit));
     }
@@ -218,18 +227,40 @@ impl Piles {
     pub fn is_empty(&self) -> bool {
         self.piles.iter().all(Vec::is_empty)
     }
+
+    /// Keeps these piles' room for the next funnel's ([`SPARE_PILES`]), emptied, if it is
+    /// not more than [`SPARE_PILES_BYTES`].
+    fn keep(mut piles: Vec<Vec<PileHit>>) {
+        let room: usize = piles.iter().map(Vec::capacity).sum();
+        if room * std::mem::size_of::<PileHit>() > SPARE_PILES_BYTES {
+            return;
+        }
+        piles.iter_mut().for_each(Vec::clear);
+        *SPARE_PILES.lock().unwrap_or_else(|e| e.into_inner()) = piles;
+    }
 }
 
-/// Bits of a person's [`mixed`] number, after those of their pile, that [`sort_pile`] deals by.
-const SUB_PILE_BITS: u32 = 8;
+/// The piles of the last funnel, emptied, for the next one. New piles, grown as a funnel's
+/// rows come and freed after it, cost a page fault for every 4 KiB each time, and the
+/// allocator gave the memory back to the system after each funnel: at 10M events (6M hits,
+/// about 100 MB of piles) the collector spent 100 ms of CPU a funnel in the kernel, and 30 to
+/// 40 ms with the piles kept. The memory stays with the process between funnels.
+static SPARE_PILES: std::sync::Mutex<Vec<Vec<PileHit>>> = std::sync::Mutex::new(Vec::new());
 
-/// A pile's hits into `sorted` in the rules' order (by person, then time, then steps): dealt
-/// by person once more, into 256 small piles (a few people each), each then sorted. In the
-/// cache, this took half the time of one sort of the pile.
-fn sort_pile(pile: &[PileHit], sorted: &mut Vec<PileHit>) {
+/// The most room [`SPARE_PILES`] keeps: a larger funnel's piles are freed after it.
+const SPARE_PILES_BYTES: usize = 256 << 20;
+
+/// Bits of a person's number, after those of their pile, that [`each_person`] deals by.
+const SUB_PILE_BITS: u32 = 11;
+
+/// Each person's hits in a pile, one person at a time and in no order within: the pile
+/// dealt by person once more into `dealt`, into 2,048 small piles (in the processor's cache;
+/// at 10M events about three hits each, mostly one person's), and a small pile of several
+/// people sorted by person.
+fn each_person(pile: &[PileHit], dealt: &mut Vec<PileHit>, mut each: impl FnMut(&[PileHit])) {
     let shift = 64 - PILE_BITS - SUB_PILE_BITS;
-    let sub = |h: &PileHit| (mixed(h.person()) >> shift) as usize & ((1 << SUB_PILE_BITS) - 1);
-    let mut ends = [0usize; 1 << SUB_PILE_BITS];
+    let sub = |h: &PileHit| (h.person() >> shift) as usize & ((1 << SUB_PILE_BITS) - 1);
+    let mut ends = [0u32; 1 << SUB_PILE_BITS];
     for h in pile {
         ends[sub(h)] += 1;
     }
@@ -239,17 +270,29 @@ fn sort_pile(pile: &[PileHit], sorted: &mut Vec<PileHit>) {
         *end = at;
     }
     // Dealt from the back, so that each small pile's end becomes its start.
-    sorted.clear();
-    sorted.resize(pile.len(), PileHit(0));
+    dealt.clear();
+    dealt.resize(pile.len(), PileHit(0));
     for h in pile.iter().rev() {
         let end = &mut ends[sub(h)];
         *end -= 1;
-        sorted[*end] = *h;
+        dealt[*end as usize] = *h;
     }
     let mut start = pile.len();
     for &end in ends.iter().rev() {
-        sorted[end..start].sort_unstable();
-        start = end;
+        let small = &mut dealt[end as usize..start];
+        start = end as usize;
+        let Some(first) = small.first() else {
+            continue;
+        };
+        let person = first.person();
+        if small.iter().all(|h| h.person() == person) {
+            each(small);
+        } else {
+            small.sort_unstable_by_key(PileHit::person);
+            small
+                .chunk_by(|a, b| a.person() == b.person())
+                .for_each(&mut each);
+        }
     }
 }
 
@@ -374,15 +417,19 @@ pub fn funnel(
 fn funnel_with(events: StepEvents, rules: &FunnelRules, parallel_from: usize) -> Funnel {
     let StepEvents { mut hits, keys, .. } = events;
     let parts = in_halves(&mut hits, &keys, parallel_from, |half| {
-        let mut found = Walked::new(rules.steps, keys.len());
+        let mut found = Walked::new(rules.steps, keys.len(), true);
         rules.walk(half, &mut found);
         found
     });
     rules.answer(parts, keys)
 }
 
-/// [`funnel`] over hits without breakdown values dealt into [`Piles`]: each pile sorted by
-/// person and walked, half of the piles on another thread.
+/// [`funnel`] over hits without breakdown values dealt into [`Piles`]: each pile taken apart
+/// by person ([`each_person`]), each person's times put in a list for each step
+/// ([`StepTimes`]) and walked ([`FunnelRules::walk_times`]), half of the piles on another
+/// thread; the piles are then kept for the next funnel ([`Piles::keep`]). Without
+/// [`Funnel::reached`] (which only a question of people reads): at 10M events, the list of
+/// half a million people cost 17 ms of CPU of the 135 ms after the dealing.
 pub fn funnel_piles(
     piles: Piles,
     steps: usize,
@@ -397,15 +444,18 @@ pub fn funnel_piles(
         to_ms: to_ms - piles.from_ms,
         window_ms,
     };
-    // Each pile freed once walked, on the thread that walked it.
-    let walk = |piles: Vec<Vec<PileHit>>| {
-        let mut found = Walked::new(steps, 1);
-        let mut sorted = Vec::new();
-        for pile in piles {
-            sort_pile(&pile, &mut sorted);
-            rules.walk(&sorted, &mut found);
+    let walk = |mut piles: Vec<Vec<PileHit>>| {
+        let mut found = Walked::new(steps, 1, false);
+        let (mut dealt, mut lists) = (Vec::new(), StepTimes::new(steps));
+        let (mut times, mut best) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+        for pile in &mut piles {
+            each_person(pile, &mut dealt, |hits| {
+                lists.fill(hits);
+                rules.walk_times(&mut lists, &mut times, &mut best);
+                found.record(hits[0].person(), 0, &best);
+            });
         }
-        found
+        (found, piles)
     };
     let mut first = piles.piles;
     let second = first.split_off(first.len() / 2);
@@ -417,7 +467,10 @@ pub fn funnel_piles(
             .unwrap_or_else(|e| std::panic::resume_unwind(e));
         [first, second]
     });
-    rules.answer(parts, vec![None])
+    let [(a, mut piles), (b, second)] = parts;
+    piles.extend(second);
+    Piles::keep(piles);
+    rules.answer([a, b], vec![None])
 }
 
 /// The rules of one funnel question (see [`funnel`]).
@@ -431,6 +484,7 @@ struct FunnelRules {
 /// What a funnel's walk found over some people: the count at each step, the times between
 /// steps, each breakdown value's counts and each person's furthest step.
 struct Walked {
+    keep_people: bool,
     counts: Vec<u64>,
     gaps: Vec<Vec<i64>>,
     per_key: Vec<Vec<u64>>,
@@ -438,12 +492,29 @@ struct Walked {
 }
 
 impl Walked {
-    fn new(steps: usize, keys: usize) -> Walked {
+    fn new(steps: usize, keys: usize, keep_people: bool) -> Walked {
         Walked {
+            keep_people,
             counts: vec![0; steps],
             gaps: vec![Vec::new(); steps],
             per_key: vec![vec![0; steps]; keys.max(1)],
             people: Vec::new(),
+        }
+    }
+
+    /// Counts a person whose counted attempt began with a hit of breakdown value `key` and
+    /// reached its steps at `times`.
+    fn record(&mut self, person: u64, key: u32, times: &[i64]) {
+        let reached = times.len();
+        if reached > 0 && self.keep_people {
+            self.people.push((person, reached));
+        }
+        for k in 0..reached {
+            self.counts[k] += 1;
+            self.per_key[key as usize][k] += 1;
+            if k > 0 {
+                self.gaps[k].push(times[k] - times[k - 1]);
+            }
         }
     }
 
@@ -468,7 +539,7 @@ impl FunnelRules {
     /// The answer from what the walks over some people each found (together: everybody) and
     /// the breakdown values their hits' keys name.
     fn answer(&self, parts: impl IntoIterator<Item = Walked>, keys: Vec<Option<String>>) -> Funnel {
-        let mut all = Walked::new(self.steps, keys.len());
+        let mut all = Walked::new(self.steps, keys.len(), true);
         for part in parts {
             all.add(part);
         }
@@ -528,17 +599,94 @@ impl FunnelRules {
                     }
                 }
             }
-            let reached = best.len();
-            if reached > 0 {
-                found.people.push((events[0].person(), reached));
+            found.record(events[0].person(), key, &best);
+        }
+    }
+
+    /// [`FunnelRules::walk`] over one person's hits as each step's times: in `best`, the
+    /// times of the attempt that went furthest (the earliest of those). As an attempt's first
+    /// step comes later, its earliest next steps can only come later too, so each step's list
+    /// is read once from its start for all attempts together.
+    fn walk_times(&self, lists: &mut StepTimes, times: &mut Vec<i64>, best: &mut Vec<i64>) {
+        let &FunnelRules {
+            steps,
+            from_ms,
+            to_ms,
+            window_ms,
+        } = self;
+        best.clear();
+        let StepTimes { times: lists, read } = lists;
+        let Some((firsts, rest)) = lists.split_first() else {
+            return;
+        };
+        read.clear();
+        read.resize(rest.len(), 0);
+        for &first in firsts {
+            let first = i64::from(first);
+            if first < from_ms {
+                continue;
             }
-            for k in 0..reached {
-                found.counts[k] += 1;
-                found.per_key[key as usize][k] += 1;
-                if k > 0 {
-                    found.gaps[k].push(best[k] - best[k - 1]);
+            if first >= to_ms {
+                break;
+            }
+            times.clear();
+            times.push(first);
+            let mut last = first;
+            for (list, at) in rest.iter().zip(read.iter_mut()) {
+                while list.get(*at).is_some_and(|&t| i64::from(t) <= last) {
+                    *at += 1;
+                }
+                match list.get(*at) {
+                    Some(&t) if i64::from(t) - first <= window_ms => {
+                        last = i64::from(t);
+                        times.push(last);
+                    }
+                    _ => break,
                 }
             }
+            if times.len() > best.len() {
+                std::mem::swap(times, best);
+                if best.len() == steps {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One person's times in ms from the piles' start, step by step, each step's ascending (a
+/// hit that is several steps is in each of their lists), and how far [`FunnelRules::walk_times`]
+/// has read each later step's. Kept from person to person: no allocation for each.
+struct StepTimes {
+    times: Vec<Vec<u32>>,
+    read: Vec<usize>,
+}
+
+impl StepTimes {
+    fn new(steps: usize) -> StepTimes {
+        StepTimes {
+            times: vec![Vec::new(); steps],
+            read: Vec::with_capacity(steps),
+        }
+    }
+
+    /// The times of one person's hits (in any order).
+    fn fill(&mut self, hits: &[PileHit]) {
+        for list in &mut self.times {
+            list.clear();
+        }
+        for h in hits {
+            let time = h.time_ms() as u32;
+            let mut mask = h.mask();
+            while mask != 0 {
+                if let Some(list) = self.times.get_mut(mask.trailing_zeros() as usize) {
+                    list.push(time);
+                }
+                mask &= mask - 1;
+            }
+        }
+        for list in &mut self.times {
+            list.sort_unstable();
         }
     }
 }
@@ -918,10 +1066,20 @@ mod tests {
         // (times moved to their start, each pile sorted by itself) answers as the list's.
         let from_ms = 1_700_000_000_000;
         let (to_ms, window_ms) = (from_ms + 80_000_000, 7_200_000);
-        for (n, people) in [(0, 1), (50, 3), (30_000, 3000)] {
+        // People numbered as the store numbers them (hashes), and numbers that all share their
+        // top bits (one pile, one small pile).
+        for (n, people, hashed) in [
+            (0, 1, true),
+            (50, 3, true),
+            (30_000, 3000, true),
+            (30_000, 3000, false),
+        ] {
             let mut hits = random_hits(n).hits;
             for (i, h) in hits.iter_mut().enumerate() {
                 h.person %= people * 0x1_0000_0001;
+                if hashed {
+                    h.person = mixed(h.person);
+                }
                 h.time_ms = from_ms + if i % 97 == 0 { 0 } else { h.time_ms };
                 h.key = 0;
             }
@@ -933,43 +1091,93 @@ mod tests {
                 piles.push(h.person, (h.time_ms - from_ms) as u32, h.mask);
             }
             assert_eq!(piles.len(), hits.len());
-            let mut want = funnel(events(hits), 3, from_ms, to_ms, window_ms);
-            let mut got = funnel_piles(piles, 3, from_ms, to_ms, window_ms);
+            let want = funnel(events(hits), 3, from_ms, to_ms, window_ms);
+            let got = funnel_piles(piles, 3, from_ms, to_ms, window_ms);
             assert!(want.steps[1].count > 0, "{:?}", want.steps);
-            want.reached.sort_unstable();
-            got.reached.sort_unstable();
-            assert_eq!(got, want, "{n} hits");
+            assert_eq!(got.steps, want.steps, "{n} hits");
+            assert_eq!(got.breakdown, want.breakdown, "{n} hits");
         }
     }
 
     #[test]
-    fn a_pile_sorts_by_person_then_time_then_steps() {
+    fn a_pile_gives_each_persons_hits_once_and_whole() {
         let mut x: u64 = 0x9e37_79b9;
-        let pile: Vec<PileHit> = (0..5_000u128)
+        let mut next = || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            x
+        };
+        // People as the store numbers them (hashes: about one a small pile) and people that
+        // share their top bits (all in one small pile); ties in time, hits the same in all.
+        let spread: Vec<u64> = (0..300).map(|_| next()).collect();
+        let pile: Vec<PileHit> = (0..6_000u128)
             .map(|i| {
-                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                // A few hundred people, many ties in time, some hits the same in all.
-                let person = (x >> 40) % 300 * 0x0123_4567_89ab;
-                let hit = u128::from(person) << 64 | (i % 50) << 32 | (i % 3);
-                PileHit(hit)
+                let r = next();
+                let person = if i % 3 == 0 {
+                    (r >> 40) % 40 * 0x0123_4567
+                } else {
+                    spread[(r >> 40) as usize % spread.len()]
+                };
+                PileHit(u128::from(person) << 64 | (i % 50) << 32 | (i % 3))
             })
             .collect();
-        let mut sorted = vec![PileHit(5); 3];
-        sort_pile(&pile, &mut sorted);
-        // Each person's hits in one run, in order; every hit kept.
-        let runs: Vec<u64> = sorted
-            .chunk_by(|a, b| a.person() == b.person())
-            .map(|r| r[0].person())
-            .collect();
-        let people: std::collections::HashSet<u64> = runs.iter().copied().collect();
-        assert_eq!(people.len(), runs.len(), "a person in two runs");
-        assert!(sorted
-            .chunk_by(|a, b| a.person() == b.person())
-            .all(|r| r.is_sorted()));
-        let (mut a, mut b) = (pile.clone(), sorted.clone());
-        a.sort_unstable();
-        b.sort_unstable();
-        assert_eq!(a, b);
+        let mut dealt = vec![PileHit(5); 3];
+        let mut seen = std::collections::HashSet::new();
+        let mut given = Vec::new();
+        each_person(&pile, &mut dealt, |hits| {
+            let person = hits[0].person();
+            assert!(
+                hits.iter().all(|h| h.person() == person),
+                "two people at once"
+            );
+            assert!(seen.insert(person), "a person given twice");
+            given.extend_from_slice(hits);
+        });
+        assert_eq!(seen.len(), 340);
+        let mut want = pile.clone();
+        want.sort_unstable();
+        given.sort_unstable();
+        assert_eq!(given, want);
+    }
+
+    #[test]
+    fn a_persons_step_lists_are_walked_as_their_sorted_hits() {
+        // One person's hits in random order, some several steps at once, many ties: the walk
+        // over each step's times finds what the walk over the sorted hits finds.
+        let mut x: u64 = 12_345;
+        let mut next = |n: u64| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 33) % n
+        };
+        for round in 0..2_000 {
+            let steps = 2 + round % 4;
+            let rules = FunnelRules {
+                steps,
+                from_ms: 10,
+                to_ms: 60,
+                window_ms: next(40) as i64,
+            };
+            let hits: Vec<PileHit> = (0..next(12))
+                .map(|_| {
+                    let mask = 1 + next((1 << steps) - 1) as u128;
+                    PileHit(7 << 64 | u128::from(next(80) as u32) << 32 | mask)
+                })
+                .collect();
+            let mut sorted = hits.clone();
+            sorted.sort_unstable();
+            let mut want = Walked::new(steps, 1, true);
+            rules.walk(&sorted, &mut want);
+            let mut lists = StepTimes::new(steps);
+            let (mut times, mut best) = (Vec::new(), Vec::new());
+            lists.fill(&hits);
+            rules.walk_times(&mut lists, &mut times, &mut best);
+            let mut got = Walked::new(steps, 1, true);
+            got.record(7, 0, &best);
+            assert_eq!(
+                (got.counts, got.gaps, got.people),
+                (want.counts, want.gaps, want.people),
+                "{sorted:?}"
+            );
+        }
     }
 
     #[test]
