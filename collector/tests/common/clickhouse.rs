@@ -88,6 +88,9 @@ impl ClickHouseServer {
         )
     }
 
+    /// The server's configuration. It keeps an uncompressed cache, as the packaged
+    /// configuration does (8 GiB there), so that statements read through it as the
+    /// collector asks them to.
     fn write_config(&self) {
         let d = self.dir.path();
         let config = format!(
@@ -105,6 +108,7 @@ impl ClickHouseServer {
   <default_profile>default</default_profile>
   <default_database>default</default_database>
   <mark_cache_size>268435456</mark_cache_size>
+  <uncompressed_cache_size>1073741824</uncompressed_cache_size>
   <max_concurrent_queries>100</max_concurrent_queries>
 </yandex>
 "#,

@@ -8,7 +8,8 @@
 //! [`super::http::Client::select_native_each`] ask here; everything else stays on HTTP.
 //!
 //! Only what those two need: one connection per statement (on loopback, the handshake costs
-//! well under a millisecond), no compression, no settings, no external data. The client
+//! well under a millisecond), no compression, no external data, and the settings of every
+//! statement that reads ([`super::http::READ_SETTINGS`]). The client
 //! speaks revision 54213 of the protocol (servers answer a client in its own revision): its
 //! blocks carry the `BlockInfo` header and its `Progress` packets three numbers, and the server
 //! sends no logs, no profile events and no columns' defaults to it. Tested against ClickHouse
@@ -175,8 +176,8 @@ impl Connection {
     }
 }
 
-/// The `Query` packet of `sql` (whole answer, no compression, no settings), then the empty
-/// block that ends the external tables.
+/// The `Query` packet of `sql` (whole answer, no compression, [`super::http::READ_SETTINGS`]),
+/// then the empty block that ends the external tables.
 fn query_packet(sql: &str, revision: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(sql.len() + 128);
     varint(&mut out, CLIENT_QUERY);
@@ -196,7 +197,13 @@ fn query_packet(sql: &str, revision: u64) -> Vec<u8> {
     if revision >= 54060 {
         text(&mut out, ""); // the quota key
     }
-    text(&mut out, ""); // no settings
+    // Settings (before revision 54429: each name, then its value as the setting's type writes
+    // it, a number for these), up to an empty name.
+    for (name, value) in super::http::READ_SETTINGS {
+        text(&mut out, name);
+        varint(&mut out, value);
+    }
+    text(&mut out, "");
     varint(&mut out, 2); // processed to the end
     varint(&mut out, 0); // not compressed
     text(&mut out, sql);
