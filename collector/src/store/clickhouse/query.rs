@@ -1232,12 +1232,7 @@ fn step_events_sql(
     time: &str,
     mask_type: &str,
 ) -> Option<String> {
-    let on_columns =
-        |f: &Filter| matches!(&f.field, Field::Event(col) if HOURLY_DIMS.contains(col));
-    if q.breakdown.is_some() || q.people || !q.filters.iter().all(on_columns) {
-        return None;
-    }
-    let mut conds = Vec::new();
+    let mut conds = step_events_conds(q)?;
     // The names the steps need (none when a step is any event: every row).
     let names = journeys::Step::names(&q.steps);
     if !names.is_empty() {
@@ -1245,27 +1240,12 @@ fn step_events_sql(
             .iter()
             .map(|n| format!("cityHash64({})", lit(n)))
             .collect();
-        conds.push(format!("name_h IN ({})", hashes.join(", ")));
+        conds = format!("name_h IN ({}) AND {conds}", hashes.join(", "));
     }
-    conds.push(format!(
-        "time_ms >= {} AND time_ms < {}",
-        q.from_ms, q.to_ms
-    ));
-    if !q.sites.is_empty() {
-        conds.push(format!("site IN {}", list(&q.sites)));
-    }
-    for f in &q.filters {
-        if let Field::Event(col) = &f.field {
-            conds.push(bot_cond(f).unwrap_or_else(|| cond(f, &column(col))));
-        }
-    }
-    let (mask, conds) = (mask_sql_of(&q.steps, true), conds.join(" AND "));
+    let mask = mask_sql_of(&q.steps, true);
     // Steps that are all named events: every row of their names is a step, so no row's mask
     // is 0 and the second filter (a copy of every column that passes) is left out.
-    if q.steps
-        .iter()
-        .all(|s| matches!(s, journeys::Step::Event(_)))
-    {
+    if all_named(&q.steps) {
         return Some(format!(
             "SELECT anon_h, {time}, to{mask_type}({mask}) FROM {db}.step_events WHERE {conds}"
         ));
@@ -1275,6 +1255,66 @@ fn step_events_sql(
          FROM (SELECT anon_h, time_ms, {mask} AS mask FROM {db}.step_events WHERE {conds})
          WHERE mask != 0"
     ))
+}
+
+/// Whether every step is a named event (no page, no any event).
+fn all_named(steps: &[journeys::Step]) -> bool {
+    steps.iter().all(|s| matches!(s, journeys::Step::Event(_)))
+}
+
+/// The conditions on `step_events` of `q` other than the names, when that table answers it:
+/// no breakdown, no people's IDs, and filters only on its columns (bots, site, device,
+/// browser, OS, country).
+fn step_events_conds(q: &journeys::StepQuery) -> Option<String> {
+    let on_columns =
+        |f: &Filter| matches!(&f.field, Field::Event(col) if HOURLY_DIMS.contains(col));
+    if q.breakdown.is_some() || q.people || !q.filters.iter().all(on_columns) {
+        return None;
+    }
+    let mut conds = vec![format!(
+        "time_ms >= {} AND time_ms < {}",
+        q.from_ms, q.to_ms
+    )];
+    if !q.sites.is_empty() {
+        conds.push(format!("site IN {}", list(&q.sites)));
+    }
+    for f in &q.filters {
+        if let Field::Event(col) = &f.field {
+            conds.push(bot_cond(f).unwrap_or_else(|| cond(f, &column(col))));
+        }
+    }
+    Some(conds.join(" AND "))
+}
+
+/// The statements of [`step_piles`] when every step is a named event and `step_events`
+/// answers: one a name, its rows' steps known from the name, so that ClickHouse works out no
+/// mask (at 10M events, 6M rows: 130 ms of its CPU for the three names of a funnel against
+/// 155–165 ms for one statement with the mask).
+fn step_name_statements(db: &str, q: &journeys::StepQuery) -> Option<Vec<(String, u32)>> {
+    if !all_named(&q.steps) {
+        return None;
+    }
+    let conds = step_events_conds(q)?;
+    let time = narrow_time_sql(q);
+    let statements = journeys::Step::names(&q.steps)
+        .iter()
+        .map(|name| {
+            (
+                format!(
+                    "SELECT anon_h, {time} FROM {db}.step_events \
+                     WHERE name_h = cityHash64({}) AND {conds}",
+                    lit(name)
+                ),
+                journeys::Step::mask(&q.steps, name, ""),
+            )
+        })
+        .collect();
+    Some(statements)
+}
+
+/// A time as 4 bytes: ms from the range's start ([`narrow_times`]).
+fn narrow_time_sql(q: &journeys::StepQuery) -> String {
+    format!("toUInt32(time_ms - {})", q.from_ms)
 }
 
 fn step_rows(c: &Client, q: &journeys::StepQuery) -> Result<StepRows, StoreError> {
@@ -1301,7 +1341,7 @@ fn step_rows(c: &Client, q: &journeys::StepQuery) -> Result<StepRows, StoreError
     // Times as milliseconds from the range's start when they fit 4 bytes (49 days).
     let narrow = narrow_times(q);
     let time = if narrow {
-        format!("toUInt32(time_ms - {})", q.from_ms)
+        narrow_time_sql(q)
     } else {
         "time_ms".into()
     };
@@ -1353,42 +1393,52 @@ pub fn step_piles(
         persons,
         narrow,
     } = step_rows(c, q)?;
+    let statements = match step_name_statements(&c.database, q) {
+        Some(by_name) => by_name.into_iter().map(|(s, m)| (s, Some(m))).collect(),
+        None => vec![(sql, None)],
+    };
     let mut piles = journeys::Piles::new(q.from_ms);
-    c.select_native_each(&sql, |block| {
-        rowbinary::native_blocks(block)
-            .and_then(|blocks| {
-                blocks.iter().try_for_each(|(rows, columns)| {
-                    plain_rows(*rows, columns, &persons, q.from_ms, narrow, |hit| {
-                        let ms = (hit.time_ms - q.from_ms) as u32;
-                        piles.push(hit.person, ms, hit.mask)
+    for (sql, mask) in statements {
+        c.select_native_each(&sql, |block| {
+            rowbinary::native_blocks(block)
+                .and_then(|blocks| {
+                    blocks.iter().try_for_each(|(rows, columns)| {
+                        plain_rows(*rows, columns, mask, &persons, q.from_ms, narrow, |hit| {
+                            let ms = (hit.time_ms - q.from_ms) as u32;
+                            piles.push(hit.person, ms, hit.mask)
+                        })
                     })
                 })
-            })
-            .ok_or_else(|| ChError::Answer("step rows not as asked".into()))
-    })?;
+                .ok_or_else(|| ChError::Answer("step rows not as asked".into()))
+        })?;
+    }
     Ok(Some(piles))
 }
 
-/// Each row of a block of step rows without texts (`anon_h`, the time, the mask) as a hit to
-/// `to`, its anonymous ID's person from `persons`; `from_ms` is what a narrow time (4 bytes)
-/// counts from. `None` if a column is not as asked.
+/// Each row of a block of step rows without texts (`anon_h`, the time, the mask; or without
+/// the mask when every row's is `mask`) as a hit to `to`, its anonymous ID's person from
+/// `persons`; `from_ms` is what a narrow time (4 bytes) counts from. `None` if a column is not
+/// as asked.
 fn plain_rows(
     rows: usize,
     columns: &[rowbinary::Column<'_>],
+    mask: Option<u32>,
     persons: &persons::PersonMap,
     from_ms: i64,
     narrow: bool,
     mut to: impl FnMut(journeys::StepHit),
 ) -> Option<()> {
-    let [anon, time, masks] = columns else {
-        return None;
+    // The masks' column, a byte or two a row; none when all are `mask`.
+    let (anon, time, masks, wide) = match (columns, mask) {
+        ([anon, time], Some(_)) => (anon, time, &[][..], false),
+        ([anon, time, masks], None) => match masks.fixed(1) {
+            Some(m) => (anon, time, m, false),
+            None => (anon, time, masks.fixed(2)?, true),
+        },
+        _ => return None,
     };
     let anon = anon.fixed(8)?;
     let time = time.fixed(if narrow { 4 } else { 8 })?;
-    let (masks, wide) = match masks.fixed(1) {
-        Some(m) => (m, false),
-        None => (masks.fixed(2)?, true),
-    };
     if anon.len() != rows * 8 {
         return None;
     }
@@ -1415,10 +1465,12 @@ fn plain_rows(
             } else {
                 i64::from_le_bytes(time[i * 8..i * 8 + 8].try_into().ok()?)
             },
-            mask: if wide {
-                u32::from(u16::from_le_bytes(masks[i * 2..i * 2 + 2].try_into().ok()?))
-            } else {
-                u32::from(masks[i])
+            mask: match mask {
+                Some(all) => all,
+                None if wide => {
+                    u32::from(u16::from_le_bytes(masks[i * 2..i * 2 + 2].try_into().ok()?))
+                }
+                None => u32::from(*masks.get(i)?),
             },
             key: 0,
         });
@@ -1451,7 +1503,7 @@ fn plain_hits(
             let (mine, rest) = std::mem::take(&mut out).split_at_mut(*rows);
             out = rest;
             let mut slots = mine.iter_mut();
-            plain_rows(*rows, columns, persons, from_ms, narrow, |hit| {
+            plain_rows(*rows, columns, None, persons, from_ms, narrow, |hit| {
                 if let Some(slot) = slots.next() {
                     *slot = hit;
                 }
