@@ -203,13 +203,10 @@ impl Piles {
     /// Piles for hits from `from_ms` until 2^32 ms (49 days) later: the last funnel's, emptied,
     /// when no other funnel has them ([`SPARE_PILES`]).
     pub fn new(from_ms: i64) -> Piles {
-        let spare = std::mem::take(&mut *SPARE_PILES.lock().unwrap_or_else(|e| e.into_inner()));
-        let piles = if spare.len() == 1 << PILE_BITS {
-            spare
-        } else {
-            (0..1 << PILE_BITS).map(|_| Vec::new()).collect()
-        };
-        Piles { piles, from_ms }
+        Piles {
+            piles: SPARE_PILES.take(1 << PILE_BITS),
+            from_ms,
+        }
     }
 
     /// Deals one hit (of no breakdown value) whose time is `ms` after the piles' start.
@@ -227,28 +224,10 @@ impl Piles {
     pub fn is_empty(&self) -> bool {
         self.piles.iter().all(Vec::is_empty)
     }
-
-    /// Keeps these piles' room for the next funnel's ([`SPARE_PILES`]), emptied, if it is
-    /// not more than [`SPARE_PILES_BYTES`].
-    fn keep(mut piles: Vec<Vec<PileHit>>) {
-        let room: usize = piles.iter().map(Vec::capacity).sum();
-        if room * std::mem::size_of::<PileHit>() > SPARE_PILES_BYTES {
-            return;
-        }
-        piles.iter_mut().for_each(Vec::clear);
-        *SPARE_PILES.lock().unwrap_or_else(|e| e.into_inner()) = piles;
-    }
 }
 
-/// The piles of the last funnel, emptied, for the next one. New piles, grown as a funnel's
-/// rows come and freed after it, cost a page fault for every 4 KiB each time, and the
-/// allocator gave the memory back to the system after each funnel: at 10M events (6M hits,
-/// about 100 MB of piles) the collector spent 100 ms of CPU a funnel in the kernel, and 30 to
-/// 40 ms with the piles kept. The memory stays with the process between funnels.
-static SPARE_PILES: std::sync::Mutex<Vec<Vec<PileHit>>> = std::sync::Mutex::new(Vec::new());
-
-/// The most room [`SPARE_PILES`] keeps: a larger funnel's piles are freed after it.
-const SPARE_PILES_BYTES: usize = 256 << 20;
+/// The piles of the last funnel, emptied, for the next one (up to 256 MiB of them).
+static SPARE_PILES: super::spare::Spare<PileHit> = super::spare::Spare::new(256 << 20);
 
 /// Bits of a person's number, after those of their pile, that [`each_person`] deals by.
 const SUB_PILE_BITS: u32 = 11;
@@ -427,7 +406,7 @@ fn funnel_with(events: StepEvents, rules: &FunnelRules, parallel_from: usize) ->
 /// [`funnel`] over hits without breakdown values dealt into [`Piles`]: each pile taken apart
 /// by person ([`each_person`]), each person's times put in a list for each step
 /// ([`StepTimes`]) and walked ([`FunnelRules::walk_times`]), half of the piles on another
-/// thread; the piles are then kept for the next funnel ([`Piles::keep`]). Without
+/// thread; the piles are then kept for the next funnel ([`SPARE_PILES`]). Without
 /// [`Funnel::reached`] (which only a question of people reads): at 10M events, the list of
 /// half a million people cost 17 ms of CPU of the 135 ms after the dealing.
 pub fn funnel_piles(
@@ -469,7 +448,7 @@ pub fn funnel_piles(
     });
     let [(a, mut piles), (b, second)] = parts;
     piles.extend(second);
-    Piles::keep(piles);
+    SPARE_PILES.keep(piles);
     rules.answer([a, b], vec![None])
 }
 

@@ -4,6 +4,7 @@
 mod buckets;
 mod clickhouse;
 pub mod journeys;
+mod spare;
 mod sqlite;
 
 pub use buckets::{bucket_starts, day_start};
