@@ -27,6 +27,12 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct PersonMap {
     hashed: std::collections::HashMap<u64, u64, foldhash::fast::RandomState>,
+    /// A bit for each range of anonymous IDs (by their top bits) that holds an identified one:
+    /// an ID whose bit is clear is nobody's but its own, with no look in `hashed`. About eight
+    /// bits an identified ID, so an unidentified one finds its bit set one time in eight.
+    ranges: Vec<u64>,
+    /// How far an ID is shifted to give its bit's number.
+    shift: u32,
     /// The anonymous IDs in order, and beside them their people: sorted when a cursor first
     /// asks (funnels), not for every question that reads the map.
     sorted: std::sync::OnceLock<(Vec<u64>, Vec<u64>)>,
@@ -34,6 +40,14 @@ pub struct PersonMap {
 
 impl PersonMap {
     pub fn get(&self, anon_h: &u64) -> Option<&u64> {
+        let bit = anon_h.checked_shr(self.shift).unwrap_or(0) as usize;
+        if self
+            .ranges
+            .get(bit / 64)
+            .is_none_or(|w| w >> (bit % 64) & 1 == 0)
+        {
+            return None;
+        }
         self.hashed.get(anon_h)
     }
 
@@ -56,8 +70,19 @@ impl PersonMap {
 
 impl FromIterator<(u64, u64)> for PersonMap {
     fn from_iter<I: IntoIterator<Item = (u64, u64)>>(pairs: I) -> PersonMap {
+        let hashed: std::collections::HashMap<_, _, _> = pairs.into_iter().collect();
+        // At least 64 bits, at most 2^26 (8 MiB).
+        let bits = (hashed.len() * 8).next_power_of_two().clamp(64, 1 << 26);
+        let shift = 64 - bits.trailing_zeros();
+        let mut ranges = vec![0u64; bits / 64];
+        for &anon_h in hashed.keys() {
+            let bit = (anon_h >> shift) as usize;
+            ranges[bit / 64] |= 1 << (bit % 64);
+        }
         PersonMap {
-            hashed: pairs.into_iter().collect(),
+            hashed,
+            ranges,
+            shift,
             sorted: Default::default(),
         }
     }
@@ -259,6 +284,32 @@ fn read_whole(c: &Client, map: &str) -> Result<PersonMap, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn get_finds_every_identified_id_and_no_other() {
+        let mut x: u64 = 7;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1442695040888963407);
+            x
+        };
+        for n in [0, 1, 1000, 100_000] {
+            let pairs: Vec<(u64, u64)> = (0..n).map(|_| (next(), next())).collect();
+            let map: PersonMap = pairs.iter().copied().collect();
+            for (anon, person) in &pairs {
+                assert_eq!(map.get(anon), Some(person));
+            }
+            // IDs beside them (in the same ranges) and far from them.
+            for (anon, _) in pairs.iter().take(1000) {
+                assert_eq!(map.get(&(anon ^ 1)), None);
+            }
+            for _ in 0..10_000 {
+                assert_eq!(map.get(&next()), None);
+            }
+        }
+        assert_eq!(PersonMap::default().get(&42), None);
+    }
 
     #[test]
     fn the_cursor_finds_what_the_hash_map_finds_in_any_order() {
