@@ -235,11 +235,45 @@ impl Tally {
     }
 }
 
+/// Bits of a person's number, after those of their pile, that [`sort_pile`] deals by.
+const SUB_PILE_BITS: u32 = 8;
+
+/// A pile's rows into `sorted` in order: dealt by person once more, into 256 small piles (a
+/// few people each, in the processor's cache), each then sorted. At 10M events (split by
+/// country: 1.6M rows, about 6,000 a pile) sorting took 18% of the collector's CPU as one sort
+/// of each pile.
+fn sort_pile(pile: &[u128], sorted: &mut Vec<u128>) {
+    let shift = 128 - PILE_BITS - SUB_PILE_BITS;
+    let sub = |row: &u128| (row >> shift) as usize & ((1 << SUB_PILE_BITS) - 1);
+    let mut ends = [0u32; 1 << SUB_PILE_BITS];
+    for row in pile {
+        ends[sub(row)] += 1;
+    }
+    let mut at = 0;
+    for end in &mut ends {
+        at += *end;
+        *end = at;
+    }
+    // Dealt from the back, so that each small pile's end becomes its start.
+    sorted.clear();
+    sorted.resize(pile.len(), 0);
+    for row in pile.iter().rev() {
+        let end = &mut ends[sub(row)];
+        *end -= 1;
+        sorted[*end as usize] = *row;
+    }
+    let mut start = pile.len();
+    for &end in ends.iter().rev() {
+        sorted[end as usize..start].sort_unstable();
+        start = end as usize;
+    }
+}
+
 /// Counts each person of `piles` that `keep` keeps once in all, once per key, per (key,
 /// bucket) and, with `pairs`, per (key, split). A row is the person (high 64 bits), then the key, the split and
 /// the bucket, so a pile sorted holds each person's rows together, by key, then split.
 fn tally(
-    mut piles: Vec<Vec<u128>>,
+    piles: Vec<Vec<u128>>,
     keys: usize,
     pairs: bool,
     keep: &(dyn Fn(u64) -> bool + Sync),
@@ -248,10 +282,10 @@ fn tally(
         keys: vec![0; keys],
         ..Tally::default()
     };
-    let mut seen: Vec<u64> = Vec::new();
-    for pile in &mut piles {
-        pile.sort_unstable();
-        for rows in pile.chunk_by(|a, b| a >> 64 == b >> 64) {
+    let (mut seen, mut sorted): (Vec<u64>, Vec<u128>) = (Vec::new(), Vec::new());
+    for pile in &piles {
+        sort_pile(pile, &mut sorted);
+        for rows in sorted.chunk_by(|a, b| a >> 64 == b >> 64) {
             if !keep((rows[0] >> 64) as u64) {
                 continue;
             }
@@ -290,6 +324,36 @@ mod tests {
 
     fn row(person: u64, key: u64, split: u64, bucket: u64) -> u128 {
         u128::from(person) << 64 | u128::from(key << 40 | split << 16 | bucket)
+    }
+
+    /// A pile sorted through its small piles is the pile sorted, for people numbered as the
+    /// store numbers them (hashes) and for numbers that share all their top bits; all of one
+    /// pile, as [`read`] deals them.
+    #[test]
+    fn a_pile_sorts_as_one_sort_sorts_it() {
+        let mut x: u64 = 99;
+        let mut next = || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            x
+        };
+        let people: Vec<u64> = (0..500).map(|_| next()).collect();
+        let pile: Vec<u128> = (0..8_000)
+            .map(|i| {
+                let r = next();
+                let person = if i % 4 == 0 {
+                    r % 50
+                } else {
+                    people[r as usize % 500]
+                };
+                let person = person & (u64::MAX >> PILE_BITS) | 0x5a << (64 - PILE_BITS);
+                row(person, r >> 60, r >> 56 & 3, r >> 50 & 7)
+            })
+            .collect();
+        let mut sorted = vec![5, 6];
+        sort_pile(&pile, &mut sorted);
+        let mut want = pile.clone();
+        want.sort_unstable();
+        assert_eq!(sorted, want);
     }
 
     /// Each person once per key, per (key, bucket), per pair and in all, however many rows
