@@ -196,7 +196,7 @@ pub struct Piles {
 
 /// A hit as one number: the person in the top 64 bits, then the time in ms from the piles'
 /// start (32 bits), then the steps (32 bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct PileHit(u128);
 
 impl Piles {
@@ -227,7 +227,7 @@ impl Piles {
 }
 
 /// The piles of the last funnel, emptied, for the next one (up to 256 MiB of them).
-static SPARE_PILES: super::spare::Spare<PileHit> = super::spare::Spare::new(256 << 20);
+static SPARE_PILES: super::piles::Spare<PileHit> = super::piles::Spare::new(256 << 20);
 
 /// Bits of a person's number, after those of their pile, that [`each_person`] deals by.
 const SUB_PILE_BITS: u32 = 11;
@@ -239,23 +239,7 @@ const SUB_PILE_BITS: u32 = 11;
 fn each_person(pile: &[PileHit], dealt: &mut Vec<PileHit>, mut each: impl FnMut(&[PileHit])) {
     let shift = 64 - PILE_BITS - SUB_PILE_BITS;
     let sub = |h: &PileHit| (h.person() >> shift) as usize & ((1 << SUB_PILE_BITS) - 1);
-    let mut ends = [0u32; 1 << SUB_PILE_BITS];
-    for h in pile {
-        ends[sub(h)] += 1;
-    }
-    let mut at = 0;
-    for end in &mut ends {
-        at += *end;
-        *end = at;
-    }
-    // Dealt from the back, so that each small pile's end becomes its start.
-    dealt.clear();
-    dealt.resize(pile.len(), PileHit(0));
-    for h in pile.iter().rev() {
-        let end = &mut ends[sub(h)];
-        *end -= 1;
-        dealt[*end as usize] = *h;
-    }
+    let ends: [u32; 1 << SUB_PILE_BITS] = super::piles::deal(pile, dealt, sub);
     let mut start = pile.len();
     for &end in ends.iter().rev() {
         let small = &mut dealt[end as usize..start];

@@ -4,7 +4,7 @@
 mod buckets;
 mod clickhouse;
 pub mod journeys;
-mod spare;
+mod piles;
 mod sqlite;
 
 pub use buckets::{bucket_starts, day_start};

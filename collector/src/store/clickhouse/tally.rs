@@ -39,7 +39,7 @@ const MAX_ROWS: usize = 1 << 24;
 
 /// The piles of the last question counted here, emptied, for the next one (up to 128 MiB:
 /// at 10M events, 30 days, 1.9M rows take 30 MB).
-static SPARE_PILES: crate::store::spare::Spare<u128> = crate::store::spare::Spare::new(128 << 20);
+static SPARE_PILES: crate::store::piles::Spare<u128> = crate::store::piles::Spare::new(128 << 20);
 
 /// A key or a split is numbered in 24 bits, a bucket in 16, beside the person's 64.
 const TEXT_BITS: u32 = 24;
@@ -245,23 +245,7 @@ const SUB_PILE_BITS: u32 = 8;
 fn sort_pile(pile: &[u128], sorted: &mut Vec<u128>) {
     let shift = 128 - PILE_BITS - SUB_PILE_BITS;
     let sub = |row: &u128| (row >> shift) as usize & ((1 << SUB_PILE_BITS) - 1);
-    let mut ends = [0u32; 1 << SUB_PILE_BITS];
-    for row in pile {
-        ends[sub(row)] += 1;
-    }
-    let mut at = 0;
-    for end in &mut ends {
-        at += *end;
-        *end = at;
-    }
-    // Dealt from the back, so that each small pile's end becomes its start.
-    sorted.clear();
-    sorted.resize(pile.len(), 0);
-    for row in pile.iter().rev() {
-        let end = &mut ends[sub(row)];
-        *end -= 1;
-        sorted[*end as usize] = *row;
-    }
+    let ends: [u32; 1 << SUB_PILE_BITS] = crate::store::piles::deal(pile, sorted, sub);
     let mut start = pile.len();
     for &end in ends.iter().rev() {
         sorted[end as usize..start].sort_unstable();
