@@ -407,11 +407,11 @@ pub fn funnel_piles(
         to_ms: to_ms - piles.from_ms,
         window_ms,
     };
-    let walk = |mut piles: Vec<Vec<PileHit>>| {
+    let walk = |piles: Vec<Vec<PileHit>>| {
         let mut found = Walked::new(steps, 1, false);
         let (mut dealt, mut lists) = (Vec::new(), StepTimes::new(steps));
         let (mut times, mut best) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
-        for pile in &mut piles {
+        for pile in &piles {
             each_person(pile, &mut dealt, |hits| {
                 lists.fill(hits);
                 rules.walk_times(&mut lists, &mut times, &mut best);
